@@ -1,0 +1,4 @@
+//! nicip: a Kubernetes controller that makes cloud NICs carry the secondary
+//! IPs and attachments declared in `NicIpClaim` objects.
+
+pub mod signing;
