@@ -2,3 +2,4 @@
 //! IPs and attachments declared in `NicIpClaim` objects.
 
 pub mod signing;
+pub mod kubesim;
