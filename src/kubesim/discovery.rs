@@ -40,24 +40,43 @@ pub(crate) struct ResourceType {
 
 impl ResourceType {
     pub(crate) fn api_version(&self) -> String {
-        if self.group.is_empty() { self.version.clone() } else { format!("{}/{}", self.group, self.version) }
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
     }
 
     /// `nicipclaims.nicip.io`, as used in error messages.
     pub(crate) fn group_resource(&self) -> String {
-        if self.group.is_empty() { self.plural.clone() } else { format!("{}.{}", self.plural, self.group) }
+        if self.group.is_empty() {
+            self.plural.clone()
+        } else {
+            format!("{}.{}", self.plural, self.group)
+        }
     }
 
     /// `NicIpClaim.nicip.io`, as used in `Invalid` messages.
     pub(crate) fn group_kind(&self) -> String {
-        if self.group.is_empty() { self.kind.clone() } else { format!("{}.{}", self.kind, self.group) }
+        if self.group.is_empty() {
+            self.kind.clone()
+        } else {
+            format!("{}.{}", self.kind, self.group)
+        }
     }
 
     pub(crate) fn is_event_v1(&self) -> bool {
         self.group == "events.k8s.io"
     }
 
-    fn builtin(group: &str, kind: &str, plural: &str, namespaced: bool, short: &[&str], columns: Vec<Column>) -> Self {
+    fn builtin(
+        group: &str,
+        kind: &str,
+        plural: &str,
+        namespaced: bool,
+        short: &[&str],
+        columns: Vec<Column>,
+    ) -> Self {
         ResourceType {
             group: group.into(),
             version: "v1".into(),
@@ -71,7 +90,11 @@ impl ResourceType {
             custom: false,
             schema: None,
             columns,
-            storage: if plural == "events" { "events".into() } else { format!("{group}/{plural}") },
+            storage: if plural == "events" {
+                "events".into()
+            } else {
+                format!("{group}/{plural}")
+            },
         }
     }
 }
@@ -94,8 +117,22 @@ fn age() -> Column {
 /// The built-in kinds: Namespace, Secret, Event (core and `events.k8s.io`), Lease.
 pub(crate) fn builtins() -> Vec<ResourceType> {
     vec![
-        ResourceType::builtin("", "Namespace", "namespaces", false, &["ns"], vec![column("Status", "string", ".status.phase", 0), age()]),
-        ResourceType::builtin("", "Secret", "secrets", true, &[], vec![column("Type", "string", ".type", 0), age()]),
+        ResourceType::builtin(
+            "",
+            "Namespace",
+            "namespaces",
+            false,
+            &["ns"],
+            vec![column("Status", "string", ".status.phase", 0), age()],
+        ),
+        ResourceType::builtin(
+            "",
+            "Secret",
+            "secrets",
+            true,
+            &[],
+            vec![column("Type", "string", ".type", 0), age()],
+        ),
         ResourceType::builtin(
             "",
             "Event",
@@ -115,9 +152,20 @@ pub(crate) fn builtins() -> Vec<ResourceType> {
             "events",
             true,
             &["ev"],
-            vec![column("Type", "string", ".type", 0), column("Reason", "string", ".reason", 0), column("Note", "string", ".note", 0)],
+            vec![
+                column("Type", "string", ".type", 0),
+                column("Reason", "string", ".reason", 0),
+                column("Note", "string", ".note", 0),
+            ],
         ),
-        ResourceType::builtin("coordination.k8s.io", "Lease", "leases", true, &[], vec![column("Holder", "string", ".spec.holderIdentity", 0), age()]),
+        ResourceType::builtin(
+            "coordination.k8s.io",
+            "Lease",
+            "leases",
+            true,
+            &[],
+            vec![column("Holder", "string", ".spec.holderIdentity", 0), age()],
+        ),
     ]
 }
 
@@ -150,13 +198,21 @@ pub(crate) fn from_crd(crd: &CustomResourceDefinition) -> Vec<ResourceType> {
                 version: v.name.clone(),
                 kind: spec.names.kind.clone(),
                 plural: spec.names.plural.clone(),
-                singular: spec.names.singular.clone().unwrap_or_else(|| spec.names.kind.to_lowercase()),
+                singular: spec
+                    .names
+                    .singular
+                    .clone()
+                    .unwrap_or_else(|| spec.names.kind.to_lowercase()),
                 short_names: spec.names.short_names.clone().unwrap_or_default(),
                 categories: spec.names.categories.clone().unwrap_or_default(),
                 namespaced: spec.scope == "Namespaced",
                 status_subresource: v.subresources.as_ref().is_some_and(|s| s.status.is_some()),
                 custom: true,
-                schema: v.schema.as_ref().and_then(|s| s.open_api_v3_schema.as_ref()).and_then(|s| serde_json::to_value(s).ok()),
+                schema: v
+                    .schema
+                    .as_ref()
+                    .and_then(|s| s.open_api_v3_schema.as_ref())
+                    .and_then(|s| serde_json::to_value(s).ok()),
                 columns,
                 storage: format!("{}/{}", spec.group, spec.names.plural),
             }
@@ -173,7 +229,9 @@ fn groups_in_order(types: &[ResourceType]) -> Vec<(String, Vec<String>)> {
     let mut groups: Vec<(String, Vec<String>)> = Vec::new();
     for t in types.iter().filter(|t| !t.group.is_empty()) {
         match groups.iter_mut().find(|(g, _)| *g == t.group) {
-            Some((_, versions)) if !versions.contains(&t.version) => versions.push(t.version.clone()),
+            Some((_, versions)) if !versions.contains(&t.version) => {
+                versions.push(t.version.clone())
+            }
             Some(_) => {}
             None => groups.push((t.group.clone(), vec![t.version.clone()])),
         }
@@ -182,27 +240,43 @@ fn groups_in_order(types: &[ResourceType]) -> Vec<(String, Vec<String>)> {
 }
 
 fn group_doc(name: &str, versions: &[String]) -> Value {
-    let vs: Vec<Value> = versions.iter().map(|v| json!({"groupVersion": format!("{name}/{v}"), "version": v})).collect();
+    let vs: Vec<Value> = versions
+        .iter()
+        .map(|v| json!({"groupVersion": format!("{name}/{v}"), "version": v}))
+        .collect();
     json!({"name": name, "versions": vs, "preferredVersion": vs.first().cloned().unwrap_or(Value::Null)})
 }
 
 pub(crate) fn group_list_doc(types: &[ResourceType]) -> Value {
-    let groups: Vec<Value> = groups_in_order(types).iter().map(|(g, vs)| group_doc(g, vs)).collect();
+    let groups: Vec<Value> = groups_in_order(types)
+        .iter()
+        .map(|(g, vs)| group_doc(g, vs))
+        .collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
 pub(crate) fn group_doc_for(types: &[ResourceType], group: &str) -> Option<Value> {
-    groups_in_order(types).iter().find(|(g, _)| g == group).map(|(g, vs)| {
-        let mut doc = group_doc(g, vs);
-        doc["kind"] = json!("APIGroup");
-        doc["apiVersion"] = json!("v1");
-        doc
-    })
+    groups_in_order(types)
+        .iter()
+        .find(|(g, _)| g == group)
+        .map(|(g, vs)| {
+            let mut doc = group_doc(g, vs);
+            doc["kind"] = json!("APIGroup");
+            doc["apiVersion"] = json!("v1");
+            doc
+        })
 }
 
-pub(crate) fn resource_list_doc(types: &[ResourceType], group: &str, version: &str) -> Option<Value> {
+pub(crate) fn resource_list_doc(
+    types: &[ResourceType],
+    group: &str,
+    version: &str,
+) -> Option<Value> {
     let mut resources = Vec::new();
-    for t in types.iter().filter(|t| t.group == group && t.version == version) {
+    for t in types
+        .iter()
+        .filter(|t| t.group == group && t.version == version)
+    {
         let mut r = json!({
             "name": t.plural, "singularName": t.singular, "namespaced": t.namespaced, "kind": t.kind,
             "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
@@ -222,8 +296,14 @@ pub(crate) fn resource_list_doc(types: &[ResourceType], group: &str, version: &s
     if resources.is_empty() {
         return None;
     }
-    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
+    )
 }
 
 /// `/openapi/v3`: one document per group/version.
@@ -232,18 +312,29 @@ pub(crate) fn openapi_root(types: &[ResourceType]) -> Value {
     let mut gvs: Vec<String> = types.iter().map(gv_path).collect();
     gvs.dedup();
     for gv in gvs {
-        paths.insert(gv.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{gv}")}));
+        paths.insert(
+            gv.clone(),
+            json!({"serverRelativeURL": format!("/openapi/v3/{gv}")}),
+        );
     }
     json!({"paths": paths})
 }
 
 fn gv_path(t: &ResourceType) -> String {
-    if t.group.is_empty() { format!("api/{}", t.version) } else { format!("apis/{}/{}", t.group, t.version) }
+    if t.group.is_empty() {
+        format!("api/{}", t.version)
+    } else {
+        format!("apis/{}/{}", t.group, t.version)
+    }
 }
 
 fn schema_name(t: &ResourceType) -> String {
     let reversed: Vec<&str> = t.group.split('.').rev().collect();
-    if t.group.is_empty() { format!("io.k8s.api.core.{}.{}", t.version, t.kind) } else { format!("{}.{}.{}", reversed.join("."), t.version, t.kind) }
+    if t.group.is_empty() {
+        format!("io.k8s.api.core.{}.{}", t.version, t.kind)
+    } else {
+        format!("{}.{}.{}", reversed.join("."), t.version, t.kind)
+    }
 }
 
 /// One group/version's OpenAPI v3 document: the object schemas (what
@@ -254,13 +345,19 @@ pub(crate) fn openapi_doc(types: &[ResourceType], gv: &str) -> Option<Value> {
     let mut schemas = Map::new();
     for t in types.iter().filter(|t| gv_path(t) == gv) {
         let gvk = json!({"group": t.group, "version": t.version, "kind": t.kind});
-        let mut schema = t.schema.clone().unwrap_or_else(|| json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}));
+        let mut schema = t.schema.clone().unwrap_or_else(
+            || json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),
+        );
         if let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) {
             props.insert("metadata".into(), json!({"type": "object", "description": "Standard object's metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata"}));
         }
         schema["x-kubernetes-group-version-kind"] = json!([gvk]);
         schemas.insert(schema_name(t), schema);
-        let prefix = if t.namespaced { format!("/{gv}/namespaces/{{namespace}}/{}", t.plural) } else { format!("/{gv}/{}", t.plural) };
+        let prefix = if t.namespaced {
+            format!("/{gv}/namespaces/{{namespace}}/{}", t.plural)
+        } else {
+            format!("/{gv}/{}", t.plural)
+        };
         let params = json!([
             {"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
             {"name": "fieldManager", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
@@ -274,13 +371,22 @@ pub(crate) fn openapi_doc(types: &[ResourceType], gv: &str) -> Option<Value> {
     if schemas.is_empty() {
         return None;
     }
-    Some(json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "kubesim"}, "paths": paths,
-        "components": {"schemas": schemas}}))
+    Some(
+        json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "kubesim"}, "paths": paths,
+        "components": {"schemas": schemas}}),
+    )
 }
 
 /// The `meta.k8s.io/v1` Table of `objects`, as kube-apiserver's table convertor builds it.
-pub(crate) fn table(t: &ResourceType, objects: &[&Value], list_meta: Value, with_columns: bool) -> Value {
-    let mut defs = vec![json!({"name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace. It is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names", "priority": 0})];
+pub(crate) fn table(
+    t: &ResourceType,
+    objects: &[&Value],
+    list_meta: Value,
+    with_columns: bool,
+) -> Value {
+    let mut defs = vec![
+        json!({"name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace. It is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names", "priority": 0}),
+    ];
     for c in &t.columns {
         defs.push(json!({"name": c.name, "type": c.type_, "format": c.format, "description": c.description, "priority": c.priority}));
     }
@@ -308,10 +414,14 @@ pub(crate) fn table(t: &ResourceType, objects: &[&Value], list_meta: Value, with
 }
 
 fn cell(c: &Column, obj: &Value) -> Value {
-    let Some(value) = jsonpath(obj, &c.json_path).into_iter().next() else { return Value::Null };
+    let Some(value) = jsonpath(obj, &c.json_path).into_iter().next() else {
+        return Value::Null;
+    };
     match (c.type_.as_str(), &value) {
         ("date", Value::String(s)) => match s.parse::<jiff::Timestamp>() {
-            Ok(ts) => json!(human_age(jiff::Timestamp::now().as_second() - ts.as_second())),
+            Ok(ts) => json!(human_age(
+                jiff::Timestamp::now().as_second() - ts.as_second()
+            )),
             Err(_) => Value::Null,
         },
         ("string", Value::String(_)) => value,
@@ -345,15 +455,24 @@ pub(crate) fn jsonpath(obj: &Value, path: &str) -> Vec<Value> {
             current = current.iter().filter_map(|v| v.get(key).cloned()).collect();
             rest = &r[end..];
         } else if let Some(r) = rest.strip_prefix('[') {
-            let Some(end) = r.find(']') else { return Vec::new() };
+            let Some(end) = r.find(']') else {
+                return Vec::new();
+            };
             let inner = &r[..end];
             rest = &r[end + 1..];
             current = if inner == "*" {
-                current.iter().flat_map(|v| v.as_array().cloned().unwrap_or_default()).collect()
+                current
+                    .iter()
+                    .flat_map(|v| v.as_array().cloned().unwrap_or_default())
+                    .collect()
             } else if let Ok(i) = inner.parse::<usize>() {
                 current.iter().filter_map(|v| v.get(i).cloned()).collect()
-            } else if let Some(filter) = inner.strip_prefix("?(@.").and_then(|f| f.strip_suffix(')')) {
-                let Some((field, want)) = filter.split_once("==") else { return Vec::new() };
+            } else if let Some(filter) =
+                inner.strip_prefix("?(@.").and_then(|f| f.strip_suffix(')'))
+            {
+                let Some((field, want)) = filter.split_once("==") else {
+                    return Vec::new();
+                };
                 let want = want.trim().trim_matches(|c| c == '"' || c == '\'');
                 current
                     .iter()
@@ -388,15 +507,25 @@ const EVENT_FIELDS: &[(&str, &str)] = &[
 /// Convert between the two Event APIs; storage holds core `v1`.
 pub(crate) fn convert_event(obj: &Value, to_events_v1: bool) -> Value {
     let mut out = obj.clone();
-    let Some(map) = out.as_object_mut() else { return out };
+    let Some(map) = out.as_object_mut() else {
+        return out;
+    };
     for (v1, core) in EVENT_FIELDS {
         let (from, to) = if to_events_v1 { (core, v1) } else { (v1, core) };
         if let Some(v) = map.remove(*from) {
             map.insert(to.to_string(), v);
         }
     }
-    map.insert("apiVersion".into(), json!(if to_events_v1 { "events.k8s.io/v1" } else { "v1" }));
-    if !to_events_v1 && !map.contains_key("source")
+    map.insert(
+        "apiVersion".into(),
+        json!(if to_events_v1 {
+            "events.k8s.io/v1"
+        } else {
+            "v1"
+        }),
+    );
+    if !to_events_v1
+        && !map.contains_key("source")
         && let Some(c) = map.get("reportingComponent").cloned()
     {
         let host = map.get("reportingInstance").cloned().unwrap_or(Value::Null);
@@ -413,8 +542,14 @@ mod tests {
     fn jsonpath_filters_conditions() {
         let obj = json!({"status": {"conditions": [{"type": "Ready", "status": "False"}, {"type": "X", "status": "True"}],
             "ips": [{"a": "1"}, {"a": "2"}]}});
-        assert_eq!(jsonpath(&obj, r#".status.conditions[?(@.type=="Ready")].status"#), vec![json!("False")]);
-        assert_eq!(jsonpath(&obj, ".status.ips[*].a"), vec![json!("1"), json!("2")]);
+        assert_eq!(
+            jsonpath(&obj, r#".status.conditions[?(@.type=="Ready")].status"#),
+            vec![json!("False")]
+        );
+        assert_eq!(
+            jsonpath(&obj, ".status.ips[*].a"),
+            vec![json!("1"), json!("2")]
+        );
         assert_eq!(jsonpath(&obj, ".status.ips[1].a"), vec![json!("2")]);
         assert!(jsonpath(&obj, ".spec.nothing").is_empty());
     }

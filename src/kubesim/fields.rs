@@ -41,7 +41,11 @@ pub(crate) fn path_text(path: &Path) -> String {
 
 fn key_text(k: &str) -> String {
     match serde_json::from_str::<Map<String, Value>>(k) {
-        Ok(m) => m.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
+        Ok(m) => m
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(","),
         Err(_) => k.to_string(),
     }
 }
@@ -58,7 +62,9 @@ fn metadata_schema() -> Value {
 
 fn child_schema<'a>(schema: Option<&'a Value>, key: &str) -> Option<&'a Value> {
     let s = schema?;
-    s.get("properties").and_then(|p| p.get(key)).or_else(|| s.get("additionalProperties").filter(|a| a.is_object()))
+    s.get("properties")
+        .and_then(|p| p.get(key))
+        .or_else(|| s.get("additionalProperties").filter(|a| a.is_object()))
 }
 
 /// Which top-level parts of an object a write may own: the main resource
@@ -73,13 +79,20 @@ pub(crate) enum Scope {
 /// Every owned leaf of `obj` with its value.
 pub(crate) fn leaves(schema: Option<&Value>, obj: &Value, scope: Scope) -> BTreeMap<Path, Value> {
     let mut out = BTreeMap::new();
-    let Some(map) = obj.as_object() else { return out };
+    let Some(map) = obj.as_object() else {
+        return out;
+    };
     let meta_schema = metadata_schema();
     for (key, value) in map {
         let included = match (scope, key.as_str()) {
             (_, "apiVersion" | "kind") => false,
             (Scope::Status, k) => k == "status",
-            (Scope::Main { status_is_subresource }, "status") => !status_is_subresource,
+            (
+                Scope::Main {
+                    status_is_subresource,
+                },
+                "status",
+            ) => !status_is_subresource,
             _ => true,
         };
         if !included {
@@ -113,7 +126,10 @@ fn walk(schema: Option<&Value>, value: &Value, path: Path, out: &mut BTreeMap<Pa
         }
         Value::Array(items) => {
             let item_schema = schema.and_then(|s| s.get("items"));
-            match schema.and_then(|s| s.get("x-kubernetes-list-type")).and_then(Value::as_str) {
+            match schema
+                .and_then(|s| s.get("x-kubernetes-list-type"))
+                .and_then(Value::as_str)
+            {
                 Some("set") => {
                     for item in items {
                         let mut p = path.clone();
@@ -141,7 +157,10 @@ fn walk(schema: Option<&Value>, value: &Value, path: Path, out: &mut BTreeMap<Pa
 }
 
 fn is_atomic(schema: Option<&Value>) -> bool {
-    schema.and_then(|s| s.get("x-kubernetes-map-type")).and_then(Value::as_str) == Some("atomic")
+    schema
+        .and_then(|s| s.get("x-kubernetes-map-type"))
+        .and_then(Value::as_str)
+        == Some("atomic")
 }
 
 fn list_key(schema: Option<&Value>, item: &Value) -> Map<String, Value> {
@@ -173,7 +192,9 @@ impl Manager {
 }
 
 pub(crate) fn read_managers(obj: &Value) -> Vec<Manager> {
-    let entries = obj.pointer("/metadata/managedFields").and_then(Value::as_array);
+    let entries = obj
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array);
     entries
         .into_iter()
         .flatten()
@@ -183,11 +204,26 @@ pub(crate) fn read_managers(obj: &Value) -> Vec<Manager> {
                 parse_fields(f, Vec::new(), &mut fields);
             }
             Manager {
-                name: e.get("manager").and_then(Value::as_str).unwrap_or_default().to_string(),
+                name: e
+                    .get("manager")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
                 apply: e.get("operation").and_then(Value::as_str) == Some("Apply"),
-                subresource: e.get("subresource").and_then(Value::as_str).map(str::to_string),
-                api_version: e.get("apiVersion").and_then(Value::as_str).unwrap_or_default().to_string(),
-                time: e.get("time").and_then(Value::as_str).unwrap_or_default().to_string(),
+                subresource: e
+                    .get("subresource")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+                api_version: e
+                    .get("apiVersion")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+                time: e
+                    .get("time")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
                 fields,
             }
         })
@@ -228,7 +264,9 @@ fn render_fields(fields: &BTreeSet<Path>) -> Value {
                 Step::Item(v) => format!("v:{v}"),
             };
             let entry = node.entry(key).or_insert_with(|| json!({}));
-            let Some(next) = entry.as_object_mut() else { break };
+            let Some(next) = entry.as_object_mut() else {
+                break;
+            };
             node = next;
             let last = i + 1 == path.len();
             if last && !node.is_empty() {
@@ -280,7 +318,12 @@ pub(crate) struct Writer<'a> {
 
 /// Record an `Update` (create, replace, merge/JSON patch): the writer takes the
 /// fields it changed from every other manager.
-pub(crate) fn record_update(schema: Option<&Value>, old: Option<&Value>, new: &mut Value, w: &Writer) {
+pub(crate) fn record_update(
+    schema: Option<&Value>,
+    old: Option<&Value>,
+    new: &mut Value,
+    w: &Writer,
+) {
     let mut managers = old.map(read_managers).unwrap_or_default();
     let before = old.map(|o| leaves(schema, o, w.scope)).unwrap_or_default();
     let after = leaves(schema, new, w.scope);
@@ -295,14 +338,27 @@ pub(crate) fn record_update(schema: Option<&Value>, old: Option<&Value>, new: &m
             Some(Step::Field(f)) => f.as_str(),
             _ => "",
         };
-        (top == "status") == (w.scope == Scope::Status) || matches!(w.scope, Scope::Main { status_is_subresource: false })
+        (top == "status") == (w.scope == Scope::Status)
+            || matches!(
+                w.scope,
+                Scope::Main {
+                    status_is_subresource: false
+                }
+            )
     };
     for m in &mut managers {
-        m.fields.retain(|p| !in_scope(p) || (after.contains_key(p) && !changed.contains(p)));
+        m.fields
+            .retain(|p| !in_scope(p) || (after.contains_key(p) && !changed.contains(p)));
     }
-    let mine: BTreeSet<Path> = changed.into_iter().filter(|p| after.contains_key(p)).collect();
+    let mine: BTreeSet<Path> = changed
+        .into_iter()
+        .filter(|p| after.contains_key(p))
+        .collect();
     if !mine.is_empty() {
-        match managers.iter_mut().find(|m| m.same_identity(w.manager, false, w.subresource)) {
+        match managers
+            .iter_mut()
+            .find(|m| m.same_identity(w.manager, false, w.subresource))
+        {
             Some(m) => {
                 m.fields.extend(mine);
                 m.time = w.now.to_string();
@@ -341,7 +397,10 @@ pub(crate) fn apply(
     let applied = leaves(schema, config, w.scope);
     let existing = leaves(schema, current, w.scope);
     let mut conflicts = Vec::new();
-    for m in managers.iter_mut().filter(|m| !m.same_identity(w.manager, true, w.subresource)) {
+    for m in managers
+        .iter_mut()
+        .filter(|m| !m.same_identity(w.manager, true, w.subresource))
+    {
         let lost: Vec<Path> = m
             .fields
             .iter()
@@ -352,7 +411,11 @@ pub(crate) fn apply(
             if force {
                 m.fields.remove(&p);
             } else {
-                conflicts.push(Conflict { manager: m.name.clone(), api_version: m.api_version.clone(), path: p });
+                conflicts.push(Conflict {
+                    manager: m.name.clone(),
+                    api_version: m.api_version.clone(),
+                    path: p,
+                });
             }
         }
     }
@@ -367,15 +430,19 @@ pub(crate) fn apply(
         .map(|m| m.fields.clone())
         .unwrap_or_default();
     for gone in previous.iter().rev() {
-        let owned_elsewhere = managers
-            .iter()
-            .any(|m| !m.same_identity(w.manager, true, w.subresource) && m.fields.iter().any(|p| p.starts_with(gone)));
+        let owned_elsewhere = managers.iter().any(|m| {
+            !m.same_identity(w.manager, true, w.subresource)
+                && m.fields.iter().any(|p| p.starts_with(gone))
+        });
         if !applied.contains_key(gone) && !owned_elsewhere {
             remove_path(schema, &mut merged, gone);
         }
     }
     let fields: BTreeSet<Path> = applied.into_keys().collect();
-    match managers.iter_mut().find(|m| m.same_identity(w.manager, true, w.subresource)) {
+    match managers
+        .iter_mut()
+        .find(|m| m.same_identity(w.manager, true, w.subresource))
+    {
         Some(m) => {
             m.fields = fields;
             m.time = w.now.to_string();
@@ -395,7 +462,11 @@ pub(crate) fn apply(
 }
 
 fn schema_for_top<'a>(schema: Option<&'a Value>, key: &str, meta: &'a Value) -> Option<&'a Value> {
-    if key == "metadata" { Some(meta) } else { child_schema(schema, key) }
+    if key == "metadata" {
+        Some(meta)
+    } else {
+        child_schema(schema, key)
+    }
 }
 
 /// Structured merge: maps recursively, associative lists by key, set lists
@@ -405,9 +476,15 @@ fn merge(schema: Option<&Value>, into: &mut Value, from: &Value, root: bool) {
     match (into, from) {
         (Value::Object(dst), Value::Object(src)) if !is_atomic(schema) => {
             for (k, v) in src {
-                let s = if root { schema_for_top(schema, k, &meta) } else { child_schema(schema, k) };
+                let s = if root {
+                    schema_for_top(schema, k, &meta)
+                } else {
+                    child_schema(schema, k)
+                };
                 match dst.get_mut(k) {
-                    Some(existing) if existing.is_object() || existing.is_array() => merge(s, existing, v, false),
+                    Some(existing) if existing.is_object() || existing.is_array() => {
+                        merge(s, existing, v, false)
+                    }
                     _ => {
                         dst.insert(k.clone(), v.clone());
                     }
@@ -416,7 +493,10 @@ fn merge(schema: Option<&Value>, into: &mut Value, from: &Value, root: bool) {
         }
         (Value::Array(dst), Value::Array(src)) => {
             let item_schema = schema.and_then(|s| s.get("items"));
-            match schema.and_then(|s| s.get("x-kubernetes-list-type")).and_then(Value::as_str) {
+            match schema
+                .and_then(|s| s.get("x-kubernetes-list-type"))
+                .and_then(Value::as_str)
+            {
                 Some("set") => {
                     for v in src {
                         if !dst.contains(v) {
@@ -448,8 +528,14 @@ fn remove_path(schema: Option<&Value>, obj: &mut Value, path: &Path) {
         let last = i + 1 == path.len();
         match step {
             Step::Field(f) => {
-                let next_schema = if i == 0 { schema_for_top(schema, f, &meta) } else { child_schema(s, f) };
-                let Some(map) = node.as_object_mut() else { return };
+                let next_schema = if i == 0 {
+                    schema_for_top(schema, f, &meta)
+                } else {
+                    child_schema(s, f)
+                };
+                let Some(map) = node.as_object_mut() else {
+                    return;
+                };
                 if last {
                     map.remove(f);
                     return;
@@ -459,12 +545,20 @@ fn remove_path(schema: Option<&Value>, obj: &mut Value, path: &Path) {
                 s = next_schema;
             }
             Step::Key(k) | Step::Item(k) => {
-                let Ok(want) = serde_json::from_str::<Value>(k) else { return };
+                let Ok(want) = serde_json::from_str::<Value>(k) else {
+                    return;
+                };
                 let is_key = matches!(step, Step::Key(_));
                 let list_schema = s;
-                let Some(items) = node.as_array_mut() else { return };
+                let Some(items) = node.as_array_mut() else {
+                    return;
+                };
                 let pos = items.iter().position(|item| {
-                    if is_key { Value::Object(list_key(list_schema, item)) == want } else { *item == want }
+                    if is_key {
+                        Value::Object(list_key(list_schema, item)) == want
+                    } else {
+                        *item == want
+                    }
                 });
                 let Some(pos) = pos else { return };
                 if last {
@@ -492,27 +586,66 @@ mod tests {
     }
 
     fn writer(manager: &str) -> Writer<'_> {
-        Writer { manager, subresource: None, api_version: "x/v1", now: "t", scope: Scope::Main { status_is_subresource: true } }
+        Writer {
+            manager,
+            subresource: None,
+            api_version: "x/v1",
+            now: "t",
+            scope: Scope::Main {
+                status_is_subresource: true,
+            },
+        }
     }
 
     #[test]
     fn apply_merges_conflicts_and_removes_dropped_fields() {
         let s = schema();
         let base = json!({"apiVersion": "x/v1", "kind": "X", "metadata": {"name": "n"}});
-        let one = apply(Some(&s), &base, &json!({"spec": {"a": "1", "tags": ["x"]}}), false, &writer("one")).ok().expect("applies");
-        let two = apply(Some(&s), &one, &json!({"spec": {"b": "2", "tags": ["y"]}}), false, &writer("two")).ok().expect("applies");
+        let one = apply(
+            Some(&s),
+            &base,
+            &json!({"spec": {"a": "1", "tags": ["x"]}}),
+            false,
+            &writer("one"),
+        )
+        .ok()
+        .expect("applies");
+        let two = apply(
+            Some(&s),
+            &one,
+            &json!({"spec": {"b": "2", "tags": ["y"]}}),
+            false,
+            &writer("two"),
+        )
+        .ok()
+        .expect("applies");
         assert_eq!(two["spec"], json!({"a": "1", "b": "2", "tags": ["x", "y"]}));
-        let Err(conflicts) = apply(Some(&s), &two, &json!({"spec": {"a": "other"}}), false, &writer("two")) else {
+        let Err(conflicts) = apply(
+            Some(&s),
+            &two,
+            &json!({"spec": {"a": "other"}}),
+            false,
+            &writer("two"),
+        ) else {
             panic!("expected a conflict")
         };
         assert_eq!(conflicts.len(), 1);
-        assert_eq!((conflicts[0].manager.as_str(), path_text(&conflicts[0].path)), ("one", ".spec.a".to_string()));
+        assert_eq!(
+            (conflicts[0].manager.as_str(), path_text(&conflicts[0].path)),
+            ("one", ".spec.a".to_string())
+        );
         // "one" drops its tag and field a; "two" still owns tag y and b.
-        let three = apply(Some(&s), &two, &json!({"spec": {}}), false, &writer("one")).ok().expect("applies");
+        let three = apply(Some(&s), &two, &json!({"spec": {}}), false, &writer("one"))
+            .ok()
+            .expect("applies");
         assert_eq!(three["spec"], json!({"b": "2", "tags": ["y"]}));
         let one_fields = &three["metadata"]["managedFields"][0];
         assert_eq!(one_fields["manager"], "one");
-        assert_eq!(one_fields["fieldsV1"], json!({"f:spec": {}}), "an empty map in the config is owned as a leaf");
+        assert_eq!(
+            one_fields["fieldsV1"],
+            json!({"f:spec": {}}),
+            "an empty map in the config is owned as a leaf"
+        );
     }
 
     #[test]

@@ -42,7 +42,12 @@ pub(crate) struct ApiError {
 
 impl ApiError {
     fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
-        ApiError { code, reason, message: message.into(), details: None }
+        ApiError {
+            code,
+            reason,
+            message: message.into(),
+            details: None,
+        }
     }
     fn details(mut self, details: Value) -> Self {
         self.details = Some(details);
@@ -52,8 +57,12 @@ impl ApiError {
         ApiError::new(400, "BadRequest", message)
     }
     fn not_found(t: &ResourceType, name: &str) -> Self {
-        ApiError::new(404, "NotFound", format!("{} \"{name}\" not found", t.group_resource()))
-            .details(json!({"name": name, "group": t.group, "kind": t.plural}))
+        ApiError::new(
+            404,
+            "NotFound",
+            format!("{} \"{name}\" not found", t.group_resource()),
+        )
+        .details(json!({"name": name, "group": t.group, "kind": t.plural}))
     }
     fn conflict(t: &ResourceType, name: &str) -> Self {
         ApiError::new(
@@ -68,10 +77,21 @@ impl ApiError {
     }
     fn invalid(t: &ResourceType, name: &str, errs: &[FieldError]) -> Self {
         let listed: Vec<String> = errs.iter().map(ToString::to_string).collect();
-        let summary = if listed.len() == 1 { listed[0].clone() } else { format!("[{}]", listed.join(", ")) };
-        let causes: Vec<Value> = errs.iter().map(|e| json!({"reason": e.reason, "message": e.message, "field": e.field})).collect();
-        ApiError::new(422, "Invalid", format!("{} \"{name}\" is invalid: {summary}", t.group_kind()))
-            .details(json!({"name": name, "group": t.group, "kind": t.kind, "causes": causes}))
+        let summary = if listed.len() == 1 {
+            listed[0].clone()
+        } else {
+            format!("[{}]", listed.join(", "))
+        };
+        let causes: Vec<Value> = errs
+            .iter()
+            .map(|e| json!({"reason": e.reason, "message": e.message, "field": e.field}))
+            .collect();
+        ApiError::new(
+            422,
+            "Invalid",
+            format!("{} \"{name}\" is invalid: {summary}", t.group_kind()),
+        )
+        .details(json!({"name": name, "group": t.group, "kind": t.kind, "causes": causes}))
     }
     fn expired(message: impl Into<String>) -> Self {
         ApiError::new(410, "Expired", message)
@@ -89,7 +109,10 @@ impl ApiError {
 fn json_response(code: u16, body: &Value, warnings: &[String]) -> Response {
     let mut resp = Response::new(Body::from(body.to_string()));
     *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     for w in warnings {
         let text = format!("299 - {}", Value::String(w.clone()));
         if let Ok(v) = HeaderValue::from_str(&text) {
@@ -118,7 +141,10 @@ struct Req<'a> {
 
 impl Req<'_> {
     fn q(&self, key: &str) -> Option<&str> {
-        self.query.get(key).map(String::as_str).filter(|v| !v.is_empty())
+        self.query
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
     fn dry_run(&self) -> bool {
         self.q("dryRun") == Some("All")
@@ -131,30 +157,56 @@ impl Req<'_> {
     fn manager(&self) -> String {
         match self.q("fieldManager") {
             Some(m) => m.to_string(),
-            None => self.user_agent.split('/').next().unwrap_or("unknown").to_string(),
+            None => match self.user_agent.split('/').next() {
+                Some(agent) if !agent.is_empty() => agent.to_string(),
+                _ => "unknown".to_string(),
+            },
         }
     }
     fn scope(&self) -> Scope {
-        if self.sub.is_some() { Scope::Status } else { Scope::Main { status_is_subresource: self.t.status_subresource } }
+        if self.sub.is_some() {
+            Scope::Status
+        } else {
+            Scope::Main {
+                status_is_subresource: self.t.status_subresource,
+            }
+        }
     }
     /// The body as a JSON object (anything else is a 400, as kube-apiserver's decoder answers).
     fn parse_body(&self) -> Result<Value, ApiError> {
-        let v: Value = serde_json::from_slice(&self.body).map_err(|e| ApiError::bad_request(format!("error decoding request body: {e}")))?;
-        if v.is_object() { Ok(v) } else { Err(ApiError::bad_request("the request body must be a JSON object")) }
+        let v: Value = serde_json::from_slice(&self.body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding request body: {e}")))?;
+        if v.is_object() {
+            Ok(v)
+        } else {
+            Err(ApiError::bad_request(
+                "the request body must be a JSON object",
+            ))
+        }
     }
 }
 
 async fn handle(AxumState(srv): AxumState<Arc<Server>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
-    let query: HashMap<String, String> = serde_urlencoded::from_str(parts.uri.query().unwrap_or("")).unwrap_or_default();
-    let header_text = |h: header::HeaderName| parts.headers.get(h).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let query: HashMap<String, String> =
+        serde_urlencoded::from_str(parts.uri.query().unwrap_or("")).unwrap_or_default();
+    let header_text = |h: header::HeaderName| {
+        parts
+            .headers
+            .get(h)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
     let accept = header_text(header::ACCEPT);
     let content_type = header_text(header::CONTENT_TYPE);
     let user_agent = header_text(header::USER_AGENT);
     let body = match axum::body::to_bytes(body, 16 << 20).await {
         Ok(b) => b,
-        Err(e) => return error_response(&ApiError::new(413, "RequestEntityTooLarge", e.to_string())),
+        Err(e) => {
+            return error_response(&ApiError::new(413, "RequestEntityTooLarge", e.to_string()));
+        }
     };
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     if parts.method == Method::GET
@@ -168,15 +220,27 @@ async fn handle(AxumState(srv): AxumState<Arc<Server>>, req: Request) -> Respons
         _ => return error_response(&not_served()),
     };
     let (ns, plural, name, sub) = match rest {
-        ["namespaces", ns, plural, tail @ ..] => (Some(*ns), *plural, tail.first().copied(), tail.get(1).copied()),
+        ["namespaces", ns, plural, tail @ ..] => (
+            Some(*ns),
+            *plural,
+            tail.first().copied(),
+            tail.get(1).copied(),
+        ),
         [plural, tail @ ..] => (None, *plural, tail.first().copied(), tail.get(1).copied()),
         [] => return error_response(&not_served()),
     };
     let too_long = rest.len() > if ns.is_some() { 5 } else { 3 };
-    let Some(t) = srv.types.iter().find(|t| t.group == group && t.version == version && t.plural == plural) else {
+    let Some(t) = srv
+        .types
+        .iter()
+        .find(|t| t.group == group && t.version == version && t.plural == plural)
+    else {
         return error_response(&not_served());
     };
-    if too_long || (ns.is_some() && !t.namespaced) || (name.is_some() && ns.is_none() && t.namespaced) {
+    if too_long
+        || (ns.is_some() && !t.namespaced)
+        || (name.is_some() && ns.is_none() && t.namespaced)
+    {
         return error_response(&not_served());
     }
     if let Some(s) = sub
@@ -222,7 +286,10 @@ async fn handle(AxumState(srv): AxumState<Arc<Server>>, req: Request) -> Respons
         _ => Err(ApiError::new(
             405,
             "MethodNotAllowed",
-            format!("{} {path} is not supported by kubesim (no deletecollection, no POST to a named object)", parts.method),
+            format!(
+                "{} {path} is not supported by kubesim (no deletecollection, no POST to a named object)",
+                parts.method
+            ),
         )),
     };
     let resp = match result {
@@ -234,17 +301,29 @@ async fn handle(AxumState(srv): AxumState<Arc<Server>>, req: Request) -> Respons
 }
 
 fn not_served() -> ApiError {
-    ApiError::new(404, "NotFound", "the server could not find the requested resource").details(json!({}))
+    ApiError::new(
+        404,
+        "NotFound",
+        "the server could not find the requested resource",
+    )
+    .details(json!({}))
 }
 
 type Reply = Result<(u16, Value, Vec<String>), ApiError>;
 
 fn now() -> String {
-    jiff::Timestamp::now().round(jiff::Unit::Second).unwrap_or(jiff::Timestamp::now()).strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    jiff::Timestamp::now()
+        .round(jiff::Unit::Second)
+        .unwrap_or(jiff::Timestamp::now())
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 fn meta_str<'a>(obj: &'a Value, key: &str) -> Option<&'a str> {
-    obj.get("metadata").and_then(|m| m.get(key)).and_then(Value::as_str).filter(|s| !s.is_empty())
+    obj.get("metadata")
+        .and_then(|m| m.get(key))
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
 }
 
 /// `metadata` of an object, created when missing. Callers only pass objects
@@ -288,14 +367,23 @@ fn comparable(obj: &Value) -> Value {
     o
 }
 
-const DNS1123_SUBDOMAIN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+const DNS1123_SUBDOMAIN: &str =
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 const DNS1123_LABEL: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
 
 fn check_name(t: &ResourceType, name: &str) -> Option<FieldError> {
     let (pattern, max, what) = if t.plural == "namespaces" {
-        (DNS1123_LABEL, 63, "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')")
+        (
+            DNS1123_LABEL,
+            63,
+            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
+        )
     } else {
-        (DNS1123_SUBDOMAIN, 253, "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')")
+        (
+            DNS1123_SUBDOMAIN,
+            253,
+            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
+        )
     };
     let ok = name.len() <= max && regex::Regex::new(pattern).is_ok_and(|re| re.is_match(name));
     (!ok).then(|| FieldError {
@@ -307,11 +395,16 @@ fn check_name(t: &ResourceType, name: &str) -> Option<FieldError> {
 
 fn check_labels(obj: &Value) -> Vec<FieldError> {
     let mut errs = Vec::new();
-    let Some(labels) = obj.pointer("/metadata/labels").and_then(Value::as_object) else { return errs };
+    let Some(labels) = obj.pointer("/metadata/labels").and_then(Value::as_object) else {
+        return errs;
+    };
     let value_re = regex::Regex::new(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$").ok();
     for (k, v) in labels {
         let text = v.as_str().unwrap_or_default();
-        if !v.is_string() || text.len() > 63 || !value_re.as_ref().is_some_and(|re| re.is_match(text)) {
+        if !v.is_string()
+            || text.len() > 63
+            || !value_re.as_ref().is_some_and(|re| re.is_match(text))
+        {
             errs.push(FieldError {
                 field: format!("metadata.labels"),
                 reason: "FieldValueInvalid".into(),
@@ -319,7 +412,11 @@ fn check_labels(obj: &Value) -> Vec<FieldError> {
             });
         }
         if k.is_empty() || k.len() > 317 {
-            errs.push(FieldError { field: "metadata.labels".into(), reason: "FieldValueInvalid".into(), message: format!("Invalid value: {k:?}: name part must be non-empty") });
+            errs.push(FieldError {
+                field: "metadata.labels".into(),
+                reason: "FieldValueInvalid".into(),
+                message: format!("Invalid value: {k:?}: name part must be non-empty"),
+            });
         }
     }
     errs
@@ -327,7 +424,12 @@ fn check_labels(obj: &Value) -> Vec<FieldError> {
 
 fn random_suffix() -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    uuid::Uuid::new_v4().as_bytes().iter().take(5).map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect()
+    uuid::Uuid::new_v4()
+        .as_bytes()
+        .iter()
+        .take(5)
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect()
 }
 
 impl Server {
@@ -348,8 +450,10 @@ impl Server {
     fn discovery(&self, segs: &[&str]) -> Option<Response> {
         let addr = self.addr.to_string();
         let doc = match segs {
-            ["version"] => Some(json!({"major": "1", "minor": "34", "gitVersion": "v1.34.0-kubesim", "gitCommit": "",
-                "gitTreeState": "clean", "buildDate": "", "goVersion": "", "compiler": "rustc", "platform": "linux/amd64"})),
+            ["version"] => Some(
+                json!({"major": "1", "minor": "34", "gitVersion": "v1.34.0-kubesim", "gitCommit": "",
+                "gitTreeState": "clean", "buildDate": "", "goVersion": "", "compiler": "rustc", "platform": "linux/amd64"}),
+            ),
             ["api"] => Some(discovery::versions_doc(&addr)),
             ["apis"] => Some(discovery::group_list_doc(&self.types)),
             ["api", v] => discovery::resource_list_doc(&self.types, "", v),
@@ -367,7 +471,11 @@ impl Server {
     }
 
     fn unview(&self, t: &ResourceType, obj: Value) -> Value {
-        if t.is_event_v1() { discovery::convert_event(&obj, false) } else { obj }
+        if t.is_event_v1() {
+            discovery::convert_event(&obj, false)
+        } else {
+            obj
+        }
     }
 
     pub(crate) fn create_namespace(&self, name: &str) {
@@ -388,10 +496,21 @@ impl Server {
 
     fn get(&self, r: &Req) -> Reply {
         let st = self.store.lock();
-        let obj = st.get(&r.t.storage, &r.ns, r.name()).ok_or_else(|| ApiError::not_found(r.t, r.name()))?;
+        let obj = st
+            .get(&r.t.storage, &r.ns, r.name())
+            .ok_or_else(|| ApiError::not_found(r.t, r.name()))?;
         let obj = view(r.t, obj);
         if r.table {
-            return Ok((200, discovery::table(r.t, &[&obj], json!({"resourceVersion": meta_str(&obj, "resourceVersion")}), true), vec![]));
+            return Ok((
+                200,
+                discovery::table(
+                    r.t,
+                    &[&obj],
+                    json!({"resourceVersion": meta_str(&obj, "resourceVersion")}),
+                    true,
+                ),
+                vec![],
+            ));
         }
         Ok((200, obj, vec![]))
     }
@@ -414,14 +533,21 @@ impl Server {
             "secrets" => &["type"],
             _ => &[],
         };
-        Selector::parse(r.q("labelSelector"), r.q("fieldSelector"), extra).map_err(ApiError::bad_request)
+        Selector::parse(r.q("labelSelector"), r.q("fieldSelector"), extra)
+            .map_err(ApiError::bad_request)
     }
 
     fn list(&self, r: &Req) -> Reply {
         let selector = self.selector(r)?;
         let st = self.store.lock();
         let current = st.current_rv();
-        let rv = r.q("resourceVersion").map(|v| v.parse::<u64>().map_err(|_| ApiError::bad_request(format!("invalid resource version: {v}")))).transpose()?;
+        let rv = r
+            .q("resourceVersion")
+            .map(|v| {
+                v.parse::<u64>()
+                    .map_err(|_| ApiError::bad_request(format!("invalid resource version: {v}")))
+            })
+            .transpose()?;
         if let Some(rv) = rv {
             if rv > current {
                 return Err(too_large(rv, current));
@@ -437,16 +563,25 @@ impl Server {
             None => (current, None),
         };
         if list_rv < st.oldest_resumable() {
-            return Err(ApiError::expired("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter."));
+            return Err(ApiError::expired(
+                "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
+            ));
         }
         let ns = (!r.ns.is_empty()).then_some(r.ns.as_str());
         let matching: Vec<(String, Value)> = st
             .list(&r.t.storage, ns)
-            .filter(|(key, _)| after.as_ref().is_none_or(|a| format!("{}/{}", key.0, key.1) > *a))
+            .filter(|(key, _)| {
+                after
+                    .as_ref()
+                    .is_none_or(|a| format!("{}/{}", key.0, key.1) > *a)
+            })
             .map(|(key, o)| (format!("{}/{}", key.0, key.1), view(r.t, o)))
             .filter(|(_, o)| selector.matches(o))
             .collect();
-        let limit = r.q("limit").and_then(|l| l.parse::<usize>().ok()).filter(|l| *l > 0);
+        let limit = r
+            .q("limit")
+            .and_then(|l| l.parse::<usize>().ok())
+            .filter(|l| *l > 0);
         let mut meta = json!({"resourceVersion": list_rv.to_string()});
         let page: Vec<&Value> = match limit {
             Some(limit) if matching.len() > limit => {
@@ -460,12 +595,20 @@ impl Server {
         if r.table {
             return Ok((200, discovery::table(r.t, &page, meta, true), vec![]));
         }
-        Ok((200, json!({"kind": format!("{}List", r.t.kind), "apiVersion": r.t.api_version(), "metadata": meta, "items": page}), vec![]))
+        Ok((
+            200,
+            json!({"kind": format!("{}List", r.t.kind), "apiVersion": r.t.api_version(), "metadata": meta, "items": page}),
+            vec![],
+        ))
     }
 
     fn create(&self, r: &Req) -> Reply {
         if r.sub.is_some() {
-            return Err(ApiError::new(405, "MethodNotAllowed", "create on a subresource is not supported"));
+            return Err(ApiError::new(
+                405,
+                "MethodNotAllowed",
+                "create on a subresource is not supported",
+            ));
         }
         let body = r.parse_body()?;
         self.check_kind(r, &body)?;
@@ -474,8 +617,12 @@ impl Server {
         let (new, warnings) = self.prepare(&st, r, None, new)?;
         let name = meta_str(&new, "name").unwrap_or_default().to_string();
         if st.get(&r.t.storage, &r.ns, &name).is_some() {
-            return Err(ApiError::new(409, "AlreadyExists", format!("{} \"{name}\" already exists", r.t.group_resource()))
-                .details(json!({"name": name, "group": r.t.group, "kind": r.t.plural})));
+            return Err(ApiError::new(
+                409,
+                "AlreadyExists",
+                format!("{} \"{name}\" already exists", r.t.group_resource()),
+            )
+            .details(json!({"name": name, "group": r.t.group, "kind": r.t.plural})));
         }
         let (code, obj) = self.commit(&mut st, r, None, new, Some(&r.manager()));
         Ok((code, view(r.t, &obj), warnings))
@@ -485,7 +632,10 @@ impl Server {
         let body = r.parse_body()?;
         self.check_kind(r, &body)?;
         let mut st = self.store.lock();
-        let old = st.get(&r.t.storage, &r.ns, r.name()).cloned().ok_or_else(|| ApiError::not_found(r.t, r.name()))?;
+        let old = st
+            .get(&r.t.storage, &r.ns, r.name())
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(r.t, r.name()))?;
         let new = self.unview(r.t, body);
         let (new, warnings) = self.prepare(&st, r, Some(&old), new)?;
         let (code, obj) = self.commit(&mut st, r, Some(&old), new, Some(&r.manager()));
@@ -493,38 +643,66 @@ impl Server {
     }
 
     fn patch(&self, r: &Req) -> Reply {
-        let kind = r.content_type.split(';').next().unwrap_or_default().trim().to_string();
+        let kind = r
+            .content_type
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string();
         if kind == "application/apply-patch+yaml" {
             return self.apply(r);
         }
         let mut st = self.store.lock();
-        let old = st.get(&r.t.storage, &r.ns, r.name()).cloned().ok_or_else(|| ApiError::not_found(r.t, r.name()))?;
+        let old = st
+            .get(&r.t.storage, &r.ns, r.name())
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(r.t, r.name()))?;
         let mut doc = view(r.t, &old);
         match kind.as_str() {
             "application/merge-patch+json" => json_patch::merge(&mut doc, &r.parse_body()?),
             "application/strategic-merge-patch+json" if !r.t.custom => {
                 let p = r.parse_body()?;
                 if strategic_directives(&p) {
-                    return Err(ApiError::new(415, "UnsupportedMediaType", "kubesim treats strategic merge patches as JSON merge patches and refuses those using $patch directives or merging metadata.finalizers/ownerReferences"));
+                    return Err(ApiError::new(
+                        415,
+                        "UnsupportedMediaType",
+                        "kubesim treats strategic merge patches as JSON merge patches and refuses those using $patch directives or merging metadata.finalizers/ownerReferences",
+                    ));
                 }
                 json_patch::merge(&mut doc, &p)
             }
             "application/json-patch+json" => {
-                let p: json_patch::Patch = serde_json::from_slice(&r.body).map_err(|e| ApiError::bad_request(e.to_string()))?;
-                json_patch::patch(&mut doc, &p).map_err(|e| ApiError::new(422, "Invalid", e.to_string()))?;
+                let p: json_patch::Patch = serde_json::from_slice(&r.body)
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+                json_patch_go(&mut doc, p)
+                    .map_err(|e| ApiError::new(422, "Invalid", e.to_string()))?;
             }
             _ => {
                 return Err(ApiError::new(
                     415,
                     "UnsupportedMediaType",
-                    format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml{}", if r.t.custom { "" } else { ", application/strategic-merge-patch+json" }),
+                    format!(
+                        "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml{}",
+                        if r.t.custom {
+                            ""
+                        } else {
+                            ", application/strategic-merge-patch+json"
+                        }
+                    ),
                 ));
             }
         }
         if !doc.is_object() {
-            return Err(ApiError::new(422, "Invalid", "the patched object is not a JSON object"));
+            return Err(ApiError::new(
+                422,
+                "Invalid",
+                "the patched object is not a JSON object",
+            ));
         }
-        let old_rv = meta_str(&old, "resourceVersion").unwrap_or_default().to_string();
+        let old_rv = meta_str(&old, "resourceVersion")
+            .unwrap_or_default()
+            .to_string();
         if meta_str(&doc, "resourceVersion").is_none() {
             meta_mut(&mut doc).insert("resourceVersion".into(), json!(old_rv));
         }
@@ -536,14 +714,20 @@ impl Server {
 
     fn apply(&self, r: &Req) -> Reply {
         let Some(manager) = r.q("fieldManager") else {
-            return Err(ApiError::invalid(r.t, r.name(), &[FieldError {
-                field: "fieldManager".into(),
-                reason: "FieldValueRequired".into(),
-                message: "Required value: is required for apply patch".into(),
-            }]));
+            return Err(ApiError::invalid(
+                r.t,
+                r.name(),
+                &[FieldError {
+                    field: "fieldManager".into(),
+                    reason: "FieldValueRequired".into(),
+                    message: "Required value: is required for apply patch".into(),
+                }],
+            ));
         };
-        let text = std::str::from_utf8(&r.body).map_err(|e| ApiError::bad_request(e.to_string()))?;
-        let config: Value = serde_saphyr::from_str(text).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+        let text =
+            std::str::from_utf8(&r.body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let config: Value = serde_saphyr::from_str(text)
+            .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
         if !config.is_object() {
             return Err(ApiError::bad_request("apply patch must be an object"));
         }
@@ -551,7 +735,10 @@ impl Server {
         if let Some(n) = meta_str(&config, "name")
             && n != r.name()
         {
-            return Err(ApiError::bad_request(format!("the name of the object ({n}) does not match the name on the URL ({})", r.name())));
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({n}) does not match the name on the URL ({})",
+                r.name()
+            )));
         }
         let force = matches!(r.q("force"), Some("true" | "1"));
         let mut st = self.store.lock();
@@ -561,14 +748,26 @@ impl Server {
         }
         let current = match &old {
             Some(o) => view(r.t, o),
-            None => json!({"apiVersion": r.t.api_version(), "kind": r.t.kind, "metadata": {"name": r.name()}}),
+            None => {
+                json!({"apiVersion": r.t.api_version(), "kind": r.t.kind, "metadata": {"name": r.name()}})
+            }
         };
         let now = now();
         let api_version = r.t.api_version();
-        let writer = Writer { manager, subresource: r.sub.as_deref(), api_version: &api_version, now: &now, scope: r.scope() };
-        let mut merged = fields::apply(r.t.schema.as_ref(), &current, &config, force, &writer).map_err(|c| conflict_error(r, &c))?;
+        let writer = Writer {
+            manager,
+            subresource: r.sub.as_deref(),
+            api_version: &api_version,
+            now: &now,
+            scope: r.scope(),
+        };
+        let mut merged = fields::apply(r.t.schema.as_ref(), &current, &config, force, &writer)
+            .map_err(|c| conflict_error(r, &c))?;
         if let Some(o) = &old {
-            meta_mut(&mut merged).insert("resourceVersion".into(), json!(meta_str(o, "resourceVersion")));
+            meta_mut(&mut merged).insert(
+                "resourceVersion".into(),
+                json!(meta_str(o, "resourceVersion")),
+            );
         } else if r.t.namespaced {
             meta_mut(&mut merged).insert("namespace".into(), json!(r.ns));
         }
@@ -579,7 +778,11 @@ impl Server {
     }
 
     fn delete(&self, r: &Req) -> Reply {
-        let opts: Value = if r.body.is_empty() { json!({}) } else { r.parse_body()? };
+        let opts: Value = if r.body.is_empty() {
+            json!({})
+        } else {
+            r.parse_body()?
+        };
         match opts.get("propagationPolicy").and_then(Value::as_str) {
             None | Some("Background") => {}
             Some(p) => {
@@ -589,9 +792,16 @@ impl Server {
             }
         }
         let mut st = self.store.lock();
-        let old = st.get(&r.t.storage, &r.ns, r.name()).cloned().ok_or_else(|| ApiError::not_found(r.t, r.name()))?;
+        let old = st
+            .get(&r.t.storage, &r.ns, r.name())
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(r.t, r.name()))?;
         if r.t.plural == "namespaces" {
-            return Err(ApiError::new(405, "MethodNotAllowed", "kubesim does not delete namespaces (it would have to delete their contents)"));
+            return Err(ApiError::new(
+                405,
+                "MethodNotAllowed",
+                "kubesim does not delete namespaces (it would have to delete their contents)",
+            ));
         }
         if let Some(pre) = opts.get("preconditions") {
             let uid = meta_str(&old, "uid").unwrap_or_default();
@@ -599,7 +809,13 @@ impl Server {
             if let Some(want) = pre.get("uid").and_then(Value::as_str)
                 && want != uid
             {
-                return Err(ApiError::new(409, "Conflict", format!("Precondition failed: UID in precondition: {want}, UID in object meta: {uid}")));
+                return Err(ApiError::new(
+                    409,
+                    "Conflict",
+                    format!(
+                        "Precondition failed: UID in precondition: {want}, UID in object meta: {uid}"
+                    ),
+                ));
             }
             if let Some(want) = pre.get("resourceVersion").and_then(Value::as_str)
                 && want != rv
@@ -607,7 +823,9 @@ impl Server {
                 return Err(ApiError::new(
                     409,
                     "Conflict",
-                    format!("Precondition failed: ResourceVersion in precondition: {want}, ResourceVersion in object meta: {rv}"),
+                    format!(
+                        "Precondition failed: ResourceVersion in precondition: {want}, ResourceVersion in object meta: {rv}"
+                    ),
                 ));
             }
         }
@@ -622,10 +840,24 @@ impl Server {
             if let Some(g) = m.get("generation").and_then(Value::as_i64) {
                 m.insert("generation".into(), json!(g + 1));
             }
-            let stored = if r.dry_run() { marked } else { st.commit(&r.t.storage, &r.ns, r.name(), ChangeType::Modified, marked) };
+            let stored = if r.dry_run() {
+                marked
+            } else {
+                st.commit(&r.t.storage, &r.ns, r.name(), ChangeType::Modified, marked)
+            };
             return Ok((200, view(r.t, &stored), vec![]));
         }
-        let gone = if r.dry_run() { old.clone() } else { st.commit(&r.t.storage, &r.ns, r.name(), ChangeType::Deleted, old.clone()) };
+        let gone = if r.dry_run() {
+            old.clone()
+        } else {
+            st.commit(
+                &r.t.storage,
+                &r.ns,
+                r.name(),
+                ChangeType::Deleted,
+                old.clone(),
+            )
+        };
         if r.t.custom {
             return Ok((200, view(r.t, &gone), vec![]));
         }
@@ -638,9 +870,14 @@ impl Server {
     }
 
     fn check_kind(&self, r: &Req, body: &Value) -> Result<(), ApiError> {
-        let api_version = body.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+        let api_version = body
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let kind = body.get("kind").and_then(Value::as_str).unwrap_or_default();
-        if (!api_version.is_empty() && api_version != r.t.api_version()) || (!kind.is_empty() && kind != r.t.kind) {
+        if (!api_version.is_empty() && api_version != r.t.api_version())
+            || (!kind.is_empty() && kind != r.t.kind)
+        {
             return Err(ApiError::bad_request(format!(
                 "the API version in the data ({api_version}) does not match the expected API version ({})",
                 r.t.api_version()
@@ -652,16 +889,30 @@ impl Server {
     /// Everything kube-apiserver does to an object before storing it: identity
     /// and metadata rules, the status subresource split, schema pruning,
     /// defaulting and validation, generation and finalizer rules.
-    fn prepare(&self, st: &State, r: &Req, old: Option<&Value>, mut new: Value) -> Result<(Value, Vec<String>), ApiError> {
+    fn prepare(
+        &self,
+        st: &State,
+        r: &Req,
+        old: Option<&Value>,
+        mut new: Value,
+    ) -> Result<(Value, Vec<String>), ApiError> {
         let t = r.t;
-        let stored_version = if t.is_event_v1() { "v1".to_string() } else { t.api_version() };
+        let stored_version = if t.is_event_v1() {
+            "v1".to_string()
+        } else {
+            t.api_version()
+        };
         new["apiVersion"] = json!(stored_version);
         new["kind"] = json!(t.kind);
         let url_ns = r.ns.clone();
         {
             let m = meta_mut(&mut new);
             if t.namespaced {
-                match m.get("namespace").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+                match m
+                    .get("namespace")
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+                {
                     Some(ns) if ns != url_ns => {
                         return Err(ApiError::bad_request(
                             "the namespace of the provided object does not match the namespace sent on the request",
@@ -678,29 +929,49 @@ impl Server {
         match old {
             None => {
                 let m = meta_mut(&mut new);
-                let mut name = m.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+                let mut name = m
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
                 if name.is_empty() {
-                    match m.get("generateName").and_then(Value::as_str).filter(|g| !g.is_empty()) {
+                    match m
+                        .get("generateName")
+                        .and_then(Value::as_str)
+                        .filter(|g| !g.is_empty())
+                    {
                         Some(prefix) => name = format!("{prefix}{}", random_suffix()),
                         None => {
-                            return Err(ApiError::invalid(t, "", &[FieldError {
-                                field: "metadata.name".into(),
-                                reason: "FieldValueRequired".into(),
-                                message: "Required value: name or generateName is required".into(),
-                            }]));
+                            return Err(ApiError::invalid(
+                                t,
+                                "",
+                                &[FieldError {
+                                    field: "metadata.name".into(),
+                                    reason: "FieldValueRequired".into(),
+                                    message: "Required value: name or generateName is required"
+                                        .into(),
+                                }],
+                            ));
                         }
                     }
                     m.insert("name".into(), json!(name));
                 }
-                if m.get("resourceVersion").and_then(Value::as_str).is_some_and(|v| !v.is_empty()) {
-                    return Err(ApiError::new(500, "InternalError", "resourceVersion should not be set on objects to be created"));
+                if m.get("resourceVersion")
+                    .and_then(Value::as_str)
+                    .is_some_and(|v| !v.is_empty())
+                {
+                    return Err(ApiError::new(
+                        500,
+                        "InternalError",
+                        "resourceVersion should not be set on objects to be created",
+                    ));
                 }
                 if let Some(e) = check_name(t, &name) {
                     return Err(ApiError::invalid(t, &name, &[e]));
                 }
                 m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
                 m.insert("creationTimestamp".into(), json!(now()));
-                for k in ["deletionTimestamp", "deletionGracePeriodSeconds", "managedFields"] {
+                for k in ["deletionTimestamp", "deletionGracePeriodSeconds"] {
                     m.remove(k);
                 }
                 if t.custom {
@@ -719,23 +990,36 @@ impl Server {
                 if let Some(n) = meta_str(&new, "name")
                     && n != name
                 {
-                    return Err(ApiError::bad_request(format!("the name of the object ({n}) does not match the name on the URL ({name})")));
+                    return Err(ApiError::bad_request(format!(
+                        "the name of the object ({n}) does not match the name on the URL ({name})"
+                    )));
                 }
                 match meta_str(&new, "resourceVersion") {
                     None if t.custom => {
-                        return Err(ApiError::invalid(t, name, &[FieldError {
-                            field: "metadata.resourceVersion".into(),
-                            reason: "FieldValueInvalid".into(),
-                            message: "Invalid value: 0x0: must be specified for an update".into(),
-                        }]));
+                        return Err(ApiError::invalid(
+                            t,
+                            name,
+                            &[FieldError {
+                                field: "metadata.resourceVersion".into(),
+                                reason: "FieldValueInvalid".into(),
+                                message: "Invalid value: 0x0: must be specified for an update"
+                                    .into(),
+                            }],
+                        ));
                     }
-                    Some(rv) if Some(rv) != meta_str(old, "resourceVersion") => return Err(ApiError::conflict(t, name)),
+                    Some(rv) if Some(rv) != meta_str(old, "resourceVersion") => {
+                        return Err(ApiError::conflict(t, name));
+                    }
                     _ => {}
                 }
                 if r.sub.is_some() {
                     // Status writes change status only.
                     let status = new.get("status").cloned();
+                    let managed = new.pointer("/metadata/managedFields").cloned();
                     new = old.clone();
+                    if let Some(mf) = managed {
+                        meta_mut(&mut new).insert("managedFields".into(), mf);
+                    }
                     match status {
                         Some(s) => new["status"] = s,
                         None => {
@@ -756,7 +1040,14 @@ impl Server {
                 }
                 let old_meta = old.get("metadata").cloned().unwrap_or(json!({}));
                 let m = meta_mut(&mut new);
-                for k in ["name", "uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "managedFields"] {
+                for k in [
+                    "name",
+                    "uid",
+                    "creationTimestamp",
+                    "deletionTimestamp",
+                    "deletionGracePeriodSeconds",
+                    "generation",
+                ] {
                     match old_meta.get(k) {
                         Some(v) => m.insert(k.into(), v.clone()),
                         None => m.remove(k),
@@ -764,13 +1055,22 @@ impl Server {
                 }
                 if meta_str(old, "deletionTimestamp").is_some() {
                     let before = finalizers(old);
-                    let added: Vec<String> = finalizers(&new).into_iter().filter(|f| !before.contains(f)).collect();
+                    let added: Vec<String> = finalizers(&new)
+                        .into_iter()
+                        .filter(|f| !before.contains(f))
+                        .collect();
                     if !added.is_empty() {
-                        return Err(ApiError::invalid(t, name, &[FieldError {
-                            field: "metadata.finalizers".into(),
-                            reason: "FieldValueForbidden".into(),
-                            message: format!("Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers {added:?}"),
-                        }]));
+                        return Err(ApiError::invalid(
+                            t,
+                            name,
+                            &[FieldError {
+                                field: "metadata.finalizers".into(),
+                                reason: "FieldValueForbidden".into(),
+                                message: format!(
+                                    "Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers {added:?}"
+                                ),
+                            }],
+                        ));
                     }
                 }
             }
@@ -785,11 +1085,18 @@ impl Server {
         }
         let mut warnings = Vec::new();
         if let Some(schema) = &t.schema {
-            let pruned = schema::admit(schema, &mut new, old).map_err(|errs| ApiError::invalid(t, &name, &errs))?;
-            let unknown: Vec<String> = pruned.iter().map(|p| format!("unknown field \"{p}\"")).collect();
+            let pruned = schema::admit(schema, &mut new, old)
+                .map_err(|errs| ApiError::invalid(t, &name, &errs))?;
+            let unknown: Vec<String> = pruned
+                .iter()
+                .map(|p| format!("unknown field \"{p}\""))
+                .collect();
             match r.q("fieldValidation") {
                 Some("Strict") if !unknown.is_empty() => {
-                    return Err(ApiError::bad_request(format!("strict decoding error: {}", unknown.join(", "))));
+                    return Err(ApiError::bad_request(format!(
+                        "strict decoding error: {}",
+                        unknown.join(", ")
+                    )));
                 }
                 Some("Ignore") => {}
                 _ => warnings = unknown,
@@ -799,7 +1106,10 @@ impl Server {
             && let Some(old) = old
             && spec_changed(old, &new)
         {
-            let g = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
+            let g = old
+                .pointer("/metadata/generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
             meta_mut(&mut new).insert("generation".into(), json!(g + 1));
         }
         let _ = st;
@@ -808,14 +1118,32 @@ impl Server {
 
     /// Store a prepared object (recording the writer's fields unless apply
     /// already did), skipping no-op writes and completing a finished deletion.
-    fn commit(&self, st: &mut State, r: &Req, old: Option<&Value>, mut new: Value, manager: Option<&str>) -> (u16, Value) {
+    fn commit(
+        &self,
+        st: &mut State,
+        r: &Req,
+        old: Option<&Value>,
+        mut new: Value,
+        manager: Option<&str>,
+    ) -> (u16, Value) {
         let now = now();
         let api_version = r.t.api_version();
         if let Some(manager) = manager {
-            let writer = Writer { manager, subresource: r.sub.as_deref(), api_version: &api_version, now: &now, scope: r.scope() };
+            let writer = Writer {
+                manager,
+                subresource: r.sub.as_deref(),
+                api_version: &api_version,
+                now: &now,
+                scope: r.scope(),
+            };
             let view_old = old.map(|o| view(r.t, o));
             let mut view_new = view(r.t, &new);
-            fields::record_update(r.t.schema.as_ref(), view_old.as_ref(), &mut view_new, &writer);
+            fields::record_update(
+                r.t.schema.as_ref(),
+                view_old.as_ref(),
+                &mut view_new,
+                &writer,
+            );
             let managed = view_new.pointer("/metadata/managedFields").cloned();
             let m = meta_mut(&mut new);
             match managed {
@@ -832,7 +1160,10 @@ impl Server {
                 if r.dry_run() {
                     return (200, new);
                 }
-                return (200, st.commit(&r.t.storage, &r.ns, &name, ChangeType::Deleted, new));
+                return (
+                    200,
+                    st.commit(&r.t.storage, &r.ns, &name, ChangeType::Deleted, new),
+                );
             }
         }
         if r.dry_run() {
@@ -841,7 +1172,11 @@ impl Server {
         if old.is_none() && r.t.namespaced {
             self.ensure_namespace(st, &r.ns);
         }
-        let kind = if old.is_some() { ChangeType::Modified } else { ChangeType::Added };
+        let kind = if old.is_some() {
+            ChangeType::Modified
+        } else {
+            ChangeType::Added
+        };
         let stored = st.commit(&r.t.storage, &r.ns, &name, kind, new);
         (if old.is_some() { 200 } else { 201 }, stored)
     }
@@ -849,7 +1184,11 @@ impl Server {
 
 /// The object as this API version shows it (Events are stored as core v1).
 fn view(t: &ResourceType, obj: &Value) -> Value {
-    let mut o = if t.is_event_v1() { discovery::convert_event(obj, true) } else { obj.clone() };
+    let mut o = if t.is_event_v1() {
+        discovery::convert_event(obj, true)
+    } else {
+        obj.clone()
+    };
     if let Some(m) = o.as_object_mut() {
         m.insert("apiVersion".into(), json!(t.api_version()));
         m.insert("kind".into(), json!(t.kind));
@@ -872,17 +1211,38 @@ fn spec_changed(old: &Value, new: &Value) -> bool {
 
 fn secret_defaults(secret: &mut Value) {
     use base64::Engine;
-    let Some(obj) = secret.as_object_mut() else { return };
+    let Some(obj) = secret.as_object_mut() else {
+        return;
+    };
     if let Some(Value::Object(plain)) = obj.remove("stringData") {
         let data = obj.entry("data").or_insert_with(|| json!({}));
         if let Some(data) = data.as_object_mut() {
             for (k, v) in plain {
                 let text = v.as_str().unwrap_or_default().to_string();
-                data.insert(k, json!(base64::engine::general_purpose::STANDARD.encode(text)));
+                data.insert(
+                    k,
+                    json!(base64::engine::general_purpose::STANDARD.encode(text)),
+                );
             }
         }
     }
     obj.entry("type").or_insert_with(|| json!("Opaque"));
+}
+
+/// RFC 6902 as kube-apiserver's implementation (evanphx/json-patch) applies
+/// it: a `test` for `null` passes on a missing path, which kube-runtime's
+/// finalizer helper relies on when an object has no finalizers yet.
+fn json_patch_go(doc: &mut Value, patch: json_patch::Patch) -> Result<(), json_patch::PatchError> {
+    for op in patch.0 {
+        if let json_patch::PatchOperation::Test(t) = &op
+            && t.value.is_null()
+            && doc.pointer(t.path.as_str()).is_none_or(Value::is_null)
+        {
+            continue;
+        }
+        json_patch::patch(doc, &[op])?;
+    }
+    Ok(())
 }
 
 /// Whether a strategic merge patch needs more than JSON merge semantics.
@@ -894,24 +1254,39 @@ fn strategic_directives(patch: &Value) -> bool {
             _ => false,
         }
     }
-    walk(patch) || patch.pointer("/metadata/finalizers").is_some() || patch.pointer("/metadata/ownerReferences").is_some()
+    walk(patch)
+        || patch.pointer("/metadata/finalizers").is_some()
+        || patch.pointer("/metadata/ownerReferences").is_some()
 }
 
 fn conflict_error(r: &Req, conflicts: &[fields::Conflict]) -> ApiError {
     let lines: Vec<String> = conflicts
         .iter()
-        .map(|c| format!("conflict with \"{}\" using {}: {}", c.manager, c.api_version, fields::path_text(&c.path)))
+        .map(|c| {
+            format!(
+                "conflict with \"{}\" using {}: {}",
+                c.manager,
+                c.api_version,
+                fields::path_text(&c.path)
+            )
+        })
         .collect();
     let message = if lines.len() == 1 {
         format!("Apply failed with 1 conflict: {}", lines[0])
     } else {
-        format!("Apply failed with {} conflicts: {}", lines.len(), lines.join("\n"))
+        format!(
+            "Apply failed with {} conflicts: {}",
+            lines.len(),
+            lines.join("\n")
+        )
     };
     let causes: Vec<Value> = conflicts
         .iter()
         .map(|c| json!({"reason": "FieldManagerConflict", "message": format!("conflict with \"{}\" using {}", c.manager, c.api_version), "field": fields::path_text(&c.path)}))
         .collect();
-    ApiError::new(409, "Conflict", message).details(json!({"name": r.name(), "group": r.t.group, "kind": r.t.plural, "causes": causes}))
+    ApiError::new(409, "Conflict", message).details(
+        json!({"name": r.name(), "group": r.t.group, "kind": r.t.plural, "causes": causes}),
+    )
 }
 
 fn too_large(rv: u64, current: u64) -> ApiError {
@@ -921,13 +1296,20 @@ fn too_large(rv: u64, current: u64) -> ApiError {
 
 fn encode_continue(rv: u64, after: &str) -> String {
     use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json!({"rv": rv, "after": after}).to_string())
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(json!({"rv": rv, "after": after}).to_string())
 }
 
 fn decode_continue(token: &str) -> Result<(u64, Option<String>), ApiError> {
     use base64::Engine;
-    let bad = || ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)");
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
+    let bad = || {
+        ApiError::bad_request(
+            "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
+        )
+    };
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| bad())?;
     let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
     let rv = v.get("rv").and_then(Value::as_u64).ok_or_else(bad)?;
     let after = v.get("after").and_then(Value::as_str).ok_or_else(bad)?;

@@ -58,7 +58,12 @@ impl KubeSim {
     /// A server for `crds` with kube-apiserver-like defaults: bookmarks every
     /// minute, watches ending after 30 minutes unless the client asks for less.
     pub fn new(crds: Vec<CustomResourceDefinition>) -> KubeSim {
-        KubeSim { crds, bookmark_interval: Duration::from_secs(60), watch_timeout: Duration::from_secs(1800), history_limit: 10_000 }
+        KubeSim {
+            crds,
+            bookmark_interval: Duration::from_secs(60),
+            watch_timeout: Duration::from_secs(1800),
+            history_limit: 10_000,
+        }
     }
 
     /// How often watches with `allowWatchBookmarks` get a BOOKMARK.
@@ -103,11 +108,19 @@ impl KubeSim {
             let shutdown = async {
                 let _ = stopped.await;
             };
-            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
                 tracing::error!(error = %e, "kubesim server stopped");
             }
         });
-        Ok(RunningKubeSim { server, addr, stop: Some(stop), task })
+        Ok(RunningKubeSim {
+            server,
+            addr,
+            stop: Some(stop),
+            task,
+        })
     }
 }
 
@@ -145,7 +158,11 @@ impl RunningKubeSim {
 
     /// Every request served so far, oldest first.
     pub fn requests(&self) -> Vec<RequestRecord> {
-        self.server.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.server
+            .log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Forget the change history, as an etcd compaction does: watches and list

@@ -38,7 +38,11 @@ impl FieldError {
         }
     }
     fn new(field: &str, reason: &str, message: impl Into<String>) -> Self {
-        FieldError { field: field.to_string(), reason: reason.into(), message: message.into() }
+        FieldError {
+            field: field.to_string(),
+            reason: reason.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -47,15 +51,27 @@ impl FieldError {
 /// stored object on update (for transition rules using `oldSelf`). The object
 /// is validated as given; use [`admit`] to prune and default first, as the
 /// server does.
-pub fn validate(schema: &JSONSchemaProps, obj: &Value, old: Option<&Value>) -> Result<(), Vec<FieldError>> {
-    let schema = serde_json::to_value(schema).map_err(|e| vec![FieldError::new("", "InternalError", e.to_string())])?;
+pub fn validate(
+    schema: &JSONSchemaProps,
+    obj: &Value,
+    old: Option<&Value>,
+) -> Result<(), Vec<FieldError>> {
+    let schema = serde_json::to_value(schema)
+        .map_err(|e| vec![FieldError::new("", "InternalError", e.to_string())])?;
     validate_value(&schema, obj, old)
 }
 
 /// [`validate`] over the schema as JSON.
-pub fn validate_value(schema: &Value, obj: &Value, old: Option<&Value>) -> Result<(), Vec<FieldError>> {
+pub fn validate_value(
+    schema: &Value,
+    obj: &Value,
+    old: Option<&Value>,
+) -> Result<(), Vec<FieldError>> {
     let mut errs = Vec::new();
-    if let (Some(props), Some(obj)) = (schema.get("properties").and_then(Value::as_object), obj.as_object()) {
+    if let (Some(props), Some(obj)) = (
+        schema.get("properties").and_then(Value::as_object),
+        obj.as_object(),
+    ) {
         // The root's apiVersion, kind and metadata are validated by the server
         // itself, never by the CRD's schema.
         for (key, value) in obj {
@@ -80,7 +96,11 @@ pub fn validate_value(schema: &Value, obj: &Value, old: Option<&Value>) -> Resul
 
 /// Prune unknown fields and apply defaults in place, then validate. Returns
 /// the paths of the pruned fields (for `fieldValidation` warnings/errors).
-pub fn admit(schema: &Value, obj: &mut Value, old: Option<&Value>) -> Result<Vec<String>, Vec<FieldError>> {
+pub fn admit(
+    schema: &Value,
+    obj: &mut Value,
+    old: Option<&Value>,
+) -> Result<Vec<String>, Vec<FieldError>> {
     let mut pruned = Vec::new();
     if let Some(map) = obj.as_object_mut() {
         let props = schema.get("properties").and_then(Value::as_object);
@@ -119,7 +139,11 @@ pub fn admit(schema: &Value, obj: &mut Value, old: Option<&Value>) -> Result<Vec
 }
 
 fn child_path(path: &str, key: &str) -> String {
-    if path.is_empty() { key.to_string() } else { format!("{path}.{key}") }
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
 }
 
 fn is_true(schema: &Value, key: &str) -> bool {
@@ -127,7 +151,12 @@ fn is_true(schema: &Value, key: &str) -> bool {
 }
 
 fn required(schema: &Value) -> impl Iterator<Item = &str> {
-    schema.get("required").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str)
+    schema
+        .get("required")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
 }
 
 fn prune_and_default(schema: &Value, value: &mut Value, path: &str, pruned: &mut Vec<String>) {
@@ -210,10 +239,14 @@ fn type_name(value: &Value) -> &'static str {
 
 fn type_matches(want: &str, value: &Value) -> bool {
     match (want, value) {
-        ("object", Value::Object(_)) | ("array", Value::Array(_)) | ("string", Value::String(_)) => true,
+        ("object", Value::Object(_))
+        | ("array", Value::Array(_))
+        | ("string", Value::String(_)) => true,
         ("boolean", Value::Bool(_)) => true,
         ("number", Value::Number(_)) => true,
-        ("integer", Value::Number(n)) => n.is_i64() || n.is_u64() || n.as_f64().is_some_and(|f| f.fract() == 0.0),
+        ("integer", Value::Number(n)) => {
+            n.is_i64() || n.is_u64() || n.as_f64().is_some_and(|f| f.fract() == 0.0)
+        }
         _ => false,
     }
 }
@@ -223,7 +256,11 @@ fn structural(schema: &Value, value: &Value, path: &str, errs: &mut Vec<FieldErr
         if !is_true(schema, "nullable")
             && let Some(t) = schema.get("type").and_then(Value::as_str)
         {
-            errs.push(FieldError::invalid(path, value, format!("{path} in body must be of type {t}: \"null\"")));
+            errs.push(FieldError::invalid(
+                path,
+                value,
+                format!("{path} in body must be of type {t}: \"null\""),
+            ));
         }
         return;
     }
@@ -232,14 +269,24 @@ fn structural(schema: &Value, value: &Value, path: &str, errs: &mut Vec<FieldErr
             errs.push(FieldError::invalid(
                 path,
                 value,
-                format!("{path} in body must be of type integer or string: \"{}\"", type_name(value)),
+                format!(
+                    "{path} in body must be of type integer or string: \"{}\"",
+                    type_name(value)
+                ),
             ));
             return;
         }
     } else if let Some(t) = schema.get("type").and_then(Value::as_str)
         && !type_matches(t, value)
     {
-        errs.push(FieldError::invalid(path, value, format!("{path} in body must be of type {t}: \"{}\"", type_name(value))));
+        errs.push(FieldError::invalid(
+            path,
+            value,
+            format!(
+                "{path} in body must be of type {t}: \"{}\"",
+                type_name(value)
+            ),
+        ));
         return;
     }
     if let Some(options) = schema.get("enum").and_then(Value::as_array)
@@ -249,7 +296,11 @@ fn structural(schema: &Value, value: &Value, path: &str, errs: &mut Vec<FieldErr
         errs.push(FieldError::new(
             path,
             "FieldValueNotSupported",
-            format!("Unsupported value: {}: supported values: {}", value, list.join(", ")),
+            format!(
+                "Unsupported value: {}: supported values: {}",
+                value,
+                list.join(", ")
+            ),
         ));
     }
     combinators(schema, value, path, errs);
@@ -276,17 +327,29 @@ fn combinators(schema: &Value, value: &Value, path: &str, errs: &mut Vec<FieldEr
     if let Some(any) = schema.get("anyOf").and_then(Value::as_array)
         && !any.iter().any(passes)
     {
-        errs.push(FieldError::invalid(path, value, format!("{path} in body must validate at least one schema (anyOf)")));
+        errs.push(FieldError::invalid(
+            path,
+            value,
+            format!("{path} in body must validate at least one schema (anyOf)"),
+        ));
     }
     if let Some(one) = schema.get("oneOf").and_then(Value::as_array)
         && one.iter().filter(|s| passes(s)).count() != 1
     {
-        errs.push(FieldError::invalid(path, value, format!("{path} in body must validate one and only one schema (oneOf)")));
+        errs.push(FieldError::invalid(
+            path,
+            value,
+            format!("{path} in body must validate one and only one schema (oneOf)"),
+        ));
     }
     if let Some(not) = schema.get("not")
         && passes(not)
     {
-        errs.push(FieldError::invalid(path, value, format!("{path} in body should not validate the given schema")));
+        errs.push(FieldError::invalid(
+            path,
+            value,
+            format!("{path} in body should not validate the given schema"),
+        ));
     }
 }
 
@@ -295,18 +358,34 @@ fn string_rules(schema: &Value, s: &str, value: &Value, path: &str, errs: &mut V
     if let Some(max) = schema.get("maxLength").and_then(Value::as_u64)
         && len > max
     {
-        errs.push(FieldError::new(path, "FieldValueTooLong", format!("Too long: may not be more than {max} bytes")));
+        errs.push(FieldError::new(
+            path,
+            "FieldValueTooLong",
+            format!("Too long: may not be more than {max} bytes"),
+        ));
     }
     if let Some(min) = schema.get("minLength").and_then(Value::as_u64)
         && len < min
     {
-        errs.push(FieldError::invalid(path, value, format!("{path} in body should be at least {min} chars long")));
+        errs.push(FieldError::invalid(
+            path,
+            value,
+            format!("{path} in body should be at least {min} chars long"),
+        ));
     }
     if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
         match regex::Regex::new(pattern) {
             Ok(re) if re.is_match(s) => {}
-            Ok(_) => errs.push(FieldError::invalid(path, value, format!("{path} in body should match '{pattern}'"))),
-            Err(e) => errs.push(FieldError::new(path, "InternalError", format!("schema pattern {pattern:?}: {e}"))),
+            Ok(_) => errs.push(FieldError::invalid(
+                path,
+                value,
+                format!("{path} in body should match '{pattern}'"),
+            )),
+            Err(e) => errs.push(FieldError::new(
+                path,
+                "InternalError",
+                format!("schema pattern {pattern:?}: {e}"),
+            )),
         }
     }
 }
@@ -314,16 +393,38 @@ fn string_rules(schema: &Value, s: &str, value: &Value, path: &str, errs: &mut V
 fn number_rules(schema: &Value, n: f64, value: &Value, path: &str, errs: &mut Vec<FieldError>) {
     if let Some(min) = schema.get("minimum").and_then(Value::as_f64) {
         if is_true(schema, "exclusiveMinimum") && n <= min {
-            errs.push(FieldError::invalid(path, value, format!("{path} in body should be greater than {}", num(min))));
+            errs.push(FieldError::invalid(
+                path,
+                value,
+                format!("{path} in body should be greater than {}", num(min)),
+            ));
         } else if n < min {
-            errs.push(FieldError::invalid(path, value, format!("{path} in body should be greater than or equal to {}", num(min))));
+            errs.push(FieldError::invalid(
+                path,
+                value,
+                format!(
+                    "{path} in body should be greater than or equal to {}",
+                    num(min)
+                ),
+            ));
         }
     }
     if let Some(max) = schema.get("maximum").and_then(Value::as_f64) {
         if is_true(schema, "exclusiveMaximum") && n >= max {
-            errs.push(FieldError::invalid(path, value, format!("{path} in body should be less than {}", num(max))));
+            errs.push(FieldError::invalid(
+                path,
+                value,
+                format!("{path} in body should be less than {}", num(max)),
+            ));
         } else if n > max {
-            errs.push(FieldError::invalid(path, value, format!("{path} in body should be less than or equal to {}", num(max))));
+            errs.push(FieldError::invalid(
+                path,
+                value,
+                format!(
+                    "{path} in body should be less than or equal to {}",
+                    num(max)
+                ),
+            ));
         }
     }
     if let Some(m) = schema.get("multipleOf").and_then(Value::as_f64)
@@ -331,16 +432,30 @@ fn number_rules(schema: &Value, n: f64, value: &Value, path: &str, errs: &mut Ve
     {
         let q = n / m;
         if (q - q.round()).abs() > 1e-9 {
-            errs.push(FieldError::invalid(path, value, format!("{path} in body should be a multiple of {}", num(m))));
+            errs.push(FieldError::invalid(
+                path,
+                value,
+                format!("{path} in body should be a multiple of {}", num(m)),
+            ));
         }
     }
 }
 
 fn num(f: f64) -> String {
-    if f.fract() == 0.0 && f.abs() < 1e15 { format!("{}", f as i64) } else { f.to_string() }
+    if f.fract() == 0.0 && f.abs() < 1e15 {
+        format!("{}", f as i64)
+    } else {
+        f.to_string()
+    }
 }
 
-fn array_rules(schema: &Value, items: &[Value], value: &Value, path: &str, errs: &mut Vec<FieldError>) {
+fn array_rules(
+    schema: &Value,
+    items: &[Value],
+    value: &Value,
+    path: &str,
+    errs: &mut Vec<FieldError>,
+) {
     if let Some(max) = schema.get("maxItems").and_then(Value::as_u64)
         && items.len() as u64 > max
     {
@@ -353,13 +468,21 @@ fn array_rules(schema: &Value, items: &[Value], value: &Value, path: &str, errs:
     if let Some(min) = schema.get("minItems").and_then(Value::as_u64)
         && (items.len() as u64) < min
     {
-        errs.push(FieldError::invalid(path, value, format!("{path} in body should have at least {min} items")));
+        errs.push(FieldError::invalid(
+            path,
+            value,
+            format!("{path} in body should have at least {min} items"),
+        ));
     }
     match schema.get("x-kubernetes-list-type").and_then(Value::as_str) {
         Some("set") => {
             for (i, item) in items.iter().enumerate() {
                 if items[..i].contains(item) {
-                    errs.push(FieldError::new(&format!("{path}[{i}]"), "FieldValueDuplicate", format!("Duplicate value: {item}")));
+                    errs.push(FieldError::new(
+                        &format!("{path}[{i}]"),
+                        "FieldValueDuplicate",
+                        format!("Duplicate value: {item}"),
+                    ));
                 }
             }
         }
@@ -372,7 +495,9 @@ fn array_rules(schema: &Value, items: &[Value], value: &Value, path: &str, errs:
                 .filter_map(Value::as_str)
                 .collect();
             let key_of = |item: &Value| -> Map<String, Value> {
-                keys.iter().filter_map(|k| item.get(*k).map(|v| (k.to_string(), v.clone()))).collect()
+                keys.iter()
+                    .filter_map(|k| item.get(*k).map(|v| (k.to_string(), v.clone())))
+                    .collect()
             };
             for (i, item) in items.iter().enumerate() {
                 let key = key_of(item);
@@ -394,26 +519,52 @@ fn array_rules(schema: &Value, items: &[Value], value: &Value, path: &str, errs:
     }
 }
 
-fn object_rules(schema: &Value, map: &Map<String, Value>, value: &Value, path: &str, errs: &mut Vec<FieldError>) {
+fn object_rules(
+    schema: &Value,
+    map: &Map<String, Value>,
+    value: &Value,
+    path: &str,
+    errs: &mut Vec<FieldError>,
+) {
     for req in required(schema) {
         if !map.contains_key(req) {
-            errs.push(FieldError::new(&child_path(path, req), "FieldValueRequired", "Required value"));
+            errs.push(FieldError::new(
+                &child_path(path, req),
+                "FieldValueRequired",
+                "Required value",
+            ));
         }
     }
     if let Some(max) = schema.get("maxProperties").and_then(Value::as_u64)
         && map.len() as u64 > max
     {
-        errs.push(FieldError::new(path, "FieldValueTooMany", format!("Too many: {}: must have at most {max} items", map.len())));
+        errs.push(FieldError::new(
+            path,
+            "FieldValueTooMany",
+            format!("Too many: {}: must have at most {max} items", map.len()),
+        ));
     }
     if let Some(min) = schema.get("minProperties").and_then(Value::as_u64)
         && (map.len() as u64) < min
     {
-        errs.push(FieldError::invalid(path, value, format!("{path} in body should have at least {min} properties")));
+        errs.push(FieldError::invalid(
+            path,
+            value,
+            format!("{path} in body should have at least {min} properties"),
+        ));
     }
     if is_true(schema, "x-kubernetes-embedded-resource") {
         for key in ["apiVersion", "kind"] {
-            if !map.get(key).and_then(Value::as_str).is_some_and(|s| !s.is_empty()) {
-                errs.push(FieldError::new(&child_path(path, key), "FieldValueRequired", "Required value: must not be empty"));
+            if !map
+                .get(key)
+                .and_then(Value::as_str)
+                .is_some_and(|s| !s.is_empty())
+            {
+                errs.push(FieldError::new(
+                    &child_path(path, key),
+                    "FieldValueRequired",
+                    "Required value: must not be empty",
+                ));
             }
         }
     }
@@ -430,18 +581,27 @@ fn object_rules(schema: &Value, map: &Map<String, Value>, value: &Value, path: &
 
 fn cel(schema: &Value, obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldError>) {
     use kube::core::cel::{ErrorKind, Validator};
-    let Err(failures) = Validator::new().validate(schema, obj, old) else { return };
+    let Err(failures) = Validator::new().validate(schema, obj, old) else {
+        return;
+    };
     for f in failures.into_vec() {
         let field = f.field_path.clone();
         let node = lookup(obj, &field);
         let shown = node.map(render).unwrap_or_else(|| "\"null\"".into());
         let e = match f.kind {
             ErrorKind::ValidationFailure => FieldError {
-                reason: f.reason.clone().unwrap_or_else(|| "FieldValueInvalid".into()),
+                reason: f
+                    .reason
+                    .clone()
+                    .unwrap_or_else(|| "FieldValueInvalid".into()),
                 message: format!("Invalid value: {shown}: {}", f.message),
                 field,
             },
-            _ => FieldError::new(&field, "InternalError", format!("Internal error: {}: {}", f.rule, f.message)),
+            _ => FieldError::new(
+                &field,
+                "InternalError",
+                format!("Internal error: {}: {}", f.rule, f.message),
+            ),
         };
         errs.push(e);
     }
@@ -472,14 +632,14 @@ mod tests {
 
     fn schema() -> Value {
         json!({"type": "object", "properties": {"spec": {"type": "object", "required": ["nic"],
-            "x-kubernetes-validations": [{"rule": "!has(self.count) || self.count != 7", "message": "seven is unlucky"}],
-            "properties": {
-                "nic": {"type": "string", "minLength": 3, "pattern": "^nic-"},
-                "count": {"type": "integer", "minimum": 1, "maximum": 50},
-                "mode": {"type": "string", "enum": ["Full", "ObserveOnly"], "default": "Full"},
-                "tags": {"type": "array", "maxItems": 2, "x-kubernetes-list-type": "set", "items": {"type": "string"}},
-                "port": {"x-kubernetes-int-or-string": true}
-            }}}})
+        "x-kubernetes-validations": [{"rule": "!has(self.count) || self.count != 7", "message": "seven is unlucky"}],
+        "properties": {
+            "nic": {"type": "string", "minLength": 3, "pattern": "^nic-"},
+            "count": {"type": "integer", "minimum": 1, "maximum": 50},
+            "mode": {"type": "string", "enum": ["Full", "ObserveOnly"], "default": "Full"},
+            "tags": {"type": "array", "maxItems": 2, "x-kubernetes-list-type": "set", "items": {"type": "string"}},
+            "port": {"x-kubernetes-int-or-string": true}
+        }}}})
     }
 
     fn errors(obj: Value) -> Vec<String> {
@@ -493,27 +653,55 @@ mod tests {
     #[test]
     fn structural_rules_reject_like_kube_apiserver() {
         let e = errors(json!({"spec": {"nic": "nic-1", "count": 0}}));
-        assert_eq!(e, ["FieldValueInvalid|spec.count: Invalid value: 0: spec.count in body should be greater than or equal to 1"]);
+        assert_eq!(
+            e,
+            [
+                "FieldValueInvalid|spec.count: Invalid value: 0: spec.count in body should be greater than or equal to 1"
+            ]
+        );
         let e = errors(json!({"spec": {"nic": "nic-1", "mode": "Sometimes"}}));
-        assert_eq!(e, [r#"FieldValueNotSupported|spec.mode: Unsupported value: "Sometimes": supported values: "Full", "ObserveOnly""#]);
+        assert_eq!(
+            e,
+            [
+                r#"FieldValueNotSupported|spec.mode: Unsupported value: "Sometimes": supported values: "Full", "ObserveOnly""#
+            ]
+        );
         let e = errors(json!({"spec": {"count": 3}}));
         assert_eq!(e, ["FieldValueRequired|spec.nic: Required value"]);
         let e = errors(json!({"spec": {"nic": "eth0", "count": "3"}}));
         assert_eq!(e.len(), 2, "{e:?}");
-        assert!(e[0].contains("spec.count in body must be of type integer: \"string\""), "{e:?}");
-        assert!(e[1].contains("spec.nic in body should match '^nic-'"), "{e:?}");
+        assert!(
+            e[0].contains("spec.count in body must be of type integer: \"string\""),
+            "{e:?}"
+        );
+        assert!(
+            e[1].contains("spec.nic in body should match '^nic-'"),
+            "{e:?}"
+        );
         let e = errors(json!({"spec": {"nic": "nic-1", "tags": ["a", "a", "b"]}}));
         assert_eq!(e.len(), 2, "{e:?}");
-        assert!(e[0].starts_with("FieldValueTooMany|spec.tags: Too many: 3"), "{e:?}");
-        assert!(e[1].starts_with("FieldValueDuplicate|spec.tags[1]"), "{e:?}");
+        assert!(
+            e[0].starts_with("FieldValueTooMany|spec.tags: Too many: 3"),
+            "{e:?}"
+        );
+        assert!(
+            e[1].starts_with("FieldValueDuplicate|spec.tags[1]"),
+            "{e:?}"
+        );
         assert!(errors(json!({"spec": {"nic": "nic-1", "port": 80}})).is_empty());
-        assert_eq!(errors(json!({"spec": {"nic": "nic-1", "port": true}})).len(), 1);
+        assert_eq!(
+            errors(json!({"spec": {"nic": "nic-1", "port": true}})).len(),
+            1
+        );
     }
 
     #[test]
     fn cel_runs_after_structural_rules_pass() {
         let e = errors(json!({"spec": {"nic": "nic-1", "count": 7}}));
-        assert_eq!(e, [r#"FieldValueInvalid|spec: Invalid value: "object": seven is unlucky"#]);
+        assert_eq!(
+            e,
+            [r#"FieldValueInvalid|spec: Invalid value: "object": seven is unlucky"#]
+        );
     }
 
     #[test]

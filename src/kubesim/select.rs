@@ -41,12 +41,23 @@ fn terms(s: &str) -> Vec<&str> {
         }
     }
     out.push(&s[start..]);
-    out.into_iter().map(str::trim).filter(|t| !t.is_empty()).collect()
+    out.into_iter()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .collect()
 }
 
 fn set_values(s: &str) -> Result<Vec<String>, String> {
-    let inner = s.trim().strip_prefix('(').and_then(|r| r.strip_suffix(')')).ok_or_else(|| format!("expected a parenthesised set, got {s:?}"))?;
-    Ok(inner.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect())
+    let inner = s
+        .trim()
+        .strip_prefix('(')
+        .and_then(|r| r.strip_suffix(')'))
+        .ok_or_else(|| format!("expected a parenthesised set, got {s:?}"))?;
+    Ok(inner
+        .split(',')
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .collect())
 }
 
 fn parse(s: &str, allow_sets: bool) -> Result<Vec<Requirement>, String> {
@@ -84,7 +95,11 @@ pub(crate) struct Selector {
 impl Selector {
     /// `extra_fields` are the field labels the resource supports beyond
     /// `metadata.name` and `metadata.namespace` (kube-apiserver refuses others).
-    pub(crate) fn parse(labels: Option<&str>, fields: Option<&str>, extra_fields: &[&str]) -> Result<Selector, String> {
+    pub(crate) fn parse(
+        labels: Option<&str>,
+        fields: Option<&str>,
+        extra_fields: &[&str],
+    ) -> Result<Selector, String> {
         let labels = parse(labels.unwrap_or(""), true)?;
         let fields = parse(fields.unwrap_or(""), false)?;
         for f in &fields {
@@ -92,7 +107,10 @@ impl Selector {
                 Requirement::Equals(k, _) | Requirement::NotEquals(k, _) => k,
                 _ => return Err("field selectors support only =, == and !=".into()),
             };
-            if key != "metadata.name" && key != "metadata.namespace" && !extra_fields.contains(&key.as_str()) {
+            if key != "metadata.name"
+                && key != "metadata.namespace"
+                && !extra_fields.contains(&key.as_str())
+            {
                 return Err(format!("field label not supported: {key}"));
             }
         }
@@ -101,7 +119,12 @@ impl Selector {
 
     pub(crate) fn matches(&self, obj: &Value) -> bool {
         let labels = obj.pointer("/metadata/labels");
-        let label = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str).map(str::to_string);
+        let label = |k: &str| {
+            labels
+                .and_then(|l| l.get(k))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
         let field = |k: &str| {
             let pointer = format!("/{}", k.replace('.', "/"));
             match obj.pointer(&pointer) {
@@ -110,7 +133,8 @@ impl Selector {
                 Some(other) => Some(other.to_string()),
             }
         };
-        self.labels.iter().all(|r| r.matches(&label)) && self.fields.iter().all(|r| r.matches(&field))
+        self.labels.iter().all(|r| r.matches(&label))
+            && self.fields.iter().all(|r| r.matches(&field))
     }
 }
 
@@ -122,15 +146,34 @@ mod tests {
     #[test]
     fn label_and_field_selectors() {
         let obj = json!({"metadata": {"name": "a", "namespace": "ns", "labels": {"app": "x", "tier": "web"}}});
-        let yes = ["app=x", "app==x,tier", "tier in (web, db)", "app notin (y)", "!missing", "app!=y"];
+        let yes = [
+            "app=x",
+            "app==x,tier",
+            "tier in (web, db)",
+            "app notin (y)",
+            "!missing",
+            "app!=y",
+        ];
         for s in yes {
-            assert!(Selector::parse(Some(s), None, &[]).expect(s).matches(&obj), "{s}");
+            assert!(
+                Selector::parse(Some(s), None, &[]).expect(s).matches(&obj),
+                "{s}"
+            );
         }
         for s in ["app=y", "missing", "tier in (db)", "!app"] {
-            assert!(!Selector::parse(Some(s), None, &[]).expect(s).matches(&obj), "{s}");
+            assert!(
+                !Selector::parse(Some(s), None, &[]).expect(s).matches(&obj),
+                "{s}"
+            );
         }
-        let f = Selector::parse(None, Some("metadata.name=a,metadata.namespace!=other"), &[]).expect("parses");
+        let f = Selector::parse(None, Some("metadata.name=a,metadata.namespace!=other"), &[])
+            .expect("parses");
         assert!(f.matches(&obj));
-        assert_eq!(Selector::parse(None, Some("spec.x=1"), &[]).err().as_deref(), Some("field label not supported: spec.x"));
+        assert_eq!(
+            Selector::parse(None, Some("spec.x=1"), &[])
+                .err()
+                .as_deref(),
+            Some("field label not supported: spec.x")
+        );
     }
 }

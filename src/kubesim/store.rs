@@ -82,16 +82,33 @@ impl State {
     }
 
     pub(crate) fn get(&self, resource: &str, ns: &str, name: &str) -> Option<&Value> {
-        self.objects.get(resource)?.get(&(ns.to_string(), name.to_string()))
+        self.objects
+            .get(resource)?
+            .get(&(ns.to_string(), name.to_string()))
     }
 
     /// Objects of a resource in key order (namespace, name), optionally in one namespace.
-    pub(crate) fn list<'a>(&'a self, resource: &str, ns: Option<&'a str>) -> impl Iterator<Item = (&'a ObjectKey, &'a Value)> + 'a {
-        self.objects.get(resource).into_iter().flat_map(|m| m.iter()).filter(move |((n, _), _)| ns.is_none_or(|want| want == n))
+    pub(crate) fn list<'a>(
+        &'a self,
+        resource: &str,
+        ns: Option<&'a str>,
+    ) -> impl Iterator<Item = (&'a ObjectKey, &'a Value)> + 'a {
+        self.objects
+            .get(resource)
+            .into_iter()
+            .flat_map(|m| m.iter())
+            .filter(move |((n, _), _)| ns.is_none_or(|want| want == n))
     }
 
     /// Store `object` (stamping its resourceVersion) or delete it, and publish the change.
-    pub(crate) fn commit(&mut self, resource: &str, ns: &str, name: &str, kind: ChangeType, mut object: Value) -> Value {
+    pub(crate) fn commit(
+        &mut self,
+        resource: &str,
+        ns: &str,
+        name: &str,
+        kind: ChangeType,
+        mut object: Value,
+    ) -> Value {
         self.rv += 1;
         let rv = self.rv;
         if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -103,7 +120,13 @@ impl State {
             ChangeType::Deleted => objects.remove(&key),
             _ => objects.insert(key, object.clone()),
         };
-        let change = Arc::new(Change { rv, resource: resource.to_string(), kind, object: object.clone(), old });
+        let change = Arc::new(Change {
+            rv,
+            resource: resource.to_string(),
+            kind,
+            object: object.clone(),
+            old,
+        });
         self.history.push_back(change.clone());
         while self.history.len() > self.history_limit {
             if let Some(dropped) = self.history.pop_front() {
@@ -125,16 +148,33 @@ impl State {
     /// Start a watch of `resource` after `since` (replaying retained changes),
     /// or from now when `since` is `None`. `Err` carries the oldest resumable
     /// resourceVersion when `since` is older.
-    pub(crate) fn subscribe(&self, resource: &str, since: Option<u64>) -> Result<Subscription, u64> {
+    pub(crate) fn subscribe(
+        &self,
+        resource: &str,
+        since: Option<u64>,
+    ) -> Result<Subscription, u64> {
         let live = self.tx.subscribe();
         let Some(since) = since else {
-            return Ok(Subscription { backlog: Vec::new(), live, start_rv: self.rv });
+            return Ok(Subscription {
+                backlog: Vec::new(),
+                live,
+                start_rv: self.rv,
+            });
         };
         if since < self.oldest_resumable {
             return Err(self.oldest_resumable);
         }
-        let backlog = self.history.iter().filter(|c| c.rv > since && c.resource == resource).cloned().collect();
-        Ok(Subscription { backlog, live, start_rv: self.rv })
+        let backlog = self
+            .history
+            .iter()
+            .filter(|c| c.rv > since && c.resource == resource)
+            .cloned()
+            .collect();
+        Ok(Subscription {
+            backlog,
+            live,
+            start_rv: self.rv,
+        })
     }
 
     pub(crate) fn oldest_resumable(&self) -> u64 {

@@ -37,7 +37,10 @@ impl Feed {
     fn render(&self, obj: &Value) -> Value {
         let obj = view(&self.t, obj);
         if self.table {
-            let rv = obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null);
+            let rv = obj
+                .pointer("/metadata/resourceVersion")
+                .cloned()
+                .unwrap_or(Value::Null);
             discovery::table(&self.t, &[&obj], json!({"resourceVersion": rv}), true)
         } else {
             obj
@@ -45,7 +48,10 @@ impl Feed {
     }
 
     fn wanted(&self, obj: &Value) -> bool {
-        let ns = obj.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default();
+        let ns = obj
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         (self.ns.is_empty() || self.ns == ns) && self.selector.matches(&view(&self.t, obj))
     }
 
@@ -71,7 +77,11 @@ impl Feed {
         if initial_end {
             meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
-        self.send("BOOKMARK", json!({"kind": self.t.kind, "apiVersion": self.t.api_version(), "metadata": meta})).await
+        self.send(
+            "BOOKMARK",
+            json!({"kind": self.t.kind, "apiVersion": self.t.api_version(), "metadata": meta}),
+        )
+        .await
     }
 }
 
@@ -91,10 +101,20 @@ impl Server {
         };
         let send_initial = r.q("sendInitialEvents") == Some("true");
         let bookmarks = matches!(r.q("allowWatchBookmarks"), Some("true" | "1"));
-        let timeout = r.q("timeoutSeconds").and_then(|s| s.parse::<u64>().ok()).map(Duration::from_secs).unwrap_or(self.watch_timeout);
+        let timeout = r
+            .q("timeoutSeconds")
+            .and_then(|s| s.parse::<u64>().ok())
+            .map(Duration::from_secs)
+            .unwrap_or(self.watch_timeout);
         let initial_state = send_initial || matches!(since, None | Some(0));
         let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(256);
-        let feed = Feed { t: r.t.clone(), ns: r.ns.clone(), selector, table: r.table, tx };
+        let feed = Feed {
+            t: r.t.clone(),
+            ns: r.ns.clone(),
+            selector,
+            table: r.table,
+            tx,
+        };
         let st = self.store.lock();
         if let Some(since) = since
             && since > st.current_rv()
@@ -104,7 +124,10 @@ impl Server {
         let subscription = st.subscribe(&r.t.storage, if initial_state { None } else { since });
         let initial: Vec<Value> = if initial_state {
             let ns = (!r.ns.is_empty()).then_some(r.ns.as_str());
-            st.list(&r.t.storage, ns).map(|(_, o)| o.clone()).filter(|o| feed.wanted(o)).collect()
+            st.list(&r.t.storage, ns)
+                .map(|(_, o)| o.clone())
+                .filter(|o| feed.wanted(o))
+                .collect()
         } else {
             Vec::new()
         };
@@ -115,7 +138,8 @@ impl Server {
             let mut sub = match subscription {
                 Ok(s) => s,
                 Err(_) => {
-                    feed.send("ERROR", gone(since.unwrap_or_default(), oldest)).await;
+                    feed.send("ERROR", gone(since.unwrap_or_default(), oldest))
+                        .await;
                     return;
                 }
             };
@@ -135,7 +159,8 @@ impl Server {
             }
             let deadline = tokio::time::sleep(timeout);
             tokio::pin!(deadline);
-            let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+            let mut ticker =
+                tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
             loop {
                 tokio::select! {
                     _ = &mut deadline => return,
@@ -157,9 +182,14 @@ impl Server {
                 }
             }
         });
-        let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+        let stream = futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        });
         let mut resp = Response::new(Body::from_stream(stream));
-        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         resp
     }
 }

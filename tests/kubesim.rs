@@ -1,0 +1,811 @@
+//! The in-memory API server against real clients: kube-rs here, kubectl in
+//! the `kubectl_*` tests.
+
+mod support;
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Event as CoreEvent, Secret};
+use kube::api::{
+    Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+};
+use kube::core::Status;
+use kube::runtime::{WatchStreamExt, finalizer, reflector, watcher};
+use kube::{CustomResource, CustomResourceExt, KubeSchema, Resource, ResourceExt};
+use nicip::kubesim::{KubeSim, RunningKubeSim};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A small CRD exercising what the project's CRDs use: status subresource,
+/// printer columns, short names, a category, defaults, ranges, enums and CEL
+/// rules including a transition rule.
+#[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "test.nicip.io",
+    version = "v1",
+    kind = "Widget",
+    namespaced,
+    status = "WidgetStatus",
+    shortname = "wd",
+    category = "testing",
+    printcolumn = r#"{"name":"Size","type":"integer","jsonPath":".spec.size"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#
+)]
+#[x_kube(validation = Rule::new("self.size != 13").message("thirteen is unlucky"))]
+pub struct WidgetSpec {
+    /// How big.
+    #[schemars(range(min = 1, max = 50))]
+    pub size: i32,
+    /// Never changes.
+    #[x_kube(validation = Rule::new("self == oldSelf").message("color is immutable"))]
+    pub color: String,
+    #[serde(default = "default_mode")]
+    pub mode: Mode,
+}
+
+fn default_mode() -> Mode {
+    Mode::Full
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+pub enum Mode {
+    Full,
+    ObserveOnly,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+pub struct WidgetStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+async fn start() -> RunningKubeSim {
+    KubeSim::new(vec![Widget::crd()])
+        .start()
+        .await
+        .expect("server starts")
+}
+
+fn widget(name: &str, size: i32) -> Widget {
+    let mut w = Widget::new(
+        name,
+        WidgetSpec {
+            size,
+            color: "red".into(),
+            mode: Mode::Full,
+        },
+    );
+    w.metadata.namespace = Some("default".into());
+    w
+}
+
+fn api_error(e: kube::Error) -> Status {
+    match e {
+        kube::Error::Api(s) => *s,
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+/// The raw `Status` body of a failed request, for checking `details.causes`.
+async fn raw_post(sim: &RunningKubeSim, path: &str, body: &Value) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .post(format!("{}{path}", sim.url()))
+        .json(body)
+        .send()
+        .await
+        .expect("request");
+    let code = resp.status().as_u16();
+    (code, resp.json().await.expect("json body"))
+}
+
+#[tokio::test]
+async fn crud_generation_and_optimistic_concurrency() {
+    let sim = start().await;
+    let api: Api<Widget> = Api::namespaced(sim.client().expect("client"), "default");
+    let created = api
+        .create(&PostParams::default(), &widget("a", 3))
+        .await
+        .expect("create");
+    assert_eq!(created.metadata.generation, Some(1));
+    assert!(created.metadata.uid.is_some() && created.metadata.creation_timestamp.is_some());
+    assert_eq!(created.spec.mode, Mode::Full);
+
+    // A spec change bumps generation; a label change does not.
+    let mut changed = created.clone();
+    changed.spec.size = 4;
+    let v2 = api
+        .replace("a", &PostParams::default(), &changed)
+        .await
+        .expect("replace");
+    assert_eq!(v2.metadata.generation, Some(2));
+    let v3 = api
+        .patch(
+            "a",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}})),
+        )
+        .await
+        .expect("patch");
+    assert_eq!(v3.metadata.generation, Some(2));
+    assert!(v3.resource_version() > v2.resource_version());
+
+    // The stale copy is refused.
+    let err = api_error(
+        api.replace("a", &PostParams::default(), &changed)
+            .await
+            .expect_err("stale"),
+    );
+    assert_eq!((err.code, err.reason.as_str()), (409, "Conflict"));
+    assert!(
+        err.message.contains("the object has been modified"),
+        "{}",
+        err.message
+    );
+
+    // Writes to the main resource never change status; status writes change nothing else.
+    let with_status = api
+        .patch(
+            "a",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"note": "sneaky"}})),
+        )
+        .await
+        .expect("patch");
+    assert_eq!(with_status.status, None);
+    let st = api
+        .patch_status(
+            "a",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"size": 9}, "status": {"note": "hi"}})),
+        )
+        .await
+        .expect("patch status");
+    assert_eq!(
+        (
+            st.spec.size,
+            st.status.as_ref().and_then(|s| s.note.as_deref())
+        ),
+        (4, Some("hi"))
+    );
+    assert_eq!(st.metadata.generation, Some(2));
+
+    // No-op writes are not persisted.
+    let again = api
+        .patch(
+            "a",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"size": 4}})),
+        )
+        .await
+        .expect("noop");
+    assert_eq!(again.resource_version(), st.resource_version());
+
+    let err = api_error(
+        api.create(&PostParams::default(), &widget("a", 3))
+            .await
+            .expect_err("exists"),
+    );
+    assert_eq!((err.code, err.reason.as_str()), (409, "AlreadyExists"));
+    let err = api_error(api.get("missing").await.expect_err("missing"));
+    assert_eq!(
+        (err.code, err.reason.as_str(), err.message.as_str()),
+        (
+            404,
+            "NotFound",
+            "widgets.test.nicip.io \"missing\" not found"
+        )
+    );
+
+    let mut generated = widget("", 5);
+    generated.metadata.name = None;
+    generated.metadata.generate_name = Some("gen-".into());
+    let g = api
+        .create(&PostParams::default(), &generated)
+        .await
+        .expect("generateName");
+    assert!(
+        g.name_any().starts_with("gen-") && g.name_any().len() == 9,
+        "{}",
+        g.name_any()
+    );
+
+    api.delete("a", &DeleteParams::default())
+        .await
+        .expect("delete");
+    let err = api_error(api.get("a").await.expect_err("gone"));
+    assert_eq!(err.code, 404);
+
+    // Namespaces are created on first use.
+    let other: Api<Widget> = Api::namespaced(sim.client().expect("client"), "elsewhere");
+    let mut w = widget("b", 2);
+    w.metadata.namespace = Some("elsewhere".into());
+    other
+        .create(&PostParams::default(), &w)
+        .await
+        .expect("create in a new namespace");
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> =
+        Api::all(sim.client().expect("client"));
+    namespaces.get("elsewhere").await.expect("namespace exists");
+}
+
+#[tokio::test]
+async fn schema_validation_defaulting_pruning_and_cel() {
+    let sim = start().await;
+    let api: Api<Widget> = Api::namespaced(sim.client().expect("client"), "default");
+    let path = "/apis/test.nicip.io/v1/namespaces/default/widgets";
+    let obj = |size: Value| json!({"apiVersion": "test.nicip.io/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": size, "color": "red"}});
+
+    let (code, status) = raw_post(&sim, path, &obj(json!(0))).await;
+    assert_eq!((code, status["reason"].as_str()), (422, Some("Invalid")));
+    assert_eq!(
+        status["message"],
+        "Widget.test.nicip.io \"w\" is invalid: spec.size: Invalid value: 0: spec.size in body should be greater than or equal to 1"
+    );
+    assert_eq!(
+        status["details"]["causes"],
+        json!([{"reason": "FieldValueInvalid", "field": "spec.size",
+        "message": "Invalid value: 0: spec.size in body should be greater than or equal to 1"}])
+    );
+
+    let mut bad_enum = obj(json!(2));
+    bad_enum["spec"]["mode"] = json!("Sometimes");
+    let (code, status) = raw_post(&sim, path, &bad_enum).await;
+    assert_eq!(code, 422);
+    assert_eq!(
+        status["details"]["causes"][0]["reason"],
+        "FieldValueNotSupported"
+    );
+    assert_eq!(status["details"]["causes"][0]["field"], "spec.mode");
+
+    let (code, status) = raw_post(&sim, path, &obj(json!(13))).await;
+    assert_eq!(code, 422, "{status}");
+    assert_eq!(status["details"]["causes"][0]["field"], "spec");
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("thirteen is unlucky"),
+        "{status}"
+    );
+
+    // Unknown fields are pruned (with a warning), defaults applied.
+    let mut extra = obj(json!(2));
+    extra["spec"]["bogus"] = json!(true);
+    let (code, created) = raw_post(&sim, path, &extra).await;
+    assert_eq!(code, 201, "{created}");
+    assert_eq!(
+        created["spec"],
+        json!({"size": 2, "color": "red", "mode": "Full"})
+    );
+    let strict = reqwest::Client::new()
+        .post(format!("{}{path}?fieldValidation=Strict", sim.url()))
+        .json(&{
+            let mut o = extra.clone();
+            o["metadata"]["name"] = json!("strict");
+            o
+        })
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(strict.status().as_u16(), 400);
+    assert!(
+        strict
+            .text()
+            .await
+            .unwrap_or_default()
+            .contains(r#"unknown field \"spec.bogus\""#)
+    );
+
+    // Transition rule: color is immutable.
+    let err = api_error(
+        api.patch(
+            "w",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"color": "blue"}})),
+        )
+        .await
+        .expect_err("immutable"),
+    );
+    assert_eq!(err.code, 422);
+    assert!(
+        err.message
+            .contains("spec.color: Invalid value: \"blue\": color is immutable"),
+        "{}",
+        err.message
+    );
+    api.patch(
+        "w",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"size": 3}})),
+    )
+    .await
+    .expect("other changes pass");
+
+    // The public validator, as CRD tests use it.
+    let crd = Widget::crd();
+    let schema = crd.spec.versions[0]
+        .schema
+        .as_ref()
+        .and_then(|s| s.open_api_v3_schema.as_ref())
+        .expect("schema");
+    let errs = nicip::kubesim::schema::validate(
+        schema,
+        &json!({"spec": {"size": 51, "color": "c", "mode": "Full"}}),
+        None,
+    )
+    .expect_err("too big");
+    assert_eq!(
+        errs[0].to_string(),
+        "spec.size: Invalid value: 51: spec.size in body should be less than or equal to 50"
+    );
+}
+
+#[tokio::test]
+async fn finalizers_with_kube_runtime_helper() {
+    let sim = start().await;
+    let api: Api<Widget> = Api::namespaced(sim.client().expect("client"), "default");
+    api.create(&PostParams::default(), &widget("f", 3))
+        .await
+        .expect("create");
+    let run = |obj: Widget| {
+        let api = api.clone();
+        async move {
+            finalizer(
+                &api,
+                "test.nicip.io/cleanup",
+                Arc::new(obj),
+                |ev| async move {
+                    Ok::<_, std::io::Error>(match ev {
+                        finalizer::Event::Apply(_) | finalizer::Event::Cleanup(_) => {
+                            kube::runtime::controller::Action::await_change()
+                        }
+                    })
+                },
+            )
+            .await
+        }
+    };
+    run(api.get("f").await.expect("get"))
+        .await
+        .expect("adds the finalizer");
+    let with = api.get("f").await.expect("get");
+    assert_eq!(with.finalizers(), ["test.nicip.io/cleanup"]);
+
+    api.delete("f", &DeleteParams::default())
+        .await
+        .expect("delete marks");
+    let marked = api.get("f").await.expect("still there");
+    assert!(marked.metadata.deletion_timestamp.is_some());
+    assert_eq!(
+        marked.metadata.generation,
+        Some(2),
+        "deletion bumps generation"
+    );
+
+    let err = api_error(
+        api.patch(
+            "f",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": ["test.nicip.io/cleanup", "late"]}})),
+        )
+        .await
+        .expect_err("no new finalizers while deleting"),
+    );
+    assert_eq!(err.code, 422);
+    assert!(
+        err.message.contains("no new finalizers can be added"),
+        "{}",
+        err.message
+    );
+    // The spec may still change while terminating.
+    api.patch(
+        "f",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"size": 4}})),
+    )
+    .await
+    .expect("spec change");
+
+    run(api.get("f").await.expect("get"))
+        .await
+        .expect("cleanup removes the finalizer");
+    assert_eq!(api_error(api.get("f").await.expect_err("gone")).code, 404);
+}
+
+#[tokio::test]
+async fn server_side_apply_owns_fields_and_reports_conflicts() {
+    let sim = start().await;
+    let api: Api<Widget> = Api::namespaced(sim.client().expect("client"), "default");
+    let config = json!({"apiVersion": "test.nicip.io/v1", "kind": "Widget", "metadata": {"name": "s"}, "spec": {"size": 2, "color": "red"}});
+    let created = api
+        .patch("s", &PatchParams::apply("alice"), &Patch::Apply(&config))
+        .await
+        .expect("apply creates");
+    assert_eq!(created.metadata.generation, Some(1));
+    let err = api_error(
+        api.patch("s", &PatchParams::apply("bob"), &Patch::Apply(json!({"apiVersion": "test.nicip.io/v1", "kind": "Widget", "spec": {"size": 5, "color": "red"}})))
+            .await
+            .expect_err("conflict"),
+    );
+    assert_eq!((err.code, err.reason.as_str()), (409, "Conflict"));
+    assert!(
+        err.message
+            .contains(r#"conflict with "alice" using test.nicip.io/v1: .spec.size"#),
+        "{}",
+        err.message
+    );
+    let forced = api
+        .patch("s", &PatchParams::apply("bob").force(), &Patch::Apply(json!({"apiVersion": "test.nicip.io/v1", "kind": "Widget", "spec": {"size": 5, "color": "red"}})))
+        .await
+        .expect("forced");
+    assert_eq!(forced.spec.size, 5);
+    let managers: Vec<(String, String)> = forced
+        .managed_fields()
+        .iter()
+        .map(|m| {
+            (
+                m.manager.clone().unwrap_or_default(),
+                m.operation.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        managers,
+        [
+            ("alice".to_string(), "Apply".to_string()),
+            ("bob".to_string(), "Apply".to_string())
+        ]
+    );
+
+    // Status through the status subresource with apply, as the controller writes it.
+    let status = json!({"apiVersion": "test.nicip.io/v1", "kind": "Widget", "status": {"observed": 1, "note": "ok"}});
+    let st = api
+        .patch_status(
+            "s",
+            &PatchParams::apply("controller").force(),
+            &Patch::Apply(&status),
+        )
+        .await
+        .expect("status apply");
+    assert_eq!(st.status.as_ref().and_then(|s| s.observed), Some(1));
+    assert_eq!(
+        st.metadata.generation, forced.metadata.generation,
+        "status writes never bump generation"
+    );
+    let entry = st
+        .managed_fields()
+        .iter()
+        .find(|m| m.manager.as_deref() == Some("controller"))
+        .expect("controller entry");
+    assert_eq!(entry.subresource.as_deref(), Some("status"));
+    // Re-applying the same status is a no-op; dropping a field removes it.
+    let same = api
+        .patch_status(
+            "s",
+            &PatchParams::apply("controller").force(),
+            &Patch::Apply(&status),
+        )
+        .await
+        .expect("again");
+    assert_eq!(same.resource_version(), st.resource_version());
+    let dropped = api
+        .patch_status("s", &PatchParams::apply("controller").force(), &Patch::Apply(json!({"apiVersion": "test.nicip.io/v1", "kind": "Widget", "status": {"observed": 2}})))
+        .await
+        .expect("drop note");
+    assert_eq!(
+        dropped.status,
+        Some(WidgetStatus {
+            observed: Some(2),
+            note: None
+        })
+    );
+
+    // A status apply to a missing object is a 404, and apply needs a field manager.
+    let err = api_error(
+        api.patch_status(
+            "nope",
+            &PatchParams::apply("controller"),
+            &Patch::Apply(&status),
+        )
+        .await
+        .expect_err("missing"),
+    );
+    assert_eq!(err.code, 404);
+    let writes: Vec<_> = sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.verb == "patch" && r.field_manager.as_deref() == Some("controller"))
+        .collect();
+    assert_eq!(writes.len(), 4);
+    assert_eq!(writes[0].subresource.as_deref(), Some("status"));
+    assert_eq!((writes[0].code, writes[3].code), (200, 404));
+}
+
+#[tokio::test]
+async fn list_pages_and_selectors() {
+    let sim = start().await;
+    let api: Api<Widget> = Api::namespaced(sim.client().expect("client"), "default");
+    for i in 0..5 {
+        let mut w = widget(&format!("w{i}"), i + 1);
+        w.metadata.labels = Some(
+            [(
+                "parity".to_string(),
+                if i % 2 == 0 { "even" } else { "odd" }.to_string(),
+            )]
+            .into(),
+        );
+        api.create(&PostParams::default(), &w)
+            .await
+            .expect("create");
+    }
+    let first = api
+        .list(&ListParams::default().limit(2))
+        .await
+        .expect("page 1");
+    assert_eq!(first.items.len(), 2);
+    assert_eq!(first.metadata.remaining_item_count, Some(3));
+    let token = first.metadata.continue_.clone().expect("continue token");
+    let second = api
+        .list(&ListParams::default().limit(2).continue_token(&token))
+        .await
+        .expect("page 2");
+    let names: Vec<String> = first
+        .items
+        .iter()
+        .chain(second.items.iter())
+        .map(|w| w.name_any())
+        .collect();
+    assert_eq!(names, ["w0", "w1", "w2", "w3"]);
+    let even = api
+        .list(&ListParams::default().labels("parity=even"))
+        .await
+        .expect("labels");
+    assert_eq!(even.items.len(), 3);
+    let named = api
+        .list(&ListParams::default().fields("metadata.name=w3"))
+        .await
+        .expect("fields");
+    assert_eq!(
+        named.items.iter().map(|w| w.name_any()).collect::<Vec<_>>(),
+        ["w3"]
+    );
+    let err = api_error(
+        api.list(&ListParams::default().fields("spec.size=1"))
+            .await
+            .expect_err("unsupported field"),
+    );
+    assert_eq!(
+        (err.code, err.message.as_str()),
+        (400, "field label not supported: spec.size")
+    );
+    // Once the history is compacted past the first page's version, its token expires.
+    api.create(&PostParams::default(), &widget("late", 1))
+        .await
+        .expect("create");
+    sim.compact();
+    let err = api_error(
+        api.list(&ListParams::default().limit(2).continue_token(&token))
+            .await
+            .expect_err("expired token"),
+    );
+    assert_eq!(err.code, 410);
+}
+
+#[tokio::test]
+async fn watch_bookmarks_and_gone() {
+    let sim = KubeSim::new(vec![Widget::crd()])
+        .bookmark_interval(Duration::from_millis(100))
+        .start()
+        .await
+        .expect("starts");
+    let api: Api<Widget> = Api::namespaced(sim.client().expect("client"), "default");
+    let created = api
+        .create(&PostParams::default(), &widget("a", 1))
+        .await
+        .expect("create");
+    let rv = created.resource_version().expect("rv");
+    let mut stream = api
+        .watch(&WatchParams::default().timeout(10), &rv)
+        .await
+        .expect("watch")
+        .boxed();
+    api.patch(
+        "a",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"size": 2}})),
+    )
+    .await
+    .expect("patch");
+    api.delete("a", &DeleteParams::default())
+        .await
+        .expect("delete");
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while seen.len() < 3 && tokio::time::Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_secs(5), stream.try_next()).await {
+            Ok(Ok(Some(WatchEvent::Modified(w)))) => seen.push(format!("MODIFIED {}", w.spec.size)),
+            Ok(Ok(Some(WatchEvent::Deleted(w)))) => seen.push(format!("DELETED {}", w.name_any())),
+            Ok(Ok(Some(WatchEvent::Bookmark(b)))) => {
+                if seen.len() == 2 {
+                    seen.push(format!(
+                        "BOOKMARK after {}",
+                        b.metadata.resource_version.parse::<u64>().is_ok()
+                    ));
+                }
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(seen, ["MODIFIED 2", "DELETED a", "BOOKMARK after true"]);
+
+    sim.compact();
+    let mut stale = api
+        .watch(&WatchParams::default(), &rv)
+        .await
+        .expect("watch")
+        .boxed();
+    match stale.try_next().await {
+        Ok(Some(WatchEvent::Error(e))) => assert_eq!((e.code, e.reason.as_str()), (410, "Expired")),
+        other => panic!("expected 410, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn reflector_stays_consistent_across_watch_restarts() {
+    // Watches end after a second, so the watcher reconnects from its last
+    // bookmark several times; one compaction in between forces a relist.
+    let sim = KubeSim::new(vec![Widget::crd()])
+        .bookmark_interval(Duration::from_millis(200))
+        .watch_timeout(Duration::from_secs(1))
+        .start()
+        .await
+        .expect("starts");
+    let api: Api<Widget> = Api::namespaced(sim.client().expect("client"), "default");
+    let (reader, writer) = reflector::store::<Widget>();
+    let cfg = watcher::Config::default().timeout(1);
+    let stream = reflector(writer, watcher(api.clone(), cfg))
+        .applied_objects()
+        .default_backoff();
+    let task = tokio::spawn(async move { stream.for_each(|_| async {}).await });
+    for i in 0..6 {
+        api.create(&PostParams::default(), &widget(&format!("r{i}"), 1))
+            .await
+            .expect("create");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if i == 2 {
+            sim.compact();
+        }
+        if i % 2 == 1 {
+            api.delete(&format!("r{}", i - 1), &DeleteParams::default())
+                .await
+                .expect("delete");
+        }
+        api.patch(
+            &format!("r{i}"),
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"size": 7}})),
+        )
+        .await
+        .expect("patch");
+    }
+    let want = || async {
+        let mut names: Vec<String> = api
+            .list(&ListParams::default())
+            .await
+            .expect("list")
+            .items
+            .iter()
+            .map(|w| format!("{}={}", w.name_any(), w.spec.size))
+            .collect();
+        names.sort();
+        names
+    };
+    let expected = want().await;
+    assert_eq!(expected, ["r1=7", "r3=7", "r5=7"]);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let mut have: Vec<String> = reader
+            .state()
+            .iter()
+            .map(|w| format!("{}={}", w.name_any(), w.spec.size))
+            .collect();
+        have.sort();
+        let watches = sim.requests().iter().filter(|r| r.verb == "watch").count();
+        let lists = sim.requests().iter().filter(|r| r.verb == "list").count();
+        if have == expected && watches >= 3 {
+            assert!(
+                lists >= 2,
+                "the compaction should have forced a relist; saw {lists} lists"
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "reflector {have:?} never matched {expected:?} ({watches} watches)"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    task.abort();
+}
+
+#[tokio::test]
+async fn events_secrets_and_leases() {
+    let sim = start().await;
+    let client = sim.client().expect("client");
+    let widgets: Api<Widget> = Api::namespaced(client.clone(), "default");
+    let w = widgets
+        .create(&PostParams::default(), &widget("e", 1))
+        .await
+        .expect("create");
+    let recorder = kube::runtime::events::Recorder::new(client.clone(), "test-controller".into());
+    recorder
+        .publish(
+            &kube::runtime::events::Event {
+                type_: kube::runtime::events::EventType::Normal,
+                reason: "Assigned".into(),
+                note: Some("assigned 10.0.0.5".into()),
+                action: "Assign".into(),
+                secondary: None,
+            },
+            &w.object_ref(&()),
+        )
+        .await
+        .expect("publish");
+    // The same event through the core API, found as kubectl describe looks for it.
+    let core: Api<CoreEvent> = Api::namespaced(client.clone(), "default");
+    let found = core
+        .list(&ListParams::default().fields("involvedObject.name=e,involvedObject.kind=Widget"))
+        .await
+        .expect("list");
+    assert_eq!(found.items.len(), 1);
+    assert_eq!(found.items[0].message.as_deref(), Some("assigned 10.0.0.5"));
+    assert_eq!(found.items[0].reason.as_deref(), Some("Assigned"));
+
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+    let s: Secret = serde_json::from_value(
+        json!({"metadata": {"name": "creds"}, "stringData": {"key": "c2VjcmV0"}}),
+    )
+    .expect("secret");
+    let stored = secrets
+        .create(&PostParams::default(), &s)
+        .await
+        .expect("create secret");
+    assert_eq!(stored.type_.as_deref(), Some("Opaque"));
+    assert_eq!(
+        stored
+            .data
+            .as_ref()
+            .and_then(|d| d.get("key"))
+            .map(|b| b.0.clone()),
+        Some(b"c2VjcmV0".to_vec())
+    );
+    assert!(stored.string_data.is_none());
+
+    let leases: Api<Lease> = Api::namespaced(client, "kube-system");
+    let lease: Lease = serde_json::from_value(json!({"metadata": {"name": "nicip"}, "spec": {"holderIdentity": "a", "leaseDurationSeconds": 15}})).expect("lease");
+    let l = leases
+        .create(&PostParams::default(), &lease)
+        .await
+        .expect("create lease");
+    let mut taken = l.clone();
+    taken.spec.as_mut().expect("spec").holder_identity = Some("b".into());
+    leases
+        .replace("nicip", &PostParams::default(), &taken)
+        .await
+        .expect("take over");
+    let err = api_error(
+        leases
+            .replace("nicip", &PostParams::default(), &l)
+            .await
+            .expect_err("stale lease"),
+    );
+    assert_eq!(err.code, 409);
+    assert_eq!(
+        l.metadata.generation, None,
+        "built-in kinds here carry no generation"
+    );
+}
