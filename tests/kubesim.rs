@@ -809,3 +809,228 @@ async fn events_secrets_and_leases() {
         "built-in kinds here carry no generation"
     );
 }
+
+/// kubectl from `tests/requirements.txt`, pointed at one server with a
+/// kubeconfig and discovery cache of its own.
+struct Kubectl {
+    bin: std::path::PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Kubectl {
+    fn new(sim: &RunningKubeSim) -> Kubectl {
+        let bin = support::PythonTools::get().bin("kubectl");
+        let dir = tempfile::tempdir().expect("tempdir");
+        sim.write_kubeconfig(&dir.path().join("config"))
+            .expect("kubeconfig");
+        Kubectl { bin, dir }
+    }
+
+    fn command(&self, args: &[&str]) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(&self.bin);
+        cmd.arg("--kubeconfig").arg(self.dir.path().join("config"));
+        cmd.arg("--cache-dir").arg(self.dir.path().join("cache"));
+        cmd.args(args)
+            .env("HOME", self.dir.path())
+            .kill_on_drop(true);
+        cmd
+    }
+
+    /// Run to completion: (success, stdout, stderr).
+    async fn run(&self, args: &[&str]) -> (bool, String, String) {
+        let out = self.command(args).output().await.expect("kubectl runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    async fn ok(&self, args: &[&str]) -> String {
+        let (ok, stdout, stderr) = self.run(args).await;
+        assert!(ok, "kubectl {args:?} failed:\n{stdout}\n{stderr}");
+        stdout
+    }
+}
+
+fn examples() -> String {
+    format!("{}/deploy/examples/", env!("CARGO_MANIFEST_DIR"))
+}
+
+async fn start_project() -> RunningKubeSim {
+    KubeSim::new(nicip::api::crds())
+        .start()
+        .await
+        .expect("server starts")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kubectl_apply_get_patch_describe_delete_project_resources() {
+    let sim = start_project().await;
+    let k = Kubectl::new(&sim);
+    let out = k.ok(&["apply", "-f", &examples()]).await;
+    assert!(
+        out.contains("nicipclaim.nicip.io/web-frontend created"),
+        "{out}"
+    );
+    assert!(
+        out.contains("providerconfig.nicip.io/default created"),
+        "{out}"
+    );
+    assert!(out.contains("secret/zenlayer-credentials created"), "{out}");
+    let again = k.ok(&["apply", "-f", &examples()]).await;
+    assert!(
+        again.contains("nicipclaim.nicip.io/web-frontend unchanged"),
+        "{again}"
+    );
+
+    let table = k.ok(&["get", "nicipclaims"]).await;
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        [
+            "NAME", "READY", "REASON", "NIC", "IPV4", "IPV6", "INSTANCE", "AGE"
+        ],
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("web-frontend") && l.contains("nic-web-frontend")),
+        "{table}"
+    );
+    let wide = k.ok(&["get", "nic", "-o", "wide"]).await;
+    assert!(
+        wide.lines()
+            .next()
+            .unwrap_or_default()
+            .contains("ADDRESSES"),
+        "{wide}"
+    );
+    let category = k.ok(&["get", "nicip", "-A"]).await;
+    assert!(category.contains("ingress-pool"), "{category}");
+    let cluster = k.ok(&["get", "providerconfigs"]).await;
+    assert!(
+        cluster.lines().any(|l| l.starts_with("tencent-guangzhou")
+            && l.contains("Tencent")
+            && l.contains("ap-guangzhou")),
+        "{cluster}"
+    );
+
+    let status = r#"{"status":{"conditions":[{"type":"Ready","status":"True","reason":"Converged","message":"ok","lastTransitionTime":"2026-01-01T00:00:00Z","observedGeneration":1}]}}"#;
+    k.ok(&[
+        "patch",
+        "nicipclaim",
+        "web-frontend",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        status,
+    ])
+    .await;
+    let row = k
+        .ok(&["get", "nicipclaim", "web-frontend", "--no-headers"])
+        .await;
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        &cells[..4],
+        ["web-frontend", "True", "Converged", "nic-web-frontend"],
+        "{row}"
+    );
+
+    let described = k.ok(&["describe", "nicipclaim", "web-frontend"]).await;
+    for want in [
+        "Name:",
+        "web-frontend",
+        "Nic Id:",
+        "nic-web-frontend",
+        "Converged",
+    ] {
+        assert!(
+            described.contains(want),
+            "describe lacks {want}:\n{described}"
+        );
+    }
+
+    // A CEL/schema rejection reaches the user as kube-apiserver words it.
+    let bad = k.dir.path().join("bad.yaml");
+    std::fs::write(&bad, "apiVersion: nicip.io/v1alpha1\nkind: NicIpClaim\nmetadata:\n  name: bad\nspec:\n  nicId: nic-1\n  ipv4:\n    count: 0\n").expect("write");
+    let (ok, _, stderr) = k
+        .run(&["apply", "-f", bad.to_str().unwrap_or_default()])
+        .await;
+    assert!(
+        !ok && stderr.contains("is invalid") && stderr.contains("spec.ipv4"),
+        "{stderr}"
+    );
+
+    let explained = k.ok(&["explain", "nicipclaim.spec"]).await;
+    assert!(explained.contains("nicId"), "{explained}");
+
+    let out = k.ok(&["delete", "nicipclaim", "web-frontend"]).await;
+    assert!(out.contains("deleted"), "{out}");
+    let (ok, _, stderr) = k.run(&["get", "nicipclaim", "web-frontend"]).await;
+    assert!(
+        !ok && stderr.contains(r#"nicipclaims.nicip.io "web-frontend" not found"#),
+        "{stderr}"
+    );
+
+    let writes: Vec<_> = sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.resource == "nicipclaims" && r.verb == "patch")
+        .collect();
+    assert_eq!(writes.len(), 1, "one status patch: {writes:?}");
+    assert_eq!(writes[0].field_manager.as_deref(), Some("kubectl-patch"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kubectl_get_watch_follows_changes() {
+    let sim = start_project().await;
+    let k = Kubectl::new(&sim);
+    k.ok(&["apply", "-f", &format!("{}claims.yaml", examples())])
+        .await;
+    let mut child = k
+        .command(&["get", "nicipclaims", "-w", "--no-headers"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let mut seen = Vec::new();
+    let mut patched = false;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !seen
+        .iter()
+        .any(|l: &String| l.starts_with("batch-workers") && l.contains("Stalled"))
+    {
+        let line = tokio::time::timeout_at(deadline, lines.next_line())
+            .await
+            .expect("watch output in time")
+            .expect("read");
+        let Some(line) = line else {
+            panic!("kubectl get -w ended: {seen:?}")
+        };
+        seen.push(line);
+        if !patched && seen.len() >= 3 {
+            patched = true;
+            let api: Api<nicip::api::v1alpha1::NicIpClaim> =
+                Api::namespaced(sim.client().expect("client"), "default");
+            let status = json!({"status": {"conditions": [{"type": "Ready", "status": "False", "reason": "Stalled", "message": "x",
+                "lastTransitionTime": "2026-01-01T00:00:00Z", "observedGeneration": 1}]}});
+            api.patch_status(
+                "batch-workers",
+                &PatchParams::default(),
+                &Patch::Merge(status),
+            )
+            .await
+            .expect("patch status");
+        }
+    }
+    assert!(seen.len() >= 4, "{seen:?}");
+    child.kill().await.expect("kill kubectl");
+}

@@ -479,7 +479,9 @@ pub(crate) fn jsonpath(obj: &Value, path: &str) -> Vec<Value> {
                     .flat_map(|v| v.as_array().cloned().unwrap_or_default())
                     .filter(|item| match item.get(field.trim()) {
                         Some(Value::String(s)) => s == want,
-                        Some(other) => other.to_string() == want,
+                        Some(other) => {
+                            serde_json::from_str::<Value>(want).is_ok_and(|w| w == *other)
+                        }
                         None => false,
                     })
                     .collect()

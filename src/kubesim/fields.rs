@@ -232,10 +232,8 @@ pub(crate) fn read_managers(obj: &Value) -> Vec<Manager> {
 
 fn parse_fields(node: &Value, path: Path, out: &mut BTreeSet<Path>) {
     let Some(map) = node.as_object() else { return };
-    if map.is_empty() || map.contains_key(".") {
-        if !path.is_empty() {
-            out.insert(path.clone());
-        }
+    if (map.is_empty() || map.contains_key(".")) && !path.is_empty() {
+        out.insert(path.clone());
     }
     for (k, v) in map {
         let step = if let Some(f) = k.strip_prefix("f:") {
@@ -269,9 +267,12 @@ fn render_fields(fields: &BTreeSet<Path>) -> Value {
             };
             node = next;
             let last = i + 1 == path.len();
-            if last && !node.is_empty() {
-                node.insert(".".into(), json!({}));
-            } else if !last && fields.contains(&path[..=i].to_vec()) {
+            let owned_itself = if last {
+                !node.is_empty()
+            } else {
+                fields.contains(&path[..=i].to_vec())
+            };
+            if owned_itself {
                 node.insert(".".into(), json!({}));
             }
         }

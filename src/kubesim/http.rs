@@ -406,7 +406,7 @@ fn check_labels(obj: &Value) -> Vec<FieldError> {
             || !value_re.as_ref().is_some_and(|re| re.is_match(text))
         {
             errs.push(FieldError {
-                field: format!("metadata.labels"),
+                field: "metadata.labels".to_string(),
                 reason: "FieldValueInvalid".into(),
                 message: format!("Invalid value: {v}: a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"),
             });
@@ -979,10 +979,11 @@ impl Server {
                 } else {
                     m.remove("generation");
                 }
-                if t.custom && t.status_subresource {
-                    if let Some(o) = new.as_object_mut() {
-                        o.remove("status");
-                    }
+                if t.custom
+                    && t.status_subresource
+                    && let Some(o) = new.as_object_mut()
+                {
+                    o.remove("status");
                 }
             }
             Some(old) => {

@@ -555,10 +555,10 @@ fn object_rules(
     }
     if is_true(schema, "x-kubernetes-embedded-resource") {
         for key in ["apiVersion", "kind"] {
-            if !map
+            if map
                 .get(key)
                 .and_then(Value::as_str)
-                .is_some_and(|s| !s.is_empty())
+                .is_none_or(str::is_empty)
             {
                 errs.push(FieldError::new(
                     &child_path(path, key),
