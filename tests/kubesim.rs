@@ -968,6 +968,16 @@ async fn kubectl_apply_get_patch_describe_delete_project_resources() {
         "{stderr}"
     );
 
+    // kubectl validates strictly by default, through the server.
+    std::fs::write(&bad, "apiVersion: nicip.io/v1alpha1\nkind: NicIpClaim\nmetadata:\n  name: typo\nspec:\n  nicId: nic-1\n  nicID: nic-2\n  ipv4:\n    count: 1\n").expect("write");
+    let (ok, _, stderr) = k
+        .run(&["apply", "-f", bad.to_str().unwrap_or_default()])
+        .await;
+    assert!(
+        !ok && stderr.contains(r#"strict decoding error: unknown field "spec.nicID""#),
+        "{stderr}"
+    );
+
     let explained = k.ok(&["explain", "nicipclaim.spec"]).await;
     assert!(explained.contains("nicId"), "{explained}");
 
@@ -1033,4 +1043,85 @@ async fn kubectl_get_watch_follows_changes() {
     }
     assert!(seen.len() >= 4, "{seen:?}");
     child.kill().await.expect("kill kubectl");
+}
+
+#[tokio::test]
+async fn project_crds_validate_and_take_controller_status() {
+    use nicip::api::v1alpha1::NicIpClaim;
+    let sim = start_project().await;
+    let api: Api<NicIpClaim> = Api::namespaced(sim.client().expect("client"), "default");
+    let claim = |name: &str, ipv4: Value| {
+        serde_json::from_value::<NicIpClaim>(
+            json!({"apiVersion": "nicip.io/v1alpha1", "kind": "NicIpClaim",
+            "metadata": {"name": name}, "spec": {"nicId": "nic-1", "ipv4": ipv4}}),
+        )
+        .expect("claim")
+    };
+    let err = api_error(
+        api.create(
+            &PostParams::default(),
+            &claim("both", json!({"count": 2, "addresses": ["10.0.0.5"]})),
+        )
+        .await
+        .expect_err("CEL"),
+    );
+    assert_eq!((err.code, err.reason.as_str()), (422, "Invalid"));
+    assert!(
+        err.message
+            .contains("set exactly one of ipv4.addresses and ipv4.count"),
+        "{}",
+        err.message
+    );
+    let err = api_error(
+        api.create(&PostParams::default(), &claim("many", json!({"count": 51})))
+            .await
+            .expect_err("range"),
+    );
+    assert!(err.message.contains("spec.ipv4.count"), "{}", err.message);
+
+    let created = api
+        .create(&PostParams::default(), &claim("ok", json!({"count": 2})))
+        .await
+        .expect("valid claim");
+    assert_eq!(created.metadata.generation, Some(1));
+    let err = api_error(
+        api.patch(
+            "ok",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"nicId": "nic-2"}})),
+        )
+        .await
+        .expect_err("immutable"),
+    );
+    assert!(
+        err.message.contains("nicId is immutable"),
+        "{}",
+        err.message
+    );
+
+    let status = json!({"apiVersion": "nicip.io/v1alpha1", "kind": "NicIpClaim", "status": {"observedGeneration": 1,
+        "conditions": [{"type": "Ready", "status": "True", "reason": "Converged", "message": "ok",
+            "lastTransitionTime": "2026-01-01T00:00:00Z", "observedGeneration": 1}]}});
+    let written = api
+        .patch_status(
+            "ok",
+            &PatchParams::apply("nicip-controller").force(),
+            &Patch::Apply(&status),
+        )
+        .await
+        .expect("status");
+    assert_eq!(written.metadata.generation, Some(1));
+    let again = api
+        .patch_status(
+            "ok",
+            &PatchParams::apply("nicip-controller").force(),
+            &Patch::Apply(&status),
+        )
+        .await
+        .expect("status again");
+    assert_eq!(
+        again.resource_version(),
+        written.resource_version(),
+        "an unchanged status apply writes nothing"
+    );
 }

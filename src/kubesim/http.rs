@@ -1095,8 +1095,10 @@ impl Server {
             match r.q("fieldValidation") {
                 Some("Strict") if !unknown.is_empty() => {
                     return Err(ApiError::bad_request(format!(
-                        "strict decoding error: {}",
-                        unknown.join(", ")
+                        "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: {}",
+                        unknown.join(", "),
+                        kind = t.kind,
+                        version = t.version
                     )));
                 }
                 Some("Ignore") => {}
