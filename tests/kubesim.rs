@@ -184,6 +184,22 @@ async fn crud_generation_and_optimistic_concurrency() {
         .expect("noop");
     assert_eq!(again.resource_version(), st.resource_version());
 
+    let dry = api
+        .create(
+            &PostParams {
+                dry_run: true,
+                ..Default::default()
+            },
+            &widget("dry", 3),
+        )
+        .await
+        .expect("dry run");
+    assert_eq!(dry.name_any(), "dry");
+    assert_eq!(
+        api_error(api.get("dry").await.expect_err("not stored")).code,
+        404
+    );
+
     let err = api_error(
         api.create(&PostParams::default(), &widget("a", 3))
             .await
@@ -652,6 +668,52 @@ async fn watch_bookmarks_and_gone() {
         Ok(Some(WatchEvent::Error(e))) => assert_eq!((e.code, e.reason.as_str()), (410, "Expired")),
         other => panic!("expected 410, got {other:?}"),
     }
+
+    // A label change moves an object out of a selector's view: DELETED.
+    let mut labelled = widget("l", 1);
+    labelled.metadata.labels = Some([("team".to_string(), "a".to_string())].into());
+    let l = api
+        .create(&PostParams::default(), &labelled)
+        .await
+        .expect("create");
+    let mut selected = api
+        .watch(
+            &WatchParams::default().labels("team=a").disable_bookmarks(),
+            &l.resource_version().expect("rv"),
+        )
+        .await
+        .expect("watch")
+        .boxed();
+    api.patch(
+        "l",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"team": "b"}}})),
+    )
+    .await
+    .expect("relabel");
+    match tokio::time::timeout(Duration::from_secs(5), selected.try_next()).await {
+        Ok(Ok(Some(WatchEvent::Deleted(w)))) => {
+            assert_eq!(w.labels().get("team").map(String::as_str), Some("b"))
+        }
+        other => panic!("expected DELETED, got {other:?}"),
+    }
+
+    // Dropping the server ends open watches.
+    let mut open = api
+        .watch(&WatchParams::default(), "0")
+        .await
+        .expect("watch")
+        .boxed();
+    assert!(matches!(
+        open.try_next().await,
+        Ok(Some(WatchEvent::Added(_)))
+    ));
+    drop(sim);
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Ok(Some(_)) = open.try_next().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the watch outlived the server");
 }
 
 #[tokio::test]
@@ -764,6 +826,27 @@ async fn events_secrets_and_leases() {
     assert_eq!(found.items.len(), 1);
     assert_eq!(found.items[0].message.as_deref(), Some("assigned 10.0.0.5"));
     assert_eq!(found.items[0].reason.as_deref(), Some("Assigned"));
+    // A repeat becomes a series on the same Event, patched through events.k8s.io.
+    let ev = kube::runtime::events::Event {
+        type_: kube::runtime::events::EventType::Normal,
+        reason: "Assigned".into(),
+        note: Some("assigned 10.0.0.5".into()),
+        action: "Assign".into(),
+        secondary: None,
+    };
+    recorder
+        .publish(&ev, &w.object_ref(&()))
+        .await
+        .expect("publish again");
+    let found = core
+        .list(&ListParams::default().fields("involvedObject.name=e"))
+        .await
+        .expect("list");
+    assert_eq!(found.items.len(), 1);
+    assert_eq!(
+        found.items[0].series.as_ref().map(|s| s.count),
+        Some(Some(2))
+    );
 
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
     let s: Secret = serde_json::from_value(

@@ -25,6 +25,8 @@ pub(crate) struct Server {
     pub addr: SocketAddr,
     pub bookmark_interval: Duration,
     pub watch_timeout: Duration,
+    /// Becomes `true` when the server is stopping.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 pub(crate) fn router(server: Arc<Server>) -> Router {
@@ -1083,6 +1085,12 @@ impl Server {
         }
         if t.plural == "secrets" {
             secret_defaults(&mut new);
+        }
+        if t.plural == "namespaces" && old.is_none() {
+            new["status"] = json!({"phase": "Active"});
+            if new.pointer("/spec/finalizers").is_none() {
+                new["spec"] = json!({"finalizers": ["kubernetes"]});
+            }
         }
         let mut warnings = Vec::new();
         if let Some(schema) = &t.schema {

@@ -91,6 +91,9 @@ impl KubeSim {
             types.extend(discovery::from_crd(crd));
         }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        // Set when the handle is dropped: open watches end, so the graceful
+        // shutdown below does not wait for their timeouts.
+        let (stop, stopping) = tokio::sync::watch::channel(false);
         let addr = listener.local_addr()?;
         let server = Arc::new(http::Server {
             store: store::Store::new(self.history_limit),
@@ -99,14 +102,15 @@ impl KubeSim {
             addr,
             bookmark_interval: self.bookmark_interval,
             watch_timeout: self.watch_timeout,
+            stopping,
         });
         server.create_namespace("default");
         server.create_namespace("kube-system");
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let app = http::router(server.clone());
-        let task = tokio::spawn(async move {
-            let shutdown = async {
-                let _ = stopped.await;
+        let mut stopped = server.stopping.clone();
+        tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
             };
             if let Err(e) = axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown)
@@ -115,12 +119,7 @@ impl KubeSim {
                 tracing::error!(error = %e, "kubesim server stopped");
             }
         });
-        Ok(RunningKubeSim {
-            server,
-            addr,
-            stop: Some(stop),
-            task,
-        })
+        Ok(RunningKubeSim { server, addr, stop })
     }
 }
 
@@ -128,8 +127,7 @@ impl KubeSim {
 pub struct RunningKubeSim {
     server: Arc<http::Server>,
     addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
+    stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl RunningKubeSim {
@@ -179,10 +177,7 @@ impl RunningKubeSim {
 
 impl Drop for RunningKubeSim {
     fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        // Open watches hold connections; graceful shutdown would wait for them.
-        self.task.abort();
+        // Nobody listening means the server already stopped.
+        let _ = self.stop.send(true);
     }
 }

@@ -134,6 +134,7 @@ impl Server {
         let oldest = st.oldest_resumable();
         drop(st);
         let interval = self.bookmark_interval;
+        let mut stopping = self.stopping.clone();
         tokio::spawn(async move {
             let mut sub = match subscription {
                 Ok(s) => s,
@@ -165,6 +166,7 @@ impl Server {
                 tokio::select! {
                     _ = &mut deadline => return,
                     _ = feed.tx.closed() => return,
+                    _ = stopping.changed() => return,
                     _ = ticker.tick(), if bookmarks => {
                         if !feed.bookmark(last_rv, false).await { return; }
                     }
