@@ -83,6 +83,24 @@ fn widget(name: &str, size: i32) -> Widget {
     w
 }
 
+/// A JSON merge patch of the main resource.
+async fn merge<K>(api: &Api<K>, name: &str, patch: Value) -> Result<K, kube::Error>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.patch(name, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+}
+
+/// A forced server-side apply of a Widget's status, as a controller writes it.
+async fn apply_status(
+    api: &Api<Widget>,
+    status: impl Serialize + std::fmt::Debug,
+) -> Result<Widget, kube::Error> {
+    let params = PatchParams::apply("controller").force();
+    api.patch_status("s", &params, &Patch::Apply(status)).await
+}
+
 fn api_error(e: kube::Error) -> Status {
     match e {
         kube::Error::Api(s) => *s,
@@ -318,13 +336,9 @@ async fn schema_validation_defaulting_pruning_and_cel() {
 
     // Transition rule: color is immutable.
     let err = api_error(
-        api.patch(
-            "w",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"color": "blue"}})),
-        )
-        .await
-        .expect_err("immutable"),
+        merge(&api, "w", json!({"spec": {"color": "blue"}}))
+            .await
+            .expect_err("immutable"),
     );
     assert_eq!(err.code, 422);
     assert!(
@@ -333,13 +347,9 @@ async fn schema_validation_defaulting_pruning_and_cel() {
         "{}",
         err.message
     );
-    api.patch(
-        "w",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"size": 3}})),
-    )
-    .await
-    .expect("other changes pass");
+    merge(&api, "w", json!({"spec": {"size": 3}}))
+        .await
+        .expect("other changes pass");
 
     // The public validator, as CRD tests use it.
     let crd = Widget::crd();
@@ -403,10 +413,10 @@ async fn finalizers_with_kube_runtime_helper() {
     );
 
     let err = api_error(
-        api.patch(
+        merge(
+            &api,
             "f",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"finalizers": ["test.nicip.io/cleanup", "late"]}})),
+            json!({"metadata": {"finalizers": ["test.nicip.io/cleanup", "late"]}}),
         )
         .await
         .expect_err("no new finalizers while deleting"),
@@ -418,13 +428,9 @@ async fn finalizers_with_kube_runtime_helper() {
         err.message
     );
     // The spec may still change while terminating.
-    api.patch(
-        "f",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"size": 4}})),
-    )
-    .await
-    .expect("spec change");
+    merge(&api, "f", json!({"spec": {"size": 4}}))
+        .await
+        .expect("spec change");
 
     run(api.get("f").await.expect("get"))
         .await
@@ -479,14 +485,7 @@ async fn server_side_apply_owns_fields_and_reports_conflicts() {
 
     // Status through the status subresource with apply, as the controller writes it.
     let status = json!({"apiVersion": "test.nicip.io/v1", "kind": "Widget", "status": {"observed": 1, "note": "ok"}});
-    let st = api
-        .patch_status(
-            "s",
-            &PatchParams::apply("controller").force(),
-            &Patch::Apply(&status),
-        )
-        .await
-        .expect("status apply");
+    let st = apply_status(&api, &status).await.expect("status apply");
     assert_eq!(st.status.as_ref().and_then(|s| s.observed), Some(1));
     assert_eq!(
         st.metadata.generation, forced.metadata.generation,
@@ -499,19 +498,14 @@ async fn server_side_apply_owns_fields_and_reports_conflicts() {
         .expect("controller entry");
     assert_eq!(entry.subresource.as_deref(), Some("status"));
     // Re-applying the same status is a no-op; dropping a field removes it.
-    let same = api
-        .patch_status(
-            "s",
-            &PatchParams::apply("controller").force(),
-            &Patch::Apply(&status),
-        )
-        .await
-        .expect("again");
+    let same = apply_status(&api, &status).await.expect("again");
     assert_eq!(same.resource_version(), st.resource_version());
-    let dropped = api
-        .patch_status("s", &PatchParams::apply("controller").force(), &Patch::Apply(json!({"apiVersion": "test.nicip.io/v1", "kind": "Widget", "status": {"observed": 2}})))
-        .await
-        .expect("drop note");
+    let dropped = apply_status(
+        &api,
+        json!({"apiVersion": "test.nicip.io/v1", "kind": "Widget", "status": {"observed": 2}}),
+    )
+    .await
+    .expect("drop note");
     assert_eq!(
         dropped.status,
         Some(WidgetStatus {
@@ -629,13 +623,9 @@ async fn watch_bookmarks_and_gone() {
         .await
         .expect("watch")
         .boxed();
-    api.patch(
-        "a",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"size": 2}})),
-    )
-    .await
-    .expect("patch");
+    merge(&api, "a", json!({"spec": {"size": 2}}))
+        .await
+        .expect("patch");
     api.delete("a", &DeleteParams::default())
         .await
         .expect("delete");
@@ -684,13 +674,9 @@ async fn watch_bookmarks_and_gone() {
         .await
         .expect("watch")
         .boxed();
-    api.patch(
-        "l",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"labels": {"team": "b"}}})),
-    )
-    .await
-    .expect("relabel");
+    merge(&api, "l", json!({"metadata": {"labels": {"team": "b"}}}))
+        .await
+        .expect("relabel");
     match tokio::time::timeout(Duration::from_secs(5), selected.try_next()).await {
         Ok(Ok(Some(WatchEvent::Deleted(w)))) => {
             assert_eq!(w.labels().get("team").map(String::as_str), Some("b"))
@@ -746,13 +732,9 @@ async fn reflector_stays_consistent_across_watch_restarts() {
                 .await
                 .expect("delete");
         }
-        api.patch(
-            &format!("r{i}"),
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"size": 7}})),
-        )
-        .await
-        .expect("patch");
+        merge(&api, &format!("r{i}"), json!({"spec": {"size": 7}}))
+            .await
+            .expect("patch");
     }
     let want = || async {
         let mut names: Vec<String> = api
@@ -1168,13 +1150,9 @@ async fn project_crds_validate_and_take_controller_status() {
         .expect("valid claim");
     assert_eq!(created.metadata.generation, Some(1));
     let err = api_error(
-        api.patch(
-            "ok",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"nicId": "nic-2"}})),
-        )
-        .await
-        .expect_err("immutable"),
+        merge(&api, "ok", json!({"spec": {"nicId": "nic-2"}}))
+            .await
+            .expect_err("immutable"),
     );
     assert!(
         err.message.contains("nicId is immutable"),
@@ -1185,21 +1163,14 @@ async fn project_crds_validate_and_take_controller_status() {
     let status = json!({"apiVersion": "nicip.io/v1alpha1", "kind": "NicIpClaim", "status": {"observedGeneration": 1,
         "conditions": [{"type": "Ready", "status": "True", "reason": "Converged", "message": "ok",
             "lastTransitionTime": "2026-01-01T00:00:00Z", "observedGeneration": 1}]}});
+    let controller = PatchParams::apply("nicip-controller").force();
     let written = api
-        .patch_status(
-            "ok",
-            &PatchParams::apply("nicip-controller").force(),
-            &Patch::Apply(&status),
-        )
+        .patch_status("ok", &controller, &Patch::Apply(&status))
         .await
         .expect("status");
     assert_eq!(written.metadata.generation, Some(1));
     let again = api
-        .patch_status(
-            "ok",
-            &PatchParams::apply("nicip-controller").force(),
-            &Patch::Apply(&status),
-        )
+        .patch_status("ok", &controller, &Patch::Apply(&status))
         .await
         .expect("status again");
     assert_eq!(

@@ -114,6 +114,19 @@ fn age() -> Column {
     column("Age", "date", ".metadata.creationTimestamp", 0)
 }
 
+fn event_columns(extra: &[(&str, &str)]) -> Vec<Column> {
+    let mut columns = vec![
+        column("Type", "string", ".type", 0),
+        column("Reason", "string", ".reason", 0),
+    ];
+    columns.extend(
+        extra
+            .iter()
+            .map(|(name, path)| column(name, "string", path, 0)),
+    );
+    columns
+}
+
 /// The built-in kinds: Namespace, Secret, Event (core and `events.k8s.io`), Lease.
 pub(crate) fn builtins() -> Vec<ResourceType> {
     vec![
@@ -139,12 +152,7 @@ pub(crate) fn builtins() -> Vec<ResourceType> {
             "events",
             true,
             &["ev"],
-            vec![
-                column("Type", "string", ".type", 0),
-                column("Reason", "string", ".reason", 0),
-                column("Object", "string", ".involvedObject.name", 0),
-                column("Message", "string", ".message", 0),
-            ],
+            event_columns(&[("Object", ".involvedObject.name"), ("Message", ".message")]),
         ),
         ResourceType::builtin(
             "events.k8s.io",
@@ -152,11 +160,7 @@ pub(crate) fn builtins() -> Vec<ResourceType> {
             "events",
             true,
             &["ev"],
-            vec![
-                column("Type", "string", ".type", 0),
-                column("Reason", "string", ".reason", 0),
-                column("Note", "string", ".note", 0),
-            ],
+            event_columns(&[("Note", ".note")]),
         ),
         ResourceType::builtin(
             "coordination.k8s.io",

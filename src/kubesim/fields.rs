@@ -356,26 +356,34 @@ pub(crate) fn record_update(
         .filter(|p| after.contains_key(p))
         .collect();
     if !mine.is_empty() {
-        match managers
-            .iter_mut()
-            .find(|m| m.same_identity(w.manager, false, w.subresource))
-        {
-            Some(m) => {
-                m.fields.extend(mine);
-                m.time = w.now.to_string();
-                m.api_version = w.api_version.to_string();
-            }
-            None => managers.push(Manager {
-                name: w.manager.to_string(),
-                apply: false,
-                subresource: w.subresource.map(str::to_string),
-                api_version: w.api_version.to_string(),
-                time: w.now.to_string(),
-                fields: mine,
-            }),
-        }
+        entry_for(&mut managers, w, false).fields.extend(mine);
     }
     write_managers(new, &managers);
+}
+
+/// The writer's entry (created when missing), stamped with this write's time and version.
+fn entry_for<'a>(managers: &'a mut Vec<Manager>, w: &Writer, apply: bool) -> &'a mut Manager {
+    let pos = match managers
+        .iter()
+        .position(|m| m.same_identity(w.manager, apply, w.subresource))
+    {
+        Some(pos) => pos,
+        None => {
+            managers.push(Manager {
+                name: w.manager.to_string(),
+                apply,
+                subresource: w.subresource.map(str::to_string),
+                api_version: String::new(),
+                time: String::new(),
+                fields: BTreeSet::new(),
+            });
+            managers.len() - 1
+        }
+    };
+    let m = &mut managers[pos];
+    m.time = w.now.to_string();
+    m.api_version = w.api_version.to_string();
+    m
 }
 
 /// A field another manager owns with a different value.
@@ -440,24 +448,7 @@ pub(crate) fn apply(
         }
     }
     let fields: BTreeSet<Path> = applied.into_keys().collect();
-    match managers
-        .iter_mut()
-        .find(|m| m.same_identity(w.manager, true, w.subresource))
-    {
-        Some(m) => {
-            m.fields = fields;
-            m.time = w.now.to_string();
-            m.api_version = w.api_version.to_string();
-        }
-        None => managers.push(Manager {
-            name: w.manager.to_string(),
-            apply: true,
-            subresource: w.subresource.map(str::to_string),
-            api_version: w.api_version.to_string(),
-            time: w.now.to_string(),
-            fields,
-        }),
-    }
+    entry_for(&mut managers, w, true).fields = fields;
     write_managers(&mut merged, &managers);
     Ok(merged)
 }

@@ -165,6 +165,15 @@ impl Req<'_> {
             },
         }
     }
+    fn writer<'a>(&'a self, manager: &'a str, api_version: &'a str, now: &'a str) -> Writer<'a> {
+        Writer {
+            manager,
+            subresource: self.sub.as_deref(),
+            api_version,
+            now,
+            scope: self.scope(),
+        }
+    }
     fn scope(&self) -> Scope {
         if self.sub.is_some() {
             Scope::Status
@@ -262,6 +271,16 @@ async fn handle(AxumState(srv): AxumState<Arc<Server>>, req: Request) -> Respons
         (&Method::DELETE, false) => "deletecollection",
         _ => "unsupported",
     };
+    if t.namespaced && ns.is_none() && !matches!(verb, "list" | "watch") {
+        return error_response(&ApiError::new(
+            405,
+            "MethodNotAllowed",
+            format!(
+                "the server does not allow this method on the requested resource: {} across all namespaces",
+                parts.method
+            ),
+        ));
+    }
     let r = Req {
         t,
         ns: ns.unwrap_or_default().to_string(),
@@ -756,13 +775,7 @@ impl Server {
         };
         let now = now();
         let api_version = r.t.api_version();
-        let writer = Writer {
-            manager,
-            subresource: r.sub.as_deref(),
-            api_version: &api_version,
-            now: &now,
-            scope: r.scope(),
-        };
+        let writer = r.writer(manager, &api_version, &now);
         let mut merged = fields::apply(r.t.schema.as_ref(), &current, &config, force, &writer)
             .map_err(|c| conflict_error(r, &c))?;
         if let Some(o) = &old {
@@ -808,27 +821,21 @@ impl Server {
         if let Some(pre) = opts.get("preconditions") {
             let uid = meta_str(&old, "uid").unwrap_or_default();
             let rv = meta_str(&old, "resourceVersion").unwrap_or_default();
-            if let Some(want) = pre.get("uid").and_then(Value::as_str)
-                && want != uid
-            {
-                return Err(ApiError::new(
-                    409,
-                    "Conflict",
-                    format!(
-                        "Precondition failed: UID in precondition: {want}, UID in object meta: {uid}"
-                    ),
-                ));
-            }
-            if let Some(want) = pre.get("resourceVersion").and_then(Value::as_str)
-                && want != rv
-            {
-                return Err(ApiError::new(
-                    409,
-                    "Conflict",
-                    format!(
-                        "Precondition failed: ResourceVersion in precondition: {want}, ResourceVersion in object meta: {rv}"
-                    ),
-                ));
+            for (key, label, actual) in [
+                ("uid", "UID", uid),
+                ("resourceVersion", "ResourceVersion", rv),
+            ] {
+                if let Some(want) = pre.get(key).and_then(Value::as_str)
+                    && want != actual
+                {
+                    return Err(ApiError::new(
+                        409,
+                        "Conflict",
+                        format!(
+                            "Precondition failed: {label} in precondition: {want}, {label} in object meta: {actual}"
+                        ),
+                    ));
+                }
             }
         }
         if !finalizers(&old).is_empty() {
@@ -1140,13 +1147,7 @@ impl Server {
         let now = now();
         let api_version = r.t.api_version();
         if let Some(manager) = manager {
-            let writer = Writer {
-                manager,
-                subresource: r.sub.as_deref(),
-                api_version: &api_version,
-                now: &now,
-                scope: r.scope(),
-            };
+            let writer = r.writer(manager, &api_version, &now);
             let view_old = old.map(|o| view(r.t, o));
             let mut view_new = view(r.t, &new);
             fields::record_update(

@@ -456,24 +456,14 @@ fn array_rules(
     path: &str,
     errs: &mut Vec<FieldError>,
 ) {
-    if let Some(max) = schema.get("maxItems").and_then(Value::as_u64)
-        && items.len() as u64 > max
-    {
-        errs.push(FieldError::new(
-            path,
-            "FieldValueTooMany",
-            format!("Too many: {}: must have at most {max} items", items.len()),
-        ));
-    }
-    if let Some(min) = schema.get("minItems").and_then(Value::as_u64)
-        && (items.len() as u64) < min
-    {
-        errs.push(FieldError::invalid(
-            path,
-            value,
-            format!("{path} in body should have at least {min} items"),
-        ));
-    }
+    size_rules(
+        schema,
+        items.len(),
+        ("maxItems", "minItems", "items"),
+        value,
+        path,
+        errs,
+    );
     match schema.get("x-kubernetes-list-type").and_then(Value::as_str) {
         Some("set") => {
             for (i, item) in items.iter().enumerate() {
@@ -519,6 +509,35 @@ fn array_rules(
     }
 }
 
+/// maxItems/minItems and maxProperties/minProperties.
+fn size_rules(
+    schema: &Value,
+    len: usize,
+    (max_key, min_key, unit): (&str, &str, &str),
+    value: &Value,
+    path: &str,
+    errs: &mut Vec<FieldError>,
+) {
+    if let Some(max) = schema.get(max_key).and_then(Value::as_u64)
+        && len as u64 > max
+    {
+        errs.push(FieldError::new(
+            path,
+            "FieldValueTooMany",
+            format!("Too many: {len}: must have at most {max} items"),
+        ));
+    }
+    if let Some(min) = schema.get(min_key).and_then(Value::as_u64)
+        && (len as u64) < min
+    {
+        errs.push(FieldError::invalid(
+            path,
+            value,
+            format!("{path} in body should have at least {min} {unit}"),
+        ));
+    }
+}
+
 fn object_rules(
     schema: &Value,
     map: &Map<String, Value>,
@@ -535,24 +554,14 @@ fn object_rules(
             ));
         }
     }
-    if let Some(max) = schema.get("maxProperties").and_then(Value::as_u64)
-        && map.len() as u64 > max
-    {
-        errs.push(FieldError::new(
-            path,
-            "FieldValueTooMany",
-            format!("Too many: {}: must have at most {max} items", map.len()),
-        ));
-    }
-    if let Some(min) = schema.get("minProperties").and_then(Value::as_u64)
-        && (map.len() as u64) < min
-    {
-        errs.push(FieldError::invalid(
-            path,
-            value,
-            format!("{path} in body should have at least {min} properties"),
-        ));
-    }
+    size_rules(
+        schema,
+        map.len(),
+        ("maxProperties", "minProperties", "properties"),
+        value,
+        path,
+        errs,
+    );
     if is_true(schema, "x-kubernetes-embedded-resource") {
         for key in ["apiVersion", "kind"] {
             if map
