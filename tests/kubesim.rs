@@ -101,6 +101,17 @@ async fn apply_status(
     api.patch_status("s", &params, &Patch::Apply(status)).await
 }
 
+/// A Normal `Assigned` event, as the controller publishes.
+fn assigned_event(note: &str) -> kube::runtime::events::Event {
+    kube::runtime::events::Event {
+        type_: kube::runtime::events::EventType::Normal,
+        reason: "Assigned".into(),
+        note: Some(note.into()),
+        action: "Assign".into(),
+        secondary: None,
+    }
+}
+
 fn api_error(e: kube::Error) -> Status {
     match e {
         kube::Error::Api(s) => *s,
@@ -787,16 +798,7 @@ async fn events_secrets_and_leases() {
         .expect("create");
     let recorder = kube::runtime::events::Recorder::new(client.clone(), "test-controller".into());
     recorder
-        .publish(
-            &kube::runtime::events::Event {
-                type_: kube::runtime::events::EventType::Normal,
-                reason: "Assigned".into(),
-                note: Some("assigned 10.0.0.5".into()),
-                action: "Assign".into(),
-                secondary: None,
-            },
-            &w.object_ref(&()),
-        )
+        .publish(&assigned_event("assigned 10.0.0.5"), &w.object_ref(&()))
         .await
         .expect("publish");
     // The same event through the core API, found as kubectl describe looks for it.
@@ -809,13 +811,7 @@ async fn events_secrets_and_leases() {
     assert_eq!(found.items[0].message.as_deref(), Some("assigned 10.0.0.5"));
     assert_eq!(found.items[0].reason.as_deref(), Some("Assigned"));
     // A repeat becomes a series on the same Event, patched through events.k8s.io.
-    let ev = kube::runtime::events::Event {
-        type_: kube::runtime::events::EventType::Normal,
-        reason: "Assigned".into(),
-        note: Some("assigned 10.0.0.5".into()),
-        action: "Assign".into(),
-        secondary: None,
-    };
+    let ev = assigned_event("assigned 10.0.0.5");
     recorder
         .publish(&ev, &w.object_ref(&()))
         .await
@@ -1008,6 +1004,19 @@ async fn kubectl_apply_get_patch_describe_delete_project_resources() {
         "{row}"
     );
 
+    // An Event a kube-rs Recorder writes (events.k8s.io) shows up in describe (core v1).
+    let claims: Api<nicip::api::v1alpha1::NicIpClaim> =
+        Api::namespaced(sim.client().expect("client"), "default");
+    let claim = claims.get("web-frontend").await.expect("claim");
+    let recorder = kube::runtime::events::Recorder::new(
+        sim.client().expect("client"),
+        "nicip-controller".into(),
+    );
+    let ev = assigned_event("assigned 10.10.0.20");
+    recorder
+        .publish(&ev, &claim.object_ref(&()))
+        .await
+        .expect("publish");
     let described = k.ok(&["describe", "nicipclaim", "web-frontend"]).await;
     for want in [
         "Name:",
@@ -1163,6 +1172,30 @@ async fn project_crds_validate_and_take_controller_status() {
     let status = json!({"apiVersion": "nicip.io/v1alpha1", "kind": "NicIpClaim", "status": {"observedGeneration": 1,
         "conditions": [{"type": "Ready", "status": "True", "reason": "Converged", "message": "ok",
             "lastTransitionTime": "2026-01-01T00:00:00Z", "observedGeneration": 1}]}});
+    // A rule with a fieldPath reports that field.
+    let configs: Api<nicip::api::v1alpha1::ProviderConfig> =
+        Api::all(sim.client().expect("client"));
+    let pc = serde_json::from_value(json!({"apiVersion": "nicip.io/v1alpha1", "kind": "ProviderConfig", "metadata": {"name": "t"},
+        "spec": {"provider": "Tencent", "credentialsSecretRef": {"name": "c"}}}))
+    .expect("provider config");
+    let err = api_error(
+        configs
+            .create(&PostParams::default(), &pc)
+            .await
+            .expect_err("region required"),
+    );
+    assert!(
+        err.message.contains("spec.region: Invalid value"),
+        "{}",
+        err.message
+    );
+    assert!(
+        err.message
+            .contains("region is required for the Tencent providers"),
+        "{}",
+        err.message
+    );
+
     let controller = PatchParams::apply("nicip-controller").force();
     let written = api
         .patch_status("ok", &controller, &Patch::Apply(&status))

@@ -598,14 +598,24 @@ fn cel(schema: &Value, obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldErr
         let node = lookup(obj, &field);
         let shown = node.map(render).unwrap_or_else(|| "\"null\"".into());
         let e = match f.kind {
-            ErrorKind::ValidationFailure => FieldError {
-                reason: f
+            ErrorKind::ValidationFailure => {
+                let reason = f
                     .reason
                     .clone()
-                    .unwrap_or_else(|| "FieldValueInvalid".into()),
-                message: format!("Invalid value: {shown}: {}", f.message),
-                field,
-            },
+                    .unwrap_or_else(|| "FieldValueInvalid".into());
+                // A rule's `reason` picks the cause type and, as in kube-apiserver, its wording.
+                let message = match reason.as_str() {
+                    "FieldValueForbidden" => format!("Forbidden: {}", f.message),
+                    "FieldValueRequired" => format!("Required value: {}", f.message),
+                    "FieldValueDuplicate" => format!("Duplicate value: {shown}"),
+                    _ => format!("Invalid value: {shown}: {}", f.message),
+                };
+                FieldError {
+                    reason,
+                    message,
+                    field,
+                }
+            }
             _ => FieldError::new(
                 &field,
                 "InternalError",
