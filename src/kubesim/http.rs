@@ -1122,7 +1122,7 @@ impl Server {
         }
         if t.custom
             && let Some(old) = old
-            && spec_changed(old, &new)
+            && spec_changed(old, &new, t.status_subresource)
         {
             let g = old
                 .pointer("/metadata/generation")
@@ -1208,13 +1208,16 @@ fn view(t: &ResourceType, obj: &Value) -> Value {
     o
 }
 
-/// Generation counts changes outside metadata and status.
-fn spec_changed(old: &Value, new: &Value) -> bool {
+/// Generation counts changes outside metadata (and outside status when
+/// status is a subresource).
+fn spec_changed(old: &Value, new: &Value, status_is_subresource: bool) -> bool {
     let strip = |v: &Value| {
         let mut v = v.clone();
         if let Some(o) = v.as_object_mut() {
             o.remove("metadata");
-            o.remove("status");
+            if status_is_subresource {
+                o.remove("status");
+            }
         }
         v
     };

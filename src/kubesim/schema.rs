@@ -251,42 +251,31 @@ fn type_matches(want: &str, value: &Value) -> bool {
     }
 }
 
+/// A type mismatch; kube-apiserver shows the JSON type, not the value.
+fn wrong_type(path: &str, want: &str, value: &Value) -> FieldError {
+    let got = type_name(value);
+    FieldError::new(
+        path,
+        "FieldValueTypeInvalid",
+        format!("Invalid value: \"{got}\": {path} in body must be of type {want}: \"{got}\""),
+    )
+}
+
 fn structural(schema: &Value, value: &Value, path: &str, errs: &mut Vec<FieldError>) {
-    if value.is_null() {
-        if !is_true(schema, "nullable")
-            && let Some(t) = schema.get("type").and_then(Value::as_str)
-        {
-            errs.push(FieldError::invalid(
-                path,
-                value,
-                format!("{path} in body must be of type {t}: \"null\""),
-            ));
-        }
+    let nullable = value.is_null() && is_true(schema, "nullable");
+    let wanted = if is_true(schema, "x-kubernetes-int-or-string") {
+        (!matches!(type_name(value), "integer" | "string")).then_some("integer or string")
+    } else {
+        schema
+            .get("type")
+            .and_then(Value::as_str)
+            .filter(|t| !nullable && !type_matches(t, value))
+    };
+    if let Some(want) = wanted {
+        errs.push(wrong_type(path, want, value));
         return;
     }
-    if is_true(schema, "x-kubernetes-int-or-string") {
-        if !matches!(type_name(value), "integer" | "string") {
-            errs.push(FieldError::invalid(
-                path,
-                value,
-                format!(
-                    "{path} in body must be of type integer or string: \"{}\"",
-                    type_name(value)
-                ),
-            ));
-            return;
-        }
-    } else if let Some(t) = schema.get("type").and_then(Value::as_str)
-        && !type_matches(t, value)
-    {
-        errs.push(FieldError::invalid(
-            path,
-            value,
-            format!(
-                "{path} in body must be of type {t}: \"{}\"",
-                type_name(value)
-            ),
-        ));
+    if value.is_null() {
         return;
     }
     if let Some(options) = schema.get("enum").and_then(Value::as_array)
