@@ -1212,3 +1212,35 @@ async fn project_crds_validate_and_take_controller_status() {
         "an unchanged status apply writes nothing"
     );
 }
+
+#[tokio::test]
+async fn watcher_streaming_list_ends_initial_events_with_a_bookmark() {
+    let sim = start().await;
+    let api: Api<Widget> = Api::namespaced(sim.client().expect("client"), "default");
+    for name in ["x", "y"] {
+        api.create(&PostParams::default(), &widget(name, 1))
+            .await
+            .expect("create");
+    }
+    let mut events = watcher(api.clone(), watcher::Config::default().streaming_lists()).boxed();
+    let mut initial = Vec::new();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), events.try_next()).await {
+            Ok(Ok(Some(watcher::Event::Init))) => {}
+            Ok(Ok(Some(watcher::Event::InitApply(w)))) => initial.push(w.name_any()),
+            Ok(Ok(Some(watcher::Event::InitDone))) => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(initial, ["x", "y"]);
+    let watch = sim
+        .requests()
+        .into_iter()
+        .find(|r| r.verb == "watch")
+        .expect("a watch");
+    assert_eq!(watch.code, 200);
+    assert!(
+        sim.requests().iter().all(|r| r.verb != "list"),
+        "a streaming list needs no list call"
+    );
+}
