@@ -510,3 +510,123 @@ fn examples_pass_admission() {
         "expected the example claims and ProviderConfigs, checked {checked}"
     );
 }
+
+/// The full admission check of kube-apiserver (pruning, defaults, structural schema, then CEL),
+/// as the in-memory API server implements it; returns the error lines.
+fn admission_errors(kind: &str, mut object: Value) -> Vec<String> {
+    match nicip::kubesim::schema::admit(&schema(kind), &mut object, None) {
+        Ok(_) => Vec::new(),
+        Err(errors) => errors.iter().map(ToString::to_string).collect(),
+    }
+}
+
+#[test]
+fn schema_enums_and_ranges_reject_at_admission() {
+    let claim_errors = |spec: Value| admission_errors("NicIpClaim", claim(spec));
+    let accepted = |spec: Value| {
+        let errors = claim_errors(spec.clone());
+        assert!(errors.is_empty(), "{spec} rejected: {errors:?}");
+    };
+    let rejected = |spec: Value, field: &str| {
+        let errors = claim_errors(spec.clone());
+        assert!(
+            errors.iter().any(|e| e.starts_with(field)),
+            "{spec}: expected an error on {field}, got {errors:?}"
+        );
+    };
+    accepted(json!({"nicId": "eni-1", "ipv4": {"count": 1}}));
+    accepted(
+        json!({"nicId": "eni-1", "ipv4": {"count": 50, "qosLevel": "DEFAULT"}, "deletionPolicy": "Retain",
+                    "managementPolicy": "ObserveOnly", "ipv6": {"count": 10}}),
+    );
+    rejected(json!({"ipv4": {"count": 1}}), "spec.nicId");
+    rejected(json!({"nicId": ""}), "spec.nicId");
+    rejected(
+        json!({"nicId": "eni-1", "ipv4": {"count": 0}}),
+        "spec.ipv4.count",
+    );
+    rejected(
+        json!({"nicId": "eni-1", "ipv4": {"count": 51}}),
+        "spec.ipv4.count",
+    );
+    rejected(
+        json!({"nicId": "eni-1", "ipv4": {"count": 1, "qosLevel": "GOLD"}}),
+        "spec.ipv4.qosLevel",
+    );
+    rejected(
+        json!({"nicId": "eni-1", "ipv4": {"addresses": []}}),
+        "spec.ipv4.addresses",
+    );
+    let too_many: Vec<String> = (1..=51).map(|i| format!("10.0.0.{i}")).collect();
+    rejected(
+        json!({"nicId": "eni-1", "ipv4": {"addresses": too_many}}),
+        "spec.ipv4.addresses",
+    );
+    rejected(
+        json!({"nicId": "eni-1", "ipv6": {"count": 11}}),
+        "spec.ipv6.count",
+    );
+    rejected(
+        json!({"nicId": "eni-1", "ipv6": {"internetChargeType": "Free"}}),
+        "spec.ipv6.internetChargeType",
+    );
+    rejected(
+        json!({"nicId": "eni-1", "ipv6": {"bandwidth": 0}}),
+        "spec.ipv6.bandwidth",
+    );
+    rejected(
+        json!({"nicId": "eni-1", "ipv6": {"internetChargeType": "ByTrafficPackage", "packageSize": -0.1}}),
+        "spec.ipv6.packageSize",
+    );
+    rejected(
+        json!({"nicId": "eni-1", "deletionPolicy": "Delete"}),
+        "spec.deletionPolicy",
+    );
+    rejected(
+        json!({"nicId": "eni-1", "managementPolicy": "Partial"}),
+        "spec.managementPolicy",
+    );
+    rejected(
+        json!({"nicId": "eni-1", "attachment": {}}),
+        "spec.attachment.instanceId",
+    );
+
+    let pc_errors = |spec: Value| admission_errors("ProviderConfig", provider_config(spec));
+    assert!(
+        pc_errors(json!({"provider": "Zenlayer", "credentialsSecretRef": {"name": "s"}}))
+            .is_empty()
+    );
+    let errors = pc_errors(json!({"provider": "Aliyun", "credentialsSecretRef": {"name": "s"}}));
+    assert!(
+        errors.iter().any(|e| e.starts_with("spec.provider")),
+        "{errors:?}"
+    );
+    let errors = pc_errors(json!({"provider": "Zenlayer"}));
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("spec.credentialsSecretRef")),
+        "{errors:?}"
+    );
+    let errors = pc_errors(
+        json!({"provider": "Zenlayer", "credentialsSecretRef": {"name": "s"},
+                                  "rateLimits": [{"action": "AssignPrivateIpAddresses", "requestsPerSecond": 0}]}),
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("spec.rateLimits[0].requestsPerSecond")),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn admission_applies_the_schema_defaults() {
+    let mut object = claim(json!({"nicId": "eni-1", "ipv6": {}}));
+    nicip::kubesim::schema::admit(&schema("NicIpClaim"), &mut object, None).unwrap();
+    assert_eq!(
+        object["spec"],
+        json!({"nicId": "eni-1", "ipv6": {"count": 1}, "providerConfigRef": {"name": "default"},
+               "deletionPolicy": "Release", "managementPolicy": "Full"})
+    );
+}
