@@ -513,7 +513,7 @@ fn filters(p: &Map<String, Value>, known: &[&str]) -> Result<Vec<Filter>, TcErro
 fn ids_or_filters(p: &Map<String, Value>, ids_key: &str, known: &[&str]) -> Result<(Option<Vec<String>>, Vec<Filter>), TcError> {
     let ids = opt_str_list(p, ids_key)?;
     let f = filters(p, known)?;
-    if ids.is_some() && !f.is_empty() {
+    if ids.is_some() && p.contains_key("Filters") {
         return Err(tc_err("InvalidParameter.Coexist", format!("`{ids_key}` and `Filters` cannot be given together.")));
     }
     if ids.as_ref().is_some_and(|ids| ids.len() > 100) {

@@ -208,7 +208,9 @@ impl Subnet {
         })
     }
 
-    fn check_ipv6(&self, ip: Ipv6Addr) -> Result<(), Rule> {
+    /// Tencent reserves `::1` (the gateway) too; a Zenlayer NIC's IPv6 is the
+    /// first host of its block, which is `::1` for the first block.
+    fn check_ipv6(&self, ip: Ipv6Addr, reserve_gateway: bool) -> Result<(), Rule> {
         let s = ip.to_string();
         let Some(cidr) = self.ipv6_cidr else {
             return Err(Rule::Ipv6StackNotSupported);
@@ -216,7 +218,7 @@ impl Subnet {
         if !cidr.contains(&ip) {
             return Err(Rule::IpOutOfRange(s));
         }
-        if ip == cidr.network() || u128::from(ip) == u128::from(cidr.network()) + 1 {
+        if ip == cidr.network() || (reserve_gateway && u128::from(ip) == u128::from(cidr.network()) + 1) {
             return Err(Rule::IpReserved(s));
         }
         if self.used_v6.contains(&ip) {
@@ -656,7 +658,7 @@ impl Cloud {
                 return err(format!("{ctx}: a Zenlayer NIC holds one IPv6"));
             }
             for ip in &n.ipv6 {
-                if let Err(rule) = subnet.check_ipv6(*ip) {
+                if let Err(rule) = subnet.check_ipv6(*ip, tencent) {
                     return err(format!("{ctx}: {rule}"));
                 }
                 subnet.used_v6.insert(*ip);
@@ -1015,7 +1017,7 @@ impl Cloud {
             return Err(Rule::Ipv6StackNotSupported);
         }
         for ip in explicit {
-            subnet.check_ipv6(*ip)?;
+            subnet.check_ipv6(*ip, true)?;
         }
         if nic.ipv6.len() + explicit.len() + count > nic.ipv6_quota as usize {
             return Err(Rule::Ipv6Quota(nic.ipv6_quota));
