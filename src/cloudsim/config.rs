@@ -38,8 +38,18 @@ pub struct Accounts {
 impl std::fmt::Debug for Accounts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Accounts")
-            .field("zenlayer", &self.zenlayer.iter().map(|a| &a.key_id).collect::<Vec<_>>())
-            .field("tencent", &self.tencent.iter().map(|a| &a.secret_id).collect::<Vec<_>>())
+            .field(
+                "zenlayer",
+                &self.zenlayer.iter().map(|a| &a.key_id).collect::<Vec<_>>(),
+            )
+            .field(
+                "tencent",
+                &self
+                    .tencent
+                    .iter()
+                    .map(|a| &a.secret_id)
+                    .collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -79,7 +89,9 @@ fn default_window() -> i64 {
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { timestamp_window_seconds: default_window() }
+        Settings {
+            timestamp_window_seconds: default_window(),
+        }
     }
 }
 
@@ -184,16 +196,21 @@ impl World {
             serde_saphyr::from_str(text).map_err(|e| WorldError(format!("world file: {e}")))?;
         let mut faults = file.faults;
         for (i, f) in faults.iter_mut().enumerate() {
-            f.validate().map_err(|e| WorldError(format!("faults[{i}]: {e}")))?;
+            f.validate()
+                .map_err(|e| WorldError(format!("faults[{i}]: {e}")))?;
         }
         for a in &file.accounts.zenlayer {
             if a.key_id.trim().is_empty() || a.key_password.trim().is_empty() {
-                return Err(WorldError("accounts.zenlayer: keyId and keyPassword must not be empty".into()));
+                return Err(WorldError(
+                    "accounts.zenlayer: keyId and keyPassword must not be empty".into(),
+                ));
             }
         }
         for a in &file.accounts.tencent {
             if a.secret_id.trim().is_empty() || a.secret_key.trim().is_empty() {
-                return Err(WorldError("accounts.tencent: secretId and secretKey must not be empty".into()));
+                return Err(WorldError(
+                    "accounts.tencent: secretId and secretKey must not be empty".into(),
+                ));
             }
         }
         Ok(World {

@@ -64,7 +64,11 @@ impl Fault {
         if !(0.0..=1.0).contains(&self.rate) {
             return Err(format!("rate {} is not within 0..=1", self.rate));
         }
-        if self.error.is_none() && self.latency_ms.is_none() && !self.drop_response && !self.fail_task {
+        if self.error.is_none()
+            && self.latency_ms.is_none()
+            && !self.drop_response
+            && !self.fail_task
+        {
             return Err("a fault needs one of error, latencyMs, dropResponse, failTask".into());
         }
         if self.error.as_deref().is_some_and(str::is_empty) {
@@ -79,7 +83,8 @@ impl Fault {
     }
 
     fn matches(&self, protocol: Protocol, action: &str) -> bool {
-        self.protocol.is_none_or(|p| p == protocol) && self.action.as_deref().is_none_or(|a| a == action)
+        self.protocol.is_none_or(|p| p == protocol)
+            && self.action.as_deref().is_none_or(|a| a == action)
     }
 }
 
@@ -107,7 +112,9 @@ pub struct Faults {
 
 impl Faults {
     pub fn new(rules: Vec<Fault>) -> Faults {
-        Faults { rules: Mutex::new(rules) }
+        Faults {
+            rules: Mutex::new(rules),
+        }
     }
 
     pub fn set(&self, rules: Vec<Fault>) {
@@ -136,13 +143,21 @@ impl Faults {
             {
                 let http_status = rule.http_status.unwrap_or(match code.as_str() {
                     "REQUEST_LIMIT_EXCEEDED" => 429,
-                    c if c.contains("INTERNAL") || c.contains("UNAVAILABLE") || c.contains("TIMED_OUT") => 500,
+                    c if c.contains("INTERNAL")
+                        || c.contains("UNAVAILABLE")
+                        || c.contains("TIMED_OUT") =>
+                    {
+                        500
+                    }
                     _ => 400,
                 });
                 d.error = Some(InjectedError {
                     code: code.clone(),
                     http_status,
-                    message: rule.message.clone().unwrap_or_else(|| format!("injected fault: {code}")),
+                    message: rule
+                        .message
+                        .clone()
+                        .unwrap_or_else(|| format!("injected fault: {code}")),
                 });
             }
             d.latency += Duration::from_millis(rule.latency_ms.unwrap_or(0));
@@ -196,7 +211,10 @@ impl RateLimiter {
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         let bucket = buckets
             .entry((protocol, key_id.to_string(), action.to_string()))
-            .or_insert(Bucket { tokens: per_second.max(1.0), last: now });
+            .or_insert(Bucket {
+                tokens: per_second.max(1.0),
+                last: now,
+            });
         let refill = now.duration_since(bucket.last).as_secs_f64() * per_second;
         bucket.tokens = (bucket.tokens + refill).min(per_second.max(1.0));
         bucket.last = now;
@@ -237,11 +255,17 @@ impl Audit {
     pub fn new(path: Option<&Path>) -> std::io::Result<Audit> {
         let file = match path {
             Some(p) => Some(Mutex::new(std::io::BufWriter::new(
-                std::fs::OpenOptions::new().create(true).append(true).open(p)?,
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)?,
             ))),
             None => None,
         };
-        Ok(Audit { file, recent: Mutex::new(VecDeque::new()) })
+        Ok(Audit {
+            file,
+            recent: Mutex::new(VecDeque::new()),
+        })
     }
 
     pub fn record(&self, entry: AuditEntry) {
@@ -262,6 +286,11 @@ impl Audit {
     }
 
     pub fn recent(&self) -> Vec<AuditEntry> {
-        self.recent.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
+        self.recent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect()
     }
 }

@@ -15,7 +15,9 @@ use serde_json::{Map, Value, json};
 
 use super::faults::{Decision, Protocol, tencent_default_limit};
 use super::server::{CallInfo, HttpRequest, Reply, Sim, Wire, audit, run_call};
-use super::tencent::{TcError, audit_params, form_pairs, query_signature_ok, rule_error, tc_err, unflatten};
+use super::tencent::{
+    TcError, audit_params, form_pairs, query_signature_ok, rule_error, tc_err, unflatten,
+};
 use super::world::{Async, Rule, TaskStatus, parse_ipv4_list};
 
 const PATH: &str = "/v2/index.php";
@@ -75,7 +77,12 @@ fn numeric_code(code: &str) -> i64 {
         "InvalidAction" => 6100,
         "InternalError" => 6000,
         c if c.ends_with(".NotFound") || c == "ResourceNotFound" => 5000,
-        c if c.starts_with("InvalidParameter") || c.starts_with("MissingParameter") || c == "UnsupportedRegion" => 4000,
+        c if c.starts_with("InvalidParameter")
+            || c.starts_with("MissingParameter")
+            || c == "UnsupportedRegion" =>
+        {
+            4000
+        }
         c if c.starts_with("InvalidPrivateip") => 4000,
         _ => 5100,
     }
@@ -90,7 +97,11 @@ fn success(data: Value) -> Value {
 }
 
 pub(crate) async fn handle(sim: &Sim, req: &HttpRequest) -> (Reply, bool) {
-    let pairs = if req.method == Method::GET { form_pairs(req.query.as_bytes()) } else { form_pairs(&req.body) };
+    let pairs = if req.method == Method::GET {
+        form_pairs(req.query.as_bytes())
+    } else {
+        form_pairs(&req.body)
+    };
     let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     let mut info = CallInfo {
         protocol: Protocol::TencentLegacy,
@@ -101,10 +112,19 @@ pub(crate) async fn handle(sim: &Sim, req: &HttpRequest) -> (Reply, bool) {
     };
     let refuse = |info: &CallInfo, e: TcError| {
         audit(sim, info, e.code.clone());
-        (Reply { status: 200, body: error_body(&e) }, false)
+        (
+            Reply {
+                status: 200,
+                body: error_body(&e),
+            },
+            false,
+        )
     };
     if req.method != Method::GET && req.method != Method::POST {
-        return refuse(&info, tc_err("UnsupportedProtocol", "only GET and POST are supported"));
+        return refuse(
+            &info,
+            tc_err("UnsupportedProtocol", "only GET and POST are supported"),
+        );
     }
     let result = authenticate(sim, req, &pairs);
     match result {
@@ -124,27 +144,59 @@ pub(crate) async fn handle(sim: &Sim, req: &HttpRequest) -> (Reply, bool) {
         return refuse(&info, tc_err("InvalidAction", msg));
     }
     let region = match get("Region") {
-        None | Some("") => return refuse(&info, tc_err("MissingParameter", "missing parameter `Region`")),
-        Some(r) => SHORT_REGIONS.iter().find(|(s, _)| *s == r).map(|(_, long)| *long).unwrap_or(r).to_string(),
+        None | Some("") => {
+            return refuse(
+                &info,
+                tc_err("MissingParameter", "missing parameter `Region`"),
+            );
+        }
+        Some(r) => SHORT_REGIONS
+            .iter()
+            .find(|(s, _)| *s == r)
+            .map(|(_, long)| *long)
+            .unwrap_or(r)
+            .to_string(),
     };
     if !sim.with_world(|w| w.tencent.region_exists(&region)) {
-        return refuse(&info, tc_err("UnsupportedRegion", format!("the region `{region}` is not supported")));
+        return refuse(
+            &info,
+            tc_err(
+                "UnsupportedRegion",
+                format!("the region `{region}` is not supported"),
+            ),
+        );
     }
     let action_pairs: Vec<(String, String)> = pairs
         .iter()
         .filter(|(k, _)| {
             !matches!(
                 k.as_str(),
-                "Action" | "Region" | "Timestamp" | "Nonce" | "SecretId" | "Signature" | "SignatureMethod" | "Token" | "RequestClient" | "Version"
+                "Action"
+                    | "Region"
+                    | "Timestamp"
+                    | "Nonce"
+                    | "SecretId"
+                    | "Signature"
+                    | "SignatureMethod"
+                    | "Token"
+                    | "RequestClient"
+                    | "Version"
             )
         })
         .map(|(k, v)| (k.replace('_', "."), v.clone()))
         .collect();
-    let wire = Legacy { region, params: unflatten(&action_pairs) };
+    let wire = Legacy {
+        region,
+        params: unflatten(&action_pairs),
+    };
     run_call(sim, &wire, info).await
 }
 
-fn authenticate(sim: &Sim, req: &HttpRequest, pairs: &[(String, String)]) -> Result<String, TcError> {
+fn authenticate(
+    sim: &Sim,
+    req: &HttpRequest,
+    pairs: &[(String, String)],
+) -> Result<String, TcError> {
     let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     let missing = |k: &str| tc_err("MissingParameter", format!("missing parameter `{k}`"));
     get("Signature").ok_or_else(|| missing("Signature"))?;
@@ -157,28 +209,54 @@ fn authenticate(sim: &Sim, req: &HttpRequest, pairs: &[(String, String)]) -> Res
     let window = sim.settings.timestamp_window_seconds;
     let now = sim.now_unix();
     if (now - ts).abs() > window {
-        return Err(tc_err("AuthFailure.SignatureExpire", "the request timestamp is outside the allowed window"));
+        return Err(tc_err(
+            "AuthFailure.SignatureExpire",
+            "the request timestamp is outside the allowed window",
+        ));
     }
     let account = sim
         .accounts
         .tencent
         .iter()
         .find(|a| a.secret_id.trim() == secret_id)
-        .ok_or_else(|| tc_err("AuthFailure.SecretIdNotFound", "the SecretId does not exist"))?;
+        .ok_or_else(|| {
+            tc_err(
+                "AuthFailure.SecretIdNotFound",
+                "the SecretId does not exist",
+            )
+        })?;
     let host = req.header("host").unwrap_or("");
-    if !query_signature_ok(account.secret_key.trim(), req.method.as_str(), host, PATH, pairs) {
-        return Err(tc_err("AuthFailure.SignatureFailure", "signature verification failed"));
+    if !query_signature_ok(
+        account.secret_key.trim(),
+        req.method.as_str(),
+        host,
+        PATH,
+        pairs,
+    ) {
+        return Err(tc_err(
+            "AuthFailure.SignatureFailure",
+            "signature verification failed",
+        ));
     }
     let token = get("Token").filter(|t| !t.is_empty());
     let token_ok = match token {
-        Some(t) => account.session_tokens.iter().any(|k| crate::signing::signatures_match(k, t)),
+        Some(t) => account
+            .session_tokens
+            .iter()
+            .any(|k| crate::signing::signatures_match(k, t)),
         None => account.session_tokens.is_empty(),
     };
     if !token_ok {
-        return Err(tc_err("AuthFailure.TokenFailure", "the session token is invalid or missing"));
+        return Err(tc_err(
+            "AuthFailure.TokenFailure",
+            "the session token is invalid or missing",
+        ));
     }
     if !sim.nonces.fresh(secret_id, nonce, now, window) {
-        return Err(tc_err("AuthFailure.NonceReplayed", "the Nonce was already used"));
+        return Err(tc_err(
+            "AuthFailure.NonceReplayed",
+            "the Nonce was already used",
+        ));
     }
     Ok(account.secret_id.clone())
 }
@@ -196,23 +274,42 @@ impl Wire for Legacy {
     }
 
     fn throttled(&self, _info: &CallInfo) -> Reply {
-        Reply { status: 200, body: error_body(&tc_err("RequestLimitExceeded", "request limit exceeded")) }
+        Reply {
+            status: 200,
+            body: error_body(&tc_err("RequestLimitExceeded", "request limit exceeded")),
+        }
     }
 
     fn injected(&self, _info: &CallInfo, code: &str, _http_status: u16, message: &str) -> Reply {
-        Reply { status: 200, body: error_body(&tc_err(code, message)) }
+        Reply {
+            status: 200,
+            body: error_body(&tc_err(code, message)),
+        }
     }
 
     fn execute(&self, sim: &Sim, info: &CallInfo, decision: &Decision) -> Reply {
-        let run_async = Async { request_id: &info.request_id, action: &info.action, fail: decision.fail_task };
+        let run_async = Async {
+            request_id: &info.request_id,
+            action: &info.action,
+            fail: decision.fail_task,
+        };
         match execute(sim, &self.region, &info.action, &self.params, run_async) {
-            Ok(data) => Reply { status: 200, body: success(data) },
-            Err(e) => Reply { status: 200, body: error_body(&e) },
+            Ok(data) => Reply {
+                status: 200,
+                body: success(data),
+            },
+            Err(e) => Reply {
+                status: 200,
+                body: error_body(&e),
+            },
         }
     }
 
     fn outcome(&self, reply: &Reply) -> String {
-        reply.body["codeDesc"].as_str().unwrap_or("Success").to_string()
+        reply.body["codeDesc"]
+            .as_str()
+            .unwrap_or("Success")
+            .to_string()
     }
 }
 
@@ -236,7 +333,12 @@ fn req_str<'a>(p: &'a Map<String, Value>, key: &str) -> Result<&'a str, TcError>
 fn opt_num(p: &Map<String, Value>, key: &str) -> Result<Option<u64>, TcError> {
     match p.get(key).and_then(Value::as_str) {
         None => Ok(None),
-        Some(s) => s.parse().map(Some).map_err(|_| tc_err("InvalidParameter", format!("`{key}` must be a non-negative integer"))),
+        Some(s) => s.parse().map(Some).map_err(|_| {
+            tc_err(
+                "InvalidParameter",
+                format!("`{key}` must be a non-negative integer"),
+            )
+        }),
     }
 }
 
@@ -251,8 +353,11 @@ fn str_items(p: &Map<String, Value>, key: &str) -> Vec<Value> {
 fn check_vpc(sim: &Sim, region: &str, vpc_id: &str, nic_id: &str) -> Result<(), TcError> {
     sim.with_world(|w| {
         let cloud = &w.tencent;
-        if !cloud.vpcs.get(vpc_id).is_some_and(|v| v.region == region) {
-            return Err(tc_err("InvalidVpc.NotFound", format!("the VPC `{vpc_id}` does not exist")));
+        if cloud.vpcs.get(vpc_id).is_none_or(|v| v.region != region) {
+            return Err(tc_err(
+                "InvalidVpc.NotFound",
+                format!("the VPC `{vpc_id}` does not exist"),
+            ));
         }
         match cloud.nic_in(nic_id, Some(region)) {
             Ok(n) if n.vpc_id == vpc_id => Ok(()),
@@ -261,19 +366,47 @@ fn check_vpc(sim: &Sim, region: &str, vpc_id: &str, nic_id: &str) -> Result<(), 
     })
 }
 
-fn execute(sim: &Sim, region: &str, action: &str, p: &Map<String, Value>, run_async: Async<'_>) -> Result<Value, TcError> {
+fn execute(
+    sim: &Sim,
+    region: &str,
+    action: &str,
+    p: &Map<String, Value>,
+    run_async: Async<'_>,
+) -> Result<Value, TcError> {
     let rid = run_async.request_id.to_string();
-    let task_data = |sim: &Sim| sim.with_world(|w| w.tencent.tasks.get(&rid).map(|t| t.legacy_id)).map(|id| json!({"taskId": id}));
+    let task_data = |sim: &Sim| {
+        sim.with_world(|w| w.tencent.tasks.get(&rid).map(|t| t.legacy_id))
+            .map(|id| json!({"taskId": id}))
+    };
     match action {
         "AssignPrivateIpAddresses" => {
             let nic_id = req_str(p, "networkInterfaceId")?;
             check_vpc(sim, region, req_str(p, "vpcId")?, nic_id)?;
             let mut raw = Vec::new();
             for item in str_items(p, "privateIpAddressSet") {
-                if item.get("primary").and_then(Value::as_str).and_then(|v| match v { "true" | "True" | "1" => Some(true), _ => None }) == Some(true) {
-                    return Err(tc_err("InvalidParameter", "the primary address already exists and cannot be assigned"));
+                if item
+                    .get("primary")
+                    .and_then(Value::as_str)
+                    .and_then(|v| match v {
+                        "true" | "True" | "1" => Some(true),
+                        _ => None,
+                    })
+                    == Some(true)
+                {
+                    return Err(tc_err(
+                        "InvalidParameter",
+                        "the primary address already exists and cannot be assigned",
+                    ));
                 }
-                let ip = item.get("privateIpAddress").and_then(Value::as_str).ok_or_else(|| tc_err("MissingParameter", "missing `privateIpAddressSet.n.privateIpAddress`"))?;
+                let ip = item
+                    .get("privateIpAddress")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| {
+                        tc_err(
+                            "MissingParameter",
+                            "missing `privateIpAddressSet.n.privateIpAddress`",
+                        )
+                    })?;
                 raw.push(ip.to_string());
             }
             let count = opt_num(p, "secondaryPrivateIpAddressCount")?.unwrap_or(0) as usize;
@@ -281,21 +414,35 @@ fn execute(sim: &Sim, region: &str, action: &str, p: &Map<String, Value>, run_as
                 return Err(rule_error(Rule::TooManyPerCall(10), false));
             }
             let explicit = parse_ipv4_list(&raw).map_err(legacy_rule)?;
-            sim.with_world(|w| w.tencent.assign_ipv4(nic_id, Some(region), &explicit, count, Some(run_async))).map_err(legacy_rule)?;
+            sim.with_world(|w| {
+                w.tencent
+                    .assign_ipv4(nic_id, Some(region), &explicit, count, Some(run_async))
+            })
+            .map_err(legacy_rule)?;
             task_data(sim).ok_or_else(|| tc_err("InternalError", "task not recorded"))
         }
         "UnassignPrivateIpAddresses" => {
             let nic_id = req_str(p, "networkInterfaceId")?;
             check_vpc(sim, region, req_str(p, "vpcId")?, nic_id)?;
-            let raw: Vec<String> = str_items(p, "privateIpAddress").iter().filter_map(|v| v.as_str().map(str::to_string)).collect();
+            let raw: Vec<String> = str_items(p, "privateIpAddress")
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect();
             if raw.is_empty() {
-                return Err(tc_err("MissingParameter", "missing parameter `privateIpAddress.n`"));
+                return Err(tc_err(
+                    "MissingParameter",
+                    "missing parameter `privateIpAddress.n`",
+                ));
             }
             if raw.len() > 10 {
                 return Err(rule_error(Rule::TooManyPerCall(10), false));
             }
             let addresses = parse_ipv4_list(&raw).map_err(legacy_rule)?;
-            sim.with_world(|w| w.tencent.unassign_ipv4(nic_id, Some(region), &addresses, Some(run_async))).map_err(legacy_rule)?;
+            sim.with_world(|w| {
+                w.tencent
+                    .unassign_ipv4(nic_id, Some(region), &addresses, Some(run_async))
+            })
+            .map_err(legacy_rule)?;
             task_data(sim).ok_or_else(|| tc_err("InternalError", "task not recorded"))
         }
         "AttachNetworkInterface" | "DetachNetworkInterface" => {
@@ -304,24 +451,37 @@ fn execute(sim: &Sim, region: &str, action: &str, p: &Map<String, Value>, run_as
             let instance_id = req_str(p, "instanceId")?;
             sim.with_world(|w| {
                 if action == "AttachNetworkInterface" {
-                    w.tencent.attach(nic_id, instance_id, Some(region), run_async)
+                    w.tencent
+                        .attach(nic_id, instance_id, Some(region), run_async)
                 } else {
-                    w.tencent.detach(nic_id, Some(instance_id), Some(region), run_async)
+                    w.tencent
+                        .detach(nic_id, Some(instance_id), Some(region), run_async)
                 }
             })
             .map_err(legacy_rule)?;
             task_data(sim).ok_or_else(|| tc_err("InternalError", "task not recorded"))
         }
         "DescribeVpcTaskResult" => {
-            let id: u64 = req_str(p, "taskId")?.parse().map_err(|_| tc_err("InvalidParameter", "`taskId` must be an integer"))?;
+            let id: u64 = req_str(p, "taskId")?
+                .parse()
+                .map_err(|_| tc_err("InvalidParameter", "`taskId` must be an integer"))?;
             sim.with_world(|w| {
-                let task = w.tencent.task_by_legacy_id(id).ok_or_else(|| tc_err("InvalidTask.NotFound", format!("the task {id} does not exist")))?;
+                let task = w.tencent.task_by_legacy_id(id).ok_or_else(|| {
+                    tc_err(
+                        "InvalidTask.NotFound",
+                        format!("the task {id} does not exist"),
+                    )
+                })?;
                 let (status, code) = match task.status {
                     TaskStatus::Success => (0, 0),
                     TaskStatus::Failed => (1, 5100),
                     TaskStatus::Running => (2, 0),
                 };
-                let msg = if task.status == TaskStatus::Failed { task.output.clone() } else { String::new() };
+                let msg = if task.status == TaskStatus::Failed {
+                    task.output.clone()
+                } else {
+                    String::new()
+                };
                 Ok(json!({"status": status, "output": {"errorCode": code, "errorMsg": msg}}))
             })
         }
@@ -332,7 +492,12 @@ fn execute(sim: &Sim, region: &str, action: &str, p: &Map<String, Value>, run_as
                 return Err(tc_err("InvalidParameter", "`limit` must be at most 50"));
             }
             let s = |k: &str| p.get(k).and_then(Value::as_str).filter(|v| !v.is_empty());
-            let (vpc, eni, name, inst) = (s("vpcId"), s("networkInterfaceId"), s("eniName"), s("instanceId"));
+            let (vpc, eni, name, inst) = (
+                s("vpcId"),
+                s("networkInterfaceId"),
+                s("eniName"),
+                s("instanceId"),
+            );
             let order_by_name = s("orderField") == Some("eniName");
             let ascending = s("orderDirection").is_some_and(|d| d.eq_ignore_ascii_case("asc"));
             sim.with_world(|w| {
@@ -379,6 +544,9 @@ fn execute(sim: &Sim, region: &str, action: &str, p: &Map<String, Value>, run_as
                 Ok(json!({"totalNum": total, "data": items}))
             })
         }
-        other => Err(tc_err("InvalidAction", format!("the action `{other}` is not supported"))),
+        other => Err(tc_err(
+            "InvalidAction",
+            format!("the action `{other}` is not supported"),
+        )),
     }
 }

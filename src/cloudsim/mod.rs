@@ -30,8 +30,8 @@ use tokio::sync::watch;
 pub use config::{Settings, World};
 pub use faults::{AuditEntry, Fault, Protocol};
 pub use world::{
-    Cloud, Effect, Instance, IpEntry, IpState, Ipv6Type, Nic, Region, StackType, Subnet, Task, TaskStatus, Vendor,
-    Vpc, WorldError, WorldState,
+    Cloud, Effect, Instance, IpEntry, IpState, Ipv6Type, Nic, Region, StackType, Subnet, Task,
+    TaskStatus, Vendor, Vpc, WorldError, WorldState,
 };
 pub use zenlayer::AUTH_FAILED as ZENLAYER_AUTH_FAILED;
 
@@ -63,7 +63,12 @@ pub async fn start_with_audit_log(
     let addr = listener.local_addr()?;
     let (stop, stopped) = watch::channel(false);
     let task = tokio::spawn(server::serve(listener, sim.clone(), stopped));
-    Ok(RunningSim { addr, sim, stop, task: Some(task) })
+    Ok(RunningSim {
+        addr,
+        sim,
+        stop,
+        task: Some(task),
+    })
 }
 
 impl RunningSim {
@@ -162,8 +167,10 @@ pub struct Args {
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     use anyhow::Context as _;
-    let text = std::fs::read_to_string(&args.world).with_context(|| format!("reading {}", args.world.display()))?;
-    let world = World::from_yaml(&text).with_context(|| format!("loading {}", args.world.display()))?;
+    let text = std::fs::read_to_string(&args.world)
+        .with_context(|| format!("reading {}", args.world.display()))?;
+    let world =
+        World::from_yaml(&text).with_context(|| format!("loading {}", args.world.display()))?;
     let sim = start_with_audit_log(world, args.listen, args.audit_log.clone())
         .await
         .with_context(|| format!("listening on {}", args.listen))?;

@@ -105,13 +105,20 @@ pub(crate) trait Wire: Sync {
 
 /// The common tail of every cloud call: rate limit, faults, execute, audit.
 /// Returns the reply and whether to drop it.
-pub(crate) async fn run_call(sim: &Sim, proto: &(dyn Wire + Sync), info: CallInfo) -> (Reply, bool) {
+pub(crate) async fn run_call(
+    sim: &Sim,
+    proto: &(dyn Wire + Sync),
+    info: CallInfo,
+) -> (Reply, bool) {
     let decision = sim.faults.decide(info.protocol, &info.action);
     if !decision.latency.is_zero() {
         tokio::time::sleep(decision.latency).await;
     }
     let limit = proto.limit_for(sim, &info.action);
-    let reply = if !sim.limiter.allow(info.protocol, &info.key_id, &info.action, limit) {
+    let reply = if !sim
+        .limiter
+        .allow(info.protocol, &info.key_id, &info.action, limit)
+    {
         proto.throttled(&info)
     } else if let Some(e) = &decision.error {
         proto.injected(&info, &e.code, e.http_status, &e.message)
@@ -152,16 +159,25 @@ fn json_response(status: u16, body: &Value) -> Response<Full<Bytes>> {
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     // Exactly `application/json`: the Tencent Python SDK only parses errors
     // for that exact value.
-    resp.headers_mut().insert(CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
     resp
 }
 
-async fn handle(sim: Arc<Sim>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, DropResponse> {
+async fn handle(
+    sim: Arc<Sim>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, DropResponse> {
     let (parts, body) = req.into_parts();
     let body = match Limited::new(body, MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => {
-            return Ok(json_response(413, &json!({"error": "request body too large or unreadable"})));
+            return Ok(json_response(
+                413,
+                &json!({"error": "request body too large or unreadable"}),
+            ));
         }
     };
     let req = HttpRequest {
@@ -176,7 +192,13 @@ async fn handle(sim: Arc<Sim>, req: Request<Incoming>) -> Result<Response<Full<B
         "/v2/index.php" => legacy::handle(&sim, &req).await,
         "/" => tencent::handle(&sim, &req).await,
         p if p.starts_with("/_sim/") => (control(&sim, &req), false),
-        _ => (Reply { status: 404, body: json!({"error": format!("no such path: {}", req.path)}) }, false),
+        _ => (
+            Reply {
+                status: 404,
+                body: json!({"error": format!("no such path: {}", req.path)}),
+            },
+            false,
+        ),
     };
     if dropped {
         return Err(DropResponse);
@@ -191,28 +213,47 @@ fn control(sim: &Sim, req: &HttpRequest) -> Reply {
     match (req.method.clone(), req.path.as_str()) {
         (Method::GET, "/_sim/world") => ok(super::snapshot_json(sim)),
         (Method::GET, "/_sim/faults") => ok(json!(sim.faults.list())),
-        (Method::PUT | Method::POST, "/_sim/faults") => match serde_json::from_slice::<Vec<Fault>>(&req.body) {
-            Ok(rules) => match rules.iter().enumerate().find_map(|(i, r)| r.validate().err().map(|e| (i, e))) {
-                Some((i, e)) => Reply { status: 400, body: json!({"error": format!("faults[{i}]: {e}")}) },
-                None => {
-                    sim.faults.set(rules);
-                    ok(json!(sim.faults.list()))
-                }
-            },
-            Err(e) => Reply { status: 400, body: json!({"error": format!("expected a JSON list of faults: {e}")}) },
-        },
+        (Method::PUT | Method::POST, "/_sim/faults") => {
+            match serde_json::from_slice::<Vec<Fault>>(&req.body) {
+                Ok(rules) => match rules
+                    .iter()
+                    .enumerate()
+                    .find_map(|(i, r)| r.validate().err().map(|e| (i, e)))
+                {
+                    Some((i, e)) => Reply {
+                        status: 400,
+                        body: json!({"error": format!("faults[{i}]: {e}")}),
+                    },
+                    None => {
+                        sim.faults.set(rules);
+                        ok(json!(sim.faults.list()))
+                    }
+                },
+                Err(e) => Reply {
+                    status: 400,
+                    body: json!({"error": format!("expected a JSON list of faults: {e}")}),
+                },
+            }
+        }
         (Method::DELETE, "/_sim/faults") => {
             sim.faults.set(Vec::new());
             ok(json!([]))
         }
         (Method::GET, "/_sim/audit") => ok(json!(sim.audit.recent())),
-        _ => Reply { status: 404, body: json!({"error": format!("no control endpoint {} {}", req.method, req.path)}) },
+        _ => Reply {
+            status: 404,
+            body: json!({"error": format!("no control endpoint {} {}", req.method, req.path)}),
+        },
     }
 }
 
 /// Accepts connections until `shutdown` flips, then lets in-flight requests
 /// finish (up to a few seconds).
-pub(crate) async fn serve(listener: TcpListener, sim: Arc<Sim>, mut shutdown: watch::Receiver<bool>) {
+pub(crate) async fn serve(
+    listener: TcpListener,
+    sim: Arc<Sim>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
         tokio::select! {
@@ -235,4 +276,3 @@ pub(crate) async fn serve(listener: TcpListener, sim: Arc<Sim>, mut shutdown: wa
     drop(listener);
     let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
 }
-

@@ -12,7 +12,10 @@ use serde_json::{Map, Value, json};
 
 use super::faults::{Decision, Protocol, tencent_default_limit};
 use super::server::{CallInfo, HttpRequest, Reply, Sim, Wire, audit, run_call};
-use super::world::{Async, Cloud, Instance, Nic, Rule, Subnet, TaskStatus, TokenRecord, parse_ipv4_list, parse_ipv6_list};
+use super::world::{
+    Async, Cloud, Instance, Nic, Rule, Subnet, TaskStatus, TokenRecord, parse_ipv4_list,
+    parse_ipv6_list,
+};
 use crate::signing::{self, query, tc3};
 
 pub const VERSION: &str = "2017-03-12";
@@ -25,7 +28,10 @@ pub(crate) struct TcError {
 }
 
 pub(crate) fn tc_err(code: &str, message: impl Into<String>) -> TcError {
-    TcError { code: code.to_string(), message: message.into() }
+    TcError {
+        code: code.to_string(),
+        message: message.into(),
+    }
 }
 
 fn error_body(request_id: &str, e: &TcError) -> Value {
@@ -50,7 +56,9 @@ const COMMON_V1: &[&str] = &[
 
 /// Decodes `a=1&b=2` into ordered pairs.
 pub(crate) fn form_pairs(raw: &[u8]) -> Vec<(String, String)> {
-    form_urlencoded::parse(raw).map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
+    form_urlencoded::parse(raw)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
 }
 
 /// Turns flattened form names (`PrivateIpAddresses.0.PrivateIpAddress`) back
@@ -63,8 +71,16 @@ pub(crate) fn unflatten(pairs: &[(String, String)]) -> Map<String, Value> {
         let segments: Vec<&str> = name.split('.').collect();
         for (i, seg) in segments.iter().enumerate() {
             let last = i + 1 == segments.len();
-            let next_is_index = segments.get(i + 1).is_some_and(|s| s.parse::<usize>().is_ok());
-            let child_default = || if next_is_index { Value::Array(Vec::new()) } else { Value::Object(Map::new()) };
+            let next_is_index = segments
+                .get(i + 1)
+                .is_some_and(|s| s.parse::<usize>().is_ok());
+            let child_default = || {
+                if next_is_index {
+                    Value::Array(Vec::new())
+                } else {
+                    Value::Object(Map::new())
+                }
+            };
             node = match node {
                 Value::Object(map) => {
                     if last {
@@ -109,9 +125,23 @@ pub(crate) fn query_signature_ok(
     path: &str,
     pairs: &[(String, String)],
 ) -> bool {
-    let presented = pairs.iter().find(|(k, _)| k == "Signature").map(|(_, v)| v.as_str()).unwrap_or("");
-    let method = query::Method::from_param(pairs.iter().find(|(k, _)| k == "SignatureMethod").map(|(_, v)| v.as_str()));
-    let sts = query::string_to_sign(http_method, host, path, pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let presented = pairs
+        .iter()
+        .find(|(k, _)| k == "Signature")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("");
+    let method = query::Method::from_param(
+        pairs
+            .iter()
+            .find(|(k, _)| k == "SignatureMethod")
+            .map(|(_, v)| v.as_str()),
+    );
+    let sts = query::string_to_sign(
+        http_method,
+        host,
+        path,
+        pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    );
     signing::signatures_match(&query::signature(secret_key, method, &sts), presented)
 }
 
@@ -144,15 +174,30 @@ fn check_timestamp(sim: &Sim, ts: i64) -> Result<(), TcError> {
 }
 
 fn check_token(sim: &Sim, secret_id: &str, token: Option<&str>) -> Result<(), TcError> {
-    let Some(account) = sim.accounts.tencent.iter().find(|a| a.secret_id == secret_id) else {
+    let Some(account) = sim
+        .accounts
+        .tencent
+        .iter()
+        .find(|a| a.secret_id == secret_id)
+    else {
         return Ok(());
     };
     let token = token.filter(|t| !t.is_empty());
     let ok = match token {
-        Some(t) => account.session_tokens.iter().any(|k| signing::signatures_match(k, t)),
+        Some(t) => account
+            .session_tokens
+            .iter()
+            .any(|k| signing::signatures_match(k, t)),
         None => account.session_tokens.is_empty(),
     };
-    if ok { Ok(()) } else { Err(tc_err("AuthFailure.TokenFailure", "The session token is invalid or missing.")) }
+    if ok {
+        Ok(())
+    } else {
+        Err(tc_err(
+            "AuthFailure.TokenFailure",
+            "The session token is invalid or missing.",
+        ))
+    }
 }
 
 fn secret_of<'a>(sim: &'a Sim, secret_id: &str) -> Result<&'a str, TcError> {
@@ -161,12 +206,25 @@ fn secret_of<'a>(sim: &'a Sim, secret_id: &str) -> Result<&'a str, TcError> {
         .iter()
         .find(|a| a.secret_id.trim() == secret_id)
         .map(|a| a.secret_key.trim())
-        .ok_or_else(|| tc_err("AuthFailure.SecretIdNotFound", "The SecretId is not found, please check your credentials."))
+        .ok_or_else(|| {
+            tc_err(
+                "AuthFailure.SecretIdNotFound",
+                "The SecretId is not found, please check your credentials.",
+            )
+        })
 }
 
 fn authenticate_tc3(sim: &Sim, req: &HttpRequest, auth: &str) -> Result<(String, Parsed), TcError> {
-    let invalid = || tc_err("AuthFailure.InvalidAuthorization", "The Authorization header is malformed.");
-    let rest = auth.strip_prefix(tc3::ALGORITHM).and_then(|r| r.strip_prefix(' ')).ok_or_else(invalid)?;
+    let invalid = || {
+        tc_err(
+            "AuthFailure.InvalidAuthorization",
+            "The Authorization header is malformed.",
+        )
+    };
+    let rest = auth
+        .strip_prefix(tc3::ALGORITHM)
+        .and_then(|r| r.strip_prefix(' '))
+        .ok_or_else(invalid)?;
     let (mut credential, mut signed, mut signature) = (None, None, None);
     for part in rest.split(',') {
         let part = part.trim();
@@ -185,21 +243,34 @@ fn authenticate_tc3(sim: &Sim, req: &HttpRequest, auth: &str) -> Result<(String,
     let [secret_id, date, service, terminator] = scope.as_slice() else {
         return Err(invalid());
     };
-    let ts_raw = req
-        .header("x-tc-timestamp")
-        .ok_or_else(|| tc_err("MissingParameter", "The request is missing the X-TC-Timestamp header."))?;
-    let ts: i64 = ts_raw
-        .trim()
-        .parse()
-        .map_err(|_| tc_err("InvalidParameter", "X-TC-Timestamp must be an integer number of seconds."))?;
+    let ts_raw = req.header("x-tc-timestamp").ok_or_else(|| {
+        tc_err(
+            "MissingParameter",
+            "The request is missing the X-TC-Timestamp header.",
+        )
+    })?;
+    let ts: i64 = ts_raw.trim().parse().map_err(|_| {
+        tc_err(
+            "InvalidParameter",
+            "X-TC-Timestamp must be an integer number of seconds.",
+        )
+    })?;
     check_timestamp(sim, ts)?;
     let secret = secret_of(sim, secret_id)?;
-    let mismatch = || tc_err("AuthFailure.SignatureFailure", "The provided credentials could not be validated. Please check your signature is correct.");
+    let mismatch = || {
+        tc_err(
+            "AuthFailure.SignatureFailure",
+            "The provided credentials could not be validated. Please check your signature is correct.",
+        )
+    };
     let names: Vec<&str> = signed.split(';').collect();
     if !names.contains(&"content-type") || !names.contains(&"host") {
         return Err(mismatch());
     }
-    if tc3::date_of(ts).as_deref() != Some(*date) || *terminator != "tc3_request" || !matches!(*service, "vpc" | "cvm") {
+    if tc3::date_of(ts).as_deref() != Some(*date)
+        || *terminator != "tc3_request"
+        || !matches!(*service, "vpc" | "cvm")
+    {
         return Err(mismatch());
     }
     let mut headers = Vec::with_capacity(names.len());
@@ -212,10 +283,21 @@ fn authenticate_tc3(sim: &Sim, req: &HttpRequest, auth: &str) -> Result<(String,
         signing::sha256_hex(&req.body)
     };
     let method = req.method.as_str();
-    let canonical_query = if req.method == Method::GET { req.query.as_str() } else { "" };
+    let canonical_query = if req.method == Method::GET {
+        req.query.as_str()
+    } else {
+        ""
+    };
     let expected = tc3::signature(
         secret,
-        &tc3::Request { method, canonical_query, headers: &headers, payload_hash: &payload_hash, service, timestamp: ts },
+        &tc3::Request {
+            method,
+            canonical_query,
+            headers: &headers,
+            payload_hash: &payload_hash,
+            service,
+            timestamp: ts,
+        },
     )
     .ok_or_else(mismatch)?;
     if !signing::signatures_match(&expected, signature) {
@@ -224,17 +306,29 @@ fn authenticate_tc3(sim: &Sim, req: &HttpRequest, auth: &str) -> Result<(String,
     check_token(sim, secret_id, req.header("x-tc-token"))?;
     let params = if req.method == Method::GET {
         unflatten(&form_pairs(req.query.as_bytes()))
-    } else if req.header("content-type").unwrap_or("").starts_with("application/json") {
+    } else if req
+        .header("content-type")
+        .unwrap_or("")
+        .starts_with("application/json")
+    {
         match serde_json::from_slice::<Value>(&req.body) {
             Ok(Value::Object(m)) => m,
-            Ok(_) | Err(_) => return Err(tc_err("InvalidParameter", "The request body is not a JSON object.")),
+            Ok(_) | Err(_) => {
+                return Err(tc_err(
+                    "InvalidParameter",
+                    "The request body is not a JSON object.",
+                ));
+            }
         }
     } else {
         unflatten(&form_pairs(&req.body))
     };
-    let action = req
-        .header("x-tc-action")
-        .ok_or_else(|| tc_err("MissingParameter", "The request is missing the X-TC-Action header."))?;
+    let action = req.header("x-tc-action").ok_or_else(|| {
+        tc_err(
+            "MissingParameter",
+            "The request is missing the X-TC-Action header.",
+        )
+    })?;
     Ok((
         secret_id.to_string(),
         Parsed {
@@ -248,32 +342,59 @@ fn authenticate_tc3(sim: &Sim, req: &HttpRequest, auth: &str) -> Result<(String,
 }
 
 fn authenticate_v1(sim: &Sim, req: &HttpRequest) -> Result<(String, Parsed), TcError> {
-    let pairs = if req.method == Method::GET { form_pairs(req.query.as_bytes()) } else { form_pairs(&req.body) };
+    let pairs = if req.method == Method::GET {
+        form_pairs(req.query.as_bytes())
+    } else {
+        form_pairs(&req.body)
+    };
     let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     if get("Signature").is_none() {
-        return Err(tc_err("AuthFailure.InvalidAuthorization", "The request carries neither an Authorization header nor a Signature."));
+        return Err(tc_err(
+            "AuthFailure.InvalidAuthorization",
+            "The request carries neither an Authorization header nor a Signature.",
+        ));
     }
-    let missing = |k: &str| tc_err("MissingParameter", format!("The request is missing a required parameter `{k}`."));
+    let missing = |k: &str| {
+        tc_err(
+            "MissingParameter",
+            format!("The request is missing a required parameter `{k}`."),
+        )
+    };
     let secret_id = get("SecretId").ok_or_else(|| missing("SecretId"))?;
     let ts: i64 = get("Timestamp")
         .ok_or_else(|| missing("Timestamp"))?
         .parse()
-        .map_err(|_| tc_err("InvalidParameter", "Timestamp must be an integer number of seconds."))?;
+        .map_err(|_| {
+            tc_err(
+                "InvalidParameter",
+                "Timestamp must be an integer number of seconds.",
+            )
+        })?;
     get("Nonce").ok_or_else(|| missing("Nonce"))?;
     check_timestamp(sim, ts)?;
     let secret = secret_of(sim, secret_id)?;
     let host = req.header("host").unwrap_or("");
     if !query_signature_ok(secret, req.method.as_str(), host, "/", &pairs) {
-        return Err(tc_err("AuthFailure.SignatureFailure", "The provided credentials could not be validated. Please check your signature is correct."));
+        return Err(tc_err(
+            "AuthFailure.SignatureFailure",
+            "The provided credentials could not be validated. Please check your signature is correct.",
+        ));
     }
     check_token(sim, secret_id, get("Token"))?;
     let action = get("Action").ok_or_else(|| missing("Action"))?.to_string();
-    let action_pairs: Vec<(String, String)> =
-        pairs.iter().filter(|(k, _)| !COMMON_V1.contains(&k.as_str())).cloned().collect();
+    let action_pairs: Vec<(String, String)> = pairs
+        .iter()
+        .filter(|(k, _)| !COMMON_V1.contains(&k.as_str()))
+        .cloned()
+        .collect();
     Ok((
         secret_id.to_string(),
         Parsed {
-            service: if action == "DescribeInstances" { "cvm".into() } else { "vpc".into() },
+            service: if action == "DescribeInstances" {
+                "cvm".into()
+            } else {
+                "vpc".into()
+            },
             version: get("Version").map(str::to_string),
             region: get("Region").map(str::to_string),
             params: unflatten(&action_pairs),
@@ -285,15 +406,33 @@ fn authenticate_v1(sim: &Sim, req: &HttpRequest) -> Result<(String, Parsed), TcE
 /// Each action's accepted parameters; anything else is `UnknownParameter`.
 fn allowed_params(service: &str, action: &str) -> Option<&'static [&'static str]> {
     Some(match (service, action) {
-        ("vpc", "AssignPrivateIpAddresses") => {
-            &["NetworkInterfaceId", "PrivateIpAddresses", "SecondaryPrivateIpAddressCount", "QosLevel", "ClientToken"]
+        ("vpc", "AssignPrivateIpAddresses") => &[
+            "NetworkInterfaceId",
+            "PrivateIpAddresses",
+            "SecondaryPrivateIpAddressCount",
+            "QosLevel",
+            "ClientToken",
+        ],
+        ("vpc", "UnassignPrivateIpAddresses") => {
+            &["NetworkInterfaceId", "PrivateIpAddresses", "InstanceId"]
         }
-        ("vpc", "UnassignPrivateIpAddresses") => &["NetworkInterfaceId", "PrivateIpAddresses", "InstanceId"],
-        ("vpc", "AssignIpv6Addresses") => &["NetworkInterfaceId", "Ipv6Addresses", "Ipv6AddressCount", "ClientToken"],
+        ("vpc", "AssignIpv6Addresses") => &[
+            "NetworkInterfaceId",
+            "Ipv6Addresses",
+            "Ipv6AddressCount",
+            "ClientToken",
+        ],
         ("vpc", "UnassignIpv6Addresses") => &["NetworkInterfaceId", "Ipv6Addresses"],
-        ("vpc", "AttachNetworkInterface") => &["NetworkInterfaceId", "InstanceId", "AttachType", "ClientToken"],
+        ("vpc", "AttachNetworkInterface") => &[
+            "NetworkInterfaceId",
+            "InstanceId",
+            "AttachType",
+            "ClientToken",
+        ],
         ("vpc", "DetachNetworkInterface") => &["NetworkInterfaceId", "InstanceId", "ClientToken"],
-        ("vpc", "DescribeNetworkInterfaces") => &["NetworkInterfaceIds", "Filters", "Offset", "Limit"],
+        ("vpc", "DescribeNetworkInterfaces") => {
+            &["NetworkInterfaceIds", "Filters", "Offset", "Limit"]
+        }
         ("vpc", "DescribeSubnets") => &["SubnetIds", "Filters", "Offset", "Limit"],
         ("vpc", "DescribeVpcTaskResult") => &["TaskId"],
         ("vpc", "DescribeNetworkInterfaceLimit") => &["InstanceId"],
@@ -313,10 +452,19 @@ pub(crate) async fn handle(sim: &Sim, req: &HttpRequest) -> (Reply, bool) {
     };
     let refuse = |info: &CallInfo, e: TcError| {
         audit(sim, info, e.code.clone());
-        (Reply { status: 200, body: error_body(&info.request_id, &e) }, false)
+        (
+            Reply {
+                status: 200,
+                body: error_body(&info.request_id, &e),
+            },
+            false,
+        )
     };
     if req.method != Method::GET && req.method != Method::POST {
-        return refuse(&info, tc_err("UnsupportedProtocol", "Only GET and POST are supported."));
+        return refuse(
+            &info,
+            tc_err("UnsupportedProtocol", "Only GET and POST are supported."),
+        );
     }
     let (key_id, parsed) = match authenticate(sim, req) {
         Ok(p) => p,
@@ -326,24 +474,59 @@ pub(crate) async fn handle(sim: &Sim, req: &HttpRequest) -> (Reply, bool) {
     info.action = parsed.action.clone();
     info.params = Value::Object(parsed.params.clone());
     let Some(allowed) = allowed_params(&parsed.service, &parsed.action) else {
-        let msg = format!("The action `{}` is not found for service `{}`.", parsed.action, parsed.service);
+        let msg = format!(
+            "The action `{}` is not found for service `{}`.",
+            parsed.action, parsed.service
+        );
         return refuse(&info, tc_err("InvalidAction", msg));
     };
     match parsed.version.as_deref() {
-        None => return refuse(&info, tc_err("MissingParameter", "The request is missing a required parameter `Version`.")),
+        None => {
+            return refuse(
+                &info,
+                tc_err(
+                    "MissingParameter",
+                    "The request is missing a required parameter `Version`.",
+                ),
+            );
+        }
         Some(VERSION) => {}
-        Some(v) => return refuse(&info, tc_err("NoSuchVersion", format!("The API version `{v}` does not exist."))),
+        Some(v) => {
+            return refuse(
+                &info,
+                tc_err(
+                    "NoSuchVersion",
+                    format!("The API version `{v}` does not exist."),
+                ),
+            );
+        }
     }
     let region = match parsed.region.as_deref() {
         None | Some("") => {
-            return refuse(&info, tc_err("MissingParameter", "The request is missing a required parameter `Region`."));
+            return refuse(
+                &info,
+                tc_err(
+                    "MissingParameter",
+                    "The request is missing a required parameter `Region`.",
+                ),
+            );
         }
         Some(r) if !sim.with_world(|w| w.tencent.region_exists(r)) => {
-            return refuse(&info, tc_err("UnsupportedRegion", format!("The region `{r}` is not supported.")));
+            return refuse(
+                &info,
+                tc_err(
+                    "UnsupportedRegion",
+                    format!("The region `{r}` is not supported."),
+                ),
+            );
         }
         Some(r) => r.to_string(),
     };
-    if let Some(unknown) = parsed.params.keys().find(|k| !allowed.contains(&k.as_str())) {
+    if let Some(unknown) = parsed
+        .params
+        .keys()
+        .find(|k| !allowed.contains(&k.as_str()))
+    {
         let msg = format!("The parameter `{unknown}` is not recognized.");
         return refuse(&info, tc_err("UnknownParameter", msg));
     }
@@ -363,32 +546,62 @@ impl Wire for Tencent {
     }
 
     fn throttled(&self, info: &CallInfo) -> Reply {
-        let e = tc_err("RequestLimitExceeded", "Your current request times equals to `limit`, please retry later.");
-        Reply { status: 200, body: error_body(&info.request_id, &e) }
+        let e = tc_err(
+            "RequestLimitExceeded",
+            "Your current request times equals to `limit`, please retry later.",
+        );
+        Reply {
+            status: 200,
+            body: error_body(&info.request_id, &e),
+        }
     }
 
     fn injected(&self, info: &CallInfo, code: &str, _http_status: u16, message: &str) -> Reply {
-        Reply { status: 200, body: error_body(&info.request_id, &tc_err(code, message)) }
+        Reply {
+            status: 200,
+            body: error_body(&info.request_id, &tc_err(code, message)),
+        }
     }
 
     fn execute(&self, sim: &Sim, info: &CallInfo, decision: &Decision) -> Reply {
         let empty = Map::new();
         let params = info.params.as_object().unwrap_or(&empty);
-        let ctx = Ctx { sim, region: &self.region, rid: &info.request_id, action: &info.action, key_id: &info.key_id, fail_task: decision.fail_task };
+        let ctx = Ctx {
+            sim,
+            region: &self.region,
+            rid: &info.request_id,
+            action: &info.action,
+            key_id: &info.key_id,
+            fail_task: decision.fail_task,
+        };
         match execute(&ctx, params) {
             Ok(Value::Object(mut fields)) => {
                 // A ClientToken replay answers with the original response,
                 // RequestId included.
-                fields.entry("RequestId").or_insert_with(|| json!(info.request_id));
-                Reply { status: 200, body: json!({"Response": fields}) }
+                fields
+                    .entry("RequestId")
+                    .or_insert_with(|| json!(info.request_id));
+                Reply {
+                    status: 200,
+                    body: json!({"Response": fields}),
+                }
             }
-            Ok(_) => Reply { status: 200, body: json!({"Response": {"RequestId": info.request_id}}) },
-            Err(e) => Reply { status: 200, body: error_body(&info.request_id, &e) },
+            Ok(_) => Reply {
+                status: 200,
+                body: json!({"Response": {"RequestId": info.request_id}}),
+            },
+            Err(e) => Reply {
+                status: 200,
+                body: error_body(&info.request_id, &e),
+            },
         }
     }
 
     fn outcome(&self, reply: &Reply) -> String {
-        reply.body["Response"]["Error"]["Code"].as_str().unwrap_or("Success").to_string()
+        reply.body["Response"]["Error"]["Code"]
+            .as_str()
+            .unwrap_or("Success")
+            .to_string()
     }
 }
 
@@ -403,7 +616,11 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn run_async(&self) -> Async<'_> {
-        Async { request_id: self.rid, action: self.action, fail: self.fail_task }
+        Async {
+            request_id: self.rid,
+            action: self.action,
+            fail: self.fail_task,
+        }
     }
 }
 
@@ -413,9 +630,10 @@ pub(crate) fn rule_error(rule: Rule, ipv6: bool) -> TcError {
         Rule::NicNotFound | Rule::InstanceNotFound => "ResourceNotFound",
         Rule::NicStatus(_) => "UnsupportedOperation.InvalidState",
         Rule::MutexTask => "UnsupportedOperation.MutexOperationTaskRunning",
-        Rule::SubnetNoIpv4 | Rule::Ipv6StackNotSupported | Rule::Ipv6Exists | Rule::PrimaryNicDetach => {
-            "UnsupportedOperation"
-        }
+        Rule::SubnetNoIpv4
+        | Rule::Ipv6StackNotSupported
+        | Rule::Ipv6Exists
+        | Rule::PrimaryNicDetach => "UnsupportedOperation",
         Rule::IpMalformed(_) => "InvalidParameterValue.Malformed",
         Rule::IpDuplicate(_) => "InvalidParameterValue.DuplicatePara",
         Rule::IpOutOfRange(_) | Rule::IpNotPrivate(_) => "InvalidParameterValue.Range",
@@ -436,21 +654,35 @@ pub(crate) fn rule_error(rule: Rule, ipv6: bool) -> TcError {
         Rule::RegionMismatch | Rule::ZoneMismatch => "UnsupportedOperation.ZoneMismatch",
         Rule::InstanceStatus(_) => "UnsupportedOperation.ResourceIsInvalidState",
     };
-    TcError { code: code.to_string(), message }
+    TcError {
+        code: code.to_string(),
+        message,
+    }
 }
 
 // Lenient getters: form-encoded requests carry every value as a string.
 
 fn req_str<'a>(p: &'a Map<String, Value>, key: &str) -> Result<&'a str, TcError> {
     match p.get(key) {
-        None | Some(Value::Null) => Err(tc_err("MissingParameter", format!("The request is missing a required parameter `{key}`."))),
+        None | Some(Value::Null) => Err(tc_err(
+            "MissingParameter",
+            format!("The request is missing a required parameter `{key}`."),
+        )),
         Some(Value::String(s)) if !s.is_empty() => Ok(s),
-        Some(_) => Err(tc_err("InvalidParameter", format!("The parameter `{key}` must be a non-empty string."))),
+        Some(_) => Err(tc_err(
+            "InvalidParameter",
+            format!("The parameter `{key}` must be a non-empty string."),
+        )),
     }
 }
 
 fn opt_u64(p: &Map<String, Value>, key: &str) -> Result<Option<u64>, TcError> {
-    let bad = || tc_err("InvalidParameter", format!("The parameter `{key}` must be a non-negative integer."));
+    let bad = || {
+        tc_err(
+            "InvalidParameter",
+            format!("The parameter `{key}` must be a non-negative integer."),
+        )
+    };
     match p.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => n.as_u64().map(Some).ok_or_else(bad),
@@ -460,22 +692,45 @@ fn opt_u64(p: &Map<String, Value>, key: &str) -> Result<Option<u64>, TcError> {
 }
 
 fn opt_str_list(p: &Map<String, Value>, key: &str) -> Result<Option<Vec<String>>, TcError> {
-    let bad = || tc_err("InvalidParameter", format!("The parameter `{key}` must be a list of strings."));
+    let bad = || {
+        tc_err(
+            "InvalidParameter",
+            format!("The parameter `{key}` must be a list of strings."),
+        )
+    };
     match p.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::Array(items)) => items.iter().map(|v| v.as_str().map(str::to_string).ok_or_else(bad)).collect::<Result<Vec<_>, _>>().map(Some),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_str().map(str::to_string).ok_or_else(bad))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some),
         Some(_) => Err(bad()),
     }
 }
 
 /// `[{"<field>": "..."}]` lists such as `PrivateIpAddresses`.
-fn address_list(p: &Map<String, Value>, key: &str, field: &str) -> Result<Option<Vec<String>>, TcError> {
-    let bad = || tc_err("InvalidParameter", format!("The parameter `{key}` must be a list of objects with `{field}`."));
+fn address_list(
+    p: &Map<String, Value>,
+    key: &str,
+    field: &str,
+) -> Result<Option<Vec<String>>, TcError> {
+    let bad = || {
+        tc_err(
+            "InvalidParameter",
+            format!("The parameter `{key}` must be a list of objects with `{field}`."),
+        )
+    };
     match p.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Array(items)) => items
             .iter()
-            .map(|item| item.get(field).and_then(Value::as_str).map(str::to_string).ok_or_else(bad))
+            .map(|item| {
+                item.get(field)
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+                    .ok_or_else(bad)
+            })
             .collect::<Result<Vec<_>, _>>()
             .map(Some),
         Some(_) => Err(bad()),
@@ -488,36 +743,70 @@ struct Filter {
 }
 
 fn filters(p: &Map<String, Value>, known: &[&str]) -> Result<Vec<Filter>, TcError> {
-    let Some(raw) = p.get("Filters") else { return Ok(Vec::new()) };
+    let Some(raw) = p.get("Filters") else {
+        return Ok(Vec::new());
+    };
     let Value::Array(items) = raw else {
-        return Err(tc_err("InvalidParameter.FilterNotDict", "Filters must be a list of objects."));
+        return Err(tc_err(
+            "InvalidParameter.FilterNotDict",
+            "Filters must be a list of objects.",
+        ));
     };
     let mut out = Vec::new();
     for item in items {
         let Value::Object(obj) = item else {
-            return Err(tc_err("InvalidParameter.FilterNotDict", "Each filter must be an object."));
+            return Err(tc_err(
+                "InvalidParameter.FilterNotDict",
+                "Each filter must be an object.",
+            ));
         };
-        let name = obj.get("Name").and_then(Value::as_str).unwrap_or("").to_string();
+        let name = obj
+            .get("Name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         if !known.contains(&name.as_str()) {
-            return Err(tc_err("InvalidParameter.FilterInvalidKey", format!("The filter name `{name}` is not supported.")));
+            return Err(tc_err(
+                "InvalidParameter.FilterInvalidKey",
+                format!("The filter name `{name}` is not supported."),
+            ));
         }
         let values = match obj.get("Values") {
-            Some(Value::Array(vs)) => vs.iter().filter_map(Value::as_str).map(str::to_string).collect(),
-            _ => return Err(tc_err("InvalidParameter.FilterValuesNotList", format!("The filter `{name}` needs a Values list."))),
+            Some(Value::Array(vs)) => vs
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect(),
+            _ => {
+                return Err(tc_err(
+                    "InvalidParameter.FilterValuesNotList",
+                    format!("The filter `{name}` needs a Values list."),
+                ));
+            }
         };
         out.push(Filter { name, values });
     }
     Ok(out)
 }
 
-fn ids_or_filters(p: &Map<String, Value>, ids_key: &str, known: &[&str]) -> Result<(Option<Vec<String>>, Vec<Filter>), TcError> {
+fn ids_or_filters(
+    p: &Map<String, Value>,
+    ids_key: &str,
+    known: &[&str],
+) -> Result<(Option<Vec<String>>, Vec<Filter>), TcError> {
     let ids = opt_str_list(p, ids_key)?;
     let f = filters(p, known)?;
     if ids.is_some() && p.contains_key("Filters") {
-        return Err(tc_err("InvalidParameter.Coexist", format!("`{ids_key}` and `Filters` cannot be given together.")));
+        return Err(tc_err(
+            "InvalidParameter.Coexist",
+            format!("`{ids_key}` and `Filters` cannot be given together."),
+        ));
     }
     if ids.as_ref().is_some_and(|ids| ids.len() > 100) {
-        return Err(tc_err("InvalidParameterValue.LimitExceeded", format!("`{ids_key}` accepts at most 100 ids.")));
+        return Err(tc_err(
+            "InvalidParameterValue.LimitExceeded",
+            format!("`{ids_key}` accepts at most 100 ids."),
+        ));
     }
     Ok((ids, f))
 }
@@ -526,7 +815,10 @@ fn paging(p: &Map<String, Value>) -> Result<(usize, usize), TcError> {
     let offset = opt_u64(p, "Offset")?.unwrap_or(0) as usize;
     let limit = opt_u64(p, "Limit")?.unwrap_or(20) as usize;
     if limit > 100 {
-        return Err(tc_err("InvalidParameterValue.LimitExceeded", "Limit must be at most 100."));
+        return Err(tc_err(
+            "InvalidParameterValue.LimitExceeded",
+            "Limit must be at most 100.",
+        ));
     }
     Ok((offset, limit))
 }
@@ -547,9 +839,16 @@ fn with_client_token(
     p: &Map<String, Value>,
     run: impl FnOnce(&mut Cloud) -> Result<Value, TcError>,
 ) -> Result<Value, TcError> {
-    let token = p.get("ClientToken").and_then(Value::as_str).filter(|t| !t.is_empty()).map(str::to_string);
+    let token = p
+        .get("ClientToken")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+        .map(str::to_string);
     if token.as_ref().is_some_and(|t| t.len() > 64) {
-        return Err(tc_err("InvalidParameterValue.TooLong", "ClientToken is at most 64 characters."));
+        return Err(tc_err(
+            "InvalidParameterValue.TooLong",
+            "ClientToken is at most 64 characters.",
+        ));
     }
     let mut fingerprint_src = p.clone();
     fingerprint_src.remove("ClientToken");
@@ -561,11 +860,21 @@ fn with_client_token(
             && let Some(rec) = cloud.client_tokens.get(key)
         {
             if rec.fingerprint != fingerprint {
-                return Err(tc_err("UnsupportedOperation.IdempotentParameterMismatch", "The ClientToken was already used with other parameters."));
+                return Err(tc_err(
+                    "UnsupportedOperation.IdempotentParameterMismatch",
+                    "The ClientToken was already used with other parameters.",
+                ));
             }
-            let running = rec.task_id.as_ref().and_then(|t| cloud.tasks.get(t)).is_some_and(|t| t.status == TaskStatus::Running);
+            let running = rec
+                .task_id
+                .as_ref()
+                .and_then(|t| cloud.tasks.get(t))
+                .is_some_and(|t| t.status == TaskStatus::Running);
             if running {
-                return Err(tc_err("UnsupportedOperation.IdempotentProcessing", "The request with this ClientToken is still being processed."));
+                return Err(tc_err(
+                    "UnsupportedOperation.IdempotentProcessing",
+                    "The request with this ClientToken is still being processed.",
+                ));
             }
             return Ok(rec.response.clone());
         }
@@ -574,7 +883,11 @@ fn with_client_token(
             fields.insert("RequestId".into(), json!(ctx.rid));
         }
         if let Some(key) = key {
-            let record = TokenRecord { fingerprint, task_id: Some(ctx.rid.to_string()), response: response.clone() };
+            let record = TokenRecord {
+                fingerprint,
+                task_id: Some(ctx.rid.to_string()),
+                response: response.clone(),
+            };
             cloud.client_tokens.insert(key, record);
         }
         Ok(response)
@@ -586,33 +899,47 @@ fn execute(ctx: &Ctx<'_>, p: &Map<String, Value>) -> Result<Value, TcError> {
     match ctx.action {
         "AssignPrivateIpAddresses" => {
             let nic_id = req_str(p, "NetworkInterfaceId")?.to_string();
-            let raw = address_list(p, "PrivateIpAddresses", "PrivateIpAddress")?.unwrap_or_default();
+            let raw =
+                address_list(p, "PrivateIpAddresses", "PrivateIpAddress")?.unwrap_or_default();
             let count = opt_u64(p, "SecondaryPrivateIpAddressCount")?.unwrap_or(0) as usize;
             if let Some(q) = p.get("QosLevel").and_then(Value::as_str)
                 && !matches!(q, "PT" | "AU" | "AG" | "DEFAULT")
             {
-                return Err(tc_err("InvalidParameterValue", format!("QosLevel `{q}` is not one of PT, AU, AG, DEFAULT.")));
+                return Err(tc_err(
+                    "InvalidParameterValue",
+                    format!("QosLevel `{q}` is not one of PT, AU, AG, DEFAULT."),
+                ));
             }
             if raw.len() > 10 || raw.len() + count > 10 && !raw.is_empty() {
                 return Err(rule_error(Rule::TooManyPerCall(10), false));
             }
             let explicit = parse_ipv4_list(&raw).map_err(|r| rule_error(r, false))?;
             with_client_token(ctx, p, |cloud| {
-                let chosen = cloud.assign_ipv4(&nic_id, region, &explicit, count, Some(ctx.run_async())).map_err(|r| rule_error(r, false))?;
+                let chosen = cloud
+                    .assign_ipv4(&nic_id, region, &explicit, count, Some(ctx.run_async()))
+                    .map_err(|r| rule_error(r, false))?;
                 let set: Vec<Value> = chosen.iter().map(|a| json!({"PrivateIpAddress": a.to_string(), "Primary": false, "State": "PENDING"})).collect();
                 Ok(json!({"PrivateIpAddressSet": set}))
             })
         }
         "UnassignPrivateIpAddresses" => {
             let nic_id = req_str(p, "NetworkInterfaceId")?.to_string();
-            let raw = address_list(p, "PrivateIpAddresses", "PrivateIpAddress")?
-                .ok_or_else(|| tc_err("MissingParameter", "The request is missing a required parameter `PrivateIpAddresses`."))?;
+            let raw =
+                address_list(p, "PrivateIpAddresses", "PrivateIpAddress")?.ok_or_else(|| {
+                    tc_err(
+                        "MissingParameter",
+                        "The request is missing a required parameter `PrivateIpAddresses`.",
+                    )
+                })?;
             if raw.len() > 10 {
                 return Err(rule_error(Rule::TooManyPerCall(10), false));
             }
             let addresses = parse_ipv4_list(&raw).map_err(|r| rule_error(r, false))?;
             ctx.sim
-                .with_world(|w| w.tencent.unassign_ipv4(&nic_id, region, &addresses, Some(ctx.run_async())))
+                .with_world(|w| {
+                    w.tencent
+                        .unassign_ipv4(&nic_id, region, &addresses, Some(ctx.run_async()))
+                })
                 .map_err(|r| rule_error(r, false))?;
             Ok(json!({}))
         }
@@ -625,21 +952,30 @@ fn execute(ctx: &Ctx<'_>, p: &Map<String, Value>) -> Result<Value, TcError> {
             }
             let explicit = parse_ipv6_list(&raw).map_err(|r| rule_error(r, true))?;
             with_client_token(ctx, p, |cloud| {
-                let chosen = cloud.assign_ipv6(&nic_id, region, &explicit, count, ctx.run_async()).map_err(|r| rule_error(r, true))?;
+                let chosen = cloud
+                    .assign_ipv6(&nic_id, region, &explicit, count, ctx.run_async())
+                    .map_err(|r| rule_error(r, true))?;
                 let set: Vec<Value> = chosen.iter().map(|a| ipv6_json(a, "PENDING")).collect();
                 Ok(json!({"Ipv6AddressSet": set}))
             })
         }
         "UnassignIpv6Addresses" => {
             let nic_id = req_str(p, "NetworkInterfaceId")?.to_string();
-            let raw = address_list(p, "Ipv6Addresses", "Address")?
-                .ok_or_else(|| tc_err("MissingParameter", "The request is missing a required parameter `Ipv6Addresses`."))?;
+            let raw = address_list(p, "Ipv6Addresses", "Address")?.ok_or_else(|| {
+                tc_err(
+                    "MissingParameter",
+                    "The request is missing a required parameter `Ipv6Addresses`.",
+                )
+            })?;
             if raw.len() > 10 {
                 return Err(rule_error(Rule::TooManyPerCall(10), true));
             }
             let addresses = parse_ipv6_list(&raw).map_err(|r| rule_error(r, true))?;
             ctx.sim
-                .with_world(|w| w.tencent.unassign_ipv6(&nic_id, region, &addresses, ctx.run_async()))
+                .with_world(|w| {
+                    w.tencent
+                        .unassign_ipv6(&nic_id, region, &addresses, ctx.run_async())
+                })
                 .map_err(|r| rule_error(r, true))?;
             Ok(json!({}))
         }
@@ -648,10 +984,17 @@ fn execute(ctx: &Ctx<'_>, p: &Map<String, Value>) -> Result<Value, TcError> {
             let instance_id = req_str(p, "InstanceId")?.to_string();
             match opt_u64(p, "AttachType")? {
                 None | Some(0) => {}
-                Some(_) => return Err(tc_err("UnsupportedOperation", "Only the standard attach type (0) is simulated.")),
+                Some(_) => {
+                    return Err(tc_err(
+                        "UnsupportedOperation",
+                        "Only the standard attach type (0) is simulated.",
+                    ));
+                }
             }
             with_client_token(ctx, p, |cloud| {
-                cloud.attach(&nic_id, &instance_id, region, ctx.run_async()).map_err(|r| rule_error(r, false))?;
+                cloud
+                    .attach(&nic_id, &instance_id, region, ctx.run_async())
+                    .map_err(|r| rule_error(r, false))?;
                 Ok(json!({}))
             })
         }
@@ -659,7 +1002,9 @@ fn execute(ctx: &Ctx<'_>, p: &Map<String, Value>) -> Result<Value, TcError> {
             let nic_id = req_str(p, "NetworkInterfaceId")?.to_string();
             let instance_id = req_str(p, "InstanceId")?.to_string();
             with_client_token(ctx, p, |cloud| {
-                cloud.detach(&nic_id, Some(&instance_id), region, ctx.run_async()).map_err(|r| rule_error(r, false))?;
+                cloud
+                    .detach(&nic_id, Some(&instance_id), region, ctx.run_async())
+                    .map_err(|r| rule_error(r, false))?;
                 Ok(json!({}))
             })
         }
@@ -690,7 +1035,12 @@ fn execute(ctx: &Ctx<'_>, p: &Map<String, Value>) -> Result<Value, TcError> {
                     }
                 }
                 let total = selected.len();
-                let set: Vec<Value> = selected.into_iter().skip(offset).take(limit).map(nic_json).collect();
+                let set: Vec<Value> = selected
+                    .into_iter()
+                    .skip(offset)
+                    .take(limit)
+                    .map(nic_json)
+                    .collect();
                 Ok(json!({"NetworkInterfaceSet": set, "TotalCount": total}))
             })
         }
@@ -719,14 +1069,24 @@ fn execute(ctx: &Ctx<'_>, p: &Map<String, Value>) -> Result<Value, TcError> {
                     })
                     .collect();
                 let total = selected.len();
-                let set: Vec<Value> = selected.into_iter().skip(offset).take(limit).map(subnet_json).collect();
+                let set: Vec<Value> = selected
+                    .into_iter()
+                    .skip(offset)
+                    .take(limit)
+                    .map(subnet_json)
+                    .collect();
                 Ok(json!({"SubnetSet": set, "TotalCount": total}))
             })
         }
         "DescribeVpcTaskResult" => {
             let task_id = req_str(p, "TaskId")?;
             ctx.sim.with_world(|w| {
-                let task = w.tencent.tasks.get(task_id).ok_or_else(|| tc_err("ResourceNotFound", format!("The task `{task_id}` does not exist.")))?;
+                let task = w.tencent.tasks.get(task_id).ok_or_else(|| {
+                    tc_err(
+                        "ResourceNotFound",
+                        format!("The task `{task_id}` does not exist."),
+                    )
+                })?;
                 let status = match task.status {
                     TaskStatus::Running => "RUNNING",
                     TaskStatus::Success => "SUCCESS",
@@ -740,15 +1100,28 @@ fn execute(ctx: &Ctx<'_>, p: &Map<String, Value>) -> Result<Value, TcError> {
             let id = req_str(p, "InstanceId")?;
             ctx.sim.with_world(|w| {
                 let cloud = &w.tencent;
-                let (eni_quantity, ip_quantity) = if let Some(inst) = cloud.instances.get(id).filter(|i| i.region == ctx.region) {
+                let (eni_quantity, ip_quantity) = if let Some(inst) =
+                    cloud.instances.get(id).filter(|i| i.region == ctx.region)
+                {
                     (inst.nic_limit, inst.ips_per_nic)
                 } else if let Ok(nic) = cloud.nic_in(id, Some(ctx.region)) {
-                    let limit = nic.instance_id.as_ref().and_then(|i| cloud.instances.get(i)).map(|i| i.nic_limit).unwrap_or(0);
+                    let limit = nic
+                        .instance_id
+                        .as_ref()
+                        .and_then(|i| cloud.instances.get(i))
+                        .map(|i| i.nic_limit)
+                        .unwrap_or(0);
                     (limit, nic.ip_quota)
                 } else if id.starts_with("ins-") {
-                    return Err(tc_err("InvalidInstanceId.NotFound", format!("The instance `{id}` does not exist.")));
+                    return Err(tc_err(
+                        "InvalidInstanceId.NotFound",
+                        format!("The instance `{id}` does not exist."),
+                    ));
                 } else {
-                    return Err(tc_err("ResourceNotFound", format!("The resource `{id}` does not exist.")));
+                    return Err(tc_err(
+                        "ResourceNotFound",
+                        format!("The resource `{id}` does not exist."),
+                    ));
                 };
                 Ok(json!({
                     "EniQuantity": eni_quantity,
@@ -761,7 +1134,14 @@ fn execute(ctx: &Ctx<'_>, p: &Map<String, Value>) -> Result<Value, TcError> {
             })
         }
         "DescribeInstances" => {
-            const KNOWN: &[&str] = &["zone", "instance-id", "instance-state", "instance-name", "vpc-id", "subnet-id"];
+            const KNOWN: &[&str] = &[
+                "zone",
+                "instance-id",
+                "instance-state",
+                "instance-name",
+                "vpc-id",
+                "subnet-id",
+            ];
             let (ids, filters) = ids_or_filters(p, "InstanceIds", KNOWN)?;
             let (offset, limit) = paging(p)?;
             ctx.sim.with_world(|w| {
@@ -774,11 +1154,19 @@ fn execute(ctx: &Ctx<'_>, p: &Map<String, Value>) -> Result<Value, TcError> {
                     .filter(|i| filters.iter().all(|f| instance_matches(cloud, i, f)))
                     .collect();
                 let total = selected.len();
-                let set: Vec<Value> = selected.into_iter().skip(offset).take(limit).map(|i| instance_json(cloud, i)).collect();
+                let set: Vec<Value> = selected
+                    .into_iter()
+                    .skip(offset)
+                    .take(limit)
+                    .map(|i| instance_json(cloud, i))
+                    .collect();
                 Ok(json!({"InstanceSet": set, "TotalCount": total}))
             })
         }
-        other => Err(tc_err("InvalidAction", format!("The action `{other}` is not found."))),
+        other => Err(tc_err(
+            "InvalidAction",
+            format!("The action `{other}` is not found."),
+        )),
     }
 }
 
@@ -793,10 +1181,17 @@ fn nic_matches(n: &Nic, f: &Filter) -> bool {
         // Exact match for every value; the real service's suffix matching of
         // a single value is not simulated.
         "address-ip" => {
-            let ips: Vec<Ipv4Addr> = std::iter::once(n.primary_ipv4).chain(n.secondary_ipv4s()).collect();
-            f.values.iter().any(|v| v.parse::<Ipv4Addr>().is_ok_and(|ip| ips.contains(&ip)))
+            let ips: Vec<Ipv4Addr> = std::iter::once(n.primary_ipv4)
+                .chain(n.secondary_ipv4s())
+                .collect();
+            f.values
+                .iter()
+                .any(|v| v.parse::<Ipv4Addr>().is_ok_and(|ip| ips.contains(&ip)))
         }
-        "address-ipv6" => f.values.iter().any(|v| v.parse::<Ipv6Addr>().is_ok_and(|ip| n.ipv6.iter().any(|e| e.address == ip))),
+        "address-ipv6" => f.values.iter().any(|v| {
+            v.parse::<Ipv6Addr>()
+                .is_ok_and(|ip| n.ipv6.iter().any(|e| e.address == ip))
+        }),
         "is-primary" => f.values.iter().any(|v| bool_value(v) == Some(n.primary)),
         "eni-type" => any(if n.primary { "1" } else { "0" }),
         _ => true,
@@ -810,13 +1205,22 @@ fn instance_matches(cloud: &Cloud, i: &Instance, f: &Filter) -> bool {
         "instance-id" => any(&i.id),
         "instance-state" => any(&i.status),
         "instance-name" => f.values.iter().any(|v| i.name.contains(v.as_str())),
-        "vpc-id" | "subnet-id" => primary_nic(cloud, i).is_some_and(|n| any(if f.name == "vpc-id" { &n.vpc_id } else { &n.subnet_id })),
+        "vpc-id" | "subnet-id" => primary_nic(cloud, i).is_some_and(|n| {
+            any(if f.name == "vpc-id" {
+                &n.vpc_id
+            } else {
+                &n.subnet_id
+            })
+        }),
         _ => true,
     }
 }
 
 fn primary_nic<'a>(cloud: &'a Cloud, i: &Instance) -> Option<&'a Nic> {
-    cloud.nics.values().find(|n| n.primary && n.instance_id.as_deref() == Some(&i.id))
+    cloud
+        .nics
+        .values()
+        .find(|n| n.primary && n.instance_id.as_deref() == Some(&i.id))
 }
 
 fn ipv6_json(a: &Ipv6Addr, state: &str) -> Value {
@@ -900,10 +1304,20 @@ fn subnet_json(s: &Subnet) -> Value {
 }
 
 fn instance_json(cloud: &Cloud, i: &Instance) -> Value {
-    let nics: Vec<&Nic> = cloud.nics.values().filter(|n| n.instance_id.as_deref() == Some(&i.id)).collect();
+    let nics: Vec<&Nic> = cloud
+        .nics
+        .values()
+        .filter(|n| n.instance_id.as_deref() == Some(&i.id))
+        .collect();
     let primary = nics.iter().find(|n| n.primary);
-    let mut private: Vec<String> = primary.map(|n| vec![n.primary_ipv4.to_string()]).unwrap_or_default();
-    private.extend(nics.iter().filter(|n| !n.primary).map(|n| n.primary_ipv4.to_string()));
+    let mut private: Vec<String> = primary
+        .map(|n| vec![n.primary_ipv4.to_string()])
+        .unwrap_or_default();
+    private.extend(
+        nics.iter()
+            .filter(|n| !n.primary)
+            .map(|n| n.primary_ipv4.to_string()),
+    );
     json!({
         "InstanceId": i.id,
         "InstanceName": i.name,

@@ -131,7 +131,8 @@ impl Subnet {
         total.saturating_sub(3)
     }
     pub fn free_ipv4_count(&self) -> u64 {
-        self.usable_ipv4_count().saturating_sub(self.used_v4.len() as u64)
+        self.usable_ipv4_count()
+            .saturating_sub(self.used_v4.len() as u64)
     }
 
     fn check_ipv4(&self, ip: Ipv4Addr) -> Result<(), Rule> {
@@ -204,7 +205,9 @@ impl Subnet {
             if self.used_v6.contains(&host) {
                 return None;
             }
-            Ipv6Net::new(Ipv6Addr::from(base), mask).ok().map(|n| (n, host))
+            Ipv6Net::new(Ipv6Addr::from(base), mask)
+                .ok()
+                .map(|n| (n, host))
         })
     }
 
@@ -218,7 +221,9 @@ impl Subnet {
         if !cidr.contains(&ip) {
             return Err(Rule::IpOutOfRange(s));
         }
-        if ip == cidr.network() || (reserve_gateway && u128::from(ip) == u128::from(cidr.network()) + 1) {
+        if ip == cidr.network()
+            || (reserve_gateway && u128::from(ip) == u128::from(cidr.network()) + 1)
+        {
             return Err(Rule::IpReserved(s));
         }
         if self.used_v6.contains(&ip) {
@@ -328,7 +333,10 @@ impl std::fmt::Display for Rule {
         match self {
             Rule::NicNotFound => write!(f, "the network interface does not exist"),
             Rule::InstanceNotFound => write!(f, "the instance does not exist"),
-            Rule::NicStatus(s) => write!(f, "the network interface is {s}, which does not allow this operation"),
+            Rule::NicStatus(s) => write!(
+                f,
+                "the network interface is {s}, which does not allow this operation"
+            ),
             Rule::MutexTask => write!(f, "another task is running on the network interface"),
             Rule::SubnetNoIpv4 => write!(f, "the subnet's stack type does not include IPv4"),
             Rule::IpMalformed(ip) => write!(f, "`{ip}` is not a valid IP address"),
@@ -341,21 +349,44 @@ impl std::fmt::Display for Rule {
             Rule::IpReserved(ip) => write!(f, "`{ip}` is reserved by the system"),
             Rule::IpInUse(ip) => write!(f, "`{ip}` is already in use"),
             Rule::SubnetExhausted => write!(f, "the subnet has not enough free addresses"),
-            Rule::NicQuota(q) => write!(f, "the network interface may hold at most {q} private addresses"),
+            Rule::NicQuota(q) => write!(
+                f,
+                "the network interface may hold at most {q} private addresses"
+            ),
             Rule::TooManyPerCall(n) => write!(f, "at most {n} addresses may be given per call"),
             Rule::NothingRequested => write!(f, "give addresses or a count"),
-            Rule::Ipv6StackNotSupported => write!(f, "the subnet's stack type does not support IPv6"),
+            Rule::Ipv6StackNotSupported => {
+                write!(f, "the subnet's stack type does not support IPv6")
+            }
             Rule::Ipv6Exists => write!(f, "the network interface already has an IPv6 address"),
             Rule::Ipv6Exhausted => write!(f, "the subnet has not enough free IPv6 addresses"),
-            Rule::Ipv6Quota(q) => write!(f, "the network interface may hold at most {q} IPv6 addresses"),
-            Rule::PrimaryIp(ip) => write!(f, "`{ip}` is the primary address and cannot be released"),
+            Rule::Ipv6Quota(q) => write!(
+                f,
+                "the network interface may hold at most {q} IPv6 addresses"
+            ),
+            Rule::PrimaryIp(ip) => {
+                write!(f, "`{ip}` is the primary address and cannot be released")
+            }
             Rule::IpNotOnNic(ip) => write!(f, "`{ip}` is not assigned to the network interface"),
             Rule::NicAttached => write!(f, "the network interface is attached to an instance"),
-            Rule::NicNotAttached => write!(f, "the network interface is not attached to this instance"),
-            Rule::RegionMismatch => write!(f, "the instance and the network interface are in different regions"),
-            Rule::ZoneMismatch => write!(f, "the instance and the network interface are in different zones"),
-            Rule::InstanceStatus(s) => write!(f, "the instance is {s}, which does not allow this operation"),
-            Rule::InstanceNicLimit(n) => write!(f, "the instance may hold at most {n} network interfaces"),
+            Rule::NicNotAttached => {
+                write!(f, "the network interface is not attached to this instance")
+            }
+            Rule::RegionMismatch => write!(
+                f,
+                "the instance and the network interface are in different regions"
+            ),
+            Rule::ZoneMismatch => write!(
+                f,
+                "the instance and the network interface are in different zones"
+            ),
+            Rule::InstanceStatus(s) => write!(
+                f,
+                "the instance is {s}, which does not allow this operation"
+            ),
+            Rule::InstanceNicLimit(n) => {
+                write!(f, "the instance may hold at most {n} network interfaces")
+            }
             Rule::PrimaryNicDetach => write!(f, "the primary network interface cannot be detached"),
         }
     }
@@ -451,7 +482,9 @@ fn mac_for(index: usize) -> String {
 }
 
 pub(crate) fn now_iso() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 impl Cloud {
@@ -461,13 +494,18 @@ impl Cloud {
             Vendor::Zenlayer => "zenlayer",
             Vendor::Tencent => "tencent",
         };
-        let default_quota = file.default_nic_ip_quota.unwrap_or(if tencent { 10 } else { 20 });
+        let default_quota = file
+            .default_nic_ip_quota
+            .unwrap_or(if tencent { 10 } else { 20 });
         let mut cloud = Cloud {
             vendor,
             regions: file
                 .regions
                 .into_iter()
-                .map(|r| Region { id: r.id, zones: r.zones })
+                .map(|r| Region {
+                    id: r.id,
+                    zones: r.zones,
+                })
                 .collect(),
             vpcs: BTreeMap::new(),
             subnets: BTreeMap::new(),
@@ -492,12 +530,22 @@ impl Cloud {
         };
         for v in file.vpcs {
             if tencent && !tencent_id_ok(&v.id, "vpc") {
-                return err(format!("{label}.vpcs: `{}` is not a Tencent VPC id (vpc-xxxxxxxx)", v.id));
+                return err(format!(
+                    "{label}.vpcs: `{}` is not a Tencent VPC id (vpc-xxxxxxxx)",
+                    v.id
+                ));
             }
             if !cloud.regions.iter().any(|r| r.id == v.region) {
-                return err(format!("{label}.vpcs.{}: region `{}` is not listed in regions", v.id, v.region));
+                return err(format!(
+                    "{label}.vpcs.{}: region `{}` is not listed in regions",
+                    v.id, v.region
+                ));
             }
-            let vpc = Vpc { name: v.name.unwrap_or_else(|| v.id.clone()), id: v.id.clone(), region: v.region };
+            let vpc = Vpc {
+                name: v.name.unwrap_or_else(|| v.id.clone()),
+                id: v.id.clone(),
+                region: v.region,
+            };
             if cloud.vpcs.insert(v.id.clone(), vpc).is_some() {
                 return err(format!("{label}.vpcs: duplicate id `{}`", v.id));
             }
@@ -511,10 +559,16 @@ impl Cloud {
         }
         for i in file.instances {
             if tencent && !tencent_id_ok(&i.id, "ins") {
-                return err(format!("{label}.instances: `{}` is not a Tencent instance id (ins-xxxxxxxx)", i.id));
+                return err(format!(
+                    "{label}.instances: `{}` is not a Tencent instance id (ins-xxxxxxxx)",
+                    i.id
+                ));
             }
             let Some(region) = region_of_zone(&cloud.regions, &i.zone) else {
-                return err(format!("{label}.instances.{}: zone `{}` is not listed in regions", i.id, i.zone));
+                return err(format!(
+                    "{label}.instances.{}: zone `{}` is not listed in regions",
+                    i.id, i.zone
+                ));
             };
             let inst = Instance {
                 name: i.name.unwrap_or_else(|| i.id.clone()),
@@ -540,7 +594,11 @@ impl Cloud {
             cloud.nics.insert(nic.id.clone(), nic);
         }
         for inst in cloud.instances.values() {
-            let attached = cloud.nics.values().filter(|n| n.instance_id.as_deref() == Some(&inst.id)).count();
+            let attached = cloud
+                .nics
+                .values()
+                .filter(|n| n.instance_id.as_deref() == Some(&inst.id))
+                .count();
             if attached as u32 > inst.nic_limit {
                 return err(format!(
                     "{label}.instances.{}: {attached} NICs attached but nicLimit is {}",
@@ -554,26 +612,49 @@ impl Cloud {
     fn subnet_from_file(&self, label: &str, s: SubnetFile) -> Result<Subnet, WorldError> {
         let tencent = self.vendor == Vendor::Tencent;
         if tencent && !tencent_id_ok(&s.id, "subnet") {
-            return err(format!("{label}.subnets: `{}` is not a Tencent subnet id (subnet-xxxxxxxx)", s.id));
+            return err(format!(
+                "{label}.subnets: `{}` is not a Tencent subnet id (subnet-xxxxxxxx)",
+                s.id
+            ));
         }
         let Some(vpc) = self.vpcs.get(&s.vpc) else {
-            return err(format!("{label}.subnets.{}: vpc `{}` is not defined", s.id, s.vpc));
+            return err(format!(
+                "{label}.subnets.{}: vpc `{}` is not defined",
+                s.id, s.vpc
+            ));
         };
         if let Some(zone) = &s.zone {
-            let in_region = self.regions.iter().any(|r| r.id == vpc.region && r.zones.contains(zone));
+            let in_region = self
+                .regions
+                .iter()
+                .any(|r| r.id == vpc.region && r.zones.contains(zone));
             if !in_region {
-                return err(format!("{label}.subnets.{}: zone `{zone}` is not in region `{}`", s.id, vpc.region));
+                return err(format!(
+                    "{label}.subnets.{}: zone `{zone}` is not in region `{}`",
+                    s.id, vpc.region
+                ));
             }
         } else if tencent {
-            return err(format!("{label}.subnets.{}: Tencent subnets need a zone", s.id));
+            return err(format!(
+                "{label}.subnets.{}: Tencent subnets need a zone",
+                s.id
+            ));
         }
         let cidr = s.cidr.trunc();
         if cidr.prefix_len() > 29 {
-            return err(format!("{label}.subnets.{}: CIDR {cidr} is too small (at most /29)", s.id));
+            return err(format!(
+                "{label}.subnets.{}: CIDR {cidr} is too small (at most /29)",
+                s.id
+            ));
         }
-        let gateway = s.gateway.unwrap_or_else(|| Ipv4Addr::from(u32::from(cidr.network()) + 1));
+        let gateway = s
+            .gateway
+            .unwrap_or_else(|| Ipv4Addr::from(u32::from(cidr.network()) + 1));
         if !cidr.contains(&gateway) || gateway == cidr.network() || gateway == cidr.broadcast() {
-            return err(format!("{label}.subnets.{}: gateway {gateway} is not a host of {cidr}", s.id));
+            return err(format!(
+                "{label}.subnets.{}: gateway {gateway} is not a host of {cidr}",
+                s.id
+            ));
         }
         let stack_type = s.stack_type.unwrap_or(if s.ipv6_cidr.is_some() {
             StackType::DualStack
@@ -581,14 +662,21 @@ impl Cloud {
             StackType::Ipv4
         });
         if stack_type != StackType::Ipv4 && s.ipv6_cidr.is_none() {
-            return err(format!("{label}.subnets.{}: stack type {} needs ipv6Cidr", s.id, stack_type.as_str()));
+            return err(format!(
+                "{label}.subnets.{}: stack type {} needs ipv6Cidr",
+                s.id,
+                stack_type.as_str()
+            ));
         }
         let ipv6_cidr = s.ipv6_cidr.map(|c| c.trunc());
         let mask = s.ipv6_mask_length.unwrap_or(96);
         if let Some(c) = ipv6_cidr
             && (mask < c.prefix_len() || mask > 127)
         {
-            return err(format!("{label}.subnets.{}: ipv6MaskLength {mask} does not fit {c}", s.id));
+            return err(format!(
+                "{label}.subnets.{}: ipv6MaskLength {mask} does not fit {c}",
+                s.id
+            ));
         }
         Ok(Subnet {
             name: s.name.unwrap_or_else(|| s.id.clone()),
@@ -607,11 +695,20 @@ impl Cloud {
         })
     }
 
-    fn nic_from_file(&mut self, label: &str, index: usize, default_quota: u32, n: NicFile) -> Result<Nic, WorldError> {
+    fn nic_from_file(
+        &mut self,
+        label: &str,
+        index: usize,
+        default_quota: u32,
+        n: NicFile,
+    ) -> Result<Nic, WorldError> {
         let tencent = self.vendor == Vendor::Tencent;
         let ctx = format!("{label}.nics.{}", n.id);
         if tencent && !tencent_id_ok(&n.id, "eni") {
-            return err(format!("{label}.nics: `{}` is not a Tencent ENI id (eni-xxxxxxxx)", n.id));
+            return err(format!(
+                "{label}.nics: `{}` is not a Tencent ENI id (eni-xxxxxxxx)",
+                n.id
+            ));
         }
         if let Some(inst_id) = &n.instance {
             let Some(inst) = self.instances.get(inst_id) else {
@@ -621,7 +718,9 @@ impl Cloud {
                 s.zone.as_ref().is_none_or(|z| z == &inst.zone) && s.region == inst.region
             });
             if !subnet_zone_ok {
-                return err(format!("{ctx}: instance `{inst_id}` is in another zone or region than the subnet"));
+                return err(format!(
+                    "{ctx}: instance `{inst_id}` is in another zone or region than the subnet"
+                ));
             }
         }
         let Some(subnet) = self.subnets.get_mut(&n.subnet) else {
@@ -629,7 +728,10 @@ impl Cloud {
         };
         let ip_quota = n.ip_quota.unwrap_or(default_quota);
         if 1 + n.secondary_ips.len() as u32 > ip_quota {
-            return err(format!("{ctx}: {} addresses exceed ipQuota {ip_quota}", 1 + n.secondary_ips.len()));
+            return err(format!(
+                "{ctx}: {} addresses exceed ipQuota {ip_quota}",
+                1 + n.secondary_ips.len()
+            ));
         }
         let primary_ipv4 = match n.primary_ip {
             Some(ip) => ip,
@@ -645,7 +747,10 @@ impl Cloud {
             }
             subnet.used_v4.insert(ip);
             if ip != primary_ipv4 {
-                secondary.push(IpEntry { address: ip, state: IpState::Available });
+                secondary.push(IpEntry {
+                    address: ip,
+                    state: IpState::Available,
+                });
             }
         }
         let mut ipv6 = Vec::new();
@@ -662,14 +767,24 @@ impl Cloud {
                     return err(format!("{ctx}: {rule}"));
                 }
                 subnet.used_v6.insert(*ip);
-                ipv6.push(IpEntry { address: *ip, state: IpState::Available });
+                ipv6.push(IpEntry {
+                    address: *ip,
+                    state: IpState::Available,
+                });
                 if !tencent {
-                    ipv6_cidr = Ipv6Net::new(*ip, subnet.ipv6_mask_length).ok().map(|n| n.trunc());
+                    ipv6_cidr = Ipv6Net::new(*ip, subnet.ipv6_mask_length)
+                        .ok()
+                        .map(|n| n.trunc());
                 }
             }
         }
         let status = n.status.unwrap_or_else(|| {
-            if n.instance.is_some() { "USED" } else { "AVAILABLE" }.to_string()
+            if n.instance.is_some() {
+                "USED"
+            } else {
+                "AVAILABLE"
+            }
+            .to_string()
         });
         Ok(Nic {
             name: n.name.unwrap_or_else(|| n.id.clone()),
@@ -716,26 +831,44 @@ impl Cloud {
     }
 
     fn complete(&mut self, task_id: &str) {
-        let Some(task) = self.tasks.get_mut(task_id) else { return };
+        let Some(task) = self.tasks.get_mut(task_id) else {
+            return;
+        };
         let fail = task.fail;
-        task.status = if fail { TaskStatus::Failed } else { TaskStatus::Success };
-        task.output = if fail { "InternalError: the task failed (injected fault)".into() } else { "SUCCESS".into() };
+        task.status = if fail {
+            TaskStatus::Failed
+        } else {
+            TaskStatus::Success
+        };
+        task.output = if fail {
+            "InternalError: the task failed (injected fault)".into()
+        } else {
+            "SUCCESS".into()
+        };
         let effect = task.effect.clone();
         let nic_id = task.nic_id.clone();
         self.finished.push_back(task_id.to_string());
-        let Some(nic) = self.nics.get_mut(&nic_id) else { return };
+        let Some(nic) = self.nics.get_mut(&nic_id) else {
+            return;
+        };
         if nic.busy_task.as_deref() == Some(task_id) {
             nic.busy_task = None;
         }
         let subnet = self.subnets.get_mut(&nic.subnet_id);
         match (effect, fail) {
             (Effect::AssignIpv4 { addresses }, false) => {
-                for e in nic.secondary_ipv4.iter_mut().filter(|e| addresses.contains(&e.address)) {
+                for e in nic
+                    .secondary_ipv4
+                    .iter_mut()
+                    .filter(|e| addresses.contains(&e.address))
+                {
                     e.state = IpState::Available;
                 }
             }
-            (Effect::AssignIpv4 { addresses }, true) | (Effect::UnassignIpv4 { addresses }, false) => {
-                nic.secondary_ipv4.retain(|e| !addresses.contains(&e.address));
+            (Effect::AssignIpv4 { addresses }, true)
+            | (Effect::UnassignIpv4 { addresses }, false) => {
+                nic.secondary_ipv4
+                    .retain(|e| !addresses.contains(&e.address));
                 if let Some(s) = subnet {
                     for a in &addresses {
                         s.used_v4.remove(a);
@@ -743,16 +876,25 @@ impl Cloud {
                 }
             }
             (Effect::UnassignIpv4 { addresses }, true) => {
-                for e in nic.secondary_ipv4.iter_mut().filter(|e| addresses.contains(&e.address)) {
+                for e in nic
+                    .secondary_ipv4
+                    .iter_mut()
+                    .filter(|e| addresses.contains(&e.address))
+                {
                     e.state = IpState::Available;
                 }
             }
             (Effect::AssignIpv6 { addresses }, false) => {
-                for e in nic.ipv6.iter_mut().filter(|e| addresses.contains(&e.address)) {
+                for e in nic
+                    .ipv6
+                    .iter_mut()
+                    .filter(|e| addresses.contains(&e.address))
+                {
                     e.state = IpState::Available;
                 }
             }
-            (Effect::AssignIpv6 { addresses }, true) | (Effect::UnassignIpv6 { addresses }, false) => {
+            (Effect::AssignIpv6 { addresses }, true)
+            | (Effect::UnassignIpv6 { addresses }, false) => {
                 nic.ipv6.retain(|e| !addresses.contains(&e.address));
                 if nic.ipv6.is_empty() {
                     nic.ipv6_cidr = None;
@@ -764,7 +906,11 @@ impl Cloud {
                 }
             }
             (Effect::UnassignIpv6 { addresses }, true) => {
-                for e in nic.ipv6.iter_mut().filter(|e| addresses.contains(&e.address)) {
+                for e in nic
+                    .ipv6
+                    .iter_mut()
+                    .filter(|e| addresses.contains(&e.address))
+                {
                     e.state = IpState::Available;
                 }
             }
@@ -778,7 +924,15 @@ impl Cloud {
         }
     }
 
-    fn start_task(&mut self, request_id: &str, action: &str, nic_id: &str, effect: Effect, fail: bool, hold_nic: bool) -> u64 {
+    fn start_task(
+        &mut self,
+        request_id: &str,
+        action: &str,
+        nic_id: &str,
+        effect: Effect,
+        fail: bool,
+        hold_nic: bool,
+    ) -> u64 {
         self.next_task += 1;
         let legacy_id = self.next_task;
         let due = Instant::now() + self.async_latency;
@@ -796,7 +950,8 @@ impl Cloud {
             },
         );
         self.legacy_tasks.insert(legacy_id, request_id.to_string());
-        self.pending.insert((due, legacy_id), request_id.to_string());
+        self.pending
+            .insert((due, legacy_id), request_id.to_string());
         if hold_nic && let Some(nic) = self.nics.get_mut(nic_id) {
             nic.busy_task = Some(request_id.to_string());
         }
@@ -900,15 +1055,22 @@ impl Cloud {
             probe.used_v4.extend(explicit.iter().copied());
             chosen.extend(probe.free_ipv4s(count).ok_or(Rule::SubnetExhausted)?);
         }
-        let state = if run_async.is_some() { IpState::Pending } else { IpState::Available };
+        let state = if run_async.is_some() {
+            IpState::Pending
+        } else {
+            IpState::Available
+        };
         if let Some(s) = self.subnets.get_mut(&subnet_id) {
             s.used_v4.extend(chosen.iter().copied());
         }
         if let Some(nic) = self.nics.get_mut(nic_id) {
-            nic.secondary_ipv4.extend(chosen.iter().map(|a| IpEntry { address: *a, state }));
+            nic.secondary_ipv4
+                .extend(chosen.iter().map(|a| IpEntry { address: *a, state }));
         }
         if let Some(a) = run_async {
-            let effect = Effect::AssignIpv4 { addresses: chosen.clone() };
+            let effect = Effect::AssignIpv4 {
+                addresses: chosen.clone(),
+            };
             self.start_task(a.request_id, a.action, nic_id, effect, a.fail, true);
         }
         Ok(chosen)
@@ -931,7 +1093,10 @@ impl Cloud {
             if *ip == nic.primary_ipv4 {
                 return Err(Rule::PrimaryIp(ip.to_string()));
             }
-            let on_nic = nic.secondary_ipv4.iter().any(|e| e.address == *ip && e.state == IpState::Available);
+            let on_nic = nic
+                .secondary_ipv4
+                .iter()
+                .any(|e| e.address == *ip && e.state == IpState::Available);
             if !on_nic {
                 return Err(Rule::IpNotOnNic(ip.to_string()));
             }
@@ -939,16 +1104,25 @@ impl Cloud {
         match run_async {
             Some(a) => {
                 if let Some(nic) = self.nics.get_mut(nic_id) {
-                    for e in nic.secondary_ipv4.iter_mut().filter(|e| addresses.contains(&e.address)) {
+                    for e in nic
+                        .secondary_ipv4
+                        .iter_mut()
+                        .filter(|e| addresses.contains(&e.address))
+                    {
                         e.state = IpState::Deleting;
                     }
                 }
-                let effect = Effect::UnassignIpv4 { addresses: addresses.to_vec() };
+                let effect = Effect::UnassignIpv4 {
+                    addresses: addresses.to_vec(),
+                };
                 self.start_task(a.request_id, a.action, nic_id, effect, a.fail, true);
             }
             None => {
-                let Some(nic) = self.nics.get_mut(nic_id) else { return Err(Rule::NicNotFound) };
-                nic.secondary_ipv4.retain(|e| !addresses.contains(&e.address));
+                let Some(nic) = self.nics.get_mut(nic_id) else {
+                    return Err(Rule::NicNotFound);
+                };
+                nic.secondary_ipv4
+                    .retain(|e| !addresses.contains(&e.address));
                 if let Some(s) = self.subnets.get_mut(&nic.subnet_id) {
                     for a in addresses {
                         s.used_v4.remove(a);
@@ -976,7 +1150,10 @@ impl Cloud {
             s.used_v6.insert(host);
         }
         if let Some(nic) = self.nics.get_mut(nic_id) {
-            nic.ipv6.push(IpEntry { address: host, state: IpState::Available });
+            nic.ipv6.push(IpEntry {
+                address: host,
+                state: IpState::Available,
+            });
             nic.ipv6_cidr = Some(block);
         }
         Ok((block, host))
@@ -1033,38 +1210,79 @@ impl Cloud {
             s.used_v6.extend(chosen.iter().copied());
         }
         if let Some(nic) = self.nics.get_mut(nic_id) {
-            nic.ipv6.extend(chosen.iter().map(|a| IpEntry { address: *a, state: IpState::Pending }));
+            nic.ipv6.extend(chosen.iter().map(|a| IpEntry {
+                address: *a,
+                state: IpState::Pending,
+            }));
         }
-        let effect = Effect::AssignIpv6 { addresses: chosen.clone() };
-        self.start_task(run_async.request_id, run_async.action, nic_id, effect, run_async.fail, true);
+        let effect = Effect::AssignIpv6 {
+            addresses: chosen.clone(),
+        };
+        self.start_task(
+            run_async.request_id,
+            run_async.action,
+            nic_id,
+            effect,
+            run_async.fail,
+            true,
+        );
         Ok(chosen)
     }
 
     /// Tencent: removes IPv6 addresses.
-    pub fn unassign_ipv6(&mut self, nic_id: &str, region: Option<&str>, addresses: &[Ipv6Addr], run_async: Async<'_>) -> Result<(), Rule> {
+    pub fn unassign_ipv6(
+        &mut self,
+        nic_id: &str,
+        region: Option<&str>,
+        addresses: &[Ipv6Addr],
+        run_async: Async<'_>,
+    ) -> Result<(), Rule> {
         if addresses.is_empty() {
             return Err(Rule::NothingRequested);
         }
         let nic = self.mutable_nic(nic_id, region)?;
         for ip in addresses {
-            if !nic.ipv6.iter().any(|e| e.address == *ip && e.state == IpState::Available) {
+            if !nic
+                .ipv6
+                .iter()
+                .any(|e| e.address == *ip && e.state == IpState::Available)
+            {
                 return Err(Rule::IpNotOnNic(ip.to_string()));
             }
         }
         if let Some(nic) = self.nics.get_mut(nic_id) {
-            for e in nic.ipv6.iter_mut().filter(|e| addresses.contains(&e.address)) {
+            for e in nic
+                .ipv6
+                .iter_mut()
+                .filter(|e| addresses.contains(&e.address))
+            {
                 e.state = IpState::Deleting;
             }
         }
-        let effect = Effect::UnassignIpv6 { addresses: addresses.to_vec() };
-        self.start_task(run_async.request_id, run_async.action, nic_id, effect, run_async.fail, true);
+        let effect = Effect::UnassignIpv6 {
+            addresses: addresses.to_vec(),
+        };
+        self.start_task(
+            run_async.request_id,
+            run_async.action,
+            nic_id,
+            effect,
+            run_async.fail,
+            true,
+        );
         Ok(())
     }
 
     /// Attaches a NIC; it is `ATTACHING` until the task completes.
     /// Zenlayer wants the same region and a RUNNING instance; Tencent the same
     /// zone and a RUNNING or STOPPED instance.
-    pub fn attach(&mut self, nic_id: &str, instance_id: &str, region: Option<&str>, run_async: Async<'_>) -> Result<(), Rule> {
+    pub fn attach(
+        &mut self,
+        nic_id: &str,
+        instance_id: &str,
+        region: Option<&str>,
+        run_async: Async<'_>,
+    ) -> Result<(), Rule> {
         let tencent = self.vendor == Vendor::Tencent;
         let nic = self.nic_in(nic_id, region)?;
         let inst = self
@@ -1092,7 +1310,11 @@ impl Cloud {
         if !status_ok {
             return Err(Rule::InstanceStatus(inst.status.clone()));
         }
-        let attached = self.nics.values().filter(|n| n.instance_id.as_deref() == Some(instance_id)).count();
+        let attached = self
+            .nics
+            .values()
+            .filter(|n| n.instance_id.as_deref() == Some(instance_id))
+            .count();
         if attached as u32 >= inst.nic_limit {
             return Err(Rule::InstanceNicLimit(inst.nic_limit));
         }
@@ -1100,14 +1322,29 @@ impl Cloud {
             nic.status = "ATTACHING".into();
             nic.instance_id = Some(instance_id.to_string());
         }
-        let effect = Effect::Attach { instance_id: instance_id.to_string() };
-        self.start_task(run_async.request_id, run_async.action, nic_id, effect, run_async.fail, tencent);
+        let effect = Effect::Attach {
+            instance_id: instance_id.to_string(),
+        };
+        self.start_task(
+            run_async.request_id,
+            run_async.action,
+            nic_id,
+            effect,
+            run_async.fail,
+            tencent,
+        );
         Ok(())
     }
 
     /// Detaches a NIC; it is `DETACHING` until the task completes.
     /// `instance_id` (Tencent) must name the instance the NIC is attached to.
-    pub fn detach(&mut self, nic_id: &str, instance_id: Option<&str>, region: Option<&str>, run_async: Async<'_>) -> Result<(), Rule> {
+    pub fn detach(
+        &mut self,
+        nic_id: &str,
+        instance_id: Option<&str>,
+        region: Option<&str>,
+        run_async: Async<'_>,
+    ) -> Result<(), Rule> {
         let tencent = self.vendor == Vendor::Tencent;
         let nic = self.nic_in(nic_id, region)?;
         if let Some(want) = instance_id
@@ -1139,8 +1376,17 @@ impl Cloud {
         if let Some(nic) = self.nics.get_mut(nic_id) {
             nic.status = "DETACHING".into();
         }
-        let effect = Effect::Detach { instance_id: attached_to };
-        self.start_task(run_async.request_id, run_async.action, nic_id, effect, run_async.fail, tencent);
+        let effect = Effect::Detach {
+            instance_id: attached_to,
+        };
+        self.start_task(
+            run_async.request_id,
+            run_async.action,
+            nic_id,
+            effect,
+            run_async.fail,
+            tencent,
+        );
         Ok(())
     }
 }

@@ -46,11 +46,18 @@ struct Failure {
 }
 
 fn fail(status: u16, code: &'static str, message: impl Into<String>) -> Failure {
-    Failure { status, code, message: message.into() }
+    Failure {
+        status,
+        code,
+        message: message.into(),
+    }
 }
 
 fn error_reply(request_id: &str, status: u16, code: &str, message: &str) -> Reply {
-    Reply { status, body: json!({"requestId": request_id, "code": code, "message": message}) }
+    Reply {
+        status,
+        body: json!({"requestId": request_id, "code": code, "message": message}),
+    }
 }
 
 fn request_id() -> String {
@@ -61,14 +68,23 @@ pub(crate) async fn handle(sim: &Sim, req: &HttpRequest) -> (Reply, bool) {
     let rid = request_id();
     let action = req.header("x-zc-action").unwrap_or("").to_string();
     let params: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
-    let mut info = CallInfo { protocol: Protocol::Zenlayer, action, key_id: String::new(), params, request_id: rid };
+    let mut info = CallInfo {
+        protocol: Protocol::Zenlayer,
+        action,
+        key_id: String::new(),
+        params,
+        request_id: rid,
+    };
     let refuse = |info: &CallInfo, f: Failure| {
         let reply = error_reply(&info.request_id, f.status, f.code, &f.message);
         audit(sim, info, f.code.to_string());
         (reply, false)
     };
     if req.method != Method::POST {
-        return refuse(&info, fail(405, INVALID_PARAMETER, "only POST is supported"));
+        return refuse(
+            &info,
+            fail(405, INVALID_PARAMETER, "only POST is supported"),
+        );
     }
     match authenticate(sim, req) {
         Ok(key_id) => info.key_id = key_id,
@@ -79,21 +95,30 @@ pub(crate) async fn handle(sim: &Sim, req: &HttpRequest) -> (Reply, bool) {
         return refuse(&info, fail(400, INVALID_ACTION, msg));
     }
     if !info.params.is_object() {
-        return refuse(&info, fail(400, INVALID_PARAMETER, "the body must be a JSON object"));
+        return refuse(
+            &info,
+            fail(400, INVALID_PARAMETER, "the body must be a JSON object"),
+        );
     }
     run_call(sim, &Zenlayer, info).await
 }
 
 fn authenticate(sim: &Sim, req: &HttpRequest) -> Result<String, Failure> {
     let denied = |why: &str| fail(401, AUTH_FAILED, why);
-    let auth = req.header("authorization").ok_or_else(|| denied("missing Authorization header"))?;
+    let auth = req
+        .header("authorization")
+        .ok_or_else(|| denied("missing Authorization header"))?;
     if let Some(token) = auth.strip_prefix("Bearer ") {
         let token = token.trim();
         return sim
             .accounts
             .zenlayer
             .iter()
-            .find(|a| a.bearer_tokens.iter().any(|t| signing::signatures_match(t, token)))
+            .find(|a| {
+                a.bearer_tokens
+                    .iter()
+                    .any(|t| signing::signatures_match(t, token))
+            })
             .map(|a| a.key_id.clone())
             .ok_or_else(|| denied("unknown bearer token"));
     }
@@ -114,7 +139,9 @@ fn authenticate(sim: &Sim, req: &HttpRequest) -> Result<String, Failure> {
             signature = Some(v);
         }
     }
-    let (Some(key_id), Some(signed_headers), Some(signature)) = (credential, signed_headers, signature) else {
+    let (Some(key_id), Some(signed_headers), Some(signature)) =
+        (credential, signed_headers, signature)
+    else {
         return Err(denied("malformed Authorization header"));
     };
     if signed_headers != zc2::SIGNED_HEADERS {
@@ -159,7 +186,12 @@ impl Wire for Zenlayer {
     }
 
     fn throttled(&self, info: &CallInfo) -> Reply {
-        error_reply(&info.request_id, 429, "REQUEST_LIMIT_EXCEEDED", "request limit exceeded")
+        error_reply(
+            &info.request_id,
+            429,
+            "REQUEST_LIMIT_EXCEEDED",
+            "request limit exceeded",
+        )
     }
 
     fn injected(&self, info: &CallInfo, code: &str, http_status: u16, message: &str) -> Reply {
@@ -172,14 +204,22 @@ impl Wire for Zenlayer {
         match execute(sim, &info.action, params, &info.request_id, decision) {
             Ok(mut fields) => {
                 fields.insert("requestId".into(), json!(info.request_id));
-                Reply { status: 200, body: json!({"requestId": info.request_id, "response": fields}) }
+                Reply {
+                    status: 200,
+                    body: json!({"requestId": info.request_id, "response": fields}),
+                }
             }
             Err(f) => error_reply(&info.request_id, f.status, f.code, &f.message),
         }
     }
 
     fn outcome(&self, reply: &Reply) -> String {
-        reply.body.get("code").and_then(Value::as_str).unwrap_or("Success").to_string()
+        reply
+            .body
+            .get("code")
+            .and_then(Value::as_str)
+            .unwrap_or("Success")
+            .to_string()
     }
 }
 
@@ -190,8 +230,12 @@ fn rule_failure(rule: Rule) -> Failure {
         Rule::InstanceNotFound => (404, "INVALID_INSTANCE_NOT_FOUND"),
         Rule::NicStatus(_) | Rule::MutexTask => (400, "INVALID_NIC_STATUS"),
         Rule::SubnetNoIpv4 => (400, "OPERATION_DENIED_SUBNET_TYPE_NOT_SUPPORT_IPV4"),
-        Rule::IpMalformed(_) | Rule::IpNotPrivate(_) => (400, "INVALID_PARAMETER_PRIVATE_IP_ILLEGAL"),
-        Rule::IpDuplicate(_) | Rule::TooManyPerCall(_) | Rule::NothingRequested => (400, INVALID_PARAMETER),
+        Rule::IpMalformed(_) | Rule::IpNotPrivate(_) => {
+            (400, "INVALID_PARAMETER_PRIVATE_IP_ILLEGAL")
+        }
+        Rule::IpDuplicate(_) | Rule::TooManyPerCall(_) | Rule::NothingRequested => {
+            (400, INVALID_PARAMETER)
+        }
         Rule::IpOutOfRange(_) => (400, "INVALID_IP_OUT_OF_RANGE"),
         Rule::IpNetwork(_) => (400, "INVALID_IP_NETWORK_ADDRESS"),
         Rule::IpBroadcast(_) => (400, "INVALID_IP_BROADCAST_ADDRESS"),
@@ -211,11 +255,16 @@ fn rule_failure(rule: Rule) -> Failure {
         Rule::InstanceNicLimit(_) => (400, "INVALID_INSTANCE_NIC_LIMIT"),
         Rule::PrimaryNicDetach => (409, "INVALID_NIC_PRIMARY_CANT_DETACH"),
     };
-    Failure { status, code, message }
+    Failure {
+        status,
+        code,
+        message,
+    }
 }
 
 fn parse<T: DeserializeOwned>(params: &Map<String, Value>) -> Result<T, Failure> {
-    serde_json::from_value(Value::Object(params.clone())).map_err(|e| fail(400, INVALID_PARAMETER, e.to_string()))
+    serde_json::from_value(Value::Object(params.clone()))
+        .map_err(|e| fail(400, INVALID_PARAMETER, e.to_string()))
 }
 
 #[derive(Deserialize)]
@@ -314,28 +363,53 @@ fn fields(v: Value) -> Fields {
 
 fn id_list(ids: &Option<Vec<String>>, what: &str) -> Result<(), Failure> {
     match ids {
-        Some(ids) if ids.len() > 100 => Err(fail(400, INVALID_PARAMETER, format!("{what}: at most 100 ids"))),
+        Some(ids) if ids.len() > 100 => Err(fail(
+            400,
+            INVALID_PARAMETER,
+            format!("{what}: at most 100 ids"),
+        )),
         _ => Ok(()),
     }
 }
 
 /// One page of `items` (1-based `pageNum`; `pageSize` 1..=1000, default 20).
-fn page<T>(items: Vec<T>, page_num: Option<i64>, page_size: Option<i64>) -> Result<(usize, Vec<T>), Failure> {
+fn page<T>(
+    items: Vec<T>,
+    page_num: Option<i64>,
+    page_size: Option<i64>,
+) -> Result<(usize, Vec<T>), Failure> {
     let size = page_size.unwrap_or(20);
     let num = page_num.unwrap_or(1);
     if !(1..=1000).contains(&size) {
-        return Err(fail(400, INVALID_PARAMETER, "pageSize must be within 1..=1000"));
+        return Err(fail(
+            400,
+            INVALID_PARAMETER,
+            "pageSize must be within 1..=1000",
+        ));
     }
     if num < 1 {
         return Err(fail(400, INVALID_PARAMETER, "pageNum must be at least 1"));
     }
     let total = items.len();
     let skip = ((num - 1) as usize).saturating_mul(size as usize);
-    Ok((total, items.into_iter().skip(skip).take(size as usize).collect()))
+    Ok((
+        total,
+        items.into_iter().skip(skip).take(size as usize).collect(),
+    ))
 }
 
-fn execute(sim: &Sim, action: &str, params: &Fields, rid: &str, decision: &Decision) -> Result<Fields, Failure> {
-    let run_async = Async { request_id: rid, action, fail: decision.fail_task };
+fn execute(
+    sim: &Sim,
+    action: &str,
+    params: &Fields,
+    rid: &str,
+    decision: &Decision,
+) -> Result<Fields, Failure> {
+    let run_async = Async {
+        request_id: rid,
+        action,
+        fail: decision.fail_task,
+    };
     match action {
         "BatchAssignNetworkInterfaceIpv4" => {
             let p: BatchAssign = parse(params)?;
@@ -343,12 +417,27 @@ fn execute(sim: &Sim, action: &str, params: &Fields, rid: &str, decision: &Decis
                 // The list wins when both are given (seed document).
                 (Some(list), _) if !list.is_empty() => (list.clone(), 0),
                 (_, Some(n)) if n >= 1 => (Vec::new(), n as usize),
-                (_, Some(_)) => return Err(fail(400, INVALID_PARAMETER, "ipAddressCount must be at least 1")),
-                _ => return Err(fail(400, INVALID_PARAMETER, "give ipAddresses or ipAddressCount")),
+                (_, Some(_)) => {
+                    return Err(fail(
+                        400,
+                        INVALID_PARAMETER,
+                        "ipAddressCount must be at least 1",
+                    ));
+                }
+                _ => {
+                    return Err(fail(
+                        400,
+                        INVALID_PARAMETER,
+                        "give ipAddresses or ipAddressCount",
+                    ));
+                }
             };
             let explicit = parse_ipv4_list(&explicit).map_err(rule_failure)?;
             let chosen = sim
-                .with_world(|w| w.zenlayer.assign_ipv4(&p.nic_id, None, &explicit, count, None))
+                .with_world(|w| {
+                    w.zenlayer
+                        .assign_ipv4(&p.nic_id, None, &explicit, count, None)
+                })
                 .map_err(rule_failure)?;
             let list: Vec<String> = chosen.iter().map(|a| a.to_string()).collect();
             Ok(fields(json!({"ipAddresses": list})))
@@ -356,7 +445,8 @@ fn execute(sim: &Sim, action: &str, params: &Fields, rid: &str, decision: &Decis
         "AssignNetworkInterfaceIpv4" => {
             let p: AssignOne = parse(params)?;
             let explicit = parse_ipv4_list(&[p.ip_address]).map_err(rule_failure)?;
-            sim.with_world(|w| w.zenlayer.assign_ipv4(&p.nic_id, None, &explicit, 0, None)).map_err(rule_failure)?;
+            sim.with_world(|w| w.zenlayer.assign_ipv4(&p.nic_id, None, &explicit, 0, None))
+                .map_err(rule_failure)?;
             Ok(Map::new())
         }
         "UnassignNetworkInterfaceIpv4" | "UnAssignNetworkInterfaceIpv4" => {
@@ -368,7 +458,8 @@ fn execute(sim: &Sim, action: &str, params: &Fields, rid: &str, decision: &Decis
                 _ => return Err(fail(400, INVALID_PARAMETER, "give ipAddresses")),
             };
             let addresses = parse_ipv4_list(&raw).map_err(rule_failure)?;
-            sim.with_world(|w| w.zenlayer.unassign_ipv4(&p.nic_id, None, &addresses, None)).map_err(rule_failure)?;
+            sim.with_world(|w| w.zenlayer.unassign_ipv4(&p.nic_id, None, &addresses, None))
+                .map_err(rule_failure)?;
             Ok(Map::new())
         }
         "AssignNetworkInterfaceIpv6" => {
@@ -376,7 +467,10 @@ fn execute(sim: &Sim, action: &str, params: &Fields, rid: &str, decision: &Decis
             sim.with_world(|w| {
                 let cloud = &mut w.zenlayer;
                 let nic = cloud.nic_in(&p.nic_id, None).map_err(rule_failure)?;
-                let public = cloud.subnets.get(&nic.subnet_id).is_some_and(|s| s.ipv6_type == Ipv6Type::Public);
+                let public = cloud
+                    .subnets
+                    .get(&nic.subnet_id)
+                    .is_some_and(|s| s.ipv6_type == Ipv6Type::Public);
                 if public && nic.ipv6.is_empty() {
                     check_billing(cloud, &p)?;
                 }
@@ -386,17 +480,23 @@ fn execute(sim: &Sim, action: &str, params: &Fields, rid: &str, decision: &Decis
         }
         "UnassignNetworkInterfaceIpv6" => {
             let p: NicOnly = parse(params)?;
-            sim.with_world(|w| w.zenlayer.unassign_ipv6_block(&p.nic_id)).map_err(rule_failure)?;
+            sim.with_world(|w| w.zenlayer.unassign_ipv6_block(&p.nic_id))
+                .map_err(rule_failure)?;
             Ok(Map::new())
         }
         "AttachNetworkInterface" => {
             let p: Attach = parse(params)?;
-            sim.with_world(|w| w.zenlayer.attach(&p.nic_id, &p.instance_id, None, run_async)).map_err(rule_failure)?;
+            sim.with_world(|w| {
+                w.zenlayer
+                    .attach(&p.nic_id, &p.instance_id, None, run_async)
+            })
+            .map_err(rule_failure)?;
             Ok(Map::new())
         }
         "DetachNetworkInterface" => {
             let p: NicOnly = parse(params)?;
-            sim.with_world(|w| w.zenlayer.detach(&p.nic_id, None, None, run_async)).map_err(rule_failure)?;
+            sim.with_world(|w| w.zenlayer.detach(&p.nic_id, None, None, run_async))
+                .map_err(rule_failure)?;
             Ok(Map::new())
         }
         "DescribeNetworkInterfaces" => {
@@ -412,19 +512,29 @@ fn execute(sim: &Sim, action: &str, params: &Fields, rid: &str, decision: &Decis
                     .filter(|n| p.region_id.as_ref().is_none_or(|s| &n.region == s))
                     .filter(|n| p.vpc_id.as_ref().is_none_or(|s| &n.vpc_id == s))
                     .filter(|n| p.subnet_id.as_ref().is_none_or(|s| &n.subnet_id == s))
-                    .filter(|n| p.instance_id.as_ref().is_none_or(|s| n.instance_id.as_ref() == Some(s)))
+                    .filter(|n| {
+                        p.instance_id
+                            .as_ref()
+                            .is_none_or(|s| n.instance_id.as_ref() == Some(s))
+                    })
                     .filter(|n| p.status.as_ref().is_none_or(|s| &n.status == s))
                     .filter(|n| p.nic_type.as_ref().is_none_or(|s| nic_type(n) == s))
                     .filter(|n| p.nic_subnet_type.as_ref().is_none_or(|s| nic_stack(n) == s))
                     .collect();
                 page(selected, p.page_num, p.page_size).map(|(total, items)| {
-                    (total, items.into_iter().map(|n| nic_info(n)).collect::<Vec<_>>())
+                    (total, items.into_iter().map(nic_info).collect::<Vec<_>>())
                 })
             })?;
             Ok(fields(json!({"totalCount": nics.0, "dataSet": nics.1})))
         }
         "DescribeNetworkInterfaceRegions" => {
-            let regions = sim.with_world(|w| w.zenlayer.regions.iter().map(|r| r.id.clone()).collect::<Vec<_>>());
+            let regions = sim.with_world(|w| {
+                w.zenlayer
+                    .regions
+                    .iter()
+                    .map(|r| r.id.clone())
+                    .collect::<Vec<_>>()
+            });
             Ok(fields(json!({"regionIds": regions})))
         }
         "DescribeInstances" | "DescribeInstancesStatus" => {
@@ -436,7 +546,11 @@ fn execute(sim: &Sim, action: &str, params: &Fields, rid: &str, decision: &Decis
                 let selected: Vec<&Instance> = cloud
                     .instances
                     .values()
-                    .filter(|i| p.instance_ids.as_ref().is_none_or(|ids| ids.contains(&i.id)))
+                    .filter(|i| {
+                        p.instance_ids
+                            .as_ref()
+                            .is_none_or(|ids| ids.contains(&i.id))
+                    })
                     .filter(|i| p.zone_id.as_ref().is_none_or(|s| &i.zone == s))
                     .filter(|i| p.status.as_ref().is_none_or(|s| &i.status == s))
                     .filter(|i| p.name.as_ref().is_none_or(|s| i.name.contains(s.as_str())))
@@ -469,23 +583,40 @@ fn execute(sim: &Sim, action: &str, params: &Fields, rid: &str, decision: &Decis
                     .filter(|s| p.subnet_ids.as_ref().is_none_or(|ids| ids.contains(&s.id)))
                     .filter(|s| p.vpc_ids.as_ref().is_none_or(|ids| ids.contains(&s.vpc_id)))
                     .filter(|s| p.region_id.as_ref().is_none_or(|r| &s.region == r))
-                    .filter(|s| p.cidr_block.as_ref().is_none_or(|c| &s.cidr.to_string() == c))
+                    .filter(|s| {
+                        p.cidr_block
+                            .as_ref()
+                            .is_none_or(|c| &s.cidr.to_string() == c)
+                    })
                     .filter(|s| p.name.as_ref().is_none_or(|n| s.name.contains(n.as_str())))
                     .collect();
                 page(selected, p.page_num, p.page_size).map(|(total, items)| {
-                    (total, items.into_iter().map(|s| subnet_info(cloud, s)).collect::<Vec<_>>())
+                    (
+                        total,
+                        items
+                            .into_iter()
+                            .map(|s| subnet_info(cloud, s))
+                            .collect::<Vec<_>>(),
+                    )
                 })
             })?;
             Ok(fields(json!({"totalCount": total, "dataSet": items})))
         }
-        _ => Err(fail(400, INVALID_ACTION, format!("unknown action `{action}`"))),
+        _ => Err(fail(
+            400,
+            INVALID_ACTION,
+            format!("unknown action `{action}`"),
+        )),
     }
 }
 
 /// Public IPv6 needs its billing fields (seed `AssignNetworkInterfaceIpv6`).
 fn check_billing(cloud: &Cloud, p: &AssignIpv6) -> Result<(), Failure> {
     let charge = p.internet_charge_type.as_deref().unwrap_or("");
-    if !matches!(charge, "ByBandwidth" | "ByTrafficPackage" | "BandwidthCluster") {
+    if !matches!(
+        charge,
+        "ByBandwidth" | "ByTrafficPackage" | "BandwidthCluster"
+    ) {
         return Err(fail(
             400,
             "OPERATION_DENIED_INTERNET_CHARGE_TYPE_NOT_SUPPORT",
@@ -493,8 +624,20 @@ fn check_billing(cloud: &Cloud, p: &AssignIpv6) -> Result<(), Failure> {
         ));
     }
     match p.bandwidth {
-        None => return Err(fail(400, "INVALID_PARAMETER_BANDWIDTH_ERROR", "bandwidth is required for public IPv6")),
-        Some(b) if b < 1 => return Err(fail(400, "INVALID_PARAMETER_BANDWIDTH_ERROR", "bandwidth must be at least 1 Mbps")),
+        None => {
+            return Err(fail(
+                400,
+                "INVALID_PARAMETER_BANDWIDTH_ERROR",
+                "bandwidth is required for public IPv6",
+            ));
+        }
+        Some(b) if b < 1 => {
+            return Err(fail(
+                400,
+                "INVALID_PARAMETER_BANDWIDTH_ERROR",
+                "bandwidth must be at least 1 Mbps",
+            ));
+        }
         Some(b) if b > i64::from(cloud.max_bandwidth) => {
             let msg = format!("bandwidth must be at most {} Mbps", cloud.max_bandwidth);
             return Err(fail(400, "INVALID_PARAMETER_BANDWIDTH_EXCEED", msg));
@@ -503,19 +646,34 @@ fn check_billing(cloud: &Cloud, p: &AssignIpv6) -> Result<(), Failure> {
     }
     if charge == "ByTrafficPackage" {
         let size = p.package_size.ok_or_else(|| {
-            fail(400, "INVALID_PARAMETER_FLOW_TRAFFIC_PACKAGE", "packageSize is required for ByTrafficPackage")
+            fail(
+                400,
+                "INVALID_PARAMETER_FLOW_TRAFFIC_PACKAGE",
+                "packageSize is required for ByTrafficPackage",
+            )
         })?;
         let tenths = size * 10.0;
         if size < 0.0 || (tenths - tenths.round()).abs() > 1e-6 {
-            return Err(fail(400, "INVALID_PARAMETER_FLOW_TRAFFIC_PACKAGE", "packageSize must be 0 or a multiple of 0.1"));
+            return Err(fail(
+                400,
+                "INVALID_PARAMETER_FLOW_TRAFFIC_PACKAGE",
+                "packageSize must be 0 or a multiple of 0.1",
+            ));
         }
         if size > cloud.max_traffic_package {
-            let msg = format!("packageSize must be at most {} TB", cloud.max_traffic_package);
+            let msg = format!(
+                "packageSize must be at most {} TB",
+                cloud.max_traffic_package
+            );
             return Err(fail(400, "INVALID_PARAMETER_TRAFFIC_PACKAGE_EXCEED", msg));
         }
     }
     if charge == "BandwidthCluster" && p.cluster_id.as_deref().is_none_or(str::is_empty) {
-        return Err(fail(400, INVALID_PARAMETER, "clusterId is required for BandwidthCluster"));
+        return Err(fail(
+            400,
+            INVALID_PARAMETER,
+            "clusterId is required for BandwidthCluster",
+        ));
     }
     Ok(())
 }
@@ -525,7 +683,11 @@ fn nic_type(n: &Nic) -> &'static str {
 }
 
 fn nic_stack(n: &Nic) -> &'static str {
-    if n.ipv6.is_empty() { "IPv4" } else { "IPv4_IPv6" }
+    if n.ipv6.is_empty() {
+        "IPv4"
+    } else {
+        "IPv4_IPv6"
+    }
 }
 
 fn nic_info(n: &Nic) -> Value {
@@ -558,7 +720,11 @@ fn nic_info(n: &Nic) -> Value {
 }
 
 fn instance_info(cloud: &Cloud, i: &Instance) -> Value {
-    let nics: Vec<&Nic> = cloud.nics.values().filter(|n| n.instance_id.as_deref() == Some(&i.id)).collect();
+    let nics: Vec<&Nic> = cloud
+        .nics
+        .values()
+        .filter(|n| n.instance_id.as_deref() == Some(&i.id))
+        .collect();
     let private: Vec<String> = nics.iter().map(|n| n.primary_ipv4.to_string()).collect();
     let primary_subnet = nics.iter().find(|n| n.primary).map(|n| n.subnet_id.clone());
     json!({
@@ -589,7 +755,7 @@ fn subnet_info(cloud: &Cloud, s: &Subnet) -> Value {
         "ipv6CidrBlock": s.ipv6_cidr.map(|c| c.to_string()),
         "ipv6GatewayIpAddress": s.ipv6_cidr.map(|c| std::net::Ipv6Addr::from(u128::from(c.network()) + 1).to_string()),
         "stackType": s.stack_type.as_str(),
-        "ipv6Type": v6.then(|| match s.ipv6_type { Ipv6Type::Public => "Public", Ipv6Type::Private => "Private" }),
+        "ipv6Type": v6.then_some(match s.ipv6_type { Ipv6Type::Public => "Public", Ipv6Type::Private => "Private" }),
         "ipv6MaskLength": v6.then_some(s.ipv6_mask_length),
         "vpcId": s.vpc_id,
         "vpcName": cloud.vpcs.get(&s.vpc_id).map(|v| v.name.clone()),
