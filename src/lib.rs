@@ -1,5 +1,6 @@
 //! nicip: a Kubernetes controller that makes cloud NICs carry the secondary
 //! IPs and attachments declared in `NicIpClaim` objects.
 
+pub mod api;
 pub mod cloudsim;
 pub mod signing;
