@@ -30,9 +30,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Crd(args) => crd(args),
-        Command::Cloudsim(args) => init_logging().and_then(|()| {
-            tokio::runtime::Runtime::new()?.block_on(nicip::cloudsim::run(args))
-        }),
+        Command::Cloudsim(args) => init_logging()
+            .and_then(|()| tokio::runtime::Runtime::new()?.block_on(nicip::cloudsim::run(args))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -2399,7 +2399,7 @@ async fn faults_over_the_control_endpoint() {
         protocol: Some(Protocol::Zenlayer),
         action: Some("BatchAssignNetworkInterfaceIpv4".into()),
         drop_response: true,
-        ..fault()
+        ..Fault::default()
     }])
     .unwrap();
     let sig_body = json!({"nicId": "nic-zl-a", "ipAddresses": ["10.0.0.77"]}).to_string();
@@ -2426,7 +2426,7 @@ async fn faults_over_the_control_endpoint() {
         protocol: Some(Protocol::Tencent),
         action: Some("AssignPrivateIpAddresses".into()),
         fail_task: true,
-        ..fault()
+        ..Fault::default()
     }])
     .unwrap();
     let r = tc(
@@ -2492,21 +2492,6 @@ async fn faults_over_the_control_endpoint() {
     );
     assert!(!text.contains("zl-test-password") && !text.contains("tc-test-secret-key"));
     sim.shutdown().await;
-}
-
-fn fault() -> Fault {
-    Fault {
-        protocol: None,
-        action: None,
-        rate: 1.0,
-        times: None,
-        error: None,
-        http_status: None,
-        message: None,
-        latency_ms: None,
-        drop_response: false,
-        fail_task: false,
-    }
 }
 
 #[tokio::test]
@@ -2576,4 +2561,60 @@ async fn sdk_tencent() {
 async fn sdk_tencent_legacy() {
     let sim = sim().await;
     run_sdk_script("legacy_sdk.py", &sim).await;
+}
+
+// ---------------------------------------------------------------- the CLI
+
+/// `nicip cloudsim` logs its address, serves, and exits cleanly on SIGTERM.
+#[tokio::test]
+async fn cli_serves_until_sigterm() {
+    use tokio::io::AsyncBufReadExt;
+    let world = format!(
+        "{}/deploy/examples/cloudsim-world.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_nicip"))
+        .args(["cloudsim", "--listen", "127.0.0.1:0", "--world", &world])
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn nicip");
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let url = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(i) = line.find("http://127.0.0.1:") {
+                return line[i..].split_whitespace().next().unwrap().to_string();
+            }
+        }
+        panic!("nicip exited without logging its address");
+    })
+    .await
+    .expect("address logged");
+    let w: Value = http()
+        .get(format!("{url}/_sim/world"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(w["tencent"]["nics"].as_array().unwrap().len(), 3);
+    let pid = child.id().unwrap().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("exits")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+
+    let missing = std::process::Command::new(env!("CARGO_BIN_EXE_nicip"))
+        .args(["cloudsim", "--world", "/nonexistent/world.yaml"])
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/world.yaml"));
 }

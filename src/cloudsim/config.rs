@@ -186,13 +186,21 @@ pub struct World {
     pub(crate) accounts: Accounts,
     pub(crate) settings: Settings,
     pub(crate) faults: Vec<Fault>,
+    pub(crate) limits: RateLimits,
     pub(crate) state: WorldState,
+}
+
+/// Configured per-action limits (requests per second per key).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RateLimits {
+    pub zenlayer: BTreeMap<String, f64>,
+    pub tencent: BTreeMap<String, f64>,
 }
 
 impl World {
     /// Parses and checks a world file; errors name the offending entry.
     pub fn from_yaml(text: &str) -> Result<World, WorldError> {
-        let file: WorldFile =
+        let mut file: WorldFile =
             serde_saphyr::from_str(text).map_err(|e| WorldError(format!("world file: {e}")))?;
         let mut faults = file.faults;
         for (i, f) in faults.iter_mut().enumerate() {
@@ -213,7 +221,19 @@ impl World {
                 ));
             }
         }
+        let limits = RateLimits {
+            zenlayer: std::mem::take(&mut file.zenlayer.rate_limits),
+            tencent: std::mem::take(&mut file.tencent.rate_limits),
+        };
+        for (action, rate) in limits.zenlayer.iter().chain(&limits.tencent) {
+            if !rate.is_finite() || *rate < 0.0 {
+                return Err(WorldError(format!(
+                    "rateLimits.{action}: {rate} is not a rate (0 means unlimited)"
+                )));
+            }
+        }
         Ok(World {
+            limits,
             accounts: file.accounts,
             settings: file.settings,
             faults,

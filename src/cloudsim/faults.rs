@@ -59,6 +59,25 @@ fn always() -> f64 {
     1.0
 }
 
+/// A rule that matches everything, always, and does nothing yet: set one
+/// effect, e.g. `Fault { error: Some("InternalError".into()), ..Fault::default() }`.
+impl Default for Fault {
+    fn default() -> Self {
+        Fault {
+            protocol: None,
+            action: None,
+            rate: always(),
+            times: None,
+            error: None,
+            http_status: None,
+            message: None,
+            latency_ms: None,
+            drop_response: false,
+            fail_task: false,
+        }
+    }
+}
+
 impl Fault {
     pub(crate) fn validate(&self) -> Result<(), String> {
         if !(0.0..=1.0).contains(&self.rate) {

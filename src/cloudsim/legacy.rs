@@ -157,7 +157,7 @@ pub(crate) async fn handle(sim: &Sim, req: &HttpRequest) -> (Reply, bool) {
             .unwrap_or(r)
             .to_string(),
     };
-    if !sim.with_world(|w| w.tencent.region_exists(&region)) {
+    if !sim.tencent_regions.contains(&region) {
         return refuse(
             &info,
             tc_err(
@@ -268,7 +268,10 @@ struct Legacy {
 
 impl Wire for Legacy {
     fn limit_for(&self, sim: &Sim, action: &str) -> f64 {
-        sim.with_world(|w| w.tencent.rate_limits.get(action).copied())
+        sim.limits
+            .tencent
+            .get(action)
+            .copied()
             .or_else(|| tencent_default_limit(action))
             .unwrap_or(0.0)
     }

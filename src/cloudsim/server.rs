@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use super::config::{Accounts, Settings, World};
+use super::config::{Accounts, RateLimits, Settings, World};
 use super::faults::{Audit, AuditEntry, Decision, Fault, Faults, Protocol, RateLimiter};
 use super::world::{WorldState, now_iso};
 use super::{legacy, tencent, zenlayer};
@@ -57,6 +57,9 @@ pub(crate) struct Sim {
     world: Mutex<WorldState>,
     pub accounts: Accounts,
     pub settings: Settings,
+    pub limits: RateLimits,
+    /// Tencent regions, for `X-TC-Region` / `Region` checks without the lock.
+    pub tencent_regions: Vec<String>,
     pub faults: Faults,
     pub limiter: RateLimiter,
     pub audit: Audit,
@@ -66,6 +69,14 @@ pub(crate) struct Sim {
 impl Sim {
     pub fn new(world: World, audit: Audit) -> Sim {
         Sim {
+            tencent_regions: world
+                .state
+                .tencent
+                .regions
+                .iter()
+                .map(|r| r.id.clone())
+                .collect(),
+            limits: world.limits,
             world: Mutex::new(world.state),
             accounts: world.accounts,
             settings: world.settings,
@@ -130,6 +141,14 @@ pub(crate) async fn run_call(
 }
 
 pub(crate) fn audit(sim: &Sim, info: &CallInfo, outcome: String) {
+    tracing::debug!(
+        protocol = ?info.protocol,
+        action = %info.action,
+        key_id = %info.key_id,
+        request_id = %info.request_id,
+        outcome = %outcome,
+        "cloud call"
+    );
     sim.audit.record(AuditEntry {
         time: now_iso(),
         protocol: info.protocol,

@@ -511,7 +511,7 @@ pub(crate) async fn handle(sim: &Sim, req: &HttpRequest) -> (Reply, bool) {
                 ),
             );
         }
-        Some(r) if !sim.with_world(|w| w.tencent.region_exists(r)) => {
+        Some(r) if !sim.tencent_regions.iter().any(|x| x == r) => {
             return refuse(
                 &info,
                 tc_err(
@@ -540,7 +540,10 @@ struct Tencent {
 
 impl Wire for Tencent {
     fn limit_for(&self, sim: &Sim, action: &str) -> f64 {
-        sim.with_world(|w| w.tencent.rate_limits.get(action).copied())
+        sim.limits
+            .tencent
+            .get(action)
+            .copied()
             .or_else(|| tencent_default_limit(action))
             .unwrap_or(0.0)
     }

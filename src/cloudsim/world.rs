@@ -456,7 +456,6 @@ pub struct Cloud {
     next_task: u64,
     pub client_tokens: HashMap<(String, String, String), TokenRecord>,
     pub async_latency: Duration,
-    pub rate_limits: BTreeMap<String, f64>,
     pub max_bandwidth: u32,
     pub max_traffic_package: f64,
 }
@@ -518,7 +517,6 @@ impl Cloud {
             next_task: 1000,
             client_tokens: HashMap::new(),
             async_latency: Duration::from_millis(file.async_latency_ms.unwrap_or(100)),
-            rate_limits: file.rate_limits,
             max_bandwidth: file.max_bandwidth.unwrap_or(10_000),
             max_traffic_package: file.max_traffic_package.unwrap_or(1000.0),
         };
@@ -806,10 +804,6 @@ impl Cloud {
             created: now_iso(),
             busy_task: None,
         })
-    }
-
-    pub fn region_exists(&self, region: &str) -> bool {
-        self.regions.iter().any(|r| r.id == region)
     }
 
     /// Completes every task whose latency has passed.

@@ -182,7 +182,7 @@ struct Zenlayer;
 
 impl Wire for Zenlayer {
     fn limit_for(&self, sim: &Sim, action: &str) -> f64 {
-        sim.with_world(|w| w.zenlayer.rate_limits.get(action).copied().unwrap_or(0.0))
+        sim.limits.zenlayer.get(action).copied().unwrap_or(0.0)
     }
 
     fn throttled(&self, info: &CallInfo) -> Reply {
