@@ -1029,10 +1029,17 @@ fn execute(ctx: &Ctx<'_>, p: &Map<String, Value>) -> Result<Value, TcError> {
             ctx.sim.with_world(|w| {
                 let cloud = &w.tencent;
                 let mut selected: Vec<&Nic> = Vec::new();
-                for n in cloud.nics.values().filter(|n| n.region == ctx.region) {
-                    if ids.as_ref().is_some_and(|ids| !ids.contains(&n.id)) {
-                        continue;
+                let candidates: Vec<&Nic> = match &ids {
+                    None => cloud.nics.values().collect(),
+                    Some(ids) => {
+                        let wanted: std::collections::BTreeSet<&String> = ids.iter().collect();
+                        wanted
+                            .into_iter()
+                            .filter_map(|id| cloud.nics.get(id))
+                            .collect()
                     }
+                };
+                for n in candidates.into_iter().filter(|n| n.region == ctx.region) {
                     if filters.iter().all(|f| nic_matches(n, f)) {
                         selected.push(n);
                     }

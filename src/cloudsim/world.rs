@@ -155,14 +155,15 @@ impl Subnet {
         Ok(())
     }
 
-    fn free_ipv4s(&self, count: usize) -> Option<Vec<Ipv4Addr>> {
+    /// The first `count` free host addresses, not counting `taken` either.
+    fn free_ipv4s(&self, count: usize, taken: &[Ipv4Addr]) -> Option<Vec<Ipv4Addr>> {
         let mut out = Vec::with_capacity(count);
         let net = u32::from(self.cidr.network());
         let bcast = u32::from(self.cidr.broadcast());
         let mut cursor = net.saturating_add(1);
         while out.len() < count && cursor < bcast {
             let ip = Ipv4Addr::from(cursor);
-            if ip != self.gateway && !self.used_v4.contains(&ip) {
+            if ip != self.gateway && !self.used_v4.contains(&ip) && !taken.contains(&ip) {
                 out.push(ip);
             }
             cursor += 1;
@@ -172,7 +173,7 @@ impl Subnet {
 
     /// Tencent style: single IPv6 addresses, skipping the network address and
     /// `::1` (the gateway).
-    fn free_ipv6s(&self, count: usize) -> Option<Vec<Ipv6Addr>> {
+    fn free_ipv6s(&self, count: usize, taken: &[Ipv6Addr]) -> Option<Vec<Ipv6Addr>> {
         let cidr = self.ipv6_cidr?;
         let net = u128::from(cidr.network());
         let last = u128::from(cidr.broadcast());
@@ -180,7 +181,7 @@ impl Subnet {
         let mut cursor = net.saturating_add(2);
         while out.len() < count && cursor <= last {
             let ip = Ipv6Addr::from(cursor);
-            if !self.used_v6.contains(&ip) {
+            if !self.used_v6.contains(&ip) && !taken.contains(&ip) {
                 out.push(ip);
             }
             cursor += 1;
@@ -733,7 +734,7 @@ impl Cloud {
         }
         let primary_ipv4 = match n.primary_ip {
             Some(ip) => ip,
-            None => match subnet.free_ipv4s(1) {
+            None => match subnet.free_ipv4s(1, &[]) {
                 Some(v) => v[0],
                 None => return err(format!("{ctx}: subnet `{}` has no free address", subnet.id)),
             },
@@ -1045,9 +1046,11 @@ impl Cloud {
         }
         let mut chosen = explicit.to_vec();
         if count > 0 {
-            let mut probe = subnet.clone();
-            probe.used_v4.extend(explicit.iter().copied());
-            chosen.extend(probe.free_ipv4s(count).ok_or(Rule::SubnetExhausted)?);
+            chosen.extend(
+                subnet
+                    .free_ipv4s(count, explicit)
+                    .ok_or(Rule::SubnetExhausted)?,
+            );
         }
         let state = if run_async.is_some() {
             IpState::Pending
@@ -1195,9 +1198,11 @@ impl Cloud {
         }
         let mut chosen = explicit.to_vec();
         if count > 0 {
-            let mut probe = subnet.clone();
-            probe.used_v6.extend(explicit.iter().copied());
-            chosen.extend(probe.free_ipv6s(count).ok_or(Rule::Ipv6Exhausted)?);
+            chosen.extend(
+                subnet
+                    .free_ipv6s(count, explicit)
+                    .ok_or(Rule::Ipv6Exhausted)?,
+            );
         }
         let subnet_id = nic.subnet_id.clone();
         if let Some(s) = self.subnets.get_mut(&subnet_id) {

@@ -3,6 +3,8 @@
 //! and `{requestId, code, message}` error envelopes with the HTTP statuses of
 //! the vendor's error tables.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use hyper::Method;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -361,6 +363,21 @@ fn fields(v: Value) -> Fields {
     }
 }
 
+/// The entries named by `ids` (in id order, unknown ids skipped), or all.
+fn by_ids<'a, T>(
+    map: &'a BTreeMap<String, T>,
+    ids: Option<&[String]>,
+) -> Box<dyn Iterator<Item = &'a T> + 'a> {
+    match ids {
+        None => Box::new(map.values()),
+        Some(ids) => {
+            let wanted: BTreeSet<&String> = ids.iter().collect();
+            let found: Vec<&T> = wanted.into_iter().filter_map(|id| map.get(id)).collect();
+            Box::new(found.into_iter())
+        }
+    }
+}
+
 fn id_list(ids: &Option<Vec<String>>, what: &str) -> Result<(), Failure> {
     match ids {
         Some(ids) if ids.len() > 100 => Err(fail(
@@ -504,10 +521,7 @@ fn execute(
             id_list(&p.nic_ids, "nicIds")?;
             let nics = sim.with_world(|w| {
                 let cloud = &w.zenlayer;
-                let selected: Vec<&Nic> = cloud
-                    .nics
-                    .values()
-                    .filter(|n| p.nic_ids.as_ref().is_none_or(|ids| ids.contains(&n.id)))
+                let selected: Vec<&Nic> = by_ids(&cloud.nics, p.nic_ids.as_deref())
                     .filter(|n| p.name.as_ref().is_none_or(|s| n.name.contains(s.as_str())))
                     .filter(|n| p.region_id.as_ref().is_none_or(|s| &n.region == s))
                     .filter(|n| p.vpc_id.as_ref().is_none_or(|s| &n.vpc_id == s))
@@ -543,14 +557,7 @@ fn execute(
             let status_only = action == "DescribeInstancesStatus";
             let (total, items) = sim.with_world(|w| {
                 let cloud = &w.zenlayer;
-                let selected: Vec<&Instance> = cloud
-                    .instances
-                    .values()
-                    .filter(|i| {
-                        p.instance_ids
-                            .as_ref()
-                            .is_none_or(|ids| ids.contains(&i.id))
-                    })
+                let selected: Vec<&Instance> = by_ids(&cloud.instances, p.instance_ids.as_deref())
                     .filter(|i| p.zone_id.as_ref().is_none_or(|s| &i.zone == s))
                     .filter(|i| p.status.as_ref().is_none_or(|s| &i.status == s))
                     .filter(|i| p.name.as_ref().is_none_or(|s| i.name.contains(s.as_str())))
