@@ -13,10 +13,11 @@ use std::sync::Mutex;
 use hyper::Method;
 use serde_json::{Map, Value, json};
 
-use super::faults::{Decision, Protocol, tencent_default_limit};
+use super::faults::{Decision, Protocol};
 use super::server::{CallInfo, HttpRequest, Reply, Sim, Wire, audit, run_call};
 use super::tencent::{
-    TcError, audit_params, form_pairs, query_signature_ok, rule_error, tc_err, unflatten,
+    TcError, audit_params, form_pairs, query_signature_ok, rule_error, tc_err, tencent_limit,
+    unflatten,
 };
 use super::world::{Async, Rule, TaskStatus, parse_ipv4_list};
 
@@ -268,12 +269,7 @@ struct Legacy {
 
 impl Wire for Legacy {
     fn limit_for(&self, sim: &Sim, action: &str) -> f64 {
-        sim.limits
-            .tencent
-            .get(action)
-            .copied()
-            .or_else(|| tencent_default_limit(action))
-            .unwrap_or(0.0)
+        tencent_limit(sim, action)
     }
 
     fn throttled(&self, _info: &CallInfo) -> Reply {

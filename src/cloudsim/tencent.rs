@@ -538,14 +538,20 @@ struct Tencent {
     region: String,
 }
 
+/// The configured or documented limit of a Tencent action (both API
+/// generations share it).
+pub(crate) fn tencent_limit(sim: &Sim, action: &str) -> f64 {
+    sim.limits
+        .tencent
+        .get(action)
+        .copied()
+        .or_else(|| tencent_default_limit(action))
+        .unwrap_or(0.0)
+}
+
 impl Wire for Tencent {
     fn limit_for(&self, sim: &Sim, action: &str) -> f64 {
-        sim.limits
-            .tencent
-            .get(action)
-            .copied()
-            .or_else(|| tencent_default_limit(action))
-            .unwrap_or(0.0)
+        tencent_limit(sim, action)
     }
 
     fn throttled(&self, info: &CallInfo) -> Reply {
@@ -740,6 +746,29 @@ fn address_list(
     }
 }
 
+/// An action's address list (`PrivateIpAddresses`, `Ipv6Addresses`): at most
+/// 10 per call; `None` when absent and not `required`.
+fn addresses_param(
+    p: &Map<String, Value>,
+    key: &str,
+    field: &str,
+    required: bool,
+    ipv6: bool,
+) -> Result<Vec<String>, TcError> {
+    let list = match address_list(p, key, field)? {
+        Some(list) => list,
+        None if required => {
+            let msg = format!("The request is missing a required parameter `{key}`.");
+            return Err(tc_err("MissingParameter", msg));
+        }
+        None => Vec::new(),
+    };
+    if list.len() > 10 {
+        return Err(rule_error(Rule::TooManyPerCall(10), ipv6));
+    }
+    Ok(list)
+}
+
 struct Filter {
     name: String,
     values: Vec<String>,
@@ -902,8 +931,7 @@ fn execute(ctx: &Ctx<'_>, p: &Map<String, Value>) -> Result<Value, TcError> {
     match ctx.action {
         "AssignPrivateIpAddresses" => {
             let nic_id = req_str(p, "NetworkInterfaceId")?.to_string();
-            let raw =
-                address_list(p, "PrivateIpAddresses", "PrivateIpAddress")?.unwrap_or_default();
+            let raw = addresses_param(p, "PrivateIpAddresses", "PrivateIpAddress", false, false)?;
             let count = opt_u64(p, "SecondaryPrivateIpAddressCount")?.unwrap_or(0) as usize;
             if let Some(q) = p.get("QosLevel").and_then(Value::as_str)
                 && !matches!(q, "PT" | "AU" | "AG" | "DEFAULT")
@@ -913,7 +941,8 @@ fn execute(ctx: &Ctx<'_>, p: &Map<String, Value>) -> Result<Value, TcError> {
                     format!("QosLevel `{q}` is not one of PT, AU, AG, DEFAULT."),
                 ));
             }
-            if raw.len() > 10 || raw.len() + count > 10 && !raw.is_empty() {
+            // A list and a count together add up, within the same 10.
+            if !raw.is_empty() && raw.len() + count > 10 {
                 return Err(rule_error(Rule::TooManyPerCall(10), false));
             }
             let explicit = parse_ipv4_list(&raw).map_err(|r| rule_error(r, false))?;
@@ -927,16 +956,7 @@ fn execute(ctx: &Ctx<'_>, p: &Map<String, Value>) -> Result<Value, TcError> {
         }
         "UnassignPrivateIpAddresses" => {
             let nic_id = req_str(p, "NetworkInterfaceId")?.to_string();
-            let raw =
-                address_list(p, "PrivateIpAddresses", "PrivateIpAddress")?.ok_or_else(|| {
-                    tc_err(
-                        "MissingParameter",
-                        "The request is missing a required parameter `PrivateIpAddresses`.",
-                    )
-                })?;
-            if raw.len() > 10 {
-                return Err(rule_error(Rule::TooManyPerCall(10), false));
-            }
+            let raw = addresses_param(p, "PrivateIpAddresses", "PrivateIpAddress", true, false)?;
             let addresses = parse_ipv4_list(&raw).map_err(|r| rule_error(r, false))?;
             ctx.sim
                 .with_world(|w| {
@@ -948,9 +968,9 @@ fn execute(ctx: &Ctx<'_>, p: &Map<String, Value>) -> Result<Value, TcError> {
         }
         "AssignIpv6Addresses" => {
             let nic_id = req_str(p, "NetworkInterfaceId")?.to_string();
-            let raw = address_list(p, "Ipv6Addresses", "Address")?.unwrap_or_default();
+            let raw = addresses_param(p, "Ipv6Addresses", "Address", false, true)?;
             let count = opt_u64(p, "Ipv6AddressCount")?.unwrap_or(0) as usize;
-            if raw.len() > 10 || count > 10 {
+            if count > 10 {
                 return Err(rule_error(Rule::TooManyPerCall(10), true));
             }
             let explicit = parse_ipv6_list(&raw).map_err(|r| rule_error(r, true))?;
@@ -964,15 +984,7 @@ fn execute(ctx: &Ctx<'_>, p: &Map<String, Value>) -> Result<Value, TcError> {
         }
         "UnassignIpv6Addresses" => {
             let nic_id = req_str(p, "NetworkInterfaceId")?.to_string();
-            let raw = address_list(p, "Ipv6Addresses", "Address")?.ok_or_else(|| {
-                tc_err(
-                    "MissingParameter",
-                    "The request is missing a required parameter `Ipv6Addresses`.",
-                )
-            })?;
-            if raw.len() > 10 {
-                return Err(rule_error(Rule::TooManyPerCall(10), true));
-            }
+            let raw = addresses_param(p, "Ipv6Addresses", "Address", true, true)?;
             let addresses = parse_ipv6_list(&raw).map_err(|r| rule_error(r, true))?;
             ctx.sim
                 .with_world(|w| {

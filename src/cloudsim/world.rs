@@ -851,62 +851,27 @@ impl Cloud {
         }
         let subnet = self.subnets.get_mut(&nic.subnet_id);
         match (effect, fail) {
-            (Effect::AssignIpv4 { addresses }, false) => {
-                for e in nic
-                    .secondary_ipv4
-                    .iter_mut()
-                    .filter(|e| addresses.contains(&e.address))
-                {
-                    e.state = IpState::Available;
-                }
+            (Effect::AssignIpv4 { addresses }, false)
+            | (Effect::UnassignIpv4 { addresses }, true) => {
+                mark(&mut nic.secondary_ipv4, &addresses, IpState::Available);
             }
             (Effect::AssignIpv4 { addresses }, true)
             | (Effect::UnassignIpv4 { addresses }, false) => {
-                nic.secondary_ipv4
-                    .retain(|e| !addresses.contains(&e.address));
-                if let Some(s) = subnet {
-                    for a in &addresses {
-                        s.used_v4.remove(a);
-                    }
-                }
+                release(
+                    &mut nic.secondary_ipv4,
+                    subnet.map(|s| &mut s.used_v4),
+                    &addresses,
+                );
             }
-            (Effect::UnassignIpv4 { addresses }, true) => {
-                for e in nic
-                    .secondary_ipv4
-                    .iter_mut()
-                    .filter(|e| addresses.contains(&e.address))
-                {
-                    e.state = IpState::Available;
-                }
-            }
-            (Effect::AssignIpv6 { addresses }, false) => {
-                for e in nic
-                    .ipv6
-                    .iter_mut()
-                    .filter(|e| addresses.contains(&e.address))
-                {
-                    e.state = IpState::Available;
-                }
+            (Effect::AssignIpv6 { addresses }, false)
+            | (Effect::UnassignIpv6 { addresses }, true) => {
+                mark(&mut nic.ipv6, &addresses, IpState::Available);
             }
             (Effect::AssignIpv6 { addresses }, true)
             | (Effect::UnassignIpv6 { addresses }, false) => {
-                nic.ipv6.retain(|e| !addresses.contains(&e.address));
+                release(&mut nic.ipv6, subnet.map(|s| &mut s.used_v6), &addresses);
                 if nic.ipv6.is_empty() {
                     nic.ipv6_cidr = None;
-                }
-                if let Some(s) = subnet {
-                    for a in &addresses {
-                        s.used_v6.remove(a);
-                    }
-                }
-            }
-            (Effect::UnassignIpv6 { addresses }, true) => {
-                for e in nic
-                    .ipv6
-                    .iter_mut()
-                    .filter(|e| addresses.contains(&e.address))
-                {
-                    e.state = IpState::Available;
                 }
             }
             (Effect::Attach { .. }, false) | (Effect::Detach { .. }, true) => {
@@ -975,6 +940,26 @@ impl Cloud {
             return Err(Rule::NicStatus(nic.status.clone()));
         }
         Ok(nic)
+    }
+}
+
+/// Sets the state of the entries for `addresses`.
+fn mark<A: PartialEq>(entries: &mut [IpEntry<A>], addresses: &[A], state: IpState) {
+    for e in entries
+        .iter_mut()
+        .filter(|e| addresses.contains(&e.address))
+    {
+        e.state = state;
+    }
+}
+
+/// Removes `addresses` from a NIC and frees them in its subnet.
+fn release<A: Ord>(entries: &mut Vec<IpEntry<A>>, used: Option<&mut BTreeSet<A>>, addresses: &[A]) {
+    entries.retain(|e| !addresses.contains(&e.address));
+    if let Some(used) = used {
+        for a in addresses {
+            used.remove(a);
+        }
     }
 }
 
@@ -1101,13 +1086,7 @@ impl Cloud {
         match run_async {
             Some(a) => {
                 if let Some(nic) = self.nics.get_mut(nic_id) {
-                    for e in nic
-                        .secondary_ipv4
-                        .iter_mut()
-                        .filter(|e| addresses.contains(&e.address))
-                    {
-                        e.state = IpState::Deleting;
-                    }
+                    mark(&mut nic.secondary_ipv4, addresses, IpState::Deleting);
                 }
                 let effect = Effect::UnassignIpv4 {
                     addresses: addresses.to_vec(),
@@ -1118,13 +1097,8 @@ impl Cloud {
                 let Some(nic) = self.nics.get_mut(nic_id) else {
                     return Err(Rule::NicNotFound);
                 };
-                nic.secondary_ipv4
-                    .retain(|e| !addresses.contains(&e.address));
-                if let Some(s) = self.subnets.get_mut(&nic.subnet_id) {
-                    for a in addresses {
-                        s.used_v4.remove(a);
-                    }
-                }
+                let used = self.subnets.get_mut(&nic.subnet_id).map(|s| &mut s.used_v4);
+                release(&mut nic.secondary_ipv4, used, addresses);
             }
         }
         Ok(())
@@ -1250,13 +1224,7 @@ impl Cloud {
             }
         }
         if let Some(nic) = self.nics.get_mut(nic_id) {
-            for e in nic
-                .ipv6
-                .iter_mut()
-                .filter(|e| addresses.contains(&e.address))
-            {
-                e.state = IpState::Deleting;
-            }
+            mark(&mut nic.ipv6, addresses, IpState::Deleting);
         }
         let effect = Effect::UnassignIpv6 {
             addresses: addresses.to_vec(),
