@@ -296,6 +296,12 @@ async fn zenlayer_assign_rules() {
             "OPERATION_DENIED_NIC_ATTACH_LAN_IP_EXCEED_LIMIT",
         ),
         (
+            "absurd count",
+            json!({"nicId": "nic-zl-a", "ipAddressCount": i64::MAX}),
+            400,
+            "OPERATION_DENIED_NIC_ATTACH_LAN_IP_EXCEED_LIMIT",
+        ),
+        (
             "subnet exhausted",
             json!({"nicId": "nic-zl-tiny", "ipAddressCount": 5}),
             400,
@@ -1152,6 +1158,11 @@ async fn tencent_assign_rules() {
         (
             "quota",
             json!({"NetworkInterfaceId": "eni-m6dyj72l", "SecondaryPrivateIpAddressCount": 6}),
+            "LimitExceeded",
+        ),
+        (
+            "absurd count",
+            json!({"NetworkInterfaceId": "eni-m6dyj72l", "SecondaryPrivateIpAddressCount": u64::MAX}),
             "LimitExceeded",
         ),
         (

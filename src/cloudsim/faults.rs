@@ -313,3 +313,40 @@ impl Audit {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_allows_a_second_worth_then_throttles() {
+        let limiter = RateLimiter::default();
+        let allowed = (0..10)
+            .filter(|_| limiter.allow(Protocol::Tencent, "k", "A", 4.0))
+            .count();
+        assert_eq!(allowed, 4);
+        // Separate keys and actions have separate buckets; 0 is unlimited.
+        assert!(limiter.allow(Protocol::Tencent, "other", "A", 4.0));
+        assert!(limiter.allow(Protocol::Tencent, "k", "B", 4.0));
+        assert!((0..100).all(|_| limiter.allow(Protocol::Zenlayer, "k", "A", 0.0)));
+    }
+
+    #[test]
+    fn one_shot_faults_disappear() {
+        let faults = Faults::new(vec![Fault {
+            error: Some("X".into()),
+            times: Some(1),
+            ..Fault::default()
+        }]);
+        assert_eq!(
+            faults
+                .decide(Protocol::Zenlayer, "A")
+                .error
+                .map(|e| e.code)
+                .as_deref(),
+            Some("X")
+        );
+        assert!(faults.decide(Protocol::Zenlayer, "A").error.is_none());
+        assert!(faults.list().is_empty());
+    }
+}

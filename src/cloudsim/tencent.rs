@@ -942,7 +942,7 @@ fn execute(ctx: &Ctx<'_>, p: &Map<String, Value>) -> Result<Value, TcError> {
                 ));
             }
             // A list and a count together add up, within the same 10.
-            if !raw.is_empty() && raw.len() + count > 10 {
+            if !raw.is_empty() && raw.len().saturating_add(count) > 10 {
                 return Err(rule_error(Rule::TooManyPerCall(10), false));
             }
             let explicit = parse_ipv4_list(&raw).map_err(|r| rule_error(r, false))?;
@@ -1368,4 +1368,58 @@ pub(crate) fn audit_params(pairs: &[(String, String)]) -> Value {
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
     json!(kept)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(raw: &str) -> Vec<(String, String)> {
+        form_pairs(raw.as_bytes())
+    }
+
+    #[test]
+    fn unflatten_rebuilds_nested_parameters() {
+        let got = unflatten(&pairs(
+            "NetworkInterfaceId=eni-1&PrivateIpAddresses.1.PrivateIpAddress=10.0.0.7\
+             &PrivateIpAddresses.0.PrivateIpAddress=10.0.0.6&Filters.0.Name=vpc-id&Filters.0.Values.0=vpc-1",
+        ));
+        assert_eq!(
+            Value::Object(got),
+            json!({
+                "NetworkInterfaceId": "eni-1",
+                "PrivateIpAddresses": [{"PrivateIpAddress": "10.0.0.6"}, {"PrivateIpAddress": "10.0.0.7"}],
+                "Filters": [{"Name": "vpc-id", "Values": ["vpc-1"]}],
+            })
+        );
+    }
+
+    #[test]
+    fn unflatten_survives_hostile_names() {
+        // Conflicting shapes, absurd indexes and empty segments are dropped
+        // or kept as far as they make sense; nothing panics.
+        let got = unflatten(&pairs("A=1&A.0=2&B.99999999=x&C..D=3&.=4&E.0=5&E.x=6"));
+        assert_eq!(got["A"], "1");
+        assert_eq!(got["E"], json!(["5"]));
+        assert!(
+            got.get("B")
+                .is_none_or(|b| b.as_array().is_some_and(Vec::is_empty))
+        );
+    }
+
+    #[test]
+    fn rule_codes_follow_the_documentation() {
+        assert_eq!(
+            rule_error(Rule::IpInUse("a".into()), false).code,
+            "ResourceInUse"
+        );
+        assert_eq!(
+            rule_error(Rule::IpInUse("a".into()), true).code,
+            "ResourceInUse.Address"
+        );
+        assert_eq!(
+            rule_error(Rule::TooManyPerCall(10), false).code,
+            "InvalidParameterValue.LimitExceeded"
+        );
+    }
 }

@@ -184,7 +184,10 @@ impl Subnet {
             if !self.used_v6.contains(&ip) && !taken.contains(&ip) {
                 out.push(ip);
             }
-            cursor += 1;
+            let Some(next) = cursor.checked_add(1) else {
+                break;
+            };
+            cursor = next;
         }
         (out.len() == count).then_some(out)
     }
@@ -1026,7 +1029,7 @@ impl Cloud {
         for ip in explicit {
             subnet.check_ipv4(*ip)?;
         }
-        if current + explicit.len() + count > quota as usize {
+        if current.saturating_add(explicit.len()).saturating_add(count) > quota as usize {
             return Err(Rule::NicQuota(quota));
         }
         let mut chosen = explicit.to_vec();
@@ -1167,7 +1170,13 @@ impl Cloud {
         for ip in explicit {
             subnet.check_ipv6(*ip, true)?;
         }
-        if nic.ipv6.len() + explicit.len() + count > nic.ipv6_quota as usize {
+        if nic
+            .ipv6
+            .len()
+            .saturating_add(explicit.len())
+            .saturating_add(count)
+            > nic.ipv6_quota as usize
+        {
             return Err(Rule::Ipv6Quota(nic.ipv6_quota));
         }
         let mut chosen = explicit.to_vec();
