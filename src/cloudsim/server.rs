@@ -115,26 +115,25 @@ pub(crate) trait Wire: Sync {
 }
 
 /// The common tail of every cloud call: rate limit, faults, execute, audit.
-/// Returns the reply and whether to drop it.
-pub(crate) async fn run_call(
-    sim: &Sim,
-    proto: &(dyn Wire + Sync),
-    info: CallInfo,
-) -> (Reply, bool) {
+/// Returns the reply and whether to drop it. A throttled call does not
+/// consume fault rules.
+pub(crate) async fn run_call(sim: &Sim, proto: &dyn Wire, info: CallInfo) -> (Reply, bool) {
+    let limit = proto.limit_for(sim, &info.action);
+    if !sim
+        .limiter
+        .allow(info.protocol, &info.key_id, &info.action, limit)
+    {
+        let reply = proto.throttled(&info);
+        audit(sim, &info, proto.outcome(&reply));
+        return (reply, false);
+    }
     let decision = sim.faults.decide(info.protocol, &info.action);
     if !decision.latency.is_zero() {
         tokio::time::sleep(decision.latency).await;
     }
-    let limit = proto.limit_for(sim, &info.action);
-    let reply = if !sim
-        .limiter
-        .allow(info.protocol, &info.key_id, &info.action, limit)
-    {
-        proto.throttled(&info)
-    } else if let Some(e) = &decision.error {
-        proto.injected(&info, &e.code, e.http_status, &e.message)
-    } else {
-        proto.execute(sim, &info, &decision)
+    let reply = match &decision.error {
+        Some(e) => proto.injected(&info, &e.code, e.http_status, &e.message),
+        None => proto.execute(sim, &info, &decision),
     };
     audit(sim, &info, proto.outcome(&reply));
     (reply, decision.drop_response)
