@@ -2308,12 +2308,12 @@ async fn legacy_nonce_replay_is_refused() {
 async fn rate_limits_answer_with_throttling_errors() {
     let yaml = WORLD
         .replace(
-            "zenlayer:\n  asyncLatencyMs: 150",
-            "zenlayer:\n  asyncLatencyMs: 150\n  rateLimits: {DescribeSubnets: 2}",
+            "zenlayer:\n  asyncLatencyMs: 500",
+            "zenlayer:\n  asyncLatencyMs: 500\n  rateLimits: {DescribeSubnets: 1}",
         )
         .replace(
-            "tencent:\n  asyncLatencyMs: 150",
-            "tencent:\n  asyncLatencyMs: 150\n  rateLimits: {DescribeSubnets: 2}",
+            "tencent:\n  asyncLatencyMs: 500",
+            "tencent:\n  asyncLatencyMs: 500\n  rateLimits: {DescribeSubnets: 1}",
         );
     let sim = sim_from(&yaml).await;
     let mut zl_codes = Vec::new();
