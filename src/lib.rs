@@ -2,5 +2,6 @@
 //! IPs and attachments declared in `NicIpClaim` objects.
 
 pub mod api;
+pub mod cloudsim;
 pub mod kubesim;
 pub mod signing;

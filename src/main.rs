@@ -22,12 +22,16 @@ struct CrdArgs {
 enum Command {
     /// Print every CustomResourceDefinition of nicip as YAML (the source of crds/).
     Crd(CrdArgs),
+    /// Serve the simulated Zenlayer and Tencent clouds described by a world file.
+    Cloudsim(nicip::cloudsim::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Crd(args) => crd(args),
+        Command::Cloudsim(args) => init_logging()
+            .and_then(|()| tokio::runtime::Runtime::new()?.block_on(nicip::cloudsim::run(args))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -36,6 +40,17 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Text logs on stderr, level from `RUST_LOG` (default `info`).
+fn init_logging() -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init()
+        .map_err(|e| anyhow::anyhow!("setting up logging: {e}"))
 }
 
 fn crd(args: CrdArgs) -> anyhow::Result<()> {
