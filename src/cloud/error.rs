@@ -84,7 +84,13 @@ impl CloudError {
     }
 
     /// An error detected on this side of the wire (`Client.*` codes).
-    pub(crate) fn client(provider: Provider, action: &str, code: &str, class: ErrorClass, message: String) -> Self {
+    pub(crate) fn client(
+        provider: Provider,
+        action: &str,
+        code: &str,
+        class: ErrorClass,
+        message: String,
+    ) -> Self {
         CloudError {
             provider,
             action: action.to_string(),
@@ -107,8 +113,18 @@ pub struct CodeInfo {
     pub action: &'static str,
 }
 
-pub(crate) const fn row(code: &'static str, class: ErrorClass, meaning: &'static str, action: &'static str) -> CodeInfo {
-    CodeInfo { code, class, meaning, action }
+pub(crate) const fn row(
+    code: &'static str,
+    class: ErrorClass,
+    meaning: &'static str,
+    action: &'static str,
+) -> CodeInfo {
+    CodeInfo {
+        code,
+        class,
+        meaning,
+        action,
+    }
 }
 
 /// Client-side codes shared by all providers.
@@ -142,6 +158,12 @@ pub const CLIENT_CODES: &[CodeInfo] = &[
         ErrorClass::NotFound,
         "While resolving a pending assignment or attachment, the NIC no longer existed.",
         "Check the claim's nicId; the claim reports the NIC as missing until it is fixed or deleted.",
+    ),
+    row(
+        "Client.TaskFailed",
+        ErrorClass::Transient,
+        "A Tencent asynchronous task (DescribeVpcTaskResult / legacy task query) ended FAILED; the message carries the task output.",
+        "The controller re-observes the NIC and plans again; if it repeats, the task output names the cause.",
     ),
     row(
         "Client.InvalidEndpoint",
@@ -181,9 +203,13 @@ pub(crate) fn class_of_status(status: u16) -> ErrorClass {
 
 /// Renders tables as the Markdown published in `docs/errors.md`.
 pub fn markdown_table(title: &str, rows: &[CodeInfo]) -> String {
-    let mut out = format!("### {title}\n\n| Code | Class | Meaning | What to do |\n|---|---|---|---|\n");
+    let mut out =
+        format!("### {title}\n\n| Code | Class | Meaning | What to do |\n|---|---|---|---|\n");
     for r in rows {
-        out.push_str(&format!("| `{}` | {} | {} | {} |\n", r.code, r.class, r.meaning, r.action));
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} |\n",
+            r.code, r.class, r.meaning, r.action
+        ));
     }
     out
 }

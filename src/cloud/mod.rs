@@ -6,8 +6,8 @@
 
 mod error;
 mod operation;
-// pub mod tencent;
-// pub mod tencent_legacy;
+pub mod tencent;
+pub mod tencent_legacy;
 pub mod transport;
 pub mod zenlayer;
 
@@ -75,7 +75,10 @@ pub struct NicRef {
 
 impl NicRef {
     pub fn new(id: impl Into<String>) -> Self {
-        NicRef { id: NicId(id.into()), vpc_id: None }
+        NicRef {
+            id: NicId(id.into()),
+            vpc_id: None,
+        }
     }
 
     pub fn in_vpc(mut self, vpc_id: impl Into<String>) -> Self {
@@ -125,7 +128,11 @@ pub struct Credentials {
 
 impl Credentials {
     pub fn new(key_id: impl Into<String>, secret: impl Into<String>) -> Self {
-        Credentials { key_id: key_id.into().trim().to_string(), secret: Secret::new(secret), token: None }
+        Credentials {
+            key_id: key_id.into().trim().to_string(),
+            secret: Secret::new(secret),
+            token: None,
+        }
     }
 
     pub fn with_token(mut self, token: impl Into<String>) -> Self {
@@ -246,7 +253,10 @@ pub trait NicProvider: Send + Sync {
     async fn describe_nics(&self, nics: &[NicRef]) -> Result<Vec<ObservedNic>, CloudError>;
 
     /// Describes one instance; `None` when the cloud does not know it.
-    async fn describe_instance(&self, id: &InstanceId) -> Result<Option<ObservedInstance>, CloudError>;
+    async fn describe_instance(
+        &self,
+        id: &InstanceId,
+    ) -> Result<Option<ObservedInstance>, CloudError>;
 
     /// Sends the operation to the cloud. On success the operation has been
     /// accepted; [`Submitted::complete`] says whether it is already visible.
@@ -258,4 +268,74 @@ pub trait NicProvider: Send + Sync {
     /// is unknown (in flight, timed out, lost in a crash) took effect. Never
     /// performs a second, different assignment.
     async fn resolve(&self, nic: &NicRef, op: &Operation) -> Result<Resolution, CloudError>;
+}
+
+/// The error tables of all providers as published in `docs/errors.md`
+/// (a test keeps the document in step with the code).
+pub fn error_tables_markdown() -> String {
+    [
+        markdown_table("Zenlayer ZEC API 2.0", zenlayer::ERROR_CODES),
+        markdown_table("Tencent VPC API 3.0", tencent::ERROR_CODES),
+        markdown_table("Tencent VPC legacy API 2.0", tencent_legacy::ERROR_CODES),
+        markdown_table("Client-side codes (all providers)", CLIENT_CODES),
+    ]
+    .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_never_show_their_secrets() {
+        let c =
+            Credentials::new(" AKIDkey ", "very-secret-key\n").with_token("session-token-value");
+        for text in [
+            format!("{c:?}"),
+            format!("{:?}", c.secret),
+            format!("{}", c.secret),
+        ] {
+            assert!(
+                !text.contains("very-secret-key") && !text.contains("session-token-value"),
+                "{text}"
+            );
+        }
+        assert!(format!("{c:?}").contains("AKIDkey"));
+        assert_eq!(c.secret.expose(), "very-secret-key");
+        assert_eq!(c.key_id, "AKIDkey");
+    }
+
+    #[test]
+    fn docs_publish_the_error_tables() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/errors.md");
+        let tables = error_tables_markdown();
+        if std::env::var_os("NICIP_UPDATE_DOCS").is_some() {
+            let doc = std::fs::read_to_string(path).unwrap_or_default();
+            let marker =
+                "<!-- generated tables below: NICIP_UPDATE_DOCS=1 cargo test docs_publish -->\n";
+            let head = doc.split(marker).next().unwrap_or_default();
+            std::fs::write(path, format!("{head}{marker}\n{tables}")).unwrap();
+        }
+        let doc = std::fs::read_to_string(path).unwrap();
+        assert!(
+            doc.contains(&tables),
+            "docs/errors.md is stale: run NICIP_UPDATE_DOCS=1 cargo test docs_publish"
+        );
+    }
+
+    #[test]
+    fn every_table_row_is_unique_and_classified() {
+        for table in [
+            zenlayer::ERROR_CODES,
+            tencent::ERROR_CODES,
+            tencent_legacy::ERROR_CODES,
+            CLIENT_CODES,
+        ] {
+            let mut seen = std::collections::BTreeSet::new();
+            for row in table {
+                assert!(seen.insert(row.code), "duplicate {}", row.code);
+                assert_eq!(error::lookup(table, row.code), Some(row.class));
+            }
+        }
+    }
 }

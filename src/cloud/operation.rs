@@ -80,8 +80,11 @@ impl IdempotencyKey {
     /// or a counter); tokens are `nicip-` + 40 hex chars, within Tencent's
     /// 64-character `ClientToken` limit even with a chunk suffix.
     pub fn derive(claim_uid: &str, generation: i64, step: &str) -> Self {
-        let digest = crate::signing::sha256_hex(format!("{claim_uid}\n{generation}\n{step}").as_bytes());
-        IdempotencyKey { token: format!("nicip-{}", &digest[..40]) }
+        let digest =
+            crate::signing::sha256_hex(format!("{claim_uid}\n{generation}\n{step}").as_bytes());
+        IdempotencyKey {
+            token: format!("nicip-{}", &digest[..40]),
+        }
     }
 
     pub fn token(&self) -> &str {
@@ -93,7 +96,11 @@ impl IdempotencyKey {
 /// (Tencent: at most 10 addresses per call). The first chunk uses the
 /// operation's token unchanged.
 pub(crate) fn chunk_token(token: &str, chunk: usize) -> String {
-    if chunk == 0 { token.to_string() } else { format!("{token}-{chunk}") }
+    if chunk == 0 {
+        token.to_string()
+    } else {
+        format!("{token}-{chunk}")
+    }
 }
 
 /// Zenlayer's public-IPv6 billing fields (ignored elsewhere).
@@ -142,7 +149,11 @@ pub struct Operation {
 }
 
 fn before_of(nic: &ObservedNic) -> Vec<IpAddr> {
-    nic.secondary_ipv4.iter().map(|a| IpAddr::V4(*a)).chain(nic.ipv6.iter().map(|a| IpAddr::V6(*a))).collect()
+    nic.secondary_ipv4
+        .iter()
+        .map(|a| IpAddr::V4(*a))
+        .chain(nic.ipv6.iter().map(|a| IpAddr::V6(*a)))
+        .collect()
 }
 
 impl Operation {
@@ -161,12 +172,19 @@ impl Operation {
         }
     }
 
-    pub fn assign_ipv4(request: &Ipv4Request, qos: Option<QosLevel>, before: &ObservedNic, key: &IdempotencyKey) -> Self {
+    pub fn assign_ipv4(
+        request: &Ipv4Request,
+        qos: Option<QosLevel>,
+        before: &ObservedNic,
+        key: &IdempotencyKey,
+    ) -> Self {
         let mut op = Operation::new(Action::AssignIpv4, before);
         op.token = Some(key.token().to_string());
         op.qos_level = qos;
         match request {
-            Ipv4Request::Addresses(set) => op.addresses = set.iter().map(|a| IpAddr::V4(*a)).collect(),
+            Ipv4Request::Addresses(set) => {
+                op.addresses = set.iter().map(|a| IpAddr::V4(*a)).collect()
+            }
             Ipv4Request::Count(n) => op.count = Some(*n),
         }
         op
@@ -178,7 +196,12 @@ impl Operation {
         op
     }
 
-    pub fn assign_ipv6(count: u32, billing: Option<Ipv6Billing>, before: &ObservedNic, key: &IdempotencyKey) -> Self {
+    pub fn assign_ipv6(
+        count: u32,
+        billing: Option<Ipv6Billing>,
+        before: &ObservedNic,
+        key: &IdempotencyKey,
+    ) -> Self {
         let mut op = Operation::new(Action::AssignIpv6, before);
         op.token = Some(key.token().to_string());
         op.count = Some(count);
@@ -207,11 +230,29 @@ impl Operation {
     }
 
     pub(crate) fn ipv4_addresses(&self) -> Vec<std::net::Ipv4Addr> {
-        self.addresses.iter().filter_map(|a| if let IpAddr::V4(v4) = a { Some(*v4) } else { None }).collect()
+        self.addresses
+            .iter()
+            .filter_map(|a| {
+                if let IpAddr::V4(v4) = a {
+                    Some(*v4)
+                } else {
+                    None
+                }
+            })
+            .collect()
     }
 
     pub(crate) fn ipv6_addresses(&self) -> Vec<std::net::Ipv6Addr> {
-        self.addresses.iter().filter_map(|a| if let IpAddr::V6(v6) = a { Some(*v6) } else { None }).collect()
+        self.addresses
+            .iter()
+            .filter_map(|a| {
+                if let IpAddr::V6(v6) = a {
+                    Some(*v6)
+                } else {
+                    None
+                }
+            })
+            .collect()
     }
 }
 
@@ -246,13 +287,18 @@ pub enum Resolution {
 /// Decides an operation's outcome from one observation of its NIC (`None`:
 /// the NIC no longer exists). Shared by all providers; Tencent consults its
 /// task query first.
-pub(crate) fn settle(provider: Provider, op: &Operation, nic: Option<&ObservedNic>, nic_id: &str) -> Resolution {
+pub(crate) fn settle(
+    provider: Provider,
+    op: &Operation,
+    nic: Option<&ObservedNic>,
+    nic_id: &str,
+) -> Resolution {
     let Some(nic) = nic else {
         return match op.action {
             // Releasing from a NIC that is gone: nothing is left to release.
-            Action::UnassignIpv4 | Action::UnassignIpv6 | Action::Detach => {
-                Resolution::Applied { addresses: op.addresses.iter().copied().collect() }
-            }
+            Action::UnassignIpv4 | Action::UnassignIpv6 | Action::Detach => Resolution::Applied {
+                addresses: op.addresses.iter().copied().collect(),
+            },
             _ => Resolution::Failed(CloudError::client(
                 provider,
                 op.action.as_str(),
@@ -269,12 +315,17 @@ pub(crate) fn settle(provider: Provider, op: &Operation, nic: Option<&ObservedNi
     } else {
         op.addresses.iter().copied().collect()
     };
-    if !nic.addresses_in_flux.is_disjoint(&involved) || (op.addresses.is_empty() && !nic.addresses_in_flux.is_empty())
+    if !nic.addresses_in_flux.is_disjoint(&involved)
+        || (op.addresses.is_empty() && !nic.addresses_in_flux.is_empty())
     {
         return Resolution::InProgress;
     }
     let applied = |addresses: BTreeSet<IpAddr>| {
-        if addresses.is_empty() { Resolution::NotApplied } else { Resolution::Applied { addresses } }
+        if addresses.is_empty() {
+            Resolution::NotApplied
+        } else {
+            Resolution::Applied { addresses }
+        }
     };
     match op.action {
         Action::AssignIpv4 | Action::AssignIpv6 => {
@@ -282,22 +333,35 @@ pub(crate) fn settle(provider: Provider, op: &Operation, nic: Option<&ObservedNi
             if op.addresses.is_empty() {
                 let cap = op.count.unwrap_or(u32::MAX) as usize;
                 applied(
-                    current.difference(&before).filter(|a| a.is_ipv6() == wanted_v6).copied().take(cap).collect(),
+                    current
+                        .difference(&before)
+                        .filter(|a| a.is_ipv6() == wanted_v6)
+                        .copied()
+                        .take(cap)
+                        .collect(),
                 )
             } else {
                 applied(involved.intersection(&current).copied().collect())
             }
         }
-        Action::UnassignIpv4 | Action::UnassignIpv6 => applied(involved.difference(&current).copied().collect()),
+        Action::UnassignIpv4 | Action::UnassignIpv6 => {
+            applied(involved.difference(&current).copied().collect())
+        }
         Action::Attach => match (&nic.status, &nic.instance_id) {
             (NicStatus::Attaching, _) => Resolution::InProgress,
-            (_, Some(id)) if Some(&id.0) == op.instance_id.as_ref() => Resolution::Applied { addresses: BTreeSet::new() },
+            (_, Some(id)) if Some(&id.0) == op.instance_id.as_ref() => Resolution::Applied {
+                addresses: BTreeSet::new(),
+            },
             _ => Resolution::NotApplied,
         },
         Action::Detach => match (&nic.status, &nic.instance_id) {
             (NicStatus::Detaching, _) => Resolution::InProgress,
-            (_, None) => Resolution::Applied { addresses: BTreeSet::new() },
-            (_, Some(id)) if Some(&id.0) != op.instance_id.as_ref() => Resolution::Applied { addresses: BTreeSet::new() },
+            (_, None) => Resolution::Applied {
+                addresses: BTreeSet::new(),
+            },
+            (_, Some(id)) if Some(&id.0) != op.instance_id.as_ref() => Resolution::Applied {
+                addresses: BTreeSet::new(),
+            },
             _ => Resolution::NotApplied,
         },
     }
@@ -345,7 +409,14 @@ mod tests {
         let key = IdempotencyKey::derive("uid", 1, "s");
         let op = Operation::assign_ipv4(&Ipv4Request::Count(2), None, &nic(&["10.0.0.5"]), &key);
         let json = serde_json::to_value(&op).unwrap();
-        for field in ["action", "token", "addresses", "addressesBefore", "startedAt", "count"] {
+        for field in [
+            "action",
+            "token",
+            "addresses",
+            "addressesBefore",
+            "startedAt",
+            "count",
+        ] {
             assert!(json.get(field).is_some(), "missing {field} in {json}");
         }
         assert_eq!(json["action"], "AssignIpv4");
@@ -359,34 +430,74 @@ mod tests {
         let op = Operation::assign_ipv4(&Ipv4Request::Count(2), None, &nic(&["10.0.0.5"]), &key);
         let r = settle(Provider::Zenlayer, &op, Some(&nic(&["10.0.0.5"])), "nic-1");
         assert_eq!(r, Resolution::NotApplied);
-        let r = settle(Provider::Zenlayer, &op, Some(&nic(&["10.0.0.5", "10.0.0.9", "10.0.0.7"])), "nic-1");
-        assert_eq!(r, Resolution::Applied { addresses: ips(&["10.0.0.7", "10.0.0.9"]) });
+        let r = settle(
+            Provider::Zenlayer,
+            &op,
+            Some(&nic(&["10.0.0.5", "10.0.0.9", "10.0.0.7"])),
+            "nic-1",
+        );
+        assert_eq!(
+            r,
+            Resolution::Applied {
+                addresses: ips(&["10.0.0.7", "10.0.0.9"])
+            }
+        );
         // Never more than asked, even if more addresses appeared.
-        let r = settle(Provider::Zenlayer, &op, Some(&nic(&["10.0.0.5", "10.0.0.6", "10.0.0.7", "10.0.0.8"])), "nic-1");
-        assert_eq!(r, Resolution::Applied { addresses: ips(&["10.0.0.6", "10.0.0.7"]) });
+        let r = settle(
+            Provider::Zenlayer,
+            &op,
+            Some(&nic(&["10.0.0.5", "10.0.0.6", "10.0.0.7", "10.0.0.8"])),
+            "nic-1",
+        );
+        assert_eq!(
+            r,
+            Resolution::Applied {
+                addresses: ips(&["10.0.0.6", "10.0.0.7"])
+            }
+        );
     }
 
     #[test]
     fn explicit_and_release_resolutions() {
         let key = IdempotencyKey::derive("uid", 1, "s");
-        let want: BTreeSet<Ipv4Addr> = ["10.0.0.7".parse().unwrap(), "10.0.0.8".parse().unwrap()].into();
-        let op = Operation::assign_ipv4(&Ipv4Request::Addresses(want.clone()), None, &nic(&[]), &key);
+        let want: BTreeSet<Ipv4Addr> =
+            ["10.0.0.7".parse().unwrap(), "10.0.0.8".parse().unwrap()].into();
+        let op =
+            Operation::assign_ipv4(&Ipv4Request::Addresses(want.clone()), None, &nic(&[]), &key);
         assert_eq!(
             settle(Provider::Tencent, &op, Some(&nic(&["10.0.0.7"])), "n"),
-            Resolution::Applied { addresses: ips(&["10.0.0.7"]) }
+            Resolution::Applied {
+                addresses: ips(&["10.0.0.7"])
+            }
         );
         let mut busy = nic(&["10.0.0.7", "10.0.0.8"]);
         busy.addresses_in_flux = ips(&["10.0.0.8"]);
-        assert_eq!(settle(Provider::Tencent, &op, Some(&busy), "n"), Resolution::InProgress);
+        assert_eq!(
+            settle(Provider::Tencent, &op, Some(&busy), "n"),
+            Resolution::InProgress
+        );
 
         let op = Operation::unassign_ipv4(&want, &nic(&["10.0.0.7", "10.0.0.8"]));
-        assert_eq!(settle(Provider::Tencent, &op, Some(&nic(&["10.0.0.7", "10.0.0.8"])), "n"), Resolution::NotApplied);
+        assert_eq!(
+            settle(
+                Provider::Tencent,
+                &op,
+                Some(&nic(&["10.0.0.7", "10.0.0.8"])),
+                "n"
+            ),
+            Resolution::NotApplied
+        );
         assert_eq!(
             settle(Provider::Tencent, &op, Some(&nic(&[])), "n"),
-            Resolution::Applied { addresses: ips(&["10.0.0.7", "10.0.0.8"]) }
+            Resolution::Applied {
+                addresses: ips(&["10.0.0.7", "10.0.0.8"])
+            }
         );
         // A NIC that is gone has nothing left to release; assigning to it fails.
-        assert!(matches!(settle(Provider::Tencent, &op, None, "n"), Resolution::Applied { .. }));
+        assert!(matches!(
+            settle(Provider::Tencent, &op, None, "n"),
+            Resolution::Applied { .. }
+        ));
         let assign = Operation::assign_ipv4(&Ipv4Request::Count(1), None, &nic(&[]), &key);
         match settle(Provider::Tencent, &assign, None, "n") {
             Resolution::Failed(e) => assert_eq!(e.class, ErrorClass::NotFound),
@@ -401,16 +512,31 @@ mod tests {
         let mut n = nic(&[]);
         n.status = NicStatus::Available;
         let op = Operation::attach(&ins, &n, &key);
-        assert_eq!(settle(Provider::Zenlayer, &op, Some(&n), "n"), Resolution::NotApplied);
+        assert_eq!(
+            settle(Provider::Zenlayer, &op, Some(&n), "n"),
+            Resolution::NotApplied
+        );
         n.status = NicStatus::Attaching;
-        assert_eq!(settle(Provider::Zenlayer, &op, Some(&n), "n"), Resolution::InProgress);
+        assert_eq!(
+            settle(Provider::Zenlayer, &op, Some(&n), "n"),
+            Resolution::InProgress
+        );
         n.status = NicStatus::InUse;
         n.instance_id = Some(ins.clone());
-        assert!(matches!(settle(Provider::Zenlayer, &op, Some(&n), "n"), Resolution::Applied { .. }));
+        assert!(matches!(
+            settle(Provider::Zenlayer, &op, Some(&n), "n"),
+            Resolution::Applied { .. }
+        ));
         let op = Operation::detach(&ins, &n, &key);
-        assert_eq!(settle(Provider::Zenlayer, &op, Some(&n), "n"), Resolution::NotApplied);
+        assert_eq!(
+            settle(Provider::Zenlayer, &op, Some(&n), "n"),
+            Resolution::NotApplied
+        );
         n.status = NicStatus::Available;
         n.instance_id = None;
-        assert!(matches!(settle(Provider::Zenlayer, &op, Some(&n), "n"), Resolution::Applied { .. }));
+        assert!(matches!(
+            settle(Provider::Zenlayer, &op, Some(&n), "n"),
+            Resolution::Applied { .. }
+        ));
     }
 }

@@ -26,10 +26,19 @@ impl Endpoint {
     /// (the simulated cloud); everything else is a clear error.
     pub fn parse(provider: Provider, raw: &str) -> Result<Self, CloudError> {
         let bad = |why: String| {
-            CloudError::client(provider, "Configure", "Client.InvalidEndpoint", ErrorClass::InvalidInput, why)
+            CloudError::client(
+                provider,
+                "Configure",
+                "Client.InvalidEndpoint",
+                ErrorClass::InvalidInput,
+                why,
+            )
         };
-        let url = Url::parse(raw).map_err(|e| bad(format!("endpoint {raw:?} is not a URL: {e}")))?;
-        let host = url.host_str().ok_or_else(|| bad(format!("endpoint {raw:?} has no host")))?;
+        let url =
+            Url::parse(raw).map_err(|e| bad(format!("endpoint {raw:?} is not a URL: {e}")))?;
+        let host = url
+            .host_str()
+            .ok_or_else(|| bad(format!("endpoint {raw:?} has no host")))?;
         match url.scheme() {
             "https" => {}
             "http" if is_loopback(host) => {}
@@ -39,10 +48,16 @@ impl Endpoint {
                      (http:// is accepted only for 127.0.0.1, ::1 and localhost)"
                 )));
             }
-            other => return Err(bad(format!("endpoint {raw:?} has unsupported scheme {other:?}"))),
+            other => {
+                return Err(bad(format!(
+                    "endpoint {raw:?} has unsupported scheme {other:?}"
+                )));
+            }
         }
         if !url.username().is_empty() || url.password().is_some() {
-            return Err(bad("endpoint must not carry user info; credentials come from the Secret".into()));
+            return Err(bad(
+                "endpoint must not carry user info; credentials come from the Secret".into(),
+            ));
         }
         Ok(Endpoint { url })
     }
@@ -55,7 +70,11 @@ impl Endpoint {
     /// `host:port` for a non-default port. Signatures cover it.
     pub fn host_header(&self) -> String {
         let host = self.url.host_str().unwrap_or_default();
-        let host = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_string() };
+        let host = if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]")
+        } else {
+            host.to_string()
+        };
         match self.url.port() {
             Some(port) => format!("{host}:{port}"),
             None => host,
@@ -70,7 +89,8 @@ impl Endpoint {
 
 fn is_loopback(host: &str) -> bool {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
-    bare.eq_ignore_ascii_case("localhost") || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    bare.eq_ignore_ascii_case("localhost")
+        || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Requests per second per action; actions not listed use `default_per_second`.
@@ -84,7 +104,10 @@ impl RateLimits {
     pub fn new(default_per_second: f64, per_action: &[(&str, f64)]) -> Self {
         RateLimits {
             default_per_second,
-            per_action: per_action.iter().map(|(a, r)| (a.to_string(), *r)).collect(),
+            per_action: per_action
+                .iter()
+                .map(|(a, r)| (a.to_string(), *r))
+                .collect(),
         }
     }
 
@@ -97,7 +120,11 @@ impl RateLimits {
     }
 
     fn rate_of(&self, action: &str) -> f64 {
-        self.per_action.get(action).copied().unwrap_or(self.default_per_second).max(0.001)
+        self.per_action
+            .get(action)
+            .copied()
+            .unwrap_or(self.default_per_second)
+            .max(0.001)
     }
 }
 
@@ -153,14 +180,20 @@ struct Bucket {
 
 impl Bucket {
     fn new(rate: f64) -> Self {
-        Bucket { configured: rate, rate, tokens: rate.clamp(1.0, rate.max(1.0)), last: Instant::now() }
+        Bucket {
+            configured: rate,
+            rate,
+            tokens: rate.clamp(1.0, rate.max(1.0)),
+            last: Instant::now(),
+        }
     }
 
     /// Takes a token, or says how long to wait for one.
     fn try_take(&mut self) -> Result<(), Duration> {
         let now = Instant::now();
         let burst = self.rate.max(1.0);
-        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(burst);
+        self.tokens =
+            (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(burst);
         self.last = now;
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
@@ -194,7 +227,9 @@ pub struct Transport {
 
 impl std::fmt::Debug for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Transport").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("Transport")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -283,7 +318,10 @@ impl Transport {
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
-        let exp = self.config.base_backoff.saturating_mul(1u32 << attempt.min(16));
+        let exp = self
+            .config
+            .base_backoff
+            .saturating_mul(1u32 << attempt.min(16));
         let cap = exp.min(self.config.max_backoff);
         // Full jitter: uniformly in [cap/2, cap] so retries spread out but still back off.
         cap.mul_f64(0.5 + fastrand::f64() * 0.5)
@@ -317,19 +355,36 @@ impl Transport {
                     let status = resp.status().as_u16();
                     let headers = resp.headers().clone();
                     match resp.bytes().await {
-                        Ok(body) => (parse(RawResponse { status, headers, body: body.to_vec() }), true),
-                        Err(e) => (Err(transport_error(provider, action, &e, Some(status))), true),
+                        Ok(body) => (
+                            parse(RawResponse {
+                                status,
+                                headers,
+                                body: body.to_vec(),
+                            }),
+                            true,
+                        ),
+                        Err(e) => (
+                            Err(transport_error(provider, action, &e, Some(status))),
+                            true,
+                        ),
                     }
                 }
                 Err(e) => {
                     let never_sent = e.is_connect() || e.is_builder();
-                    (Err(transport_error(provider, action, &e, None)), !never_sent)
+                    (
+                        Err(transport_error(provider, action, &e, None)),
+                        !never_sent,
+                    )
                 }
             };
             let latency = started.elapsed();
             let throttled = matches!(&result, Err(e) if e.class == ErrorClass::Throttled);
             if let Ok(mut b) = bucket.lock() {
-                if throttled { b.throttled() } else if result.is_ok() { b.succeeded() }
+                if throttled {
+                    b.throttled()
+                } else if result.is_ok() {
+                    b.succeeded()
+                }
             }
             if let Some(sink) = &self.metrics {
                 sink.record(&CallRecord {
@@ -351,7 +406,9 @@ impl Transport {
             tracing::debug!(%provider, action, attempt, code = %err.code, class = %err.class, "cloud call failed");
             let retry = match err.class {
                 ErrorClass::Throttled => true,
-                ErrorClass::Transient => idempotence == Idempotence::Safe || !may_have_acted_after(&err, may_have_acted),
+                ErrorClass::Transient => {
+                    idempotence == Idempotence::Safe || !may_have_acted_after(&err, may_have_acted)
+                }
                 _ => false,
             };
             attempt += 1;
@@ -375,18 +432,32 @@ fn may_have_acted_after(err: &CloudError, may_have_acted: bool) -> bool {
     err.code.starts_with("Client.") || err.http_status.is_some_and(|s| s >= 500)
 }
 
-fn transport_error(provider: Provider, action: &str, e: &reqwest::Error, status: Option<u16>) -> CloudError {
+fn transport_error(
+    provider: Provider,
+    action: &str,
+    e: &reqwest::Error,
+    status: Option<u16>,
+) -> CloudError {
     let (code, what) = if e.is_timeout() {
         ("Client.Timeout", "no response within the request timeout")
     } else if e.is_connect() {
         ("Client.Network", "could not connect")
     } else if e.is_body() || e.is_decode() {
-        ("Client.BadResponse", "the response body could not be read completely")
+        (
+            "Client.BadResponse",
+            "the response body could not be read completely",
+        )
     } else {
         ("Client.Network", "the request failed in transit")
     };
     // reqwest's error text names the URL (no credentials: they are in headers).
-    let mut err = CloudError::client(provider, action, code, ErrorClass::Transient, format!("{what}: {e}"));
+    let mut err = CloudError::client(
+        provider,
+        action,
+        code,
+        ErrorClass::Transient,
+        format!("{what}: {e}"),
+    );
     err.http_status = status;
     err
 }
@@ -394,14 +465,35 @@ fn transport_error(provider: Provider, action: &str, e: &reqwest::Error, status:
 /// A short, printable excerpt of an unexpected body for error messages.
 pub(crate) fn excerpt(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(&body[..body.len().min(160)]);
-    let clean: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-    if body.is_empty() { "<empty body>".to_string() } else { clean.trim().to_string() }
+    let clean: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if body.is_empty() {
+        "<empty body>".to_string()
+    } else {
+        clean.trim().to_string()
+    }
 }
 
 /// The error for a response that is not the cloud's JSON envelope.
-pub(crate) fn unexpected_body(provider: Provider, action: &str, status: u16, body: &[u8], why: &str) -> CloudError {
-    let class = if status == 200 { ErrorClass::Transient } else { class_of_status(status) };
-    let code = if status == 200 { "Client.BadResponse" } else { "Client.HttpStatus" };
+pub(crate) fn unexpected_body(
+    provider: Provider,
+    action: &str,
+    status: u16,
+    body: &[u8],
+    why: &str,
+) -> CloudError {
+    let class = if status == 200 {
+        ErrorClass::Transient
+    } else {
+        class_of_status(status)
+    };
+    let code = if status == 200 {
+        "Client.BadResponse"
+    } else {
+        "Client.HttpStatus"
+    };
     let mut err = CloudError::client(
         provider,
         action,
@@ -419,17 +511,32 @@ mod tests {
 
     #[test]
     fn endpoints_allow_http_only_on_loopback() {
-        for ok in ["https://vpc.tencentcloudapi.com/", "http://127.0.0.1:8080/", "http://[::1]:1/", "http://localhost:9"] {
+        for ok in [
+            "https://vpc.tencentcloudapi.com/",
+            "http://127.0.0.1:8080/",
+            "http://[::1]:1/",
+            "http://localhost:9",
+        ] {
             assert!(Endpoint::parse(Provider::Tencent, ok).is_ok(), "{ok}");
         }
-        for bad in ["http://vpc.tencentcloudapi.com/", "http://10.0.0.1/", "ftp://127.0.0.1/", "not a url", "https://u:p@h/"] {
+        for bad in [
+            "http://vpc.tencentcloudapi.com/",
+            "http://10.0.0.1/",
+            "ftp://127.0.0.1/",
+            "not a url",
+            "https://u:p@h/",
+        ] {
             let err = Endpoint::parse(Provider::Tencent, bad).unwrap_err();
             assert_eq!(err.code, "Client.InvalidEndpoint", "{bad}");
             assert_eq!(err.class, ErrorClass::InvalidInput);
         }
         let e = Endpoint::parse(Provider::Zenlayer, "http://127.0.0.1:18080/api/v2/zec").unwrap();
         assert_eq!(e.host_header(), "127.0.0.1:18080");
-        let e = Endpoint::parse(Provider::Zenlayer, "https://console.zenlayer.com/api/v2/zec").unwrap();
+        let e = Endpoint::parse(
+            Provider::Zenlayer,
+            "https://console.zenlayer.com/api/v2/zec",
+        )
+        .unwrap();
         assert_eq!(e.host_header(), "console.zenlayer.com");
     }
 
@@ -460,20 +567,34 @@ mod tests {
         for attempt in 0..20 {
             let d = t.backoff(attempt);
             assert!(d <= Duration::from_secs(1), "{d:?}");
-            let cap = Duration::from_millis(100).saturating_mul(1 << attempt.min(16)).min(Duration::from_secs(1));
+            let cap = Duration::from_millis(100)
+                .saturating_mul(1 << attempt.min(16))
+                .min(Duration::from_secs(1));
             assert!(d >= cap / 2, "{d:?} < half of {cap:?}");
         }
     }
 
     #[test]
     fn unexpected_bodies_become_clear_errors() {
-        let e = unexpected_body(Provider::Zenlayer, "X", 403, b"<html>challenge</html>", "not JSON");
+        let e = unexpected_body(
+            Provider::Zenlayer,
+            "X",
+            403,
+            b"<html>challenge</html>",
+            "not JSON",
+        );
         assert_eq!(e.class, ErrorClass::Credentials);
         assert!(e.message.contains("<html>challenge"));
         let e = unexpected_body(Provider::Tencent, "X", 200, b"", "truncated");
         assert_eq!(e.code, "Client.BadResponse");
         assert!(e.is_retryable());
-        let e = unexpected_body(Provider::Tencent, "X", 502, &[0xff, 0xfe, b'\n'], "not JSON");
+        let e = unexpected_body(
+            Provider::Tencent,
+            "X",
+            502,
+            &[0xff, 0xfe, b'\n'],
+            "not JSON",
+        );
         assert_eq!(e.class, ErrorClass::Transient);
     }
 }
