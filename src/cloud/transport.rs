@@ -300,8 +300,7 @@ impl Transport {
     /// The current rate of one limiter (for tests and diagnostics).
     pub fn current_rate(&self, provider: Provider, account: &str, action: &str) -> f64 {
         let bucket = self.bucket(provider, account, action);
-        let rate = bucket.lock().map(|b| b.rate).unwrap_or_default();
-        rate
+        bucket.lock().map(|b| b.rate).unwrap_or_default()
     }
 
     async fn acquire(&self, bucket: &Mutex<Bucket>) {
