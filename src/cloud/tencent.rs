@@ -788,6 +788,33 @@ impl Tencent {
         Ok((task.status.unwrap_or_default(), task.output))
     }
 
+    /// Polls `DescribeVpcTaskResult` with a growing interval until the task
+    /// leaves `RUNNING`; a `FAILED` task stops the remaining chunks.
+    async fn wait_for_task(&self, action: &str, request_id: &str) -> Result<(), CloudError> {
+        let mut delay = std::time::Duration::from_millis(50);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            match self.task_status(request_id).await? {
+                (status, _) if status == "RUNNING" => {}
+                (status, output) if status == "FAILED" => {
+                    return Err(task_failed(action, request_id, output));
+                }
+                _ => return Ok(()),
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(CloudError::client(
+                    Provider::Tencent,
+                    action,
+                    "Client.Timeout",
+                    Transient,
+                    format!("task {request_id} still running after 120 s"),
+                ));
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(std::time::Duration::from_secs(2));
+        }
+    }
+
     async fn describe_nic_ids(&self, ids: &[String]) -> Result<Vec<ObservedNic>, CloudError> {
         let mut out = Vec::new();
         for chunk in ids.chunks(MAX_IDS) {
@@ -902,6 +929,18 @@ fn parse_response<T: DeserializeOwned>(
         )
     })?;
     Ok((value, request_id))
+}
+
+fn task_failed(action: &str, request_id: &str, output: Option<String>) -> CloudError {
+    CloudError {
+        provider: Provider::Tencent,
+        action: action.to_string(),
+        code: "Client.TaskFailed".to_string(),
+        message: format!("task {request_id} failed: {}", output.unwrap_or_default()),
+        http_status: None,
+        request_id: Some(request_id.to_string()),
+        class: Transient,
+    }
 }
 
 fn bad_data(action: &str, what: String) -> CloudError {
@@ -1157,7 +1196,14 @@ impl NicProvider for Tencent {
 
     async fn submit(&self, nic: &NicRef, op: &Operation) -> Result<Submitted, CloudError> {
         let mut submitted = Submitted::default();
-        for (action, body, idempotence) in operation_calls(nic, op)? {
+        let calls = operation_calls(nic, op)?;
+        for (i, (action, body, idempotence)) in calls.into_iter().enumerate() {
+            if i > 0
+                && let Some(previous) = &submitted.request_id
+            {
+                // The ENI is locked while the previous chunk's task runs.
+                self.wait_for_task(action, previous).await?;
+            }
             let (result, request_id): (AssignResult, _) =
                 self.call(Service::Vpc, action, body, idempotence).await?;
             submitted.request_id = request_id;
@@ -1192,18 +1238,11 @@ impl NicProvider for Tencent {
             match self.task_status(request_id).await {
                 Ok((status, _)) if status == "RUNNING" => return Ok(Resolution::InProgress),
                 Ok((status, output)) if status == "FAILED" => {
-                    return Ok(Resolution::Failed(CloudError {
-                        provider: Provider::Tencent,
-                        action: op.action.as_str().to_string(),
-                        code: "Client.TaskFailed".to_string(),
-                        message: format!(
-                            "task {request_id} failed: {}",
-                            output.unwrap_or_default()
-                        ),
-                        http_status: None,
-                        request_id: Some(request_id.clone()),
-                        class: Transient,
-                    }));
+                    return Ok(Resolution::Failed(task_failed(
+                        op.action.as_str(),
+                        request_id,
+                        output,
+                    )));
                 }
                 Ok(_) => {}
                 // Task ids expire: fall back to the NIC's state.
