@@ -275,12 +275,23 @@ impl Transport {
         &self.http
     }
 
-    /// Sets the limits a provider's limiters start from (first setter wins per
-    /// provider, so all accounts of a provider share the documented table).
+    /// Records a provider's documented default limits unless limits were
+    /// already configured for it with [`Transport::with_rate_limits`].
     pub(crate) fn register_limits(&self, provider: Provider, limits: RateLimits) {
+        if let Ok(mut map) = self.limits.lock() {
+            map.entry(provider).or_insert(limits);
+        }
+    }
+
+    /// Sets the limits (requests per second per action) for every account of
+    /// `provider` on this transport, e.g. the documented defaults
+    /// `tencent::default_rate_limits().with_overrides(&from_provider_config)`.
+    /// Applies to limiters created afterwards: configure before first use.
+    pub fn with_rate_limits(self, provider: Provider, limits: RateLimits) -> Self {
         if let Ok(mut map) = self.limits.lock() {
             map.insert(provider, limits);
         }
+        self
     }
 
     fn bucket(&self, provider: Provider, account: &str, action: &str) -> Arc<Mutex<Bucket>> {
@@ -571,6 +582,27 @@ mod tests {
                 .min(Duration::from_secs(1));
             assert!(d >= cap / 2, "{d:?} < half of {cap:?}");
         }
+    }
+
+    #[test]
+    fn configured_limits_win_over_documented_defaults() {
+        let overrides = HashMap::from([("DescribeVpcTaskResult".to_string(), 5.0)]);
+        let t = Transport::new(TransportConfig::default())
+            .unwrap()
+            .with_rate_limits(
+                Provider::Tencent,
+                RateLimits::new(100.0, &[("DescribeVpcTaskResult", 20.0)])
+                    .with_overrides(&overrides),
+            );
+        t.register_limits(Provider::Tencent, RateLimits::new(1.0, &[]));
+        assert_eq!(
+            t.current_rate(Provider::Tencent, "AKID1", "DescribeVpcTaskResult"),
+            5.0
+        );
+        assert_eq!(
+            t.current_rate(Provider::Tencent, "AKID1", "AssignPrivateIpAddresses"),
+            100.0
+        );
     }
 
     #[test]
