@@ -103,6 +103,45 @@ impl CloudError {
     }
 }
 
+impl CloudError {
+    /// The operation cannot be expressed as a request (`Client.InvalidRequest`).
+    pub(crate) fn invalid_request(provider: Provider, action: &str, message: String) -> Self {
+        CloudError::client(
+            provider,
+            action,
+            "Client.InvalidRequest",
+            ErrorClass::InvalidInput,
+            message,
+        )
+    }
+
+    /// The cloud answered with data this client cannot use (`Client.BadResponse`).
+    pub(crate) fn bad_response(provider: Provider, action: &str, message: String) -> Self {
+        CloudError::client(
+            provider,
+            action,
+            "Client.BadResponse",
+            ErrorClass::Transient,
+            message,
+        )
+    }
+}
+
+/// Parses an address the cloud returned; a malformed one is a clear error.
+pub(crate) fn parse_address<T: std::str::FromStr>(
+    provider: Provider,
+    action: &str,
+    s: &str,
+) -> Result<T, CloudError> {
+    s.trim().parse().map_err(|_| {
+        CloudError::bad_response(
+            provider,
+            action,
+            format!("the cloud returned an invalid address {s:?}"),
+        )
+    })
+}
+
 /// One row of a provider's error table: the code, its class, what it means
 /// for a user and what to do. The same rows are published in `docs/errors.md`.
 #[derive(Debug, Clone, Copy)]

@@ -229,6 +229,23 @@ impl Operation {
         op
     }
 
+    /// An operation with nothing set, for tests of request encoding.
+    #[cfg(test)]
+    pub(crate) fn blank(action: Action) -> Self {
+        Operation {
+            action,
+            token: None,
+            request_id: None,
+            addresses: Vec::new(),
+            addresses_before: Vec::new(),
+            instance_id: None,
+            count: None,
+            qos_level: None,
+            ipv6_billing: None,
+            started_at: jiff::Timestamp::UNIX_EPOCH,
+        }
+    }
+
     pub(crate) fn ipv4_addresses(&self) -> Vec<std::net::Ipv4Addr> {
         self.addresses
             .iter()

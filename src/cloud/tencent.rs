@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::error::{CodeInfo, class_of_status, lookup, row};
+use super::error::{CodeInfo, class_of_status, lookup, parse_address, row};
 use super::operation::{chunk_token, settle};
 use super::transport::{Idempotence, RawResponse, unexpected_body};
 use super::{
@@ -682,15 +682,7 @@ impl Tencent {
             Service::Vpc => (&self.vpc, "vpc"),
             Service::Cvm => (&self.cvm, "cvm"),
         };
-        let invalid = |m: String| {
-            CloudError::client(
-                Provider::Tencent,
-                action,
-                "Client.InvalidRequest",
-                InvalidInput,
-                m,
-            )
-        };
+        let invalid = |m: String| CloudError::invalid_request(Provider::Tencent, action, m);
         let host = endpoint.host_header();
         let payload_hash = crate::signing::sha256_hex(body);
         let headers = [("content-type", CONTENT_TYPE), ("host", host.as_str())];
@@ -736,15 +728,7 @@ impl Tencent {
         params: Value,
         idempotence: Idempotence,
     ) -> Result<(T, Option<String>), CloudError> {
-        let body = serde_json::to_vec(&params).map_err(|e| {
-            CloudError::client(
-                Provider::Tencent,
-                action,
-                "Client.InvalidRequest",
-                InvalidInput,
-                e.to_string(),
-            )
-        })?;
+        let body = params.to_string().into_bytes();
         self.transport
             .call(
                 Provider::Tencent,
@@ -943,25 +927,6 @@ fn task_failed(action: &str, request_id: &str, output: Option<String>) -> CloudE
     }
 }
 
-fn bad_data(action: &str, what: String) -> CloudError {
-    CloudError::client(
-        Provider::Tencent,
-        action,
-        "Client.BadResponse",
-        Transient,
-        what,
-    )
-}
-
-fn parse_ip<T: std::str::FromStr>(action: &str, s: &str) -> Result<T, CloudError> {
-    s.trim().parse().map_err(|_| {
-        bad_data(
-            action,
-            format!("the cloud returned an invalid address {s:?}"),
-        )
-    })
-}
-
 fn in_flux(state: Option<&str>) -> bool {
     matches!(state, Some("PENDING" | "DELETING" | "MIGRATING"))
 }
@@ -992,7 +957,7 @@ fn observe_nic(nic: NetworkInterface) -> Result<ObservedNic, CloudError> {
         let Some(raw) = spec.private_ip_address.as_deref() else {
             continue;
         };
-        let ip: Ipv4Addr = parse_ip(A, raw)?;
+        let ip: Ipv4Addr = parse_address(Provider::Tencent, A, raw)?;
         if spec.primary == Some(true) {
             primary_ipv4 = Some(ip);
         } else {
@@ -1007,7 +972,7 @@ fn observe_nic(nic: NetworkInterface) -> Result<ObservedNic, CloudError> {
         let Some(raw) = spec.address.as_deref() else {
             continue;
         };
-        let ip: Ipv6Addr = parse_ip(A, raw)?;
+        let ip: Ipv6Addr = parse_address(Provider::Tencent, A, raw)?;
         ipv6.insert(ip);
         if in_flux(spec.state.as_deref()) {
             addresses_in_flux.insert(IpAddr::V6(ip));
@@ -1042,13 +1007,7 @@ pub(crate) fn operation_calls(
         body
     };
     let invalid = |action: &str, m: &str| {
-        CloudError::client(
-            Provider::Tencent,
-            action,
-            "Client.InvalidRequest",
-            InvalidInput,
-            m.to_string(),
-        )
+        CloudError::invalid_request(Provider::Tencent, action, m.to_string())
     };
     let v4 = op.ipv4_addresses();
     let v6 = op.ipv6_addresses();
@@ -1209,16 +1168,20 @@ impl NicProvider for Tencent {
             submitted.request_id = request_id;
             for spec in result.private_ip_address_set.unwrap_or_default() {
                 if let Some(raw) = spec.private_ip_address.as_deref() {
-                    submitted
-                        .addresses
-                        .insert(IpAddr::V4(parse_ip(action, raw)?));
+                    submitted.addresses.insert(IpAddr::V4(parse_address(
+                        Provider::Tencent,
+                        action,
+                        raw,
+                    )?));
                 }
             }
             for spec in result.ipv6_address_set.unwrap_or_default() {
                 if let Some(raw) = spec.address.as_deref() {
-                    submitted
-                        .addresses
-                        .insert(IpAddr::V6(parse_ip(action, raw)?));
+                    submitted.addresses.insert(IpAddr::V6(parse_address(
+                        Provider::Tencent,
+                        action,
+                        raw,
+                    )?));
                 }
             }
         }

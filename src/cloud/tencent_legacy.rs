@@ -14,7 +14,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use serde_json::Value;
 
-use super::error::{CodeInfo, lookup, row};
+use super::error::{CodeInfo, lookup, parse_address, row};
 use super::operation::settle;
 use super::transport::{Idempotence, RawResponse, unexpected_body};
 use super::{
@@ -287,13 +287,7 @@ impl TencentLegacy {
             .body(body)
             .build()
             .map_err(|e| {
-                CloudError::client(
-                    Provider::TencentLegacy,
-                    action,
-                    "Client.InvalidRequest",
-                    InvalidInput,
-                    e.to_string(),
-                )
+                CloudError::invalid_request(Provider::TencentLegacy, action, e.to_string())
             })
     }
 
@@ -332,7 +326,8 @@ impl TencentLegacy {
             )
             .await?;
         let status = data.get("status").and_then(as_int).ok_or_else(|| {
-            bad_data(
+            CloudError::bad_response(
+                Provider::TencentLegacy,
                 "DescribeVpcTaskResult",
                 "the task result has no numeric status".into(),
             )
@@ -384,16 +379,6 @@ impl TencentLegacy {
 fn as_int(v: &Value) -> Option<i64> {
     v.as_i64()
         .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
-}
-
-fn bad_data(action: &str, what: String) -> CloudError {
-    CloudError::client(
-        Provider::TencentLegacy,
-        action,
-        "Client.BadResponse",
-        Transient,
-        what,
-    )
 }
 
 fn parse_response(action: &str, raw: RawResponse) -> Result<Value, CloudError> {
@@ -464,8 +449,13 @@ fn observe_nic(item: &Value) -> Result<ObservedNic, CloudError> {
             .filter(|s| !s.is_empty())
             .map(str::to_string)
     };
-    let id = text(item, "networkInterfaceId")
-        .ok_or_else(|| bad_data(A, "a NIC without networkInterfaceId".into()))?;
+    let id = text(item, "networkInterfaceId").ok_or_else(|| {
+        CloudError::bad_response(
+            Provider::TencentLegacy,
+            A,
+            "a NIC without networkInterfaceId".into(),
+        )
+    })?;
     let mut primary_ipv4 = None;
     let mut secondary_ipv4 = BTreeSet::new();
     for spec in item
@@ -477,10 +467,7 @@ fn observe_nic(item: &Value) -> Result<ObservedNic, CloudError> {
         let Some(raw) = text(spec, "privateIpAddress") else {
             continue;
         };
-        let ip: Ipv4Addr = raw
-            .trim()
-            .parse()
-            .map_err(|_| bad_data(A, format!("invalid address {raw:?}")))?;
+        let ip: Ipv4Addr = parse_address(Provider::TencentLegacy, A, &raw)?;
         let primary = matches!(spec.get("primary"), Some(Value::Bool(true)))
             || spec.get("primary").and_then(as_int) == Some(1);
         if primary {
@@ -513,11 +500,9 @@ fn observe_nic(item: &Value) -> Result<ObservedNic, CloudError> {
 }
 
 fn unsupported(action: &str, what: &str) -> CloudError {
-    CloudError::client(
+    CloudError::invalid_request(
         Provider::TencentLegacy,
         action,
-        "Client.InvalidRequest",
-        InvalidInput,
         format!(
             "{what} is not available through the Tencent legacy API 2.0; use provider Tencent (API 3.0)"
         ),
@@ -529,11 +514,9 @@ fn vpc_of<'a>(nic: &'a NicRef, action: &str) -> Result<&'a str, CloudError> {
         .as_deref()
         .filter(|v| !v.is_empty())
         .ok_or_else(|| {
-            CloudError::client(
+            CloudError::invalid_request(
                 Provider::TencentLegacy,
                 action,
-                "Client.InvalidRequest",
-                InvalidInput,
                 format!(
                     "NIC {} needs spec.vpcId on the Tencent legacy API 2.0",
                     nic.id
@@ -559,11 +542,9 @@ pub(crate) fn operation_calls(
     let addresses = op.ipv4_addresses();
     if op.action == Action::AssignIpv4 && addresses.is_empty() {
         let count = op.count.filter(|c| *c >= 1).ok_or_else(|| {
-            CloudError::client(
+            CloudError::invalid_request(
                 Provider::TencentLegacy,
                 action,
-                "Client.InvalidRequest",
-                InvalidInput,
                 "an IPv4 assignment needs addresses or a count of at least 1".into(),
             )
         })?;
@@ -695,7 +676,7 @@ mod tests {
         let nic = NicRef::new("eni-m6dyj72l").in_vpc("vpc-7t9nf3pu");
         let op = Operation {
             count: Some(2),
-            ..test_op(Action::AssignIpv4)
+            ..Operation::blank(Action::AssignIpv4)
         };
         let calls = operation_calls(&nic, &op).unwrap();
         assert_eq!(calls.len(), 1);
@@ -723,7 +704,7 @@ mod tests {
         let nic = NicRef::new("eni-m6dyj72l").in_vpc("vpc-7t9nf3pu");
         let op = Operation {
             addresses: vec!["10.0.0.6".parse().unwrap()],
-            ..test_op(Action::AssignIpv4)
+            ..Operation::blank(Action::AssignIpv4)
         };
         let calls = operation_calls(&nic, &op).unwrap();
         // X2 is a GET; the same parameters signed for POST must differ only by method.
@@ -765,24 +746,9 @@ mod tests {
             "vpcId is required"
         );
         assert!(
-            operation_calls(&nic, &test_op(Action::AssignIpv6)).is_err(),
+            operation_calls(&nic, &Operation::blank(Action::AssignIpv6)).is_err(),
             "no IPv6 on the legacy API"
         );
-    }
-
-    fn test_op(action: Action) -> Operation {
-        Operation {
-            action,
-            token: None,
-            request_id: None,
-            addresses: vec![],
-            addresses_before: vec![],
-            instance_id: None,
-            count: None,
-            qos_level: None,
-            ipv6_billing: None,
-            started_at: jiff::Timestamp::UNIX_EPOCH,
-        }
     }
 
     fn raw(status: u16, body: &str) -> RawResponse {

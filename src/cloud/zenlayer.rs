@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::error::{CodeInfo, class_of_status, lookup, row};
+use super::error::{CodeInfo, class_of_status, lookup, parse_address, row};
 use super::operation::settle;
 use super::transport::{Idempotence, RawResponse, unexpected_body};
 use super::{
@@ -422,15 +422,7 @@ impl Zenlayer {
             .header("Authorization", authorization)
             .body(body.to_vec())
             .build()
-            .map_err(|e| {
-                CloudError::client(
-                    Provider::Zenlayer,
-                    action,
-                    "Client.InvalidRequest",
-                    InvalidInput,
-                    e.to_string(),
-                )
-            })
+            .map_err(|e| CloudError::invalid_request(Provider::Zenlayer, action, e.to_string()))
     }
 
     async fn call<T: DeserializeOwned>(
@@ -439,15 +431,7 @@ impl Zenlayer {
         params: Value,
         idempotence: Idempotence,
     ) -> Result<(T, Option<String>), CloudError> {
-        let body = serde_json::to_vec(&params).map_err(|e| {
-            CloudError::client(
-                Provider::Zenlayer,
-                action,
-                "Client.InvalidRequest",
-                InvalidInput,
-                e.to_string(),
-            )
-        })?;
+        let body = params.to_string().into_bytes();
         self.transport
             .call(
                 Provider::Zenlayer,
@@ -487,16 +471,6 @@ impl Zenlayer {
         }
         Ok(out)
     }
-}
-
-fn bad_data(action: &str, what: String) -> CloudError {
-    CloudError::client(
-        Provider::Zenlayer,
-        action,
-        "Client.BadResponse",
-        Transient,
-        what,
-    )
 }
 
 fn parse_response<T: DeserializeOwned>(
@@ -572,15 +546,6 @@ fn parse_response<T: DeserializeOwned>(
     }
 }
 
-fn parse_ip<T: std::str::FromStr>(action: &str, s: &str) -> Result<T, CloudError> {
-    s.trim().parse().map_err(|_| {
-        bad_data(
-            action,
-            format!("the cloud returned an invalid address {s:?}"),
-        )
-    })
-}
-
 fn observe_nic(info: NicInfo) -> Result<ObservedNic, CloudError> {
     const A: &str = "DescribeNetworkInterfaces";
     let status = match info.status.as_deref().unwrap_or("") {
@@ -595,10 +560,10 @@ fn observe_nic(info: NicInfo) -> Result<ObservedNic, CloudError> {
         .secondary_ipv4s
         .unwrap_or_default()
         .iter()
-        .map(|s| parse_ip::<Ipv4Addr>(A, s))
+        .map(|s| parse_address::<Ipv4Addr>(Provider::Zenlayer, A, s))
         .collect::<Result<BTreeSet<_>, _>>()?;
     let ipv6 = match info.primary_ipv6.as_deref().filter(|s| !s.is_empty()) {
-        Some(s) => BTreeSet::from([parse_ip::<Ipv6Addr>(A, s)?]),
+        Some(s) => BTreeSet::from([parse_address::<Ipv6Addr>(Provider::Zenlayer, A, s)?]),
         None => BTreeSet::new(),
     };
     Ok(ObservedNic {
@@ -610,7 +575,7 @@ fn observe_nic(info: NicInfo) -> Result<ObservedNic, CloudError> {
             .primary_ipv4
             .as_deref()
             .filter(|s| !s.is_empty())
-            .map(|s| parse_ip(A, s))
+            .map(|s| parse_address(Provider::Zenlayer, A, s))
             .transpose()?,
         secondary_ipv4,
         ipv6,
@@ -618,7 +583,7 @@ fn observe_nic(info: NicInfo) -> Result<ObservedNic, CloudError> {
             .ipv6_cidr
             .as_deref()
             .filter(|s| !s.is_empty())
-            .map(|s| parse_ip(A, s))
+            .map(|s| parse_address(Provider::Zenlayer, A, s))
             .transpose()?,
         instance_id: info.instance_id.filter(|s| !s.is_empty()).map(InstanceId),
         addresses_in_flux: BTreeSet::new(),
@@ -644,11 +609,9 @@ pub(crate) fn operation_body(
             let addresses = op.ipv4_addresses();
             let body = if addresses.is_empty() {
                 let count = op.count.filter(|c| *c >= 1).ok_or_else(|| {
-                    CloudError::client(
+                    CloudError::invalid_request(
                         Provider::Zenlayer,
                         "BatchAssignNetworkInterfaceIpv4",
-                        "Client.InvalidRequest",
-                        InvalidInput,
                         "an IPv4 assignment needs addresses or a count of at least 1".into(),
                     )
                 })?;
@@ -725,7 +688,9 @@ impl NicProvider for Zenlayer {
                     .ip_addresses
                     .unwrap_or_default()
                     .iter()
-                    .map(|s| parse_ip::<Ipv4Addr>(action, s).map(IpAddr::V4))
+                    .map(|s| {
+                        parse_address::<Ipv4Addr>(Provider::Zenlayer, action, s).map(IpAddr::V4)
+                    })
                     .collect::<Result<_, _>>()?;
                 Ok(Submitted {
                     request_id,
@@ -794,7 +759,7 @@ mod tests {
         let z = client(DEFAULT_ENDPOINT);
         let op = Operation {
             addresses: vec!["10.0.0.3".parse().unwrap(), "10.0.0.4".parse().unwrap()],
-            ..test_op(Action::AssignIpv4)
+            ..Operation::blank(Action::AssignIpv4)
         };
         let (action, body) = operation_body(&NicRef::new("nic-abc123"), &op).unwrap();
         let bytes = serde_json::to_vec(&body).unwrap();
@@ -852,21 +817,6 @@ mod tests {
         );
     }
 
-    fn test_op(action: Action) -> Operation {
-        Operation {
-            action,
-            token: None,
-            request_id: None,
-            addresses: vec![],
-            addresses_before: vec![],
-            instance_id: None,
-            count: None,
-            qos_level: None,
-            ipv6_billing: None,
-            started_at: jiff::Timestamp::UNIX_EPOCH,
-        }
-    }
-
     #[test]
     fn operation_bodies() {
         let nic = NicRef::new("nic-1");
@@ -874,7 +824,7 @@ mod tests {
             &nic,
             &Operation {
                 count: Some(3),
-                ..test_op(Action::AssignIpv4)
+                ..Operation::blank(Action::AssignIpv4)
             },
         )
         .unwrap();
@@ -886,7 +836,7 @@ mod tests {
             )
         );
         assert!(
-            operation_body(&nic, &test_op(Action::AssignIpv4)).is_err(),
+            operation_body(&nic, &Operation::blank(Action::AssignIpv4)).is_err(),
             "neither addresses nor count"
         );
         let billing = crate::cloud::Ipv6Billing {
@@ -899,7 +849,7 @@ mod tests {
             &nic,
             &Operation {
                 ipv6_billing: Some(billing),
-                ..test_op(Action::AssignIpv6)
+                ..Operation::blank(Action::AssignIpv6)
             },
         )
         .unwrap();
@@ -912,7 +862,7 @@ mod tests {
             &nic,
             &Operation {
                 instance_id: Some("ins-9".into()),
-                ..test_op(Action::Attach)
+                ..Operation::blank(Action::Attach)
             },
         )
         .unwrap();
@@ -923,7 +873,7 @@ mod tests {
                 json!({"nicId": "nic-1", "instanceId": "ins-9"})
             )
         );
-        let (a, b) = operation_body(&nic, &test_op(Action::Detach)).unwrap();
+        let (a, b) = operation_body(&nic, &Operation::blank(Action::Detach)).unwrap();
         assert_eq!(
             (a, b),
             ("DetachNetworkInterface", json!({"nicId": "nic-1"}))
