@@ -11,9 +11,9 @@ use nicip::cloud::tencent::Tencent;
 use nicip::cloud::tencent_legacy::TencentLegacy;
 use nicip::cloud::zenlayer::Zenlayer;
 use nicip::cloud::{
-    CallRecord, CloudError, Credentials, ErrorClass, IdempotencyKey, InstanceId, InstanceStatus, Ipv4Request,
-    Ipv6Billing, MetricsSink, NicProvider, NicRef, NicStatus, ObservedNic, Operation, Resolution, Transport,
-    TransportConfig,
+    CallRecord, CloudError, Credentials, ErrorClass, IdempotencyKey, InstanceId, InstanceStatus,
+    Ipv4Request, Ipv6Billing, MetricsSink, NicProvider, NicRef, NicStatus, ObservedNic, Operation,
+    Resolution, Transport, TransportConfig,
 };
 use nicip::cloudsim::{self, Fault, Protocol, RunningSim, World};
 
@@ -85,7 +85,9 @@ tencent:
 
 async fn start_sim() -> RunningSim {
     let world = World::from_yaml(&world_yaml()).expect("test world");
-    cloudsim::start(world, "127.0.0.1:0".parse().unwrap()).await.expect("simulator starts")
+    cloudsim::start(world, "127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("simulator starts")
 }
 
 /// Collects every call record so tests can assert on metrics.
@@ -100,7 +102,13 @@ impl MetricsSink for Recorder {
 
 impl Recorder {
     fn calls(&self, action: &str) -> Vec<CallRecord> {
-        self.0.lock().unwrap().iter().filter(|c| c.action == action).cloned().collect()
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| c.action == action)
+            .cloned()
+            .collect()
     }
 }
 
@@ -117,16 +125,33 @@ fn transport(recorder: &Arc<Recorder>) -> Transport {
 
 fn zenlayer(sim: &RunningSim, recorder: &Arc<Recorder>, secret: &str) -> Zenlayer {
     let endpoint = format!("{}/api/v2/zec", sim.base_url());
-    Zenlayer::new(transport(recorder), Credentials::new(ZL_KEY, secret), Some(&endpoint)).unwrap()
+    Zenlayer::new(
+        transport(recorder),
+        Credentials::new(ZL_KEY, secret),
+        Some(&endpoint),
+    )
+    .unwrap()
 }
 
 fn tencent(sim: &RunningSim, recorder: &Arc<Recorder>, credentials: Credentials) -> Tencent {
-    Tencent::new(transport(recorder), credentials, "ap-guangzhou", Some(&format!("{}/", sim.base_url()))).unwrap()
+    Tencent::new(
+        transport(recorder),
+        credentials,
+        "ap-guangzhou",
+        Some(&format!("{}/", sim.base_url())),
+    )
+    .unwrap()
 }
 
 fn legacy(sim: &RunningSim, recorder: &Arc<Recorder>, secret: &str) -> TencentLegacy {
     let endpoint = format!("{}/v2/index.php", sim.base_url());
-    TencentLegacy::new(transport(recorder), Credentials::new(TC_ID, secret), "ap-guangzhou", Some(&endpoint)).unwrap()
+    TencentLegacy::new(
+        transport(recorder),
+        Credentials::new(TC_ID, secret),
+        "ap-guangzhou",
+        Some(&endpoint),
+    )
+    .unwrap()
 }
 
 fn key(step: &str) -> IdempotencyKey {
@@ -142,7 +167,10 @@ fn ips(list: &[&str]) -> BTreeSet<IpAddr> {
 }
 
 async fn observe(p: &dyn NicProvider, nic: &NicRef) -> ObservedNic {
-    let mut found = p.describe_nics(std::slice::from_ref(nic)).await.expect("describe");
+    let mut found = p
+        .describe_nics(std::slice::from_ref(nic))
+        .await
+        .expect("describe");
     assert_eq!(found.len(), 1, "{nic:?} not found");
     found.remove(0)
 }
@@ -164,12 +192,23 @@ async fn settle(p: &dyn NicProvider, nic: &NicRef, op: &Operation) -> Resolution
 
 fn sim_secondaries(sim: &RunningSim, tencent: bool, nic: &str) -> BTreeSet<Ipv4Addr> {
     let world = sim.world();
-    let cloud = if tencent { &world.tencent } else { &world.zenlayer };
-    cloud.nics[nic].secondary_ipv4.iter().map(|e| e.address).collect()
+    let cloud = if tencent {
+        &world.tencent
+    } else {
+        &world.zenlayer
+    };
+    cloud.nics[nic]
+        .secondary_ipv4
+        .iter()
+        .map(|e| e.address)
+        .collect()
 }
 
 fn audit_count(sim: &RunningSim, protocol: Protocol, action: &str) -> usize {
-    sim.audit().iter().filter(|e| e.protocol == protocol && e.action == action).count()
+    sim.audit()
+        .iter()
+        .filter(|e| e.protocol == protocol && e.action == action)
+        .count()
 }
 
 fn expect_err<T: std::fmt::Debug>(r: Result<T, CloudError>) -> CloudError {
@@ -183,20 +222,42 @@ async fn zenlayer_describes_nics_in_batches_of_100_and_instances() {
     let sim = start_sim().await;
     let rec = Arc::new(Recorder::default());
     let z = zenlayer(&sim, &rec, ZL_SECRET);
-    let mut nics: Vec<NicRef> = (0..150).map(|i| NicRef::new(format!("nic-p{i:03}"))).collect();
+    let mut nics: Vec<NicRef> = (0..150)
+        .map(|i| NicRef::new(format!("nic-p{i:03}")))
+        .collect();
     nics.push(NicRef::new("nic-missing"));
     let found = z.describe_nics(&nics).await.unwrap();
     assert_eq!(found.len(), 150, "all known NICs, the unknown one left out");
-    assert_eq!(rec.calls("DescribeNetworkInterfaces").len(), 2, "151 ids → 2 calls");
+    assert_eq!(
+        rec.calls("DescribeNetworkInterfaces").len(),
+        2,
+        "151 ids → 2 calls"
+    );
     let nic1 = observe(&z, &NicRef::new("nic-1")).await;
     assert_eq!(nic1.primary_ipv4, Some(Ipv4Addr::new(10, 0, 0, 10)));
     assert_eq!(nic1.secondary_ipv4, v4(&["10.0.0.11"]));
     assert_eq!(nic1.status, NicStatus::Available);
 
-    let ins = z.describe_instance(&InstanceId("ins-1".into())).await.unwrap().unwrap();
+    let ins = z
+        .describe_instance(&InstanceId("ins-1".into()))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(ins.status, InstanceStatus::Running);
-    assert_eq!(z.describe_instance(&InstanceId("ins-stopped".into())).await.unwrap().unwrap().status, InstanceStatus::Stopped);
-    assert!(z.describe_instance(&InstanceId("ins-nope".into())).await.unwrap().is_none());
+    assert_eq!(
+        z.describe_instance(&InstanceId("ins-stopped".into()))
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        InstanceStatus::Stopped
+    );
+    assert!(
+        z.describe_instance(&InstanceId("ins-nope".into()))
+            .await
+            .unwrap()
+            .is_none()
+    );
     sim.shutdown().await;
 }
 
@@ -208,13 +269,26 @@ async fn zenlayer_assigns_and_releases_ipv4_explicitly_and_by_count() {
     let nic = NicRef::new("nic-1");
 
     let before = observe(&z, &nic).await;
-    let op = Operation::assign_ipv4(&Ipv4Request::Addresses(v4(&["10.0.0.50", "10.0.0.51"])), None, &before, &key("a"));
+    let op = Operation::assign_ipv4(
+        &Ipv4Request::Addresses(v4(&["10.0.0.50", "10.0.0.51"])),
+        None,
+        &before,
+        &key("a"),
+    );
     let done = z.submit(&nic, &op).await.unwrap();
     assert!(done.complete);
     assert_eq!(done.addresses, ips(&["10.0.0.50", "10.0.0.51"]));
     assert!(done.request_id.is_some());
-    assert_eq!(sim_secondaries(&sim, false, "nic-1"), v4(&["10.0.0.11", "10.0.0.50", "10.0.0.51"]));
-    assert_eq!(z.resolve(&nic, &op).await.unwrap(), Resolution::Applied { addresses: done.addresses.clone() });
+    assert_eq!(
+        sim_secondaries(&sim, false, "nic-1"),
+        v4(&["10.0.0.11", "10.0.0.50", "10.0.0.51"])
+    );
+    assert_eq!(
+        z.resolve(&nic, &op).await.unwrap(),
+        Resolution::Applied {
+            addresses: done.addresses.clone()
+        }
+    );
 
     let before = observe(&z, &nic).await;
     let op = Operation::assign_ipv4(&Ipv4Request::Count(3), None, &before, &key("b"));
@@ -222,13 +296,23 @@ async fn zenlayer_assigns_and_releases_ipv4_explicitly_and_by_count() {
     assert_eq!(done.addresses.len(), 3);
     let now = sim_secondaries(&sim, false, "nic-1");
     assert_eq!(now.len(), 6);
-    assert_eq!(z.resolve(&nic, &op).await.unwrap(), Resolution::Applied { addresses: done.addresses.clone() });
+    assert_eq!(
+        z.resolve(&nic, &op).await.unwrap(),
+        Resolution::Applied {
+            addresses: done.addresses.clone()
+        }
+    );
 
     let before = observe(&z, &nic).await;
     let op = Operation::unassign_ipv4(&v4(&["10.0.0.50", "10.0.0.51"]), &before);
     z.submit(&nic, &op).await.unwrap();
     assert!(!sim_secondaries(&sim, false, "nic-1").contains(&Ipv4Addr::new(10, 0, 0, 50)));
-    assert_eq!(z.resolve(&nic, &op).await.unwrap(), Resolution::Applied { addresses: ips(&["10.0.0.50", "10.0.0.51"]) });
+    assert_eq!(
+        z.resolve(&nic, &op).await.unwrap(),
+        Resolution::Applied {
+            addresses: ips(&["10.0.0.50", "10.0.0.51"])
+        }
+    );
     sim.shutdown().await;
 }
 
@@ -240,17 +324,54 @@ async fn zenlayer_reports_documented_errors_with_their_class() {
     let nic = NicRef::new("nic-1");
     let before = observe(&z, &nic).await;
     let cases = [
-        ("192.168.9.9", "INVALID_IP_OUT_OF_RANGE", ErrorClass::InvalidInput, 400),
-        ("10.0.0.0", "INVALID_IP_NETWORK_ADDRESS", ErrorClass::InvalidInput, 400),
-        ("10.0.0.255", "INVALID_IP_BROADCAST_ADDRESS", ErrorClass::InvalidInput, 400),
-        ("10.0.0.1", "INVALID_IP_FIRST_ADDRESS", ErrorClass::InvalidInput, 400),
-        ("10.0.0.21", "INVALID_SUBNET_PRIVATE_IPV4_IN_USED", ErrorClass::Conflict, 409),
+        (
+            "192.168.9.9",
+            "INVALID_IP_OUT_OF_RANGE",
+            ErrorClass::InvalidInput,
+            400,
+        ),
+        (
+            "10.0.0.0",
+            "INVALID_IP_NETWORK_ADDRESS",
+            ErrorClass::InvalidInput,
+            400,
+        ),
+        (
+            "10.0.0.255",
+            "INVALID_IP_BROADCAST_ADDRESS",
+            ErrorClass::InvalidInput,
+            400,
+        ),
+        (
+            "10.0.0.1",
+            "INVALID_IP_FIRST_ADDRESS",
+            ErrorClass::InvalidInput,
+            400,
+        ),
+        (
+            "10.0.0.21",
+            "INVALID_SUBNET_PRIVATE_IPV4_IN_USED",
+            ErrorClass::Conflict,
+            409,
+        ),
     ];
     for (address, code, class, status) in cases {
-        let op = Operation::assign_ipv4(&Ipv4Request::Addresses(v4(&[address])), None, &before, &key(address));
+        let op = Operation::assign_ipv4(
+            &Ipv4Request::Addresses(v4(&[address])),
+            None,
+            &before,
+            &key(address),
+        );
         let err = expect_err(z.submit(&nic, &op).await);
-        assert_eq!((err.code.as_str(), err.class, err.http_status), (code, class, Some(status)), "{address}");
-        assert!(err.request_id.is_some(), "request id kept for support: {err}");
+        assert_eq!(
+            (err.code.as_str(), err.class, err.http_status),
+            (code, class, Some(status)),
+            "{address}"
+        );
+        assert!(
+            err.request_id.is_some(),
+            "request id kept for support: {err}"
+        );
         assert_eq!(err.provider, nicip::cloud::Provider::Zenlayer);
         assert_eq!(err.action, "BatchAssignNetworkInterfaceIpv4");
     }
@@ -260,11 +381,20 @@ async fn zenlayer_reports_documented_errors_with_their_class() {
     let missing = NicRef::new("nic-missing");
     let op = Operation::assign_ipv4(&Ipv4Request::Count(1), None, &before, &key("m"));
     let err = expect_err(z.submit(&missing, &op).await);
-    assert_eq!((err.code.as_str(), err.class), ("INVALID_NIC_NOT_FOUND", ErrorClass::NotFound));
+    assert_eq!(
+        (err.code.as_str(), err.class),
+        ("INVALID_NIC_NOT_FOUND", ErrorClass::NotFound)
+    );
 
     let op = Operation::unassign_ipv4(&v4(&["10.0.0.10"]), &before);
     let err = expect_err(z.submit(&nic, &op).await);
-    assert_eq!((err.code.as_str(), err.class), ("INVALID_NIC_PRIMARY_IP_CANT_DETACH", ErrorClass::InvalidInput));
+    assert_eq!(
+        (err.code.as_str(), err.class),
+        (
+            "INVALID_NIC_PRIMARY_IP_CANT_DETACH",
+            ErrorClass::InvalidInput
+        )
+    );
 
     let free = observe(&z, &NicRef::new("nic-free")).await;
     let op = Operation::attach(&InstanceId("ins-stopped".into()), &free, &key("att"));
@@ -272,7 +402,13 @@ async fn zenlayer_reports_documented_errors_with_their_class() {
     assert_eq!(err.code, "OPERATION_DENIED_INSTANCE_STATUS_NOT_SUPPORT");
     let op = Operation::detach(&InstanceId("ins-1".into()), &free, &key("det"));
     let err = expect_err(z.submit(&NicRef::new("nic-free"), &op).await);
-    assert_eq!((err.code.as_str(), err.class), ("OPERATION_DENIED_NIC_NOT_EXIST_INSTANCE", ErrorClass::NotFound));
+    assert_eq!(
+        (err.code.as_str(), err.class),
+        (
+            "OPERATION_DENIED_NIC_NOT_EXIST_INSTANCE",
+            ErrorClass::NotFound
+        )
+    );
     sim.shutdown().await;
 }
 
@@ -285,57 +421,133 @@ async fn zenlayer_ipv6_with_and_without_billing_fields() {
     let before = observe(&z, &nic).await;
     let op = Operation::assign_ipv6(1, None, &before, &key("v6"));
     z.submit(&nic, &op).await.unwrap();
-    let Resolution::Applied { addresses } = settle(&z, &nic, &op).await else { panic!("IPv6 not applied") };
+    let Resolution::Applied { addresses } = settle(&z, &nic, &op).await else {
+        panic!("IPv6 not applied")
+    };
     assert_eq!(addresses.len(), 1);
     let after = observe(&z, &nic).await;
     assert_eq!(after.ipv6.len(), 1);
     assert!(after.ipv6_cidr.is_some());
-    let err = expect_err(z.submit(&nic, &Operation::assign_ipv6(1, None, &after, &key("v6b"))).await);
-    assert_eq!((err.code.as_str(), err.class), ("INVALID_NIC_IPV6_EXISTS", ErrorClass::Conflict));
+    let err = expect_err(
+        z.submit(&nic, &Operation::assign_ipv6(1, None, &after, &key("v6b")))
+            .await,
+    );
+    assert_eq!(
+        (err.code.as_str(), err.class),
+        ("INVALID_NIC_IPV6_EXISTS", ErrorClass::Conflict)
+    );
     let op = Operation::unassign_ipv6(&after.ipv6, &after);
     z.submit(&nic, &op).await.unwrap();
-    assert!(matches!(settle(&z, &nic, &op).await, Resolution::Applied { .. }));
+    assert!(matches!(
+        settle(&z, &nic, &op).await,
+        Resolution::Applied { .. }
+    ));
     assert!(observe(&z, &nic).await.ipv6.is_empty());
 
     // Public IPv6 needs its billing fields.
     let public = NicRef::new("nic-public6");
     let before = observe(&z, &public).await;
-    let err = expect_err(z.submit(&public, &Operation::assign_ipv6(1, None, &before, &key("p0"))).await);
+    let err = expect_err(
+        z.submit(
+            &public,
+            &Operation::assign_ipv6(1, None, &before, &key("p0")),
+        )
+        .await,
+    );
     assert_eq!(err.class, ErrorClass::InvalidInput, "{err}");
-    let billing = Ipv6Billing { internet_charge_type: Some("ByBandwidth".into()), bandwidth: Some(0), ..Default::default() };
-    let err = expect_err(z.submit(&public, &Operation::assign_ipv6(1, Some(billing), &before, &key("p1"))).await);
+    let billing = Ipv6Billing {
+        internet_charge_type: Some("ByBandwidth".into()),
+        bandwidth: Some(0),
+        ..Default::default()
+    };
+    let err = expect_err(
+        z.submit(
+            &public,
+            &Operation::assign_ipv6(1, Some(billing), &before, &key("p1")),
+        )
+        .await,
+    );
     assert_eq!(err.code, "INVALID_PARAMETER_BANDWIDTH_ERROR");
-    let billing = Ipv6Billing { internet_charge_type: Some("ByBandwidth".into()), bandwidth: Some(100), ..Default::default() };
+    let billing = Ipv6Billing {
+        internet_charge_type: Some("ByBandwidth".into()),
+        bandwidth: Some(100),
+        ..Default::default()
+    };
     let op = Operation::assign_ipv6(1, Some(billing), &before, &key("p2"));
     z.submit(&public, &op).await.unwrap();
-    assert!(matches!(settle(&z, &public, &op).await, Resolution::Applied { .. }));
+    assert!(matches!(
+        settle(&z, &public, &op).await,
+        Resolution::Applied { .. }
+    ));
     sim.shutdown().await;
+}
+
+/// Attaches, observes the transitional state, settles, refuses a second
+/// attach with `already_attached`, detaches and settles: the same life cycle
+/// on every provider that supports attachments.
+async fn attach_detach_cycle(
+    p: &dyn NicProvider,
+    nic: &NicRef,
+    ins: &InstanceId,
+    already_attached: &str,
+) {
+    let before = observe(p, nic).await;
+    let op = Operation::attach(ins, &before, &key("attach"));
+    let submitted = p.submit(nic, &op).await.unwrap();
+    assert!(!submitted.complete);
+    let op = Operation {
+        request_id: submitted.request_id,
+        ..op
+    };
+    assert_eq!(observe(p, nic).await.status, NicStatus::Attaching);
+    assert_eq!(p.resolve(nic, &op).await.unwrap(), Resolution::InProgress);
+    assert!(matches!(
+        settle(p, nic, &op).await,
+        Resolution::Applied { .. }
+    ));
+    let after = observe(p, nic).await;
+    assert_eq!(
+        (after.status.clone(), after.instance_id.clone()),
+        (NicStatus::InUse, Some(ins.clone()))
+    );
+
+    let err = expect_err(
+        p.submit(nic, &Operation::attach(ins, &after, &key("again")))
+            .await,
+    );
+    assert_eq!(
+        (err.code.as_str(), err.class),
+        (already_attached, ErrorClass::Conflict)
+    );
+
+    let op = Operation::detach(ins, &after, &key("detach"));
+    let submitted = p.submit(nic, &op).await.unwrap();
+    let op = Operation {
+        request_id: submitted.request_id,
+        ..op
+    };
+    assert!(matches!(
+        settle(p, nic, &op).await,
+        Resolution::Applied { .. }
+    ));
+    let detached = observe(p, nic).await;
+    assert_eq!(
+        (detached.status, detached.instance_id),
+        (NicStatus::Available, None)
+    );
 }
 
 #[tokio::test]
 async fn zenlayer_attach_and_detach_complete_asynchronously() {
     let sim = start_sim().await;
-    let rec = Arc::new(Recorder::default());
-    let z = zenlayer(&sim, &rec, ZL_SECRET);
-    let nic = NicRef::new("nic-free");
-    let ins = InstanceId("ins-1".into());
-    let before = observe(&z, &nic).await;
-    let op = Operation::attach(&ins, &before, &key("attach"));
-    let submitted = z.submit(&nic, &op).await.unwrap();
-    assert!(!submitted.complete);
-    assert_eq!(observe(&z, &nic).await.status, NicStatus::Attaching);
-    assert_eq!(z.resolve(&nic, &op).await.unwrap(), Resolution::InProgress);
-    assert!(matches!(settle(&z, &nic, &op).await, Resolution::Applied { .. }));
-    let after = observe(&z, &nic).await;
-    assert_eq!((after.status.clone(), after.instance_id.clone()), (NicStatus::InUse, Some(ins.clone())));
-
-    let err = expect_err(z.submit(&nic, &Operation::attach(&ins, &after, &key("again"))).await);
-    assert_eq!((err.code.as_str(), err.class), ("INVALID_NIC_ATTACHED", ErrorClass::Conflict));
-
-    let op = Operation::detach(&ins, &after, &key("detach"));
-    z.submit(&nic, &op).await.unwrap();
-    assert!(matches!(settle(&z, &nic, &op).await, Resolution::Applied { .. }));
-    assert_eq!(observe(&z, &nic).await.status, NicStatus::Available);
+    let z = zenlayer(&sim, &Arc::new(Recorder::default()), ZL_SECRET);
+    attach_detach_cycle(
+        &z,
+        &NicRef::new("nic-free"),
+        &InstanceId("ins-1".into()),
+        "INVALID_NIC_ATTACHED",
+    )
+    .await;
     sim.shutdown().await;
 }
 
@@ -359,17 +571,28 @@ async fn zenlayer_count_mode_lost_response_resolves_without_a_second_assignment(
     let stored = serde_json::to_string(&op).unwrap();
     let err = expect_err(z.submit(&nic, &op).await);
     assert!(err.is_retryable(), "{err}");
-    assert_eq!(audit_count(&sim, Protocol::Zenlayer, "BatchAssignNetworkInterfaceIpv4"), 1, "no blind retry");
+    assert_eq!(
+        audit_count(&sim, Protocol::Zenlayer, "BatchAssignNetworkInterfaceIpv4"),
+        1,
+        "no blind retry"
+    );
 
     // A new process resolves the stored operation from the NIC alone.
     let resumed: Operation = serde_json::from_str(&stored).unwrap();
     let fresh = zenlayer(&sim, &Arc::new(Recorder::default()), ZL_SECRET);
-    let Resolution::Applied { addresses } = fresh.resolve(&nic, &resumed).await.unwrap() else { panic!("not applied") };
-    let gained: BTreeSet<IpAddr> =
-        sim_secondaries(&sim, false, "nic-1").difference(&before.secondary_ipv4).map(|a| IpAddr::V4(*a)).collect();
+    let Resolution::Applied { addresses } = fresh.resolve(&nic, &resumed).await.unwrap() else {
+        panic!("not applied")
+    };
+    let gained: BTreeSet<IpAddr> = sim_secondaries(&sim, false, "nic-1")
+        .difference(&before.secondary_ipv4)
+        .map(|a| IpAddr::V4(*a))
+        .collect();
     assert_eq!(addresses, gained);
     assert_eq!(addresses.len(), 2);
-    assert_eq!(audit_count(&sim, Protocol::Zenlayer, "BatchAssignNetworkInterfaceIpv4"), 1);
+    assert_eq!(
+        audit_count(&sim, Protocol::Zenlayer, "BatchAssignNetworkInterfaceIpv4"),
+        1
+    );
     sim.shutdown().await;
 }
 
@@ -377,7 +600,14 @@ async fn zenlayer_count_mode_lost_response_resolves_without_a_second_assignment(
 async fn zenlayer_throttling_slows_down_and_succeeds_and_5xx_is_retried_only_when_safe() {
     let sim = start_sim().await;
     let rec = Arc::new(Recorder::default());
-    let z = zenlayer(&sim, &rec, ZL_SECRET);
+    let shared = transport(&rec);
+    let endpoint = format!("{}/api/v2/zec", sim.base_url());
+    let z = Zenlayer::new(
+        shared.clone(),
+        Credentials::new(ZL_KEY, ZL_SECRET),
+        Some(&endpoint),
+    )
+    .unwrap();
     let nic = NicRef::new("nic-1");
     sim.set_faults(vec![Fault {
         action: Some("DescribeNetworkInterfaces".into()),
@@ -390,7 +620,18 @@ async fn zenlayer_throttling_slows_down_and_succeeds_and_5xx_is_retried_only_whe
     let calls = rec.calls("DescribeNetworkInterfaces");
     assert_eq!(calls.iter().filter(|c| c.throttled).count(), 2);
     assert_eq!(calls.last().unwrap().outcome, "OK");
-    assert!(calls.iter().all(|c| c.provider == nicip::cloud::Provider::Zenlayer));
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.provider == nicip::cloud::Provider::Zenlayer)
+    );
+    // The limiter of that (account, action) slowed down below its 20/s default.
+    let rate = shared.current_rate(
+        nicip::cloud::Provider::Zenlayer,
+        ZL_KEY,
+        "DescribeNetworkInterfaces",
+    );
+    assert!(rate < 20.0, "rate {rate}");
 
     sim.set_faults(vec![Fault {
         action: Some("DescribeNetworkInterfaces".into()),
@@ -400,7 +641,11 @@ async fn zenlayer_throttling_slows_down_and_succeeds_and_5xx_is_retried_only_whe
     }])
     .unwrap();
     let before = observe(&z, &nic).await;
-    assert!(rec.calls("DescribeNetworkInterfaces").iter().any(|c| c.outcome == "INTERNAL_SERVER_ERROR"));
+    assert!(
+        rec.calls("DescribeNetworkInterfaces")
+            .iter()
+            .any(|c| c.outcome == "INTERNAL_SERVER_ERROR")
+    );
 
     // A write without a token is not repeated after a 5xx: its outcome is open.
     sim.set_faults(vec![Fault {
@@ -412,7 +657,10 @@ async fn zenlayer_throttling_slows_down_and_succeeds_and_5xx_is_retried_only_whe
     .unwrap();
     let op = Operation::assign_ipv4(&Ipv4Request::Count(1), None, &before, &key("5xx"));
     let err = expect_err(z.submit(&nic, &op).await);
-    assert_eq!((err.code.as_str(), err.class, err.http_status), ("INTERNAL_SERVER_ERROR", ErrorClass::Transient, Some(500)));
+    assert_eq!(
+        (err.code.as_str(), err.class, err.http_status),
+        ("INTERNAL_SERVER_ERROR", ErrorClass::Transient, Some(500))
+    );
     assert_eq!(rec.calls("BatchAssignNetworkInterfaceIpv4").len(), 1);
     assert_eq!(z.resolve(&nic, &op).await.unwrap(), Resolution::NotApplied);
     sim.shutdown().await;
@@ -435,17 +683,34 @@ async fn bad_credentials_are_classified_and_no_secret_leaks_into_errors_logs_or_
     let z = zenlayer(&sim, &rec, "wrong-zenlayer-secret");
     let err = expect_err(z.describe_nics(&[NicRef::new("nic-1")]).await);
     assert_eq!(err.class, ErrorClass::Credentials, "{err}");
-    assert_eq!(rec.calls("DescribeNetworkInterfaces").len(), 1, "credential errors are not retried");
+    assert_eq!(
+        rec.calls("DescribeNetworkInterfaces").len(),
+        1,
+        "credential errors are not retried"
+    );
     texts.push(format!("{err} {err:?} {z:?}"));
 
     let t = tencent(&sim, &rec, Credentials::new(TC_ID, "wrong-tencent-secret"));
     let err = expect_err(t.describe_nics(&[NicRef::new("eni-abc")]).await);
-    assert_eq!((err.code.as_str(), err.class), ("AuthFailure.SignatureFailure", ErrorClass::Credentials));
+    assert_eq!(
+        (err.code.as_str(), err.class),
+        ("AuthFailure.SignatureFailure", ErrorClass::Credentials)
+    );
     texts.push(format!("{err} {err:?} {t:?}"));
 
     // Temporary credentials: the session token is sent, and required.
-    let t = tencent(&sim, &rec, Credentials::new(TC_TEMP_ID, TC_TEMP_SECRET).with_token(TC_TOKEN));
-    assert_eq!(t.describe_nics(&[NicRef::new("eni-abc")]).await.unwrap().len(), 1);
+    let t = tencent(
+        &sim,
+        &rec,
+        Credentials::new(TC_TEMP_ID, TC_TEMP_SECRET).with_token(TC_TOKEN),
+    );
+    assert_eq!(
+        t.describe_nics(&[NicRef::new("eni-abc")])
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     texts.push(format!("{t:?}"));
     let t = tencent(&sim, &rec, Credentials::new(TC_TEMP_ID, TC_TEMP_SECRET));
     let err = expect_err(t.describe_nics(&[NicRef::new("eni-abc")]).await);
@@ -453,19 +718,39 @@ async fn bad_credentials_are_classified_and_no_secret_leaks_into_errors_logs_or_
     texts.push(format!("{err} {err:?}"));
 
     let l = legacy(&sim, &rec, "wrong-legacy-secret");
-    let err = expect_err(l.describe_nics(&[NicRef::new("eni-abc").in_vpc("vpc-abc")]).await);
+    let err = expect_err(
+        l.describe_nics(&[NicRef::new("eni-abc").in_vpc("vpc-abc")])
+            .await,
+    );
     assert_eq!(err.class, ErrorClass::Credentials, "{err}");
     texts.push(format!("{err} {err:?} {l:?}"));
 
     // Successful calls with the real secrets, so they were in use.
-    zenlayer(&sim, &rec, ZL_SECRET).describe_nics(&[NicRef::new("nic-1")]).await.unwrap();
-    legacy(&sim, &rec, TC_SECRET).describe_nics(&[NicRef::new("eni-abc").in_vpc("vpc-abc")]).await.unwrap();
+    zenlayer(&sim, &rec, ZL_SECRET)
+        .describe_nics(&[NicRef::new("nic-1")])
+        .await
+        .unwrap();
+    legacy(&sim, &rec, TC_SECRET)
+        .describe_nics(&[NicRef::new("eni-abc").in_vpc("vpc-abc")])
+        .await
+        .unwrap();
 
     texts.push(format!("{:?}", rec.0.lock().unwrap()));
     texts.push(String::from_utf8_lossy(&logs.lock().unwrap()).into_owned());
-    assert!(!texts.last().unwrap().is_empty(), "debug logs were captured");
+    assert!(
+        !texts.last().unwrap().is_empty(),
+        "debug logs were captured"
+    );
     for text in &texts {
-        for secret in [ZL_SECRET, TC_SECRET, TC_TEMP_SECRET, TC_TOKEN, "wrong-zenlayer-secret", "wrong-tencent-secret", "wrong-legacy-secret"] {
+        for secret in [
+            ZL_SECRET,
+            TC_SECRET,
+            TC_TEMP_SECRET,
+            TC_TOKEN,
+            "wrong-zenlayer-secret",
+            "wrong-tencent-secret",
+            "wrong-legacy-secret",
+        ] {
             assert!(!text.contains(secret), "{secret} leaked into: {text}");
         }
     }
@@ -491,13 +776,27 @@ async fn tencent_describes_in_batches_instances_and_limits() {
     let sim = start_sim().await;
     let rec = Arc::new(Recorder::default());
     let t = tencent(&sim, &rec, Credentials::new(TC_ID, TC_SECRET));
-    let mut nics: Vec<NicRef> = (0..120).map(|i| NicRef::new(format!("eni-p{i:03}"))).collect();
+    let mut nics: Vec<NicRef> = (0..120)
+        .map(|i| NicRef::new(format!("eni-p{i:03}")))
+        .collect();
     nics.push(NicRef::new("eni-missing"));
     assert_eq!(t.describe_nics(&nics).await.unwrap().len(), 120);
     assert_eq!(rec.calls("DescribeNetworkInterfaces").len(), 2);
-    let ins = t.describe_instance(&InstanceId("ins-abc".into())).await.unwrap().unwrap();
-    assert_eq!((ins.status, ins.zone.as_deref()), (InstanceStatus::Running, Some("ap-guangzhou-3")));
-    assert!(t.describe_instance(&InstanceId("ins-zzz".into())).await.unwrap().is_none());
+    let ins = t
+        .describe_instance(&InstanceId("ins-abc".into()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (ins.status, ins.zone.as_deref()),
+        (InstanceStatus::Running, Some("ap-guangzhou-3"))
+    );
+    assert!(
+        t.describe_instance(&InstanceId("ins-zzz".into()))
+            .await
+            .unwrap()
+            .is_none()
+    );
     let limits = t.describe_limits("ins-abc").await.unwrap();
     assert_eq!(limits.eni_private_ip_address_quantity, Some(30));
     let err = expect_err(t.describe_limits("ins-zzz").await);
@@ -513,7 +812,12 @@ async fn tencent_assigns_more_than_ten_addresses_in_chunks_and_confirms_asynchro
     let nic = NicRef::new("eni-abc");
     let before = observe(&t, &nic).await;
     let wanted: BTreeSet<Ipv4Addr> = (100..125).map(|i| Ipv4Addr::new(10, 1, 0, i)).collect();
-    let op = Operation::assign_ipv4(&Ipv4Request::Addresses(wanted.clone()), None, &before, &key("chunks"));
+    let op = Operation::assign_ipv4(
+        &Ipv4Request::Addresses(wanted.clone()),
+        None,
+        &before,
+        &key("chunks"),
+    );
     let submitted = t.submit(&nic, &op).await.unwrap();
     assert!(!submitted.complete);
     assert_eq!(submitted.addresses.len(), 25);
@@ -521,11 +825,20 @@ async fn tencent_assigns_more_than_ten_addresses_in_chunks_and_confirms_asynchro
         .audit()
         .iter()
         .filter(|e| e.action == "AssignPrivateIpAddresses" && e.outcome == "Success")
-        .map(|e| e.params["PrivateIpAddresses"].as_array().map_or(0, Vec::len))
+        .map(|e| {
+            e.params["PrivateIpAddresses"]
+                .as_array()
+                .map_or(0, Vec::len)
+        })
         .collect();
     assert_eq!(audited, vec![10, 10, 5]);
-    let op = Operation { request_id: submitted.request_id.clone(), ..op };
-    let Resolution::Applied { addresses } = settle(&t, &nic, &op).await else { panic!("not applied") };
+    let op = Operation {
+        request_id: submitted.request_id.clone(),
+        ..op
+    };
+    let Resolution::Applied { addresses } = settle(&t, &nic, &op).await else {
+        panic!("not applied")
+    };
     assert_eq!(addresses, wanted.iter().map(|a| IpAddr::V4(*a)).collect());
     assert_eq!(sim_secondaries(&sim, true, "eni-abc"), wanted);
 
@@ -533,8 +846,13 @@ async fn tencent_assigns_more_than_ten_addresses_in_chunks_and_confirms_asynchro
     assert!(after.addresses_in_flux.is_empty());
     let op = Operation::unassign_ipv4(&wanted, &after);
     let submitted = t.submit(&nic, &op).await.unwrap();
-    let op = Operation { request_id: submitted.request_id, ..op };
-    assert!(matches!(settle(&t, &nic, &op).await, Resolution::Applied { addresses } if addresses.len() == 25));
+    let op = Operation {
+        request_id: submitted.request_id,
+        ..op
+    };
+    assert!(
+        matches!(settle(&t, &nic, &op).await, Resolution::Applied { addresses } if addresses.len() == 25)
+    );
     assert!(sim_secondaries(&sim, true, "eni-abc").is_empty());
     sim.shutdown().await;
 }
@@ -546,7 +864,12 @@ async fn tencent_count_mode_replays_the_same_client_token() {
     let t = tencent(&sim, &rec, Credentials::new(TC_ID, TC_SECRET));
     let nic = NicRef::new("eni-abc");
     let before = observe(&t, &nic).await;
-    let op = Operation::assign_ipv4(&Ipv4Request::Count(3), Some(nicip::cloud::QosLevel::Au), &before, &key("count"));
+    let op = Operation::assign_ipv4(
+        &Ipv4Request::Count(3),
+        Some(nicip::cloud::QosLevel::Au),
+        &before,
+        &key("count"),
+    );
     let first = t.submit(&nic, &op).await.unwrap();
     assert_eq!(first.addresses.len(), 3);
     // Resubmitting (a retry after a crash) is the same request: replayed, not re-run.
@@ -582,13 +905,26 @@ async fn tencent_lost_response_is_retried_with_the_same_token_and_resolves() {
     let op = Operation::assign_ipv4(&Ipv4Request::Count(2), None, &before, &key("lost"));
     let submitted = t.submit(&nic, &op).await.unwrap();
     assert_eq!(submitted.addresses.len(), 2);
-    assert_eq!(sim_secondaries(&sim, true, "eni-abc").len(), 2, "applied exactly once");
+    assert_eq!(
+        sim_secondaries(&sim, true, "eni-abc").len(),
+        2,
+        "applied exactly once"
+    );
+    let attempts = rec.calls("AssignPrivateIpAddresses");
+    assert!(
+        attempts.len() >= 2 && attempts[0].outcome == "Client.Network",
+        "the response was lost, then replayed: {attempts:?}"
+    );
 
     // The same loss, resolved by a new process that never saw a request id.
     let before = observe(&t, &nic).await;
     let op = Operation::assign_ipv4(&Ipv4Request::Count(2), None, &before, &key("lost-2"));
     let dropping = Tencent::new(
-        Transport::new(TransportConfig { max_attempts: 1, ..TransportConfig::default() }).unwrap(),
+        Transport::new(TransportConfig {
+            max_attempts: 1,
+            ..TransportConfig::default()
+        })
+        .unwrap(),
         Credentials::new(TC_ID, TC_SECRET),
         "ap-guangzhou",
         Some(&format!("{}/", sim.base_url())),
@@ -596,7 +932,9 @@ async fn tencent_lost_response_is_retried_with_the_same_token_and_resolves() {
     .unwrap();
     drop_once();
     expect_err(dropping.submit(&nic, &op).await);
-    let Resolution::Applied { addresses } = settle(&t, &nic, &op).await else { panic!("not applied") };
+    let Resolution::Applied { addresses } = settle(&t, &nic, &op).await else {
+        panic!("not applied")
+    };
     assert_eq!(addresses.len(), 2);
     assert_eq!(sim_secondaries(&sim, true, "eni-abc").len(), 4);
     sim.shutdown().await;
@@ -610,22 +948,72 @@ async fn tencent_documented_errors_arrive_as_http_200_and_are_classified() {
     let nic = NicRef::new("eni-abc");
     let before = observe(&t, &nic).await;
     for (address, code, class) in [
-        ("10.9.9.9", "InvalidParameterValue.Range", ErrorClass::InvalidInput),
-        ("10.1.0.255", "InvalidParameterValue.Reserved", ErrorClass::InvalidInput),
+        (
+            "10.9.9.9",
+            "InvalidParameterValue.Range",
+            ErrorClass::InvalidInput,
+        ),
+        (
+            "10.1.0.255",
+            "InvalidParameterValue.Reserved",
+            ErrorClass::InvalidInput,
+        ),
         ("10.1.0.21", "ResourceInUse", ErrorClass::Conflict),
     ] {
-        let op = Operation::assign_ipv4(&Ipv4Request::Addresses(v4(&[address])), None, &before, &key(address));
+        let op = Operation::assign_ipv4(
+            &Ipv4Request::Addresses(v4(&[address])),
+            None,
+            &before,
+            &key(address),
+        );
         let err = expect_err(t.submit(&nic, &op).await);
-        assert_eq!((err.code.as_str(), err.class, err.http_status), (code, class, Some(200)), "{address}");
+        assert_eq!(
+            (err.code.as_str(), err.class, err.http_status),
+            (code, class, Some(200)),
+            "{address}"
+        );
         assert!(err.request_id.is_some());
     }
-    let err = expect_err(t.submit(&NicRef::new("eni-zzz"), &Operation::assign_ipv4(&Ipv4Request::Count(1), None, &before, &key("nf"))).await);
-    assert_eq!((err.code.as_str(), err.class), ("ResourceNotFound", ErrorClass::NotFound));
-    let err = expect_err(t.submit(&nic, &Operation::assign_ipv4(&Ipv4Request::Count(70), None, &before, &key("quota"))).await);
+    let err = expect_err(
+        t.submit(
+            &NicRef::new("eni-zzz"),
+            &Operation::assign_ipv4(&Ipv4Request::Count(1), None, &before, &key("nf")),
+        )
+        .await,
+    );
+    assert_eq!(
+        (err.code.as_str(), err.class),
+        ("ResourceNotFound", ErrorClass::NotFound)
+    );
+    let err = expect_err(
+        t.submit(
+            &nic,
+            &Operation::assign_ipv4(&Ipv4Request::Count(70), None, &before, &key("quota")),
+        )
+        .await,
+    );
     assert_eq!(err.class, ErrorClass::Terminal, "{err}");
-    let err = expect_err(t.submit(&nic, &Operation::unassign_ipv4(&v4(&["10.1.0.99"]), &before)).await);
-    assert_eq!((err.code.as_str(), err.class), ("UnsupportedOperation.AttachmentNotFound", ErrorClass::NotFound));
-    let err = expect_err(t.submit(&nic, &Operation::unassign_ipv4(&v4(&["10.1.0.10"]), &before)).await);
+    let err = expect_err(
+        t.submit(
+            &nic,
+            &Operation::unassign_ipv4(&v4(&["10.1.0.99"]), &before),
+        )
+        .await,
+    );
+    assert_eq!(
+        (err.code.as_str(), err.class),
+        (
+            "UnsupportedOperation.AttachmentNotFound",
+            ErrorClass::NotFound
+        )
+    );
+    let err = expect_err(
+        t.submit(
+            &nic,
+            &Operation::unassign_ipv4(&v4(&["10.1.0.10"]), &before),
+        )
+        .await,
+    );
     assert_eq!(err.class, ErrorClass::InvalidInput, "{err}");
     sim.shutdown().await;
 }
@@ -642,43 +1030,56 @@ async fn tencent_ipv6_attach_detach_and_failed_tasks() {
     let op = Operation::assign_ipv6(2, None, &before, &key("v6"));
     let submitted = t.submit(&nic, &op).await.unwrap();
     assert_eq!(submitted.addresses.len(), 2);
-    let op = Operation { request_id: submitted.request_id, ..op };
-    let Resolution::Applied { addresses } = settle(&t, &nic, &op).await else { panic!("IPv6 not applied") };
+    let op = Operation {
+        request_id: submitted.request_id,
+        ..op
+    };
+    let Resolution::Applied { addresses } = settle(&t, &nic, &op).await else {
+        panic!("IPv6 not applied")
+    };
     assert_eq!(addresses, submitted.addresses);
     let after = observe(&t, &nic).await;
     let op = Operation::unassign_ipv6(&after.ipv6, &after);
     let submitted = t.submit(&nic, &op).await.unwrap();
-    let op = Operation { request_id: submitted.request_id, ..op };
-    assert!(matches!(settle(&t, &nic, &op).await, Resolution::Applied { .. }));
+    let op = Operation {
+        request_id: submitted.request_id,
+        ..op
+    };
+    assert!(matches!(
+        settle(&t, &nic, &op).await,
+        Resolution::Applied { .. }
+    ));
     assert!(observe(&t, &nic).await.ipv6.is_empty());
 
-    let before = observe(&t, &nic).await;
-    let op = Operation::attach(&ins, &before, &key("attach"));
-    let submitted = t.submit(&nic, &op).await.unwrap();
-    let op = Operation { request_id: submitted.request_id, ..op };
-    assert_eq!(t.resolve(&nic, &op).await.unwrap(), Resolution::InProgress);
-    assert!(matches!(settle(&t, &nic, &op).await, Resolution::Applied { .. }));
-    let attached = observe(&t, &nic).await;
-    assert_eq!((attached.status.clone(), attached.instance_id.clone()), (NicStatus::InUse, Some(ins.clone())));
-    let err = expect_err(t.submit(&nic, &Operation::attach(&ins, &attached, &key("attach-2"))).await);
-    assert_eq!((err.code.as_str(), err.class), ("UnsupportedOperation.AttachmentAlreadyExists", ErrorClass::Conflict));
-    let op = Operation::detach(&ins, &attached, &key("detach"));
-    let submitted = t.submit(&nic, &op).await.unwrap();
-    let op = Operation { request_id: submitted.request_id, ..op };
-    assert!(matches!(settle(&t, &nic, &op).await, Resolution::Applied { .. }));
-    assert_eq!(observe(&t, &nic).await.status, NicStatus::Available);
+    attach_detach_cycle(
+        &t,
+        &nic,
+        &ins,
+        "UnsupportedOperation.AttachmentAlreadyExists",
+    )
+    .await;
 
-    sim.set_faults(vec![Fault { action: Some("AssignPrivateIpAddresses".into()), fail_task: true, ..Fault::default() }])
-        .unwrap();
+    sim.set_faults(vec![Fault {
+        action: Some("AssignPrivateIpAddresses".into()),
+        fail_task: true,
+        ..Fault::default()
+    }])
+    .unwrap();
     let before = observe(&t, &nic).await;
     let op = Operation::assign_ipv4(&Ipv4Request::Count(1), None, &before, &key("fail"));
     let submitted = t.submit(&nic, &op).await.unwrap();
-    let op = Operation { request_id: submitted.request_id, ..op };
+    let op = Operation {
+        request_id: submitted.request_id,
+        ..op
+    };
     match settle(&t, &nic, &op).await {
         Resolution::Failed(e) => assert_eq!(e.code, "Client.TaskFailed"),
         other => panic!("expected a failed task, got {other:?}"),
     }
-    assert!(sim_secondaries(&sim, true, "eni-free").is_empty(), "rolled back");
+    assert!(
+        sim_secondaries(&sim, true, "eni-free").is_empty(),
+        "rolled back"
+    );
     sim.shutdown().await;
 }
 
@@ -689,9 +1090,24 @@ async fn tencent_throttling_and_internal_errors_are_retried() {
     let t = tencent(&sim, &rec, Credentials::new(TC_ID, TC_SECRET));
     let nic = NicRef::new("eni-abc");
     sim.set_faults(vec![
-        Fault { action: Some("DescribeNetworkInterfaces".into()), error: Some("RequestLimitExceeded".into()), times: Some(2), ..Fault::default() },
-        Fault { action: Some("AssignPrivateIpAddresses".into()), error: Some("LimitExceeded.ActionLimited".into()), times: Some(1), ..Fault::default() },
-        Fault { action: Some("DescribeVpcTaskResult".into()), error: Some("InternalError".into()), times: Some(1), ..Fault::default() },
+        Fault {
+            action: Some("DescribeNetworkInterfaces".into()),
+            error: Some("RequestLimitExceeded".into()),
+            times: Some(2),
+            ..Fault::default()
+        },
+        Fault {
+            action: Some("AssignPrivateIpAddresses".into()),
+            error: Some("LimitExceeded.ActionLimited".into()),
+            times: Some(1),
+            ..Fault::default()
+        },
+        Fault {
+            action: Some("DescribeVpcTaskResult".into()),
+            error: Some("InternalError".into()),
+            times: Some(1),
+            ..Fault::default()
+        },
     ])
     .unwrap();
     let before = observe(&t, &nic).await;
@@ -700,16 +1116,37 @@ async fn tencent_throttling_and_internal_errors_are_retried() {
     assert_eq!(describes.last().unwrap().outcome, "OK");
     let op = Operation::assign_ipv4(&Ipv4Request::Count(1), None, &before, &key("t"));
     let submitted = t.submit(&nic, &op).await.unwrap();
-    assert_eq!(rec.calls("AssignPrivateIpAddresses").iter().filter(|c| c.throttled).count(), 1);
-    let op = Operation { request_id: submitted.request_id, ..op };
-    assert!(matches!(settle(&t, &nic, &op).await, Resolution::Applied { .. }));
-    assert!(rec.calls("DescribeVpcTaskResult").iter().any(|c| c.outcome == "InternalError"));
+    assert_eq!(
+        rec.calls("AssignPrivateIpAddresses")
+            .iter()
+            .filter(|c| c.throttled)
+            .count(),
+        1
+    );
+    let op = Operation {
+        request_id: submitted.request_id,
+        ..op
+    };
+    assert!(matches!(
+        settle(&t, &nic, &op).await,
+        Resolution::Applied { .. }
+    ));
+    assert!(
+        rec.calls("DescribeVpcTaskResult")
+            .iter()
+            .any(|c| c.outcome == "InternalError")
+    );
 
     // The real per-action limiter: 40 task queries at a 20/s limit all succeed.
     let limited = tencent(&sim, &rec, Credentials::new(TC_ID, TC_SECRET));
     let request_id = op.request_id.clone().unwrap();
-    let results = futures::future::join_all((0..40).map(|_| limited.task_status(&request_id))).await;
-    assert!(results.iter().all(Result::is_ok), "{:?}", results.iter().find(|r| r.is_err()));
+    let results =
+        futures::future::join_all((0..40).map(|_| limited.task_status(&request_id))).await;
+    assert!(
+        results.iter().all(Result::is_ok),
+        "{:?}",
+        results.iter().find(|r| r.is_err())
+    );
     sim.shutdown().await;
 }
 
@@ -725,39 +1162,99 @@ async fn legacy_manages_ipv4_with_task_ids() {
     assert_eq!(before.primary_ipv4, Some(Ipv4Addr::new(10, 1, 0, 40)));
 
     let wanted: BTreeSet<Ipv4Addr> = (150..162).map(|i| Ipv4Addr::new(10, 1, 0, i)).collect();
-    let op = Operation::assign_ipv4(&Ipv4Request::Addresses(wanted.clone()), None, &before, &key("l1"));
+    let op = Operation::assign_ipv4(
+        &Ipv4Request::Addresses(wanted.clone()),
+        None,
+        &before,
+        &key("l1"),
+    );
     let submitted = l.submit(&nic, &op).await.unwrap();
     let task = submitted.request_id.clone().expect("task id");
-    assert!(task.parse::<u64>().is_ok(), "legacy task ids are integers: {task}");
-    let op = Operation { request_id: Some(task), ..op };
-    let Resolution::Applied { addresses } = settle(&l, &nic, &op).await else { panic!("not applied") };
+    assert!(
+        task.parse::<u64>().is_ok(),
+        "legacy task ids are integers: {task}"
+    );
+    let op = Operation {
+        request_id: Some(task),
+        ..op
+    };
+    let Resolution::Applied { addresses } = settle(&l, &nic, &op).await else {
+        panic!("not applied")
+    };
     assert_eq!(addresses.len(), 12);
     assert_eq!(sim_secondaries(&sim, true, "eni-legacy"), wanted);
 
     let before = observe(&l, &nic).await;
     let op = Operation::assign_ipv4(&Ipv4Request::Count(2), None, &before, &key("l2"));
     let submitted = l.submit(&nic, &op).await.unwrap();
-    let op = Operation { request_id: submitted.request_id, ..op };
-    assert!(matches!(settle(&l, &nic, &op).await, Resolution::Applied { addresses } if addresses.len() == 2));
+    let op = Operation {
+        request_id: submitted.request_id,
+        ..op
+    };
+    assert!(
+        matches!(settle(&l, &nic, &op).await, Resolution::Applied { addresses } if addresses.len() == 2)
+    );
 
     // Several NICs of one VPC are found by paging through it.
-    let both = l.describe_nics(&[nic.clone(), NicRef::new("eni-other").in_vpc("vpc-abc")]).await.unwrap();
+    let both = l
+        .describe_nics(&[nic.clone(), NicRef::new("eni-other").in_vpc("vpc-abc")])
+        .await
+        .unwrap();
     assert_eq!(both.len(), 2);
 
     let after = observe(&l, &nic).await;
     let op = Operation::unassign_ipv4(&after.secondary_ipv4, &after);
     let submitted = l.submit(&nic, &op).await.unwrap();
-    let op = Operation { request_id: submitted.request_id, ..op };
-    assert!(matches!(settle(&l, &nic, &op).await, Resolution::Applied { addresses } if addresses.len() == 14));
+    let op = Operation {
+        request_id: submitted.request_id,
+        ..op
+    };
+    assert!(
+        matches!(settle(&l, &nic, &op).await, Resolution::Applied { addresses } if addresses.len() == 14)
+    );
     assert!(sim_secondaries(&sim, true, "eni-legacy").is_empty());
 
-    let err = expect_err(l.submit(&nic, &Operation::assign_ipv4(&Ipv4Request::Addresses(v4(&["10.1.0.21"])), None, &after, &key("l3"))).await);
-    assert_eq!((err.code.as_str(), err.class), ("InvalidPrivateIpAddress.InUse", ErrorClass::Conflict));
-    let err = expect_err(l.submit(&NicRef::new("eni-zzz").in_vpc("vpc-abc"), &Operation::assign_ipv4(&Ipv4Request::Count(1), None, &after, &key("l4"))).await);
-    assert_eq!((err.code.as_str(), err.class), ("InvalidNetworkInterface.NotFound", ErrorClass::NotFound));
-    let err = expect_err(l.submit(&NicRef::new("eni-legacy"), &Operation::assign_ipv4(&Ipv4Request::Count(1), None, &after, &key("l5"))).await);
+    let err = expect_err(
+        l.submit(
+            &nic,
+            &Operation::assign_ipv4(
+                &Ipv4Request::Addresses(v4(&["10.1.0.21"])),
+                None,
+                &after,
+                &key("l3"),
+            ),
+        )
+        .await,
+    );
+    assert_eq!(
+        (err.code.as_str(), err.class),
+        ("InvalidPrivateIpAddress.InUse", ErrorClass::Conflict)
+    );
+    let err = expect_err(
+        l.submit(
+            &NicRef::new("eni-zzz").in_vpc("vpc-abc"),
+            &Operation::assign_ipv4(&Ipv4Request::Count(1), None, &after, &key("l4")),
+        )
+        .await,
+    );
+    assert_eq!(
+        (err.code.as_str(), err.class),
+        ("InvalidNetworkInterface.NotFound", ErrorClass::NotFound)
+    );
+    let err = expect_err(
+        l.submit(
+            &NicRef::new("eni-legacy"),
+            &Operation::assign_ipv4(&Ipv4Request::Count(1), None, &after, &key("l5")),
+        )
+        .await,
+    );
     assert_eq!(err.code, "Client.InvalidRequest");
-    assert!(l.describe_nics(&[NicRef::new("eni-zzz").in_vpc("vpc-abc")]).await.unwrap().is_empty());
+    assert!(
+        l.describe_nics(&[NicRef::new("eni-zzz").in_vpc("vpc-abc")])
+            .await
+            .unwrap()
+            .is_empty()
+    );
     sim.shutdown().await;
 }
 

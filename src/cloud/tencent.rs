@@ -1383,37 +1383,31 @@ mod tests {
         );
     }
 
-    fn raw(status: u16, body: &str) -> RawResponse {
-        RawResponse {
-            status,
-            headers: Default::default(),
-            body: body.as_bytes().to_vec(),
-        }
-    }
-
     #[test]
     fn business_errors_in_http_200_are_errors() {
-        let err = parse_response::<Value>("A", raw(200, r#"{"Response":{"Error":{"Code":"InvalidParameterValue.Range","Message":"out"},"RequestId":"r-1"}}"#))
+        let err = parse_response::<Value>("A", RawResponse::test(200, r#"{"Response":{"Error":{"Code":"InvalidParameterValue.Range","Message":"out"},"RequestId":"r-1"}}"#))
             .unwrap_err();
         assert_eq!(
             (err.code.as_str(), err.class, err.request_id.as_deref()),
             ("InvalidParameterValue.Range", InvalidInput, Some("r-1"))
         );
-        let err = parse_response::<Value>("A", raw(200, r#"{"Response":{"Error":{"Code":"RequestLimitExceeded","Message":""},"RequestId":"r"}}"#)).unwrap_err();
+        let err = parse_response::<Value>("A", RawResponse::test(200, r#"{"Response":{"Error":{"Code":"RequestLimitExceeded","Message":""},"RequestId":"r"}}"#)).unwrap_err();
         assert_eq!(err.class, Throttled);
         // Unknown member of a known family falls back to the family's class.
         assert_eq!(classify("AuthFailure.SomethingNew"), Creds);
         assert_eq!(classify("Totally.Unknown"), Terminal);
         let err =
-            parse_response::<Value>("A", raw(200, r#"{"Response":{"RequestId""#)).unwrap_err();
+            parse_response::<Value>("A", RawResponse::test(200, r#"{"Response":{"RequestId""#))
+                .unwrap_err();
         assert_eq!(err.code, "Client.BadResponse");
         let err =
-            parse_response::<Value>("A", raw(504, "<html>gateway timeout</html>")).unwrap_err();
+            parse_response::<Value>("A", RawResponse::test(504, "<html>gateway timeout</html>"))
+                .unwrap_err();
         assert_eq!(
             (err.code.as_str(), err.class),
             ("Client.HttpStatus", Transient)
         );
-        let (v, id) = parse_response::<AssignResult>("A", raw(200, r#"{"Response":{"PrivateIpAddressSet":[{"PrivateIpAddress":"172.16.32.237"}],"RequestId":"f23"}}"#)).unwrap();
+        let (v, id) = parse_response::<AssignResult>("A", RawResponse::test(200, r#"{"Response":{"PrivateIpAddressSet":[{"PrivateIpAddress":"172.16.32.237"}],"RequestId":"f23"}}"#)).unwrap();
         assert_eq!(v.private_ip_address_set.unwrap().len(), 1);
         assert_eq!(id.as_deref(), Some("f23"));
     }

@@ -308,7 +308,7 @@ impl TencentLegacy {
                         action,
                         &params,
                         jiff::Timestamp::now().as_second(),
-                        fastrand::u32(1..u32::MAX),
+                        rand::random_range(1..u32::MAX),
                     )
                 },
                 |raw| parse_response(action, raw),
@@ -751,19 +751,11 @@ mod tests {
         );
     }
 
-    fn raw(status: u16, body: &str) -> RawResponse {
-        RawResponse {
-            status,
-            headers: Default::default(),
-            body: body.as_bytes().to_vec(),
-        }
-    }
-
     #[test]
     fn envelopes_are_parsed() {
         let data = parse_response(
             "A",
-            raw(
+            RawResponse::test(
                 200,
                 r#"{"code":0,"message":"","codeDesc":"Success","data":{"taskId":16284}}"#,
             ),
@@ -772,7 +764,7 @@ mod tests {
         assert_eq!(data["taskId"], 16284);
         let err = parse_response(
             "A",
-            raw(
+            RawResponse::test(
                 200,
                 r#"{"code":5000,"message":"no","codeDesc":"InvalidNetworkInterface.NotFound"}"#,
             ),
@@ -782,9 +774,13 @@ mod tests {
             (err.code.as_str(), err.class),
             ("InvalidNetworkInterface.NotFound", NotFound)
         );
-        let err = parse_response("A", raw(200, r#"{"code":4400,"message":"slow"}"#)).unwrap_err();
+        let err = parse_response(
+            "A",
+            RawResponse::test(200, r#"{"code":4400,"message":"slow"}"#),
+        )
+        .unwrap_err();
         assert_eq!((err.code.as_str(), err.class), ("4400", Throttled));
-        let err = parse_response("A", raw(200, "<html>")).unwrap_err();
+        let err = parse_response("A", RawResponse::test(200, "<html>")).unwrap_err();
         assert_eq!(err.code, "Client.BadResponse");
         let nic = observe_nic(&serde_json::json!({
             "networkInterfaceId": "eni-1", "vpcId": "vpc-1",

@@ -334,7 +334,7 @@ impl Transport {
             .saturating_mul(1u32 << attempt.min(16));
         let cap = exp.min(self.config.max_backoff);
         // Full jitter: uniformly in [cap/2, cap] so retries spread out but still back off.
-        cap.mul_f64(0.5 + fastrand::f64() * 0.5)
+        cap.mul_f64(0.5 + rand::random::<f64>() * 0.5)
     }
 
     /// Runs one logical call: `build` makes (and signs) a fresh request for
@@ -470,6 +470,17 @@ fn transport_error(
     );
     err.http_status = status;
     err
+}
+
+#[cfg(test)]
+impl RawResponse {
+    pub(crate) fn test(status: u16, body: &str) -> Self {
+        RawResponse {
+            status,
+            headers: HeaderMap::new(),
+            body: body.as_bytes().to_vec(),
+        }
+    }
 }
 
 /// A short, printable excerpt of an unexpected body for error messages.

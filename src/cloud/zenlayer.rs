@@ -880,17 +880,9 @@ mod tests {
         );
     }
 
-    fn raw(status: u16, body: &str) -> RawResponse {
-        RawResponse {
-            status,
-            headers: Default::default(),
-            body: body.as_bytes().to_vec(),
-        }
-    }
-
     #[test]
     fn responses_and_errors_are_parsed() {
-        let ok = raw(
+        let ok = RawResponse::test(
             200,
             r#"{"requestId":"T1","response":{"requestId":"T1","ipAddresses":["10.0.0.3"]}}"#,
         );
@@ -898,7 +890,7 @@ mod tests {
         assert_eq!(r.ip_addresses.unwrap(), vec!["10.0.0.3"]);
         assert_eq!(id.as_deref(), Some("T1"));
 
-        let err = parse_response::<Empty>("A", raw(409, r#"{"requestId":"T2","code":"INVALID_SUBNET_PRIVATE_IPV4_IN_USED","message":"used"}"#))
+        let err = parse_response::<Empty>("A", RawResponse::test(409, r#"{"requestId":"T2","code":"INVALID_SUBNET_PRIVATE_IPV4_IN_USED","message":"used"}"#))
             .unwrap_err();
         assert_eq!(
             (
@@ -916,12 +908,12 @@ mod tests {
         );
         let err = parse_response::<Empty>(
             "A",
-            raw(429, r#"{"code":"REQUEST_LIMIT_EXCEEDED","message":"slow"}"#),
+            RawResponse::test(429, r#"{"code":"REQUEST_LIMIT_EXCEEDED","message":"slow"}"#),
         )
         .unwrap_err();
         assert_eq!(err.class, Throttled);
 
-        let mut challenge = raw(403, "<html>Just a moment...</html>");
+        let mut challenge = RawResponse::test(403, "<html>Just a moment...</html>");
         challenge
             .headers
             .insert("cf-mitigated", "challenge".parse().unwrap());
@@ -930,22 +922,24 @@ mod tests {
             (err.code.as_str(), err.class),
             ("SECURITY_CHALLENGE", Creds)
         );
-        let err = parse_response::<Empty>("A", raw(451, "blocked")).unwrap_err();
+        let err = parse_response::<Empty>("A", RawResponse::test(451, "blocked")).unwrap_err();
         assert_eq!(err.code, "REQUEST_BLOCKED");
-        let err = parse_response::<Empty>("A", raw(502, "<html>Bad gateway</html>")).unwrap_err();
+        let err = parse_response::<Empty>("A", RawResponse::test(502, "<html>Bad gateway</html>"))
+            .unwrap_err();
         assert_eq!(
             (err.code.as_str(), err.class),
             ("Client.HttpStatus", Transient)
         );
         let err =
-            parse_response::<Empty>("A", raw(200, r#"{"requestId":"T3","respo"#)).unwrap_err();
+            parse_response::<Empty>("A", RawResponse::test(200, r#"{"requestId":"T3","respo"#))
+                .unwrap_err();
         assert_eq!(
             (err.code.as_str(), err.class),
             ("Client.BadResponse", Transient)
         );
         let err = parse_response::<Empty>(
             "A",
-            raw(401, r#"{"code":"SOMETHING_NEW","message":"auth"}"#),
+            RawResponse::test(401, r#"{"code":"SOMETHING_NEW","message":"auth"}"#),
         )
         .unwrap_err();
         assert_eq!(err.class, Creds);
