@@ -1312,3 +1312,71 @@ mod encoding {
         }
     }
 }
+
+#[tokio::test]
+async fn every_request_has_a_timeout_and_timed_out_reads_are_retried() {
+    let sim = start_sim().await;
+    let rec = Arc::new(Recorder::default());
+    let quick = Transport::new(TransportConfig {
+        timeout: Duration::from_millis(300),
+        max_attempts: 3,
+        base_backoff: Duration::from_millis(10),
+        max_backoff: Duration::from_millis(50),
+    })
+    .unwrap()
+    .with_metrics(rec.clone());
+    let t = Tencent::new(
+        quick.clone(),
+        Credentials::new(TC_ID, TC_SECRET),
+        "ap-guangzhou",
+        Some(&format!("{}/", sim.base_url())),
+    )
+    .unwrap();
+    sim.set_faults(vec![Fault {
+        action: Some("DescribeNetworkInterfaces".into()),
+        latency_ms: Some(2_000),
+        times: Some(1),
+        ..Fault::default()
+    }])
+    .unwrap();
+    observe(&t, &NicRef::new("eni-abc")).await;
+    let outcomes: Vec<String> = rec
+        .calls("DescribeNetworkInterfaces")
+        .into_iter()
+        .map(|c| c.outcome)
+        .collect();
+    assert_eq!(
+        outcomes,
+        vec!["Client.Timeout".to_string(), "OK".to_string()]
+    );
+
+    // A write without a token that timed out is left to `resolve`.
+    let z = Zenlayer::new(
+        quick,
+        Credentials::new(ZL_KEY, ZL_SECRET),
+        Some(&format!("{}/api/v2/zec", sim.base_url())),
+    )
+    .unwrap();
+    let nic = NicRef::new("nic-1");
+    let before = observe(&z, &nic).await;
+    sim.set_faults(vec![Fault {
+        action: Some("BatchAssignNetworkInterfaceIpv4".into()),
+        latency_ms: Some(2_000),
+        times: Some(1),
+        ..Fault::default()
+    }])
+    .unwrap();
+    let op = Operation::assign_ipv4(
+        &Ipv4Request::Addresses(v4(&["10.0.0.77"])),
+        None,
+        &before,
+        &key("slow"),
+    );
+    let err = expect_err(z.submit(&nic, &op).await);
+    assert_eq!(
+        (err.code.as_str(), err.class),
+        ("Client.Timeout", ErrorClass::Transient)
+    );
+    assert_eq!(rec.calls("BatchAssignNetworkInterfaceIpv4").len(), 1);
+    sim.shutdown().await;
+}
