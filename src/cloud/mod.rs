@@ -270,6 +270,36 @@ pub trait NicProvider: Send + Sync {
     async fn resolve(&self, nic: &NicRef, op: &Operation) -> Result<Resolution, CloudError>;
 }
 
+/// Builds the provider for one cloud account (one `ProviderConfig`).
+/// `region` is Tencent's `X-TC-Region` / legacy `Region` (Zenlayer ignores
+/// it); `endpoint` overrides the documented default URL. Providers built on
+/// clones of one [`Transport`] share its rate limiters and connection pool.
+pub fn connect(
+    provider: Provider,
+    transport: Transport,
+    credentials: Credentials,
+    region: &str,
+    endpoint: Option<&str>,
+) -> Result<std::sync::Arc<dyn NicProvider>, CloudError> {
+    Ok(match provider {
+        Provider::Zenlayer => {
+            std::sync::Arc::new(zenlayer::Zenlayer::new(transport, credentials, endpoint)?)
+        }
+        Provider::Tencent => std::sync::Arc::new(tencent::Tencent::new(
+            transport,
+            credentials,
+            region,
+            endpoint,
+        )?),
+        Provider::TencentLegacy => std::sync::Arc::new(tencent_legacy::TencentLegacy::new(
+            transport,
+            credentials,
+            region,
+            endpoint,
+        )?),
+    })
+}
+
 /// The error tables of all providers as published in `docs/errors.md`
 /// (a test keeps the document in step with the code).
 pub fn error_tables_markdown() -> String {
@@ -303,6 +333,36 @@ mod tests {
         assert!(format!("{c:?}").contains("AKIDkey"));
         assert_eq!(c.secret.expose(), "very-secret-key");
         assert_eq!(c.key_id, "AKIDkey");
+    }
+
+    #[test]
+    fn connect_builds_each_provider_and_rejects_plain_http_to_remote_hosts() {
+        let transport = Transport::new(TransportConfig::default()).unwrap();
+        for provider in [
+            Provider::Zenlayer,
+            Provider::Tencent,
+            Provider::TencentLegacy,
+        ] {
+            let p = connect(
+                provider,
+                transport.clone(),
+                Credentials::new("k", "s"),
+                "ap-guangzhou",
+                None,
+            )
+            .unwrap();
+            assert_eq!(p.provider(), provider);
+            let err = connect(
+                provider,
+                transport.clone(),
+                Credentials::new("k", "s"),
+                "r",
+                Some("http://example.com/"),
+            )
+            .err()
+            .unwrap();
+            assert_eq!(err.code, "Client.InvalidEndpoint");
+        }
     }
 
     #[test]
