@@ -1380,3 +1380,100 @@ async fn every_request_has_a_timeout_and_timed_out_reads_are_retried() {
     assert_eq!(rec.calls("BatchAssignNetworkInterfaceIpv4").len(), 1);
     sim.shutdown().await;
 }
+
+/// Serves one canned raw HTTP answer to every connection (a proxy, a CDN
+/// challenge, a truncated body): what no cloud envelope looks like.
+async fn canned_server(answer: &'static str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut buf = vec![0u8; 64 * 1024];
+            let _ = socket.read(&mut buf).await;
+            let _ = socket.write_all(answer.as_bytes()).await;
+            let _ = socket.shutdown().await;
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn non_json_and_truncated_answers_become_clear_errors() {
+    let rec = Arc::new(Recorder::default());
+    let challenge = canned_server(
+        "HTTP/1.1 403 Forbidden\r\ncf-mitigated: challenge\r\ncontent-type: text/html\r\ncontent-length: 29\r\nconnection: close\r\n\r\n<html>Just a moment...</html>",
+    )
+    .await;
+    let z = Zenlayer::new(
+        transport(&rec),
+        Credentials::new(ZL_KEY, ZL_SECRET),
+        Some(&format!("{challenge}/api/v2/zec")),
+    )
+    .unwrap();
+    let err = expect_err(z.describe_nics(&[NicRef::new("nic-1")]).await);
+    assert_eq!(
+        (err.code.as_str(), err.class, err.http_status),
+        ("SECURITY_CHALLENGE", ErrorClass::Credentials, Some(403))
+    );
+
+    let blocked = canned_server(
+        "HTTP/1.1 451 Unavailable\r\ncontent-length: 7\r\nconnection: close\r\n\r\nblocked",
+    )
+    .await;
+    let z = Zenlayer::new(
+        transport(&rec),
+        Credentials::new(ZL_KEY, ZL_SECRET),
+        Some(&format!("{blocked}/api/v2/zec")),
+    )
+    .unwrap();
+    assert_eq!(
+        expect_err(z.describe_nics(&[NicRef::new("nic-1")]).await).code,
+        "REQUEST_BLOCKED"
+    );
+
+    // Promised 100 bytes, sent 12: retried (reads are safe), then reported.
+    let truncated = canned_server(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\nconnection: close\r\n\r\n{\"Response\":",
+    )
+    .await;
+    let t = tencent_at(&truncated, &rec);
+    let err = expect_err(t.describe_nics(&[NicRef::new("eni-abc")]).await);
+    assert_eq!(
+        (err.code.as_str(), err.class),
+        ("Client.BadResponse", ErrorClass::Transient),
+        "{err}"
+    );
+    assert_eq!(
+        rec.calls("DescribeNetworkInterfaces")
+            .iter()
+            .filter(|c| c.provider == nicip::cloud::Provider::Tencent)
+            .count(),
+        5
+    );
+
+    let proxy = canned_server(
+        "HTTP/1.1 502 Bad Gateway\r\ncontent-type: text/html\r\ncontent-length: 24\r\nconnection: close\r\n\r\n<html>bad gateway</html>",
+    )
+    .await;
+    let err = expect_err(
+        tencent_at(&proxy, &rec)
+            .describe_nics(&[NicRef::new("eni-abc")])
+            .await,
+    );
+    assert_eq!(
+        (err.code.as_str(), err.class, err.http_status),
+        ("Client.HttpStatus", ErrorClass::Transient, Some(502))
+    );
+    assert!(err.message.contains("bad gateway"), "{err}");
+}
+
+fn tencent_at(base: &str, rec: &Arc<Recorder>) -> Tencent {
+    Tencent::new(
+        transport(rec),
+        Credentials::new(TC_ID, TC_SECRET),
+        "ap-guangzhou",
+        Some(&format!("{base}/")),
+    )
+    .unwrap()
+}
