@@ -1,5 +1,8 @@
 //! nicip: a Kubernetes controller that makes cloud NICs carry the secondary
 //! IPs and attachments declared in `NicIpClaim` objects.
 
+pub mod api;
 pub mod cloud;
+pub mod cloudsim;
+pub mod kubesim;
 pub mod signing;

@@ -20,7 +20,8 @@ impl PythonTools {
     pub fn get() -> &'static PythonTools {
         static TOOLS: OnceLock<PythonTools> = OnceLock::new();
         TOOLS.get_or_init(|| {
-            let venv = install_venv().unwrap_or_else(|e| panic!("setting up the Python test tools: {e}"));
+            let venv =
+                install_venv().unwrap_or_else(|e| panic!("setting up the Python test tools: {e}"));
             PythonTools { venv }
         })
     }
@@ -38,11 +39,13 @@ impl PythonTools {
 fn install_venv() -> Result<PathBuf, String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let requirements = root.join("tests/requirements.txt");
-    let wanted = std::fs::read_to_string(&requirements).map_err(|e| format!("{}: {e}", requirements.display()))?;
+    let wanted = std::fs::read_to_string(&requirements)
+        .map_err(|e| format!("{}: {e}", requirements.display()))?;
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("python-tools");
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let lock = std::fs::File::create(dir.join("lock")).map_err(|e| e.to_string())?;
-    lock.lock().map_err(|e| format!("locking {}: {e}", dir.display()))?;
+    lock.lock()
+        .map_err(|e| format!("locking {}: {e}", dir.display()))?;
 
     let venv = dir.join("venv");
     let stamp = dir.join("installed-requirements.txt");

@@ -1,0 +1,296 @@
+//! The HTTP listener: routes each request to its protocol, applies rate
+//! limits and faults, writes the audit log, and serves the control endpoints.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_TYPE, HeaderMap};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use super::config::{Accounts, RateLimits, Settings, World};
+use super::faults::{Audit, AuditEntry, Decision, Fault, Faults, Protocol, RateLimiter};
+use super::world::{WorldState, now_iso};
+use super::{legacy, tencent, zenlayer};
+
+const MAX_BODY: usize = 1 << 20;
+
+/// A request as the protocol handlers see it.
+pub(crate) struct HttpRequest {
+    pub method: Method,
+    pub path: String,
+    /// The raw query string (what follows `?`), as sent.
+    pub query: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl HttpRequest {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// A protocol's answer, before faults and auditing.
+pub(crate) struct Reply {
+    pub status: u16,
+    pub body: Value,
+}
+
+/// What one request did, for rate limiting, faults and the audit log.
+pub(crate) struct CallInfo {
+    pub protocol: Protocol,
+    pub action: String,
+    pub key_id: String,
+    pub params: Value,
+    pub request_id: String,
+}
+
+/// Shared simulator state.
+pub(crate) struct Sim {
+    world: Mutex<WorldState>,
+    pub accounts: Accounts,
+    pub settings: Settings,
+    pub limits: RateLimits,
+    /// Tencent regions, for `X-TC-Region` / `Region` checks without the lock.
+    pub tencent_regions: Vec<String>,
+    pub faults: Faults,
+    pub limiter: RateLimiter,
+    pub audit: Audit,
+    pub nonces: super::legacy::NonceCache,
+}
+
+impl Sim {
+    pub fn new(world: World, audit: Audit) -> Sim {
+        Sim {
+            tencent_regions: world
+                .state
+                .tencent
+                .regions
+                .iter()
+                .map(|r| r.id.clone())
+                .collect(),
+            limits: world.limits,
+            world: Mutex::new(world.state),
+            accounts: world.accounts,
+            settings: world.settings,
+            faults: Faults::new(world.faults),
+            limiter: RateLimiter::default(),
+            audit,
+            nonces: Default::default(),
+        }
+    }
+
+    /// Runs `f` on the world after completing every task that is due. Keep
+    /// `f` short: every request goes through this one lock.
+    pub fn with_world<R>(&self, f: impl FnOnce(&mut WorldState) -> R) -> R {
+        let mut world = self.world.lock().unwrap_or_else(|e| e.into_inner());
+        world.advance(Instant::now());
+        f(&mut world)
+    }
+
+    pub fn now_unix(&self) -> i64 {
+        jiff::Timestamp::now().as_second()
+    }
+}
+
+/// How a protocol handler hooks into the common pipeline.
+pub(crate) trait Wire: Sync {
+    /// Requests per second allowed for `action` (0: unlimited).
+    fn limit_for(&self, sim: &Sim, action: &str) -> f64;
+    /// The error reply for throttling.
+    fn throttled(&self, info: &CallInfo) -> Reply;
+    /// The error reply for an injected fault.
+    fn injected(&self, info: &CallInfo, code: &str, http_status: u16, message: &str) -> Reply;
+    /// Runs the action.
+    fn execute(&self, sim: &Sim, info: &CallInfo, decision: &Decision) -> Reply;
+    /// The outcome code of a reply, for the audit log.
+    fn outcome(&self, reply: &Reply) -> String;
+}
+
+/// The common tail of every cloud call: rate limit, faults, execute, audit.
+/// Returns the reply and whether to drop it. A throttled call does not
+/// consume fault rules.
+pub(crate) async fn run_call(sim: &Sim, proto: &dyn Wire, info: CallInfo) -> (Reply, bool) {
+    let limit = proto.limit_for(sim, &info.action);
+    if !sim
+        .limiter
+        .allow(info.protocol, &info.key_id, &info.action, limit)
+    {
+        let reply = proto.throttled(&info);
+        audit(sim, &info, proto.outcome(&reply));
+        return (reply, false);
+    }
+    let decision = sim.faults.decide(info.protocol, &info.action);
+    if !decision.latency.is_zero() {
+        tokio::time::sleep(decision.latency).await;
+    }
+    let reply = match &decision.error {
+        Some(e) => proto.injected(&info, &e.code, e.http_status, &e.message),
+        None => proto.execute(sim, &info, &decision),
+    };
+    audit(sim, &info, proto.outcome(&reply));
+    (reply, decision.drop_response)
+}
+
+pub(crate) fn audit(sim: &Sim, info: &CallInfo, outcome: String) {
+    tracing::debug!(
+        protocol = ?info.protocol,
+        action = %info.action,
+        key_id = %info.key_id,
+        request_id = %info.request_id,
+        outcome = %outcome,
+        "cloud call"
+    );
+    sim.audit.record(AuditEntry {
+        time: now_iso(),
+        protocol: info.protocol,
+        action: info.action.clone(),
+        key_id: info.key_id.clone(),
+        params: info.params.clone(),
+        outcome,
+        request_id: info.request_id.clone(),
+    });
+}
+
+/// Marker error: close the connection without an answer.
+#[derive(Debug)]
+struct DropResponse;
+
+impl std::fmt::Display for DropResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("response dropped by fault injection")
+    }
+}
+
+impl std::error::Error for DropResponse {}
+
+fn json_response(status: u16, body: &Value) -> Response<Full<Bytes>> {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let mut resp = Response::new(Full::new(Bytes::from(bytes)));
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    // Exactly `application/json`: the Tencent Python SDK only parses errors
+    // for that exact value.
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+async fn handle(
+    sim: Arc<Sim>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, DropResponse> {
+    let (parts, body) = req.into_parts();
+    let body = match Limited::new(body, MAX_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            return Ok(json_response(
+                413,
+                &json!({"error": "request body too large or unreadable"}),
+            ));
+        }
+    };
+    let req = HttpRequest {
+        method: parts.method,
+        path: parts.uri.path().to_string(),
+        query: parts.uri.query().unwrap_or("").to_string(),
+        headers: parts.headers,
+        body,
+    };
+    let (reply, dropped) = match req.path.as_str() {
+        "/api/v2/zec" => zenlayer::handle(&sim, &req).await,
+        "/v2/index.php" => legacy::handle(&sim, &req).await,
+        "/" => tencent::handle(&sim, &req).await,
+        p if p.starts_with("/_sim/") => (control(&sim, &req), false),
+        _ => (
+            Reply {
+                status: 404,
+                body: json!({"error": format!("no such path: {}", req.path)}),
+            },
+            false,
+        ),
+    };
+    if dropped {
+        return Err(DropResponse);
+    }
+    Ok(json_response(reply.status, &reply.body))
+}
+
+/// `/_sim/world` (GET), `/_sim/faults` (GET, PUT/POST to replace, DELETE to
+/// clear), `/_sim/audit` (GET). No cloud signature: a loopback dev tool.
+fn control(sim: &Sim, req: &HttpRequest) -> Reply {
+    let ok = |body: Value| Reply { status: 200, body };
+    match (req.method.clone(), req.path.as_str()) {
+        (Method::GET, "/_sim/world") => ok(super::snapshot_json(sim)),
+        (Method::GET, "/_sim/faults") => ok(json!(sim.faults.list())),
+        (Method::PUT | Method::POST, "/_sim/faults") => {
+            match serde_json::from_slice::<Vec<Fault>>(&req.body) {
+                Ok(rules) => match rules
+                    .iter()
+                    .enumerate()
+                    .find_map(|(i, r)| r.validate().err().map(|e| (i, e)))
+                {
+                    Some((i, e)) => Reply {
+                        status: 400,
+                        body: json!({"error": format!("faults[{i}]: {e}")}),
+                    },
+                    None => {
+                        sim.faults.set(rules);
+                        ok(json!(sim.faults.list()))
+                    }
+                },
+                Err(e) => Reply {
+                    status: 400,
+                    body: json!({"error": format!("expected a JSON list of faults: {e}")}),
+                },
+            }
+        }
+        (Method::DELETE, "/_sim/faults") => {
+            sim.faults.set(Vec::new());
+            ok(json!([]))
+        }
+        (Method::GET, "/_sim/audit") => ok(json!(sim.audit.recent())),
+        _ => Reply {
+            status: 404,
+            body: json!({"error": format!("no control endpoint {} {}", req.method, req.path)}),
+        },
+    }
+}
+
+/// Accepts connections until `shutdown` flips, then lets in-flight requests
+/// finish (up to a few seconds).
+pub(crate) async fn serve(
+    listener: TcpListener,
+    sim: Arc<Sim>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _peer)) = accepted else { continue };
+                let _ = stream.set_nodelay(true);
+                let sim = sim.clone();
+                let service = hyper::service::service_fn(move |req| handle(sim.clone(), req));
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .keep_alive(true)
+                    .serve_connection(TokioIo::new(stream), service);
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
+}

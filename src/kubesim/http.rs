@@ -1,0 +1,1334 @@
+//! Routing and the request handlers: the REST verbs over the store, with
+//! kube-apiserver's status codes and `Status` bodies.
+
+use super::RequestRecord;
+use super::discovery::{self, ResourceType};
+use super::fields::{self, Scope, Writer};
+use super::schema::{self, FieldError};
+use super::select::Selector;
+use super::store::{ChangeType, State, Store};
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State as AxumState};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::Response;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub(crate) struct Server {
+    pub store: Store,
+    pub types: Vec<ResourceType>,
+    pub log: Mutex<Vec<RequestRecord>>,
+    pub addr: SocketAddr,
+    pub bookmark_interval: Duration,
+    pub watch_timeout: Duration,
+    /// Becomes `true` when the server is stopping.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
+}
+
+pub(crate) fn router(server: Arc<Server>) -> Router {
+    Router::new().fallback(handle).with_state(server)
+}
+
+/// A failed request, rendered as a `Status`.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    code: u16,
+    reason: &'static str,
+    message: String,
+    details: Option<Value>,
+}
+
+impl ApiError {
+    fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            code,
+            reason,
+            message: message.into(),
+            details: None,
+        }
+    }
+    fn details(mut self, details: Value) -> Self {
+        self.details = Some(details);
+        self
+    }
+    fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::new(400, "BadRequest", message)
+    }
+    fn not_found(t: &ResourceType, name: &str) -> Self {
+        ApiError::new(
+            404,
+            "NotFound",
+            format!("{} \"{name}\" not found", t.group_resource()),
+        )
+        .details(json!({"name": name, "group": t.group, "kind": t.plural}))
+    }
+    fn conflict(t: &ResourceType, name: &str) -> Self {
+        ApiError::new(
+            409,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on {} \"{name}\": the object has been modified; please apply your changes to the latest version and try again",
+                t.group_resource()
+            ),
+        )
+        .details(json!({"name": name, "group": t.group, "kind": t.plural}))
+    }
+    fn invalid(t: &ResourceType, name: &str, errs: &[FieldError]) -> Self {
+        let listed: Vec<String> = errs.iter().map(ToString::to_string).collect();
+        let summary = if listed.len() == 1 {
+            listed[0].clone()
+        } else {
+            format!("[{}]", listed.join(", "))
+        };
+        let causes: Vec<Value> = errs
+            .iter()
+            .map(|e| json!({"reason": e.reason, "message": e.message, "field": e.field}))
+            .collect();
+        ApiError::new(
+            422,
+            "Invalid",
+            format!("{} \"{name}\" is invalid: {summary}", t.group_kind()),
+        )
+        .details(json!({"name": name, "group": t.group, "kind": t.kind, "causes": causes}))
+    }
+    fn expired(message: impl Into<String>) -> Self {
+        ApiError::new(410, "Expired", message)
+    }
+    fn body(&self) -> Value {
+        let mut status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": self.message, "reason": self.reason, "code": self.code});
+        if let Some(d) = &self.details {
+            status["details"] = d.clone();
+        }
+        status
+    }
+}
+
+fn json_response(code: u16, body: &Value, warnings: &[String]) -> Response {
+    let mut resp = Response::new(Body::from(body.to_string()));
+    *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    for w in warnings {
+        let text = format!("299 - {}", Value::String(w.clone()));
+        if let Ok(v) = HeaderValue::from_str(&text) {
+            resp.headers_mut().append("Warning", v);
+        }
+    }
+    resp
+}
+
+fn error_response(e: &ApiError) -> Response {
+    json_response(e.code, &e.body(), &[])
+}
+
+/// A request for a resource, parsed from its path, query and headers.
+struct Req<'a> {
+    t: &'a ResourceType,
+    ns: String,
+    name: Option<String>,
+    sub: Option<String>,
+    query: HashMap<String, String>,
+    body: Bytes,
+    content_type: String,
+    table: bool,
+    user_agent: String,
+}
+
+impl Req<'_> {
+    fn q(&self, key: &str) -> Option<&str> {
+        self.query
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+    fn dry_run(&self) -> bool {
+        self.q("dryRun") == Some("All")
+    }
+    fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or_default()
+    }
+    /// The field manager of an update: the parameter, else the user agent's
+    /// first word, as kube-apiserver derives it.
+    fn manager(&self) -> String {
+        match self.q("fieldManager") {
+            Some(m) => m.to_string(),
+            None => match self.user_agent.split('/').next() {
+                Some(agent) if !agent.is_empty() => agent.to_string(),
+                _ => "unknown".to_string(),
+            },
+        }
+    }
+    fn writer<'a>(&'a self, manager: &'a str, api_version: &'a str, now: &'a str) -> Writer<'a> {
+        Writer {
+            manager,
+            subresource: self.sub.as_deref(),
+            api_version,
+            now,
+            scope: self.scope(),
+        }
+    }
+    fn scope(&self) -> Scope {
+        if self.sub.is_some() {
+            Scope::Status
+        } else {
+            Scope::Main {
+                status_is_subresource: self.t.status_subresource,
+            }
+        }
+    }
+    /// The body as a JSON object (anything else is a 400, as kube-apiserver's decoder answers).
+    fn parse_body(&self) -> Result<Value, ApiError> {
+        let v: Value = serde_json::from_slice(&self.body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding request body: {e}")))?;
+        if v.is_object() {
+            Ok(v)
+        } else {
+            Err(ApiError::bad_request(
+                "the request body must be a JSON object",
+            ))
+        }
+    }
+}
+
+async fn handle(AxumState(srv): AxumState<Arc<Server>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().to_string();
+    let query: HashMap<String, String> =
+        serde_urlencoded::from_str(parts.uri.query().unwrap_or("")).unwrap_or_default();
+    let header_text = |h: header::HeaderName| {
+        parts
+            .headers
+            .get(h)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let accept = header_text(header::ACCEPT);
+    let content_type = header_text(header::CONTENT_TYPE);
+    let user_agent = header_text(header::USER_AGENT);
+    let body = match axum::body::to_bytes(body, 16 << 20).await {
+        Ok(b) => b,
+        Err(e) => {
+            return error_response(&ApiError::new(413, "RequestEntityTooLarge", e.to_string()));
+        }
+    };
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    if parts.method == Method::GET
+        && let Some(resp) = srv.discovery(&segs)
+    {
+        return resp;
+    }
+    let (group, version, rest) = match segs.as_slice() {
+        ["api", v, rest @ ..] => ("", *v, rest),
+        ["apis", g, v, rest @ ..] => (*g, *v, rest),
+        _ => return error_response(&not_served()),
+    };
+    let (ns, plural, name, sub) = match rest {
+        ["namespaces", ns, plural, tail @ ..] => (
+            Some(*ns),
+            *plural,
+            tail.first().copied(),
+            tail.get(1).copied(),
+        ),
+        [plural, tail @ ..] => (None, *plural, tail.first().copied(), tail.get(1).copied()),
+        [] => return error_response(&not_served()),
+    };
+    let too_long = rest.len() > if ns.is_some() { 5 } else { 3 };
+    let Some(t) = srv
+        .types
+        .iter()
+        .find(|t| t.group == group && t.version == version && t.plural == plural)
+    else {
+        return error_response(&not_served());
+    };
+    if too_long
+        || (ns.is_some() && !t.namespaced)
+        || (name.is_some() && ns.is_none() && t.namespaced)
+    {
+        return error_response(&not_served());
+    }
+    if let Some(s) = sub
+        && !(s == "status" && t.status_subresource)
+    {
+        return error_response(&not_served());
+    }
+    let watch = matches!(query.get("watch").map(String::as_str), Some("true" | "1"));
+    let verb = match (&parts.method, name.is_some()) {
+        (&Method::GET, true) => "get",
+        (&Method::GET, false) if watch => "watch",
+        (&Method::GET, false) => "list",
+        (&Method::POST, false) => "create",
+        (&Method::PUT, true) => "update",
+        (&Method::PATCH, true) => "patch",
+        (&Method::DELETE, true) => "delete",
+        (&Method::DELETE, false) => "deletecollection",
+        _ => "unsupported",
+    };
+    if t.namespaced && ns.is_none() && !matches!(verb, "list" | "watch") {
+        return error_response(&ApiError::new(
+            405,
+            "MethodNotAllowed",
+            format!(
+                "the server does not allow this method on the requested resource: {} across all namespaces",
+                parts.method
+            ),
+        ));
+    }
+    let r = Req {
+        t,
+        ns: ns.unwrap_or_default().to_string(),
+        name: name.map(str::to_string),
+        sub: sub.map(str::to_string),
+        query,
+        body,
+        content_type,
+        table: accept.contains("as=Table"),
+        user_agent,
+    };
+    let result = match verb {
+        "get" => srv.get(&r),
+        "list" => srv.list(&r),
+        "watch" => {
+            let resp = srv.watch(&r);
+            srv.record(&r, verb, resp.status().as_u16());
+            return resp;
+        }
+        "create" => srv.create(&r),
+        "update" => srv.update(&r),
+        "patch" => srv.patch(&r),
+        "delete" => srv.delete(&r),
+        _ => Err(ApiError::new(
+            405,
+            "MethodNotAllowed",
+            format!(
+                "{} {path} is not supported by kubesim (no deletecollection, no POST to a named object)",
+                parts.method
+            ),
+        )),
+    };
+    let resp = match result {
+        Ok((code, body, warnings)) => json_response(code, &body, &warnings),
+        Err(e) => error_response(&e),
+    };
+    srv.record(&r, verb, resp.status().as_u16());
+    resp
+}
+
+fn not_served() -> ApiError {
+    ApiError::new(
+        404,
+        "NotFound",
+        "the server could not find the requested resource",
+    )
+    .details(json!({}))
+}
+
+type Reply = Result<(u16, Value, Vec<String>), ApiError>;
+
+fn now() -> String {
+    jiff::Timestamp::now()
+        .round(jiff::Unit::Second)
+        .unwrap_or(jiff::Timestamp::now())
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+fn meta_str<'a>(obj: &'a Value, key: &str) -> Option<&'a str> {
+    obj.get("metadata")
+        .and_then(|m| m.get(key))
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+}
+
+/// `metadata` of an object, created when missing. Callers only pass objects
+/// (request bodies are checked to be JSON objects before they get here).
+fn meta_mut(obj: &mut Value) -> &mut serde_json::Map<String, Value> {
+    if !obj.is_object() {
+        *obj = json!({});
+    }
+    if !obj.get("metadata").is_some_and(Value::is_object) {
+        obj["metadata"] = json!({});
+    }
+    match obj.get_mut("metadata") {
+        Some(Value::Object(m)) => m,
+        _ => unreachable!("metadata was just made an object"),
+    }
+}
+
+fn finalizers(obj: &Value) -> Vec<String> {
+    obj.pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_string)
+        .collect()
+}
+
+/// The object without what every write changes (resourceVersion, managedFields
+/// timestamps), to recognise a no-op write, which kube-apiserver does not persist.
+fn comparable(obj: &Value) -> Value {
+    let mut o = obj.clone();
+    let m = meta_mut(&mut o);
+    m.remove("resourceVersion");
+    if let Some(Value::Array(entries)) = m.get_mut("managedFields") {
+        for e in entries {
+            if let Some(e) = e.as_object_mut() {
+                e.remove("time");
+            }
+        }
+    }
+    o
+}
+
+const DNS1123_SUBDOMAIN: &str =
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+const DNS1123_LABEL: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+
+fn check_name(t: &ResourceType, name: &str) -> Option<FieldError> {
+    let (pattern, max, what) = if t.plural == "namespaces" {
+        (
+            DNS1123_LABEL,
+            63,
+            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
+        )
+    } else {
+        (
+            DNS1123_SUBDOMAIN,
+            253,
+            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
+        )
+    };
+    let ok = name.len() <= max && regex::Regex::new(pattern).is_ok_and(|re| re.is_match(name));
+    (!ok).then(|| FieldError {
+        field: "metadata.name".into(),
+        reason: "FieldValueInvalid".into(),
+        message: format!("Invalid value: {}: {what}", Value::String(name.into())),
+    })
+}
+
+fn check_labels(obj: &Value) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let Some(labels) = obj.pointer("/metadata/labels").and_then(Value::as_object) else {
+        return errs;
+    };
+    let value_re = regex::Regex::new(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$").ok();
+    for (k, v) in labels {
+        let text = v.as_str().unwrap_or_default();
+        if !v.is_string()
+            || text.len() > 63
+            || !value_re.as_ref().is_some_and(|re| re.is_match(text))
+        {
+            errs.push(FieldError {
+                field: "metadata.labels".to_string(),
+                reason: "FieldValueInvalid".into(),
+                message: format!("Invalid value: {v}: a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"),
+            });
+        }
+        if k.is_empty() || k.len() > 317 {
+            errs.push(FieldError {
+                field: "metadata.labels".into(),
+                reason: "FieldValueInvalid".into(),
+                message: format!("Invalid value: {k:?}: name part must be non-empty"),
+            });
+        }
+    }
+    errs
+}
+
+fn random_suffix() -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    uuid::Uuid::new_v4()
+        .as_bytes()
+        .iter()
+        .take(5)
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect()
+}
+
+impl Server {
+    fn record(&self, r: &Req, verb: &str, code: u16) {
+        let rec = RequestRecord {
+            verb: verb.to_string(),
+            group: r.t.group.clone(),
+            resource: r.t.plural.clone(),
+            subresource: r.sub.clone(),
+            namespace: (!r.ns.is_empty()).then(|| r.ns.clone()),
+            name: r.name.clone(),
+            field_manager: r.q("fieldManager").map(str::to_string),
+            code,
+        };
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).push(rec);
+    }
+
+    fn discovery(&self, segs: &[&str]) -> Option<Response> {
+        let addr = self.addr.to_string();
+        let doc = match segs {
+            ["version"] => Some(
+                json!({"major": "1", "minor": "34", "gitVersion": "v1.34.0-kubesim", "gitCommit": "",
+                "gitTreeState": "clean", "buildDate": "", "goVersion": "", "compiler": "rustc", "platform": "linux/amd64"}),
+            ),
+            ["api"] => Some(discovery::versions_doc(&addr)),
+            ["apis"] => Some(discovery::group_list_doc(&self.types)),
+            ["api", v] => discovery::resource_list_doc(&self.types, "", v),
+            ["apis", g] => discovery::group_doc_for(&self.types, g),
+            ["apis", g, v] => discovery::resource_list_doc(&self.types, g, v),
+            ["openapi", "v3"] => Some(discovery::openapi_root(&self.types)),
+            ["openapi", "v3", rest @ ..] => discovery::openapi_doc(&self.types, &rest.join("/")),
+            ["openapi", ..] => return Some(error_response(&not_served())),
+            _ => return None,
+        };
+        Some(match doc {
+            Some(d) => json_response(200, &d, &[]),
+            None => error_response(&not_served()),
+        })
+    }
+
+    fn unview(&self, t: &ResourceType, obj: Value) -> Value {
+        if t.is_event_v1() {
+            discovery::convert_event(&obj, false)
+        } else {
+            obj
+        }
+    }
+
+    pub(crate) fn create_namespace(&self, name: &str) {
+        let mut st = self.store.lock();
+        self.ensure_namespace(&mut st, name);
+    }
+
+    /// Namespaces are created on first use (kube-apiserver would answer 404).
+    fn ensure_namespace(&self, st: &mut State, name: &str) {
+        if name.is_empty() || st.get("/namespaces", "", name).is_some() {
+            return;
+        }
+        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "uid": uuid::Uuid::new_v4().to_string(),
+            "creationTimestamp": now(), "labels": {"kubernetes.io/metadata.name": name}},
+            "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}});
+        st.commit("/namespaces", "", name, ChangeType::Added, ns);
+    }
+
+    fn get(&self, r: &Req) -> Reply {
+        let st = self.store.lock();
+        let obj = st
+            .get(&r.t.storage, &r.ns, r.name())
+            .ok_or_else(|| ApiError::not_found(r.t, r.name()))?;
+        let obj = view(r.t, obj);
+        if r.table {
+            return Ok((
+                200,
+                discovery::table(
+                    r.t,
+                    &[&obj],
+                    json!({"resourceVersion": meta_str(&obj, "resourceVersion")}),
+                    true,
+                ),
+                vec![],
+            ));
+        }
+        Ok((200, obj, vec![]))
+    }
+
+    fn selector(&self, r: &Req) -> Result<Selector, ApiError> {
+        let extra: &[&str] = match r.t.plural.as_str() {
+            "events" if !r.t.is_event_v1() => &[
+                "involvedObject.kind",
+                "involvedObject.namespace",
+                "involvedObject.name",
+                "involvedObject.uid",
+                "involvedObject.apiVersion",
+                "involvedObject.resourceVersion",
+                "involvedObject.fieldPath",
+                "reason",
+                "reportingComponent",
+                "source",
+                "type",
+            ],
+            "secrets" => &["type"],
+            _ => &[],
+        };
+        Selector::parse(r.q("labelSelector"), r.q("fieldSelector"), extra)
+            .map_err(ApiError::bad_request)
+    }
+
+    fn list(&self, r: &Req) -> Reply {
+        let selector = self.selector(r)?;
+        let st = self.store.lock();
+        let current = st.current_rv();
+        let rv = r
+            .q("resourceVersion")
+            .map(|v| {
+                v.parse::<u64>()
+                    .map_err(|_| ApiError::bad_request(format!("invalid resource version: {v}")))
+            })
+            .transpose()?;
+        if let Some(rv) = rv {
+            if rv > current {
+                return Err(too_large(rv, current));
+            }
+            if r.q("resourceVersionMatch") == Some("Exact") && rv != current {
+                return Err(ApiError::expired(format!(
+                    "resourceVersion {rv} is not available: kubesim keeps no snapshots, only the current state (resourceVersion {current})"
+                )));
+            }
+        }
+        let (list_rv, after) = match r.q("continue") {
+            Some(token) => decode_continue(token)?,
+            None => (current, None),
+        };
+        if list_rv < st.oldest_resumable() {
+            return Err(ApiError::expired(
+                "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
+            ));
+        }
+        let ns = (!r.ns.is_empty()).then_some(r.ns.as_str());
+        let matching: Vec<(String, Value)> = st
+            .list(&r.t.storage, ns)
+            .filter(|(key, _)| {
+                after
+                    .as_ref()
+                    .is_none_or(|a| format!("{}/{}", key.0, key.1) > *a)
+            })
+            .map(|(key, o)| (format!("{}/{}", key.0, key.1), view(r.t, o)))
+            .filter(|(_, o)| selector.matches(o))
+            .collect();
+        let limit = r
+            .q("limit")
+            .and_then(|l| l.parse::<usize>().ok())
+            .filter(|l| *l > 0);
+        let mut meta = json!({"resourceVersion": list_rv.to_string()});
+        let page: Vec<&Value> = match limit {
+            Some(limit) if matching.len() > limit => {
+                let last = &matching[limit - 1].0;
+                meta["continue"] = json!(encode_continue(list_rv, last));
+                meta["remainingItemCount"] = json!(matching.len() - limit);
+                matching[..limit].iter().map(|(_, o)| o).collect()
+            }
+            _ => matching.iter().map(|(_, o)| o).collect(),
+        };
+        if r.table {
+            return Ok((200, discovery::table(r.t, &page, meta, true), vec![]));
+        }
+        Ok((
+            200,
+            json!({"kind": format!("{}List", r.t.kind), "apiVersion": r.t.api_version(), "metadata": meta, "items": page}),
+            vec![],
+        ))
+    }
+
+    fn create(&self, r: &Req) -> Reply {
+        if r.sub.is_some() {
+            return Err(ApiError::new(
+                405,
+                "MethodNotAllowed",
+                "create on a subresource is not supported",
+            ));
+        }
+        let body = r.parse_body()?;
+        self.check_kind(r, &body)?;
+        let mut st = self.store.lock();
+        let new = self.unview(r.t, body);
+        let (new, warnings) = self.prepare(&st, r, None, new)?;
+        let name = meta_str(&new, "name").unwrap_or_default().to_string();
+        if st.get(&r.t.storage, &r.ns, &name).is_some() {
+            return Err(ApiError::new(
+                409,
+                "AlreadyExists",
+                format!("{} \"{name}\" already exists", r.t.group_resource()),
+            )
+            .details(json!({"name": name, "group": r.t.group, "kind": r.t.plural})));
+        }
+        let (code, obj) = self.commit(&mut st, r, None, new, Some(&r.manager()));
+        Ok((code, view(r.t, &obj), warnings))
+    }
+
+    fn update(&self, r: &Req) -> Reply {
+        let body = r.parse_body()?;
+        self.check_kind(r, &body)?;
+        let mut st = self.store.lock();
+        let old = st
+            .get(&r.t.storage, &r.ns, r.name())
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(r.t, r.name()))?;
+        let new = self.unview(r.t, body);
+        let (new, warnings) = self.prepare(&st, r, Some(&old), new)?;
+        let (code, obj) = self.commit(&mut st, r, Some(&old), new, Some(&r.manager()));
+        Ok((code, view(r.t, &obj), warnings))
+    }
+
+    fn patch(&self, r: &Req) -> Reply {
+        let kind = r
+            .content_type
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        if kind == "application/apply-patch+yaml" {
+            return self.apply(r);
+        }
+        let mut st = self.store.lock();
+        let old = st
+            .get(&r.t.storage, &r.ns, r.name())
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(r.t, r.name()))?;
+        let mut doc = view(r.t, &old);
+        match kind.as_str() {
+            "application/merge-patch+json" => json_patch::merge(&mut doc, &r.parse_body()?),
+            "application/strategic-merge-patch+json" if !r.t.custom => {
+                let p = r.parse_body()?;
+                if strategic_directives(&p) {
+                    return Err(ApiError::new(
+                        415,
+                        "UnsupportedMediaType",
+                        "kubesim treats strategic merge patches as JSON merge patches and refuses those using $patch directives or merging metadata.finalizers/ownerReferences",
+                    ));
+                }
+                json_patch::merge(&mut doc, &p)
+            }
+            "application/json-patch+json" => {
+                let p: json_patch::Patch = serde_json::from_slice(&r.body)
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+                json_patch_go(&mut doc, p)
+                    .map_err(|e| ApiError::new(422, "Invalid", e.to_string()))?;
+            }
+            _ => {
+                return Err(ApiError::new(
+                    415,
+                    "UnsupportedMediaType",
+                    format!(
+                        "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml{}",
+                        if r.t.custom {
+                            ""
+                        } else {
+                            ", application/strategic-merge-patch+json"
+                        }
+                    ),
+                ));
+            }
+        }
+        if !doc.is_object() {
+            return Err(ApiError::new(
+                422,
+                "Invalid",
+                "the patched object is not a JSON object",
+            ));
+        }
+        let old_rv = meta_str(&old, "resourceVersion")
+            .unwrap_or_default()
+            .to_string();
+        if meta_str(&doc, "resourceVersion").is_none() {
+            meta_mut(&mut doc).insert("resourceVersion".into(), json!(old_rv));
+        }
+        let new = self.unview(r.t, doc);
+        let (new, warnings) = self.prepare(&st, r, Some(&old), new)?;
+        let (code, obj) = self.commit(&mut st, r, Some(&old), new, Some(&r.manager()));
+        Ok((code, view(r.t, &obj), warnings))
+    }
+
+    fn apply(&self, r: &Req) -> Reply {
+        let Some(manager) = r.q("fieldManager") else {
+            return Err(ApiError::invalid(
+                r.t,
+                r.name(),
+                &[FieldError {
+                    field: "fieldManager".into(),
+                    reason: "FieldValueRequired".into(),
+                    message: "Required value: is required for apply patch".into(),
+                }],
+            ));
+        };
+        let text =
+            std::str::from_utf8(&r.body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let config: Value = serde_saphyr::from_str(text)
+            .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+        if !config.is_object() {
+            return Err(ApiError::bad_request("apply patch must be an object"));
+        }
+        self.check_kind(r, &config)?;
+        if let Some(n) = meta_str(&config, "name")
+            && n != r.name()
+        {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({n}) does not match the name on the URL ({})",
+                r.name()
+            )));
+        }
+        let force = matches!(r.q("force"), Some("true" | "1"));
+        let mut st = self.store.lock();
+        let old = st.get(&r.t.storage, &r.ns, r.name()).cloned();
+        if old.is_none() && r.sub.is_some() {
+            return Err(ApiError::not_found(r.t, r.name()));
+        }
+        let current = match &old {
+            Some(o) => view(r.t, o),
+            None => {
+                json!({"apiVersion": r.t.api_version(), "kind": r.t.kind, "metadata": {"name": r.name()}})
+            }
+        };
+        let now = now();
+        let api_version = r.t.api_version();
+        let writer = r.writer(manager, &api_version, &now);
+        let mut merged = fields::apply(r.t.schema.as_ref(), &current, &config, force, &writer)
+            .map_err(|c| conflict_error(r, &c))?;
+        if let Some(o) = &old {
+            meta_mut(&mut merged).insert(
+                "resourceVersion".into(),
+                json!(meta_str(o, "resourceVersion")),
+            );
+        } else if r.t.namespaced {
+            meta_mut(&mut merged).insert("namespace".into(), json!(r.ns));
+        }
+        let new = self.unview(r.t, merged);
+        let (new, warnings) = self.prepare(&st, r, old.as_ref(), new)?;
+        let (code, obj) = self.commit(&mut st, r, old.as_ref(), new, None);
+        Ok((code, view(r.t, &obj), warnings))
+    }
+
+    fn delete(&self, r: &Req) -> Reply {
+        let opts: Value = if r.body.is_empty() {
+            json!({})
+        } else {
+            r.parse_body()?
+        };
+        match opts.get("propagationPolicy").and_then(Value::as_str) {
+            None | Some("Background") => {}
+            Some(p) => {
+                return Err(ApiError::bad_request(format!(
+                    "propagationPolicy {p} needs the garbage collector, which kubesim does not have; use Background"
+                )));
+            }
+        }
+        let mut st = self.store.lock();
+        let old = st
+            .get(&r.t.storage, &r.ns, r.name())
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(r.t, r.name()))?;
+        if r.t.plural == "namespaces" {
+            return Err(ApiError::new(
+                405,
+                "MethodNotAllowed",
+                "kubesim does not delete namespaces (it would have to delete their contents)",
+            ));
+        }
+        if let Some(pre) = opts.get("preconditions") {
+            let uid = meta_str(&old, "uid").unwrap_or_default();
+            let rv = meta_str(&old, "resourceVersion").unwrap_or_default();
+            for (key, label, actual) in [
+                ("uid", "UID", uid),
+                ("resourceVersion", "ResourceVersion", rv),
+            ] {
+                if let Some(want) = pre.get(key).and_then(Value::as_str)
+                    && want != actual
+                {
+                    return Err(ApiError::new(
+                        409,
+                        "Conflict",
+                        format!(
+                            "Precondition failed: {label} in precondition: {want}, {label} in object meta: {actual}"
+                        ),
+                    ));
+                }
+            }
+        }
+        if !finalizers(&old).is_empty() {
+            if meta_str(&old, "deletionTimestamp").is_some() {
+                return Ok((200, view(r.t, &old), vec![]));
+            }
+            let mut marked = old.clone();
+            let m = meta_mut(&mut marked);
+            m.insert("deletionTimestamp".into(), json!(now()));
+            m.insert("deletionGracePeriodSeconds".into(), json!(0));
+            if let Some(g) = m.get("generation").and_then(Value::as_i64) {
+                m.insert("generation".into(), json!(g + 1));
+            }
+            let stored = if r.dry_run() {
+                marked
+            } else {
+                st.commit(&r.t.storage, &r.ns, r.name(), ChangeType::Modified, marked)
+            };
+            return Ok((200, view(r.t, &stored), vec![]));
+        }
+        let gone = if r.dry_run() {
+            old.clone()
+        } else {
+            st.commit(
+                &r.t.storage,
+                &r.ns,
+                r.name(),
+                ChangeType::Deleted,
+                old.clone(),
+            )
+        };
+        if r.t.custom {
+            return Ok((200, view(r.t, &gone), vec![]));
+        }
+        Ok((
+            200,
+            json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                "details": {"name": r.name(), "group": r.t.group, "kind": r.t.plural, "uid": meta_str(&old, "uid")}}),
+            vec![],
+        ))
+    }
+
+    fn check_kind(&self, r: &Req, body: &Value) -> Result<(), ApiError> {
+        let api_version = body
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let kind = body.get("kind").and_then(Value::as_str).unwrap_or_default();
+        if (!api_version.is_empty() && api_version != r.t.api_version())
+            || (!kind.is_empty() && kind != r.t.kind)
+        {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({api_version}) does not match the expected API version ({})",
+                r.t.api_version()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Everything kube-apiserver does to an object before storing it: identity
+    /// and metadata rules, the status subresource split, schema pruning,
+    /// defaulting and validation, generation and finalizer rules.
+    fn prepare(
+        &self,
+        st: &State,
+        r: &Req,
+        old: Option<&Value>,
+        mut new: Value,
+    ) -> Result<(Value, Vec<String>), ApiError> {
+        let t = r.t;
+        let stored_version = if t.is_event_v1() {
+            "v1".to_string()
+        } else {
+            t.api_version()
+        };
+        new["apiVersion"] = json!(stored_version);
+        new["kind"] = json!(t.kind);
+        let url_ns = r.ns.clone();
+        {
+            let m = meta_mut(&mut new);
+            if t.namespaced {
+                match m
+                    .get("namespace")
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+                {
+                    Some(ns) if ns != url_ns => {
+                        return Err(ApiError::bad_request(
+                            "the namespace of the provided object does not match the namespace sent on the request",
+                        ));
+                    }
+                    _ => {
+                        m.insert("namespace".into(), json!(url_ns));
+                    }
+                }
+            } else {
+                m.remove("namespace");
+            }
+        }
+        match old {
+            None => {
+                let m = meta_mut(&mut new);
+                let mut name = m
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                if name.is_empty() {
+                    match m
+                        .get("generateName")
+                        .and_then(Value::as_str)
+                        .filter(|g| !g.is_empty())
+                    {
+                        Some(prefix) => name = format!("{prefix}{}", random_suffix()),
+                        None => {
+                            return Err(ApiError::invalid(
+                                t,
+                                "",
+                                &[FieldError {
+                                    field: "metadata.name".into(),
+                                    reason: "FieldValueRequired".into(),
+                                    message: "Required value: name or generateName is required"
+                                        .into(),
+                                }],
+                            ));
+                        }
+                    }
+                    m.insert("name".into(), json!(name));
+                }
+                if m.get("resourceVersion")
+                    .and_then(Value::as_str)
+                    .is_some_and(|v| !v.is_empty())
+                {
+                    return Err(ApiError::new(
+                        500,
+                        "InternalError",
+                        "resourceVersion should not be set on objects to be created",
+                    ));
+                }
+                if let Some(e) = check_name(t, &name) {
+                    return Err(ApiError::invalid(t, &name, &[e]));
+                }
+                m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+                m.insert("creationTimestamp".into(), json!(now()));
+                for k in ["deletionTimestamp", "deletionGracePeriodSeconds"] {
+                    m.remove(k);
+                }
+                if t.custom {
+                    m.insert("generation".into(), json!(1));
+                } else {
+                    m.remove("generation");
+                }
+                if t.custom
+                    && t.status_subresource
+                    && let Some(o) = new.as_object_mut()
+                {
+                    o.remove("status");
+                }
+            }
+            Some(old) => {
+                let name = r.name();
+                if let Some(n) = meta_str(&new, "name")
+                    && n != name
+                {
+                    return Err(ApiError::bad_request(format!(
+                        "the name of the object ({n}) does not match the name on the URL ({name})"
+                    )));
+                }
+                match meta_str(&new, "resourceVersion") {
+                    None if t.custom => {
+                        return Err(ApiError::invalid(
+                            t,
+                            name,
+                            &[FieldError {
+                                field: "metadata.resourceVersion".into(),
+                                reason: "FieldValueInvalid".into(),
+                                message: "Invalid value: 0x0: must be specified for an update"
+                                    .into(),
+                            }],
+                        ));
+                    }
+                    Some(rv) if Some(rv) != meta_str(old, "resourceVersion") => {
+                        return Err(ApiError::conflict(t, name));
+                    }
+                    _ => {}
+                }
+                if r.sub.is_some() {
+                    // Status writes change status only.
+                    let status = new.get("status").cloned();
+                    let managed = new.pointer("/metadata/managedFields").cloned();
+                    new = old.clone();
+                    if let Some(mf) = managed {
+                        meta_mut(&mut new).insert("managedFields".into(), mf);
+                    }
+                    match status {
+                        Some(s) => new["status"] = s,
+                        None => {
+                            if let Some(o) = new.as_object_mut() {
+                                o.remove("status");
+                            }
+                        }
+                    }
+                } else if t.status_subresource {
+                    match old.get("status") {
+                        Some(s) => new["status"] = s.clone(),
+                        None => {
+                            if let Some(o) = new.as_object_mut() {
+                                o.remove("status");
+                            }
+                        }
+                    }
+                }
+                let old_meta = old.get("metadata").cloned().unwrap_or(json!({}));
+                let m = meta_mut(&mut new);
+                for k in [
+                    "name",
+                    "uid",
+                    "creationTimestamp",
+                    "deletionTimestamp",
+                    "deletionGracePeriodSeconds",
+                    "generation",
+                ] {
+                    match old_meta.get(k) {
+                        Some(v) => m.insert(k.into(), v.clone()),
+                        None => m.remove(k),
+                    };
+                }
+                if meta_str(old, "deletionTimestamp").is_some() {
+                    let before = finalizers(old);
+                    let added: Vec<String> = finalizers(&new)
+                        .into_iter()
+                        .filter(|f| !before.contains(f))
+                        .collect();
+                    if !added.is_empty() {
+                        return Err(ApiError::invalid(
+                            t,
+                            name,
+                            &[FieldError {
+                                field: "metadata.finalizers".into(),
+                                reason: "FieldValueForbidden".into(),
+                                message: format!(
+                                    "Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers {added:?}"
+                                ),
+                            }],
+                        ));
+                    }
+                }
+            }
+        }
+        let name = meta_str(&new, "name").unwrap_or_default().to_string();
+        let label_errors = check_labels(&new);
+        if !label_errors.is_empty() {
+            return Err(ApiError::invalid(t, &name, &label_errors));
+        }
+        if t.plural == "secrets" {
+            secret_defaults(&mut new);
+        }
+        if t.plural == "namespaces" && old.is_none() {
+            new["status"] = json!({"phase": "Active"});
+            if new.pointer("/spec/finalizers").is_none() {
+                new["spec"] = json!({"finalizers": ["kubernetes"]});
+            }
+        }
+        let mut warnings = Vec::new();
+        if let Some(schema) = &t.schema {
+            let pruned = schema::admit(schema, &mut new, old)
+                .map_err(|errs| ApiError::invalid(t, &name, &errs))?;
+            let unknown: Vec<String> = pruned
+                .iter()
+                .map(|p| format!("unknown field \"{p}\""))
+                .collect();
+            match r.q("fieldValidation") {
+                Some("Strict") if !unknown.is_empty() => {
+                    return Err(ApiError::bad_request(format!(
+                        "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: {}",
+                        unknown.join(", "),
+                        kind = t.kind,
+                        version = t.version
+                    )));
+                }
+                Some("Ignore") => {}
+                _ => warnings = unknown,
+            }
+        }
+        if t.custom
+            && let Some(old) = old
+            && spec_changed(old, &new, t.status_subresource)
+        {
+            let g = old
+                .pointer("/metadata/generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            meta_mut(&mut new).insert("generation".into(), json!(g + 1));
+        }
+        let _ = st;
+        Ok((new, warnings))
+    }
+
+    /// Store a prepared object (recording the writer's fields unless apply
+    /// already did), skipping no-op writes and completing a finished deletion.
+    fn commit(
+        &self,
+        st: &mut State,
+        r: &Req,
+        old: Option<&Value>,
+        mut new: Value,
+        manager: Option<&str>,
+    ) -> (u16, Value) {
+        let now = now();
+        let api_version = r.t.api_version();
+        if let Some(manager) = manager {
+            let writer = r.writer(manager, &api_version, &now);
+            let view_old = old.map(|o| view(r.t, o));
+            let mut view_new = view(r.t, &new);
+            fields::record_update(
+                r.t.schema.as_ref(),
+                view_old.as_ref(),
+                &mut view_new,
+                &writer,
+            );
+            let managed = view_new.pointer("/metadata/managedFields").cloned();
+            let m = meta_mut(&mut new);
+            match managed {
+                Some(mf) => m.insert("managedFields".into(), mf),
+                None => m.remove("managedFields"),
+            };
+        }
+        let name = meta_str(&new, "name").unwrap_or_default().to_string();
+        if let Some(old) = old {
+            if comparable(old) == comparable(&new) {
+                return (200, old.clone());
+            }
+            if meta_str(&new, "deletionTimestamp").is_some() && finalizers(&new).is_empty() {
+                if r.dry_run() {
+                    return (200, new);
+                }
+                return (
+                    200,
+                    st.commit(&r.t.storage, &r.ns, &name, ChangeType::Deleted, new),
+                );
+            }
+        }
+        if r.dry_run() {
+            return (if old.is_some() { 200 } else { 201 }, new);
+        }
+        if old.is_none() && r.t.namespaced {
+            self.ensure_namespace(st, &r.ns);
+        }
+        let kind = if old.is_some() {
+            ChangeType::Modified
+        } else {
+            ChangeType::Added
+        };
+        let stored = st.commit(&r.t.storage, &r.ns, &name, kind, new);
+        (if old.is_some() { 200 } else { 201 }, stored)
+    }
+}
+
+/// The object as this API version shows it (Events are stored as core v1).
+fn view(t: &ResourceType, obj: &Value) -> Value {
+    let mut o = if t.is_event_v1() {
+        discovery::convert_event(obj, true)
+    } else {
+        obj.clone()
+    };
+    if let Some(m) = o.as_object_mut() {
+        m.insert("apiVersion".into(), json!(t.api_version()));
+        m.insert("kind".into(), json!(t.kind));
+    }
+    o
+}
+
+/// Generation counts changes outside metadata (and outside status when
+/// status is a subresource).
+fn spec_changed(old: &Value, new: &Value, status_is_subresource: bool) -> bool {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(o) = v.as_object_mut() {
+            o.remove("metadata");
+            if status_is_subresource {
+                o.remove("status");
+            }
+        }
+        v
+    };
+    strip(old) != strip(new)
+}
+
+fn secret_defaults(secret: &mut Value) {
+    use base64::Engine;
+    let Some(obj) = secret.as_object_mut() else {
+        return;
+    };
+    if let Some(Value::Object(plain)) = obj.remove("stringData") {
+        let data = obj.entry("data").or_insert_with(|| json!({}));
+        if let Some(data) = data.as_object_mut() {
+            for (k, v) in plain {
+                let text = v.as_str().unwrap_or_default().to_string();
+                data.insert(
+                    k,
+                    json!(base64::engine::general_purpose::STANDARD.encode(text)),
+                );
+            }
+        }
+    }
+    obj.entry("type").or_insert_with(|| json!("Opaque"));
+}
+
+/// RFC 6902 as kube-apiserver's implementation (evanphx/json-patch) applies
+/// it: a `test` for `null` passes on a missing path, which kube-runtime's
+/// finalizer helper relies on when an object has no finalizers yet.
+fn json_patch_go(doc: &mut Value, patch: json_patch::Patch) -> Result<(), json_patch::PatchError> {
+    for op in patch.0 {
+        if let json_patch::PatchOperation::Test(t) = &op
+            && t.value.is_null()
+            && doc.pointer(t.path.as_str()).is_none_or(Value::is_null)
+        {
+            continue;
+        }
+        json_patch::patch(doc, &[op])?;
+    }
+    Ok(())
+}
+
+/// Whether a strategic merge patch needs more than JSON merge semantics.
+fn strategic_directives(patch: &Value) -> bool {
+    fn walk(v: &Value) -> bool {
+        match v {
+            Value::Object(m) => m.keys().any(|k| k.starts_with('$')) || m.values().any(walk),
+            Value::Array(a) => a.iter().any(walk),
+            _ => false,
+        }
+    }
+    walk(patch)
+        || patch.pointer("/metadata/finalizers").is_some()
+        || patch.pointer("/metadata/ownerReferences").is_some()
+}
+
+fn conflict_error(r: &Req, conflicts: &[fields::Conflict]) -> ApiError {
+    let lines: Vec<String> = conflicts
+        .iter()
+        .map(|c| {
+            format!(
+                "conflict with \"{}\" using {}: {}",
+                c.manager,
+                c.api_version,
+                fields::path_text(&c.path)
+            )
+        })
+        .collect();
+    let message = if lines.len() == 1 {
+        format!("Apply failed with 1 conflict: {}", lines[0])
+    } else {
+        format!(
+            "Apply failed with {} conflicts: {}",
+            lines.len(),
+            lines.join("\n")
+        )
+    };
+    let causes: Vec<Value> = conflicts
+        .iter()
+        .map(|c| json!({"reason": "FieldManagerConflict", "message": format!("conflict with \"{}\" using {}", c.manager, c.api_version), "field": fields::path_text(&c.path)}))
+        .collect();
+    ApiError::new(409, "Conflict", message).details(
+        json!({"name": r.name(), "group": r.t.group, "kind": r.t.plural, "causes": causes}),
+    )
+}
+
+fn too_large(rv: u64, current: u64) -> ApiError {
+    ApiError::new(504, "Timeout", format!("Too large resource version: {rv}, current: {current}"))
+        .details(json!({"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1}))
+}
+
+fn encode_continue(rv: u64, after: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(json!({"rv": rv, "after": after}).to_string())
+}
+
+fn decode_continue(token: &str) -> Result<(u64, Option<String>), ApiError> {
+    use base64::Engine;
+    let bad = || {
+        ApiError::bad_request(
+            "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
+        )
+    };
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| bad())?;
+    let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
+    let rv = v.get("rv").and_then(Value::as_u64).ok_or_else(bad)?;
+    let after = v.get("after").and_then(Value::as_str).ok_or_else(bad)?;
+    Ok((rv, Some(after.to_string())))
+}
+
+mod watch;

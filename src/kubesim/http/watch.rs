@@ -1,0 +1,197 @@
+//! Watch: a chunked stream of `{"type": ..., "object": ...}` lines.
+//!
+//! As kube-apiserver: without a resourceVersion (or with `0`) the watch starts
+//! with an ADDED event per existing object; from a resourceVersion it replays
+//! the retained changes after it, or sends one `ERROR` event with a `410`
+//! `Expired` Status when that version is older than the history; a selector
+//! transition turns a MODIFIED into ADDED or DELETED; `sendInitialEvents`
+//! ends the initial events with the `k8s.io/initial-events-end` bookmark.
+
+use super::{ApiError, Req, Server, error_response, too_large, view};
+use crate::kubesim::discovery::{self, ResourceType};
+use crate::kubesim::select::Selector;
+use crate::kubesim::store::{Change, ChangeType};
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderValue, header};
+use axum::response::Response;
+use serde_json::{Value, json};
+use std::convert::Infallible;
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc};
+
+struct Feed {
+    t: ResourceType,
+    ns: String,
+    selector: Selector,
+    table: bool,
+    tx: mpsc::Sender<Result<Bytes, Infallible>>,
+}
+
+impl Feed {
+    async fn send(&self, kind: &str, object: Value) -> bool {
+        let mut line = json!({"type": kind, "object": object}).to_string();
+        line.push('\n');
+        self.tx.send(Ok(Bytes::from(line))).await.is_ok()
+    }
+
+    fn render(&self, obj: &Value) -> Value {
+        let obj = view(&self.t, obj);
+        if self.table {
+            let rv = obj
+                .pointer("/metadata/resourceVersion")
+                .cloned()
+                .unwrap_or(Value::Null);
+            discovery::table(&self.t, &[&obj], json!({"resourceVersion": rv}), true)
+        } else {
+            obj
+        }
+    }
+
+    fn wanted(&self, obj: &Value) -> bool {
+        let ns = obj
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        (self.ns.is_empty() || self.ns == ns) && self.selector.matches(&view(&self.t, obj))
+    }
+
+    async fn change(&self, c: &Change) -> bool {
+        if c.resource != self.t.storage {
+            return true;
+        }
+        let now = self.wanted(&c.object);
+        let before = c.old.as_ref().is_some_and(|o| self.wanted(o));
+        let kind = match (c.kind, before, now) {
+            (ChangeType::Added, _, true) => "ADDED",
+            (ChangeType::Modified, true, true) => "MODIFIED",
+            (ChangeType::Modified, false, true) => "ADDED",
+            (ChangeType::Modified, true, false) => "DELETED",
+            (ChangeType::Deleted, _, true) => "DELETED",
+            _ => return true,
+        };
+        self.send(kind, self.render(&c.object)).await
+    }
+
+    async fn bookmark(&self, rv: u64, initial_end: bool) -> bool {
+        let mut meta = json!({"resourceVersion": rv.to_string()});
+        if initial_end {
+            meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+        }
+        self.send(
+            "BOOKMARK",
+            json!({"kind": self.t.kind, "apiVersion": self.t.api_version(), "metadata": meta}),
+        )
+        .await
+    }
+}
+
+fn gone(since: u64, oldest: u64) -> Value {
+    ApiError::expired(format!("too old resource version: {since} ({oldest})")).body()
+}
+
+impl Server {
+    pub(super) fn watch(&self, r: &Req) -> Response {
+        let selector = match self.selector(r) {
+            Ok(s) => s,
+            Err(e) => return error_response(&e),
+        };
+        let since = match r.q("resourceVersion").map(str::parse::<u64>).transpose() {
+            Ok(v) => v,
+            Err(_) => return error_response(&ApiError::bad_request("invalid resource version")),
+        };
+        let send_initial = r.q("sendInitialEvents") == Some("true");
+        let bookmarks = matches!(r.q("allowWatchBookmarks"), Some("true" | "1"));
+        let timeout = r
+            .q("timeoutSeconds")
+            .and_then(|s| s.parse::<u64>().ok())
+            .map(Duration::from_secs)
+            .unwrap_or(self.watch_timeout);
+        let initial_state = send_initial || matches!(since, None | Some(0));
+        let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(256);
+        let feed = Feed {
+            t: r.t.clone(),
+            ns: r.ns.clone(),
+            selector,
+            table: r.table,
+            tx,
+        };
+        let st = self.store.lock();
+        if let Some(since) = since
+            && since > st.current_rv()
+        {
+            return error_response(&too_large(since, st.current_rv()));
+        }
+        let subscription = st.subscribe(&r.t.storage, if initial_state { None } else { since });
+        let initial: Vec<Value> = if initial_state {
+            let ns = (!r.ns.is_empty()).then_some(r.ns.as_str());
+            st.list(&r.t.storage, ns)
+                .map(|(_, o)| o.clone())
+                .filter(|o| feed.wanted(o))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let oldest = st.oldest_resumable();
+        drop(st);
+        let interval = self.bookmark_interval;
+        let mut stopping = self.stopping.clone();
+        tokio::spawn(async move {
+            let mut sub = match subscription {
+                Ok(s) => s,
+                Err(_) => {
+                    feed.send("ERROR", gone(since.unwrap_or_default(), oldest))
+                        .await;
+                    return;
+                }
+            };
+            let mut last_rv = sub.start_rv;
+            for obj in &initial {
+                if !feed.send("ADDED", feed.render(obj)).await {
+                    return;
+                }
+            }
+            if send_initial && !feed.bookmark(last_rv, true).await {
+                return;
+            }
+            for c in &sub.backlog {
+                if !feed.change(c).await {
+                    return;
+                }
+            }
+            let deadline = tokio::time::sleep(timeout);
+            tokio::pin!(deadline);
+            let mut ticker =
+                tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+            loop {
+                tokio::select! {
+                    _ = &mut deadline => return,
+                    _ = feed.tx.closed() => return,
+                    _ = stopping.changed() => return,
+                    _ = ticker.tick(), if bookmarks => {
+                        if !feed.bookmark(last_rv, false).await { return; }
+                    }
+                    msg = sub.live.recv() => match msg {
+                        Ok(c) => {
+                            last_rv = c.rv;
+                            if !feed.change(&c).await { return; }
+                        }
+                        Err(broadcast::error::RecvError::Lagged(_)) => {
+                            feed.send("ERROR", gone(last_rv, last_rv + 1)).await;
+                            return;
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    }
+                }
+            }
+        });
+        let stream = futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        });
+        let mut resp = Response::new(Body::from_stream(stream));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        resp
+    }
+}

@@ -1,0 +1,183 @@
+//! An in-memory Kubernetes API server for tests and `nicip demo` (DESIGN §7).
+//!
+//! It serves plain HTTP on 127.0.0.1 (no TLS, no authentication) to kube-rs's
+//! `Client` and to kubectl: discovery, the built-in kinds Namespace, Secret,
+//! Event (core `v1` and `events.k8s.io/v1`) and Lease, and every
+//! `CustomResourceDefinition` it is given, with kube-apiserver's semantics for
+//! what it supports and a `Status` error for what it does not. It is never on
+//! the path of `nicip controller`. What it does and refuses: `docs/kubesim.md`.
+//!
+//! ```no_run
+//! # async fn demo(crds: Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>) -> anyhow::Result<()> {
+//! let sim = nicip::kubesim::KubeSim::new(crds).start().await?;
+//! let client = sim.client()?;
+//! # Ok(()) }
+//! ```
+
+mod discovery;
+mod fields;
+mod http;
+pub mod schema;
+mod select;
+mod store;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// One served request, for tests that count writes or compare calls with RBAC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestRecord {
+    /// The RBAC verb: get, list, watch, create, update, patch, delete.
+    pub verb: String,
+    /// API group (`""` for core).
+    pub group: String,
+    /// Plural resource name.
+    pub resource: String,
+    /// `status` for the status subresource.
+    pub subresource: Option<String>,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    /// The `fieldManager` query parameter, when given.
+    pub field_manager: Option<String>,
+    /// HTTP status code of the response (200 for a watch that started).
+    pub code: u16,
+}
+
+/// Configuration of a server to start.
+pub struct KubeSim {
+    crds: Vec<CustomResourceDefinition>,
+    bookmark_interval: Duration,
+    watch_timeout: Duration,
+    history_limit: usize,
+}
+
+impl KubeSim {
+    /// A server for `crds` with kube-apiserver-like defaults: bookmarks every
+    /// minute, watches ending after 30 minutes unless the client asks for less.
+    pub fn new(crds: Vec<CustomResourceDefinition>) -> KubeSim {
+        KubeSim {
+            crds,
+            bookmark_interval: Duration::from_secs(60),
+            watch_timeout: Duration::from_secs(1800),
+            history_limit: 10_000,
+        }
+    }
+
+    /// How often watches with `allowWatchBookmarks` get a BOOKMARK.
+    pub fn bookmark_interval(mut self, every: Duration) -> Self {
+        self.bookmark_interval = every;
+        self
+    }
+
+    /// How long a watch without `timeoutSeconds` lasts.
+    pub fn watch_timeout(mut self, timeout: Duration) -> Self {
+        self.watch_timeout = timeout;
+        self
+    }
+
+    /// How many changes are kept for watches resuming from a resourceVersion.
+    pub fn history_limit(mut self, changes: usize) -> Self {
+        self.history_limit = changes.max(1);
+        self
+    }
+
+    /// Bind a free port on 127.0.0.1 and serve until the returned handle is dropped.
+    pub async fn start(self) -> anyhow::Result<RunningKubeSim> {
+        let mut types = discovery::builtins();
+        for crd in &self.crds {
+            types.extend(discovery::from_crd(crd));
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        // Set when the handle is dropped: open watches end, so the graceful
+        // shutdown below does not wait for their timeouts.
+        let (stop, stopping) = tokio::sync::watch::channel(false);
+        let addr = listener.local_addr()?;
+        let server = Arc::new(http::Server {
+            store: store::Store::new(self.history_limit),
+            types,
+            log: Mutex::new(Vec::new()),
+            addr,
+            bookmark_interval: self.bookmark_interval,
+            watch_timeout: self.watch_timeout,
+            stopping,
+        });
+        server.create_namespace("default");
+        server.create_namespace("kube-system");
+        let app = http::router(server.clone());
+        let mut stopped = server.stopping.clone();
+        tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            };
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                tracing::error!(error = %e, "kubesim server stopped");
+            }
+        });
+        Ok(RunningKubeSim { server, addr, stop })
+    }
+}
+
+/// A started server; stops when dropped.
+pub struct RunningKubeSim {
+    server: Arc<http::Server>,
+    addr: SocketAddr,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl RunningKubeSim {
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A kube client for this server (namespace `default`).
+    pub fn client(&self) -> anyhow::Result<kube::Client> {
+        let config = kube::Config::new(self.url().parse()?);
+        Ok(kube::Client::try_from(config)?)
+    }
+
+    /// A kubeconfig for kubectl and other clients (context `kubesim`, no credentials).
+    pub fn kubeconfig_yaml(&self) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: kubesim\n  cluster:\n    server: {}\ncontexts:\n- name: kubesim\n  context:\n    cluster: kubesim\n    user: kubesim\n    namespace: default\ncurrent-context: kubesim\nusers:\n- name: kubesim\n  user: {{}}\n",
+            self.url()
+        )
+    }
+
+    pub fn write_kubeconfig(&self, path: &Path) -> std::io::Result<()> {
+        std::fs::write(path, self.kubeconfig_yaml())
+    }
+
+    /// Every request served so far, oldest first.
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        self.server
+            .log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Forget the change history, as an etcd compaction does: watches and list
+    /// continuations from any earlier resourceVersion get `410 Gone`.
+    pub fn compact(&self) {
+        self.server.store.lock().compact();
+    }
+
+    /// The current cluster-wide resourceVersion.
+    pub fn resource_version(&self) -> u64 {
+        self.server.store.lock().current_rv()
+    }
+}
+
+impl Drop for RunningKubeSim {
+    fn drop(&mut self) {
+        // Nobody listening means the server already stopped.
+        let _ = self.stop.send(true);
+    }
+}

@@ -1,0 +1,179 @@
+//! Label and field selectors for list and watch.
+
+use serde_json::Value;
+
+#[derive(Debug, Clone, PartialEq)]
+enum Requirement {
+    Equals(String, String),
+    NotEquals(String, String),
+    In(String, Vec<String>),
+    NotIn(String, Vec<String>),
+    Exists(String),
+    NotExists(String),
+}
+
+impl Requirement {
+    fn matches(&self, get: &dyn Fn(&str) -> Option<String>) -> bool {
+        match self {
+            Requirement::Equals(k, v) => get(k).as_deref() == Some(v.as_str()),
+            Requirement::NotEquals(k, v) => get(k).as_deref() != Some(v.as_str()),
+            Requirement::In(k, vs) => get(k).is_some_and(|x| vs.contains(&x)),
+            Requirement::NotIn(k, vs) => get(k).is_none_or(|x| !vs.contains(&x)),
+            Requirement::Exists(k) => get(k).is_some(),
+            Requirement::NotExists(k) => get(k).is_none(),
+        }
+    }
+}
+
+/// Split on commas outside parentheses.
+fn terms(s: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut depth, mut start) = (0usize, 0usize);
+    for (i, c) in s.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => {
+                out.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(&s[start..]);
+    out.into_iter()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+fn set_values(s: &str) -> Result<Vec<String>, String> {
+    let inner = s
+        .trim()
+        .strip_prefix('(')
+        .and_then(|r| r.strip_suffix(')'))
+        .ok_or_else(|| format!("expected a parenthesised set, got {s:?}"))?;
+    Ok(inner
+        .split(',')
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .collect())
+}
+
+fn parse(s: &str, allow_sets: bool) -> Result<Vec<Requirement>, String> {
+    let mut out = Vec::new();
+    for term in terms(s) {
+        let req = if let Some((k, v)) = term.split_once("!=") {
+            Requirement::NotEquals(k.trim().into(), v.trim().into())
+        } else if let Some((k, v)) = term.split_once("==") {
+            Requirement::Equals(k.trim().into(), v.trim().into())
+        } else if let Some((k, v)) = term.split_once('=') {
+            Requirement::Equals(k.trim().into(), v.trim().into())
+        } else if allow_sets && let Some((k, v)) = term.split_once(" notin ") {
+            Requirement::NotIn(k.trim().into(), set_values(v)?)
+        } else if allow_sets && let Some((k, v)) = term.split_once(" in ") {
+            Requirement::In(k.trim().into(), set_values(v)?)
+        } else if allow_sets && let Some(k) = term.strip_prefix('!') {
+            Requirement::NotExists(k.trim().into())
+        } else if allow_sets && !term.contains(char::is_whitespace) {
+            Requirement::Exists(term.into())
+        } else {
+            return Err(format!("unable to parse requirement: {term:?}"));
+        };
+        out.push(req);
+    }
+    Ok(out)
+}
+
+/// A parsed `labelSelector` plus `fieldSelector`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Selector {
+    labels: Vec<Requirement>,
+    fields: Vec<Requirement>,
+}
+
+impl Selector {
+    /// `extra_fields` are the field labels the resource supports beyond
+    /// `metadata.name` and `metadata.namespace` (kube-apiserver refuses others).
+    pub(crate) fn parse(
+        labels: Option<&str>,
+        fields: Option<&str>,
+        extra_fields: &[&str],
+    ) -> Result<Selector, String> {
+        let labels = parse(labels.unwrap_or(""), true)?;
+        let fields = parse(fields.unwrap_or(""), false)?;
+        for f in &fields {
+            let key = match f {
+                Requirement::Equals(k, _) | Requirement::NotEquals(k, _) => k,
+                _ => return Err("field selectors support only =, == and !=".into()),
+            };
+            if key != "metadata.name"
+                && key != "metadata.namespace"
+                && !extra_fields.contains(&key.as_str())
+            {
+                return Err(format!("field label not supported: {key}"));
+            }
+        }
+        Ok(Selector { labels, fields })
+    }
+
+    pub(crate) fn matches(&self, obj: &Value) -> bool {
+        let labels = obj.pointer("/metadata/labels");
+        let label = |k: &str| {
+            labels
+                .and_then(|l| l.get(k))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        let field = |k: &str| {
+            let pointer = format!("/{}", k.replace('.', "/"));
+            match obj.pointer(&pointer) {
+                Some(Value::String(s)) => Some(s.clone()),
+                Some(Value::Null) | None => Some(String::new()),
+                Some(other) => Some(other.to_string()),
+            }
+        };
+        self.labels.iter().all(|r| r.matches(&label))
+            && self.fields.iter().all(|r| r.matches(&field))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn label_and_field_selectors() {
+        let obj = json!({"metadata": {"name": "a", "namespace": "ns", "labels": {"app": "x", "tier": "web"}}});
+        let yes = [
+            "app=x",
+            "app==x,tier",
+            "tier in (web, db)",
+            "app notin (y)",
+            "!missing",
+            "app!=y",
+        ];
+        for s in yes {
+            assert!(
+                Selector::parse(Some(s), None, &[]).expect(s).matches(&obj),
+                "{s}"
+            );
+        }
+        for s in ["app=y", "missing", "tier in (db)", "!app"] {
+            assert!(
+                !Selector::parse(Some(s), None, &[]).expect(s).matches(&obj),
+                "{s}"
+            );
+        }
+        let f = Selector::parse(None, Some("metadata.name=a,metadata.namespace!=other"), &[])
+            .expect("parses");
+        assert!(f.matches(&obj));
+        assert_eq!(
+            Selector::parse(None, Some("spec.x=1"), &[])
+                .err()
+                .as_deref(),
+            Some("field label not supported: spec.x")
+        );
+    }
+}

@@ -1,0 +1,1246 @@
+//! The in-memory API server against real clients: kube-rs here, kubectl in
+//! the `kubectl_*` tests.
+
+mod support;
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Event as CoreEvent, Secret};
+use kube::api::{
+    Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+};
+use kube::core::Status;
+use kube::runtime::{WatchStreamExt, finalizer, reflector, watcher};
+use kube::{CustomResource, CustomResourceExt, KubeSchema, Resource, ResourceExt};
+use nicip::kubesim::{KubeSim, RunningKubeSim};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A small CRD exercising what the project's CRDs use: status subresource,
+/// printer columns, short names, a category, defaults, ranges, enums and CEL
+/// rules including a transition rule.
+#[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "test.nicip.io",
+    version = "v1",
+    kind = "Widget",
+    namespaced,
+    status = "WidgetStatus",
+    shortname = "wd",
+    category = "testing",
+    printcolumn = r#"{"name":"Size","type":"integer","jsonPath":".spec.size"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#
+)]
+#[x_kube(validation = Rule::new("self.size != 13").message("thirteen is unlucky"))]
+pub struct WidgetSpec {
+    /// How big.
+    #[schemars(range(min = 1, max = 50))]
+    pub size: i32,
+    /// Never changes.
+    #[x_kube(validation = Rule::new("self == oldSelf").message("color is immutable"))]
+    pub color: String,
+    #[serde(default = "default_mode")]
+    pub mode: Mode,
+}
+
+fn default_mode() -> Mode {
+    Mode::Full
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+pub enum Mode {
+    Full,
+    ObserveOnly,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+pub struct WidgetStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+async fn start() -> RunningKubeSim {
+    KubeSim::new(vec![Widget::crd()])
+        .start()
+        .await
+        .expect("server starts")
+}
+
+fn widget(name: &str, size: i32) -> Widget {
+    let mut w = Widget::new(
+        name,
+        WidgetSpec {
+            size,
+            color: "red".into(),
+            mode: Mode::Full,
+        },
+    );
+    w.metadata.namespace = Some("default".into());
+    w
+}
+
+/// A JSON merge patch of the main resource.
+async fn merge<K>(api: &Api<K>, name: &str, patch: Value) -> Result<K, kube::Error>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.patch(name, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+}
+
+/// A forced server-side apply of a Widget's status, as a controller writes it.
+async fn apply_status(
+    api: &Api<Widget>,
+    status: impl Serialize + std::fmt::Debug,
+) -> Result<Widget, kube::Error> {
+    let params = PatchParams::apply("controller").force();
+    api.patch_status("s", &params, &Patch::Apply(status)).await
+}
+
+/// A Normal `Assigned` event, as the controller publishes.
+fn assigned_event(note: &str) -> kube::runtime::events::Event {
+    kube::runtime::events::Event {
+        type_: kube::runtime::events::EventType::Normal,
+        reason: "Assigned".into(),
+        note: Some(note.into()),
+        action: "Assign".into(),
+        secondary: None,
+    }
+}
+
+fn api_error(e: kube::Error) -> Status {
+    match e {
+        kube::Error::Api(s) => *s,
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+/// The raw `Status` body of a failed request, for checking `details.causes`.
+async fn raw_post(sim: &RunningKubeSim, path: &str, body: &Value) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .post(format!("{}{path}", sim.url()))
+        .json(body)
+        .send()
+        .await
+        .expect("request");
+    let code = resp.status().as_u16();
+    (code, resp.json().await.expect("json body"))
+}
+
+#[tokio::test]
+async fn crud_generation_and_optimistic_concurrency() {
+    let sim = start().await;
+    let api: Api<Widget> = Api::namespaced(sim.client().expect("client"), "default");
+    let created = api
+        .create(&PostParams::default(), &widget("a", 3))
+        .await
+        .expect("create");
+    assert_eq!(created.metadata.generation, Some(1));
+    assert!(created.metadata.uid.is_some() && created.metadata.creation_timestamp.is_some());
+    assert_eq!(created.spec.mode, Mode::Full);
+
+    // A spec change bumps generation; a label change does not.
+    let mut changed = created.clone();
+    changed.spec.size = 4;
+    let v2 = api
+        .replace("a", &PostParams::default(), &changed)
+        .await
+        .expect("replace");
+    assert_eq!(v2.metadata.generation, Some(2));
+    let v3 = api
+        .patch(
+            "a",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}})),
+        )
+        .await
+        .expect("patch");
+    assert_eq!(v3.metadata.generation, Some(2));
+    assert!(v3.resource_version() > v2.resource_version());
+
+    // The stale copy is refused.
+    let err = api_error(
+        api.replace("a", &PostParams::default(), &changed)
+            .await
+            .expect_err("stale"),
+    );
+    assert_eq!((err.code, err.reason.as_str()), (409, "Conflict"));
+    assert!(
+        err.message.contains("the object has been modified"),
+        "{}",
+        err.message
+    );
+
+    // Writes to the main resource never change status; status writes change nothing else.
+    let with_status = api
+        .patch(
+            "a",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"note": "sneaky"}})),
+        )
+        .await
+        .expect("patch");
+    assert_eq!(with_status.status, None);
+    let st = api
+        .patch_status(
+            "a",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"size": 9}, "status": {"note": "hi"}})),
+        )
+        .await
+        .expect("patch status");
+    assert_eq!(
+        (
+            st.spec.size,
+            st.status.as_ref().and_then(|s| s.note.as_deref())
+        ),
+        (4, Some("hi"))
+    );
+    assert_eq!(st.metadata.generation, Some(2));
+
+    // No-op writes are not persisted.
+    let again = api
+        .patch(
+            "a",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"size": 4}})),
+        )
+        .await
+        .expect("noop");
+    assert_eq!(again.resource_version(), st.resource_version());
+
+    let dry = api
+        .create(
+            &PostParams {
+                dry_run: true,
+                ..Default::default()
+            },
+            &widget("dry", 3),
+        )
+        .await
+        .expect("dry run");
+    assert_eq!(dry.name_any(), "dry");
+    assert_eq!(
+        api_error(api.get("dry").await.expect_err("not stored")).code,
+        404
+    );
+
+    let err = api_error(
+        api.create(&PostParams::default(), &widget("a", 3))
+            .await
+            .expect_err("exists"),
+    );
+    assert_eq!((err.code, err.reason.as_str()), (409, "AlreadyExists"));
+    let err = api_error(api.get("missing").await.expect_err("missing"));
+    assert_eq!(
+        (err.code, err.reason.as_str(), err.message.as_str()),
+        (
+            404,
+            "NotFound",
+            "widgets.test.nicip.io \"missing\" not found"
+        )
+    );
+
+    let mut generated = widget("", 5);
+    generated.metadata.name = None;
+    generated.metadata.generate_name = Some("gen-".into());
+    let g = api
+        .create(&PostParams::default(), &generated)
+        .await
+        .expect("generateName");
+    assert!(
+        g.name_any().starts_with("gen-") && g.name_any().len() == 9,
+        "{}",
+        g.name_any()
+    );
+
+    api.delete("a", &DeleteParams::default())
+        .await
+        .expect("delete");
+    let err = api_error(api.get("a").await.expect_err("gone"));
+    assert_eq!(err.code, 404);
+
+    // Namespaces are created on first use.
+    let other: Api<Widget> = Api::namespaced(sim.client().expect("client"), "elsewhere");
+    let mut w = widget("b", 2);
+    w.metadata.namespace = Some("elsewhere".into());
+    other
+        .create(&PostParams::default(), &w)
+        .await
+        .expect("create in a new namespace");
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> =
+        Api::all(sim.client().expect("client"));
+    namespaces.get("elsewhere").await.expect("namespace exists");
+}
+
+#[tokio::test]
+async fn schema_validation_defaulting_pruning_and_cel() {
+    let sim = start().await;
+    let api: Api<Widget> = Api::namespaced(sim.client().expect("client"), "default");
+    let path = "/apis/test.nicip.io/v1/namespaces/default/widgets";
+    let obj = |size: Value| json!({"apiVersion": "test.nicip.io/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": size, "color": "red"}});
+
+    let (code, status) = raw_post(&sim, path, &obj(json!(0))).await;
+    assert_eq!((code, status["reason"].as_str()), (422, Some("Invalid")));
+    assert_eq!(
+        status["message"],
+        "Widget.test.nicip.io \"w\" is invalid: spec.size: Invalid value: 0: spec.size in body should be greater than or equal to 1"
+    );
+    assert_eq!(
+        status["details"]["causes"],
+        json!([{"reason": "FieldValueInvalid", "field": "spec.size",
+        "message": "Invalid value: 0: spec.size in body should be greater than or equal to 1"}])
+    );
+
+    let mut bad_enum = obj(json!(2));
+    bad_enum["spec"]["mode"] = json!("Sometimes");
+    let (code, status) = raw_post(&sim, path, &bad_enum).await;
+    assert_eq!(code, 422);
+    assert_eq!(
+        status["details"]["causes"][0]["reason"],
+        "FieldValueNotSupported"
+    );
+    assert_eq!(status["details"]["causes"][0]["field"], "spec.mode");
+
+    let (code, status) = raw_post(&sim, path, &obj(json!(13))).await;
+    assert_eq!(code, 422, "{status}");
+    assert_eq!(status["details"]["causes"][0]["field"], "spec");
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("thirteen is unlucky"),
+        "{status}"
+    );
+
+    // Unknown fields are pruned (with a warning), defaults applied.
+    let mut extra = obj(json!(2));
+    extra["spec"]["bogus"] = json!(true);
+    let (code, created) = raw_post(&sim, path, &extra).await;
+    assert_eq!(code, 201, "{created}");
+    assert_eq!(
+        created["spec"],
+        json!({"size": 2, "color": "red", "mode": "Full"})
+    );
+    let strict = reqwest::Client::new()
+        .post(format!("{}{path}?fieldValidation=Strict", sim.url()))
+        .json(&{
+            let mut o = extra.clone();
+            o["metadata"]["name"] = json!("strict");
+            o
+        })
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(strict.status().as_u16(), 400);
+    assert!(
+        strict
+            .text()
+            .await
+            .unwrap_or_default()
+            .contains(r#"unknown field \"spec.bogus\""#)
+    );
+
+    // Transition rule: color is immutable.
+    let err = api_error(
+        merge(&api, "w", json!({"spec": {"color": "blue"}}))
+            .await
+            .expect_err("immutable"),
+    );
+    assert_eq!(err.code, 422);
+    assert!(
+        err.message
+            .contains("spec.color: Invalid value: \"blue\": color is immutable"),
+        "{}",
+        err.message
+    );
+    merge(&api, "w", json!({"spec": {"size": 3}}))
+        .await
+        .expect("other changes pass");
+
+    // The public validator, as CRD tests use it.
+    let crd = Widget::crd();
+    let schema = crd.spec.versions[0]
+        .schema
+        .as_ref()
+        .and_then(|s| s.open_api_v3_schema.as_ref())
+        .expect("schema");
+    let errs = nicip::kubesim::schema::validate(
+        schema,
+        &json!({"spec": {"size": 51, "color": "c", "mode": "Full"}}),
+        None,
+    )
+    .expect_err("too big");
+    assert_eq!(
+        errs[0].to_string(),
+        "spec.size: Invalid value: 51: spec.size in body should be less than or equal to 50"
+    );
+}
+
+#[tokio::test]
+async fn finalizers_with_kube_runtime_helper() {
+    let sim = start().await;
+    let api: Api<Widget> = Api::namespaced(sim.client().expect("client"), "default");
+    api.create(&PostParams::default(), &widget("f", 3))
+        .await
+        .expect("create");
+    let run = |obj: Widget| {
+        let api = api.clone();
+        async move {
+            finalizer(
+                &api,
+                "test.nicip.io/cleanup",
+                Arc::new(obj),
+                |ev| async move {
+                    Ok::<_, std::io::Error>(match ev {
+                        finalizer::Event::Apply(_) | finalizer::Event::Cleanup(_) => {
+                            kube::runtime::controller::Action::await_change()
+                        }
+                    })
+                },
+            )
+            .await
+        }
+    };
+    run(api.get("f").await.expect("get"))
+        .await
+        .expect("adds the finalizer");
+    let with = api.get("f").await.expect("get");
+    assert_eq!(with.finalizers(), ["test.nicip.io/cleanup"]);
+
+    api.delete("f", &DeleteParams::default())
+        .await
+        .expect("delete marks");
+    let marked = api.get("f").await.expect("still there");
+    assert!(marked.metadata.deletion_timestamp.is_some());
+    assert_eq!(
+        marked.metadata.generation,
+        Some(2),
+        "deletion bumps generation"
+    );
+
+    let err = api_error(
+        merge(
+            &api,
+            "f",
+            json!({"metadata": {"finalizers": ["test.nicip.io/cleanup", "late"]}}),
+        )
+        .await
+        .expect_err("no new finalizers while deleting"),
+    );
+    assert_eq!(err.code, 422);
+    assert!(
+        err.message.contains("no new finalizers can be added"),
+        "{}",
+        err.message
+    );
+    // The spec may still change while terminating.
+    merge(&api, "f", json!({"spec": {"size": 4}}))
+        .await
+        .expect("spec change");
+
+    run(api.get("f").await.expect("get"))
+        .await
+        .expect("cleanup removes the finalizer");
+    assert_eq!(api_error(api.get("f").await.expect_err("gone")).code, 404);
+}
+
+#[tokio::test]
+async fn server_side_apply_owns_fields_and_reports_conflicts() {
+    let sim = start().await;
+    let api: Api<Widget> = Api::namespaced(sim.client().expect("client"), "default");
+    let config = json!({"apiVersion": "test.nicip.io/v1", "kind": "Widget", "metadata": {"name": "s"}, "spec": {"size": 2, "color": "red"}});
+    let created = api
+        .patch("s", &PatchParams::apply("alice"), &Patch::Apply(&config))
+        .await
+        .expect("apply creates");
+    assert_eq!(created.metadata.generation, Some(1));
+    let err = api_error(
+        api.patch("s", &PatchParams::apply("bob"), &Patch::Apply(json!({"apiVersion": "test.nicip.io/v1", "kind": "Widget", "spec": {"size": 5, "color": "red"}})))
+            .await
+            .expect_err("conflict"),
+    );
+    assert_eq!((err.code, err.reason.as_str()), (409, "Conflict"));
+    assert!(
+        err.message
+            .contains(r#"conflict with "alice" using test.nicip.io/v1: .spec.size"#),
+        "{}",
+        err.message
+    );
+    let forced = api
+        .patch("s", &PatchParams::apply("bob").force(), &Patch::Apply(json!({"apiVersion": "test.nicip.io/v1", "kind": "Widget", "spec": {"size": 5, "color": "red"}})))
+        .await
+        .expect("forced");
+    assert_eq!(forced.spec.size, 5);
+    let managers: Vec<(String, String)> = forced
+        .managed_fields()
+        .iter()
+        .map(|m| {
+            (
+                m.manager.clone().unwrap_or_default(),
+                m.operation.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        managers,
+        [
+            ("alice".to_string(), "Apply".to_string()),
+            ("bob".to_string(), "Apply".to_string())
+        ]
+    );
+
+    // Status through the status subresource with apply, as the controller writes it.
+    let status = json!({"apiVersion": "test.nicip.io/v1", "kind": "Widget", "status": {"observed": 1, "note": "ok"}});
+    let st = apply_status(&api, &status).await.expect("status apply");
+    assert_eq!(st.status.as_ref().and_then(|s| s.observed), Some(1));
+    assert_eq!(
+        st.metadata.generation, forced.metadata.generation,
+        "status writes never bump generation"
+    );
+    let entry = st
+        .managed_fields()
+        .iter()
+        .find(|m| m.manager.as_deref() == Some("controller"))
+        .expect("controller entry");
+    assert_eq!(entry.subresource.as_deref(), Some("status"));
+    // Re-applying the same status is a no-op; dropping a field removes it.
+    let same = apply_status(&api, &status).await.expect("again");
+    assert_eq!(same.resource_version(), st.resource_version());
+    let dropped = apply_status(
+        &api,
+        json!({"apiVersion": "test.nicip.io/v1", "kind": "Widget", "status": {"observed": 2}}),
+    )
+    .await
+    .expect("drop note");
+    assert_eq!(
+        dropped.status,
+        Some(WidgetStatus {
+            observed: Some(2),
+            note: None
+        })
+    );
+
+    // A status apply to a missing object is a 404, and apply needs a field manager.
+    let err = api_error(
+        api.patch_status(
+            "nope",
+            &PatchParams::apply("controller"),
+            &Patch::Apply(&status),
+        )
+        .await
+        .expect_err("missing"),
+    );
+    assert_eq!(err.code, 404);
+    let writes: Vec<_> = sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.verb == "patch" && r.field_manager.as_deref() == Some("controller"))
+        .collect();
+    assert_eq!(writes.len(), 4);
+    assert_eq!(writes[0].subresource.as_deref(), Some("status"));
+    assert_eq!((writes[0].code, writes[3].code), (200, 404));
+}
+
+#[tokio::test]
+async fn list_pages_and_selectors() {
+    let sim = start().await;
+    let api: Api<Widget> = Api::namespaced(sim.client().expect("client"), "default");
+    for i in 0..5 {
+        let mut w = widget(&format!("w{i}"), i + 1);
+        w.metadata.labels = Some(
+            [(
+                "parity".to_string(),
+                if i % 2 == 0 { "even" } else { "odd" }.to_string(),
+            )]
+            .into(),
+        );
+        api.create(&PostParams::default(), &w)
+            .await
+            .expect("create");
+    }
+    let first = api
+        .list(&ListParams::default().limit(2))
+        .await
+        .expect("page 1");
+    assert_eq!(first.items.len(), 2);
+    assert_eq!(first.metadata.remaining_item_count, Some(3));
+    let token = first.metadata.continue_.clone().expect("continue token");
+    let second = api
+        .list(&ListParams::default().limit(2).continue_token(&token))
+        .await
+        .expect("page 2");
+    let names: Vec<String> = first
+        .items
+        .iter()
+        .chain(second.items.iter())
+        .map(|w| w.name_any())
+        .collect();
+    assert_eq!(names, ["w0", "w1", "w2", "w3"]);
+    let even = api
+        .list(&ListParams::default().labels("parity=even"))
+        .await
+        .expect("labels");
+    assert_eq!(even.items.len(), 3);
+    let named = api
+        .list(&ListParams::default().fields("metadata.name=w3"))
+        .await
+        .expect("fields");
+    assert_eq!(
+        named.items.iter().map(|w| w.name_any()).collect::<Vec<_>>(),
+        ["w3"]
+    );
+    let err = api_error(
+        api.list(&ListParams::default().fields("spec.size=1"))
+            .await
+            .expect_err("unsupported field"),
+    );
+    assert_eq!(
+        (err.code, err.message.as_str()),
+        (400, "field label not supported: spec.size")
+    );
+    // Once the history is compacted past the first page's version, its token expires.
+    api.create(&PostParams::default(), &widget("late", 1))
+        .await
+        .expect("create");
+    sim.compact();
+    let err = api_error(
+        api.list(&ListParams::default().limit(2).continue_token(&token))
+            .await
+            .expect_err("expired token"),
+    );
+    assert_eq!(err.code, 410);
+}
+
+#[tokio::test]
+async fn watch_bookmarks_and_gone() {
+    let sim = KubeSim::new(vec![Widget::crd()])
+        .bookmark_interval(Duration::from_millis(100))
+        .start()
+        .await
+        .expect("starts");
+    let api: Api<Widget> = Api::namespaced(sim.client().expect("client"), "default");
+    let created = api
+        .create(&PostParams::default(), &widget("a", 1))
+        .await
+        .expect("create");
+    let rv = created.resource_version().expect("rv");
+    let mut stream = api
+        .watch(&WatchParams::default().timeout(10), &rv)
+        .await
+        .expect("watch")
+        .boxed();
+    merge(&api, "a", json!({"spec": {"size": 2}}))
+        .await
+        .expect("patch");
+    api.delete("a", &DeleteParams::default())
+        .await
+        .expect("delete");
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while seen.len() < 3 && tokio::time::Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_secs(5), stream.try_next()).await {
+            Ok(Ok(Some(WatchEvent::Modified(w)))) => seen.push(format!("MODIFIED {}", w.spec.size)),
+            Ok(Ok(Some(WatchEvent::Deleted(w)))) => seen.push(format!("DELETED {}", w.name_any())),
+            Ok(Ok(Some(WatchEvent::Bookmark(b)))) => {
+                if seen.len() == 2 {
+                    seen.push(format!(
+                        "BOOKMARK after {}",
+                        b.metadata.resource_version.parse::<u64>().is_ok()
+                    ));
+                }
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(seen, ["MODIFIED 2", "DELETED a", "BOOKMARK after true"]);
+
+    sim.compact();
+    let mut stale = api
+        .watch(&WatchParams::default(), &rv)
+        .await
+        .expect("watch")
+        .boxed();
+    match stale.try_next().await {
+        Ok(Some(WatchEvent::Error(e))) => assert_eq!((e.code, e.reason.as_str()), (410, "Expired")),
+        other => panic!("expected 410, got {other:?}"),
+    }
+
+    // A label change moves an object out of a selector's view: DELETED.
+    let mut labelled = widget("l", 1);
+    labelled.metadata.labels = Some([("team".to_string(), "a".to_string())].into());
+    let l = api
+        .create(&PostParams::default(), &labelled)
+        .await
+        .expect("create");
+    let mut selected = api
+        .watch(
+            &WatchParams::default().labels("team=a").disable_bookmarks(),
+            &l.resource_version().expect("rv"),
+        )
+        .await
+        .expect("watch")
+        .boxed();
+    merge(&api, "l", json!({"metadata": {"labels": {"team": "b"}}}))
+        .await
+        .expect("relabel");
+    match tokio::time::timeout(Duration::from_secs(5), selected.try_next()).await {
+        Ok(Ok(Some(WatchEvent::Deleted(w)))) => {
+            assert_eq!(w.labels().get("team").map(String::as_str), Some("b"))
+        }
+        other => panic!("expected DELETED, got {other:?}"),
+    }
+
+    // Dropping the server ends open watches.
+    let mut open = api
+        .watch(&WatchParams::default(), "0")
+        .await
+        .expect("watch")
+        .boxed();
+    assert!(matches!(
+        open.try_next().await,
+        Ok(Some(WatchEvent::Added(_)))
+    ));
+    drop(sim);
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Ok(Some(_)) = open.try_next().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the watch outlived the server");
+}
+
+#[tokio::test]
+async fn reflector_stays_consistent_across_watch_restarts() {
+    // Watches end after a second, so the watcher reconnects from its last
+    // bookmark several times; one compaction in between forces a relist.
+    let sim = KubeSim::new(vec![Widget::crd()])
+        .bookmark_interval(Duration::from_millis(200))
+        .watch_timeout(Duration::from_secs(1))
+        .start()
+        .await
+        .expect("starts");
+    let api: Api<Widget> = Api::namespaced(sim.client().expect("client"), "default");
+    let (reader, writer) = reflector::store::<Widget>();
+    let cfg = watcher::Config::default().timeout(1);
+    let stream = reflector(writer, watcher(api.clone(), cfg))
+        .applied_objects()
+        .default_backoff();
+    let task = tokio::spawn(async move { stream.for_each(|_| async {}).await });
+    for i in 0..6 {
+        api.create(&PostParams::default(), &widget(&format!("r{i}"), 1))
+            .await
+            .expect("create");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if i == 2 {
+            sim.compact();
+        }
+        if i % 2 == 1 {
+            api.delete(&format!("r{}", i - 1), &DeleteParams::default())
+                .await
+                .expect("delete");
+        }
+        merge(&api, &format!("r{i}"), json!({"spec": {"size": 7}}))
+            .await
+            .expect("patch");
+    }
+    let want = || async {
+        let mut names: Vec<String> = api
+            .list(&ListParams::default())
+            .await
+            .expect("list")
+            .items
+            .iter()
+            .map(|w| format!("{}={}", w.name_any(), w.spec.size))
+            .collect();
+        names.sort();
+        names
+    };
+    let expected = want().await;
+    assert_eq!(expected, ["r1=7", "r3=7", "r5=7"]);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let mut have: Vec<String> = reader
+            .state()
+            .iter()
+            .map(|w| format!("{}={}", w.name_any(), w.spec.size))
+            .collect();
+        have.sort();
+        let watches = sim.requests().iter().filter(|r| r.verb == "watch").count();
+        let lists = sim.requests().iter().filter(|r| r.verb == "list").count();
+        if have == expected && watches >= 3 {
+            assert!(
+                lists >= 2,
+                "the compaction should have forced a relist; saw {lists} lists"
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "reflector {have:?} never matched {expected:?} ({watches} watches)"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    task.abort();
+}
+
+#[tokio::test]
+async fn events_secrets_and_leases() {
+    let sim = start().await;
+    let client = sim.client().expect("client");
+    let widgets: Api<Widget> = Api::namespaced(client.clone(), "default");
+    let w = widgets
+        .create(&PostParams::default(), &widget("e", 1))
+        .await
+        .expect("create");
+    let recorder = kube::runtime::events::Recorder::new(client.clone(), "test-controller".into());
+    recorder
+        .publish(&assigned_event("assigned 10.0.0.5"), &w.object_ref(&()))
+        .await
+        .expect("publish");
+    // The same event through the core API, found as kubectl describe looks for it.
+    let core: Api<CoreEvent> = Api::namespaced(client.clone(), "default");
+    let found = core
+        .list(&ListParams::default().fields("involvedObject.name=e,involvedObject.kind=Widget"))
+        .await
+        .expect("list");
+    assert_eq!(found.items.len(), 1);
+    assert_eq!(found.items[0].message.as_deref(), Some("assigned 10.0.0.5"));
+    assert_eq!(found.items[0].reason.as_deref(), Some("Assigned"));
+    // A repeat becomes a series on the same Event, patched through events.k8s.io.
+    let ev = assigned_event("assigned 10.0.0.5");
+    recorder
+        .publish(&ev, &w.object_ref(&()))
+        .await
+        .expect("publish again");
+    let found = core
+        .list(&ListParams::default().fields("involvedObject.name=e"))
+        .await
+        .expect("list");
+    assert_eq!(found.items.len(), 1);
+    assert_eq!(
+        found.items[0].series.as_ref().map(|s| s.count),
+        Some(Some(2))
+    );
+
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+    let s: Secret = serde_json::from_value(
+        json!({"metadata": {"name": "creds"}, "stringData": {"key": "c2VjcmV0"}}),
+    )
+    .expect("secret");
+    let stored = secrets
+        .create(&PostParams::default(), &s)
+        .await
+        .expect("create secret");
+    assert_eq!(stored.type_.as_deref(), Some("Opaque"));
+    assert_eq!(
+        stored
+            .data
+            .as_ref()
+            .and_then(|d| d.get("key"))
+            .map(|b| b.0.clone()),
+        Some(b"c2VjcmV0".to_vec())
+    );
+    assert!(stored.string_data.is_none());
+
+    let leases: Api<Lease> = Api::namespaced(client, "kube-system");
+    let lease: Lease = serde_json::from_value(json!({"metadata": {"name": "nicip"}, "spec": {"holderIdentity": "a", "leaseDurationSeconds": 15}})).expect("lease");
+    let l = leases
+        .create(&PostParams::default(), &lease)
+        .await
+        .expect("create lease");
+    let mut taken = l.clone();
+    taken.spec.as_mut().expect("spec").holder_identity = Some("b".into());
+    leases
+        .replace("nicip", &PostParams::default(), &taken)
+        .await
+        .expect("take over");
+    let err = api_error(
+        leases
+            .replace("nicip", &PostParams::default(), &l)
+            .await
+            .expect_err("stale lease"),
+    );
+    assert_eq!(err.code, 409);
+    assert_eq!(
+        l.metadata.generation, None,
+        "built-in kinds here carry no generation"
+    );
+}
+
+/// kubectl from `tests/requirements.txt`, pointed at one server with a
+/// kubeconfig and discovery cache of its own.
+struct Kubectl {
+    bin: std::path::PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Kubectl {
+    fn new(sim: &RunningKubeSim) -> Kubectl {
+        let bin = support::PythonTools::get().bin("kubectl");
+        let dir = tempfile::tempdir().expect("tempdir");
+        sim.write_kubeconfig(&dir.path().join("config"))
+            .expect("kubeconfig");
+        Kubectl { bin, dir }
+    }
+
+    fn command(&self, args: &[&str]) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(&self.bin);
+        cmd.arg("--kubeconfig").arg(self.dir.path().join("config"));
+        cmd.arg("--cache-dir").arg(self.dir.path().join("cache"));
+        cmd.args(args)
+            .env("HOME", self.dir.path())
+            .kill_on_drop(true);
+        cmd
+    }
+
+    /// Run to completion: (success, stdout, stderr).
+    async fn run(&self, args: &[&str]) -> (bool, String, String) {
+        let out = self.command(args).output().await.expect("kubectl runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    async fn ok(&self, args: &[&str]) -> String {
+        let (ok, stdout, stderr) = self.run(args).await;
+        assert!(ok, "kubectl {args:?} failed:\n{stdout}\n{stderr}");
+        stdout
+    }
+}
+
+fn examples() -> String {
+    format!("{}/deploy/examples/", env!("CARGO_MANIFEST_DIR"))
+}
+
+async fn start_project() -> RunningKubeSim {
+    KubeSim::new(nicip::api::crds())
+        .start()
+        .await
+        .expect("server starts")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kubectl_apply_get_patch_describe_delete_project_resources() {
+    let sim = start_project().await;
+    let k = Kubectl::new(&sim);
+    let out = k.ok(&["apply", "-f", &examples()]).await;
+    assert!(
+        out.contains("nicipclaim.nicip.io/web-frontend created"),
+        "{out}"
+    );
+    assert!(
+        out.contains("providerconfig.nicip.io/default created"),
+        "{out}"
+    );
+    assert!(out.contains("secret/zenlayer-credentials created"), "{out}");
+    let again = k.ok(&["apply", "-f", &examples()]).await;
+    assert!(
+        again.contains("nicipclaim.nicip.io/web-frontend unchanged"),
+        "{again}"
+    );
+
+    let table = k.ok(&["get", "nicipclaims"]).await;
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        [
+            "NAME", "READY", "REASON", "NIC", "IPV4", "IPV6", "INSTANCE", "AGE"
+        ],
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("web-frontend") && l.contains("nic-web-frontend")),
+        "{table}"
+    );
+    let wide = k.ok(&["get", "nic", "-o", "wide"]).await;
+    assert!(
+        wide.lines()
+            .next()
+            .unwrap_or_default()
+            .contains("ADDRESSES"),
+        "{wide}"
+    );
+    let category = k.ok(&["get", "nicip", "-A"]).await;
+    assert!(category.contains("ingress-pool"), "{category}");
+    let cluster = k.ok(&["get", "providerconfigs"]).await;
+    assert!(
+        cluster.lines().any(|l| l.starts_with("tencent-guangzhou")
+            && l.contains("Tencent")
+            && l.contains("ap-guangzhou")),
+        "{cluster}"
+    );
+
+    let status = r#"{"status":{"conditions":[{"type":"Ready","status":"True","reason":"Converged","message":"ok","lastTransitionTime":"2026-01-01T00:00:00Z","observedGeneration":1}]}}"#;
+    k.ok(&[
+        "patch",
+        "nicipclaim",
+        "web-frontend",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        status,
+    ])
+    .await;
+    let row = k
+        .ok(&["get", "nicipclaim", "web-frontend", "--no-headers"])
+        .await;
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        &cells[..4],
+        ["web-frontend", "True", "Converged", "nic-web-frontend"],
+        "{row}"
+    );
+
+    // An Event a kube-rs Recorder writes (events.k8s.io) shows up in describe (core v1).
+    let claims: Api<nicip::api::v1alpha1::NicIpClaim> =
+        Api::namespaced(sim.client().expect("client"), "default");
+    let claim = claims.get("web-frontend").await.expect("claim");
+    let recorder = kube::runtime::events::Recorder::new(
+        sim.client().expect("client"),
+        "nicip-controller".into(),
+    );
+    let ev = assigned_event("assigned 10.10.0.20");
+    recorder
+        .publish(&ev, &claim.object_ref(&()))
+        .await
+        .expect("publish");
+    let described = k.ok(&["describe", "nicipclaim", "web-frontend"]).await;
+    for want in [
+        "Name:",
+        "web-frontend",
+        "Nic Id:",
+        "nic-web-frontend",
+        "Converged",
+    ] {
+        assert!(
+            described.contains(want),
+            "describe lacks {want}:\n{described}"
+        );
+    }
+
+    // A CEL/schema rejection reaches the user as kube-apiserver words it.
+    let bad = k.dir.path().join("bad.yaml");
+    std::fs::write(&bad, "apiVersion: nicip.io/v1alpha1\nkind: NicIpClaim\nmetadata:\n  name: bad\nspec:\n  nicId: nic-1\n  ipv4:\n    count: 0\n").expect("write");
+    let (ok, _, stderr) = k
+        .run(&["apply", "-f", bad.to_str().unwrap_or_default()])
+        .await;
+    assert!(
+        !ok && stderr.contains("is invalid") && stderr.contains("spec.ipv4"),
+        "{stderr}"
+    );
+
+    // kubectl validates strictly by default, through the server.
+    std::fs::write(&bad, "apiVersion: nicip.io/v1alpha1\nkind: NicIpClaim\nmetadata:\n  name: typo\nspec:\n  nicId: nic-1\n  nicID: nic-2\n  ipv4:\n    count: 1\n").expect("write");
+    let (ok, _, stderr) = k
+        .run(&["apply", "-f", bad.to_str().unwrap_or_default()])
+        .await;
+    assert!(
+        !ok && stderr.contains(r#"strict decoding error: unknown field "spec.nicID""#),
+        "{stderr}"
+    );
+
+    let explained = k.ok(&["explain", "nicipclaim.spec"]).await;
+    assert!(explained.contains("nicId"), "{explained}");
+
+    let out = k.ok(&["delete", "nicipclaim", "web-frontend"]).await;
+    assert!(out.contains("deleted"), "{out}");
+    let (ok, _, stderr) = k.run(&["get", "nicipclaim", "web-frontend"]).await;
+    assert!(
+        !ok && stderr.contains(r#"nicipclaims.nicip.io "web-frontend" not found"#),
+        "{stderr}"
+    );
+
+    let writes: Vec<_> = sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.resource == "nicipclaims" && r.verb == "patch")
+        .collect();
+    assert_eq!(writes.len(), 1, "one status patch: {writes:?}");
+    assert_eq!(writes[0].field_manager.as_deref(), Some("kubectl-patch"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kubectl_get_watch_follows_changes() {
+    let sim = start_project().await;
+    let k = Kubectl::new(&sim);
+    k.ok(&["apply", "-f", &format!("{}claims.yaml", examples())])
+        .await;
+    let mut child = k
+        .command(&["get", "nicipclaims", "-w", "--no-headers"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let mut seen = Vec::new();
+    let mut patched = false;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !seen
+        .iter()
+        .any(|l: &String| l.starts_with("batch-workers") && l.contains("Stalled"))
+    {
+        let line = tokio::time::timeout_at(deadline, lines.next_line())
+            .await
+            .expect("watch output in time")
+            .expect("read");
+        let Some(line) = line else {
+            panic!("kubectl get -w ended: {seen:?}")
+        };
+        seen.push(line);
+        if !patched && seen.len() >= 3 {
+            patched = true;
+            let api: Api<nicip::api::v1alpha1::NicIpClaim> =
+                Api::namespaced(sim.client().expect("client"), "default");
+            let status = json!({"status": {"conditions": [{"type": "Ready", "status": "False", "reason": "Stalled", "message": "x",
+                "lastTransitionTime": "2026-01-01T00:00:00Z", "observedGeneration": 1}]}});
+            api.patch_status(
+                "batch-workers",
+                &PatchParams::default(),
+                &Patch::Merge(status),
+            )
+            .await
+            .expect("patch status");
+        }
+    }
+    assert!(seen.len() >= 4, "{seen:?}");
+    child.kill().await.expect("kill kubectl");
+}
+
+#[tokio::test]
+async fn project_crds_validate_and_take_controller_status() {
+    use nicip::api::v1alpha1::NicIpClaim;
+    let sim = start_project().await;
+    let api: Api<NicIpClaim> = Api::namespaced(sim.client().expect("client"), "default");
+    let claim = |name: &str, ipv4: Value| {
+        serde_json::from_value::<NicIpClaim>(
+            json!({"apiVersion": "nicip.io/v1alpha1", "kind": "NicIpClaim",
+            "metadata": {"name": name}, "spec": {"nicId": "nic-1", "ipv4": ipv4}}),
+        )
+        .expect("claim")
+    };
+    let err = api_error(
+        api.create(
+            &PostParams::default(),
+            &claim("both", json!({"count": 2, "addresses": ["10.0.0.5"]})),
+        )
+        .await
+        .expect_err("CEL"),
+    );
+    assert_eq!((err.code, err.reason.as_str()), (422, "Invalid"));
+    assert!(
+        err.message
+            .contains("set exactly one of ipv4.addresses and ipv4.count"),
+        "{}",
+        err.message
+    );
+    let err = api_error(
+        api.create(&PostParams::default(), &claim("many", json!({"count": 51})))
+            .await
+            .expect_err("range"),
+    );
+    assert!(err.message.contains("spec.ipv4.count"), "{}", err.message);
+
+    let created = api
+        .create(&PostParams::default(), &claim("ok", json!({"count": 2})))
+        .await
+        .expect("valid claim");
+    assert_eq!(created.metadata.generation, Some(1));
+    let err = api_error(
+        merge(&api, "ok", json!({"spec": {"nicId": "nic-2"}}))
+            .await
+            .expect_err("immutable"),
+    );
+    assert!(
+        err.message.contains("nicId is immutable"),
+        "{}",
+        err.message
+    );
+
+    let status = json!({"apiVersion": "nicip.io/v1alpha1", "kind": "NicIpClaim", "status": {"observedGeneration": 1,
+        "conditions": [{"type": "Ready", "status": "True", "reason": "Converged", "message": "ok",
+            "lastTransitionTime": "2026-01-01T00:00:00Z", "observedGeneration": 1}]}});
+    // A rule with a fieldPath reports that field.
+    let configs: Api<nicip::api::v1alpha1::ProviderConfig> =
+        Api::all(sim.client().expect("client"));
+    let pc = serde_json::from_value(json!({"apiVersion": "nicip.io/v1alpha1", "kind": "ProviderConfig", "metadata": {"name": "t"},
+        "spec": {"provider": "Tencent", "credentialsSecretRef": {"name": "c"}}}))
+    .expect("provider config");
+    let err = api_error(
+        configs
+            .create(&PostParams::default(), &pc)
+            .await
+            .expect_err("region required"),
+    );
+    assert!(
+        err.message.contains("spec.region: Invalid value"),
+        "{}",
+        err.message
+    );
+    assert!(
+        err.message
+            .contains("region is required for the Tencent providers"),
+        "{}",
+        err.message
+    );
+
+    let controller = PatchParams::apply("nicip-controller").force();
+    let written = api
+        .patch_status("ok", &controller, &Patch::Apply(&status))
+        .await
+        .expect("status");
+    assert_eq!(written.metadata.generation, Some(1));
+    let again = api
+        .patch_status("ok", &controller, &Patch::Apply(&status))
+        .await
+        .expect("status again");
+    assert_eq!(
+        again.resource_version(),
+        written.resource_version(),
+        "an unchanged status apply writes nothing"
+    );
+}
+
+#[tokio::test]
+async fn watcher_streaming_list_ends_initial_events_with_a_bookmark() {
+    let sim = start().await;
+    let api: Api<Widget> = Api::namespaced(sim.client().expect("client"), "default");
+    for name in ["x", "y"] {
+        api.create(&PostParams::default(), &widget(name, 1))
+            .await
+            .expect("create");
+    }
+    let mut events = watcher(api.clone(), watcher::Config::default().streaming_lists()).boxed();
+    let mut initial = Vec::new();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), events.try_next()).await {
+            Ok(Ok(Some(watcher::Event::Init))) => {}
+            Ok(Ok(Some(watcher::Event::InitApply(w)))) => initial.push(w.name_any()),
+            Ok(Ok(Some(watcher::Event::InitDone))) => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(initial, ["x", "y"]);
+    let watch = sim
+        .requests()
+        .into_iter()
+        .find(|r| r.verb == "watch")
+        .expect("a watch");
+    assert_eq!(watch.code, 200);
+    assert!(
+        sim.requests().iter().all(|r| r.verb != "list"),
+        "a streaming list needs no list call"
+    );
+}
