@@ -216,29 +216,8 @@ pub enum Ipv4Request {
     Count(u32),
 }
 
-/// Tencent's QoS level for count-mode IPv4 assignment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum QosLevel {
-    #[serde(rename = "PT")]
-    Pt,
-    #[serde(rename = "AU")]
-    Au,
-    #[serde(rename = "AG")]
-    Ag,
-    #[serde(rename = "DEFAULT")]
-    Default,
-}
-
-impl QosLevel {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            QosLevel::Pt => "PT",
-            QosLevel::Au => "AU",
-            QosLevel::Ag => "AG",
-            QosLevel::Default => "DEFAULT",
-        }
-    }
-}
+/// Tencent's QoS level for count-mode IPv4 assignment (the claim API's type).
+pub use crate::api::v1alpha1::QosLevel;
 
 /// The provider interface the controller calls. Implementations are cheap to
 /// share (`Arc<dyn NicProvider>`); all callers of one instance share its rate

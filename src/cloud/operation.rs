@@ -19,7 +19,10 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde::{Deserialize, Serialize};
+
+use crate::api::v1alpha1::PendingOperation;
 
 use super::{
     CloudError, ErrorClass, InstanceId, Ipv4Request, NicStatus, ObservedNic, Provider, QosLevel,
@@ -273,6 +276,54 @@ impl Operation {
     }
 }
 
+/// Stored in the claim's `status.pendingOperation`. `qosLevel` and the IPv6
+/// billing fields are not stored: they come from the spec, and the
+/// controller rebuilds an operation from the spec (same idempotency key, so
+/// the same token) when it has to submit it again.
+impl From<&Operation> for PendingOperation {
+    fn from(op: &Operation) -> Self {
+        PendingOperation {
+            action: op.action.as_str().to_string(),
+            token: op.token.clone(),
+            request_id: op.request_id.clone(),
+            addresses: op.addresses.iter().map(IpAddr::to_string).collect(),
+            count: op.count,
+            addresses_before: op.addresses_before.iter().map(IpAddr::to_string).collect(),
+            instance_id: op.instance_id.clone(),
+            started_at: Time(op.started_at),
+        }
+    }
+}
+
+/// Reads a stored pending operation back (e.g. in a new process) so that it
+/// can be resolved. A status edited into nonsense is a clear error.
+impl TryFrom<&PendingOperation> for Operation {
+    type Error = String;
+
+    fn try_from(p: &PendingOperation) -> Result<Self, String> {
+        let parse = |list: &[String]| {
+            list.iter()
+                .map(|a| {
+                    a.parse::<IpAddr>()
+                        .map_err(|_| format!("pendingOperation holds an invalid address {a:?}"))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        Ok(Operation {
+            action: p.action.parse()?,
+            token: p.token.clone(),
+            request_id: p.request_id.clone(),
+            addresses: parse(&p.addresses)?,
+            addresses_before: parse(&p.addresses_before)?,
+            instance_id: p.instance_id.clone(),
+            count: p.count,
+            qos_level: None,
+            ipv6_billing: None,
+            started_at: p.started_at.0,
+        })
+    }
+}
+
 /// What `submit` learned from the cloud.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Submitted {
@@ -439,6 +490,34 @@ mod tests {
         assert_eq!(json["action"], "AssignIpv4");
         let back: Operation = serde_json::from_value(json).unwrap();
         assert_eq!(back, op);
+    }
+
+    #[test]
+    fn operation_round_trips_through_the_claim_status() {
+        let key = IdempotencyKey::derive("uid", 1, "s");
+        let before = nic(&["10.0.0.5"]);
+        for op in [
+            Operation::assign_ipv4(&Ipv4Request::Count(2), None, &before, &key),
+            Operation::unassign_ipv4(&["10.0.0.5".parse().unwrap()].into(), &before),
+            Operation::attach(&InstanceId("ins-1".into()), &before, &key),
+        ] {
+            let op = Operation {
+                request_id: Some("req-1".into()),
+                ..op
+            };
+            let stored = PendingOperation::from(&op);
+            assert_eq!(Operation::try_from(&stored).unwrap(), op);
+        }
+        let mut stored =
+            PendingOperation::from(&Operation::unassign_ipv4(&BTreeSet::new(), &before));
+        stored.addresses_before = vec!["10.0.0.300".into()];
+        assert!(
+            Operation::try_from(&stored)
+                .unwrap_err()
+                .contains("10.0.0.300")
+        );
+        stored.action = "Explode".into();
+        assert!(Operation::try_from(&stored).is_err());
     }
 
     #[test]

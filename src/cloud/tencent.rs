@@ -1022,7 +1022,7 @@ pub(crate) fn operation_calls(
             let mut body =
                 json!({"NetworkInterfaceId": id, "SecondaryPrivateIpAddressCount": count});
             if let (Some(q), Value::Object(map)) = (op.qos_level, &mut body) {
-                map.insert("QosLevel".into(), Value::String(q.as_str().into()));
+                map.insert("QosLevel".into(), json!(q));
             }
             vec![(
                 "AssignPrivateIpAddresses",
