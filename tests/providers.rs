@@ -175,6 +175,17 @@ async fn observe(p: &dyn NicProvider, nic: &NicRef) -> ObservedNic {
     found.remove(0)
 }
 
+/// Submits, records the request id as the controller does, and resolves
+/// until the operation settles.
+async fn run(p: &dyn NicProvider, nic: &NicRef, op: Operation) -> Resolution {
+    let submitted = p.submit(nic, &op).await.expect("submit");
+    let op = Operation {
+        request_id: submitted.request_id,
+        ..op
+    };
+    settle(p, nic, &op).await
+}
+
 /// Resolves until the operation settles (poll with a deadline, no fixed sleep).
 async fn settle(p: &dyn NicProvider, nic: &NicRef, op: &Operation) -> Resolution {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -521,15 +532,7 @@ async fn attach_detach_cycle(
     );
 
     let op = Operation::detach(ins, &after, &key("detach"));
-    let submitted = p.submit(nic, &op).await.unwrap();
-    let op = Operation {
-        request_id: submitted.request_id,
-        ..op
-    };
-    assert!(matches!(
-        settle(p, nic, &op).await,
-        Resolution::Applied { .. }
-    ));
+    assert!(matches!(run(p, nic, op).await, Resolution::Applied { .. }));
     let detached = observe(p, nic).await;
     assert_eq!(
         (detached.status, detached.instance_id),
@@ -845,13 +848,8 @@ async fn tencent_assigns_more_than_ten_addresses_in_chunks_and_confirms_asynchro
     let after = observe(&t, &nic).await;
     assert!(after.addresses_in_flux.is_empty());
     let op = Operation::unassign_ipv4(&wanted, &after);
-    let submitted = t.submit(&nic, &op).await.unwrap();
-    let op = Operation {
-        request_id: submitted.request_id,
-        ..op
-    };
     assert!(
-        matches!(settle(&t, &nic, &op).await, Resolution::Applied { addresses } if addresses.len() == 25)
+        matches!(run(&t, &nic, op).await, Resolution::Applied { addresses } if addresses.len() == 25)
     );
     assert!(sim_secondaries(&sim, true, "eni-abc").is_empty());
     sim.shutdown().await;
@@ -1040,13 +1038,8 @@ async fn tencent_ipv6_attach_detach_and_failed_tasks() {
     assert_eq!(addresses, submitted.addresses);
     let after = observe(&t, &nic).await;
     let op = Operation::unassign_ipv6(&after.ipv6, &after);
-    let submitted = t.submit(&nic, &op).await.unwrap();
-    let op = Operation {
-        request_id: submitted.request_id,
-        ..op
-    };
     assert!(matches!(
-        settle(&t, &nic, &op).await,
+        run(&t, &nic, op).await,
         Resolution::Applied { .. }
     ));
     assert!(observe(&t, &nic).await.ipv6.is_empty());
@@ -1067,12 +1060,7 @@ async fn tencent_ipv6_attach_detach_and_failed_tasks() {
     .unwrap();
     let before = observe(&t, &nic).await;
     let op = Operation::assign_ipv4(&Ipv4Request::Count(1), None, &before, &key("fail"));
-    let submitted = t.submit(&nic, &op).await.unwrap();
-    let op = Operation {
-        request_id: submitted.request_id,
-        ..op
-    };
-    match settle(&t, &nic, &op).await {
+    match run(&t, &nic, op).await {
         Resolution::Failed(e) => assert_eq!(e.code, "Client.TaskFailed"),
         other => panic!("expected a failed task, got {other:?}"),
     }
@@ -1186,13 +1174,8 @@ async fn legacy_manages_ipv4_with_task_ids() {
 
     let before = observe(&l, &nic).await;
     let op = Operation::assign_ipv4(&Ipv4Request::Count(2), None, &before, &key("l2"));
-    let submitted = l.submit(&nic, &op).await.unwrap();
-    let op = Operation {
-        request_id: submitted.request_id,
-        ..op
-    };
     assert!(
-        matches!(settle(&l, &nic, &op).await, Resolution::Applied { addresses } if addresses.len() == 2)
+        matches!(run(&l, &nic, op).await, Resolution::Applied { addresses } if addresses.len() == 2)
     );
 
     // Several NICs of one VPC are found by paging through it.
@@ -1204,13 +1187,8 @@ async fn legacy_manages_ipv4_with_task_ids() {
 
     let after = observe(&l, &nic).await;
     let op = Operation::unassign_ipv4(&after.secondary_ipv4, &after);
-    let submitted = l.submit(&nic, &op).await.unwrap();
-    let op = Operation {
-        request_id: submitted.request_id,
-        ..op
-    };
     assert!(
-        matches!(settle(&l, &nic, &op).await, Resolution::Applied { addresses } if addresses.len() == 14)
+        matches!(run(&l, &nic, op).await, Resolution::Applied { addresses } if addresses.len() == 14)
     );
     assert!(sim_secondaries(&sim, true, "eni-legacy").is_empty());
 
@@ -1294,17 +1272,13 @@ mod encoding {
                         .filter(|a| Some(*a) != primary)
                         .collect();
                     let op = Operation::assign_ipv4(&Ipv4Request::Addresses(set.clone()), None, &before, &key("prop"));
-                    let submitted = p.submit(nic, &op).await.unwrap();
-                    let op = Operation { request_id: submitted.request_id, ..op };
-                    let applied = settle(p.as_ref(), nic, &op).await;
+                    let applied = run(p.as_ref(), nic, op).await;
                     let expected: BTreeSet<IpAddr> = set.iter().map(|a| IpAddr::V4(*a)).collect();
                     assert_eq!(applied, Resolution::Applied { addresses: expected });
                     assert_eq!(observe(p.as_ref(), nic).await.secondary_ipv4, set);
                     let after = observe(p.as_ref(), nic).await;
                     let op = Operation::unassign_ipv4(&set, &after);
-                    let submitted = p.submit(nic, &op).await.unwrap();
-                    let op = Operation { request_id: submitted.request_id, ..op };
-                    assert!(matches!(settle(p.as_ref(), nic, &op).await, Resolution::Applied { .. }));
+                    assert!(matches!(run(p.as_ref(), nic, op).await, Resolution::Applied { .. }));
                     assert!(observe(p.as_ref(), nic).await.secondary_ipv4.is_empty());
                 }
                 sim.shutdown().await;

@@ -992,6 +992,24 @@ fn observe_nic(nic: NetworkInterface) -> Result<ObservedNic, CloudError> {
     })
 }
 
+/// Address lists of at most 10 entries, each entry `{item: "<address>"}`,
+/// paired with the request field that carries them.
+fn address_lists<'a, A: std::fmt::Display>(
+    addresses: &'a [A],
+    field: &'static str,
+    item: &'static str,
+) -> impl Iterator<Item = (&'static str, Vec<Value>)> + 'a {
+    addresses.chunks(MAX_ADDRESSES_PER_CALL).map(move |chunk| {
+        (
+            field,
+            chunk
+                .iter()
+                .map(|a| json!({ item: a.to_string() }))
+                .collect(),
+        )
+    })
+}
+
 /// The calls an operation becomes: `(wire action, body, idempotence)`, one
 /// per chunk of at most 10 addresses.
 pub(crate) fn operation_calls(
@@ -1030,15 +1048,10 @@ pub(crate) fn operation_calls(
                 Idempotence::Safe,
             )]
         }
-        Action::AssignIpv4 => v4
-            .chunks(MAX_ADDRESSES_PER_CALL)
+        Action::AssignIpv4 => address_lists(&v4, "PrivateIpAddresses", "PrivateIpAddress")
             .enumerate()
-            .map(|(i, c)| {
-                let list: Vec<Value> = c
-                    .iter()
-                    .map(|a| json!({"PrivateIpAddress": a.to_string()}))
-                    .collect();
-                let body = json!({"NetworkInterfaceId": id, "PrivateIpAddresses": list});
+            .map(|(i, (field, list))| {
+                let body = json!({"NetworkInterfaceId": id, field: list});
                 (
                     "AssignPrivateIpAddresses",
                     with_token(body, i),
@@ -1046,18 +1059,10 @@ pub(crate) fn operation_calls(
                 )
             })
             .collect(),
-        Action::UnassignIpv4 => v4
-            .chunks(MAX_ADDRESSES_PER_CALL)
-            .map(|c| {
-                let list: Vec<Value> = c
-                    .iter()
-                    .map(|a| json!({"PrivateIpAddress": a.to_string()}))
-                    .collect();
-                (
-                    "UnassignPrivateIpAddresses",
-                    json!({"NetworkInterfaceId": id, "PrivateIpAddresses": list}),
-                    Idempotence::Unsafe,
-                )
+        Action::UnassignIpv4 => address_lists(&v4, "PrivateIpAddresses", "PrivateIpAddress")
+            .map(|(field, list)| {
+                let body = json!({"NetworkInterfaceId": id, field: list});
+                ("UnassignPrivateIpAddresses", body, Idempotence::Unsafe)
             })
             .collect(),
         Action::AssignIpv6 => {
@@ -1072,18 +1077,10 @@ pub(crate) fn operation_calls(
                 Idempotence::Safe,
             )]
         }
-        Action::UnassignIpv6 => v6
-            .chunks(MAX_ADDRESSES_PER_CALL)
-            .map(|c| {
-                let list: Vec<Value> = c
-                    .iter()
-                    .map(|a| json!({"Address": a.to_string()}))
-                    .collect();
-                (
-                    "UnassignIpv6Addresses",
-                    json!({"NetworkInterfaceId": id, "Ipv6Addresses": list}),
-                    Idempotence::Unsafe,
-                )
+        Action::UnassignIpv6 => address_lists(&v6, "Ipv6Addresses", "Address")
+            .map(|(field, list)| {
+                let body = json!({"NetworkInterfaceId": id, field: list});
+                ("UnassignIpv6Addresses", body, Idempotence::Unsafe)
             })
             .collect(),
         Action::Attach | Action::Detach => {
