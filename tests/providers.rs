@@ -1451,3 +1451,35 @@ fn tencent_at(base: &str, rec: &Arc<Recorder>) -> Tencent {
     )
     .unwrap()
 }
+
+#[tokio::test]
+async fn describes_follow_pages_within_each_batch() {
+    let sim = start_sim().await;
+    let rec = Arc::new(Recorder::default());
+    let z = zenlayer(&sim, &rec, ZL_SECRET).with_page_size(7);
+    let nics: Vec<NicRef> = (0..150)
+        .map(|i| NicRef::new(format!("nic-p{i:03}")))
+        .collect();
+    let found = z.describe_nics(&nics).await.unwrap();
+    let ids: BTreeSet<String> = found.iter().map(|n| n.id.0.clone()).collect();
+    assert_eq!(ids.len(), 150, "every NIC exactly once");
+    // 100 ids in pages of 7, then 50: 15 + 8 calls.
+    assert_eq!(rec.calls("DescribeNetworkInterfaces").len(), 23);
+
+    let rec = Arc::new(Recorder::default());
+    let t = tencent(&sim, &rec, Credentials::new(TC_ID, TC_SECRET)).with_page_size(30);
+    let nics: Vec<NicRef> = (0..120)
+        .map(|i| NicRef::new(format!("eni-p{i:03}")))
+        .collect();
+    let ids: BTreeSet<String> = t
+        .describe_nics(&nics)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.id.0)
+        .collect();
+    assert_eq!(ids.len(), 120);
+    // 100 ids in pages of 30, then 20: 4 + 1 calls.
+    assert_eq!(rec.calls("DescribeNetworkInterfaces").len(), 5);
+    sim.shutdown().await;
+}

@@ -564,6 +564,7 @@ pub struct Tencent {
     cvm: Endpoint,
     region: String,
     credentials: Credentials,
+    page_size: usize,
 }
 
 /// Which service an action belongs to (it selects host and credential scope).
@@ -667,7 +668,15 @@ impl Tencent {
             cvm,
             region: region.into(),
             credentials,
+            page_size: PAGE_SIZE,
         })
+    }
+
+    /// Items per Describe page (default {PAGE_SIZE}, at most 100): smaller pages
+    /// trade calls for smaller answers.
+    pub fn with_page_size(mut self, page_size: usize) -> Self {
+        self.page_size = page_size.clamp(1, 100);
+        self
     }
 
     /// Builds and signs one request at `timestamp` (Unix seconds).
@@ -813,7 +822,7 @@ impl Tencent {
                         json!({
                             "Filters": [{"Name": "network-interface-id", "Values": chunk}],
                             "Offset": offset,
-                            "Limit": PAGE_SIZE,
+                            "Limit": self.page_size,
                         }),
                         Idempotence::Safe,
                     )

@@ -319,6 +319,7 @@ pub struct Zenlayer {
     transport: Transport,
     endpoint: Endpoint,
     credentials: Credentials,
+    page_size: usize,
 }
 
 #[derive(Deserialize)]
@@ -389,7 +390,15 @@ impl Zenlayer {
             transport,
             endpoint,
             credentials,
+            page_size: PAGE_SIZE,
         })
+    }
+
+    /// Items per Describe page (default {PAGE_SIZE}, at most 1000): smaller pages
+    /// trade calls for smaller answers.
+    pub fn with_page_size(mut self, page_size: usize) -> Self {
+        self.page_size = page_size.clamp(1, 1000);
+        self
     }
 
     /// Builds and signs one request for `timestamp` (Unix seconds).
@@ -453,7 +462,7 @@ impl Zenlayer {
                 let (page, _): (Page<NicInfo>, _) = self
                     .call(
                         "DescribeNetworkInterfaces",
-                        json!({"nicIds": chunk, "pageSize": PAGE_SIZE, "pageNum": page_num}),
+                        json!({"nicIds": chunk, "pageSize": self.page_size, "pageNum": page_num}),
                         Idempotence::Safe,
                     )
                     .await?;
