@@ -1295,6 +1295,50 @@ mod tests {
     }
 
     #[test]
+    fn request_builder_matches_the_sdk_bodies_v1_v2_v4() {
+        let t = client(Credentials::new(ID, KEY), "ap-guangzhou");
+        let v1 = br#"{"NetworkInterfaceId": "eni-m6dyj72l", "SecondaryPrivateIpAddressCount": 2, "ClientToken": "nic-claim-0001"}"#;
+        let req = t
+            .build_request(Service::Vpc, "AssignPrivateIpAddresses", v1, 1_551_113_065)
+            .unwrap();
+        assert!(
+            header(&req, "authorization")
+                .ends_with("56071861d33a107e1a42ca79bb2ee4be3643c0aa9637cbceb56e9fe89e4d3c49")
+        );
+        let v4 = br#"{"NetworkInterfaceId": "eni-m6dyj72l", "PrivateIpAddresses": [{"PrivateIpAddress": "172.16.32.237"}, {"PrivateIpAddress": "172.16.32.84"}]}"#;
+        let req = t
+            .build_request(
+                Service::Vpc,
+                "UnassignPrivateIpAddresses",
+                v4,
+                1_551_113_065,
+            )
+            .unwrap();
+        assert!(
+            header(&req, "authorization")
+                .ends_with("0b5ac9e760a13dcb5ce42bf8bdf6280bac6b8eed62d54de629d85577a59b5b8f")
+        );
+
+        let intl = Tencent::new(
+            Transport::new(TransportConfig::default()).unwrap(),
+            Credentials::new(ID, KEY).with_token("tmp-session-token-EXAMPLE"),
+            "ap-singapore",
+            Some("https://vpc.intl.tencentcloudapi.com/"),
+        )
+        .unwrap();
+        let v2 = br#"{"Filters": [{"Name": "attachment.instance-id", "Values": ["ins-3nqpdn3i"]}], "Offset": 0, "Limit": 100}"#;
+        let req = intl
+            .build_request(Service::Vpc, "DescribeNetworkInterfaces", v2, 1_700_000_000)
+            .unwrap();
+        assert_eq!(header(&req, "x-tc-region"), "ap-singapore");
+        assert_eq!(header(&req, "x-tc-token"), "tmp-session-token-EXAMPLE");
+        assert!(
+            header(&req, "authorization")
+                .ends_with("1f8e8a2c6d2c6d6d580740bb8ee037b7cb7a7655178a1ce0efa4dcdb8cb1829a")
+        );
+    }
+
+    #[test]
     fn session_token_is_sent_but_not_signed_and_cvm_uses_its_scope() {
         let t = client(
             Credentials::new(ID, KEY).with_token("tmp-session-token-EXAMPLE"),

@@ -809,6 +809,27 @@ mod tests {
     }
 
     #[test]
+    fn request_builder_matches_the_python_sdk_bodies_tv1_tv2() {
+        let z = client(DEFAULT_ENDPOINT);
+        let tv1 = br#"{"nicId": "nic-abc123", "ipAddresses": ["10.0.0.3", "10.0.0.4"]}"#;
+        let req = z
+            .build_request("BatchAssignNetworkInterfaceIpv4", tv1, 1_700_000_000)
+            .unwrap();
+        assert!(
+            header(&req, "authorization")
+                .ends_with("d84fca4c983a98deb913802d791813d1cc800f28f4b82b4e0e884d3b0adedf49")
+        );
+        let tv2 = br#"{"nicIds": ["nic-abc123"], "pageSize": 100, "pageNum": 1}"#;
+        let req = z
+            .build_request("DescribeNetworkInterfaces", tv2, 1_735_689_600)
+            .unwrap();
+        assert!(
+            header(&req, "authorization")
+                .ends_with("2b4242c5dcc1c7b9265182a900679d55e436a888ea003d89f966adf394f81de0")
+        );
+    }
+
+    #[test]
     fn request_builder_signs_the_simulator_host_with_port_tv7() {
         let transport = Transport::new(TransportConfig::default()).unwrap();
         let z = Zenlayer::new(
