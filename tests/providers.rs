@@ -144,7 +144,8 @@ fn tencent(sim: &RunningSim, recorder: &Arc<Recorder>, credentials: Credentials)
 }
 
 fn legacy(sim: &RunningSim, recorder: &Arc<Recorder>, secret: &str) -> TencentLegacy {
-    let endpoint = format!("{}/v2/index.php", sim.base_url());
+    // A bare base URL: the client adds the API's path.
+    let endpoint = sim.base_url();
     TencentLegacy::new(
         transport(recorder),
         Credentials::new(TC_ID, secret),

@@ -222,6 +222,9 @@ type Params = Vec<(String, String)>;
 
 impl TencentLegacy {
     /// `region` is sent verbatim (`gz` style or `ap-guangzhou` style).
+    ///
+    /// `endpoint` overrides [`DEFAULT_ENDPOINT`]; a bare base URL such as
+    /// `http://127.0.0.1:8080` gets the API path `/v2/index.php`.
     pub fn new(
         transport: Transport,
         credentials: Credentials,
@@ -231,7 +234,8 @@ impl TencentLegacy {
         let endpoint = Endpoint::parse(
             Provider::TencentLegacy,
             endpoint.unwrap_or(DEFAULT_ENDPOINT),
-        )?;
+        )?
+        .with_default_path("/v2/index.php");
         transport.register_limits(Provider::TencentLegacy, default_rate_limits());
         Ok(TencentLegacy {
             transport,

@@ -66,6 +66,16 @@ impl Endpoint {
         &self.url
     }
 
+    /// An endpoint given as a bare base URL (`http://127.0.0.1:8080`, the
+    /// simulated cloud serving every API on one listener) gets the API's
+    /// documented path; an explicit path is kept as given.
+    pub(crate) fn with_default_path(mut self, path: &str) -> Self {
+        if self.url.path() == "/" {
+            self.url.set_path(path);
+        }
+        self
+    }
+
     /// The `Host` header value reqwest sends for this URL: `host`, or
     /// `host:port` for a non-default port. Signatures cover it.
     pub fn host_header(&self) -> String {

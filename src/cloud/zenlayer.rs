@@ -379,12 +379,15 @@ struct AssignResult {
 struct Empty {}
 
 impl Zenlayer {
+    /// `endpoint` overrides [`DEFAULT_ENDPOINT`]; a bare base URL such as
+    /// `http://127.0.0.1:8080` gets the API path `/api/v2/zec`.
     pub fn new(
         transport: Transport,
         credentials: Credentials,
         endpoint: Option<&str>,
     ) -> Result<Self, CloudError> {
-        let endpoint = Endpoint::parse(Provider::Zenlayer, endpoint.unwrap_or(DEFAULT_ENDPOINT))?;
+        let endpoint = Endpoint::parse(Provider::Zenlayer, endpoint.unwrap_or(DEFAULT_ENDPOINT))?
+            .with_default_path("/api/v2/zec");
         transport.register_limits(Provider::Zenlayer, default_rate_limits());
         Ok(Zenlayer {
             transport,
