@@ -2,6 +2,7 @@
 //! IPs and attachments declared in `NicIpClaim` objects.
 
 pub mod api;
+pub mod cloud;
 pub mod cloudsim;
 pub mod kubesim;
 pub mod signing;

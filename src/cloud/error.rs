@@ -1,0 +1,254 @@
+//! The one error type of the cloud layer and its classes (DESIGN §3 "Errors").
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::Provider;
+
+/// What the controller should do about an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ErrorClass {
+    /// The request (the claim's spec) is wrong: wait for a spec change.
+    InvalidInput,
+    /// The cloud cannot do it now or ever without a change elsewhere (quota,
+    /// subnet full, wrong state that will not pass by itself).
+    Terminal,
+    /// Someone else holds the resource (address in use, NIC attached elsewhere).
+    Conflict,
+    /// The NIC, instance or binding does not exist. On release paths: done.
+    NotFound,
+    /// Rate limited: slow that action's limiter down and try again.
+    Throttled,
+    /// 5xx, timeouts, transport failures, transitional states: retry with backoff.
+    Transient,
+    /// Authentication or authorisation failed: retry slowly, flag the account.
+    Credentials,
+}
+
+impl ErrorClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::InvalidInput => "InvalidInput",
+            ErrorClass::Terminal => "Terminal",
+            ErrorClass::Conflict => "Conflict",
+            ErrorClass::NotFound => "NotFound",
+            ErrorClass::Throttled => "Throttled",
+            ErrorClass::Transient => "Transient",
+            ErrorClass::Credentials => "Credentials",
+        }
+    }
+
+    /// Whether repeating the same request later can succeed without any change.
+    pub fn is_retryable(self) -> bool {
+        matches!(self, ErrorClass::Throttled | ErrorClass::Transient)
+    }
+}
+
+impl fmt::Display for ErrorClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failed cloud call. `code` is the cloud's code verbatim (or one of the
+/// client-side codes of `docs/errors.md`, all starting with `Client.`, or the
+/// Zenlayer SDK labels `SECURITY_CHALLENGE`/`REQUEST_BLOCKED`). Never carries
+/// credentials: messages are the cloud's or built from non-secret parts.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{provider} {action} failed: {code}: {message} (class {class}{})", http_suffix(.http_status, .request_id))]
+pub struct CloudError {
+    pub provider: Provider,
+    pub action: String,
+    pub code: String,
+    pub message: String,
+    pub http_status: Option<u16>,
+    pub request_id: Option<String>,
+    pub class: ErrorClass,
+}
+
+fn http_suffix(status: &Option<u16>, request_id: &Option<String>) -> String {
+    let mut s = String::new();
+    if let Some(status) = status {
+        s.push_str(&format!(", HTTP {status}"));
+    }
+    if let Some(id) = request_id {
+        s.push_str(&format!(", request id {id}"));
+    }
+    s
+}
+
+impl CloudError {
+    pub fn is_retryable(&self) -> bool {
+        self.class.is_retryable()
+    }
+
+    /// An error detected on this side of the wire (`Client.*` codes).
+    pub(crate) fn client(
+        provider: Provider,
+        action: &str,
+        code: &str,
+        class: ErrorClass,
+        message: String,
+    ) -> Self {
+        CloudError {
+            provider,
+            action: action.to_string(),
+            code: code.to_string(),
+            message,
+            http_status: None,
+            request_id: None,
+            class,
+        }
+    }
+}
+
+impl CloudError {
+    /// The operation cannot be expressed as a request (`Client.InvalidRequest`).
+    pub(crate) fn invalid_request(provider: Provider, action: &str, message: String) -> Self {
+        CloudError::client(
+            provider,
+            action,
+            "Client.InvalidRequest",
+            ErrorClass::InvalidInput,
+            message,
+        )
+    }
+
+    /// The cloud answered with data this client cannot use (`Client.BadResponse`).
+    pub(crate) fn bad_response(provider: Provider, action: &str, message: String) -> Self {
+        CloudError::client(
+            provider,
+            action,
+            "Client.BadResponse",
+            ErrorClass::Transient,
+            message,
+        )
+    }
+}
+
+/// Parses an address the cloud returned; a malformed one is a clear error.
+pub(crate) fn parse_address<T: std::str::FromStr>(
+    provider: Provider,
+    action: &str,
+    s: &str,
+) -> Result<T, CloudError> {
+    s.trim().parse().map_err(|_| {
+        CloudError::bad_response(
+            provider,
+            action,
+            format!("the cloud returned an invalid address {s:?}"),
+        )
+    })
+}
+
+/// One row of a provider's error table: the code, its class, what it means
+/// for a user and what to do. The same rows are published in `docs/errors.md`.
+#[derive(Debug, Clone, Copy)]
+pub struct CodeInfo {
+    pub code: &'static str,
+    pub class: ErrorClass,
+    pub meaning: &'static str,
+    pub action: &'static str,
+}
+
+pub(crate) const fn row(
+    code: &'static str,
+    class: ErrorClass,
+    meaning: &'static str,
+    action: &'static str,
+) -> CodeInfo {
+    CodeInfo {
+        code,
+        class,
+        meaning,
+        action,
+    }
+}
+
+/// Client-side codes shared by all providers.
+pub const CLIENT_CODES: &[CodeInfo] = &[
+    row(
+        "Client.Timeout",
+        ErrorClass::Transient,
+        "No response within the request timeout. The change may or may not have been applied.",
+        "Retried with backoff; the controller resolves the pending operation from the cloud's state first.",
+    ),
+    row(
+        "Client.Network",
+        ErrorClass::Transient,
+        "Connection refused, reset or TLS failure before a response arrived.",
+        "Retried with backoff; check network policy and DNS if it persists.",
+    ),
+    row(
+        "Client.BadResponse",
+        ErrorClass::Transient,
+        "The response was not the cloud's JSON envelope (a proxy page, a truncated or non-JSON body).",
+        "Retried with backoff; the message quotes the start of the body. Check proxies between the controller and the cloud.",
+    ),
+    row(
+        "Client.HttpStatus",
+        ErrorClass::Transient,
+        "An HTTP error status without a cloud error code (gateway failure).",
+        "5xx and 429 are retried; 401/403 are treated as credential problems; other 4xx as terminal.",
+    ),
+    row(
+        "Client.NicNotFound",
+        ErrorClass::NotFound,
+        "While resolving a pending assignment or attachment, the NIC no longer existed.",
+        "Check the claim's nicId; the claim reports the NIC as missing until it is fixed or deleted.",
+    ),
+    row(
+        "Client.TaskFailed",
+        ErrorClass::Transient,
+        "A Tencent asynchronous task (DescribeVpcTaskResult / legacy task query) ended FAILED; the message carries the task output.",
+        "The controller re-observes the NIC and plans again; if it repeats, the task output names the cause.",
+    ),
+    row(
+        "Client.InvalidEndpoint",
+        ErrorClass::InvalidInput,
+        "The endpoint override is not a valid URL, or uses plain http:// for a host that is not loopback.",
+        "Fix `endpoint` in the ProviderConfig; http:// is allowed only for 127.0.0.1, ::1 and localhost.",
+    ),
+    row(
+        "Client.InvalidRequest",
+        ErrorClass::InvalidInput,
+        "The operation cannot be expressed on this provider (e.g. legacy API without vpcId, IPv6 on the legacy API).",
+        "Fix the claim or ProviderConfig as the message says.",
+    ),
+];
+
+/// Finds `code` in `table`: exact match first, then the prefix before the
+/// first `.` (Tencent's and older Zenlayer codes are dotted families).
+pub(crate) fn lookup(table: &[CodeInfo], code: &str) -> Option<ErrorClass> {
+    if let Some(row) = table.iter().find(|r| r.code == code) {
+        return Some(row.class);
+    }
+    let prefix = code.split('.').next()?;
+    table.iter().find(|r| r.code == prefix).map(|r| r.class)
+}
+
+/// Class of an error without a known code, from its HTTP status alone.
+pub(crate) fn class_of_status(status: u16) -> ErrorClass {
+    match status {
+        429 => ErrorClass::Throttled,
+        401 | 403 => ErrorClass::Credentials,
+        404 => ErrorClass::NotFound,
+        409 => ErrorClass::Conflict,
+        500..=599 => ErrorClass::Transient,
+        _ => ErrorClass::Terminal,
+    }
+}
+
+/// Renders tables as the Markdown published in `docs/errors.md`.
+pub fn markdown_table(title: &str, rows: &[CodeInfo]) -> String {
+    let mut out =
+        format!("### {title}\n\n| Code | Class | Meaning | What to do |\n|---|---|---|---|\n");
+    for r in rows {
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} |\n",
+            r.code, r.class, r.meaning, r.action
+        ));
+    }
+    out
+}

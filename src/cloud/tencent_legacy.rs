@@ -1,0 +1,798 @@
+//! Tencent Cloud VPC legacy API 2.0 (`cloud-apis/tencent.md` §6, §9, §10.3):
+//! `POST /v2/index.php` with a form body, HmacSHA1/HmacSHA256 query
+//! signature, `{code, message, codeDesc, data}` envelopes and integer task
+//! ids. Only IPv4 claims are supported here: assign, unassign, describe and
+//! the task query. Every call needs the NIC's `vpcId`.
+//!
+//! The legacy API has no idempotency token, so its mutations are never
+//! repeated when their outcome is open; pending operations are resolved
+//! through the task query and, when the task id was lost, by diffing the
+//! NIC's addresses against `addressesBefore` (as on Zenlayer).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr};
+
+use serde_json::Value;
+
+use super::error::{CodeInfo, lookup, parse_address, row};
+use super::operation::settle;
+use super::transport::{Idempotence, RawResponse, unexpected_body};
+use super::{
+    Action, CloudError, Credentials, Endpoint, ErrorClass, InstanceId, NicId, NicProvider, NicRef,
+    NicStatus, ObservedInstance, ObservedNic, Operation, Provider, RateLimits, Resolution,
+    Submitted, Transport,
+};
+use crate::signing::query::{self, Method};
+
+pub const DEFAULT_ENDPOINT: &str = "https://vpc.api.qcloud.com/v2/index.php";
+const CONTENT_TYPE: &str = "application/x-www-form-urlencoded";
+const MAX_ADDRESSES_PER_CALL: usize = 10;
+/// The legacy DescribeNetworkInterfaces returns at most 50 per page.
+const PAGE_SIZE: usize = 50;
+
+/// The legacy API publishes no per-action limits; the API 3.0 figures are used.
+pub fn default_rate_limits() -> RateLimits {
+    RateLimits::new(100.0, &[("DescribeVpcTaskResult", 20.0)])
+}
+
+use ErrorClass::{
+    Conflict, Credentials as Creds, InvalidInput, NotFound, Terminal, Throttled, Transient,
+};
+
+/// `codeDesc` values of the legacy VPC pages and the numeric common codes
+/// (used when `codeDesc` is absent or unknown).
+pub const ERROR_CODES: &[CodeInfo] = &[
+    row(
+        "InvalidVpc.NotFound",
+        NotFound,
+        "The VPC does not exist.",
+        "Check the claim's vpcId.",
+    ),
+    row(
+        "InvalidNetworkInterface.NotFound",
+        NotFound,
+        "The ENI does not exist.",
+        "Check nicId and vpcId; on release this counts as done.",
+    ),
+    row(
+        "InvalidPrivateIpAddress.InUse",
+        Conflict,
+        "The address is already used.",
+        "Pick another address or free it where it is used.",
+    ),
+    row(
+        "InvalidPrivateip.IsPrimary",
+        InvalidInput,
+        "The primary IP cannot be removed.",
+        "Remove it from the claim.",
+    ),
+    row(
+        "4000",
+        InvalidInput,
+        "Invalid parameter.",
+        "Fix the claim as the message says.",
+    ),
+    row(
+        "4100",
+        Creds,
+        "Authentication failed (signature).",
+        "Check the SecretKey.",
+    ),
+    row(
+        "4101",
+        Creds,
+        "Sub-account not authorised for the API.",
+        "Grant the API to the key's user.",
+    ),
+    row(
+        "4102",
+        Creds,
+        "Not authorised for the resource.",
+        "Grant access to the ENI.",
+    ),
+    row(
+        "4103",
+        Creds,
+        "Not authorised for the resource this API operates.",
+        "Grant access to the ENI.",
+    ),
+    row(
+        "4104",
+        Creds,
+        "The key does not exist.",
+        "Check the SecretId.",
+    ),
+    row(
+        "4105",
+        Creds,
+        "Token error.",
+        "Refresh the temporary credentials.",
+    ),
+    row(
+        "4106",
+        Creds,
+        "MFA failed.",
+        "Use a key without MFA requirement.",
+    ),
+    row(
+        "4110",
+        Creds,
+        "Other CAM failure.",
+        "Check the key's permissions.",
+    ),
+    row(
+        "4200",
+        Creds,
+        "Request expired.",
+        "Fix the node's clock (NTP).",
+    ),
+    row(
+        "4300",
+        Creds,
+        "Access denied (banned or out of scope).",
+        "Contact Tencent support.",
+    ),
+    row(
+        "4400",
+        Throttled,
+        "Request quota exceeded (rate).",
+        "Nothing: the client slows down and retries.",
+    ),
+    row(
+        "4500",
+        Transient,
+        "Replay: Nonce reused or Timestamp outside ±5 min.",
+        "Retried with a fresh nonce; fix the clock if it persists.",
+    ),
+    row(
+        "4600",
+        InvalidInput,
+        "Protocol not supported (HTTPS only).",
+        "Use the https:// endpoint.",
+    ),
+    row(
+        "5000",
+        NotFound,
+        "Resource not found.",
+        "Check the ids; on release this counts as done.",
+    ),
+    row(
+        "5100",
+        Transient,
+        "Resource operation failed; retry later.",
+        "Retried with backoff.",
+    ),
+    row("5200", Terminal, "Purchase failed.", "Check the account."),
+    row(
+        "5300",
+        Terminal,
+        "Insufficient balance.",
+        "Top up the account.",
+    ),
+    row(
+        "5400",
+        Transient,
+        "Partially succeeded.",
+        "The controller re-observes the NIC and converges the rest.",
+    ),
+    row(
+        "5500",
+        Terminal,
+        "Qualification check failed.",
+        "Check the account's qualification.",
+    ),
+    row(
+        "6000",
+        Transient,
+        "Internal server error.",
+        "Retried with backoff.",
+    ),
+    row(
+        "6100",
+        Terminal,
+        "Version or interface not supported.",
+        "Check the endpoint.",
+    ),
+    row(
+        "6200",
+        Transient,
+        "Interface temporarily unavailable (maintenance).",
+        "Retried with backoff.",
+    ),
+];
+
+/// The class of a legacy error from its `codeDesc` and numeric `code`.
+pub fn classify(code_desc: &str, numeric: i64) -> ErrorClass {
+    lookup(ERROR_CODES, code_desc)
+        .or_else(|| lookup(ERROR_CODES, &numeric.to_string()))
+        .unwrap_or(Terminal)
+}
+
+/// A client for one Tencent account through the legacy API 2.0.
+#[derive(Debug, Clone)]
+pub struct TencentLegacy {
+    transport: Transport,
+    endpoint: Endpoint,
+    region: String,
+    credentials: Credentials,
+    method: Method,
+}
+
+type Params = Vec<(String, String)>;
+
+impl TencentLegacy {
+    /// `region` is sent verbatim (`gz` style or `ap-guangzhou` style).
+    ///
+    /// `endpoint` overrides [`DEFAULT_ENDPOINT`]; a bare base URL such as
+    /// `http://127.0.0.1:8080` gets the API path `/v2/index.php`.
+    pub fn new(
+        transport: Transport,
+        credentials: Credentials,
+        region: impl Into<String>,
+        endpoint: Option<&str>,
+    ) -> Result<Self, CloudError> {
+        let endpoint = Endpoint::parse(
+            Provider::TencentLegacy,
+            endpoint.unwrap_or(DEFAULT_ENDPOINT),
+        )?
+        .with_default_path("/v2/index.php");
+        transport.register_limits(Provider::TencentLegacy, default_rate_limits());
+        Ok(TencentLegacy {
+            transport,
+            endpoint,
+            region: region.into(),
+            credentials,
+            method: Method::HmacSha256,
+        })
+    }
+
+    /// HmacSHA256 is the default; HmacSHA1 exists for old accounts.
+    pub fn with_signature_method(mut self, method: Method) -> Self {
+        self.method = method;
+        self
+    }
+
+    /// Builds and signs one form-body request.
+    pub(crate) fn build_request(
+        &self,
+        action: &str,
+        params: &Params,
+        timestamp: i64,
+        nonce: u32,
+    ) -> Result<reqwest::Request, CloudError> {
+        let mut all: Params = vec![
+            ("Action".into(), action.into()),
+            ("Nonce".into(), nonce.to_string()),
+            ("Timestamp".into(), timestamp.to_string()),
+            ("Region".into(), self.region.clone()),
+            ("SecretId".into(), self.credentials.key_id.clone()),
+            ("SignatureMethod".into(), self.method.as_param().into()),
+        ];
+        if let Some(token) = &self.credentials.token {
+            all.push(("Token".into(), token.expose().to_string()));
+        }
+        all.extend(params.iter().cloned());
+        let host = self.endpoint.host_header();
+        let to_sign = query::string_to_sign(
+            "POST",
+            &host,
+            self.endpoint.url().path(),
+            all.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        );
+        let signature = query::signature(self.credentials.secret.expose(), self.method, &to_sign);
+        all.push(("Signature".into(), signature));
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(all.iter())
+            .finish();
+        self.transport
+            .http()
+            .post(self.endpoint.url().clone())
+            .header("Content-Type", CONTENT_TYPE)
+            .body(body)
+            .build()
+            .map_err(|e| {
+                CloudError::invalid_request(Provider::TencentLegacy, action, e.to_string())
+            })
+    }
+
+    async fn call(
+        &self,
+        action: &str,
+        params: Params,
+        idempotence: Idempotence,
+    ) -> Result<Value, CloudError> {
+        self.transport
+            .call(
+                Provider::TencentLegacy,
+                &self.credentials.key_id,
+                action,
+                idempotence,
+                || {
+                    self.build_request(
+                        action,
+                        &params,
+                        jiff::Timestamp::now().as_second(),
+                        rand::random_range(1..u32::MAX),
+                    )
+                },
+                |raw| parse_response(action, raw),
+            )
+            .await
+    }
+
+    /// The legacy task query: 0 success, 1 failure, 2 running.
+    pub async fn task_status(&self, task_id: &str) -> Result<(i64, Value), CloudError> {
+        let data = self
+            .call(
+                "DescribeVpcTaskResult",
+                vec![("taskId".into(), task_id.into())],
+                Idempotence::Safe,
+            )
+            .await?;
+        let status = data.get("status").and_then(as_int).ok_or_else(|| {
+            CloudError::bad_response(
+                Provider::TencentLegacy,
+                "DescribeVpcTaskResult",
+                "the task result has no numeric status".into(),
+            )
+        })?;
+        Ok((status, data.get("output").cloned().unwrap_or(Value::Null)))
+    }
+
+    async fn describe_in_vpc(
+        &self,
+        vpc_id: &str,
+        nic_ids: &BTreeSet<String>,
+    ) -> Result<Vec<ObservedNic>, CloudError> {
+        const A: &str = "DescribeNetworkInterfaces";
+        let mut out = Vec::new();
+        let mut offset = 0usize;
+        loop {
+            let mut params: Params = vec![("vpcId".into(), vpc_id.into())];
+            // One NIC: ask for it alone; several: page through the VPC.
+            if let [only] = nic_ids.iter().collect::<Vec<_>>()[..] {
+                params.push(("networkInterfaceId".into(), only.clone()));
+            }
+            params.push(("offset".into(), offset.to_string()));
+            params.push(("limit".into(), PAGE_SIZE.to_string()));
+            let data = match self.call(A, params, Idempotence::Safe).await {
+                Ok(d) => d,
+                Err(e) if e.class == NotFound => return Ok(out),
+                Err(e) => return Err(e),
+            };
+            let items = data
+                .get("data")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            for item in &items {
+                let nic = observe_nic(item)?;
+                if nic_ids.contains(&nic.id.0) {
+                    out.push(nic);
+                }
+            }
+            offset += items.len();
+            let total = data.get("totalNum").and_then(as_int).unwrap_or(0);
+            if items.is_empty() || offset as i64 >= total {
+                return Ok(out);
+            }
+        }
+    }
+}
+
+fn as_int(v: &Value) -> Option<i64> {
+    v.as_i64()
+        .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+}
+
+fn parse_response(action: &str, raw: RawResponse) -> Result<Value, CloudError> {
+    let RawResponse { status, body, .. } = raw;
+    let envelope: Value = serde_json::from_slice(&body).map_err(|e| {
+        unexpected_body(
+            Provider::TencentLegacy,
+            action,
+            status,
+            &body,
+            &format!("not JSON ({e})"),
+        )
+    })?;
+    let Some(code) = envelope.get("code").and_then(as_int) else {
+        return Err(unexpected_body(
+            Provider::TencentLegacy,
+            action,
+            status,
+            &body,
+            "no numeric `code`",
+        ));
+    };
+    if code != 0 {
+        let desc = envelope
+            .get("codeDesc")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        return Err(CloudError {
+            provider: Provider::TencentLegacy,
+            action: action.to_string(),
+            code: if desc.is_empty() {
+                code.to_string()
+            } else {
+                desc.to_string()
+            },
+            message: envelope
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+            http_status: Some(status),
+            request_id: None,
+            class: classify(desc, code),
+        });
+    }
+    if status != 200 {
+        return Err(unexpected_body(
+            Provider::TencentLegacy,
+            action,
+            status,
+            &body,
+            "unexpected HTTP status",
+        ));
+    }
+    // Some pages document fields at the top level, examples nest them in `data`.
+    Ok(envelope
+        .get("data")
+        .filter(|d| d.is_object())
+        .cloned()
+        .unwrap_or(envelope))
+}
+
+fn observe_nic(item: &Value) -> Result<ObservedNic, CloudError> {
+    const A: &str = "DescribeNetworkInterfaces";
+    let text = |v: &Value, k: &str| {
+        v.get(k)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
+    let id = text(item, "networkInterfaceId").ok_or_else(|| {
+        CloudError::bad_response(
+            Provider::TencentLegacy,
+            A,
+            "a NIC without networkInterfaceId".into(),
+        )
+    })?;
+    let mut primary_ipv4 = None;
+    let mut secondary_ipv4 = BTreeSet::new();
+    for spec in item
+        .get("privateIpAddressesSet")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let Some(raw) = text(spec, "privateIpAddress") else {
+            continue;
+        };
+        let ip: Ipv4Addr = parse_address(Provider::TencentLegacy, A, &raw)?;
+        let primary = matches!(spec.get("primary"), Some(Value::Bool(true)))
+            || spec.get("primary").and_then(as_int) == Some(1);
+        if primary {
+            primary_ipv4 = Some(ip)
+        } else {
+            secondary_ipv4.insert(ip);
+        }
+    }
+    let instance = match item.get("instanceSet") {
+        Some(Value::Array(list)) => list.first().and_then(|i| text(i, "instanceId")),
+        Some(obj @ Value::Object(_)) => text(obj, "instanceId"),
+        _ => None,
+    };
+    Ok(ObservedNic {
+        id: NicId(id),
+        status: if instance.is_some() {
+            NicStatus::InUse
+        } else {
+            NicStatus::Available
+        },
+        vpc_id: text(item, "vpcId"),
+        subnet_id: text(item, "subnetId"),
+        primary_ipv4,
+        secondary_ipv4,
+        ipv6: BTreeSet::new(),
+        ipv6_cidr: None,
+        instance_id: instance.map(InstanceId),
+        addresses_in_flux: BTreeSet::new(),
+    })
+}
+
+fn unsupported(action: &str, what: &str) -> CloudError {
+    CloudError::invalid_request(
+        Provider::TencentLegacy,
+        action,
+        format!(
+            "{what} is not available through the Tencent legacy API 2.0; use provider Tencent (API 3.0)"
+        ),
+    )
+}
+
+fn vpc_of<'a>(nic: &'a NicRef, action: &str) -> Result<&'a str, CloudError> {
+    nic.vpc_id
+        .as_deref()
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| {
+            CloudError::invalid_request(
+                Provider::TencentLegacy,
+                action,
+                format!(
+                    "NIC {} needs spec.vpcId on the Tencent legacy API 2.0",
+                    nic.id
+                ),
+            )
+        })
+}
+
+/// The calls an operation becomes (one per chunk of at most 10 addresses).
+pub(crate) fn operation_calls(
+    nic: &NicRef,
+    op: &Operation,
+) -> Result<Vec<(&'static str, Params)>, CloudError> {
+    let action = match op.action {
+        Action::AssignIpv4 => "AssignPrivateIpAddresses",
+        Action::UnassignIpv4 => "UnassignPrivateIpAddresses",
+        _ => return Err(unsupported(op.action.as_str(), op.action.as_str())),
+    };
+    let base: Params = vec![
+        ("vpcId".into(), vpc_of(nic, action)?.into()),
+        ("networkInterfaceId".into(), nic.id.0.clone()),
+    ];
+    let addresses = op.ipv4_addresses();
+    if op.action == Action::AssignIpv4 && addresses.is_empty() {
+        let count = op.count.filter(|c| *c >= 1).ok_or_else(|| {
+            CloudError::invalid_request(
+                Provider::TencentLegacy,
+                action,
+                "an IPv4 assignment needs addresses or a count of at least 1".into(),
+            )
+        })?;
+        let mut params = base;
+        params.push(("secondaryPrivateIpAddressCount".into(), count.to_string()));
+        return Ok(vec![(action, params)]);
+    }
+    Ok(addresses
+        .chunks(MAX_ADDRESSES_PER_CALL)
+        .map(|chunk| {
+            let mut params = base.clone();
+            for (i, a) in chunk.iter().enumerate() {
+                if op.action == Action::AssignIpv4 {
+                    params.push((
+                        format!("privateIpAddressSet.{i}.privateIpAddress"),
+                        a.to_string(),
+                    ));
+                    params.push((format!("privateIpAddressSet.{i}.primary"), "false".into()));
+                } else {
+                    params.push((format!("privateIpAddress.{i}"), a.to_string()));
+                }
+            }
+            (action, params)
+        })
+        .collect())
+}
+
+#[async_trait::async_trait]
+impl NicProvider for TencentLegacy {
+    fn provider(&self) -> Provider {
+        Provider::TencentLegacy
+    }
+
+    /// Grouped by VPC: one NIC is asked for by id, several are found by
+    /// paging through their VPC (the legacy API has no id-list filter).
+    async fn describe_nics(&self, nics: &[NicRef]) -> Result<Vec<ObservedNic>, CloudError> {
+        let mut by_vpc: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+        for nic in nics {
+            by_vpc
+                .entry(vpc_of(nic, "DescribeNetworkInterfaces")?)
+                .or_default()
+                .insert(nic.id.0.clone());
+        }
+        let mut out = Vec::new();
+        for (vpc, ids) in by_vpc {
+            out.extend(self.describe_in_vpc(vpc, &ids).await?);
+        }
+        Ok(out)
+    }
+
+    async fn describe_instance(
+        &self,
+        _id: &InstanceId,
+    ) -> Result<Option<ObservedInstance>, CloudError> {
+        Err(unsupported(
+            "DescribeInstances",
+            "describing instances (needed only for attachments)",
+        ))
+    }
+
+    async fn submit(&self, nic: &NicRef, op: &Operation) -> Result<Submitted, CloudError> {
+        let mut submitted = Submitted::default();
+        for (action, params) in operation_calls(nic, op)? {
+            let data = self.call(action, params, Idempotence::Unsafe).await?;
+            submitted.request_id = data.get("taskId").and_then(as_int).map(|t| t.to_string());
+        }
+        if op.action == Action::UnassignIpv4 {
+            submitted.addresses = op.addresses.iter().copied().collect::<BTreeSet<IpAddr>>();
+        }
+        Ok(submitted)
+    }
+
+    async fn resolve(&self, nic: &NicRef, op: &Operation) -> Result<Resolution, CloudError> {
+        if let Some(task) = &op.request_id {
+            match self.task_status(task).await {
+                Ok((2, _)) => return Ok(Resolution::InProgress),
+                Ok((1, output)) => {
+                    return Ok(Resolution::Failed(CloudError {
+                        provider: Provider::TencentLegacy,
+                        action: op.action.as_str().to_string(),
+                        code: "Client.TaskFailed".into(),
+                        message: format!("task {task} failed: {output}"),
+                        http_status: None,
+                        request_id: Some(task.clone()),
+                        class: Transient,
+                    }));
+                }
+                Ok(_) => {}
+                Err(e) if e.class == NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let observed = self.describe_nics(std::slice::from_ref(nic)).await?;
+        Ok(settle(
+            Provider::TencentLegacy,
+            op,
+            observed.iter().find(|n| n.id == nic.id),
+            &nic.id.0,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloud::TransportConfig;
+
+    fn client(method: Method) -> TencentLegacy {
+        TencentLegacy::new(
+            Transport::new(TransportConfig::default()).unwrap(),
+            Credentials::new(
+                "AKIDz8krbsJ5yKBZQpn74WFkmLPx3EXAMPLE",
+                "Gu5t9xGARNpq86cd98joQYCN3EXAMPLE",
+            ),
+            "gz",
+            None,
+        )
+        .unwrap()
+        .with_signature_method(method)
+    }
+
+    fn body_of(req: &reqwest::Request) -> String {
+        String::from_utf8_lossy(req.body().and_then(|b| b.as_bytes()).unwrap_or_default())
+            .into_owned()
+    }
+
+    #[test]
+    fn request_builder_matches_x3() {
+        let nic = NicRef::new("eni-m6dyj72l").in_vpc("vpc-7t9nf3pu");
+        let op = Operation {
+            count: Some(2),
+            ..Operation::blank(Action::AssignIpv4)
+        };
+        let calls = operation_calls(&nic, &op).unwrap();
+        assert_eq!(calls.len(), 1);
+        let req = client(Method::HmacSha1)
+            .build_request(calls[0].0, &calls[0].1, 1_465_185_768, 11886)
+            .unwrap();
+        assert_eq!(
+            req.url().as_str(),
+            "https://vpc.api.qcloud.com/v2/index.php"
+        );
+        assert_eq!(req.headers()["content-type"], CONTENT_TYPE);
+        let body = body_of(&req);
+        assert!(
+            body.contains("Signature=FWtzs64KKAfeqkjb22AMrSu262E%3D"),
+            "{body}"
+        );
+        assert!(
+            body.contains("secondaryPrivateIpAddressCount=2")
+                && body.contains("vpcId=vpc-7t9nf3pu")
+        );
+    }
+
+    #[test]
+    fn explicit_addresses_use_zero_based_sets_and_hmac_sha256_x2() {
+        let nic = NicRef::new("eni-m6dyj72l").in_vpc("vpc-7t9nf3pu");
+        let op = Operation {
+            addresses: vec!["10.0.0.6".parse().unwrap()],
+            ..Operation::blank(Action::AssignIpv4)
+        };
+        let calls = operation_calls(&nic, &op).unwrap();
+        // X2 is a GET; the same parameters signed for POST must differ only by method.
+        let to_sign = query::string_to_sign(
+            "GET",
+            "vpc.api.qcloud.com",
+            "/v2/index.php",
+            [
+                ("Action", "AssignPrivateIpAddresses"),
+                ("Nonce", "11886"),
+                ("Region", "gz"),
+                ("SecretId", "AKIDz8krbsJ5yKBZQpn74WFkmLPx3EXAMPLE"),
+                ("SignatureMethod", "HmacSHA256"),
+                ("Timestamp", "1465185768"),
+            ]
+            .into_iter()
+            .chain(calls[0].1.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+        );
+        assert_eq!(
+            query::signature(
+                "Gu5t9xGARNpq86cd98joQYCN3EXAMPLE",
+                Method::HmacSha256,
+                &to_sign
+            ),
+            "F/CSucUtVe3lwGBxaeByM1BlFLMixvfjJNpu3y9JHPA="
+        );
+        let unassign = Operation {
+            action: Action::UnassignIpv4,
+            ..op
+        };
+        let calls = operation_calls(&nic, &unassign).unwrap();
+        assert!(
+            calls[0]
+                .1
+                .contains(&("privateIpAddress.0".to_string(), "10.0.0.6".to_string()))
+        );
+        assert!(
+            operation_calls(&NicRef::new("eni-1"), &unassign).is_err(),
+            "vpcId is required"
+        );
+        assert!(
+            operation_calls(&nic, &Operation::blank(Action::AssignIpv6)).is_err(),
+            "no IPv6 on the legacy API"
+        );
+    }
+
+    #[test]
+    fn envelopes_are_parsed() {
+        let data = parse_response(
+            "A",
+            RawResponse::test(
+                200,
+                r#"{"code":0,"message":"","codeDesc":"Success","data":{"taskId":16284}}"#,
+            ),
+        )
+        .unwrap();
+        assert_eq!(data["taskId"], 16284);
+        let err = parse_response(
+            "A",
+            RawResponse::test(
+                200,
+                r#"{"code":5000,"message":"no","codeDesc":"InvalidNetworkInterface.NotFound"}"#,
+            ),
+        )
+        .unwrap_err();
+        assert_eq!(
+            (err.code.as_str(), err.class),
+            ("InvalidNetworkInterface.NotFound", NotFound)
+        );
+        let err = parse_response(
+            "A",
+            RawResponse::test(200, r#"{"code":4400,"message":"slow"}"#),
+        )
+        .unwrap_err();
+        assert_eq!((err.code.as_str(), err.class), ("4400", Throttled));
+        let err = parse_response("A", RawResponse::test(200, "<html>")).unwrap_err();
+        assert_eq!(err.code, "Client.BadResponse");
+        let nic = observe_nic(&serde_json::json!({
+            "networkInterfaceId": "eni-1", "vpcId": "vpc-1",
+            "privateIpAddressesSet": [{"privateIpAddress": "10.0.0.2", "primary": true}, {"privateIpAddress": "10.0.0.9", "primary": false}],
+            "instanceSet": {"instanceId": "ins-1"}
+        }))
+        .unwrap();
+        assert_eq!(nic.secondary_ipv4.len(), 1);
+        assert_eq!(nic.status, NicStatus::InUse);
+    }
+}

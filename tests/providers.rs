@@ -1,0 +1,1486 @@
+//! The three cloud providers over real HTTP against `nicip cloudsim`: every
+//! trait operation, documented error paths, chunking, batching, async
+//! completion, lost responses, throttling, 5xx and bad credentials.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nicip::cloud::tencent::Tencent;
+use nicip::cloud::tencent_legacy::TencentLegacy;
+use nicip::cloud::zenlayer::Zenlayer;
+use nicip::cloud::{
+    CallRecord, CloudError, Credentials, ErrorClass, IdempotencyKey, InstanceId, InstanceStatus,
+    Ipv4Request, Ipv6Billing, MetricsSink, NicProvider, NicRef, NicStatus, ObservedNic, Operation,
+    Resolution, Transport, TransportConfig,
+};
+use nicip::cloudsim::{self, Fault, Protocol, RunningSim, World};
+
+const ZL_KEY: &str = "zl-key";
+const ZL_SECRET: &str = "zl-secret-DO-NOT-LEAK";
+const TC_ID: &str = "AKIDtest0000000000000001";
+const TC_SECRET: &str = "tc-secret-DO-NOT-LEAK";
+const TC_TEMP_ID: &str = "AKIDtemp0000000000000001";
+const TC_TEMP_SECRET: &str = "tc-temp-secret-DO-NOT-LEAK";
+const TC_TOKEN: &str = "tc-session-token-DO-NOT-LEAK";
+
+fn world_yaml() -> String {
+    let mut zl_extra = String::new();
+    for i in 0..150 {
+        zl_extra.push_str(&format!("    - {{id: nic-p{i:03}, subnet: subnet-many}}\n"));
+    }
+    let mut tc_extra = String::new();
+    for i in 0..120 {
+        tc_extra.push_str(&format!("    - {{id: eni-p{i:03}, subnet: subnet-many}}\n"));
+    }
+    format!(
+        r#"
+accounts:
+  zenlayer: [{{keyId: {ZL_KEY}, keyPassword: {ZL_SECRET}}}]
+  tencent:
+    - {{secretId: {TC_ID}, secretKey: {TC_SECRET}}}
+    - {{secretId: {TC_TEMP_ID}, secretKey: {TC_TEMP_SECRET}, sessionTokens: [{TC_TOKEN}]}}
+zenlayer:
+  asyncLatencyMs: 150
+  regions: [{{id: asia-east-1, zones: [asia-east-1a]}}, {{id: na-west-1, zones: [na-west-1a]}}]
+  vpcs: [{{id: vpc-1, region: asia-east-1}}]
+  subnets:
+    - {{id: subnet-1, vpc: vpc-1, cidr: 10.0.0.0/24}}
+    - {{id: subnet-dual, vpc: vpc-1, cidr: 10.5.0.0/24, ipv6Cidr: "2001:db8:5::/64"}}
+    - {{id: subnet-public6, vpc: vpc-1, cidr: 10.6.0.0/24, ipv6Cidr: "2001:db8:6::/64", ipv6Type: Public}}
+    - {{id: subnet-many, vpc: vpc-1, cidr: 10.9.0.0/24}}
+    - {{id: subnet-prop, vpc: vpc-1, cidr: 10.2.0.0/24}}
+  instances:
+    - {{id: ins-1, zone: asia-east-1a}}
+    - {{id: ins-stopped, zone: asia-east-1a, status: STOPPED}}
+  nics:
+    - {{id: nic-1, subnet: subnet-1, primaryIp: 10.0.0.10, secondaryIps: [10.0.0.11], ipQuota: 60}}
+    - {{id: nic-other, subnet: subnet-1, primaryIp: 10.0.0.20, secondaryIps: [10.0.0.21]}}
+    - {{id: nic-dual, subnet: subnet-dual}}
+    - {{id: nic-public6, subnet: subnet-public6}}
+    - {{id: nic-free, subnet: subnet-1, primaryIp: 10.0.0.30}}
+    - {{id: nic-prop, subnet: subnet-prop, ipQuota: 60}}
+{zl_extra}
+tencent:
+  asyncLatencyMs: 150
+  regions: [{{id: ap-guangzhou, zones: [ap-guangzhou-3]}}]
+  vpcs: [{{id: vpc-abc, region: ap-guangzhou}}]
+  subnets:
+    - {{id: subnet-abc, vpc: vpc-abc, zone: ap-guangzhou-3, cidr: 10.1.0.0/24, ipv6Cidr: "2402:4e00:1::/64"}}
+    - {{id: subnet-many, vpc: vpc-abc, zone: ap-guangzhou-3, cidr: 10.8.0.0/24}}
+    - {{id: subnet-prop, vpc: vpc-abc, zone: ap-guangzhou-3, cidr: 10.3.0.0/24}}
+  instances:
+    - {{id: ins-abc, zone: ap-guangzhou-3, ipsPerNic: 30}}
+  nics:
+    - {{id: eni-abc, subnet: subnet-abc, primaryIp: 10.1.0.10, ipQuota: 60}}
+    - {{id: eni-other, subnet: subnet-abc, primaryIp: 10.1.0.20, secondaryIps: [10.1.0.21]}}
+    - {{id: eni-free, subnet: subnet-abc, primaryIp: 10.1.0.30}}
+    - {{id: eni-legacy, subnet: subnet-abc, primaryIp: 10.1.0.40, ipQuota: 60}}
+    - {{id: eni-prop, subnet: subnet-prop, ipQuota: 60}}
+{tc_extra}
+"#
+    )
+}
+
+async fn start_sim() -> RunningSim {
+    let world = World::from_yaml(&world_yaml()).expect("test world");
+    cloudsim::start(world, "127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("simulator starts")
+}
+
+/// Collects every call record so tests can assert on metrics.
+#[derive(Default)]
+struct Recorder(Mutex<Vec<CallRecord>>);
+
+impl MetricsSink for Recorder {
+    fn record(&self, call: &CallRecord) {
+        self.0.lock().unwrap().push(call.clone());
+    }
+}
+
+impl Recorder {
+    fn calls(&self, action: &str) -> Vec<CallRecord> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| c.action == action)
+            .cloned()
+            .collect()
+    }
+}
+
+fn transport(recorder: &Arc<Recorder>) -> Transport {
+    Transport::new(TransportConfig {
+        timeout: Duration::from_secs(10),
+        max_attempts: 5,
+        base_backoff: Duration::from_millis(20),
+        max_backoff: Duration::from_millis(400),
+    })
+    .unwrap()
+    .with_metrics(recorder.clone())
+}
+
+fn zenlayer(sim: &RunningSim, recorder: &Arc<Recorder>, secret: &str) -> Zenlayer {
+    let endpoint = format!("{}/api/v2/zec", sim.base_url());
+    Zenlayer::new(
+        transport(recorder),
+        Credentials::new(ZL_KEY, secret),
+        Some(&endpoint),
+    )
+    .unwrap()
+}
+
+fn tencent(sim: &RunningSim, recorder: &Arc<Recorder>, credentials: Credentials) -> Tencent {
+    Tencent::new(
+        transport(recorder),
+        credentials,
+        "ap-guangzhou",
+        Some(&format!("{}/", sim.base_url())),
+    )
+    .unwrap()
+}
+
+fn legacy(sim: &RunningSim, recorder: &Arc<Recorder>, secret: &str) -> TencentLegacy {
+    // A bare base URL: the client adds the API's path.
+    let endpoint = sim.base_url();
+    TencentLegacy::new(
+        transport(recorder),
+        Credentials::new(TC_ID, secret),
+        "ap-guangzhou",
+        Some(&endpoint),
+    )
+    .unwrap()
+}
+
+fn key(step: &str) -> IdempotencyKey {
+    IdempotencyKey::derive("0b7a6f52-claim-uid", 1, step)
+}
+
+fn v4(list: &[&str]) -> BTreeSet<Ipv4Addr> {
+    list.iter().map(|s| s.parse().unwrap()).collect()
+}
+
+fn ips(list: &[&str]) -> BTreeSet<IpAddr> {
+    list.iter().map(|s| s.parse().unwrap()).collect()
+}
+
+async fn observe(p: &dyn NicProvider, nic: &NicRef) -> ObservedNic {
+    let mut found = p
+        .describe_nics(std::slice::from_ref(nic))
+        .await
+        .expect("describe");
+    assert_eq!(found.len(), 1, "{nic:?} not found");
+    found.remove(0)
+}
+
+/// Submits, records the request id as the controller does, and resolves
+/// until the operation settles.
+async fn run(p: &dyn NicProvider, nic: &NicRef, op: Operation) -> Resolution {
+    let submitted = p.submit(nic, &op).await.expect("submit");
+    let op = Operation {
+        request_id: submitted.request_id,
+        ..op
+    };
+    settle(p, nic, &op).await
+}
+
+/// Resolves until the operation settles (poll with a deadline, no fixed sleep).
+async fn settle(p: &dyn NicProvider, nic: &NicRef, op: &Operation) -> Resolution {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut delay = Duration::from_millis(20);
+    loop {
+        match p.resolve(nic, op).await.expect("resolve") {
+            Resolution::InProgress if Instant::now() < deadline => {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_millis(300));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn sim_secondaries(sim: &RunningSim, tencent: bool, nic: &str) -> BTreeSet<Ipv4Addr> {
+    let world = sim.world();
+    let cloud = if tencent {
+        &world.tencent
+    } else {
+        &world.zenlayer
+    };
+    cloud.nics[nic]
+        .secondary_ipv4
+        .iter()
+        .map(|e| e.address)
+        .collect()
+}
+
+fn audit_count(sim: &RunningSim, protocol: Protocol, action: &str) -> usize {
+    sim.audit()
+        .iter()
+        .filter(|e| e.protocol == protocol && e.action == action)
+        .count()
+}
+
+fn expect_err<T: std::fmt::Debug>(r: Result<T, CloudError>) -> CloudError {
+    r.expect_err("the call should fail")
+}
+
+// ---------------------------------------------------------------- Zenlayer
+
+#[tokio::test]
+async fn zenlayer_describes_nics_in_batches_of_100_and_instances() {
+    let sim = start_sim().await;
+    let rec = Arc::new(Recorder::default());
+    let z = zenlayer(&sim, &rec, ZL_SECRET);
+    let mut nics: Vec<NicRef> = (0..150)
+        .map(|i| NicRef::new(format!("nic-p{i:03}")))
+        .collect();
+    nics.push(NicRef::new("nic-missing"));
+    let found = z.describe_nics(&nics).await.unwrap();
+    assert_eq!(found.len(), 150, "all known NICs, the unknown one left out");
+    assert_eq!(
+        rec.calls("DescribeNetworkInterfaces").len(),
+        2,
+        "151 ids → 2 calls"
+    );
+    let nic1 = observe(&z, &NicRef::new("nic-1")).await;
+    assert_eq!(nic1.primary_ipv4, Some(Ipv4Addr::new(10, 0, 0, 10)));
+    assert_eq!(nic1.secondary_ipv4, v4(&["10.0.0.11"]));
+    assert_eq!(nic1.status, NicStatus::Available);
+
+    let ins = z
+        .describe_instance(&InstanceId("ins-1".into()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ins.status, InstanceStatus::Running);
+    assert_eq!(
+        z.describe_instance(&InstanceId("ins-stopped".into()))
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        InstanceStatus::Stopped
+    );
+    assert!(
+        z.describe_instance(&InstanceId("ins-nope".into()))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn zenlayer_assigns_and_releases_ipv4_explicitly_and_by_count() {
+    let sim = start_sim().await;
+    let rec = Arc::new(Recorder::default());
+    let z = zenlayer(&sim, &rec, ZL_SECRET);
+    let nic = NicRef::new("nic-1");
+
+    let before = observe(&z, &nic).await;
+    let op = Operation::assign_ipv4(
+        &Ipv4Request::Addresses(v4(&["10.0.0.50", "10.0.0.51"])),
+        None,
+        &before,
+        &key("a"),
+    );
+    let done = z.submit(&nic, &op).await.unwrap();
+    assert!(done.complete);
+    assert_eq!(done.addresses, ips(&["10.0.0.50", "10.0.0.51"]));
+    assert!(done.request_id.is_some());
+    assert_eq!(
+        sim_secondaries(&sim, false, "nic-1"),
+        v4(&["10.0.0.11", "10.0.0.50", "10.0.0.51"])
+    );
+    assert_eq!(
+        z.resolve(&nic, &op).await.unwrap(),
+        Resolution::Applied {
+            addresses: done.addresses.clone()
+        }
+    );
+
+    let before = observe(&z, &nic).await;
+    let op = Operation::assign_ipv4(&Ipv4Request::Count(3), None, &before, &key("b"));
+    let done = z.submit(&nic, &op).await.unwrap();
+    assert_eq!(done.addresses.len(), 3);
+    let now = sim_secondaries(&sim, false, "nic-1");
+    assert_eq!(now.len(), 6);
+    assert_eq!(
+        z.resolve(&nic, &op).await.unwrap(),
+        Resolution::Applied {
+            addresses: done.addresses.clone()
+        }
+    );
+
+    let before = observe(&z, &nic).await;
+    let op = Operation::unassign_ipv4(&v4(&["10.0.0.50", "10.0.0.51"]), &before);
+    z.submit(&nic, &op).await.unwrap();
+    assert!(!sim_secondaries(&sim, false, "nic-1").contains(&Ipv4Addr::new(10, 0, 0, 50)));
+    assert_eq!(
+        z.resolve(&nic, &op).await.unwrap(),
+        Resolution::Applied {
+            addresses: ips(&["10.0.0.50", "10.0.0.51"])
+        }
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn zenlayer_reports_documented_errors_with_their_class() {
+    let sim = start_sim().await;
+    let rec = Arc::new(Recorder::default());
+    let z = zenlayer(&sim, &rec, ZL_SECRET);
+    let nic = NicRef::new("nic-1");
+    let before = observe(&z, &nic).await;
+    let cases = [
+        (
+            "192.168.9.9",
+            "INVALID_IP_OUT_OF_RANGE",
+            ErrorClass::InvalidInput,
+            400,
+        ),
+        (
+            "10.0.0.0",
+            "INVALID_IP_NETWORK_ADDRESS",
+            ErrorClass::InvalidInput,
+            400,
+        ),
+        (
+            "10.0.0.255",
+            "INVALID_IP_BROADCAST_ADDRESS",
+            ErrorClass::InvalidInput,
+            400,
+        ),
+        (
+            "10.0.0.1",
+            "INVALID_IP_FIRST_ADDRESS",
+            ErrorClass::InvalidInput,
+            400,
+        ),
+        (
+            "10.0.0.21",
+            "INVALID_SUBNET_PRIVATE_IPV4_IN_USED",
+            ErrorClass::Conflict,
+            409,
+        ),
+    ];
+    for (address, code, class, status) in cases {
+        let op = Operation::assign_ipv4(
+            &Ipv4Request::Addresses(v4(&[address])),
+            None,
+            &before,
+            &key(address),
+        );
+        let err = expect_err(z.submit(&nic, &op).await);
+        assert_eq!(
+            (err.code.as_str(), err.class, err.http_status),
+            (code, class, Some(status)),
+            "{address}"
+        );
+        assert!(
+            err.request_id.is_some(),
+            "request id kept for support: {err}"
+        );
+        assert_eq!(err.provider, nicip::cloud::Provider::Zenlayer);
+        assert_eq!(err.action, "BatchAssignNetworkInterfaceIpv4");
+    }
+    // One bad address fails the whole batch: nothing was assigned.
+    assert_eq!(sim_secondaries(&sim, false, "nic-1"), v4(&["10.0.0.11"]));
+
+    let missing = NicRef::new("nic-missing");
+    let op = Operation::assign_ipv4(&Ipv4Request::Count(1), None, &before, &key("m"));
+    let err = expect_err(z.submit(&missing, &op).await);
+    assert_eq!(
+        (err.code.as_str(), err.class),
+        ("INVALID_NIC_NOT_FOUND", ErrorClass::NotFound)
+    );
+
+    let op = Operation::unassign_ipv4(&v4(&["10.0.0.10"]), &before);
+    let err = expect_err(z.submit(&nic, &op).await);
+    assert_eq!(
+        (err.code.as_str(), err.class),
+        (
+            "INVALID_NIC_PRIMARY_IP_CANT_DETACH",
+            ErrorClass::InvalidInput
+        )
+    );
+
+    let free = observe(&z, &NicRef::new("nic-free")).await;
+    let op = Operation::attach(&InstanceId("ins-stopped".into()), &free, &key("att"));
+    let err = expect_err(z.submit(&NicRef::new("nic-free"), &op).await);
+    assert_eq!(err.code, "OPERATION_DENIED_INSTANCE_STATUS_NOT_SUPPORT");
+    let op = Operation::detach(&InstanceId("ins-1".into()), &free, &key("det"));
+    let err = expect_err(z.submit(&NicRef::new("nic-free"), &op).await);
+    assert_eq!(
+        (err.code.as_str(), err.class),
+        (
+            "OPERATION_DENIED_NIC_NOT_EXIST_INSTANCE",
+            ErrorClass::NotFound
+        )
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn zenlayer_ipv6_with_and_without_billing_fields() {
+    let sim = start_sim().await;
+    let rec = Arc::new(Recorder::default());
+    let z = zenlayer(&sim, &rec, ZL_SECRET);
+    let nic = NicRef::new("nic-dual");
+    let before = observe(&z, &nic).await;
+    let op = Operation::assign_ipv6(1, None, &before, &key("v6"));
+    z.submit(&nic, &op).await.unwrap();
+    let Resolution::Applied { addresses } = settle(&z, &nic, &op).await else {
+        panic!("IPv6 not applied")
+    };
+    assert_eq!(addresses.len(), 1);
+    let after = observe(&z, &nic).await;
+    assert_eq!(after.ipv6.len(), 1);
+    assert!(after.ipv6_cidr.is_some());
+    let err = expect_err(
+        z.submit(&nic, &Operation::assign_ipv6(1, None, &after, &key("v6b")))
+            .await,
+    );
+    assert_eq!(
+        (err.code.as_str(), err.class),
+        ("INVALID_NIC_IPV6_EXISTS", ErrorClass::Conflict)
+    );
+    let op = Operation::unassign_ipv6(&after.ipv6, &after);
+    z.submit(&nic, &op).await.unwrap();
+    assert!(matches!(
+        settle(&z, &nic, &op).await,
+        Resolution::Applied { .. }
+    ));
+    assert!(observe(&z, &nic).await.ipv6.is_empty());
+
+    // Public IPv6 needs its billing fields.
+    let public = NicRef::new("nic-public6");
+    let before = observe(&z, &public).await;
+    let err = expect_err(
+        z.submit(
+            &public,
+            &Operation::assign_ipv6(1, None, &before, &key("p0")),
+        )
+        .await,
+    );
+    assert_eq!(err.class, ErrorClass::InvalidInput, "{err}");
+    let billing = Ipv6Billing {
+        internet_charge_type: Some("ByBandwidth".into()),
+        bandwidth: Some(0),
+        ..Default::default()
+    };
+    let err = expect_err(
+        z.submit(
+            &public,
+            &Operation::assign_ipv6(1, Some(billing), &before, &key("p1")),
+        )
+        .await,
+    );
+    assert_eq!(err.code, "INVALID_PARAMETER_BANDWIDTH_ERROR");
+    let billing = Ipv6Billing {
+        internet_charge_type: Some("ByBandwidth".into()),
+        bandwidth: Some(100),
+        ..Default::default()
+    };
+    let op = Operation::assign_ipv6(1, Some(billing), &before, &key("p2"));
+    z.submit(&public, &op).await.unwrap();
+    assert!(matches!(
+        settle(&z, &public, &op).await,
+        Resolution::Applied { .. }
+    ));
+    sim.shutdown().await;
+}
+
+/// Attaches, observes the transitional state, settles, refuses a second
+/// attach with `already_attached`, detaches and settles: the same life cycle
+/// on every provider that supports attachments.
+async fn attach_detach_cycle(
+    p: &dyn NicProvider,
+    nic: &NicRef,
+    ins: &InstanceId,
+    already_attached: &str,
+) {
+    let before = observe(p, nic).await;
+    let op = Operation::attach(ins, &before, &key("attach"));
+    let submitted = p.submit(nic, &op).await.unwrap();
+    assert!(!submitted.complete);
+    let op = Operation {
+        request_id: submitted.request_id,
+        ..op
+    };
+    assert_eq!(observe(p, nic).await.status, NicStatus::Attaching);
+    assert_eq!(p.resolve(nic, &op).await.unwrap(), Resolution::InProgress);
+    assert!(matches!(
+        settle(p, nic, &op).await,
+        Resolution::Applied { .. }
+    ));
+    let after = observe(p, nic).await;
+    assert_eq!(
+        (after.status.clone(), after.instance_id.clone()),
+        (NicStatus::InUse, Some(ins.clone()))
+    );
+
+    let err = expect_err(
+        p.submit(nic, &Operation::attach(ins, &after, &key("again")))
+            .await,
+    );
+    assert_eq!(
+        (err.code.as_str(), err.class),
+        (already_attached, ErrorClass::Conflict)
+    );
+
+    let op = Operation::detach(ins, &after, &key("detach"));
+    assert!(matches!(run(p, nic, op).await, Resolution::Applied { .. }));
+    let detached = observe(p, nic).await;
+    assert_eq!(
+        (detached.status, detached.instance_id),
+        (NicStatus::Available, None)
+    );
+}
+
+#[tokio::test]
+async fn zenlayer_attach_and_detach_complete_asynchronously() {
+    let sim = start_sim().await;
+    let z = zenlayer(&sim, &Arc::new(Recorder::default()), ZL_SECRET);
+    attach_detach_cycle(
+        &z,
+        &NicRef::new("nic-free"),
+        &InstanceId("ins-1".into()),
+        "INVALID_NIC_ATTACHED",
+    )
+    .await;
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn zenlayer_count_mode_lost_response_resolves_without_a_second_assignment() {
+    let sim = start_sim().await;
+    let rec = Arc::new(Recorder::default());
+    let z = zenlayer(&sim, &rec, ZL_SECRET);
+    let nic = NicRef::new("nic-1");
+    let before = observe(&z, &nic).await;
+    sim.set_faults(vec![Fault {
+        protocol: Some(Protocol::Zenlayer),
+        action: Some("BatchAssignNetworkInterfaceIpv4".into()),
+        drop_response: true,
+        times: Some(1),
+        ..Fault::default()
+    }])
+    .unwrap();
+    let op = Operation::assign_ipv4(&Ipv4Request::Count(2), None, &before, &key("lost"));
+    // The operation as stored in the claim survives a restart as JSON.
+    let stored = serde_json::to_string(&op).unwrap();
+    let err = expect_err(z.submit(&nic, &op).await);
+    assert!(err.is_retryable(), "{err}");
+    assert_eq!(
+        audit_count(&sim, Protocol::Zenlayer, "BatchAssignNetworkInterfaceIpv4"),
+        1,
+        "no blind retry"
+    );
+
+    // A new process resolves the stored operation from the NIC alone.
+    let resumed: Operation = serde_json::from_str(&stored).unwrap();
+    let fresh = zenlayer(&sim, &Arc::new(Recorder::default()), ZL_SECRET);
+    let Resolution::Applied { addresses } = fresh.resolve(&nic, &resumed).await.unwrap() else {
+        panic!("not applied")
+    };
+    let gained: BTreeSet<IpAddr> = sim_secondaries(&sim, false, "nic-1")
+        .difference(&before.secondary_ipv4)
+        .map(|a| IpAddr::V4(*a))
+        .collect();
+    assert_eq!(addresses, gained);
+    assert_eq!(addresses.len(), 2);
+    assert_eq!(
+        audit_count(&sim, Protocol::Zenlayer, "BatchAssignNetworkInterfaceIpv4"),
+        1
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn zenlayer_throttling_slows_down_and_succeeds_and_5xx_is_retried_only_when_safe() {
+    let sim = start_sim().await;
+    let rec = Arc::new(Recorder::default());
+    let shared = transport(&rec);
+    let endpoint = format!("{}/api/v2/zec", sim.base_url());
+    let z = Zenlayer::new(
+        shared.clone(),
+        Credentials::new(ZL_KEY, ZL_SECRET),
+        Some(&endpoint),
+    )
+    .unwrap();
+    let nic = NicRef::new("nic-1");
+    sim.set_faults(vec![Fault {
+        action: Some("DescribeNetworkInterfaces".into()),
+        error: Some("REQUEST_LIMIT_EXCEEDED".into()),
+        times: Some(2),
+        ..Fault::default()
+    }])
+    .unwrap();
+    observe(&z, &nic).await;
+    let calls = rec.calls("DescribeNetworkInterfaces");
+    assert_eq!(calls.iter().filter(|c| c.throttled).count(), 2);
+    assert_eq!(calls.last().unwrap().outcome, "OK");
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.provider == nicip::cloud::Provider::Zenlayer)
+    );
+    // The limiter of that (account, action) slowed down below its 20/s default.
+    let rate = shared.current_rate(
+        nicip::cloud::Provider::Zenlayer,
+        ZL_KEY,
+        "DescribeNetworkInterfaces",
+    );
+    assert!(rate < 20.0, "rate {rate}");
+
+    sim.set_faults(vec![Fault {
+        action: Some("DescribeNetworkInterfaces".into()),
+        error: Some("INTERNAL_SERVER_ERROR".into()),
+        times: Some(1),
+        ..Fault::default()
+    }])
+    .unwrap();
+    let before = observe(&z, &nic).await;
+    assert!(
+        rec.calls("DescribeNetworkInterfaces")
+            .iter()
+            .any(|c| c.outcome == "INTERNAL_SERVER_ERROR")
+    );
+
+    // A write without a token is not repeated after a 5xx: its outcome is open.
+    sim.set_faults(vec![Fault {
+        action: Some("BatchAssignNetworkInterfaceIpv4".into()),
+        error: Some("INTERNAL_SERVER_ERROR".into()),
+        times: Some(1),
+        ..Fault::default()
+    }])
+    .unwrap();
+    let op = Operation::assign_ipv4(&Ipv4Request::Count(1), None, &before, &key("5xx"));
+    let err = expect_err(z.submit(&nic, &op).await);
+    assert_eq!(
+        (err.code.as_str(), err.class, err.http_status),
+        ("INTERNAL_SERVER_ERROR", ErrorClass::Transient, Some(500))
+    );
+    assert_eq!(rec.calls("BatchAssignNetworkInterfaceIpv4").len(), 1);
+    assert_eq!(z.resolve(&nic, &op).await.unwrap(), Resolution::NotApplied);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_credentials_are_classified_and_no_secret_leaks_into_errors_logs_or_metrics() {
+    let logs = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || LogWriter(writer.clone()))
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let sim = start_sim().await;
+    let rec = Arc::new(Recorder::default());
+    let mut texts = Vec::new();
+
+    let z = zenlayer(&sim, &rec, "wrong-zenlayer-secret");
+    let err = expect_err(z.describe_nics(&[NicRef::new("nic-1")]).await);
+    assert_eq!(err.class, ErrorClass::Credentials, "{err}");
+    assert_eq!(
+        rec.calls("DescribeNetworkInterfaces").len(),
+        1,
+        "credential errors are not retried"
+    );
+    texts.push(format!("{err} {err:?} {z:?}"));
+
+    let t = tencent(&sim, &rec, Credentials::new(TC_ID, "wrong-tencent-secret"));
+    let err = expect_err(t.describe_nics(&[NicRef::new("eni-abc")]).await);
+    assert_eq!(
+        (err.code.as_str(), err.class),
+        ("AuthFailure.SignatureFailure", ErrorClass::Credentials)
+    );
+    texts.push(format!("{err} {err:?} {t:?}"));
+
+    // Temporary credentials: the session token is sent, and required.
+    let t = tencent(
+        &sim,
+        &rec,
+        Credentials::new(TC_TEMP_ID, TC_TEMP_SECRET).with_token(TC_TOKEN),
+    );
+    assert_eq!(
+        t.describe_nics(&[NicRef::new("eni-abc")])
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    texts.push(format!("{t:?}"));
+    let t = tencent(&sim, &rec, Credentials::new(TC_TEMP_ID, TC_TEMP_SECRET));
+    let err = expect_err(t.describe_nics(&[NicRef::new("eni-abc")]).await);
+    assert_eq!(err.class, ErrorClass::Credentials, "{err}");
+    texts.push(format!("{err} {err:?}"));
+
+    let l = legacy(&sim, &rec, "wrong-legacy-secret");
+    let err = expect_err(
+        l.describe_nics(&[NicRef::new("eni-abc").in_vpc("vpc-abc")])
+            .await,
+    );
+    assert_eq!(err.class, ErrorClass::Credentials, "{err}");
+    texts.push(format!("{err} {err:?} {l:?}"));
+
+    // Successful calls with the real secrets, so they were in use.
+    zenlayer(&sim, &rec, ZL_SECRET)
+        .describe_nics(&[NicRef::new("nic-1")])
+        .await
+        .unwrap();
+    legacy(&sim, &rec, TC_SECRET)
+        .describe_nics(&[NicRef::new("eni-abc").in_vpc("vpc-abc")])
+        .await
+        .unwrap();
+
+    texts.push(format!("{:?}", rec.0.lock().unwrap()));
+    texts.push(String::from_utf8_lossy(&logs.lock().unwrap()).into_owned());
+    assert!(
+        !texts.last().unwrap().is_empty(),
+        "debug logs were captured"
+    );
+    for text in &texts {
+        for secret in [
+            ZL_SECRET,
+            TC_SECRET,
+            TC_TEMP_SECRET,
+            TC_TOKEN,
+            "wrong-zenlayer-secret",
+            "wrong-tencent-secret",
+            "wrong-legacy-secret",
+        ] {
+            assert!(!text.contains(secret), "{secret} leaked into: {text}");
+        }
+    }
+    sim.shutdown().await;
+}
+
+struct LogWriter(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------- Tencent API 3.0
+
+#[tokio::test]
+async fn tencent_describes_in_batches_instances_and_limits() {
+    let sim = start_sim().await;
+    let rec = Arc::new(Recorder::default());
+    let t = tencent(&sim, &rec, Credentials::new(TC_ID, TC_SECRET));
+    let mut nics: Vec<NicRef> = (0..120)
+        .map(|i| NicRef::new(format!("eni-p{i:03}")))
+        .collect();
+    nics.push(NicRef::new("eni-missing"));
+    assert_eq!(t.describe_nics(&nics).await.unwrap().len(), 120);
+    assert_eq!(rec.calls("DescribeNetworkInterfaces").len(), 2);
+    let ins = t
+        .describe_instance(&InstanceId("ins-abc".into()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (ins.status, ins.zone.as_deref()),
+        (InstanceStatus::Running, Some("ap-guangzhou-3"))
+    );
+    assert!(
+        t.describe_instance(&InstanceId("ins-zzz".into()))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let limits = t.describe_limits("ins-abc").await.unwrap();
+    assert_eq!(limits.eni_private_ip_address_quantity, Some(30));
+    let err = expect_err(t.describe_limits("ins-zzz").await);
+    assert_eq!(err.class, ErrorClass::NotFound);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn tencent_assigns_more_than_ten_addresses_in_chunks_and_confirms_asynchronously() {
+    let sim = start_sim().await;
+    let rec = Arc::new(Recorder::default());
+    let t = tencent(&sim, &rec, Credentials::new(TC_ID, TC_SECRET));
+    let nic = NicRef::new("eni-abc");
+    let before = observe(&t, &nic).await;
+    let wanted: BTreeSet<Ipv4Addr> = (100..125).map(|i| Ipv4Addr::new(10, 1, 0, i)).collect();
+    let op = Operation::assign_ipv4(
+        &Ipv4Request::Addresses(wanted.clone()),
+        None,
+        &before,
+        &key("chunks"),
+    );
+    let submitted = t.submit(&nic, &op).await.unwrap();
+    assert!(!submitted.complete);
+    assert_eq!(submitted.addresses.len(), 25);
+    let audited: Vec<usize> = sim
+        .audit()
+        .iter()
+        .filter(|e| e.action == "AssignPrivateIpAddresses" && e.outcome == "Success")
+        .map(|e| {
+            e.params["PrivateIpAddresses"]
+                .as_array()
+                .map_or(0, Vec::len)
+        })
+        .collect();
+    assert_eq!(audited, vec![10, 10, 5]);
+    let op = Operation {
+        request_id: submitted.request_id.clone(),
+        ..op
+    };
+    let Resolution::Applied { addresses } = settle(&t, &nic, &op).await else {
+        panic!("not applied")
+    };
+    assert_eq!(addresses, wanted.iter().map(|a| IpAddr::V4(*a)).collect());
+    assert_eq!(sim_secondaries(&sim, true, "eni-abc"), wanted);
+
+    let after = observe(&t, &nic).await;
+    assert!(after.addresses_in_flux.is_empty());
+    let op = Operation::unassign_ipv4(&wanted, &after);
+    assert!(
+        matches!(run(&t, &nic, op).await, Resolution::Applied { addresses } if addresses.len() == 25)
+    );
+    assert!(sim_secondaries(&sim, true, "eni-abc").is_empty());
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn tencent_count_mode_replays_the_same_client_token() {
+    let sim = start_sim().await;
+    let rec = Arc::new(Recorder::default());
+    let t = tencent(&sim, &rec, Credentials::new(TC_ID, TC_SECRET));
+    let nic = NicRef::new("eni-abc");
+    let before = observe(&t, &nic).await;
+    let op = Operation::assign_ipv4(
+        &Ipv4Request::Count(3),
+        Some(nicip::cloud::QosLevel::Au),
+        &before,
+        &key("count"),
+    );
+    let first = t.submit(&nic, &op).await.unwrap();
+    assert_eq!(first.addresses.len(), 3);
+    // Resubmitting (a retry after a crash) is the same request: replayed, not re-run.
+    let second = t.submit(&nic, &op).await.unwrap();
+    assert_eq!(second.addresses, first.addresses);
+    assert_eq!(second.request_id, first.request_id);
+    assert_eq!(sim_secondaries(&sim, true, "eni-abc").len(), 3);
+    // A different step of the same claim is a new request.
+    let other = Operation::assign_ipv4(&Ipv4Request::Count(1), None, &before, &key("count-2"));
+    t.submit(&nic, &other).await.unwrap();
+    assert_eq!(sim_secondaries(&sim, true, "eni-abc").len(), 4);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn tencent_lost_response_is_retried_with_the_same_token_and_resolves() {
+    let sim = start_sim().await;
+    let rec = Arc::new(Recorder::default());
+    let t = tencent(&sim, &rec, Credentials::new(TC_ID, TC_SECRET));
+    let nic = NicRef::new("eni-abc");
+    let before = observe(&t, &nic).await;
+    let drop_once = || {
+        sim.set_faults(vec![Fault {
+            protocol: Some(Protocol::Tencent),
+            action: Some("AssignPrivateIpAddresses".into()),
+            drop_response: true,
+            times: Some(1),
+            ..Fault::default()
+        }])
+        .unwrap()
+    };
+    drop_once();
+    let op = Operation::assign_ipv4(&Ipv4Request::Count(2), None, &before, &key("lost"));
+    let submitted = t.submit(&nic, &op).await.unwrap();
+    assert_eq!(submitted.addresses.len(), 2);
+    assert_eq!(
+        sim_secondaries(&sim, true, "eni-abc").len(),
+        2,
+        "applied exactly once"
+    );
+    let attempts = rec.calls("AssignPrivateIpAddresses");
+    assert!(
+        attempts.len() >= 2 && attempts[0].outcome == "Client.Network",
+        "the response was lost, then replayed: {attempts:?}"
+    );
+
+    // The same loss, resolved by a new process that never saw a request id.
+    let before = observe(&t, &nic).await;
+    let op = Operation::assign_ipv4(&Ipv4Request::Count(2), None, &before, &key("lost-2"));
+    let dropping = Tencent::new(
+        Transport::new(TransportConfig {
+            max_attempts: 1,
+            ..TransportConfig::default()
+        })
+        .unwrap(),
+        Credentials::new(TC_ID, TC_SECRET),
+        "ap-guangzhou",
+        Some(&format!("{}/", sim.base_url())),
+    )
+    .unwrap();
+    drop_once();
+    expect_err(dropping.submit(&nic, &op).await);
+    let Resolution::Applied { addresses } = settle(&t, &nic, &op).await else {
+        panic!("not applied")
+    };
+    assert_eq!(addresses.len(), 2);
+    assert_eq!(sim_secondaries(&sim, true, "eni-abc").len(), 4);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn tencent_documented_errors_arrive_as_http_200_and_are_classified() {
+    let sim = start_sim().await;
+    let rec = Arc::new(Recorder::default());
+    let t = tencent(&sim, &rec, Credentials::new(TC_ID, TC_SECRET));
+    let nic = NicRef::new("eni-abc");
+    let before = observe(&t, &nic).await;
+    for (address, code, class) in [
+        (
+            "10.9.9.9",
+            "InvalidParameterValue.Range",
+            ErrorClass::InvalidInput,
+        ),
+        (
+            "10.1.0.255",
+            "InvalidParameterValue.Reserved",
+            ErrorClass::InvalidInput,
+        ),
+        ("10.1.0.21", "ResourceInUse", ErrorClass::Conflict),
+    ] {
+        let op = Operation::assign_ipv4(
+            &Ipv4Request::Addresses(v4(&[address])),
+            None,
+            &before,
+            &key(address),
+        );
+        let err = expect_err(t.submit(&nic, &op).await);
+        assert_eq!(
+            (err.code.as_str(), err.class, err.http_status),
+            (code, class, Some(200)),
+            "{address}"
+        );
+        assert!(err.request_id.is_some());
+    }
+    let err = expect_err(
+        t.submit(
+            &NicRef::new("eni-zzz"),
+            &Operation::assign_ipv4(&Ipv4Request::Count(1), None, &before, &key("nf")),
+        )
+        .await,
+    );
+    assert_eq!(
+        (err.code.as_str(), err.class),
+        ("ResourceNotFound", ErrorClass::NotFound)
+    );
+    let err = expect_err(
+        t.submit(
+            &nic,
+            &Operation::assign_ipv4(&Ipv4Request::Count(70), None, &before, &key("quota")),
+        )
+        .await,
+    );
+    assert_eq!(err.class, ErrorClass::Terminal, "{err}");
+    let err = expect_err(
+        t.submit(
+            &nic,
+            &Operation::unassign_ipv4(&v4(&["10.1.0.99"]), &before),
+        )
+        .await,
+    );
+    assert_eq!(
+        (err.code.as_str(), err.class),
+        (
+            "UnsupportedOperation.AttachmentNotFound",
+            ErrorClass::NotFound
+        )
+    );
+    let err = expect_err(
+        t.submit(
+            &nic,
+            &Operation::unassign_ipv4(&v4(&["10.1.0.10"]), &before),
+        )
+        .await,
+    );
+    assert_eq!(err.class, ErrorClass::InvalidInput, "{err}");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn tencent_ipv6_attach_detach_and_failed_tasks() {
+    let sim = start_sim().await;
+    let rec = Arc::new(Recorder::default());
+    let t = tencent(&sim, &rec, Credentials::new(TC_ID, TC_SECRET));
+    let nic = NicRef::new("eni-free");
+    let ins = InstanceId("ins-abc".into());
+
+    let before = observe(&t, &nic).await;
+    let op = Operation::assign_ipv6(2, None, &before, &key("v6"));
+    let submitted = t.submit(&nic, &op).await.unwrap();
+    assert_eq!(submitted.addresses.len(), 2);
+    let op = Operation {
+        request_id: submitted.request_id,
+        ..op
+    };
+    let Resolution::Applied { addresses } = settle(&t, &nic, &op).await else {
+        panic!("IPv6 not applied")
+    };
+    assert_eq!(addresses, submitted.addresses);
+    let after = observe(&t, &nic).await;
+    let op = Operation::unassign_ipv6(&after.ipv6, &after);
+    assert!(matches!(
+        run(&t, &nic, op).await,
+        Resolution::Applied { .. }
+    ));
+    assert!(observe(&t, &nic).await.ipv6.is_empty());
+
+    attach_detach_cycle(
+        &t,
+        &nic,
+        &ins,
+        "UnsupportedOperation.AttachmentAlreadyExists",
+    )
+    .await;
+
+    sim.set_faults(vec![Fault {
+        action: Some("AssignPrivateIpAddresses".into()),
+        fail_task: true,
+        ..Fault::default()
+    }])
+    .unwrap();
+    let before = observe(&t, &nic).await;
+    let op = Operation::assign_ipv4(&Ipv4Request::Count(1), None, &before, &key("fail"));
+    match run(&t, &nic, op).await {
+        Resolution::Failed(e) => assert_eq!(e.code, "Client.TaskFailed"),
+        other => panic!("expected a failed task, got {other:?}"),
+    }
+    assert!(
+        sim_secondaries(&sim, true, "eni-free").is_empty(),
+        "rolled back"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn tencent_throttling_and_internal_errors_are_retried() {
+    let sim = start_sim().await;
+    let rec = Arc::new(Recorder::default());
+    let t = tencent(&sim, &rec, Credentials::new(TC_ID, TC_SECRET));
+    let nic = NicRef::new("eni-abc");
+    sim.set_faults(vec![
+        Fault {
+            action: Some("DescribeNetworkInterfaces".into()),
+            error: Some("RequestLimitExceeded".into()),
+            times: Some(2),
+            ..Fault::default()
+        },
+        Fault {
+            action: Some("AssignPrivateIpAddresses".into()),
+            error: Some("LimitExceeded.ActionLimited".into()),
+            times: Some(1),
+            ..Fault::default()
+        },
+        Fault {
+            action: Some("DescribeVpcTaskResult".into()),
+            error: Some("InternalError".into()),
+            times: Some(1),
+            ..Fault::default()
+        },
+    ])
+    .unwrap();
+    let before = observe(&t, &nic).await;
+    let describes = rec.calls("DescribeNetworkInterfaces");
+    assert_eq!(describes.iter().filter(|c| c.throttled).count(), 2);
+    assert_eq!(describes.last().unwrap().outcome, "OK");
+    let op = Operation::assign_ipv4(&Ipv4Request::Count(1), None, &before, &key("t"));
+    let submitted = t.submit(&nic, &op).await.unwrap();
+    assert_eq!(
+        rec.calls("AssignPrivateIpAddresses")
+            .iter()
+            .filter(|c| c.throttled)
+            .count(),
+        1
+    );
+    let op = Operation {
+        request_id: submitted.request_id,
+        ..op
+    };
+    assert!(matches!(
+        settle(&t, &nic, &op).await,
+        Resolution::Applied { .. }
+    ));
+    assert!(
+        rec.calls("DescribeVpcTaskResult")
+            .iter()
+            .any(|c| c.outcome == "InternalError")
+    );
+
+    // The real per-action limiter: 40 task queries at a 20/s limit all succeed.
+    let limited = tencent(&sim, &rec, Credentials::new(TC_ID, TC_SECRET));
+    let request_id = op.request_id.clone().unwrap();
+    let results =
+        futures::future::join_all((0..40).map(|_| limited.task_status(&request_id))).await;
+    assert!(
+        results.iter().all(Result::is_ok),
+        "{:?}",
+        results.iter().find(|r| r.is_err())
+    );
+    sim.shutdown().await;
+}
+
+// ---------------------------------------------------------------- Tencent legacy API 2.0
+
+#[tokio::test]
+async fn legacy_manages_ipv4_with_task_ids() {
+    let sim = start_sim().await;
+    let rec = Arc::new(Recorder::default());
+    let l = legacy(&sim, &rec, TC_SECRET);
+    let nic = NicRef::new("eni-legacy").in_vpc("vpc-abc");
+    let before = observe(&l, &nic).await;
+    assert_eq!(before.primary_ipv4, Some(Ipv4Addr::new(10, 1, 0, 40)));
+
+    let wanted: BTreeSet<Ipv4Addr> = (150..162).map(|i| Ipv4Addr::new(10, 1, 0, i)).collect();
+    let op = Operation::assign_ipv4(
+        &Ipv4Request::Addresses(wanted.clone()),
+        None,
+        &before,
+        &key("l1"),
+    );
+    let submitted = l.submit(&nic, &op).await.unwrap();
+    let task = submitted.request_id.clone().expect("task id");
+    assert!(
+        task.parse::<u64>().is_ok(),
+        "legacy task ids are integers: {task}"
+    );
+    let op = Operation {
+        request_id: Some(task),
+        ..op
+    };
+    let Resolution::Applied { addresses } = settle(&l, &nic, &op).await else {
+        panic!("not applied")
+    };
+    assert_eq!(addresses.len(), 12);
+    assert_eq!(sim_secondaries(&sim, true, "eni-legacy"), wanted);
+
+    let before = observe(&l, &nic).await;
+    let op = Operation::assign_ipv4(&Ipv4Request::Count(2), None, &before, &key("l2"));
+    assert!(
+        matches!(run(&l, &nic, op).await, Resolution::Applied { addresses } if addresses.len() == 2)
+    );
+
+    // Several NICs of one VPC are found by paging through it.
+    let both = l
+        .describe_nics(&[nic.clone(), NicRef::new("eni-other").in_vpc("vpc-abc")])
+        .await
+        .unwrap();
+    assert_eq!(both.len(), 2);
+
+    let after = observe(&l, &nic).await;
+    let op = Operation::unassign_ipv4(&after.secondary_ipv4, &after);
+    assert!(
+        matches!(run(&l, &nic, op).await, Resolution::Applied { addresses } if addresses.len() == 14)
+    );
+    assert!(sim_secondaries(&sim, true, "eni-legacy").is_empty());
+
+    let err = expect_err(
+        l.submit(
+            &nic,
+            &Operation::assign_ipv4(
+                &Ipv4Request::Addresses(v4(&["10.1.0.21"])),
+                None,
+                &after,
+                &key("l3"),
+            ),
+        )
+        .await,
+    );
+    assert_eq!(
+        (err.code.as_str(), err.class),
+        ("InvalidPrivateIpAddress.InUse", ErrorClass::Conflict)
+    );
+    let err = expect_err(
+        l.submit(
+            &NicRef::new("eni-zzz").in_vpc("vpc-abc"),
+            &Operation::assign_ipv4(&Ipv4Request::Count(1), None, &after, &key("l4")),
+        )
+        .await,
+    );
+    assert_eq!(
+        (err.code.as_str(), err.class),
+        ("InvalidNetworkInterface.NotFound", ErrorClass::NotFound)
+    );
+    let err = expect_err(
+        l.submit(
+            &NicRef::new("eni-legacy"),
+            &Operation::assign_ipv4(&Ipv4Request::Count(1), None, &after, &key("l5")),
+        )
+        .await,
+    );
+    assert_eq!(err.code, "Client.InvalidRequest");
+    assert!(
+        l.describe_nics(&[NicRef::new("eni-zzz").in_vpc("vpc-abc")])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    sim.shutdown().await;
+}
+
+// ---------------------------------------------------------------- properties
+
+mod encoding {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn address_sets() -> impl Strategy<Value = BTreeSet<u8>> {
+        // Host addresses of a /24, excluding network (.0), gateway (.1), the NIC's
+        // primary (.2, the first free address) and broadcast (.255).
+        proptest::collection::btree_set(3u8..=254, 1..=25)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+        /// Arbitrary address sets survive encode → simulator → decode on both
+        /// APIs, and release cleanly.
+        #[test]
+        fn address_sets_round_trip(hosts in address_sets()) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let sim = start_sim().await;
+                let rec = Arc::new(Recorder::default());
+                let providers: [(Box<dyn NicProvider>, NicRef, [u8; 3]); 2] = [
+                    (Box::new(zenlayer(&sim, &rec, ZL_SECRET)), NicRef::new("nic-prop"), [10, 2, 0]),
+                    (Box::new(tencent(&sim, &rec, Credentials::new(TC_ID, TC_SECRET))), NicRef::new("eni-prop"), [10, 3, 0]),
+                ];
+                for (p, nic, net) in &providers {
+                    let before = observe(p.as_ref(), nic).await;
+                    let primary = before.primary_ipv4;
+                    let set: BTreeSet<Ipv4Addr> = hosts
+                        .iter()
+                        .map(|h| Ipv4Addr::new(net[0], net[1], net[2], *h))
+                        .filter(|a| Some(*a) != primary)
+                        .collect();
+                    let op = Operation::assign_ipv4(&Ipv4Request::Addresses(set.clone()), None, &before, &key("prop"));
+                    let applied = run(p.as_ref(), nic, op).await;
+                    let expected: BTreeSet<IpAddr> = set.iter().map(|a| IpAddr::V4(*a)).collect();
+                    assert_eq!(applied, Resolution::Applied { addresses: expected });
+                    assert_eq!(observe(p.as_ref(), nic).await.secondary_ipv4, set);
+                    let after = observe(p.as_ref(), nic).await;
+                    let op = Operation::unassign_ipv4(&set, &after);
+                    assert!(matches!(run(p.as_ref(), nic, op).await, Resolution::Applied { .. }));
+                    assert!(observe(p.as_ref(), nic).await.secondary_ipv4.is_empty());
+                }
+                sim.shutdown().await;
+            });
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_request_has_a_timeout_and_timed_out_reads_are_retried() {
+    let sim = start_sim().await;
+    let rec = Arc::new(Recorder::default());
+    let quick = Transport::new(TransportConfig {
+        timeout: Duration::from_millis(300),
+        max_attempts: 3,
+        base_backoff: Duration::from_millis(10),
+        max_backoff: Duration::from_millis(50),
+    })
+    .unwrap()
+    .with_metrics(rec.clone());
+    let t = Tencent::new(
+        quick.clone(),
+        Credentials::new(TC_ID, TC_SECRET),
+        "ap-guangzhou",
+        Some(&format!("{}/", sim.base_url())),
+    )
+    .unwrap();
+    sim.set_faults(vec![Fault {
+        action: Some("DescribeNetworkInterfaces".into()),
+        latency_ms: Some(2_000),
+        times: Some(1),
+        ..Fault::default()
+    }])
+    .unwrap();
+    observe(&t, &NicRef::new("eni-abc")).await;
+    let outcomes: Vec<String> = rec
+        .calls("DescribeNetworkInterfaces")
+        .into_iter()
+        .map(|c| c.outcome)
+        .collect();
+    assert_eq!(
+        outcomes,
+        vec!["Client.Timeout".to_string(), "OK".to_string()]
+    );
+
+    // A write without a token that timed out is left to `resolve`.
+    let z = Zenlayer::new(
+        quick,
+        Credentials::new(ZL_KEY, ZL_SECRET),
+        Some(&format!("{}/api/v2/zec", sim.base_url())),
+    )
+    .unwrap();
+    let nic = NicRef::new("nic-1");
+    let before = observe(&z, &nic).await;
+    sim.set_faults(vec![Fault {
+        action: Some("BatchAssignNetworkInterfaceIpv4".into()),
+        latency_ms: Some(2_000),
+        times: Some(1),
+        ..Fault::default()
+    }])
+    .unwrap();
+    let op = Operation::assign_ipv4(
+        &Ipv4Request::Addresses(v4(&["10.0.0.77"])),
+        None,
+        &before,
+        &key("slow"),
+    );
+    let err = expect_err(z.submit(&nic, &op).await);
+    assert_eq!(
+        (err.code.as_str(), err.class),
+        ("Client.Timeout", ErrorClass::Transient)
+    );
+    assert_eq!(rec.calls("BatchAssignNetworkInterfaceIpv4").len(), 1);
+    sim.shutdown().await;
+}
+
+/// Serves one canned raw HTTP answer to every connection (a proxy, a CDN
+/// challenge, a truncated body): what no cloud envelope looks like.
+async fn canned_server(answer: &'static str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut buf = vec![0u8; 64 * 1024];
+            let _ = socket.read(&mut buf).await;
+            let _ = socket.write_all(answer.as_bytes()).await;
+            let _ = socket.shutdown().await;
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn non_json_and_truncated_answers_become_clear_errors() {
+    let rec = Arc::new(Recorder::default());
+    let challenge = canned_server(
+        "HTTP/1.1 403 Forbidden\r\ncf-mitigated: challenge\r\ncontent-type: text/html\r\ncontent-length: 29\r\nconnection: close\r\n\r\n<html>Just a moment...</html>",
+    )
+    .await;
+    let z = Zenlayer::new(
+        transport(&rec),
+        Credentials::new(ZL_KEY, ZL_SECRET),
+        Some(&format!("{challenge}/api/v2/zec")),
+    )
+    .unwrap();
+    let err = expect_err(z.describe_nics(&[NicRef::new("nic-1")]).await);
+    assert_eq!(
+        (err.code.as_str(), err.class, err.http_status),
+        ("SECURITY_CHALLENGE", ErrorClass::Credentials, Some(403))
+    );
+
+    let blocked = canned_server(
+        "HTTP/1.1 451 Unavailable\r\ncontent-length: 7\r\nconnection: close\r\n\r\nblocked",
+    )
+    .await;
+    let z = Zenlayer::new(
+        transport(&rec),
+        Credentials::new(ZL_KEY, ZL_SECRET),
+        Some(&format!("{blocked}/api/v2/zec")),
+    )
+    .unwrap();
+    assert_eq!(
+        expect_err(z.describe_nics(&[NicRef::new("nic-1")]).await).code,
+        "REQUEST_BLOCKED"
+    );
+
+    // Promised 100 bytes, sent 12: retried (reads are safe), then reported.
+    let truncated = canned_server(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\nconnection: close\r\n\r\n{\"Response\":",
+    )
+    .await;
+    let t = tencent_at(&truncated, &rec);
+    let err = expect_err(t.describe_nics(&[NicRef::new("eni-abc")]).await);
+    assert_eq!(
+        (err.code.as_str(), err.class),
+        ("Client.BadResponse", ErrorClass::Transient),
+        "{err}"
+    );
+    assert_eq!(
+        rec.calls("DescribeNetworkInterfaces")
+            .iter()
+            .filter(|c| c.provider == nicip::cloud::Provider::Tencent)
+            .count(),
+        5
+    );
+
+    let proxy = canned_server(
+        "HTTP/1.1 502 Bad Gateway\r\ncontent-type: text/html\r\ncontent-length: 24\r\nconnection: close\r\n\r\n<html>bad gateway</html>",
+    )
+    .await;
+    let err = expect_err(
+        tencent_at(&proxy, &rec)
+            .describe_nics(&[NicRef::new("eni-abc")])
+            .await,
+    );
+    assert_eq!(
+        (err.code.as_str(), err.class, err.http_status),
+        ("Client.HttpStatus", ErrorClass::Transient, Some(502))
+    );
+    assert!(err.message.contains("bad gateway"), "{err}");
+}
+
+fn tencent_at(base: &str, rec: &Arc<Recorder>) -> Tencent {
+    Tencent::new(
+        transport(rec),
+        Credentials::new(TC_ID, TC_SECRET),
+        "ap-guangzhou",
+        Some(&format!("{base}/")),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn describes_follow_pages_within_each_batch() {
+    let sim = start_sim().await;
+    let rec = Arc::new(Recorder::default());
+    let z = zenlayer(&sim, &rec, ZL_SECRET).with_page_size(7);
+    let nics: Vec<NicRef> = (0..150)
+        .map(|i| NicRef::new(format!("nic-p{i:03}")))
+        .collect();
+    let found = z.describe_nics(&nics).await.unwrap();
+    let ids: BTreeSet<String> = found.iter().map(|n| n.id.0.clone()).collect();
+    assert_eq!(ids.len(), 150, "every NIC exactly once");
+    // 100 ids in pages of 7, then 50: 15 + 8 calls.
+    assert_eq!(rec.calls("DescribeNetworkInterfaces").len(), 23);
+
+    let rec = Arc::new(Recorder::default());
+    let t = tencent(&sim, &rec, Credentials::new(TC_ID, TC_SECRET)).with_page_size(30);
+    let nics: Vec<NicRef> = (0..120)
+        .map(|i| NicRef::new(format!("eni-p{i:03}")))
+        .collect();
+    let ids: BTreeSet<String> = t
+        .describe_nics(&nics)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.id.0)
+        .collect();
+    assert_eq!(ids.len(), 120);
+    // 100 ids in pages of 30, then 20: 4 + 1 calls.
+    assert_eq!(rec.calls("DescribeNetworkInterfaces").len(), 5);
+    sim.shutdown().await;
+}
