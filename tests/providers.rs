@@ -19,6 +19,7 @@ use nicip::cloudsim::{self, Fault, Protocol, RunningSim, World};
 
 const ZL_KEY: &str = "zl-key";
 const ZL_SECRET: &str = "zl-secret-DO-NOT-LEAK";
+const ZL_BEARER: &str = "zl-test-bearer";
 const TC_ID: &str = "AKIDtest0000000000000001";
 const TC_SECRET: &str = "tc-secret-DO-NOT-LEAK";
 const TC_TEMP_ID: &str = "AKIDtemp0000000000000001";
@@ -37,7 +38,7 @@ fn world_yaml() -> String {
     format!(
         r#"
 accounts:
-  zenlayer: [{{keyId: {ZL_KEY}, keyPassword: {ZL_SECRET}}}]
+  zenlayer: [{{keyId: {ZL_KEY}, keyPassword: {ZL_SECRET}, bearerTokens: [{ZL_BEARER}]}}]
   tencent:
     - {{secretId: {TC_ID}, secretKey: {TC_SECRET}}}
     - {{secretId: {TC_TEMP_ID}, secretKey: {TC_TEMP_SECRET}, sessionTokens: [{TC_TOKEN}]}}
@@ -694,6 +695,28 @@ async fn bad_credentials_are_classified_and_no_secret_leaks_into_errors_logs_or_
     );
     texts.push(format!("{err} {err:?} {z:?}"));
 
+    // A Zenlayer personal access token replaces the signature.
+    let with_token = |token: &str| {
+        Zenlayer::new(
+            transport(&rec),
+            Credentials::new("", "").with_token(token),
+            Some(&format!("{}/api/v2/zec", sim.base_url())),
+        )
+        .unwrap()
+    };
+    let nics = with_token(ZL_BEARER)
+        .describe_nics(&[NicRef::new("nic-1")])
+        .await
+        .unwrap();
+    assert_eq!(nics.len(), 1);
+    let err = expect_err(
+        with_token("zl-wrong-bearer")
+            .describe_nics(&[NicRef::new("nic-1")])
+            .await,
+    );
+    assert_eq!(err.class, ErrorClass::Credentials, "{err}");
+    texts.push(format!("{err} {err:?}"));
+
     let t = tencent(&sim, &rec, Credentials::new(TC_ID, "wrong-tencent-secret"));
     let err = expect_err(t.describe_nics(&[NicRef::new("eni-abc")]).await);
     assert_eq!(
@@ -751,6 +774,8 @@ async fn bad_credentials_are_classified_and_no_secret_leaks_into_errors_logs_or_
             TC_SECRET,
             TC_TEMP_SECRET,
             TC_TOKEN,
+            ZL_BEARER,
+            "zl-wrong-bearer",
             "wrong-zenlayer-secret",
             "wrong-tencent-secret",
             "wrong-legacy-secret",

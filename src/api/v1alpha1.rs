@@ -362,7 +362,8 @@ pub struct ObservedNic {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PendingOperation {
-    /// The cloud action, e.g. `AssignPrivateIpAddresses`.
+    /// The operation: `AssignIpv4`, `UnassignIpv4`, `AssignIpv6`, `UnassignIpv6`, `Attach` or
+    /// `Detach`.
     #[schemars(length(max = 64))]
     pub action: String,
     /// The idempotency token sent with the call (Tencent `ClientToken`), if any.
@@ -482,6 +483,22 @@ pub enum Provider {
     Tencent,
     /// Tencent Cloud VPC, legacy API 2.0 (`/v2/index.php`). IPv4 only.
     TencentLegacy,
+}
+
+impl Provider {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Zenlayer => "Zenlayer",
+            Provider::Tencent => "Tencent",
+            Provider::TencentLegacy => "TencentLegacy",
+        }
+    }
+}
+
+impl std::fmt::Display for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Where a ProviderConfig's credentials are.

@@ -21,29 +21,8 @@ pub use error::{CLIENT_CODES, CloudError, CodeInfo, ErrorClass, markdown_table};
 pub use operation::{Action, IdempotencyKey, Ipv6Billing, Operation, Resolution, Submitted};
 pub use transport::{CallRecord, Endpoint, MetricsSink, RateLimits, Transport, TransportConfig};
 
-/// Which wire protocol a provider speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Provider {
-    Zenlayer,
-    Tencent,
-    TencentLegacy,
-}
-
-impl Provider {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Provider::Zenlayer => "Zenlayer",
-            Provider::Tencent => "Tencent",
-            Provider::TencentLegacy => "TencentLegacy",
-        }
-    }
-}
-
-impl fmt::Display for Provider {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// Which cloud API a provider speaks: the `ProviderConfig` field itself.
+pub use crate::api::v1alpha1::Provider;
 
 /// A cloud NIC id (`nic-…` on Zenlayer, `eni-…` on Tencent).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -118,7 +97,9 @@ impl fmt::Display for Secret {
 
 /// One cloud account's API key. The key id is not secret (it appears in the
 /// `Authorization` header and in audit logs); the secret and the optional
-/// session token (Tencent temporary credentials, `X-TC-Token`) are.
+/// token are. The token is a Tencent session token (temporary credentials,
+/// sent as `X-TC-Token` beside the signature) or a Zenlayer personal access
+/// token (sent as `Authorization: Bearer`, instead of the signature).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
     pub key_id: String,

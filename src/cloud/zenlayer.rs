@@ -404,34 +404,44 @@ impl Zenlayer {
         self
     }
 
-    /// Builds and signs one request for `timestamp` (Unix seconds).
+    /// Builds and signs one request for `timestamp` (Unix seconds). With a personal access
+    /// token in the credentials, the request carries `Authorization: Bearer` and, as the SDKs
+    /// do, no timestamp or signature headers.
     pub(crate) fn build_request(
         &self,
         action: &str,
         body: &[u8],
         timestamp: i64,
     ) -> Result<reqwest::Request, CloudError> {
-        let host = self.endpoint.host_header();
-        let signature = crate::signing::zc2::signature(
-            self.credentials.secret.expose(),
-            timestamp,
-            CONTENT_TYPE,
-            &host,
-            body,
-        );
-        let authorization =
-            crate::signing::zc2::authorization(&self.credentials.key_id, &signature);
-        self.transport
+        let request = self
+            .transport
             .http()
             .post(self.endpoint.url().clone())
             .header("Content-Type", CONTENT_TYPE)
             .header("X-ZC-Action", action)
             .header("X-ZC-Version", API_VERSION)
             .header("X-ZC-Service", "zec")
-            .header("X-ZC-Timestamp", timestamp.to_string())
-            .header("X-ZC-Signature-Method", crate::signing::zc2::ALGORITHM)
-            .header("X-ZC-Request-Client", "nicip")
-            .header("Authorization", authorization)
+            .header("X-ZC-Request-Client", "nicip");
+        let request = match &self.credentials.token {
+            Some(token) => request.header("Authorization", format!("Bearer {}", token.expose())),
+            None => {
+                let signature = crate::signing::zc2::signature(
+                    self.credentials.secret.expose(),
+                    timestamp,
+                    CONTENT_TYPE,
+                    &self.endpoint.host_header(),
+                    body,
+                );
+                request
+                    .header("X-ZC-Timestamp", timestamp.to_string())
+                    .header("X-ZC-Signature-Method", crate::signing::zc2::ALGORITHM)
+                    .header(
+                        "Authorization",
+                        crate::signing::zc2::authorization(&self.credentials.key_id, &signature),
+                    )
+            }
+        };
+        request
             .body(body.to_vec())
             .build()
             .map_err(|e| CloudError::invalid_request(Provider::Zenlayer, action, e.to_string()))
@@ -764,6 +774,23 @@ mod tests {
             .get(name)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
+    }
+
+    #[test]
+    fn a_personal_access_token_replaces_the_signature() {
+        let z = Zenlayer::new(
+            Transport::new(TransportConfig::default()).unwrap(),
+            Credentials::new("", "").with_token("pat-123\n"),
+            Some(DEFAULT_ENDPOINT),
+        )
+        .unwrap();
+        let req = z
+            .build_request("DescribeNetworkInterfaces", b"{}", 1_700_000_000)
+            .unwrap();
+        assert_eq!(header(&req, "Authorization"), "Bearer pat-123");
+        assert_eq!(header(&req, "X-ZC-Action"), "DescribeNetworkInterfaces");
+        assert!(req.headers().get("X-ZC-Timestamp").is_none());
+        assert!(req.headers().get("X-ZC-Signature-Method").is_none());
     }
 
     #[test]
