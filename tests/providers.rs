@@ -17,6 +17,8 @@ use nicip::cloud::{
 };
 use nicip::cloudsim::{self, Fault, Protocol, RunningSim, World};
 
+mod support;
+
 const ZL_KEY: &str = "zl-key";
 const ZL_SECRET: &str = "zl-secret-DO-NOT-LEAK";
 const ZL_BEARER: &str = "zl-test-bearer";
@@ -1259,6 +1261,197 @@ async fn legacy_manages_ipv4_with_task_ids() {
             .unwrap()
             .is_empty()
     );
+    sim.shutdown().await;
+}
+
+// ---------------------------------------------------------------- the official SDKs
+
+/// Every request the three clients send, in a full round of operations, uses
+/// only fields (and, for Tencent, types) that the official SDK's request model
+/// for that action declares: a misspelt or misplaced field fails here even
+/// though the simulator, written from the same documents, might accept it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_use_the_sdk_request_models() {
+    let sim = start_sim().await;
+    let rec = Arc::new(Recorder::default());
+
+    let z = zenlayer(&sim, &rec, ZL_SECRET);
+    let nic = NicRef::new("nic-1");
+    z.describe_nics(&[nic.clone(), NicRef::new("nic-other")])
+        .await
+        .unwrap();
+    z.describe_instance(&InstanceId("ins-1".into()))
+        .await
+        .unwrap();
+    let before = observe(&z, &nic).await;
+    let explicit = Ipv4Request::Addresses(v4(&["10.0.0.60", "10.0.0.61"]));
+    run(
+        &z,
+        &nic,
+        Operation::assign_ipv4(&explicit, None, &before, &key("z1")),
+    )
+    .await;
+    let count = Operation::assign_ipv4(&Ipv4Request::Count(1), None, &before, &key("z2"));
+    run(&z, &nic, count).await;
+    let after = observe(&z, &nic).await;
+    run(
+        &z,
+        &nic,
+        Operation::unassign_ipv4(&v4(&["10.0.0.60"]), &after),
+    )
+    .await;
+    let dual = NicRef::new("nic-dual");
+    let before = observe(&z, &dual).await;
+    run(
+        &z,
+        &dual,
+        Operation::assign_ipv6(1, None, &before, &key("z3")),
+    )
+    .await;
+    let after = observe(&z, &dual).await;
+    run(&z, &dual, Operation::unassign_ipv6(&after.ipv6, &after)).await;
+    let public = NicRef::new("nic-public6");
+    let before = observe(&z, &public).await;
+    let billing = Ipv6Billing {
+        internet_charge_type: Some("ByBandwidth".into()),
+        bandwidth: Some(100),
+        ..Default::default()
+    };
+    run(
+        &z,
+        &public,
+        Operation::assign_ipv6(1, Some(billing), &before, &key("z4")),
+    )
+    .await;
+    attach_detach_cycle(
+        &z,
+        &NicRef::new("nic-free"),
+        &InstanceId("ins-1".into()),
+        "INVALID_NIC_ATTACHED",
+    )
+    .await;
+
+    let t = tencent(&sim, &rec, Credentials::new(TC_ID, TC_SECRET));
+    let nic = NicRef::new("eni-abc");
+    t.describe_nics(&[nic.clone(), NicRef::new("eni-other")])
+        .await
+        .unwrap();
+    t.describe_instance(&InstanceId("ins-abc".into()))
+        .await
+        .unwrap();
+    t.describe_limits("eni-abc").await.unwrap();
+    let before = observe(&t, &nic).await;
+    let explicit = Ipv4Request::Addresses(v4(&["10.1.0.60", "10.1.0.61"]));
+    run(
+        &t,
+        &nic,
+        Operation::assign_ipv4(&explicit, None, &before, &key("t1")),
+    )
+    .await;
+    let qos = Some(nicip::cloud::QosLevel::Au);
+    run(
+        &t,
+        &nic,
+        Operation::assign_ipv4(&Ipv4Request::Count(1), qos, &before, &key("t2")),
+    )
+    .await;
+    let after = observe(&t, &nic).await;
+    run(
+        &t,
+        &nic,
+        Operation::unassign_ipv4(&v4(&["10.1.0.60"]), &after),
+    )
+    .await;
+    let free = NicRef::new("eni-free");
+    let before = observe(&t, &free).await;
+    run(
+        &t,
+        &free,
+        Operation::assign_ipv6(1, None, &before, &key("t3")),
+    )
+    .await;
+    let after = observe(&t, &free).await;
+    run(&t, &free, Operation::unassign_ipv6(&after.ipv6, &after)).await;
+    let ins = InstanceId("ins-abc".into());
+    attach_detach_cycle(
+        &t,
+        &free,
+        &ins,
+        "UnsupportedOperation.AttachmentAlreadyExists",
+    )
+    .await;
+
+    let l = legacy(&sim, &rec, TC_SECRET);
+    let nic = NicRef::new("eni-legacy").in_vpc("vpc-abc");
+    l.describe_nics(&[nic.clone(), NicRef::new("eni-other").in_vpc("vpc-abc")])
+        .await
+        .unwrap();
+    let before = observe(&l, &nic).await;
+    let explicit = Ipv4Request::Addresses(v4(&["10.1.0.70", "10.1.0.71"]));
+    run(
+        &l,
+        &nic,
+        Operation::assign_ipv4(&explicit, None, &before, &key("l1")),
+    )
+    .await;
+    run(
+        &l,
+        &nic,
+        Operation::assign_ipv4(&Ipv4Request::Count(1), None, &before, &key("l2")),
+    )
+    .await;
+    let after = observe(&l, &nic).await;
+    run(
+        &l,
+        &nic,
+        Operation::unassign_ipv4(&v4(&["10.1.0.70"]), &after),
+    )
+    .await;
+
+    let audit = sim.audit();
+    let file = tempfile::NamedTempFile::new().unwrap();
+    serde_json::to_writer(file.as_file(), &audit).unwrap();
+    let tools = support::PythonTools::get();
+    let script = format!("{}/tests/sdk/request_fields.py", env!("CARGO_MANIFEST_DIR"));
+    let out = tokio::process::Command::new(tools.python())
+        .arg(&script)
+        .arg(file.path())
+        .output()
+        .await
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    for action in [
+        "zenlayer BatchAssignNetworkInterfaceIpv4",
+        "zenlayer UnassignNetworkInterfaceIpv4",
+        "zenlayer AssignNetworkInterfaceIpv6",
+        "zenlayer UnassignNetworkInterfaceIpv6",
+        "zenlayer AttachNetworkInterface",
+        "zenlayer DetachNetworkInterface",
+        "zenlayer DescribeNetworkInterfaces",
+        "zenlayer DescribeInstances",
+        "tencent AssignPrivateIpAddresses",
+        "tencent UnassignPrivateIpAddresses",
+        "tencent AssignIpv6Addresses",
+        "tencent UnassignIpv6Addresses",
+        "tencent AttachNetworkInterface",
+        "tencent DetachNetworkInterface",
+        "tencent DescribeNetworkInterfaces",
+        "tencent DescribeVpcTaskResult",
+        "tencent DescribeNetworkInterfaceLimit",
+        "tencent DescribeInstances",
+        "tencentLegacy AssignPrivateIpAddresses",
+        "tencentLegacy UnassignPrivateIpAddresses",
+        "tencentLegacy DescribeNetworkInterfaces",
+        "tencentLegacy DescribeVpcTaskResult",
+    ] {
+        assert!(
+            stdout.contains(&format!("  {action}\n")),
+            "{action} never checked:\n{stdout}"
+        );
+    }
+    assert!(stdout.contains("ALL CHECKS PASSED"), "{stdout}\n{stderr}");
     sim.shutdown().await;
 }
 
