@@ -16,44 +16,7 @@ from tencentcloud.cvm.v20170312 import models as cvm
 from tencentcloud.vpc.v20170312 import models as vpc
 from zenlayercloud.zec.v20250901 import models as zec
 
-PYTHON_TYPES = {"str": str, "int": int, "bool": bool, "float": (int, float)}
-
-
-def tencent_fields(cls):
-    """{field: declared type} from a Tencent model's docstring."""
-    doc = cls.__init__.__doc__ or ""
-    return dict(re.findall(r":type (\w+): ([^\n]+)", doc))
-
-
-def check_tencent(module, cls, value, path):
-    assert isinstance(value, dict), "%s: expected an object, got %r" % (path, value)
-    declared = tencent_fields(cls)
-    for key, item in value.items():
-        where = "%s.%s" % (path, key)
-        assert key in declared, "%s: not a field of %s (SDK fields: %s)" % (where, cls.__name__, sorted(declared))
-        check_tencent_type(module, declared[key].strip(), item, where)
-
-
-def check_tencent_type(module, declared, value, where):
-    if declared.startswith("list of "):
-        assert isinstance(value, list), "%s: expected a list, got %r" % (where, value)
-        for i, item in enumerate(value):
-            check_tencent_type(module, declared[len("list of "):], item, "%s[%d]" % (where, i))
-    elif declared in PYTHON_TYPES:
-        wanted = PYTHON_TYPES[declared]
-        ok = isinstance(value, wanted) and not (declared in ("int", "float") and isinstance(value, bool))
-        assert ok, "%s: the SDK declares %s, got %r" % (where, declared, value)
-    else:
-        name = declared.split(".")[-1].strip(":`")
-        check_tencent(module, getattr(module, name), value, where)
-
-
-def check_zenlayer(action, params):
-    model = getattr(zec, action + "Request", None)
-    assert model is not None, "Zenlayer SDK has no action %s" % action
-    declared = set(vars(model()))
-    unknown = sorted(set(params) - declared)
-    assert not unknown, "%s: %s not in the SDK's request model %s" % (action, unknown, sorted(declared))
+from sdk_models import check_tencent, check_zenlayer
 
 
 # Legacy API 2.0 (tencent.md section 9): the documented action parameters,
@@ -81,7 +44,9 @@ seen = set()
 for e in entries:
     protocol, action, params = e["protocol"], e["action"], e["params"]
     if protocol == "zenlayer":
-        check_zenlayer(action, params)
+        model = getattr(zec, action + "Request", None)
+        assert model is not None, "Zenlayer SDK has no action %s" % action
+        check_zenlayer(model, params, action)
     elif protocol == "tencent":
         module = cvm if action == "DescribeInstances" else vpc
         model = getattr(module, action + "Request", None)

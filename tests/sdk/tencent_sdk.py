@@ -15,10 +15,30 @@ from tencentcloud.common.common_client import CommonClient
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
 from tencentcloud.common.profile.client_profile import ClientProfile
 from tencentcloud.common.profile.http_profile import HttpProfile
+from tencentcloud.cvm.v20170312 import models as cvm_models
 from tencentcloud.vpc.v20170312 import models, vpc_client
+
+from sdk_models import check_tencent
 
 ENDPOINT = os.environ["CLOUDSIM_ENDPOINT"]
 CRED = credential.Credential("AKIDtestkey0001", "tc-test-secret-key")
+RESPONSES_CHECKED = set()
+
+
+def checked(client, module):
+    """Every successful answer uses only the SDK response model's fields, each
+    with its documented type (the SDK itself checks neither)."""
+    call = client.call
+
+    def checked_call(action, params, *args, **kwargs):
+        body = call(action, params, *args, **kwargs)
+        response = json.loads(body)["Response"]
+        if "Error" not in response:
+            check_tencent(module, getattr(module, action + "Response"), response, action)
+            RESPONSES_CHECKED.add(action)
+        return body
+    client.call = checked_call
+    return client
 
 
 def profile(method="POST", sign=None, language="en-US"):
@@ -27,7 +47,7 @@ def profile(method="POST", sign=None, language="en-US"):
 
 
 def vpc(method="POST", sign=None, cred=CRED, region="ap-guangzhou"):
-    return vpc_client.VpcClient(cred, region, profile(method, sign))
+    return checked(vpc_client.VpcClient(cred, region, profile(method, sign)), models)
 
 
 def request(cls, fields):
@@ -245,6 +265,7 @@ expect_error("ResourceNotFound", vpc(region="ap-shanghai").DescribeNetworkInterf
 # CVM DescribeInstances, through the SDK's generic client (service cvm).
 cvm = CommonClient("cvm", "2017-03-12", CRED, "ap-guangzhou", profile())
 out = cvm.call_json("DescribeInstances", {"InstanceIds": ["ins-gz000001", "ins-gz000003"]})
+check_tencent(cvm_models, cvm_models.DescribeInstancesResponse, out["Response"], "DescribeInstances")
 states = [(i["InstanceId"], i["InstanceState"], i["Placement"]["Zone"]) for i in out["Response"]["InstanceSet"]]
 assert states == [("ins-gz000001", "RUNNING", "ap-guangzhou-3"), ("ins-gz000003", "PENDING", "ap-guangzhou-3")], states
 assert out["Response"]["TotalCount"] == 2, out
@@ -254,4 +275,8 @@ try:
 except TencentCloudSDKException as e:
     assert e.get_code() == "InvalidAction", e
 
+assert RESPONSES_CHECKED >= {"AssignPrivateIpAddresses", "UnassignPrivateIpAddresses", "AssignIpv6Addresses",
+                             "UnassignIpv6Addresses", "AttachNetworkInterface", "DetachNetworkInterface",
+                             "DescribeNetworkInterfaces", "DescribeVpcTaskResult", "DescribeNetworkInterfaceLimit",
+                             "DescribeSubnets"}, RESPONSES_CHECKED
 print("ALL CHECKS PASSED")

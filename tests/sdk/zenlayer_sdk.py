@@ -13,9 +13,25 @@ from zenlayercloud.common.excpetion.zenlayer_cloud_sdk_exception import Zenlayer
 from zenlayercloud.zec.v20250901 import models
 from zenlayercloud.zec.v20250901.zec_client import ZecClient
 
+from sdk_models import check_zenlayer
+
 ENDPOINT = os.environ["CLOUDSIM_ENDPOINT"]
 CONFIG = Config(scheme="http", domain=ENDPOINT)
 client = ZecClient(Credential("zl-test-key", "zl-test-password"), CONFIG)
+RESPONSES_CHECKED = set()
+
+
+def checked(api_call):
+    """Every answer must survive the SDK's response model field for field."""
+    def call(action, request, *args, **kwargs):
+        response = api_call(action, request, *args, **kwargs)
+        check_zenlayer(getattr(models, action + "Response"), response, action)
+        RESPONSES_CHECKED.add(action)
+        return response
+    return call
+
+
+client._api_call = checked(client._api_call)
 
 
 def req(cls, **fields):
@@ -163,4 +179,8 @@ assert token_client.DescribeNetworkInterfaceRegions(models.DescribeNetworkInterf
 bad = ZecClient(Credential("zl-test-key", "wrong"), CONFIG)
 expect_error("SIMULATOR_AUTH_FAILED", bad.DescribeNetworkInterfaceRegions, models.DescribeNetworkInterfaceRegionsRequest())
 
+assert RESPONSES_CHECKED >= {"BatchAssignNetworkInterfaceIpv4", "UnassignNetworkInterfaceIpv4",
+                             "AssignNetworkInterfaceIpv6", "UnassignNetworkInterfaceIpv6", "AttachNetworkInterface",
+                             "DetachNetworkInterface", "DescribeNetworkInterfaces", "DescribeInstances",
+                             "DescribeSubnets"}, RESPONSES_CHECKED
 print("ALL CHECKS PASSED")
