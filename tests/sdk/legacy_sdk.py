@@ -11,6 +11,7 @@ in tests/support/cloudsim_world.yaml.
 import json
 import os
 import time
+import urllib.request
 from http.client import HTTPConnection
 
 import QcloudApi.common.request as qcloud_request
@@ -29,7 +30,15 @@ class PlainHTTPConnection(HTTPConnection):
 
 
 qcloud_request.MyHTTPSConnection = PlainHTTPConnection
-Vpc.requestHost = os.environ["CLOUDSIM_ENDPOINT"]
+ENDPOINT = os.environ["CLOUDSIM_ENDPOINT"]
+Vpc.requestHost = ENDPOINT
+
+
+def set_faults(rules):
+    """Replaces the simulator's fault rules (its loopback control endpoint)."""
+    req = urllib.request.Request("http://%s/_sim/faults" % ENDPOINT, data=json.dumps(rules).encode(), method="PUT",
+                                 headers={"Content-Type": "application/json"})
+    urllib.request.urlopen(req).read()
 
 
 def client(method="GET", sign="HmacSHA1", secret_key="tc-test-secret-key", secret_id="AKIDtestkey0001"):
@@ -124,6 +133,17 @@ assert {n["instanceSet"]["instanceId"] for n in listed["data"]} == {"ins-gz00000
 data = ok(call(c, "DetachNetworkInterface", {"vpcId": "vpc-7t9nf3pu", "networkInterfaceId": "eni-bbbbbbbb",
                                              "instanceId": "ins-gz000001"}))
 assert wait_task(c, data["taskId"]) == 0
+
+# A task that fails: status 1, and the output's errorCode/errorMsg.
+set_faults([{"protocol": "tencentLegacy", "action": "AssignPrivateIpAddresses", "failTask": True, "times": 1}])
+data = ok(call(c, "AssignPrivateIpAddresses", {"vpcId": "vpc-7t9nf3pu", "networkInterfaceId": "eni-bbbbbbbb",
+                                               "privateIpAddressSet": [{"privateIpAddress": "172.16.0.170",
+                                                                        "primary": False}]}))
+assert wait_task(c, data["taskId"]) == 1
+task = ok(call(c, "DescribeVpcTaskResult", {"taskId": data["taskId"]}))
+output = task["output"]
+assert isinstance(output["errorCode"], int) and output["errorCode"] != 0 and output["errorMsg"], task
+assert "172.16.0.170" not in secondaries(c, "eni-bbbbbbbb")
 
 # Authentication.
 err(call(client(secret_key="wrong"), "DescribeNetworkInterfaces", {}), 4100, "AuthFailure.SignatureFailure")

@@ -9,6 +9,7 @@ in tests/support/cloudsim_world.yaml.
 import json
 import os
 import time
+import urllib.request
 
 from tencentcloud.common import credential
 from tencentcloud.common.common_client import CommonClient
@@ -23,6 +24,13 @@ from sdk_models import check_tencent
 ENDPOINT = os.environ["CLOUDSIM_ENDPOINT"]
 CRED = credential.Credential("AKIDtestkey0001", "tc-test-secret-key")
 RESPONSES_CHECKED = set()
+
+
+def set_faults(rules):
+    """Replaces the simulator's fault rules (its loopback control endpoint)."""
+    req = urllib.request.Request("http://%s/_sim/faults" % ENDPOINT, data=json.dumps(rules).encode(), method="PUT",
+                                 headers={"Content-Type": "application/json"})
+    urllib.request.urlopen(req).read()
 
 
 def checked(client, module):
@@ -241,6 +249,15 @@ def quick_flow(client, ip):
 
 
 full_flow(vpc())
+
+# A task that fails: FAILED with its output text, and the address rolled back.
+set_faults([{"protocol": "tencent", "action": "AssignPrivateIpAddresses", "failTask": True, "times": 1}])
+c = vpc()
+r = c.AssignPrivateIpAddresses(request(models.AssignPrivateIpAddressesRequest, {
+    "NetworkInterfaceId": "eni-bbbbbbbb", "PrivateIpAddresses": [{"PrivateIpAddress": "172.16.0.160"}]}))
+failed = wait_task(c, r.RequestId)
+assert failed.Status == "FAILED" and isinstance(failed.Output, str) and failed.Output, (failed.Status, failed.Output)
+assert "172.16.0.160" not in secondary(describe(c, "eni-bbbbbbbb"))
 quick_flow(vpc(method="GET"), "172.16.0.150")
 quick_flow(vpc(sign="HmacSHA256"), "172.16.0.151")
 quick_flow(vpc(method="GET", sign="HmacSHA1"), "172.16.0.152")

@@ -5,7 +5,9 @@ Run by tests/cloudsim.rs with CLOUDSIM_ENDPOINT=127.0.0.1:PORT and the world
 in tests/support/cloudsim_world.yaml. Exits non-zero on the first failed check.
 """
 import os
+import json
 import time
+import urllib.request
 
 from zenlayercloud.common.config import Config
 from zenlayercloud.common.credential import Credential, TokenCredential
@@ -19,6 +21,13 @@ ENDPOINT = os.environ["CLOUDSIM_ENDPOINT"]
 CONFIG = Config(scheme="http", domain=ENDPOINT)
 client = ZecClient(Credential("zl-test-key", "zl-test-password"), CONFIG)
 RESPONSES_CHECKED = set()
+
+
+def set_faults(rules):
+    """Replaces the simulator's fault rules (its loopback control endpoint)."""
+    req = urllib.request.Request("http://%s/_sim/faults" % ENDPOINT, data=json.dumps(rules).encode(), method="PUT",
+                                 headers={"Content-Type": "application/json"})
+    urllib.request.urlopen(req).read()
 
 
 def checked(api_call):
@@ -148,6 +157,17 @@ while describe("nic-zl-a").status != "AVAILABLE":
     assert time.time() < deadline, "detach never completed"
     time.sleep(0.05)
 assert describe("nic-zl-a").instanceId is None
+
+# An attach whose task fails: ATTACHING, then back to AVAILABLE without an instance.
+set_faults([{"protocol": "zenlayer", "action": "AttachNetworkInterface", "failTask": True, "times": 1}])
+client.AttachNetworkInterface(req(models.AttachNetworkInterfaceRequest, nicId="nic-zl-a", instanceId="ins-zl-run"))
+assert describe("nic-zl-a").status == "ATTACHING"
+deadline = time.time() + 10
+while describe("nic-zl-a").status == "ATTACHING":
+    assert time.time() < deadline, "failed attach never settled"
+    time.sleep(0.05)
+nic = describe("nic-zl-a")
+assert (nic.status, nic.instanceId) == ("AVAILABLE", None), nic
 
 # Reads.
 inst = client.DescribeInstances(req(models.DescribeInstancesRequest, instanceIds=["ins-zl-run"]))
