@@ -13,7 +13,7 @@ use nicip::cloud::zenlayer::Zenlayer;
 use nicip::cloud::{
     CallRecord, CloudError, Credentials, ErrorClass, IdempotencyKey, InstanceId, InstanceStatus,
     Ipv4Request, Ipv6Billing, MetricsSink, NicProvider, NicRef, NicStatus, ObservedNic, Operation,
-    Resolution, Transport, TransportConfig,
+    QosLevel, Resolution, Transport, TransportConfig,
 };
 use nicip::cloudsim::{self, Fault, Protocol, RunningSim, World};
 
@@ -892,7 +892,7 @@ async fn tencent_count_mode_replays_the_same_client_token() {
     let before = observe(&t, &nic).await;
     let op = Operation::assign_ipv4(
         &Ipv4Request::Count(3),
-        Some(nicip::cloud::QosLevel::Au),
+        Some(QosLevel::Au),
         &before,
         &key("count"),
     );
@@ -1266,6 +1266,38 @@ async fn legacy_manages_ipv4_with_task_ids() {
 
 // ---------------------------------------------------------------- the official SDKs
 
+/// Assigns two explicit addresses and one counted address, then releases
+/// the first explicit one; every step must apply.
+async fn ipv4_round(
+    p: &dyn NicProvider,
+    nic: &NicRef,
+    addresses: [&str; 2],
+    qos: Option<QosLevel>,
+) {
+    let before = observe(p, nic).await;
+    let explicit = Ipv4Request::Addresses(v4(&addresses));
+    let steps = [
+        Operation::assign_ipv4(&explicit, None, &before, &key("explicit")),
+        Operation::assign_ipv4(&Ipv4Request::Count(1), qos, &before, &key("count")),
+    ];
+    for op in steps {
+        assert!(matches!(run(p, nic, op).await, Resolution::Applied { .. }));
+    }
+    let after = observe(p, nic).await;
+    let op = Operation::unassign_ipv4(&v4(&addresses[..1]), &after);
+    assert!(matches!(run(p, nic, op).await, Resolution::Applied { .. }));
+}
+
+/// Assigns one IPv6 address and releases whatever IPv6 the NIC then holds.
+async fn ipv6_round(p: &dyn NicProvider, nic: &NicRef, billing: Option<Ipv6Billing>) {
+    let before = observe(p, nic).await;
+    let op = Operation::assign_ipv6(1, billing, &before, &key("v6"));
+    assert!(matches!(run(p, nic, op).await, Resolution::Applied { .. }));
+    let after = observe(p, nic).await;
+    let op = Operation::unassign_ipv6(&after.ipv6, &after);
+    assert!(matches!(run(p, nic, op).await, Resolution::Applied { .. }));
+}
+
 /// Every request the three clients send, in a full round of operations, uses
 /// only fields (and, for Tencent, types) that the official SDK's request model
 /// for that action declares: a misspelt or misplaced field fails here even
@@ -1283,53 +1315,16 @@ async fn requests_use_the_sdk_request_models() {
     z.describe_instance(&InstanceId("ins-1".into()))
         .await
         .unwrap();
-    let before = observe(&z, &nic).await;
-    let explicit = Ipv4Request::Addresses(v4(&["10.0.0.60", "10.0.0.61"]));
-    run(
-        &z,
-        &nic,
-        Operation::assign_ipv4(&explicit, None, &before, &key("z1")),
-    )
-    .await;
-    let count = Operation::assign_ipv4(&Ipv4Request::Count(1), None, &before, &key("z2"));
-    run(&z, &nic, count).await;
-    let after = observe(&z, &nic).await;
-    run(
-        &z,
-        &nic,
-        Operation::unassign_ipv4(&v4(&["10.0.0.60"]), &after),
-    )
-    .await;
-    let dual = NicRef::new("nic-dual");
-    let before = observe(&z, &dual).await;
-    run(
-        &z,
-        &dual,
-        Operation::assign_ipv6(1, None, &before, &key("z3")),
-    )
-    .await;
-    let after = observe(&z, &dual).await;
-    run(&z, &dual, Operation::unassign_ipv6(&after.ipv6, &after)).await;
-    let public = NicRef::new("nic-public6");
-    let before = observe(&z, &public).await;
+    ipv4_round(&z, &nic, ["10.0.0.60", "10.0.0.61"], None).await;
+    ipv6_round(&z, &NicRef::new("nic-dual"), None).await;
     let billing = Ipv6Billing {
         internet_charge_type: Some("ByBandwidth".into()),
         bandwidth: Some(100),
         ..Default::default()
     };
-    run(
-        &z,
-        &public,
-        Operation::assign_ipv6(1, Some(billing), &before, &key("z4")),
-    )
-    .await;
-    attach_detach_cycle(
-        &z,
-        &NicRef::new("nic-free"),
-        &InstanceId("ins-1".into()),
-        "INVALID_NIC_ATTACHED",
-    )
-    .await;
+    ipv6_round(&z, &NicRef::new("nic-public6"), Some(billing)).await;
+    let ins = InstanceId("ins-1".into());
+    attach_detach_cycle(&z, &NicRef::new("nic-free"), &ins, "INVALID_NIC_ATTACHED").await;
 
     let t = tencent(&sim, &rec, Credentials::new(TC_ID, TC_SECRET));
     let nic = NicRef::new("eni-abc");
@@ -1340,38 +1335,10 @@ async fn requests_use_the_sdk_request_models() {
         .await
         .unwrap();
     t.describe_limits("eni-abc").await.unwrap();
-    let before = observe(&t, &nic).await;
-    let explicit = Ipv4Request::Addresses(v4(&["10.1.0.60", "10.1.0.61"]));
-    run(
-        &t,
-        &nic,
-        Operation::assign_ipv4(&explicit, None, &before, &key("t1")),
-    )
-    .await;
-    let qos = Some(nicip::cloud::QosLevel::Au);
-    run(
-        &t,
-        &nic,
-        Operation::assign_ipv4(&Ipv4Request::Count(1), qos, &before, &key("t2")),
-    )
-    .await;
-    let after = observe(&t, &nic).await;
-    run(
-        &t,
-        &nic,
-        Operation::unassign_ipv4(&v4(&["10.1.0.60"]), &after),
-    )
-    .await;
+    let qos = Some(QosLevel::Au);
+    ipv4_round(&t, &nic, ["10.1.0.60", "10.1.0.61"], qos).await;
     let free = NicRef::new("eni-free");
-    let before = observe(&t, &free).await;
-    run(
-        &t,
-        &free,
-        Operation::assign_ipv6(1, None, &before, &key("t3")),
-    )
-    .await;
-    let after = observe(&t, &free).await;
-    run(&t, &free, Operation::unassign_ipv6(&after.ipv6, &after)).await;
+    ipv6_round(&t, &free, None).await;
     let ins = InstanceId("ins-abc".into());
     attach_detach_cycle(
         &t,
@@ -1386,27 +1353,7 @@ async fn requests_use_the_sdk_request_models() {
     l.describe_nics(&[nic.clone(), NicRef::new("eni-other").in_vpc("vpc-abc")])
         .await
         .unwrap();
-    let before = observe(&l, &nic).await;
-    let explicit = Ipv4Request::Addresses(v4(&["10.1.0.70", "10.1.0.71"]));
-    run(
-        &l,
-        &nic,
-        Operation::assign_ipv4(&explicit, None, &before, &key("l1")),
-    )
-    .await;
-    run(
-        &l,
-        &nic,
-        Operation::assign_ipv4(&Ipv4Request::Count(1), None, &before, &key("l2")),
-    )
-    .await;
-    let after = observe(&l, &nic).await;
-    run(
-        &l,
-        &nic,
-        Operation::unassign_ipv4(&v4(&["10.1.0.70"]), &after),
-    )
-    .await;
+    ipv4_round(&l, &nic, ["10.1.0.70", "10.1.0.71"], None).await;
 
     let audit = sim.audit();
     let file = tempfile::NamedTempFile::new().unwrap();
