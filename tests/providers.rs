@@ -13,9 +13,11 @@ use nicip::cloud::zenlayer::Zenlayer;
 use nicip::cloud::{
     CallRecord, CloudError, Credentials, ErrorClass, IdempotencyKey, InstanceId, InstanceStatus,
     Ipv4Request, Ipv6Billing, MetricsSink, NicProvider, NicRef, NicStatus, ObservedNic, Operation,
-    Resolution, Transport, TransportConfig,
+    QosLevel, Resolution, Transport, TransportConfig,
 };
 use nicip::cloudsim::{self, Fault, Protocol, RunningSim, World};
+
+mod support;
 
 const ZL_KEY: &str = "zl-key";
 const ZL_SECRET: &str = "zl-secret-DO-NOT-LEAK";
@@ -890,7 +892,7 @@ async fn tencent_count_mode_replays_the_same_client_token() {
     let before = observe(&t, &nic).await;
     let op = Operation::assign_ipv4(
         &Ipv4Request::Count(3),
-        Some(nicip::cloud::QosLevel::Au),
+        Some(QosLevel::Au),
         &before,
         &key("count"),
     );
@@ -1259,6 +1261,144 @@ async fn legacy_manages_ipv4_with_task_ids() {
             .unwrap()
             .is_empty()
     );
+    sim.shutdown().await;
+}
+
+// ---------------------------------------------------------------- the official SDKs
+
+/// Assigns two explicit addresses and one counted address, then releases
+/// the first explicit one; every step must apply.
+async fn ipv4_round(
+    p: &dyn NicProvider,
+    nic: &NicRef,
+    addresses: [&str; 2],
+    qos: Option<QosLevel>,
+) {
+    let before = observe(p, nic).await;
+    let explicit = Ipv4Request::Addresses(v4(&addresses));
+    let steps = [
+        Operation::assign_ipv4(&explicit, None, &before, &key("explicit")),
+        Operation::assign_ipv4(&Ipv4Request::Count(1), qos, &before, &key("count")),
+    ];
+    for op in steps {
+        assert!(matches!(run(p, nic, op).await, Resolution::Applied { .. }));
+    }
+    let after = observe(p, nic).await;
+    let op = Operation::unassign_ipv4(&v4(&addresses[..1]), &after);
+    assert!(matches!(run(p, nic, op).await, Resolution::Applied { .. }));
+}
+
+/// Assigns one IPv6 address and releases whatever IPv6 the NIC then holds.
+async fn ipv6_round(p: &dyn NicProvider, nic: &NicRef, billing: Option<Ipv6Billing>) {
+    let before = observe(p, nic).await;
+    let op = Operation::assign_ipv6(1, billing, &before, &key("v6"));
+    assert!(matches!(run(p, nic, op).await, Resolution::Applied { .. }));
+    let after = observe(p, nic).await;
+    let op = Operation::unassign_ipv6(&after.ipv6, &after);
+    assert!(matches!(run(p, nic, op).await, Resolution::Applied { .. }));
+}
+
+/// Every request the three clients send, in a full round of operations, uses
+/// only fields (and, for Tencent, types) that the official SDK's request model
+/// for that action declares: a misspelt or misplaced field fails here even
+/// though the simulator, written from the same documents, might accept it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_use_the_sdk_request_models() {
+    let sim = start_sim().await;
+    let rec = Arc::new(Recorder::default());
+
+    let z = zenlayer(&sim, &rec, ZL_SECRET);
+    let nic = NicRef::new("nic-1");
+    z.describe_nics(&[nic.clone(), NicRef::new("nic-other")])
+        .await
+        .unwrap();
+    z.describe_instance(&InstanceId("ins-1".into()))
+        .await
+        .unwrap();
+    ipv4_round(&z, &nic, ["10.0.0.60", "10.0.0.61"], None).await;
+    ipv6_round(&z, &NicRef::new("nic-dual"), None).await;
+    let billing = Ipv6Billing {
+        internet_charge_type: Some("ByBandwidth".into()),
+        bandwidth: Some(100),
+        ..Default::default()
+    };
+    ipv6_round(&z, &NicRef::new("nic-public6"), Some(billing)).await;
+    let ins = InstanceId("ins-1".into());
+    attach_detach_cycle(&z, &NicRef::new("nic-free"), &ins, "INVALID_NIC_ATTACHED").await;
+
+    let t = tencent(&sim, &rec, Credentials::new(TC_ID, TC_SECRET));
+    let nic = NicRef::new("eni-abc");
+    t.describe_nics(&[nic.clone(), NicRef::new("eni-other")])
+        .await
+        .unwrap();
+    t.describe_instance(&InstanceId("ins-abc".into()))
+        .await
+        .unwrap();
+    t.describe_limits("eni-abc").await.unwrap();
+    let qos = Some(QosLevel::Au);
+    ipv4_round(&t, &nic, ["10.1.0.60", "10.1.0.61"], qos).await;
+    let free = NicRef::new("eni-free");
+    ipv6_round(&t, &free, None).await;
+    let ins = InstanceId("ins-abc".into());
+    attach_detach_cycle(
+        &t,
+        &free,
+        &ins,
+        "UnsupportedOperation.AttachmentAlreadyExists",
+    )
+    .await;
+
+    let l = legacy(&sim, &rec, TC_SECRET);
+    let nic = NicRef::new("eni-legacy").in_vpc("vpc-abc");
+    l.describe_nics(&[nic.clone(), NicRef::new("eni-other").in_vpc("vpc-abc")])
+        .await
+        .unwrap();
+    ipv4_round(&l, &nic, ["10.1.0.70", "10.1.0.71"], None).await;
+
+    let audit = sim.audit();
+    let file = tempfile::NamedTempFile::new().unwrap();
+    serde_json::to_writer(file.as_file(), &audit).unwrap();
+    let tools = support::PythonTools::get();
+    let script = format!("{}/tests/sdk/request_fields.py", env!("CARGO_MANIFEST_DIR"));
+    let out = tokio::process::Command::new(tools.python())
+        .arg(&script)
+        .arg(file.path())
+        .output()
+        .await
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    for action in [
+        "zenlayer BatchAssignNetworkInterfaceIpv4",
+        "zenlayer UnassignNetworkInterfaceIpv4",
+        "zenlayer AssignNetworkInterfaceIpv6",
+        "zenlayer UnassignNetworkInterfaceIpv6",
+        "zenlayer AttachNetworkInterface",
+        "zenlayer DetachNetworkInterface",
+        "zenlayer DescribeNetworkInterfaces",
+        "zenlayer DescribeInstances",
+        "tencent AssignPrivateIpAddresses",
+        "tencent UnassignPrivateIpAddresses",
+        "tencent AssignIpv6Addresses",
+        "tencent UnassignIpv6Addresses",
+        "tencent AttachNetworkInterface",
+        "tencent DetachNetworkInterface",
+        "tencent DescribeNetworkInterfaces",
+        "tencent DescribeVpcTaskResult",
+        "tencent DescribeNetworkInterfaceLimit",
+        "tencent DescribeInstances",
+        "tencentLegacy AssignPrivateIpAddresses",
+        "tencentLegacy UnassignPrivateIpAddresses",
+        "tencentLegacy DescribeNetworkInterfaces",
+        "tencentLegacy DescribeVpcTaskResult",
+    ] {
+        assert!(
+            stdout.contains(&format!("  {action}\n")),
+            "{action} never checked:\n{stdout}"
+        );
+    }
+    assert!(stdout.contains("ALL CHECKS PASSED"), "{stdout}\n{stderr}");
     sim.shutdown().await;
 }
 

@@ -335,7 +335,7 @@ struct ErrorEnvelope {
     request_id: Option<String>,
     code: String,
     #[serde(default)]
-    message: String,
+    message: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -343,8 +343,9 @@ struct ErrorEnvelope {
 struct Page<T> {
     #[serde(default)]
     total_count: Option<u64>,
-    #[serde(default = "Vec::new")]
-    data_set: Vec<T>,
+    /// Absent or `null` when there is nothing to list (zenlayer.md §3.1).
+    #[serde(default)]
+    data_set: Option<Vec<T>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -479,9 +480,10 @@ impl Zenlayer {
                         Idempotence::Safe,
                     )
                     .await?;
-                let count = page.data_set.len();
+                let items = page.data_set.unwrap_or_default();
+                let count = items.len();
                 seen += count;
-                for info in page.data_set {
+                for info in items {
                     out.push(observe_nic(info)?);
                 }
                 let total = page.total_count.unwrap_or(0) as usize;
@@ -554,7 +556,7 @@ fn parse_response<T: DeserializeOwned>(
             action: action.to_string(),
             class: classify(&e.code, status),
             code: e.code,
-            message: e.message,
+            message: e.message.unwrap_or_default(),
             http_status: Some(status),
             request_id: e.request_id,
         }),
@@ -690,6 +692,7 @@ impl NicProvider for Zenlayer {
             .await?;
         Ok(page
             .data_set
+            .unwrap_or_default()
             .into_iter()
             .find(|i| i.instance_id == id.0)
             .map(|i| ObservedInstance {
@@ -1022,5 +1025,32 @@ mod tests {
             serde_json::from_value(json!({"nicId": "n", "secondaryIpv4s": ["10.0.0.300"]}))
                 .unwrap();
         assert_eq!(observe_nic(info).unwrap_err().code, "Client.BadResponse");
+    }
+
+    /// "Action fields may be null or absent" (zenlayer.md §3.1): the SDK
+    /// models read a null `dataSet` as no items and keep the code of an error
+    /// whose message is null, and so must we.
+    #[test]
+    fn null_fields_read_as_the_sdks_read_them() {
+        for body in [
+            r#"{"requestId":"T4","response":{"requestId":"T4","totalCount":0,"dataSet":null}}"#,
+            r#"{"requestId":"T5","response":{"requestId":"T5","totalCount":null}}"#,
+        ] {
+            let (page, _): (Page<NicInfo>, _) =
+                parse_response("DescribeNetworkInterfaces", RawResponse::test(200, body)).unwrap();
+            assert!(page.data_set.is_none(), "{body}");
+        }
+        let err = parse_response::<Empty>(
+            "A",
+            RawResponse::test(
+                404,
+                r#"{"requestId":"T6","code":"INVALID_NIC_NOT_FOUND","message":null}"#,
+            ),
+        )
+        .unwrap_err();
+        assert_eq!(
+            (err.code.as_str(), err.message.as_str()),
+            ("INVALID_NIC_NOT_FOUND", "")
+        );
     }
 }

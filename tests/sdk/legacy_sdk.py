@@ -11,6 +11,7 @@ in tests/support/cloudsim_world.yaml.
 import json
 import os
 import time
+import urllib.request
 from http.client import HTTPConnection
 
 import QcloudApi.common.request as qcloud_request
@@ -29,7 +30,15 @@ class PlainHTTPConnection(HTTPConnection):
 
 
 qcloud_request.MyHTTPSConnection = PlainHTTPConnection
-Vpc.requestHost = os.environ["CLOUDSIM_ENDPOINT"]
+ENDPOINT = os.environ["CLOUDSIM_ENDPOINT"]
+Vpc.requestHost = ENDPOINT
+
+
+def set_faults(rules):
+    """Replaces the simulator's fault rules (its loopback control endpoint)."""
+    req = urllib.request.Request("http://%s/_sim/faults" % ENDPOINT, data=json.dumps(rules).encode(), method="PUT",
+                                 headers={"Content-Type": "application/json"})
+    urllib.request.urlopen(req).read()
 
 
 def client(method="GET", sign="HmacSHA1", secret_key="tc-test-secret-key", secret_id="AKIDtestkey0001"):
@@ -66,6 +75,25 @@ def secondaries(c, eni):
     return [ip["privateIpAddress"] for ip in data["data"][0]["privateIpAddressesSet"] if not ip["primary"]]
 
 
+# The fields the controller reads, with the names of the API 2.0 pages (the
+# legacy SDK has no models: it hands back the raw JSON).
+c = client()
+data = ok(call(c, "DescribeNetworkInterfaces", {"vpcId": "vpc-7t9nf3pu", "networkInterfaceId": "eni-bbbbbbbb"}))
+assert data["totalNum"] == 1 and isinstance(data["totalNum"], int), data
+nic = data["data"][0]
+assert (nic["networkInterfaceId"], nic["vpcId"], nic["subnetId"]) == (
+    "eni-bbbbbbbb", "vpc-7t9nf3pu", "subnet-gz000001"), nic
+assert [(ip["privateIpAddress"], ip["primary"]) for ip in nic["privateIpAddressesSet"]] == [
+    ("172.16.0.20", True), ("172.16.0.21", False)], nic["privateIpAddressesSet"]
+assert not nic["instanceSet"] or not nic["instanceSet"].get("instanceId"), nic["instanceSet"]
+attached = ok(call(c, "DescribeNetworkInterfaces", {"vpcId": "vpc-7t9nf3pu", "networkInterfaceId": "eni-primary1"}))
+assert attached["data"][0]["instanceSet"]["instanceId"] == "ins-gz000001", attached
+# Paging through a VPC in pages of at most 50, as the controller does.
+first = ok(call(c, "DescribeNetworkInterfaces", {"vpcId": "vpc-7t9nf3pu", "offset": 0, "limit": 3}))
+rest = ok(call(c, "DescribeNetworkInterfaces", {"vpcId": "vpc-7t9nf3pu", "offset": 3, "limit": 50}))
+assert first["totalNum"] == rest["totalNum"] == 5 and len(first["data"]) == 3 and len(rest["data"]) == 2, rest
+assert len({n["networkInterfaceId"] for n in first["data"] + rest["data"]}) == 5
+
 for mode, (method, sign) in enumerate([("GET", "HmacSHA1"), ("POST", "HmacSHA256"), ("GET", "HmacSHA256")]):
     c = client(method, sign)
     ip = "172.16.0.%d" % (200 + mode)
@@ -101,9 +129,21 @@ data = ok(call(c, "AttachNetworkInterface", {"vpcId": "vpc-7t9nf3pu", "networkIn
 assert wait_task(c, data["taskId"]) == 0
 listed = ok(call(c, "DescribeNetworkInterfaces", {"instanceId": "ins-gz000001"}))
 assert sorted(n["networkInterfaceId"] for n in listed["data"]) == ["eni-bbbbbbbb", "eni-primary1"], listed
+assert {n["instanceSet"]["instanceId"] for n in listed["data"]} == {"ins-gz000001"}, listed
 data = ok(call(c, "DetachNetworkInterface", {"vpcId": "vpc-7t9nf3pu", "networkInterfaceId": "eni-bbbbbbbb",
                                              "instanceId": "ins-gz000001"}))
 assert wait_task(c, data["taskId"]) == 0
+
+# A task that fails: status 1, and the output's errorCode/errorMsg.
+set_faults([{"protocol": "tencentLegacy", "action": "AssignPrivateIpAddresses", "failTask": True, "times": 1}])
+data = ok(call(c, "AssignPrivateIpAddresses", {"vpcId": "vpc-7t9nf3pu", "networkInterfaceId": "eni-bbbbbbbb",
+                                               "privateIpAddressSet": [{"privateIpAddress": "172.16.0.170",
+                                                                        "primary": False}]}))
+assert wait_task(c, data["taskId"]) == 1
+task = ok(call(c, "DescribeVpcTaskResult", {"taskId": data["taskId"]}))
+output = task["output"]
+assert isinstance(output["errorCode"], int) and output["errorCode"] != 0 and output["errorMsg"], task
+assert "172.16.0.170" not in secondaries(c, "eni-bbbbbbbb")
 
 # Authentication.
 err(call(client(secret_key="wrong"), "DescribeNetworkInterfaces", {}), 4100, "AuthFailure.SignatureFailure")

@@ -9,16 +9,44 @@ in tests/support/cloudsim_world.yaml.
 import json
 import os
 import time
+import urllib.request
 
 from tencentcloud.common import credential
 from tencentcloud.common.common_client import CommonClient
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
 from tencentcloud.common.profile.client_profile import ClientProfile
 from tencentcloud.common.profile.http_profile import HttpProfile
+from tencentcloud.cvm.v20170312 import models as cvm_models
 from tencentcloud.vpc.v20170312 import models, vpc_client
+
+from sdk_models import check_tencent
 
 ENDPOINT = os.environ["CLOUDSIM_ENDPOINT"]
 CRED = credential.Credential("AKIDtestkey0001", "tc-test-secret-key")
+RESPONSES_CHECKED = set()
+
+
+def set_faults(rules):
+    """Replaces the simulator's fault rules (its loopback control endpoint)."""
+    req = urllib.request.Request("http://%s/_sim/faults" % ENDPOINT, data=json.dumps(rules).encode(), method="PUT",
+                                 headers={"Content-Type": "application/json"})
+    urllib.request.urlopen(req).read()
+
+
+def checked(client, module):
+    """Every successful answer uses only the SDK response model's fields, each
+    with its documented type (the SDK itself checks neither)."""
+    call = client.call
+
+    def checked_call(action, params, *args, **kwargs):
+        body = call(action, params, *args, **kwargs)
+        response = json.loads(body)["Response"]
+        if "Error" not in response:
+            check_tencent(module, getattr(module, action + "Response"), response, action)
+            RESPONSES_CHECKED.add(action)
+        return body
+    client.call = checked_call
+    return client
 
 
 def profile(method="POST", sign=None, language="en-US"):
@@ -27,7 +55,7 @@ def profile(method="POST", sign=None, language="en-US"):
 
 
 def vpc(method="POST", sign=None, cred=CRED, region="ap-guangzhou"):
-    return vpc_client.VpcClient(cred, region, profile(method, sign))
+    return checked(vpc_client.VpcClient(cred, region, profile(method, sign)), models)
 
 
 def request(cls, fields):
@@ -42,6 +70,7 @@ def expect_error(code, fn, *args):
     except TencentCloudSDKException as e:
         assert e.get_code() == code, "expected %s, got %s: %s" % (code, e.get_code(), e.get_message())
         assert e.get_request_id(), "errors carry a RequestId"
+        assert e.get_message(), "errors carry a Message"
         return
     raise AssertionError("expected error %s" % code)
 
@@ -64,20 +93,43 @@ def describe(client, eni):
 
 
 def secondary(nic):
+    assert all(isinstance(ip.Primary, bool) for ip in nic.PrivateIpAddressSet), nic
     return [ip.PrivateIpAddress for ip in nic.PrivateIpAddressSet if not ip.Primary]
 
 
+def ip_states(nic):
+    return {ip.PrivateIpAddress: ip.State for ip in nic.PrivateIpAddressSet}
+
+
+def ipv6_states(nic):
+    return {a.Address: a.State for a in nic.Ipv6AddressSet}
+
+
 def full_flow(client):
+    # The fields the controller reads, as the SDK's models see them.
+    nic = describe(client, "eni-m6dyj72l")
+    assert nic.NetworkInterfaceId == "eni-m6dyj72l", nic.NetworkInterfaceId
+    assert (nic.VpcId, nic.SubnetId) == ("vpc-7t9nf3pu", "subnet-gz000001"), (nic.VpcId, nic.SubnetId)
+    assert (nic.State, nic.NetworkInterfaceState) == ("AVAILABLE", "AVAILABLE"), (nic.State, nic.NetworkInterfaceState)
+    assert nic.Attachment is None and nic.Ipv6AddressSet == []
+    assert [(ip.PrivateIpAddress, ip.Primary, ip.State) for ip in nic.PrivateIpAddressSet] == [
+        ("172.16.0.10", True, "AVAILABLE")], nic.PrivateIpAddressSet
+    attached = describe(client, "eni-primary1")
+    assert attached.State == "AVAILABLE" and attached.NetworkInterfaceState == "INUSE", attached
+    assert attached.Attachment.InstanceId == "ins-gz000001" and attached.Primary is True, attached.Attachment
+
     # Assign explicit + counted, poll the task, check the addresses.
     r = client.AssignPrivateIpAddresses(request(models.AssignPrivateIpAddressesRequest, {
         "NetworkInterfaceId": "eni-m6dyj72l", "PrivateIpAddresses": [{"PrivateIpAddress": "172.16.0.100"}],
         "ClientToken": "sdk-token-1"}))
     assert [a.PrivateIpAddress for a in r.PrivateIpAddressSet] == ["172.16.0.100"]
     task = r.RequestId
+    assert ip_states(describe(client, "eni-m6dyj72l"))["172.16.0.100"] == "PENDING"
     expect_error("UnsupportedOperation.MutexOperationTaskRunning", client.AssignPrivateIpAddresses,
                  request(models.AssignPrivateIpAddressesRequest,
                          {"NetworkInterfaceId": "eni-m6dyj72l", "SecondaryPrivateIpAddressCount": 1}))
-    assert wait_task(client, task).Status == "SUCCESS"
+    done = wait_task(client, task)
+    assert done.Status == "SUCCESS" and isinstance(done.Output, str), (done.Status, done.Output)
     nic = describe(client, "eni-m6dyj72l")
     assert secondary(nic) == ["172.16.0.100"], secondary(nic)
     assert all(ip.State == "AVAILABLE" for ip in nic.PrivateIpAddressSet)
@@ -115,6 +167,7 @@ def full_flow(client):
     # Unassign.
     r = client.UnassignPrivateIpAddresses(request(models.UnassignPrivateIpAddressesRequest, {
         "NetworkInterfaceId": "eni-m6dyj72l", "PrivateIpAddresses": [{"PrivateIpAddress": "172.16.0.100"}]}))
+    assert ip_states(describe(client, "eni-m6dyj72l"))["172.16.0.100"] == "DELETING"
     assert wait_task(client, r.RequestId).Status == "SUCCESS"
     assert secondary(describe(client, "eni-m6dyj72l")) == []
 
@@ -122,20 +175,30 @@ def full_flow(client):
     r = client.AssignIpv6Addresses(request(models.AssignIpv6AddressesRequest,
                                            {"NetworkInterfaceId": "eni-m6dyj72l", "Ipv6AddressCount": 1}))
     address = r.Ipv6AddressSet[0].Address
+    assert address.startswith("2402:4e00:1:"), address
+    assert ipv6_states(describe(client, "eni-m6dyj72l")) == {address: "PENDING"}
     assert wait_task(client, r.RequestId).Status == "SUCCESS"
-    assert [a.Address for a in describe(client, "eni-m6dyj72l").Ipv6AddressSet] == [address]
+    assert ipv6_states(describe(client, "eni-m6dyj72l")) == {address: "AVAILABLE"}
     expect_error("UnsupportedOperation", client.AssignIpv6Addresses, request(models.AssignIpv6AddressesRequest, {
         "NetworkInterfaceId": "eni-v4only01", "Ipv6AddressCount": 1}))
     r = client.UnassignIpv6Addresses(request(models.UnassignIpv6AddressesRequest, {
         "NetworkInterfaceId": "eni-m6dyj72l", "Ipv6Addresses": [{"Address": address}]}))
+    assert ipv6_states(describe(client, "eni-m6dyj72l")) == {address: "DELETING"}
     assert wait_task(client, r.RequestId).Status == "SUCCESS"
+    assert describe(client, "eni-m6dyj72l").Ipv6AddressSet == []
 
     # Attach and detach.
     r = client.AttachNetworkInterface(request(models.AttachNetworkInterfaceRequest, {
         "NetworkInterfaceId": "eni-m6dyj72l", "InstanceId": "ins-gz000001"}))
+    nic = describe(client, "eni-m6dyj72l")
+    assert (nic.State, nic.NetworkInterfaceState) == ("ATTACHING", "ATTACHING"), (nic.State, nic.NetworkInterfaceState)
     assert wait_task(client, r.RequestId).Status == "SUCCESS"
     nic = describe(client, "eni-m6dyj72l")
-    assert nic.NetworkInterfaceState == "INUSE" and nic.Attachment.InstanceId == "ins-gz000001"
+    assert (nic.State, nic.NetworkInterfaceState) == ("AVAILABLE", "INUSE"), (nic.State, nic.NetworkInterfaceState)
+    assert nic.Attachment.InstanceId == "ins-gz000001"
+    listed = client.DescribeNetworkInterfaces(request(models.DescribeNetworkInterfacesRequest, {
+        "Filters": [{"Name": "attachment.instance-id", "Values": ["ins-gz000001"]}]}))
+    assert sorted(n.NetworkInterfaceId for n in listed.NetworkInterfaceSet) == ["eni-m6dyj72l", "eni-primary1"]
     expect_error("UnsupportedOperation.AttachmentAlreadyExists", client.AttachNetworkInterface,
                  request(models.AttachNetworkInterfaceRequest,
                          {"NetworkInterfaceId": "eni-m6dyj72l", "InstanceId": "ins-gz000001"}))
@@ -144,8 +207,11 @@ def full_flow(client):
                          {"NetworkInterfaceId": "eni-v4only01", "InstanceId": "ins-gz000001"}))
     r = client.DetachNetworkInterface(request(models.DetachNetworkInterfaceRequest, {
         "NetworkInterfaceId": "eni-m6dyj72l", "InstanceId": "ins-gz000001"}))
+    nic = describe(client, "eni-m6dyj72l")
+    assert nic.State == "DETACHING" and nic.Attachment.InstanceId == "ins-gz000001", nic
     assert wait_task(client, r.RequestId).Status == "SUCCESS"
-    assert describe(client, "eni-m6dyj72l").Attachment is None
+    nic = describe(client, "eni-m6dyj72l")
+    assert (nic.State, nic.NetworkInterfaceState, nic.Attachment) == ("AVAILABLE", "AVAILABLE", None), nic
 
     # Reads.
     limit = client.DescribeNetworkInterfaceLimit(
@@ -153,6 +219,18 @@ def full_flow(client):
     assert (limit.EniQuantity, limit.EniPrivateIpAddressQuantity) == (2, 10)
     subnets = client.DescribeSubnets(request(models.DescribeSubnetsRequest, {"SubnetIds": ["subnet-gz000001"]}))
     assert subnets.SubnetSet[0].CidrBlock == "172.16.0.0/24"
+    # The id filter and paging the controller uses: three ids, pages of two.
+    ids = ["eni-m6dyj72l", "eni-bbbbbbbb", "eni-v4only01"]
+    seen = []
+    for offset in (0, 2):
+        page = client.DescribeNetworkInterfaces(request(models.DescribeNetworkInterfacesRequest, {
+            "Filters": [{"Name": "network-interface-id", "Values": ids}], "Offset": offset, "Limit": 2}))
+        assert page.TotalCount == 3, page.TotalCount
+        seen += [n.NetworkInterfaceId for n in page.NetworkInterfaceSet]
+    assert sorted(seen) == sorted(ids), seen
+    gone = client.DescribeNetworkInterfaces(request(models.DescribeNetworkInterfacesRequest, {
+        "Filters": [{"Name": "network-interface-id", "Values": ["eni-gone0000"]}]}))
+    assert (gone.TotalCount, gone.NetworkInterfaceSet) == (0, []), gone
     expect_error("ResourceNotFound", client.DescribeVpcTaskResult,
                  request(models.DescribeVpcTaskResultRequest, {"TaskId": "no-such-task"}))
 
@@ -171,6 +249,15 @@ def quick_flow(client, ip):
 
 
 full_flow(vpc())
+
+# A task that fails: FAILED with its output text, and the address rolled back.
+set_faults([{"protocol": "tencent", "action": "AssignPrivateIpAddresses", "failTask": True, "times": 1}])
+c = vpc()
+r = c.AssignPrivateIpAddresses(request(models.AssignPrivateIpAddressesRequest, {
+    "NetworkInterfaceId": "eni-bbbbbbbb", "PrivateIpAddresses": [{"PrivateIpAddress": "172.16.0.160"}]}))
+failed = wait_task(c, r.RequestId)
+assert failed.Status == "FAILED" and isinstance(failed.Output, str) and failed.Output, (failed.Status, failed.Output)
+assert "172.16.0.160" not in secondary(describe(c, "eni-bbbbbbbb"))
 quick_flow(vpc(method="GET"), "172.16.0.150")
 quick_flow(vpc(sign="HmacSHA256"), "172.16.0.151")
 quick_flow(vpc(method="GET", sign="HmacSHA1"), "172.16.0.152")
@@ -195,12 +282,18 @@ expect_error("ResourceNotFound", vpc(region="ap-shanghai").DescribeNetworkInterf
 # CVM DescribeInstances, through the SDK's generic client (service cvm).
 cvm = CommonClient("cvm", "2017-03-12", CRED, "ap-guangzhou", profile())
 out = cvm.call_json("DescribeInstances", {"InstanceIds": ["ins-gz000001", "ins-gz000003"]})
-states = [i["InstanceState"] for i in out["Response"]["InstanceSet"]]
-assert states == ["RUNNING", "PENDING"], states
+check_tencent(cvm_models, cvm_models.DescribeInstancesResponse, out["Response"], "DescribeInstances")
+states = [(i["InstanceId"], i["InstanceState"], i["Placement"]["Zone"]) for i in out["Response"]["InstanceSet"]]
+assert states == [("ins-gz000001", "RUNNING", "ap-guangzhou-3"), ("ins-gz000003", "PENDING", "ap-guangzhou-3")], states
+assert out["Response"]["TotalCount"] == 2, out
 try:
     cvm.call_json("RebootInstances", {"InstanceIds": ["ins-gz000001"]})
     raise AssertionError("expected InvalidAction")
 except TencentCloudSDKException as e:
     assert e.get_code() == "InvalidAction", e
 
+assert RESPONSES_CHECKED >= {"AssignPrivateIpAddresses", "UnassignPrivateIpAddresses", "AssignIpv6Addresses",
+                             "UnassignIpv6Addresses", "AttachNetworkInterface", "DetachNetworkInterface",
+                             "DescribeNetworkInterfaces", "DescribeVpcTaskResult", "DescribeNetworkInterfaceLimit",
+                             "DescribeSubnets"}, RESPONSES_CHECKED
 print("ALL CHECKS PASSED")

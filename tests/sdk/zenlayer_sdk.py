@@ -5,7 +5,9 @@ Run by tests/cloudsim.rs with CLOUDSIM_ENDPOINT=127.0.0.1:PORT and the world
 in tests/support/cloudsim_world.yaml. Exits non-zero on the first failed check.
 """
 import os
+import json
 import time
+import urllib.request
 
 from zenlayercloud.common.config import Config
 from zenlayercloud.common.credential import Credential, TokenCredential
@@ -13,9 +15,32 @@ from zenlayercloud.common.excpetion.zenlayer_cloud_sdk_exception import Zenlayer
 from zenlayercloud.zec.v20250901 import models
 from zenlayercloud.zec.v20250901.zec_client import ZecClient
 
+from sdk_models import check_zenlayer
+
 ENDPOINT = os.environ["CLOUDSIM_ENDPOINT"]
 CONFIG = Config(scheme="http", domain=ENDPOINT)
 client = ZecClient(Credential("zl-test-key", "zl-test-password"), CONFIG)
+RESPONSES_CHECKED = set()
+
+
+def set_faults(rules):
+    """Replaces the simulator's fault rules (its loopback control endpoint)."""
+    req = urllib.request.Request("http://%s/_sim/faults" % ENDPOINT, data=json.dumps(rules).encode(), method="PUT",
+                                 headers={"Content-Type": "application/json"})
+    urllib.request.urlopen(req).read()
+
+
+def checked(api_call):
+    """Every answer must survive the SDK's response model field for field."""
+    def call(action, request, *args, **kwargs):
+        response = api_call(action, request, *args, **kwargs)
+        check_zenlayer(getattr(models, action + "Response"), response, action)
+        RESPONSES_CHECKED.add(action)
+        return response
+    return call
+
+
+client._api_call = checked(client._api_call)
 
 
 def req(cls, **fields):
@@ -31,6 +56,7 @@ def expect_error(code, call, *args):
     except ZenlayerCloudSdkException as e:
         assert e.code == code, "expected %s, got %s (%s)" % (code, e.code, e.message)
         assert e.request_id and e.request_id.startswith("T"), e.request_id
+        assert e.message, "errors carry a message"
         return
     raise AssertionError("expected error %s" % code)
 
@@ -40,6 +66,16 @@ def describe(nic_id):
     assert resp.totalCount == 1, resp
     return resp.dataSet[0]
 
+
+# The fields the controller reads, as the SDK's models see them.
+nic = describe("nic-zl-b")
+assert (nic.nicId, nic.vpcId, nic.subnetId) == ("nic-zl-b", "vpc-zl-1", "subnet-zl-v4"), nic
+assert (nic.status, nic.instanceId, nic.primaryIpv6, nic.ipv6Cidr) == ("AVAILABLE", None, None, None), nic
+attached = describe("nic-zl-primary")
+assert (attached.status, attached.instanceId) == ("USED", "ins-zl-run"), attached
+assert describe("nic-zl-pending").status == "PENDING"
+gone = client.DescribeNetworkInterfaces(req(models.DescribeNetworkInterfacesRequest, nicIds=["nic-zl-gone"]))
+assert (gone.totalCount, gone.dataSet) == (0, []), gone
 
 # Assign explicit addresses, then a count; describe; unassign.
 r = client.BatchAssignNetworkInterfaceIpv4(
@@ -115,18 +151,45 @@ expect_error("OPERATION_DENIED_NIC_NOT_EXIST_INSTANCE", client.DetachNetworkInte
 expect_error("INVALID_NIC_PRIMARY_CANT_DETACH", client.DetachNetworkInterface,
              req(models.DetachNetworkInterfaceRequest, nicId="nic-zl-primary"))
 client.DetachNetworkInterface(req(models.DetachNetworkInterfaceRequest, nicId="nic-zl-a"))
+assert describe("nic-zl-a").status == "DETACHING"
 deadline = time.time() + 10
 while describe("nic-zl-a").status != "AVAILABLE":
     assert time.time() < deadline, "detach never completed"
     time.sleep(0.05)
+assert describe("nic-zl-a").instanceId is None
+
+# An attach whose task fails: ATTACHING, then back to AVAILABLE without an instance.
+set_faults([{"protocol": "zenlayer", "action": "AttachNetworkInterface", "failTask": True, "times": 1}])
+client.AttachNetworkInterface(req(models.AttachNetworkInterfaceRequest, nicId="nic-zl-a", instanceId="ins-zl-run"))
+assert describe("nic-zl-a").status == "ATTACHING"
+deadline = time.time() + 10
+while describe("nic-zl-a").status == "ATTACHING":
+    assert time.time() < deadline, "failed attach never settled"
+    time.sleep(0.05)
+nic = describe("nic-zl-a")
+assert (nic.status, nic.instanceId) == ("AVAILABLE", None), nic
 
 # Reads.
 inst = client.DescribeInstances(req(models.DescribeInstancesRequest, instanceIds=["ins-zl-run"]))
 assert inst.totalCount == 1 and inst.dataSet[0].status == "RUNNING" and inst.dataSet[0].zoneId == "asia-east-1a"
+assert inst.dataSet[0].instanceId == "ins-zl-run"
+stopped = client.DescribeInstances(req(models.DescribeInstancesRequest, instanceIds=["ins-zl-stopped"], pageSize=1,
+                                       pageNum=1))
+assert [(i.instanceId, i.status) for i in stopped.dataSet] == [("ins-zl-stopped", "STOPPED")], stopped
+none = client.DescribeInstances(req(models.DescribeInstancesRequest, instanceIds=["ins-zl-nope"]))
+assert (none.totalCount, none.dataSet) == (0, []), none
 subnets = client.DescribeSubnets(req(models.DescribeSubnetsRequest, subnetIds=["subnet-zl-dual"]))
 assert subnets.dataSet[0].stackType == "IPv4_IPv6" and subnets.dataSet[0].cidrBlock == "10.1.0.0/24"
 page = client.DescribeNetworkInterfaces(req(models.DescribeNetworkInterfacesRequest, pageSize=2, pageNum=2))
 assert page.totalCount == 9 and len(page.dataSet) == 2
+ids = ["nic-zl-a", "nic-zl-b", "nic-zl-dual"]
+seen = []
+for num in (1, 2):
+    page = client.DescribeNetworkInterfaces(req(models.DescribeNetworkInterfacesRequest, nicIds=ids, pageSize=2,
+                                                pageNum=num))
+    assert page.totalCount == 3, page.totalCount
+    seen += [n.nicId for n in page.dataSet]
+assert sorted(seen) == ids, seen
 regions = client.DescribeNetworkInterfaceRegions(models.DescribeNetworkInterfaceRegionsRequest())
 assert regions.regionIds == ["asia-east-1", "eu-west-1"], regions.regionIds
 
@@ -136,4 +199,8 @@ assert token_client.DescribeNetworkInterfaceRegions(models.DescribeNetworkInterf
 bad = ZecClient(Credential("zl-test-key", "wrong"), CONFIG)
 expect_error("SIMULATOR_AUTH_FAILED", bad.DescribeNetworkInterfaceRegions, models.DescribeNetworkInterfaceRegionsRequest())
 
+assert RESPONSES_CHECKED >= {"BatchAssignNetworkInterfaceIpv4", "UnassignNetworkInterfaceIpv4",
+                             "AssignNetworkInterfaceIpv6", "UnassignNetworkInterfaceIpv6", "AttachNetworkInterface",
+                             "DetachNetworkInterface", "DescribeNetworkInterfaces", "DescribeInstances",
+                             "DescribeSubnets"}, RESPONSES_CHECKED
 print("ALL CHECKS PASSED")
