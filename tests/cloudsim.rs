@@ -527,8 +527,47 @@ async fn zenlayer_ipv6() {
 }
 
 #[tokio::test]
+async fn held_async_work_stays_in_flight_until_released() {
+    let sim = sim().await;
+    let hold = |held: bool| {
+        let url = format!("{}/_sim/async", sim.base_url());
+        async move {
+            http()
+                .put(url)
+                .json(&json!({"held": held}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(hold(true).await, 200);
+    zl_ok(
+        &zl(
+            &sim,
+            "AttachNetworkInterface",
+            json!({"nicId": "nic-zl-a", "instanceId": "ins-zl-run"}),
+        )
+        .await,
+    );
+    // Well past the world's 500 ms latency, the attachment is still in flight.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(sim.world().zenlayer.nics["nic-zl-a"].status, "ATTACHING");
+    assert_eq!(hold(false).await, 200);
+    assert_eq!(sim.world().zenlayer.nics["nic-zl-a"].status, "USED");
+    let bad = http()
+        .put(format!("{}/_sim/async", sim.base_url()))
+        .json(&json!({"hold": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+}
+
+#[tokio::test]
 async fn zenlayer_attach_detach() {
     let sim = sim().await;
+    sim.hold_async(true);
     let r = zl(
         &sim,
         "AttachNetworkInterface",
@@ -551,6 +590,7 @@ async fn zenlayer_attach_detach() {
     )
     .await;
     zl_err(&r, 400, "INVALID_NIC_ATTACHED");
+    sim.hold_async(false);
     poll("nic-zl-a USED", || {
         sim.world().zenlayer.nics["nic-zl-a"].status == "USED"
     })
@@ -621,8 +661,10 @@ async fn zenlayer_attach_detach() {
     )
     .await;
     zl_err(&r, 404, "INVALID_NIC_NOT_FOUND");
+    sim.hold_async(true);
     zl_ok(&zl(&sim, "DetachNetworkInterface", json!({"nicId": "nic-zl-a"})).await);
     assert_eq!(sim.world().zenlayer.nics["nic-zl-a"].status, "DETACHING");
+    sim.hold_async(false);
     poll("nic-zl-a AVAILABLE", || {
         sim.world().zenlayer.nics["nic-zl-a"].status == "AVAILABLE"
     })
@@ -1034,6 +1076,7 @@ fn ips(list: &[&str]) -> Value {
 #[tokio::test]
 async fn tencent_assign_is_async_with_task_result() {
     let sim = sim().await;
+    sim.hold_async(true);
     let r = tc(&sim, "AssignPrivateIpAddresses", json!({"NetworkInterfaceId": "eni-m6dyj72l", "PrivateIpAddresses": ips(&["172.16.0.30"]), "SecondaryPrivateIpAddressCount": 1})).await;
     let set: Vec<&str> = tc_ok(&r)["PrivateIpAddressSet"]
         .as_array()
@@ -1069,6 +1112,7 @@ async fn tencent_assign_is_async_with_task_result() {
         tc_code(&r),
         "UnsupportedOperation.MutexOperationTaskRunning"
     );
+    sim.hold_async(false);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let t = tc(&sim, "DescribeVpcTaskResult", json!({"TaskId": task})).await;
@@ -1453,6 +1497,7 @@ async fn tencent_ipv6() {
 #[tokio::test]
 async fn tencent_attach_detach_and_client_token() {
     let sim = sim().await;
+    sim.hold_async(true);
     let attach = json!({"NetworkInterfaceId": "eni-m6dyj72l", "InstanceId": "ins-gz000001", "ClientToken": "claim-uid-1"});
     let first = tc(&sim, "AttachNetworkInterface", attach.clone()).await;
     tc_ok(&first);
@@ -1473,6 +1518,7 @@ async fn tencent_attach_detach_and_client_token() {
         tc_code(&r),
         "UnsupportedOperation.IdempotentParameterMismatch"
     );
+    sim.hold_async(false);
     poll("attached", || {
         sim.world().tencent.nics["eni-m6dyj72l"].status == "USED"
     })

@@ -501,6 +501,7 @@ async fn zenlayer_ipv6_with_and_without_billing_fields() {
 /// attach with `already_attached`, detaches and settles: the same life cycle
 /// on every provider that supports attachments.
 async fn attach_detach_cycle(
+    sim: &RunningSim,
     p: &dyn NicProvider,
     nic: &NicRef,
     ins: &InstanceId,
@@ -508,6 +509,7 @@ async fn attach_detach_cycle(
 ) {
     let before = observe(p, nic).await;
     let op = Operation::attach(ins, &before, &key("attach"));
+    sim.hold_async(true);
     let submitted = p.submit(nic, &op).await.unwrap();
     assert!(!submitted.complete);
     let op = Operation {
@@ -516,6 +518,7 @@ async fn attach_detach_cycle(
     };
     assert_eq!(observe(p, nic).await.status, NicStatus::Attaching);
     assert_eq!(p.resolve(nic, &op).await.unwrap(), Resolution::InProgress);
+    sim.hold_async(false);
     assert!(matches!(
         settle(p, nic, &op).await,
         Resolution::Applied { .. }
@@ -549,6 +552,7 @@ async fn zenlayer_attach_and_detach_complete_asynchronously() {
     let sim = start_sim().await;
     let z = zenlayer(&sim, &Arc::new(Recorder::default()), ZL_SECRET);
     attach_detach_cycle(
+        &sim,
         &z,
         &NicRef::new("nic-free"),
         &InstanceId("ins-1".into()),
@@ -1073,6 +1077,7 @@ async fn tencent_ipv6_attach_detach_and_failed_tasks() {
     assert!(observe(&t, &nic).await.ipv6.is_empty());
 
     attach_detach_cycle(
+        &sim,
         &t,
         &nic,
         &ins,
@@ -1324,7 +1329,14 @@ async fn requests_use_the_sdk_request_models() {
     };
     ipv6_round(&z, &NicRef::new("nic-public6"), Some(billing)).await;
     let ins = InstanceId("ins-1".into());
-    attach_detach_cycle(&z, &NicRef::new("nic-free"), &ins, "INVALID_NIC_ATTACHED").await;
+    attach_detach_cycle(
+        &sim,
+        &z,
+        &NicRef::new("nic-free"),
+        &ins,
+        "INVALID_NIC_ATTACHED",
+    )
+    .await;
 
     let t = tencent(&sim, &rec, Credentials::new(TC_ID, TC_SECRET));
     let nic = NicRef::new("eni-abc");
@@ -1341,6 +1353,7 @@ async fn requests_use_the_sdk_request_models() {
     ipv6_round(&t, &free, None).await;
     let ins = InstanceId("ins-abc".into());
     attach_detach_cycle(
+        &sim,
         &t,
         &free,
         &ins,

@@ -114,6 +114,15 @@ impl RunningSim {
         self.sim.faults.list()
     }
 
+    /// Holds asynchronous work in flight (`true`) or lets it complete when due
+    /// (`false`, the default): tests look at `PENDING`/`ATTACHING`/... states
+    /// while held, without racing the simulated latency.
+    pub fn hold_async(&self, held: bool) {
+        self.sim
+            .async_held
+            .store(held, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// The most recent audit entries (up to 10 000), oldest first.
     pub fn audit(&self) -> Vec<AuditEntry> {
         self.sim.audit.recent()

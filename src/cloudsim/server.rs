@@ -1,6 +1,7 @@
 //! The HTTP listener: routes each request to its protocol, applies rate
 //! limits and faults, writes the audit log, and serves the control endpoints.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -64,6 +65,10 @@ pub(crate) struct Sim {
     pub limiter: RateLimiter,
     pub audit: Audit,
     pub nonces: super::legacy::NonceCache,
+    /// While set, asynchronous work (Tencent tasks, Zenlayer attach/detach)
+    /// stays in flight however long it has been due, so that tests can look at
+    /// transitional states without racing the simulated latency.
+    pub async_held: AtomicBool,
 }
 
 impl Sim {
@@ -84,6 +89,7 @@ impl Sim {
             limiter: RateLimiter::default(),
             audit,
             nonces: Default::default(),
+            async_held: AtomicBool::new(false),
         }
     }
 
@@ -91,7 +97,9 @@ impl Sim {
     /// `f` short: every request goes through this one lock.
     pub fn with_world<R>(&self, f: impl FnOnce(&mut WorldState) -> R) -> R {
         let mut world = self.world.lock().unwrap_or_else(|e| e.into_inner());
-        world.advance(Instant::now());
+        if !self.async_held.load(Ordering::SeqCst) {
+            world.advance(Instant::now());
+        }
         f(&mut world)
     }
 
@@ -225,7 +233,8 @@ async fn handle(
 }
 
 /// `/_sim/world` (GET), `/_sim/faults` (GET, PUT/POST to replace, DELETE to
-/// clear), `/_sim/audit` (GET). No cloud signature: a loopback dev tool.
+/// clear), `/_sim/audit` (GET), `/_sim/async` (GET, PUT `{"held": bool}`).
+/// No cloud signature: a loopback dev tool.
 fn control(sim: &Sim, req: &HttpRequest) -> Reply {
     let ok = |body: Value| Reply { status: 200, body };
     match (req.method.clone(), req.path.as_str()) {
@@ -258,6 +267,24 @@ fn control(sim: &Sim, req: &HttpRequest) -> Reply {
             ok(json!([]))
         }
         (Method::GET, "/_sim/audit") => ok(json!(sim.audit.recent())),
+        (Method::GET, "/_sim/async") => ok(json!({"held": sim.async_held.load(Ordering::SeqCst)})),
+        (Method::PUT | Method::POST, "/_sim/async") => {
+            #[derive(serde::Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct Hold {
+                held: bool,
+            }
+            match serde_json::from_slice::<Hold>(&req.body) {
+                Ok(Hold { held }) => {
+                    sim.async_held.store(held, Ordering::SeqCst);
+                    ok(json!({"held": held}))
+                }
+                Err(e) => Reply {
+                    status: 400,
+                    body: json!({"error": format!("expected {{\"held\": true|false}}: {e}")}),
+                },
+            }
+        }
         _ => Reply {
             status: 404,
             body: json!({"error": format!("no control endpoint {} {}", req.method, req.path)}),

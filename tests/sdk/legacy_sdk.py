@@ -11,12 +11,13 @@ in tests/support/cloudsim_world.yaml.
 import json
 import os
 import time
-import urllib.request
 from http.client import HTTPConnection
 
 import QcloudApi.common.request as qcloud_request
 from QcloudApi.modules.vpc import Vpc
 from QcloudApi.qcloudapi import QcloudApi
+
+from sim_control import set_faults
 
 
 class PlainHTTPConnection(HTTPConnection):
@@ -32,13 +33,6 @@ class PlainHTTPConnection(HTTPConnection):
 qcloud_request.MyHTTPSConnection = PlainHTTPConnection
 ENDPOINT = os.environ["CLOUDSIM_ENDPOINT"]
 Vpc.requestHost = ENDPOINT
-
-
-def set_faults(rules):
-    """Replaces the simulator's fault rules (its loopback control endpoint)."""
-    req = urllib.request.Request("http://%s/_sim/faults" % ENDPOINT, data=json.dumps(rules).encode(), method="PUT",
-                                 headers={"Content-Type": "application/json"})
-    urllib.request.urlopen(req).read()
 
 
 def client(method="GET", sign="HmacSHA1", secret_key="tc-test-secret-key", secret_id="AKIDtestkey0001"):

@@ -9,7 +9,6 @@ in tests/support/cloudsim_world.yaml.
 import json
 import os
 import time
-import urllib.request
 
 from tencentcloud.common import credential
 from tencentcloud.common.common_client import CommonClient
@@ -19,18 +18,12 @@ from tencentcloud.common.profile.http_profile import HttpProfile
 from tencentcloud.cvm.v20170312 import models as cvm_models
 from tencentcloud.vpc.v20170312 import models, vpc_client
 
+from sim_control import hold_async, set_faults
 from sdk_models import check_tencent
 
 ENDPOINT = os.environ["CLOUDSIM_ENDPOINT"]
 CRED = credential.Credential("AKIDtestkey0001", "tc-test-secret-key")
 RESPONSES_CHECKED = set()
-
-
-def set_faults(rules):
-    """Replaces the simulator's fault rules (its loopback control endpoint)."""
-    req = urllib.request.Request("http://%s/_sim/faults" % ENDPOINT, data=json.dumps(rules).encode(), method="PUT",
-                                 headers={"Content-Type": "application/json"})
-    urllib.request.urlopen(req).read()
 
 
 def checked(client, module):
@@ -119,6 +112,7 @@ def full_flow(client):
     assert attached.Attachment.InstanceId == "ins-gz000001" and attached.Primary is True, attached.Attachment
 
     # Assign explicit + counted, poll the task, check the addresses.
+    hold_async(True)
     r = client.AssignPrivateIpAddresses(request(models.AssignPrivateIpAddressesRequest, {
         "NetworkInterfaceId": "eni-m6dyj72l", "PrivateIpAddresses": [{"PrivateIpAddress": "172.16.0.100"}],
         "ClientToken": "sdk-token-1"}))
@@ -128,6 +122,7 @@ def full_flow(client):
     expect_error("UnsupportedOperation.MutexOperationTaskRunning", client.AssignPrivateIpAddresses,
                  request(models.AssignPrivateIpAddressesRequest,
                          {"NetworkInterfaceId": "eni-m6dyj72l", "SecondaryPrivateIpAddressCount": 1}))
+    hold_async(False)
     done = wait_task(client, task)
     assert done.Status == "SUCCESS" and isinstance(done.Output, str), (done.Status, done.Output)
     nic = describe(client, "eni-m6dyj72l")
@@ -165,33 +160,41 @@ def full_flow(client):
                      "NetworkInterfaceId": "eni-m6dyj72l", "PrivateIpAddresses": [{"PrivateIpAddress": "172.16.0.10"}]}))
 
     # Unassign.
+    hold_async(True)
     r = client.UnassignPrivateIpAddresses(request(models.UnassignPrivateIpAddressesRequest, {
         "NetworkInterfaceId": "eni-m6dyj72l", "PrivateIpAddresses": [{"PrivateIpAddress": "172.16.0.100"}]}))
     assert ip_states(describe(client, "eni-m6dyj72l"))["172.16.0.100"] == "DELETING"
+    hold_async(False)
     assert wait_task(client, r.RequestId).Status == "SUCCESS"
     assert secondary(describe(client, "eni-m6dyj72l")) == []
 
     # IPv6.
+    hold_async(True)
     r = client.AssignIpv6Addresses(request(models.AssignIpv6AddressesRequest,
                                            {"NetworkInterfaceId": "eni-m6dyj72l", "Ipv6AddressCount": 1}))
     address = r.Ipv6AddressSet[0].Address
     assert address.startswith("2402:4e00:1:"), address
     assert ipv6_states(describe(client, "eni-m6dyj72l")) == {address: "PENDING"}
+    hold_async(False)
     assert wait_task(client, r.RequestId).Status == "SUCCESS"
     assert ipv6_states(describe(client, "eni-m6dyj72l")) == {address: "AVAILABLE"}
     expect_error("UnsupportedOperation", client.AssignIpv6Addresses, request(models.AssignIpv6AddressesRequest, {
         "NetworkInterfaceId": "eni-v4only01", "Ipv6AddressCount": 1}))
+    hold_async(True)
     r = client.UnassignIpv6Addresses(request(models.UnassignIpv6AddressesRequest, {
         "NetworkInterfaceId": "eni-m6dyj72l", "Ipv6Addresses": [{"Address": address}]}))
     assert ipv6_states(describe(client, "eni-m6dyj72l")) == {address: "DELETING"}
+    hold_async(False)
     assert wait_task(client, r.RequestId).Status == "SUCCESS"
     assert describe(client, "eni-m6dyj72l").Ipv6AddressSet == []
 
     # Attach and detach.
+    hold_async(True)
     r = client.AttachNetworkInterface(request(models.AttachNetworkInterfaceRequest, {
         "NetworkInterfaceId": "eni-m6dyj72l", "InstanceId": "ins-gz000001"}))
     nic = describe(client, "eni-m6dyj72l")
     assert (nic.State, nic.NetworkInterfaceState) == ("ATTACHING", "ATTACHING"), (nic.State, nic.NetworkInterfaceState)
+    hold_async(False)
     assert wait_task(client, r.RequestId).Status == "SUCCESS"
     nic = describe(client, "eni-m6dyj72l")
     assert (nic.State, nic.NetworkInterfaceState) == ("AVAILABLE", "INUSE"), (nic.State, nic.NetworkInterfaceState)
@@ -205,10 +208,12 @@ def full_flow(client):
     expect_error("UnsupportedOperation.ZoneMismatch", client.AttachNetworkInterface,
                  request(models.AttachNetworkInterfaceRequest,
                          {"NetworkInterfaceId": "eni-v4only01", "InstanceId": "ins-gz000001"}))
+    hold_async(True)
     r = client.DetachNetworkInterface(request(models.DetachNetworkInterfaceRequest, {
         "NetworkInterfaceId": "eni-m6dyj72l", "InstanceId": "ins-gz000001"}))
     nic = describe(client, "eni-m6dyj72l")
     assert nic.State == "DETACHING" and nic.Attachment.InstanceId == "ins-gz000001", nic
+    hold_async(False)
     assert wait_task(client, r.RequestId).Status == "SUCCESS"
     nic = describe(client, "eni-m6dyj72l")
     assert (nic.State, nic.NetworkInterfaceState, nic.Attachment) == ("AVAILABLE", "AVAILABLE", None), nic

@@ -7,7 +7,6 @@ in tests/support/cloudsim_world.yaml. Exits non-zero on the first failed check.
 import os
 import json
 import time
-import urllib.request
 
 from zenlayercloud.common.config import Config
 from zenlayercloud.common.credential import Credential, TokenCredential
@@ -15,19 +14,13 @@ from zenlayercloud.common.excpetion.zenlayer_cloud_sdk_exception import Zenlayer
 from zenlayercloud.zec.v20250901 import models
 from zenlayercloud.zec.v20250901.zec_client import ZecClient
 
+from sim_control import hold_async, set_faults
 from sdk_models import check_zenlayer
 
 ENDPOINT = os.environ["CLOUDSIM_ENDPOINT"]
 CONFIG = Config(scheme="http", domain=ENDPOINT)
 client = ZecClient(Credential("zl-test-key", "zl-test-password"), CONFIG)
 RESPONSES_CHECKED = set()
-
-
-def set_faults(rules):
-    """Replaces the simulator's fault rules (its loopback control endpoint)."""
-    req = urllib.request.Request("http://%s/_sim/faults" % ENDPOINT, data=json.dumps(rules).encode(), method="PUT",
-                                 headers={"Content-Type": "application/json"})
-    urllib.request.urlopen(req).read()
 
 
 def checked(api_call):
@@ -131,8 +124,10 @@ client.UnassignNetworkInterfaceIpv6(req(models.UnassignNetworkInterfaceIpv6Reque
 assert describe("nic-zl-dual").primaryIpv6 is None
 
 # Attach (ATTACHING -> USED), detach (DETACHING -> AVAILABLE).
+hold_async(True)
 client.AttachNetworkInterface(req(models.AttachNetworkInterfaceRequest, nicId="nic-zl-a", instanceId="ins-zl-run"))
 assert describe("nic-zl-a").status == "ATTACHING"
+hold_async(False)
 expect_error("INVALID_NIC_INSTANCE_REGION_MISMATCH", client.AttachNetworkInterface,
              req(models.AttachNetworkInterfaceRequest, nicId="nic-zl-b", instanceId="ins-zl-eu"))
 expect_error("OPERATION_DENIED_INSTANCE_STATUS_NOT_SUPPORT", client.AttachNetworkInterface,
@@ -150,8 +145,10 @@ expect_error("OPERATION_DENIED_NIC_NOT_EXIST_INSTANCE", client.DetachNetworkInte
              req(models.DetachNetworkInterfaceRequest, nicId="nic-zl-b"))
 expect_error("INVALID_NIC_PRIMARY_CANT_DETACH", client.DetachNetworkInterface,
              req(models.DetachNetworkInterfaceRequest, nicId="nic-zl-primary"))
+hold_async(True)
 client.DetachNetworkInterface(req(models.DetachNetworkInterfaceRequest, nicId="nic-zl-a"))
 assert describe("nic-zl-a").status == "DETACHING"
+hold_async(False)
 deadline = time.time() + 10
 while describe("nic-zl-a").status != "AVAILABLE":
     assert time.time() < deadline, "detach never completed"
@@ -160,8 +157,10 @@ assert describe("nic-zl-a").instanceId is None
 
 # An attach whose task fails: ATTACHING, then back to AVAILABLE without an instance.
 set_faults([{"protocol": "zenlayer", "action": "AttachNetworkInterface", "failTask": True, "times": 1}])
+hold_async(True)
 client.AttachNetworkInterface(req(models.AttachNetworkInterfaceRequest, nicId="nic-zl-a", instanceId="ins-zl-run"))
 assert describe("nic-zl-a").status == "ATTACHING"
+hold_async(False)
 deadline = time.time() + 10
 while describe("nic-zl-a").status == "ATTACHING":
     assert time.time() < deadline, "failed attach never settled"
