@@ -176,6 +176,9 @@ pub struct Args {
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     use anyhow::Context as _;
+    // Handlers go in before the address is logged: a supervisor (or a test) that reads the
+    // address and sends SIGTERM at once must get a clean shutdown, not the default action.
+    let shutdown = shutdown_signal().context("installing signal handlers")?;
     let text = std::fs::read_to_string(&args.world)
         .with_context(|| format!("reading {}", args.world.display()))?;
     let world =
@@ -184,30 +187,31 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
     tracing::info!(address = %sim.addr(), "cloudsim listening on {}", sim.base_url());
-    shutdown_signal().await;
+    shutdown.await;
     tracing::info!("cloudsim shutting down");
     sim.shutdown().await;
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Registers the SIGTERM and SIGINT handlers now and returns a future that completes on the
+/// first of them.
+fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
+        })
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }
