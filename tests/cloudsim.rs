@@ -1605,6 +1605,75 @@ async fn tencent_attach_detach_and_client_token() {
     assert_eq!(secondaries(&sim, "eni-bbbbbbbb").len(), 2);
 }
 
+/// The ClientToken memory is bounded: past `clientTokenCapacity` the oldest
+/// token is forgotten (and acts as new), the newest are still honoured.
+#[tokio::test]
+async fn tencent_client_tokens_are_forgotten_oldest_first() {
+    let sim =
+        sim_from(&WORLD.replacen("\ntencent:\n", "\ntencent:\n  clientTokenCapacity: 2\n", 1))
+            .await;
+    let assign = |nic: &str, count: u32, token: &str| json!({"NetworkInterfaceId": nic, "SecondaryPrivateIpAddressCount": count, "ClientToken": token});
+    tc_ok(
+        &tc(
+            &sim,
+            "AssignPrivateIpAddresses",
+            assign("eni-bbbbbbbb", 1, "t1"),
+        )
+        .await,
+    );
+    let r = tc(
+        &sim,
+        "AssignPrivateIpAddresses",
+        assign("eni-bbbbbbbb", 2, "t1"),
+    )
+    .await;
+    assert_eq!(
+        tc_code(&r),
+        "UnsupportedOperation.IdempotentParameterMismatch"
+    );
+    tc_ok(
+        &tc(
+            &sim,
+            "AssignPrivateIpAddresses",
+            assign("eni-m6dyj72l", 1, "t2"),
+        )
+        .await,
+    );
+    tc_ok(
+        &tc(
+            &sim,
+            "AssignPrivateIpAddresses",
+            assign("eni-v4only01", 1, "t3"),
+        )
+        .await,
+    );
+    // t1 was forgotten when t3 arrived; t2 and t3 are remembered.
+    for (nic, token) in [("eni-m6dyj72l", "t2"), ("eni-v4only01", "t3")] {
+        let r = tc(&sim, "AssignPrivateIpAddresses", assign(nic, 3, token)).await;
+        assert_eq!(
+            tc_code(&r),
+            "UnsupportedOperation.IdempotentParameterMismatch",
+            "{token} must still be remembered"
+        );
+    }
+    poll("t1 completed", || {
+        sim.world().tencent.nics["eni-bbbbbbbb"].busy_task.is_none()
+    })
+    .await;
+    let r = tc(
+        &sim,
+        "AssignPrivateIpAddresses",
+        assign("eni-bbbbbbbb", 2, "t1"),
+    )
+    .await;
+    tc_ok(&r);
+    assert_eq!(
+        r["PrivateIpAddressSet"].as_array().map(Vec::len),
+        Some(2),
+        "{r}"
+    );
+}
+
 /// Tencent vectors of `cloud-apis/tencent.md` §7, verbatim.
 #[tokio::test]
 async fn tencent_signature_vectors() {

@@ -114,6 +114,7 @@ pub(crate) struct CloudFile {
     pub default_nic_ip_quota: Option<u32>,
     pub max_bandwidth: Option<u32>,
     pub max_traffic_package: Option<f64>,
+    pub client_token_capacity: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -444,6 +444,42 @@ pub struct TokenRecord {
 
 const KEEP_FINISHED_TASKS: usize = 100_000;
 
+/// The remembered `ClientToken` requests, keyed by (key id, action, token). Bounded: once
+/// `capacity` tokens are held the oldest is forgotten, so a long-running simulator (or a
+/// benchmark) does not grow without limit. A forgotten token behaves as a new one, which is
+/// what a client retrying days later would meet on the real cloud too.
+#[derive(Debug, Clone)]
+pub struct ClientTokens {
+    records: HashMap<(String, String, String), TokenRecord>,
+    order: VecDeque<(String, String, String)>,
+    capacity: usize,
+}
+
+impl ClientTokens {
+    fn new(capacity: usize) -> ClientTokens {
+        ClientTokens {
+            records: HashMap::new(),
+            order: VecDeque::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    pub fn get(&self, key: &(String, String, String)) -> Option<&TokenRecord> {
+        self.records.get(key)
+    }
+
+    pub fn insert(&mut self, key: (String, String, String), record: TokenRecord) {
+        if self.records.insert(key.clone(), record).is_none() {
+            self.order.push_back(key);
+        }
+        while self.order.len() > self.capacity {
+            if let Some(oldest) = self.order.pop_front() {
+                self.records.remove(&oldest);
+            }
+        }
+    }
+}
+
 /// One vendor's resources.
 #[derive(Debug, Clone)]
 pub struct Cloud {
@@ -458,7 +494,7 @@ pub struct Cloud {
     pending: BTreeMap<(Instant, u64), String>,
     finished: VecDeque<String>,
     next_task: u64,
-    pub client_tokens: HashMap<(String, String, String), TokenRecord>,
+    pub client_tokens: ClientTokens,
     pub async_latency: Duration,
     pub max_bandwidth: u32,
     pub max_traffic_package: f64,
@@ -519,7 +555,7 @@ impl Cloud {
             pending: BTreeMap::new(),
             finished: VecDeque::new(),
             next_task: 1000,
-            client_tokens: HashMap::new(),
+            client_tokens: ClientTokens::new(file.client_token_capacity.unwrap_or(100_000)),
             async_latency: Duration::from_millis(file.async_latency_ms.unwrap_or(100)),
             max_bandwidth: file.max_bandwidth.unwrap_or(10_000),
             max_traffic_package: file.max_traffic_package.unwrap_or(1000.0),
