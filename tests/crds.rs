@@ -217,7 +217,7 @@ fn every_rule_compiles_and_fits_the_cost_budget() {
     }
     // Every rule below is exercised by the accept/reject tables; a new rule must be added there.
     assert_eq!(
-        rules, 12,
+        rules, 14,
         "the number of CEL rules changed: add accept/reject cases for it"
     );
 }
@@ -368,8 +368,8 @@ fn ipv6_billing_fields_must_agree() {
     accept(json!({}));
     accept(json!({"count": 1, "internetChargeType": "ByBandwidth", "bandwidth": 100}));
     accept(json!({"internetChargeType": "ByTrafficPackage", "bandwidth": 10, "packageSize": 0.3}));
-    accept(json!({"internetChargeType": "ByTrafficPackage", "packageSize": 0}));
-    accept(json!({"internetChargeType": "ByTrafficPackage", "packageSize": 12.7}));
+    accept(json!({"internetChargeType": "ByTrafficPackage", "bandwidth": 1, "packageSize": 0}));
+    accept(json!({"internetChargeType": "ByTrafficPackage", "bandwidth": 5, "packageSize": 12.7}));
     accept(json!({"internetChargeType": "BandwidthCluster", "clusterId": "bwc-1", "bandwidth": 1}));
 
     reject(
@@ -377,19 +377,19 @@ fn ipv6_billing_fields_must_agree() {
         "packageSize is only valid with internetChargeType ByTrafficPackage",
     );
     reject(
-        json!({"internetChargeType": "ByBandwidth", "packageSize": 1.0}),
+        json!({"internetChargeType": "ByBandwidth", "bandwidth": 1, "packageSize": 1.0}),
         "packageSize is only valid with internetChargeType ByTrafficPackage",
     );
     reject(
-        json!({"internetChargeType": "ByTrafficPackage", "packageSize": 0.25}),
+        json!({"internetChargeType": "ByTrafficPackage", "bandwidth": 1, "packageSize": 0.25}),
         "packageSize must be 0 or a multiple of 0.1 TB",
     );
     reject(
-        json!({"internetChargeType": "ByTrafficPackage", "packageSize": 1.05}),
+        json!({"internetChargeType": "ByTrafficPackage", "bandwidth": 1, "packageSize": 1.05}),
         "packageSize must be 0 or a multiple of 0.1 TB",
     );
     reject(
-        json!({"internetChargeType": "ByBandwidth", "clusterId": "bwc-1"}),
+        json!({"internetChargeType": "ByBandwidth", "bandwidth": 1, "clusterId": "bwc-1"}),
         "clusterId is only valid with internetChargeType BandwidthCluster",
     );
     reject(
@@ -397,9 +397,20 @@ fn ipv6_billing_fields_must_agree() {
         "clusterId is only valid with internetChargeType BandwidthCluster",
     );
     reject(
-        json!({"internetChargeType": "BandwidthCluster"}),
+        json!({"internetChargeType": "BandwidthCluster", "bandwidth": 1}),
         "internetChargeType BandwidthCluster needs clusterId",
     );
+    reject(
+        json!({"internetChargeType": "ByTrafficPackage", "bandwidth": 1}),
+        "internetChargeType ByTrafficPackage needs packageSize",
+    );
+    let both_or_neither =
+        "a public IPv6 needs both internetChargeType and bandwidth; a private IPv6 takes neither";
+    reject(
+        json!({"internetChargeType": "ByBandwidth"}),
+        both_or_neither,
+    );
+    reject(json!({"count": 1, "bandwidth": 100}), both_or_neither);
 }
 
 #[test]

@@ -149,12 +149,18 @@ pub enum QosLevel {
 }
 
 /// IPv6 addresses of the NIC and, on Zenlayer, the billing of a public IPv6.
+///
+/// Zenlayer requires `internetChargeType` and `bandwidth` exactly when the subnet's IPv6 is
+/// public, `packageSize` with `ByTrafficPackage` and `clusterId` with `BandwidthCluster`; set
+/// none of them for a private IPv6.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
     validation = kube::core::Rule::new("!has(self.packageSize) || (has(self.internetChargeType) && self.internetChargeType == 'ByTrafficPackage')").message("packageSize is only valid with internetChargeType ByTrafficPackage").field_path(".packageSize"),
     validation = kube::core::Rule::new("!has(self.clusterId) || (has(self.internetChargeType) && self.internetChargeType == 'BandwidthCluster')").message("clusterId is only valid with internetChargeType BandwidthCluster").field_path(".clusterId"),
-    validation = kube::core::Rule::new("!has(self.internetChargeType) || self.internetChargeType != 'BandwidthCluster' || has(self.clusterId)").message("internetChargeType BandwidthCluster needs clusterId").field_path(".clusterId")
+    validation = kube::core::Rule::new("!has(self.internetChargeType) || self.internetChargeType != 'BandwidthCluster' || has(self.clusterId)").message("internetChargeType BandwidthCluster needs clusterId").field_path(".clusterId"),
+    validation = kube::core::Rule::new("!has(self.internetChargeType) || self.internetChargeType != 'ByTrafficPackage' || has(self.packageSize)").message("internetChargeType ByTrafficPackage needs packageSize").field_path(".packageSize"),
+    validation = kube::core::Rule::new("has(self.internetChargeType) == has(self.bandwidth)").message("a public IPv6 needs both internetChargeType and bandwidth; a private IPv6 takes neither").field_path(".bandwidth")
 )]
 pub struct Ipv6Spec {
     /// How many IPv6 addresses the NIC must carry. Zenlayer NICs carry exactly one; Tencent
@@ -163,23 +169,25 @@ pub struct Ipv6Spec {
     #[schemars(range(min = 1, max = 10))]
     pub count: u32,
 
-    /// Zenlayer only, for subnets with public IPv6: how the address is billed.
+    /// Zenlayer only, for subnets with public IPv6 (required there, with `bandwidth`): how the
+    /// address is billed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub internet_charge_type: Option<InternetChargeType>,
 
-    /// Zenlayer only, for public IPv6: the bandwidth cap in Mbps.
+    /// Zenlayer only, for public IPv6 (required there, with `internetChargeType`): the bandwidth
+    /// cap in Mbps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 100000))]
     pub bandwidth: Option<u32>,
 
-    /// Zenlayer only, with `ByTrafficPackage`: the traffic package size in TB, 0 or a
+    /// Zenlayer only, required with `ByTrafficPackage`: the traffic package size in TB, 0 or a
     /// multiple of 0.1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0.0, max = 100000.0))]
     #[x_kube(validation = kube::core::Rule::new("double(self) * 10.0 - double(int(double(self) * 10.0 + 0.5)) < 0.000001 && double(int(double(self) * 10.0 + 0.5)) - double(self) * 10.0 < 0.000001").message("packageSize must be 0 or a multiple of 0.1 TB"))]
     pub package_size: Option<f64>,
 
-    /// Zenlayer only, with `BandwidthCluster`: the shared bandwidth package ID.
+    /// Zenlayer only, required with `BandwidthCluster`: the shared bandwidth package ID.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 64))]
     pub cluster_id: Option<String>,
