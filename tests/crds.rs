@@ -178,6 +178,35 @@ fn every_list_and_string_is_bounded_and_no_field_is_nullable() {
     }
 }
 
+/// `kubectl explain` teaches the API from these descriptions: every field of spec and status
+/// must have one (array items are described by their array).
+#[test]
+fn every_field_is_documented_for_kubectl_explain() {
+    for kind in ["NicIpClaim", "ProviderConfig"] {
+        let schema = schema(kind);
+        let mut undocumented = Vec::new();
+        for root in ["spec", "status"] {
+            walk(
+                &schema["properties"][root],
+                &format!("{kind}.{root}"),
+                &mut |path, node| {
+                    let documented = node
+                        .get("description")
+                        .and_then(Value::as_str)
+                        .is_some_and(|d| d.trim().len() > 3);
+                    if !path.ends_with("[]") && !documented {
+                        undocumented.push(path.to_string());
+                    }
+                },
+            );
+        }
+        assert!(
+            undocumented.is_empty(),
+            "fields without a description: {undocumented:#?}"
+        );
+    }
+}
+
 #[test]
 fn every_rule_compiles_and_fits_the_cost_budget() {
     let mut rules = 0;
