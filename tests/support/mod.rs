@@ -10,8 +10,9 @@ use std::sync::OnceLock;
 ///
 /// Test binaries (and, under nextest, every test) run in processes of their
 /// own, so creation is guarded by an exclusive file lock; the environment is
-/// rebuilt when the requirements change. A missing interpreter or an unreachable package index fails the
-/// calling test with pip's own message rather than skipping it.
+/// rebuilt when the requirements change. A missing interpreter or an
+/// unreachable package index fails the calling test with pip's own message
+/// rather than skipping it.
 pub struct PythonTools {
     pub venv: PathBuf,
 }
