@@ -998,7 +998,8 @@ async fn zenlayer_auth_failures() {
 
 // ---------------------------------------------------------------- Tencent API 3.0
 
-async fn tc_with(
+/// A signed TC3 request, ready to send.
+fn tc_request(
     sim: &RunningSim,
     key: (&str, &str),
     service: &str,
@@ -1006,7 +1007,7 @@ async fn tc_with(
     region: &str,
     body: Value,
     token: Option<&str>,
-) -> Value {
+) -> reqwest::RequestBuilder {
     let body = body.to_string();
     let host = sim.addr().to_string();
     let ts = now();
@@ -1038,7 +1039,20 @@ async fn tc_with(
     if let Some(t) = token {
         b = b.header("X-TC-Token", t);
     }
-    let (status, v) = json_of(b.body(body).send().await.unwrap()).await;
+    b.body(body)
+}
+
+async fn tc_with(
+    sim: &RunningSim,
+    key: (&str, &str),
+    service: &str,
+    action: &str,
+    region: &str,
+    body: Value,
+    token: Option<&str>,
+) -> Value {
+    let b = tc_request(sim, key, service, action, region, body, token);
+    let (status, v) = json_of(b.send().await.unwrap()).await;
     assert_eq!(
         status, 200,
         "Tencent answers every processed request with 200"
@@ -2131,25 +2145,29 @@ async fn tencent_auth_failures() {
 
 // ---------------------------------------------------------------- Legacy API 2.0
 
-async fn legacy_with(
+/// A query-signed request (legacy API 2.0 at `/v2/index.php`, signature v1
+/// of API 3.0 at `/`): `params` get a fresh nonce, the timestamp and the key,
+/// and are sent as the query (GET) or a form body (POST). Also returns the
+/// signature, which must never be echoed anywhere.
+fn query_request(
     sim: &RunningSim,
     method: &str,
+    path: &str,
     key: (&str, &str),
     params: &[(&str, &str)],
     ts: i64,
-) -> Value {
+) -> (reqwest::RequestBuilder, String) {
     let host = sim.addr().to_string();
     let nonce = rand::random::<u32>().to_string();
     let ts = ts.to_string();
     let mut all: Vec<(&str, &str)> = vec![
         ("Nonce", &nonce),
         ("Timestamp", &ts),
-        ("Region", "gz"),
         ("SecretId", key.0),
         ("SignatureMethod", "HmacSHA256"),
     ];
     all.extend_from_slice(params);
-    let sts = query::string_to_sign(method, &host, "/v2/index.php", all.iter().copied());
+    let sts = query::string_to_sign(method, &host, path, all.iter().copied());
     let sig = query::signature(key.1, query::Method::HmacSha256, &sts);
     let mut ser = form_urlencoded::Serializer::new(String::new());
     for (k, v) in &all {
@@ -2158,13 +2176,26 @@ async fn legacy_with(
     ser.append_pair("Signature", &sig);
     let form = ser.finish();
     let b = if method == "GET" {
-        http().get(format!("{}/v2/index.php?{form}", sim.base_url()))
+        http().get(format!("{}{path}?{form}", sim.base_url()))
     } else {
         http()
-            .post(format!("{}/v2/index.php", sim.base_url()))
+            .post(format!("{}{path}", sim.base_url()))
             .header("Content-Type", "application/x-www-form-urlencoded")
             .body(form)
     };
+    (b, sig)
+}
+
+async fn legacy_with(
+    sim: &RunningSim,
+    method: &str,
+    key: (&str, &str),
+    params: &[(&str, &str)],
+    ts: i64,
+) -> Value {
+    let mut all = vec![("Region", "gz")];
+    all.extend_from_slice(params);
+    let (b, _) = query_request(sim, method, "/v2/index.php", key, &all, ts);
     let (status, v) = json_of(b.send().await.unwrap()).await;
     assert_eq!(status, 200);
     v
@@ -2419,42 +2450,107 @@ async fn legacy_nonce_replay_is_refused() {
 
 // ---------------------------------------------------------------- limits, faults, audit, control
 
-#[tokio::test]
-async fn rate_limits_answer_with_throttling_errors() {
-    let yaml = WORLD
+/// A world where `DescribeSubnets` (Zenlayer, Tencent) and
+/// `DescribeNetworkInterfaces` (Tencent, both generations) allow one call per
+/// key and then nothing for a quarter of an hour: the second call is throttled
+/// however slowly the test runs.
+fn throttled_world(extra_settings: &str) -> String {
+    WORLD
         .replace(
             "zenlayer:\n  asyncLatencyMs: 500",
-            "zenlayer:\n  asyncLatencyMs: 500\n  rateLimits: {DescribeSubnets: 1}",
+            "zenlayer:\n  asyncLatencyMs: 500\n  rateLimits: {DescribeSubnets: 0.001}",
         )
         .replace(
             "tencent:\n  asyncLatencyMs: 500",
-            "tencent:\n  asyncLatencyMs: 500\n  rateLimits: {DescribeSubnets: 1}",
-        );
-    let sim = sim_from(&yaml).await;
-    let mut zl_codes = Vec::new();
-    let mut tc_codes = Vec::new();
-    for _ in 0..6 {
-        zl_codes.push(zl(&sim, "DescribeSubnets", json!({})).await.0);
-        tc_codes.push(tc_code(&tc(&sim, "DescribeSubnets", json!({})).await).to_string());
-    }
-    assert!(
-        zl_codes.iter().filter(|c| **c == 429).count() >= 2,
-        "{zl_codes:?}"
+            "tencent:\n  asyncLatencyMs: 500\n  rateLimits: {DescribeSubnets: 0.001, DescribeNetworkInterfaces: 0.001}",
+        )
+        .replace("accounts:\n", &format!("settings: {{{extra_settings}}}\naccounts:\n"))
+}
+
+#[tokio::test]
+async fn rate_limits_answer_with_throttling_errors() {
+    let sim = sim_from(&throttled_world("")).await;
+    zl_ok(&zl(&sim, "DescribeSubnets", json!({})).await);
+    zl_err(
+        &zl(&sim, "DescribeSubnets", json!({})).await,
+        429,
+        "REQUEST_LIMIT_EXCEEDED",
     );
-    assert!(
-        tc_codes
-            .iter()
-            .filter(|c| *c == "RequestLimitExceeded")
-            .count()
-            >= 2,
-        "{tc_codes:?}"
-    );
-    let r = zl(&sim, "DescribeSubnets", json!({})).await;
-    if r.0 == 429 {
-        zl_err(&r, 429, "REQUEST_LIMIT_EXCEEDED");
-    }
     // Other actions have their own buckets.
     zl_ok(&zl(&sim, "DescribeNetworkInterfaceRegions", json!({})).await);
+
+    // Tencent API 3.0: HTTP 200 (asserted by `tc_with`) and the gateway code.
+    tc_ok(&tc(&sim, "DescribeSubnets", json!({})).await);
+    let r = tc(&sim, "DescribeSubnets", json!({})).await;
+    assert_eq!(tc_code(&r), "RequestLimitExceeded", "{r}");
+    // Each key has its own buckets.
+    let temp = ("AKIDtempkey0001", "tc-temp-secret-key");
+    let r = tc_with(
+        &sim,
+        temp,
+        "vpc",
+        "DescribeSubnets",
+        "ap-guangzhou",
+        json!({}),
+        Some("tc-session-token"),
+    )
+    .await;
+    tc_ok(&r);
+
+    // Legacy API 2.0: its own envelope, numeric class 4400.
+    let describe = [("Action", "DescribeNetworkInterfaces")];
+    let r = legacy(&sim, &describe).await;
+    assert_eq!(r["code"], 0, "{r}");
+    let r = legacy(&sim, &describe).await;
+    assert_eq!(
+        (r["code"].as_i64(), r["codeDesc"].as_str()),
+        (Some(4400), Some("RequestLimitExceeded")),
+        "{r}"
+    );
+    let outcomes: Vec<_> = sim
+        .audit()
+        .into_iter()
+        .map(|e| (e.protocol, e.action, e.outcome))
+        .collect();
+    for (protocol, action, code) in [
+        (
+            Protocol::Zenlayer,
+            "DescribeSubnets",
+            "REQUEST_LIMIT_EXCEEDED",
+        ),
+        (Protocol::Tencent, "DescribeSubnets", "RequestLimitExceeded"),
+        (
+            Protocol::TencentLegacy,
+            "DescribeNetworkInterfaces",
+            "RequestLimitExceeded",
+        ),
+    ] {
+        assert!(
+            outcomes.contains(&(protocol, action.to_string(), code.to_string())),
+            "throttling is audited: {outcomes:?}"
+        );
+    }
+    sim.shutdown().await;
+
+    // The VPC service's own per-action code, chosen in the world file.
+    let sim = sim_from(&throttled_world(
+        "tencentThrottleCode: LimitExceeded.ActionLimited",
+    ))
+    .await;
+    tc_ok(&tc(&sim, "DescribeSubnets", json!({})).await);
+    let r = tc(&sim, "DescribeSubnets", json!({})).await;
+    assert_eq!(tc_code(&r), "LimitExceeded.ActionLimited", "{r}");
+    assert_eq!(legacy(&sim, &describe).await["code"], 0);
+    let r = legacy(&sim, &describe).await;
+    assert_eq!(
+        (r["code"].as_i64(), r["codeDesc"].as_str()),
+        (Some(4400), Some("LimitExceeded.ActionLimited")),
+        "{r}"
+    );
+    let err = World::from_yaml("settings: {tencentThrottleCode: SlowDown}")
+        .expect_err("an unknown throttle code is refused")
+        .to_string();
+    assert!(err.contains("SlowDown"), "{err}");
 }
 
 #[tokio::test]

@@ -74,7 +74,7 @@ fn numeric_code(code: &str) -> i64 {
         "AuthFailure.SecretIdNotFound" => 4104,
         "AuthFailure.TokenFailure" => 4105,
         "AuthFailure.SignatureExpire" | "AuthFailure.NonceReplayed" => 4500,
-        "RequestLimitExceeded" => 4400,
+        "RequestLimitExceeded" | "LimitExceeded.ActionLimited" => 4400,
         "InvalidAction" => 6100,
         "InternalError" => 6000,
         c if c.ends_with(".NotFound") || c == "ResourceNotFound" => 5000,
@@ -272,10 +272,13 @@ impl Wire for Legacy {
         tencent_limit(sim, action)
     }
 
-    fn throttled(&self, _info: &CallInfo) -> Reply {
+    fn throttled(&self, sim: &Sim, _info: &CallInfo) -> Reply {
         Reply {
             status: 200,
-            body: error_body(&tc_err("RequestLimitExceeded", "request limit exceeded")),
+            body: error_body(&tc_err(
+                sim.settings.tencent_throttle_code.code(),
+                "request limit exceeded",
+            )),
         }
     }
 

@@ -113,7 +113,7 @@ pub(crate) trait Wire: Sync {
     /// Requests per second allowed for `action` (0: unlimited).
     fn limit_for(&self, sim: &Sim, action: &str) -> f64;
     /// The error reply for throttling.
-    fn throttled(&self, info: &CallInfo) -> Reply;
+    fn throttled(&self, sim: &Sim, info: &CallInfo) -> Reply;
     /// The error reply for an injected fault.
     fn injected(&self, info: &CallInfo, code: &str, http_status: u16, message: &str) -> Reply;
     /// Runs the action.
@@ -131,7 +131,7 @@ pub(crate) async fn run_call(sim: &Sim, proto: &dyn Wire, info: CallInfo) -> (Re
         .limiter
         .allow(info.protocol, &info.key_id, &info.action, limit)
     {
-        let reply = proto.throttled(&info);
+        let reply = proto.throttled(sim, &info);
         audit(sim, &info, proto.outcome(&reply));
         return (reply, false);
     }

@@ -554,9 +554,9 @@ impl Wire for Tencent {
         tencent_limit(sim, action)
     }
 
-    fn throttled(&self, info: &CallInfo) -> Reply {
+    fn throttled(&self, sim: &Sim, info: &CallInfo) -> Reply {
         let e = tc_err(
-            "RequestLimitExceeded",
+            sim.settings.tencent_throttle_code.code(),
             "Your current request times equals to `limit`, please retry later.",
         );
         Reply {

@@ -187,7 +187,7 @@ impl Wire for Zenlayer {
         sim.limits.zenlayer.get(action).copied().unwrap_or(0.0)
     }
 
-    fn throttled(&self, info: &CallInfo) -> Reply {
+    fn throttled(&self, _sim: &Sim, info: &CallInfo) -> Reply {
         error_reply(
             &info.request_id,
             429,
@@ -491,7 +491,15 @@ fn execute(
                 if public && nic.ipv6.is_empty() {
                     check_billing(cloud, &p)?;
                 }
-                cloud.assign_ipv6_block(&p.nic_id).map_err(rule_failure)
+                cloud
+                    .assign_ipv6_block(&p.nic_id)
+                    .map_err(|rule| match rule {
+                        Rule::Ipv6Exists => Failure {
+                            code: sim.settings.zenlayer_ipv6_exists_code.code(),
+                            ..rule_failure(rule)
+                        },
+                        rule => rule_failure(rule),
+                    })
             })?;
             Ok(Map::new())
         }
