@@ -524,6 +524,19 @@ async fn zenlayer_ipv6() {
     let body = json!({"nicId": "nic-zl-pub", "internetChargeType": "ByTrafficPackage", "bandwidth": 100, "packageSize": 1.2});
     zl_ok(&zl(&sim, "AssignNetworkInterfaceIpv6", body).await);
     assert_eq!(sim.world().zenlayer.nics["nic-zl-pub"].ipv6.len(), 1);
+    sim.shutdown().await;
+
+    // The seed's other code for the same rule, chosen in the world file.
+    let sim = sim_from(&WORLD.replace(
+        "accounts:\n",
+        "settings: {zenlayerIpv6ExistsCode: OPERATION_DENIED_NIC_EXIST_IPV6}\naccounts:\n",
+    ))
+    .await;
+    let body = json!({"nicId": "nic-zl-dual"});
+    zl_ok(&zl(&sim, "AssignNetworkInterfaceIpv6", body.clone()).await);
+    let r = zl(&sim, "AssignNetworkInterfaceIpv6", body).await;
+    zl_err(&r, 400, "OPERATION_DENIED_NIC_EXIST_IPV6");
+    assert_eq!(sim.world().zenlayer.nics["nic-zl-dual"].ipv6.len(), 1);
 }
 
 #[tokio::test]
@@ -2616,33 +2629,6 @@ async fn faults_over_the_control_endpoint() {
     assert_eq!(cleared.status(), 200);
     tc_ok(&tc(&sim, "DescribeSubnets", json!({})).await);
 
-    // Apply the change, then drop the response.
-    sim.set_faults(vec![Fault {
-        protocol: Some(Protocol::Zenlayer),
-        action: Some("BatchAssignNetworkInterfaceIpv4".into()),
-        drop_response: true,
-        ..Fault::default()
-    }])
-    .unwrap();
-    let sig_body = json!({"nicId": "nic-zl-a", "ipAddresses": ["10.0.0.77"]}).to_string();
-    let ts = now();
-    let host = sim.addr().to_string();
-    let sig = zc2::signature(ZL_KEY.1, ts, "application/json", &host, sig_body.as_bytes());
-    let sent = http()
-        .post(format!("{}/api/v2/zec", sim.base_url()))
-        .header("Content-Type", "application/json")
-        .header("X-ZC-Action", "BatchAssignNetworkInterfaceIpv4")
-        .header("X-ZC-Timestamp", ts.to_string())
-        .header("Authorization", zc2::authorization(ZL_KEY.0, &sig))
-        .body(sig_body)
-        .send()
-        .await;
-    assert!(sent.is_err(), "the response must be lost: {sent:?}");
-    assert_eq!(
-        secondaries(&sim, "nic-zl-a"),
-        ["10.0.0.77".parse::<Ipv4Addr>().unwrap()]
-    );
-
     // A Tencent task that fails: FAILED in DescribeVpcTaskResult, change rolled back.
     sim.set_faults(vec![Fault {
         protocol: Some(Protocol::Tencent),
@@ -2668,6 +2654,14 @@ async fn faults_over_the_control_endpoint() {
     );
     assert!(secondaries(&sim, "eni-m6dyj72l").is_empty());
     sim.clear_faults();
+    zl_ok(
+        &zl(
+            &sim,
+            "BatchAssignNetworkInterfaceIpv4",
+            json!({"nicId": "nic-zl-a", "ipAddresses": ["10.0.0.77"]}),
+        )
+        .await,
+    );
 
     // The world endpoint and the audit log.
     let w: Value = http()
@@ -2691,10 +2685,27 @@ async fn faults_over_the_control_endpoint() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
+    for l in &lines {
+        let mut keys: Vec<_> = l.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "action",
+                "keyId",
+                "outcome",
+                "params",
+                "provider",
+                "requestId",
+                "time"
+            ],
+            "exactly the fields the issue asks for: {l}"
+        );
+    }
     let first = &lines[0];
     assert_eq!(
         (
-            first["protocol"].as_str(),
+            first["provider"].as_str(),
             first["action"].as_str(),
             first["outcome"].as_str()
         ),
@@ -2714,6 +2725,116 @@ async fn faults_over_the_control_endpoint() {
     );
     assert!(!text.contains("zl-test-password") && !text.contains("tc-test-secret-key"));
     sim.shutdown().await;
+}
+
+/// "Apply the change, then drop the response" on each protocol: the
+/// connection closes without an answer, yet the change lands (Tencent: once
+/// its task completes) and the audit log records it as done.
+#[tokio::test]
+async fn dropped_responses_keep_the_change_on_every_protocol() {
+    let sim = sim().await;
+    let drop_on = |protocol, action: &str| Fault {
+        protocol: Some(protocol),
+        action: Some(action.into()),
+        drop_response: true,
+        ..Fault::default()
+    };
+    let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+
+    sim.set_faults(vec![drop_on(
+        Protocol::Zenlayer,
+        "BatchAssignNetworkInterfaceIpv4",
+    )])
+    .unwrap();
+    let body = json!({"nicId": "nic-zl-a", "ipAddresses": ["10.0.0.77"]}).to_string();
+    let ts = now();
+    let host = sim.addr().to_string();
+    let sig = zc2::signature(ZL_KEY.1, ts, "application/json", &host, body.as_bytes());
+    let sent = http()
+        .post(format!("{}/api/v2/zec", sim.base_url()))
+        .header("Content-Type", "application/json")
+        .header("X-ZC-Action", "BatchAssignNetworkInterfaceIpv4")
+        .header("X-ZC-Timestamp", ts.to_string())
+        .header("Authorization", zc2::authorization(ZL_KEY.0, &sig))
+        .body(body)
+        .send()
+        .await;
+    assert!(sent.is_err(), "the response must be lost: {sent:?}");
+    assert_eq!(secondaries(&sim, "nic-zl-a"), [ip("10.0.0.77")]);
+
+    sim.set_faults(vec![drop_on(Protocol::Tencent, "AssignPrivateIpAddresses")])
+        .unwrap();
+    let sent = tc_request(
+        &sim,
+        TC_KEY,
+        "vpc",
+        "AssignPrivateIpAddresses",
+        "ap-guangzhou",
+        json!({"NetworkInterfaceId": "eni-m6dyj72l", "PrivateIpAddresses": ips(&["172.16.0.60"])}),
+        None,
+    )
+    .send()
+    .await;
+    assert!(sent.is_err(), "the response must be lost: {sent:?}");
+    poll("the Tencent assignment task", || {
+        let w = sim.world();
+        !w.tencent.tasks.is_empty()
+            && w.tencent
+                .tasks
+                .values()
+                .all(|t| t.status == cloudsim::TaskStatus::Success)
+    })
+    .await;
+    assert_eq!(secondaries(&sim, "eni-m6dyj72l"), [ip("172.16.0.60")]);
+
+    sim.set_faults(vec![drop_on(
+        Protocol::TencentLegacy,
+        "UnassignPrivateIpAddresses",
+    )])
+    .unwrap();
+    let (req, _) = query_request(
+        &sim,
+        "POST",
+        "/v2/index.php",
+        TC_KEY,
+        &[
+            ("Region", "gz"),
+            ("Action", "UnassignPrivateIpAddresses"),
+            ("vpcId", "vpc-7t9nf3pu"),
+            ("networkInterfaceId", "eni-m6dyj72l"),
+            ("privateIpAddress.0", "172.16.0.60"),
+        ],
+        now(),
+    );
+    let sent = req.send().await;
+    assert!(sent.is_err(), "the response must be lost: {sent:?}");
+    poll("the legacy unassignment", || {
+        secondaries(&sim, "eni-m6dyj72l").is_empty()
+    })
+    .await;
+
+    let done: Vec<_> = sim
+        .audit()
+        .into_iter()
+        .map(|e| (e.protocol, e.action, e.outcome))
+        .collect();
+    assert_eq!(
+        done,
+        [
+            (
+                Protocol::Zenlayer,
+                "BatchAssignNetworkInterfaceIpv4",
+                "Success"
+            ),
+            (Protocol::Tencent, "AssignPrivateIpAddresses", "Success"),
+            (
+                Protocol::TencentLegacy,
+                "UnassignPrivateIpAddresses",
+                "Success"
+            ),
+        ]
+        .map(|(p, a, o)| (p, a.to_string(), o.to_string()))
+    );
 }
 
 #[tokio::test]
