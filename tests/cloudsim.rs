@@ -2837,6 +2837,186 @@ async fn dropped_responses_keep_the_change_on_every_protocol() {
     );
 }
 
+/// No secret of any kind (Zenlayer key password and bearer token, Tencent
+/// SecretKey and session token, the query signatures of API 3.0 v1 and the
+/// legacy API) reaches an answer, the audit log file, the control endpoints
+/// or Debug output, whether the request succeeds or is refused.
+#[tokio::test]
+async fn no_secret_reaches_answers_or_the_audit_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.jsonl");
+    let world = World::from_yaml(WORLD).unwrap();
+    let mut secrets: Vec<String> = [
+        "zl-test-password",
+        "zl-test-bearer",
+        "zl-wrong-bearer",
+        "zl-wrong-password",
+        "tc-test-secret-key",
+        "tc-temp-secret-key",
+        "tc-session-token",
+        "tc-wrong-session-token",
+        "tc-wrong-secret-key",
+    ]
+    .map(String::from)
+    .to_vec();
+    let debug = format!("{world:?}");
+    let sim =
+        cloudsim::start_with_audit_log(world, "127.0.0.1:0".parse().unwrap(), Some(log.clone()))
+            .await
+            .unwrap();
+    let mut answers: Vec<(&str, Value)> = Vec::new();
+
+    for (what, key) in [
+        ("zenlayer signed", ZL_KEY),
+        ("zenlayer wrong password", (ZL_KEY.0, "zl-wrong-password")),
+    ] {
+        let r = zl_send(
+            &sim,
+            ZlReq {
+                action: "DescribeSubnets",
+                body: "{}".into(),
+                key,
+                timestamp: now(),
+                host: None,
+            },
+        )
+        .await;
+        answers.push((what, r.1));
+    }
+    for (what, token) in [
+        ("zenlayer bearer", "zl-test-bearer"),
+        ("zenlayer wrong bearer", "zl-wrong-bearer"),
+    ] {
+        let resp = http()
+            .post(format!("{}/api/v2/zec", sim.base_url()))
+            .header("Content-Type", "application/json")
+            .header("X-ZC-Action", "DescribeSubnets")
+            .header("Authorization", format!("Bearer {token}"))
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        answers.push((what, json_of(resp).await.1));
+    }
+
+    let temp = ("AKIDtempkey0001", "tc-temp-secret-key");
+    for (what, key, token) in [
+        ("tc3 session token", temp, "tc-session-token"),
+        ("tc3 wrong token", temp, "tc-wrong-session-token"),
+        (
+            "tc3 wrong key",
+            (temp.0, "tc-wrong-secret-key"),
+            "tc-session-token",
+        ),
+    ] {
+        let r = tc_with(
+            &sim,
+            key,
+            "vpc",
+            "DescribeSubnets",
+            "ap-guangzhou",
+            json!({}),
+            Some(token),
+        )
+        .await;
+        answers.push((what, r));
+    }
+    let v1 = [
+        ("Action", "DescribeSubnets"),
+        ("Version", "2017-03-12"),
+        ("Region", "ap-guangzhou"),
+        ("Token", "tc-session-token"),
+    ];
+    let legacy_params = [("Action", "DescribeNetworkInterfaces"), ("Region", "gz")];
+    for (what, method, path, key, params) in [
+        ("v1 GET", "GET", "/", temp, &v1[..]),
+        (
+            "v1 POST wrong key",
+            "POST",
+            "/",
+            (temp.0, "tc-wrong-secret-key"),
+            &v1[..],
+        ),
+        (
+            "legacy GET",
+            "GET",
+            "/v2/index.php",
+            TC_KEY,
+            &legacy_params[..],
+        ),
+        (
+            "legacy POST",
+            "POST",
+            "/v2/index.php",
+            TC_KEY,
+            &legacy_params[..],
+        ),
+        (
+            "legacy wrong key",
+            "GET",
+            "/v2/index.php",
+            (TC_KEY.0, "tc-wrong-secret-key"),
+            &legacy_params[..],
+        ),
+    ] {
+        let (req, sig) = query_request(&sim, method, path, key, params, now());
+        secrets.push(sig);
+        answers.push((what, json_of(req.send().await.unwrap()).await.1));
+    }
+
+    // Each request did what it should, so the checks below saw real traffic.
+    let outcome = |v: &Value| -> String {
+        let r = v.get("Response").unwrap_or(v);
+        [&v["code"], &r["Error"]["Code"], &v["codeDesc"]]
+            .iter()
+            .find_map(|c| c.as_str().map(String::from))
+            .unwrap_or_else(|| "Success".into())
+    };
+    let got: Vec<(&str, String)> = answers.iter().map(|(w, v)| (*w, outcome(v))).collect();
+    assert_eq!(
+        got,
+        [
+            ("zenlayer signed", "Success"),
+            ("zenlayer wrong password", "SIMULATOR_AUTH_FAILED"),
+            ("zenlayer bearer", "Success"),
+            ("zenlayer wrong bearer", "SIMULATOR_AUTH_FAILED"),
+            ("tc3 session token", "Success"),
+            ("tc3 wrong token", "AuthFailure.TokenFailure"),
+            ("tc3 wrong key", "AuthFailure.SignatureFailure"),
+            ("v1 GET", "Success"),
+            ("v1 POST wrong key", "AuthFailure.SignatureFailure"),
+            ("legacy GET", "Success"),
+            ("legacy POST", "Success"),
+            ("legacy wrong key", "AuthFailure.SignatureFailure"),
+        ]
+        .map(|(w, c)| (w, c.to_string()))
+    );
+
+    let control = |path: &'static str| {
+        let url = format!("{}{path}", sim.base_url());
+        async move { http().get(url).send().await.unwrap().text().await.unwrap() }
+    };
+    let audit_file = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(audit_file.lines().count(), answers.len());
+    let mut places = vec![
+        ("the audit log file", audit_file),
+        ("/_sim/audit", control("/_sim/audit").await),
+        ("/_sim/world", control("/_sim/world").await),
+        ("World's Debug", debug),
+    ];
+    places.extend(answers.iter().map(|(w, v)| (*w, v.to_string())));
+    for (place, text) in &places {
+        for secret in &secrets {
+            assert!(
+                !text.contains(secret.as_str()),
+                "{place} shows {secret}: {text}"
+            );
+        }
+    }
+    // Key ids are what the log names instead.
+    assert!(places[0].1.contains("AKIDtempkey0001") && places[0].1.contains("zl-test-key"));
+}
+
 #[tokio::test]
 async fn world_file_errors_name_the_entry() {
     let cases = [
