@@ -3017,6 +3017,76 @@ async fn no_secret_reaches_answers_or_the_audit_log() {
     assert!(places[0].1.contains("AKIDtempkey0001") && places[0].1.contains("zl-test-key"));
 }
 
+/// Rules that need a world of their own: exhausted IPv6 space, an instance
+/// at its NIC limit, an ENI in a transitional state.
+#[tokio::test]
+async fn small_world_rules() {
+    let sim = sim_from(
+        r#"
+accounts:
+  zenlayer: [{keyId: zl-test-key, keyPassword: zl-test-password}]
+  tencent: [{secretId: AKIDtestkey0001, secretKey: tc-test-secret-key}]
+zenlayer:
+  regions: [{id: r1, zones: [r1a]}]
+  vpcs: [{id: v1, region: r1}]
+  subnets: [{id: s6, vpc: v1, cidr: 10.0.0.0/24, ipv6Cidr: "2001:db8::/96", ipv6MaskLength: 96}]
+  instances: [{id: i1, zone: r1a, nicLimit: 1}]
+  nics:
+    - {id: n1, subnet: s6, instance: i1}
+    - {id: n2, subnet: s6}
+tencent:
+  regions: [{id: ap-guangzhou, zones: [ap-guangzhou-3]}]
+  vpcs: [{id: vpc-00000001, region: ap-guangzhou}]
+  subnets: [{id: subnet-00000001, vpc: vpc-00000001, zone: ap-guangzhou-3, cidr: 172.16.0.0/24, ipv6Cidr: "2402:4e00::/126"}]
+  nics:
+    - {id: eni-00000001, subnet: subnet-00000001}
+    - {id: eni-00000002, subnet: subnet-00000001, status: ATTACHING}
+"#,
+    )
+    .await;
+    // Zenlayer: the subnet holds one IPv6 block.
+    zl_ok(&zl(&sim, "AssignNetworkInterfaceIpv6", json!({"nicId": "n1"})).await);
+    let r = zl(&sim, "AssignNetworkInterfaceIpv6", json!({"nicId": "n2"})).await;
+    zl_err(&r, 409, "INVALID_SUBNET_IPV6_INSUFFICIENT");
+    assert!(sim.world().zenlayer.nics["n2"].ipv6.is_empty());
+    // Zenlayer: the instance already has its one NIC.
+    let r = zl(
+        &sim,
+        "AttachNetworkInterface",
+        json!({"nicId": "n2", "instanceId": "i1"}),
+    )
+    .await;
+    zl_err(&r, 400, "INVALID_INSTANCE_NIC_LIMIT");
+    assert_eq!(sim.world().zenlayer.nics["n2"].status, "AVAILABLE");
+
+    // Tencent: a /126 leaves two assignable addresses (`::` and `::1` are reserved).
+    let r = tc(
+        &sim,
+        "AssignIpv6Addresses",
+        json!({"NetworkInterfaceId": "eni-00000001", "Ipv6AddressCount": 3}),
+    )
+    .await;
+    assert_eq!(tc_code(&r), "ResourceInsufficient", "{r}");
+    assert!(sim.world().tencent.nics["eni-00000001"].ipv6.is_empty());
+    // Tencent: an ENI in a transitional state takes no changes.
+    let r = tc(
+        &sim,
+        "AssignPrivateIpAddresses",
+        json!({"NetworkInterfaceId": "eni-00000002", "SecondaryPrivateIpAddressCount": 1}),
+    )
+    .await;
+    assert_eq!(tc_code(&r), "UnsupportedOperation.InvalidState", "{r}");
+    assert!(secondaries(&sim, "eni-00000002").is_empty());
+    // Tencent: a filter must be an object.
+    let r = tc(
+        &sim,
+        "DescribeNetworkInterfaces",
+        json!({"Filters": ["vpc-id"]}),
+    )
+    .await;
+    assert_eq!(tc_code(&r), "InvalidParameter.FilterNotDict", "{r}");
+}
+
 #[tokio::test]
 async fn world_file_errors_name_the_entry() {
     let cases = [
