@@ -3087,6 +3087,49 @@ tencent:
     assert_eq!(tc_code(&r), "InvalidParameter.FilterNotDict", "{r}");
 }
 
+/// Faults from the world file are active at start; `rate` is a probability
+/// (60 tries at 0.5 land far inside 5..=55 unless the rate is ignored).
+#[tokio::test]
+async fn world_file_faults_fire_at_their_rate() {
+    let sim = sim_from(&WORLD.replace(
+        "accounts:\n",
+        "faults:\n  - {protocol: tencent, action: DescribeSubnets, rate: 0.5, error: InternalError}\n  - {protocol: tencentLegacy, action: DescribeNetworkInterfaces, error: InternalError, times: 1}\naccounts:\n",
+    ))
+    .await;
+    let mut failed = 0;
+    for _ in 0..60 {
+        let r = tc(&sim, "DescribeSubnets", json!({})).await;
+        match tc_code(&r) {
+            "InternalError" => failed += 1,
+            "" => {}
+            other => panic!("unexpected {other}: {r}"),
+        }
+    }
+    assert!((5..=55).contains(&failed), "{failed} of 60 failed at rate 0.5");
+    // Other actions and protocols are untouched.
+    tc_ok(&tc(&sim, "DescribeNetworkInterfaces", json!({})).await);
+    let describe = [("Action", "DescribeNetworkInterfaces")];
+    let r = legacy(&sim, &describe).await;
+    assert_eq!(
+        (r["code"].as_i64(), r["codeDesc"].as_str()),
+        (Some(6000), Some("InternalError")),
+        "{r}"
+    );
+    assert_eq!(legacy(&sim, &describe).await["code"], 0, "fired once only");
+    let listed: Value = http()
+        .get(format!("{}/_sim/faults", sim.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        listed,
+        json!([{"protocol": "tencent", "action": "DescribeSubnets", "rate": 0.5, "error": "InternalError"}])
+    );
+}
+
 #[tokio::test]
 async fn world_file_errors_name_the_entry() {
     let cases = [
