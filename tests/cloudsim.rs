@@ -3209,8 +3209,12 @@ async fn cli_serves_until_sigterm() {
         "{}/deploy/examples/cloudsim/world.yaml",
         env!("CARGO_MANIFEST_DIR")
     );
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.jsonl");
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_nicip"))
         .args(["cloudsim", "--listen", "127.0.0.1:0", "--world", &world])
+        .arg("--audit-log")
+        .arg(&log)
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -3235,6 +3239,15 @@ async fn cli_serves_until_sigterm() {
         .await
         .unwrap();
     assert_eq!(w["tencent"]["nics"].as_array().unwrap().len(), 3);
+    // An unsigned call is refused, and audited in the file.
+    let r = http()
+        .post(format!("{url}/api/v2/zec"))
+        .header("X-ZC-Action", "DescribeSubnets")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
     let pid = child.id().unwrap().to_string();
     let killed = std::process::Command::new("kill")
         .args(["-TERM", &pid])
@@ -3246,6 +3259,11 @@ async fn cli_serves_until_sigterm() {
         .expect("exits")
         .unwrap();
     assert!(status.success(), "{status:?}");
+    let audit: Value = serde_json::from_str(std::fs::read_to_string(&log).unwrap().trim()).unwrap();
+    assert_eq!(
+        (&audit["provider"], &audit["action"], &audit["outcome"]),
+        (&json!("zenlayer"), &json!("DescribeSubnets"), &json!("SIMULATOR_AUTH_FAILED"))
+    );
 
     let missing = std::process::Command::new(env!("CARGO_BIN_EXE_nicip"))
         .args(["cloudsim", "--world", "/nonexistent/world.yaml"])
