@@ -3105,7 +3105,10 @@ async fn world_file_faults_fire_at_their_rate() {
             other => panic!("unexpected {other}: {r}"),
         }
     }
-    assert!((5..=55).contains(&failed), "{failed} of 60 failed at rate 0.5");
+    assert!(
+        (5..=55).contains(&failed),
+        "{failed} of 60 failed at rate 0.5"
+    );
     // Other actions and protocols are untouched.
     tc_ok(&tc(&sim, "DescribeNetworkInterfaces", json!({})).await);
     let describe = [("Action", "DescribeNetworkInterfaces")];
@@ -3128,6 +3131,52 @@ async fn world_file_faults_fire_at_their_rate() {
         listed,
         json!([{"protocol": "tencent", "action": "DescribeSubnets", "rate": 0.5, "error": "InternalError"}])
     );
+}
+
+/// A body over 1 MiB is not read; each protocol answers its own way and the
+/// call is audited.
+#[tokio::test]
+async fn oversized_bodies_get_each_protocols_size_error() {
+    let sim = sim().await;
+    let big = "x".repeat((1 << 20) + 1);
+    let send = |path: &str, action: (&'static str, &'static str)| {
+        http()
+            .post(format!("{}{path}", sim.base_url()))
+            .header(action.0, action.1)
+            .body(big.clone())
+            .send()
+    };
+    let r = json_of(
+        send("/api/v2/zec", ("X-ZC-Action", "DescribeSubnets"))
+            .await
+            .unwrap(),
+    )
+    .await;
+    zl_err(&r, 413, "INVALID_PARAMETER");
+    let (status, v) = json_of(send("/", ("X-TC-Action", "DescribeSubnets")).await.unwrap()).await;
+    assert_eq!(
+        (status, v["Response"]["Error"]["Code"].as_str()),
+        (200, Some("RequestSizeLimitExceeded")),
+        "{v}"
+    );
+    assert!(v["Response"]["RequestId"].is_string(), "{v}");
+    let (status, v) = json_of(send("/v2/index.php", ("X-Unused", "")).await.unwrap()).await;
+    assert_eq!(
+        (status, v["code"].as_i64(), v["codeDesc"].as_str()),
+        (200, Some(4000), Some("RequestSizeLimitExceeded")),
+        "{v}"
+    );
+    let outcomes: Vec<_> = sim.audit().into_iter().map(|e| e.outcome).collect();
+    assert_eq!(
+        outcomes,
+        [
+            "INVALID_PARAMETER",
+            "RequestSizeLimitExceeded",
+            "RequestSizeLimitExceeded"
+        ]
+    );
+    let r = send("/_sim/faults", ("X-Unused", "")).await.unwrap();
+    assert_eq!(r.status(), 413);
 }
 
 #[tokio::test]
@@ -3262,7 +3311,11 @@ async fn cli_serves_until_sigterm() {
     let audit: Value = serde_json::from_str(std::fs::read_to_string(&log).unwrap().trim()).unwrap();
     assert_eq!(
         (&audit["provider"], &audit["action"], &audit["outcome"]),
-        (&json!("zenlayer"), &json!("DescribeSubnets"), &json!("SIMULATOR_AUTH_FAILED"))
+        (
+            &json!("zenlayer"),
+            &json!("DescribeSubnets"),
+            &json!("SIMULATOR_AUTH_FAILED")
+        )
     );
 
     let missing = std::process::Command::new(env!("CARGO_BIN_EXE_nicip"))

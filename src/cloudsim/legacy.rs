@@ -80,7 +80,8 @@ fn numeric_code(code: &str) -> i64 {
         c if c.ends_with(".NotFound") || c == "ResourceNotFound" => 5000,
         c if c.starts_with("InvalidParameter")
             || c.starts_with("MissingParameter")
-            || c == "UnsupportedRegion" =>
+            || c == "UnsupportedRegion"
+            || c == "RequestSizeLimitExceeded" =>
         {
             4000
         }
@@ -125,6 +126,12 @@ pub(crate) async fn handle(sim: &Sim, req: &HttpRequest) -> (Reply, bool) {
         return refuse(
             &info,
             tc_err("UnsupportedProtocol", "only GET and POST are supported"),
+        );
+    }
+    if req.body_too_large {
+        return refuse(
+            &info,
+            tc_err("RequestSizeLimitExceeded", "the request body is over 1 MiB"),
         );
     }
     let result = authenticate(sim, req, &pairs);

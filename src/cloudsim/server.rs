@@ -30,6 +30,9 @@ pub(crate) struct HttpRequest {
     pub query: String,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// The body was over `MAX_BODY` and was not read: the protocol answers
+    /// with its size-limit error.
+    pub body_too_large: bool,
 }
 
 impl HttpRequest {
@@ -197,14 +200,9 @@ async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, DropResponse> {
     let (parts, body) = req.into_parts();
-    let body = match Limited::new(body, MAX_BODY).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => {
-            return Ok(json_response(
-                413,
-                &json!({"error": "request body too large or unreadable"}),
-            ));
-        }
+    let (body, body_too_large) = match Limited::new(body, MAX_BODY).collect().await {
+        Ok(b) => (b.to_bytes(), false),
+        Err(_) => (Bytes::new(), true),
     };
     let req = HttpRequest {
         method: parts.method,
@@ -212,11 +210,19 @@ async fn handle(
         query: parts.uri.query().unwrap_or("").to_string(),
         headers: parts.headers,
         body,
+        body_too_large,
     };
     let (reply, dropped) = match req.path.as_str() {
         "/api/v2/zec" => zenlayer::handle(&sim, &req).await,
         "/v2/index.php" => legacy::handle(&sim, &req).await,
         "/" => tencent::handle(&sim, &req).await,
+        _ if req.body_too_large => (
+            Reply {
+                status: 413,
+                body: json!({"error": "request body too large or unreadable"}),
+            },
+            false,
+        ),
         p if p.starts_with("/_sim/") => (control(&sim, &req), false),
         _ => (
             Reply {

@@ -466,6 +466,15 @@ pub(crate) async fn handle(sim: &Sim, req: &HttpRequest) -> (Reply, bool) {
             tc_err("UnsupportedProtocol", "Only GET and POST are supported."),
         );
     }
+    if req.body_too_large {
+        return refuse(
+            &info,
+            tc_err(
+                "RequestSizeLimitExceeded",
+                "The request body is over 1 MiB.",
+            ),
+        );
+    }
     let (key_id, parsed) = match authenticate(sim, req) {
         Ok(p) => p,
         Err(e) => return refuse(&info, e),

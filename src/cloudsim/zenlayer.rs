@@ -88,6 +88,14 @@ pub(crate) async fn handle(sim: &Sim, req: &HttpRequest) -> (Reply, bool) {
             fail(405, INVALID_PARAMETER, "only POST is supported"),
         );
     }
+    // Zenlayer documents no size limit or code for it (*choice*: 413 with the
+    // generic parameter code, in the usual envelope).
+    if req.body_too_large {
+        return refuse(
+            &info,
+            fail(413, INVALID_PARAMETER, "the request body is over 1 MiB"),
+        );
+    }
     match authenticate(sim, req) {
         Ok(key_id) => info.key_id = key_id,
         Err(f) => return refuse(&info, f),
