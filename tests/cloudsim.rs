@@ -2422,7 +2422,10 @@ async fn legacy_assign_task_describe() {
         now(),
     )
     .await;
-    assert_eq!(r["code"], 4104);
+    assert_eq!(
+        (r["code"].as_i64(), r["codeDesc"].as_str()),
+        (Some(4104), Some("AuthFailure.SecretIdNotFound"))
+    );
     let r = legacy_with(
         &sim,
         "GET",
@@ -2431,7 +2434,10 @@ async fn legacy_assign_task_describe() {
         now() - 400,
     )
     .await;
-    assert_eq!(r["code"], 4500);
+    assert_eq!(
+        (r["code"].as_i64(), r["codeDesc"].as_str()),
+        (Some(4500), Some("AuthFailure.SignatureExpire"))
+    );
 }
 
 #[tokio::test]
@@ -2458,7 +2464,11 @@ async fn legacy_nonce_replay_is_refused() {
     let (_, first) = json_of(http().get(&url).send().await.unwrap()).await;
     assert_eq!(first["code"], 0, "{first}");
     let (_, again) = json_of(http().get(&url).send().await.unwrap()).await;
-    assert_eq!(again["code"], 4500, "{again}");
+    assert_eq!(
+        (again["code"].as_i64(), again["codeDesc"].as_str()),
+        (Some(4500), Some("AuthFailure.NonceReplayed")),
+        "{again}"
+    );
 }
 
 // ---------------------------------------------------------------- limits, faults, audit, control
