@@ -14,7 +14,7 @@ use hyper::Method;
 use serde_json::{Map, Value, json};
 
 use super::faults::{Decision, Protocol};
-use super::server::{CallInfo, HttpRequest, Reply, Sim, Wire, audit, run_call};
+use super::server::{CallInfo, HttpRequest, Reply, Sim, Wire, audit, presented_key_id, run_call};
 use super::tencent::{
     TcError, audit_params, form_pairs, query_signature_ok, rule_error, tc_err, tencent_limit,
     unflatten,
@@ -137,7 +137,10 @@ pub(crate) async fn handle(sim: &Sim, req: &HttpRequest) -> (Reply, bool) {
     let result = authenticate(sim, req, &pairs);
     match result {
         Ok(key_id) => info.key_id = key_id,
-        Err(e) => return refuse(&info, e),
+        Err(e) => {
+            info.key_id = presented_key_id(get("SecretId"));
+            return refuse(&info, e);
+        }
     }
     if !matches!(
         info.action.as_str(),

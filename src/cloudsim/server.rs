@@ -150,6 +150,19 @@ pub(crate) async fn run_call(sim: &Sim, proto: &dyn Wire, info: CallInfo) -> (Re
     (reply, decision.drop_response)
 }
 
+/// The key id a refused request presented, for the audit log: who tried
+/// matters most when authentication fails. Capped, since it is unverified.
+pub(crate) fn presented_key_id(id: Option<&str>) -> String {
+    id.unwrap_or("").trim().chars().take(128).collect()
+}
+
+/// The `Credential=` of a `ZC2-HMAC-SHA256`/`TC3-HMAC-SHA256` header, up to
+/// the first `/` (TC3 adds the scope after it).
+pub(crate) fn credential_of(authorization: &str) -> Option<&str> {
+    let (_, rest) = authorization.split_once("Credential=")?;
+    rest.split([',', '/']).next()
+}
+
 pub(crate) fn audit(sim: &Sim, info: &CallInfo, outcome: String) {
     tracing::debug!(
         protocol = ?info.protocol,

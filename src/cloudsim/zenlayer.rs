@@ -11,7 +11,9 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
 use super::faults::{Decision, Protocol};
-use super::server::{CallInfo, HttpRequest, Reply, Sim, Wire, audit, run_call};
+use super::server::{
+    CallInfo, HttpRequest, Reply, Sim, Wire, audit, credential_of, presented_key_id, run_call,
+};
 use super::world::{Async, Cloud, Instance, Ipv6Type, Nic, Rule, Subnet, parse_ipv4_list};
 use crate::signing::{self, zc2};
 
@@ -98,7 +100,15 @@ pub(crate) async fn handle(sim: &Sim, req: &HttpRequest) -> (Reply, bool) {
     }
     match authenticate(sim, req) {
         Ok(key_id) => info.key_id = key_id,
-        Err(f) => return refuse(&info, f),
+        Err(f) => {
+            // A bearer token is the secret itself: only a signature's key id is logged.
+            let credential = req
+                .header("authorization")
+                .filter(|a| a.starts_with(zc2::ALGORITHM))
+                .and_then(credential_of);
+            info.key_id = presented_key_id(credential);
+            return refuse(&info, f);
+        }
     }
     if !ACTIONS.contains(&info.action.as_str()) {
         let msg = format!("unknown action `{}`", info.action);
