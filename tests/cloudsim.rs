@@ -2221,6 +2221,8 @@ async fn legacy(sim: &RunningSim, params: &[(&str, &str)]) -> Value {
 #[tokio::test]
 async fn legacy_assign_task_describe() {
     let sim = sim().await;
+    // Held, so that the task is still running when queried however slow the machine.
+    sim.hold_async(true);
     let r = legacy(
         &sim,
         &[
@@ -2247,6 +2249,7 @@ async fn legacy_assign_task_describe() {
     )
     .await;
     assert_eq!(t["data"]["status"], 2);
+    sim.hold_async(false);
     let deadline = Instant::now() + Duration::from_secs(10);
     while legacy(
         &sim,
