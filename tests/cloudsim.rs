@@ -441,6 +441,14 @@ async fn zenlayer_ipv6() {
     )
     .await;
     zl_err(&r, 400, "INVALID_SUBNET_IPSTACK_NOT_SUPPORT");
+    // An IPv6-only subnet's NIC is not an IPv4 NIC in an IPv4_IPv6 subnet either.
+    let r = zl(
+        &sim,
+        "AssignNetworkInterfaceIpv6",
+        json!({"nicId": "nic-zl-v6only"}),
+    )
+    .await;
+    zl_err(&r, 400, "INVALID_SUBNET_IPSTACK_NOT_SUPPORT");
     let r = zl(
         &sim,
         "AssignNetworkInterfaceIpv6",
