@@ -36,6 +36,18 @@ fn http() -> reqwest::Client {
     reqwest::Client::new()
 }
 
+/// A control endpoint's JSON answer.
+async fn sim_get(sim: &RunningSim, path: &str) -> Value {
+    http()
+        .get(format!("{}{path}", sim.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 async fn json_of(resp: reqwest::Response) -> (u16, Value) {
     let status = resp.status().as_u16();
     let ct = resp
@@ -427,42 +439,17 @@ async fn zenlayer_ipv6() {
     assert_eq!(nic["primaryIpv6"], "2001:db8:1::1");
     assert_eq!(nic["ipv6Cidr"], "2001:db8:1::/96");
     assert_eq!(nic["nicSubnetType"], "IPv4_IPv6");
-    let r = zl(
-        &sim,
-        "AssignNetworkInterfaceIpv6",
-        json!({"nicId": "nic-zl-dual"}),
-    )
-    .await;
-    zl_err(&r, 400, "INVALID_NIC_IPV6_EXISTS");
-    let r = zl(
-        &sim,
-        "AssignNetworkInterfaceIpv6",
-        json!({"nicId": "nic-zl-a"}),
-    )
-    .await;
-    zl_err(&r, 400, "INVALID_SUBNET_IPSTACK_NOT_SUPPORT");
-    // An IPv6-only subnet's NIC is not an IPv4 NIC in an IPv4_IPv6 subnet either.
-    let r = zl(
-        &sim,
-        "AssignNetworkInterfaceIpv6",
-        json!({"nicId": "nic-zl-v6only"}),
-    )
-    .await;
-    zl_err(&r, 400, "INVALID_SUBNET_IPSTACK_NOT_SUPPORT");
-    let r = zl(
-        &sim,
-        "AssignNetworkInterfaceIpv6",
-        json!({"nicId": "nic-zl-nope"}),
-    )
-    .await;
-    zl_err(&r, 404, "INVALID_NIC_NOT_FOUND");
-    let r = zl(
-        &sim,
-        "AssignNetworkInterfaceIpv6",
-        json!({"nicId": "nic-zl-pending"}),
-    )
-    .await;
-    zl_err(&r, 400, "INVALID_NIC_STATUS");
+    for (nic, status, code) in [
+        ("nic-zl-dual", 400, "INVALID_NIC_IPV6_EXISTS"),
+        ("nic-zl-a", 400, "INVALID_SUBNET_IPSTACK_NOT_SUPPORT"),
+        // An IPv6-only subnet's NIC is not an IPv4 NIC in an IPv4_IPv6 subnet either.
+        ("nic-zl-v6only", 400, "INVALID_SUBNET_IPSTACK_NOT_SUPPORT"),
+        ("nic-zl-nope", 404, "INVALID_NIC_NOT_FOUND"),
+        ("nic-zl-pending", 400, "INVALID_NIC_STATUS"),
+    ] {
+        let r = zl(&sim, "AssignNetworkInterfaceIpv6", json!({"nicId": nic})).await;
+        zl_err(&r, status, code);
+    }
     let r = zl(
         &sim,
         "UnassignNetworkInterfaceIpv6",
@@ -1089,6 +1076,23 @@ async fn tc_with(
 
 async fn tc(sim: &RunningSim, action: &str, body: Value) -> Value {
     tc_with(sim, TC_KEY, "vpc", action, "ap-guangzhou", body, None).await
+}
+
+/// The temporary key pair of the test world (it needs `tc-session-token`).
+const TC_TEMP: (&str, &str) = ("AKIDtempkey0001", "tc-temp-secret-key");
+
+/// `DescribeSubnets` signed with `key`, carrying `token` as `X-TC-Token`.
+async fn tc_subnets_as(sim: &RunningSim, key: (&str, &str), token: Option<&str>) -> Value {
+    tc_with(
+        sim,
+        key,
+        "vpc",
+        "DescribeSubnets",
+        "ap-guangzhou",
+        json!({}),
+        token,
+    )
+    .await
 }
 
 fn tc_code(resp: &Value) -> &str {
@@ -2051,40 +2055,11 @@ async fn tencent_auth_failures() {
     .await;
     assert_eq!(tc_code(&r), "AuthFailure.SecretIdNotFound");
     // Temporary credentials need their session token.
-    let temp = ("AKIDtempkey0001", "tc-temp-secret-key");
-    let r = tc_with(
-        &sim,
-        temp,
-        "vpc",
-        "DescribeSubnets",
-        "ap-guangzhou",
-        json!({}),
-        None,
-    )
-    .await;
+    let r = tc_subnets_as(&sim, TC_TEMP, None).await;
     assert_eq!(tc_code(&r), "AuthFailure.TokenFailure");
-    let r = tc_with(
-        &sim,
-        temp,
-        "vpc",
-        "DescribeSubnets",
-        "ap-guangzhou",
-        json!({}),
-        Some("bad-token"),
-    )
-    .await;
+    let r = tc_subnets_as(&sim, TC_TEMP, Some("bad-token")).await;
     assert_eq!(tc_code(&r), "AuthFailure.TokenFailure");
-    let r = tc_with(
-        &sim,
-        temp,
-        "vpc",
-        "DescribeSubnets",
-        "ap-guangzhou",
-        json!({}),
-        Some("tc-session-token"),
-    )
-    .await;
-    tc_ok(&r);
+    tc_ok(&tc_subnets_as(&sim, TC_TEMP, Some("tc-session-token")).await);
     // Stale timestamp, garbage Authorization, no credentials at all, bad version.
     let stale = now() - 400;
     let host = sim.addr().to_string();
@@ -2518,18 +2493,7 @@ async fn rate_limits_answer_with_throttling_errors() {
     let r = tc(&sim, "DescribeSubnets", json!({})).await;
     assert_eq!(tc_code(&r), "RequestLimitExceeded", "{r}");
     // Each key has its own buckets.
-    let temp = ("AKIDtempkey0001", "tc-temp-secret-key");
-    let r = tc_with(
-        &sim,
-        temp,
-        "vpc",
-        "DescribeSubnets",
-        "ap-guangzhou",
-        json!({}),
-        Some("tc-session-token"),
-    )
-    .await;
-    tc_ok(&r);
+    tc_ok(&tc_subnets_as(&sim, TC_TEMP, Some("tc-session-token")).await);
 
     // Legacy API 2.0: its own envelope, numeric class 4400.
     let describe = [("Action", "DescribeNetworkInterfaces")];
@@ -2622,14 +2586,7 @@ async fn faults_over_the_control_endpoint() {
     let started = Instant::now();
     zl_ok(&zl(&sim, "DescribeNetworkInterfaceRegions", json!({})).await);
     assert!(started.elapsed() >= Duration::from_millis(300));
-    let listed: Value = http()
-        .get(format!("{}/_sim/faults", sim.base_url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = sim_get(&sim, "/_sim/faults").await;
     assert_eq!(
         listed.as_array().unwrap().len(),
         2,
@@ -2685,14 +2642,7 @@ async fn faults_over_the_control_endpoint() {
     );
 
     // The world endpoint and the audit log.
-    let w: Value = http()
-        .get(format!("{}/_sim/world", sim.base_url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let w: Value = sim_get(&sim, "/_sim/world").await;
     let nic = w["zenlayer"]["nics"]
         .as_array()
         .unwrap()
@@ -2920,7 +2870,7 @@ async fn no_secret_reaches_answers_or_the_audit_log() {
         answers.push((what, json_of(resp).await.1));
     }
 
-    let temp = ("AKIDtempkey0001", "tc-temp-secret-key");
+    let temp = TC_TEMP;
     for (what, key, token) in [
         ("tc3 session token", temp, "tc-session-token"),
         ("tc3 wrong token", temp, "tc-wrong-session-token"),
@@ -2930,17 +2880,7 @@ async fn no_secret_reaches_answers_or_the_audit_log() {
             "tc-session-token",
         ),
     ] {
-        let r = tc_with(
-            &sim,
-            key,
-            "vpc",
-            "DescribeSubnets",
-            "ap-guangzhou",
-            json!({}),
-            Some(token),
-        )
-        .await;
-        answers.push((what, r));
+        answers.push((what, tc_subnets_as(&sim, key, Some(token)).await));
     }
     let v1 = [
         ("Action", "DescribeSubnets"),
@@ -3149,14 +3089,7 @@ async fn world_file_faults_fire_at_their_rate() {
         "{r}"
     );
     assert_eq!(legacy(&sim, &describe).await["code"], 0, "fired once only");
-    let listed: Value = http()
-        .get(format!("{}/_sim/faults", sim.base_url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = sim_get(&sim, "/_sim/faults").await;
     assert_eq!(
         listed,
         json!([{"protocol": "tencent", "action": "DescribeSubnets", "rate": 0.5, "error": "InternalError"}])
