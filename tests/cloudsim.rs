@@ -2505,6 +2505,37 @@ async fn rate_limits_answer_with_throttling_errors() {
         (Some(4400), Some("RequestLimitExceeded")),
         "{r}"
     );
+
+    // The documented default for an action the world leaves alone:
+    // `DescribeVpcTaskResult`, 20 per second. However long 200 concurrent calls
+    // take, at most 20 + 20/s of them pass (so some are throttled unless they
+    // take 9 s), and at least the first 20.
+    let started = Instant::now();
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..200 {
+        let req = tc_request(
+            &sim,
+            TC_KEY,
+            "vpc",
+            "DescribeVpcTaskResult",
+            "ap-guangzhou",
+            json!({"TaskId": "1"}),
+            None,
+        );
+        calls.spawn(async move { json_of(req.send().await.unwrap()).await.1 });
+    }
+    let mut passed = 0.0;
+    while let Some(r) = calls.join_next().await {
+        if tc_code(&r.unwrap()["Response"]) != "RequestLimitExceeded" {
+            passed += 1.0;
+        }
+    }
+    let ceiling = 20.0 + 20.0 * started.elapsed().as_secs_f64();
+    assert!(
+        (20.0..=ceiling).contains(&passed) && passed < 200.0,
+        "{passed} of 200 passed, at most {ceiling} allowed"
+    );
+
     let outcomes: Vec<_> = sim
         .audit()
         .into_iter()
