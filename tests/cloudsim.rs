@@ -1376,6 +1376,24 @@ async fn tencent_common_errors_and_reads() {
     assert_eq!(tc_code(&r), "InvalidParameter.FilterValuesNotList");
     let r = tc(&sim, "DescribeNetworkInterfaces", json!({"Limit": 101})).await;
     assert_eq!(tc_code(&r), "InvalidParameterValue.LimitExceeded");
+    // Up to 100 ids per call (unknown ones are left out), not 101.
+    let mut ids: Vec<String> = (0..99).map(|i| format!("eni-{i:08}")).collect();
+    ids.push("eni-m6dyj72l".into());
+    let r = tc(
+        &sim,
+        "DescribeNetworkInterfaces",
+        json!({"NetworkInterfaceIds": ids}),
+    )
+    .await;
+    assert_eq!(tc_ok(&r)["TotalCount"], 1, "{r}");
+    ids.push("eni-99999999".into());
+    let r = tc(
+        &sim,
+        "DescribeNetworkInterfaces",
+        json!({"NetworkInterfaceIds": ids}),
+    )
+    .await;
+    assert_eq!(tc_code(&r), "InvalidParameterValue.LimitExceeded", "{r}");
     // Paging, region scoping.
     let r = tc(
         &sim,
