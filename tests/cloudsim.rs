@@ -718,7 +718,11 @@ async fn zenlayer_describe_paging_and_other_reads() {
     )
     .await;
     assert_eq!(zl_ok(&r)["dataSet"][0]["nicId"], "nic-zl-pending");
-    let ids: Vec<String> = (0..101).map(|i| format!("nic-{i}")).collect();
+    let mut ids: Vec<String> = (0..99).map(|i| format!("nic-{i}")).collect();
+    ids.push("nic-zl-a".into());
+    let r = zl(&sim, "DescribeNetworkInterfaces", json!({"nicIds": ids})).await;
+    assert_eq!(zl_ok(&r)["totalCount"], 1, "100 ids are allowed: {r:?}");
+    ids.push("nic-100".into());
     zl_err(
         &zl(&sim, "DescribeNetworkInterfaces", json!({"nicIds": ids})).await,
         400,
