@@ -36,6 +36,18 @@ fn http() -> reqwest::Client {
     reqwest::Client::new()
 }
 
+/// A control endpoint's JSON answer.
+async fn sim_get(sim: &RunningSim, path: &str) -> Value {
+    http()
+        .get(format!("{}{path}", sim.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 async fn json_of(resp: reqwest::Response) -> (u16, Value) {
     let status = resp.status().as_u16();
     let ct = resp
@@ -427,34 +439,17 @@ async fn zenlayer_ipv6() {
     assert_eq!(nic["primaryIpv6"], "2001:db8:1::1");
     assert_eq!(nic["ipv6Cidr"], "2001:db8:1::/96");
     assert_eq!(nic["nicSubnetType"], "IPv4_IPv6");
-    let r = zl(
-        &sim,
-        "AssignNetworkInterfaceIpv6",
-        json!({"nicId": "nic-zl-dual"}),
-    )
-    .await;
-    zl_err(&r, 400, "INVALID_NIC_IPV6_EXISTS");
-    let r = zl(
-        &sim,
-        "AssignNetworkInterfaceIpv6",
-        json!({"nicId": "nic-zl-a"}),
-    )
-    .await;
-    zl_err(&r, 400, "INVALID_SUBNET_IPSTACK_NOT_SUPPORT");
-    let r = zl(
-        &sim,
-        "AssignNetworkInterfaceIpv6",
-        json!({"nicId": "nic-zl-nope"}),
-    )
-    .await;
-    zl_err(&r, 404, "INVALID_NIC_NOT_FOUND");
-    let r = zl(
-        &sim,
-        "AssignNetworkInterfaceIpv6",
-        json!({"nicId": "nic-zl-pending"}),
-    )
-    .await;
-    zl_err(&r, 400, "INVALID_NIC_STATUS");
+    for (nic, status, code) in [
+        ("nic-zl-dual", 400, "INVALID_NIC_IPV6_EXISTS"),
+        ("nic-zl-a", 400, "INVALID_SUBNET_IPSTACK_NOT_SUPPORT"),
+        // An IPv6-only subnet's NIC is not an IPv4 NIC in an IPv4_IPv6 subnet either.
+        ("nic-zl-v6only", 400, "INVALID_SUBNET_IPSTACK_NOT_SUPPORT"),
+        ("nic-zl-nope", 404, "INVALID_NIC_NOT_FOUND"),
+        ("nic-zl-pending", 400, "INVALID_NIC_STATUS"),
+    ] {
+        let r = zl(&sim, "AssignNetworkInterfaceIpv6", json!({"nicId": nic})).await;
+        zl_err(&r, status, code);
+    }
     let r = zl(
         &sim,
         "UnassignNetworkInterfaceIpv6",
@@ -524,6 +519,19 @@ async fn zenlayer_ipv6() {
     let body = json!({"nicId": "nic-zl-pub", "internetChargeType": "ByTrafficPackage", "bandwidth": 100, "packageSize": 1.2});
     zl_ok(&zl(&sim, "AssignNetworkInterfaceIpv6", body).await);
     assert_eq!(sim.world().zenlayer.nics["nic-zl-pub"].ipv6.len(), 1);
+    sim.shutdown().await;
+
+    // The seed's other code for the same rule, chosen in the world file.
+    let sim = sim_from(&WORLD.replace(
+        "accounts:\n",
+        "settings: {zenlayerIpv6ExistsCode: OPERATION_DENIED_NIC_EXIST_IPV6}\naccounts:\n",
+    ))
+    .await;
+    let body = json!({"nicId": "nic-zl-dual"});
+    zl_ok(&zl(&sim, "AssignNetworkInterfaceIpv6", body.clone()).await);
+    let r = zl(&sim, "AssignNetworkInterfaceIpv6", body).await;
+    zl_err(&r, 400, "OPERATION_DENIED_NIC_EXIST_IPV6");
+    assert_eq!(sim.world().zenlayer.nics["nic-zl-dual"].ipv6.len(), 1);
 }
 
 #[tokio::test]
@@ -710,7 +718,11 @@ async fn zenlayer_describe_paging_and_other_reads() {
     )
     .await;
     assert_eq!(zl_ok(&r)["dataSet"][0]["nicId"], "nic-zl-pending");
-    let ids: Vec<String> = (0..101).map(|i| format!("nic-{i}")).collect();
+    let mut ids: Vec<String> = (0..99).map(|i| format!("nic-{i}")).collect();
+    ids.push("nic-zl-a".into());
+    let r = zl(&sim, "DescribeNetworkInterfaces", json!({"nicIds": ids})).await;
+    assert_eq!(zl_ok(&r)["totalCount"], 1, "100 ids are allowed: {r:?}");
+    ids.push("nic-100".into());
     zl_err(
         &zl(&sim, "DescribeNetworkInterfaces", json!({"nicIds": ids})).await,
         400,
@@ -998,7 +1010,8 @@ async fn zenlayer_auth_failures() {
 
 // ---------------------------------------------------------------- Tencent API 3.0
 
-async fn tc_with(
+/// A signed TC3 request, ready to send.
+fn tc_request(
     sim: &RunningSim,
     key: (&str, &str),
     service: &str,
@@ -1006,7 +1019,7 @@ async fn tc_with(
     region: &str,
     body: Value,
     token: Option<&str>,
-) -> Value {
+) -> reqwest::RequestBuilder {
     let body = body.to_string();
     let host = sim.addr().to_string();
     let ts = now();
@@ -1038,7 +1051,20 @@ async fn tc_with(
     if let Some(t) = token {
         b = b.header("X-TC-Token", t);
     }
-    let (status, v) = json_of(b.body(body).send().await.unwrap()).await;
+    b.body(body)
+}
+
+async fn tc_with(
+    sim: &RunningSim,
+    key: (&str, &str),
+    service: &str,
+    action: &str,
+    region: &str,
+    body: Value,
+    token: Option<&str>,
+) -> Value {
+    let b = tc_request(sim, key, service, action, region, body, token);
+    let (status, v) = json_of(b.send().await.unwrap()).await;
     assert_eq!(
         status, 200,
         "Tencent answers every processed request with 200"
@@ -1054,6 +1080,23 @@ async fn tc_with(
 
 async fn tc(sim: &RunningSim, action: &str, body: Value) -> Value {
     tc_with(sim, TC_KEY, "vpc", action, "ap-guangzhou", body, None).await
+}
+
+/// The temporary key pair of the test world (it needs `tc-session-token`).
+const TC_TEMP: (&str, &str) = ("AKIDtempkey0001", "tc-temp-secret-key");
+
+/// `DescribeSubnets` signed with `key`, carrying `token` as `X-TC-Token`.
+async fn tc_subnets_as(sim: &RunningSim, key: (&str, &str), token: Option<&str>) -> Value {
+    tc_with(
+        sim,
+        key,
+        "vpc",
+        "DescribeSubnets",
+        "ap-guangzhou",
+        json!({}),
+        token,
+    )
+    .await
 }
 
 fn tc_code(resp: &Value) -> &str {
@@ -1337,6 +1380,24 @@ async fn tencent_common_errors_and_reads() {
     assert_eq!(tc_code(&r), "InvalidParameter.FilterValuesNotList");
     let r = tc(&sim, "DescribeNetworkInterfaces", json!({"Limit": 101})).await;
     assert_eq!(tc_code(&r), "InvalidParameterValue.LimitExceeded");
+    // Up to 100 ids per call (unknown ones are left out), not 101.
+    let mut ids: Vec<String> = (0..99).map(|i| format!("eni-{i:08}")).collect();
+    ids.push("eni-m6dyj72l".into());
+    let r = tc(
+        &sim,
+        "DescribeNetworkInterfaces",
+        json!({"NetworkInterfaceIds": ids}),
+    )
+    .await;
+    assert_eq!(tc_ok(&r)["TotalCount"], 1, "{r}");
+    ids.push("eni-99999999".into());
+    let r = tc(
+        &sim,
+        "DescribeNetworkInterfaces",
+        json!({"NetworkInterfaceIds": ids}),
+    )
+    .await;
+    assert_eq!(tc_code(&r), "InvalidParameterValue.LimitExceeded", "{r}");
     // Paging, region scoping.
     let r = tc(
         &sim,
@@ -2016,40 +2077,11 @@ async fn tencent_auth_failures() {
     .await;
     assert_eq!(tc_code(&r), "AuthFailure.SecretIdNotFound");
     // Temporary credentials need their session token.
-    let temp = ("AKIDtempkey0001", "tc-temp-secret-key");
-    let r = tc_with(
-        &sim,
-        temp,
-        "vpc",
-        "DescribeSubnets",
-        "ap-guangzhou",
-        json!({}),
-        None,
-    )
-    .await;
+    let r = tc_subnets_as(&sim, TC_TEMP, None).await;
     assert_eq!(tc_code(&r), "AuthFailure.TokenFailure");
-    let r = tc_with(
-        &sim,
-        temp,
-        "vpc",
-        "DescribeSubnets",
-        "ap-guangzhou",
-        json!({}),
-        Some("bad-token"),
-    )
-    .await;
+    let r = tc_subnets_as(&sim, TC_TEMP, Some("bad-token")).await;
     assert_eq!(tc_code(&r), "AuthFailure.TokenFailure");
-    let r = tc_with(
-        &sim,
-        temp,
-        "vpc",
-        "DescribeSubnets",
-        "ap-guangzhou",
-        json!({}),
-        Some("tc-session-token"),
-    )
-    .await;
-    tc_ok(&r);
+    tc_ok(&tc_subnets_as(&sim, TC_TEMP, Some("tc-session-token")).await);
     // Stale timestamp, garbage Authorization, no credentials at all, bad version.
     let stale = now() - 400;
     let host = sim.addr().to_string();
@@ -2131,25 +2163,29 @@ async fn tencent_auth_failures() {
 
 // ---------------------------------------------------------------- Legacy API 2.0
 
-async fn legacy_with(
+/// A query-signed request (legacy API 2.0 at `/v2/index.php`, signature v1
+/// of API 3.0 at `/`): `params` get a fresh nonce, the timestamp and the key,
+/// and are sent as the query (GET) or a form body (POST). Also returns the
+/// signature, which must never be echoed anywhere.
+fn query_request(
     sim: &RunningSim,
     method: &str,
+    path: &str,
     key: (&str, &str),
     params: &[(&str, &str)],
     ts: i64,
-) -> Value {
+) -> (reqwest::RequestBuilder, String) {
     let host = sim.addr().to_string();
     let nonce = rand::random::<u32>().to_string();
     let ts = ts.to_string();
     let mut all: Vec<(&str, &str)> = vec![
         ("Nonce", &nonce),
         ("Timestamp", &ts),
-        ("Region", "gz"),
         ("SecretId", key.0),
         ("SignatureMethod", "HmacSHA256"),
     ];
     all.extend_from_slice(params);
-    let sts = query::string_to_sign(method, &host, "/v2/index.php", all.iter().copied());
+    let sts = query::string_to_sign(method, &host, path, all.iter().copied());
     let sig = query::signature(key.1, query::Method::HmacSha256, &sts);
     let mut ser = form_urlencoded::Serializer::new(String::new());
     for (k, v) in &all {
@@ -2158,13 +2194,26 @@ async fn legacy_with(
     ser.append_pair("Signature", &sig);
     let form = ser.finish();
     let b = if method == "GET" {
-        http().get(format!("{}/v2/index.php?{form}", sim.base_url()))
+        http().get(format!("{}{path}?{form}", sim.base_url()))
     } else {
         http()
-            .post(format!("{}/v2/index.php", sim.base_url()))
+            .post(format!("{}{path}", sim.base_url()))
             .header("Content-Type", "application/x-www-form-urlencoded")
             .body(form)
     };
+    (b, sig)
+}
+
+async fn legacy_with(
+    sim: &RunningSim,
+    method: &str,
+    key: (&str, &str),
+    params: &[(&str, &str)],
+    ts: i64,
+) -> Value {
+    let mut all = vec![("Region", "gz")];
+    all.extend_from_slice(params);
+    let (b, _) = query_request(sim, method, "/v2/index.php", key, &all, ts);
     let (status, v) = json_of(b.send().await.unwrap()).await;
     assert_eq!(status, 200);
     v
@@ -2177,6 +2226,8 @@ async fn legacy(sim: &RunningSim, params: &[(&str, &str)]) -> Value {
 #[tokio::test]
 async fn legacy_assign_task_describe() {
     let sim = sim().await;
+    // Held, so that the task is still running when queried however slow the machine.
+    sim.hold_async(true);
     let r = legacy(
         &sim,
         &[
@@ -2203,6 +2254,7 @@ async fn legacy_assign_task_describe() {
     )
     .await;
     assert_eq!(t["data"]["status"], 2);
+    sim.hold_async(false);
     let deadline = Instant::now() + Duration::from_secs(10);
     while legacy(
         &sim,
@@ -2378,7 +2430,10 @@ async fn legacy_assign_task_describe() {
         now(),
     )
     .await;
-    assert_eq!(r["code"], 4104);
+    assert_eq!(
+        (r["code"].as_i64(), r["codeDesc"].as_str()),
+        (Some(4104), Some("AuthFailure.SecretIdNotFound"))
+    );
     let r = legacy_with(
         &sim,
         "GET",
@@ -2387,7 +2442,10 @@ async fn legacy_assign_task_describe() {
         now() - 400,
     )
     .await;
-    assert_eq!(r["code"], 4500);
+    assert_eq!(
+        (r["code"].as_i64(), r["codeDesc"].as_str()),
+        (Some(4500), Some("AuthFailure.SignatureExpire"))
+    );
 }
 
 #[tokio::test]
@@ -2414,47 +2472,136 @@ async fn legacy_nonce_replay_is_refused() {
     let (_, first) = json_of(http().get(&url).send().await.unwrap()).await;
     assert_eq!(first["code"], 0, "{first}");
     let (_, again) = json_of(http().get(&url).send().await.unwrap()).await;
-    assert_eq!(again["code"], 4500, "{again}");
+    assert_eq!(
+        (again["code"].as_i64(), again["codeDesc"].as_str()),
+        (Some(4500), Some("AuthFailure.NonceReplayed")),
+        "{again}"
+    );
 }
 
 // ---------------------------------------------------------------- limits, faults, audit, control
 
-#[tokio::test]
-async fn rate_limits_answer_with_throttling_errors() {
-    let yaml = WORLD
+/// A world where `DescribeSubnets` (Zenlayer, Tencent) and
+/// `DescribeNetworkInterfaces` (Tencent, both generations) allow one call per
+/// key and then nothing for a quarter of an hour: the second call is throttled
+/// however slowly the test runs.
+fn throttled_world(extra_settings: &str) -> String {
+    WORLD
         .replace(
             "zenlayer:\n  asyncLatencyMs: 500",
-            "zenlayer:\n  asyncLatencyMs: 500\n  rateLimits: {DescribeSubnets: 1}",
+            "zenlayer:\n  asyncLatencyMs: 500\n  rateLimits: {DescribeSubnets: 0.001}",
         )
         .replace(
             "tencent:\n  asyncLatencyMs: 500",
-            "tencent:\n  asyncLatencyMs: 500\n  rateLimits: {DescribeSubnets: 1}",
-        );
-    let sim = sim_from(&yaml).await;
-    let mut zl_codes = Vec::new();
-    let mut tc_codes = Vec::new();
-    for _ in 0..6 {
-        zl_codes.push(zl(&sim, "DescribeSubnets", json!({})).await.0);
-        tc_codes.push(tc_code(&tc(&sim, "DescribeSubnets", json!({})).await).to_string());
-    }
-    assert!(
-        zl_codes.iter().filter(|c| **c == 429).count() >= 2,
-        "{zl_codes:?}"
+            "tencent:\n  asyncLatencyMs: 500\n  rateLimits: {DescribeSubnets: 0.001, DescribeNetworkInterfaces: 0.001}",
+        )
+        .replace("accounts:\n", &format!("settings: {{{extra_settings}}}\naccounts:\n"))
+}
+
+#[tokio::test]
+async fn rate_limits_answer_with_throttling_errors() {
+    let sim = sim_from(&throttled_world("")).await;
+    zl_ok(&zl(&sim, "DescribeSubnets", json!({})).await);
+    zl_err(
+        &zl(&sim, "DescribeSubnets", json!({})).await,
+        429,
+        "REQUEST_LIMIT_EXCEEDED",
     );
-    assert!(
-        tc_codes
-            .iter()
-            .filter(|c| *c == "RequestLimitExceeded")
-            .count()
-            >= 2,
-        "{tc_codes:?}"
-    );
-    let r = zl(&sim, "DescribeSubnets", json!({})).await;
-    if r.0 == 429 {
-        zl_err(&r, 429, "REQUEST_LIMIT_EXCEEDED");
-    }
     // Other actions have their own buckets.
     zl_ok(&zl(&sim, "DescribeNetworkInterfaceRegions", json!({})).await);
+
+    // Tencent API 3.0: HTTP 200 (asserted by `tc_with`) and the gateway code.
+    tc_ok(&tc(&sim, "DescribeSubnets", json!({})).await);
+    let r = tc(&sim, "DescribeSubnets", json!({})).await;
+    assert_eq!(tc_code(&r), "RequestLimitExceeded", "{r}");
+    // Each key has its own buckets.
+    tc_ok(&tc_subnets_as(&sim, TC_TEMP, Some("tc-session-token")).await);
+
+    // Legacy API 2.0: its own envelope, numeric class 4400.
+    let describe = [("Action", "DescribeNetworkInterfaces")];
+    let r = legacy(&sim, &describe).await;
+    assert_eq!(r["code"], 0, "{r}");
+    let r = legacy(&sim, &describe).await;
+    assert_eq!(
+        (r["code"].as_i64(), r["codeDesc"].as_str()),
+        (Some(4400), Some("RequestLimitExceeded")),
+        "{r}"
+    );
+
+    // The documented default for an action the world leaves alone:
+    // `DescribeVpcTaskResult`, 20 per second. However long 200 concurrent calls
+    // take, at most 20 + 20/s of them pass (so some are throttled unless they
+    // take 9 s), and at least the first 20.
+    let started = Instant::now();
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..200 {
+        let req = tc_request(
+            &sim,
+            TC_KEY,
+            "vpc",
+            "DescribeVpcTaskResult",
+            "ap-guangzhou",
+            json!({"TaskId": "1"}),
+            None,
+        );
+        calls.spawn(async move { json_of(req.send().await.unwrap()).await.1 });
+    }
+    let mut passed = 0.0;
+    while let Some(r) = calls.join_next().await {
+        if tc_code(&r.unwrap()["Response"]) != "RequestLimitExceeded" {
+            passed += 1.0;
+        }
+    }
+    let ceiling = 20.0 + 20.0 * started.elapsed().as_secs_f64();
+    assert!(
+        (20.0..=ceiling).contains(&passed) && passed < 200.0,
+        "{passed} of 200 passed, at most {ceiling} allowed"
+    );
+
+    let outcomes: Vec<_> = sim
+        .audit()
+        .into_iter()
+        .map(|e| (e.protocol, e.action, e.outcome))
+        .collect();
+    for (protocol, action, code) in [
+        (
+            Protocol::Zenlayer,
+            "DescribeSubnets",
+            "REQUEST_LIMIT_EXCEEDED",
+        ),
+        (Protocol::Tencent, "DescribeSubnets", "RequestLimitExceeded"),
+        (
+            Protocol::TencentLegacy,
+            "DescribeNetworkInterfaces",
+            "RequestLimitExceeded",
+        ),
+    ] {
+        assert!(
+            outcomes.contains(&(protocol, action.to_string(), code.to_string())),
+            "throttling is audited: {outcomes:?}"
+        );
+    }
+    sim.shutdown().await;
+
+    // The VPC service's own per-action code, chosen in the world file.
+    let sim = sim_from(&throttled_world(
+        "tencentThrottleCode: LimitExceeded.ActionLimited",
+    ))
+    .await;
+    tc_ok(&tc(&sim, "DescribeSubnets", json!({})).await);
+    let r = tc(&sim, "DescribeSubnets", json!({})).await;
+    assert_eq!(tc_code(&r), "LimitExceeded.ActionLimited", "{r}");
+    assert_eq!(legacy(&sim, &describe).await["code"], 0);
+    let r = legacy(&sim, &describe).await;
+    assert_eq!(
+        (r["code"].as_i64(), r["codeDesc"].as_str()),
+        (Some(4400), Some("LimitExceeded.ActionLimited")),
+        "{r}"
+    );
+    let err = World::from_yaml("settings: {tencentThrottleCode: SlowDown}")
+        .expect_err("an unknown throttle code is refused")
+        .to_string();
+    assert!(err.contains("SlowDown"), "{err}");
 }
 
 #[tokio::test]
@@ -2492,14 +2639,7 @@ async fn faults_over_the_control_endpoint() {
     let started = Instant::now();
     zl_ok(&zl(&sim, "DescribeNetworkInterfaceRegions", json!({})).await);
     assert!(started.elapsed() >= Duration::from_millis(300));
-    let listed: Value = http()
-        .get(format!("{}/_sim/faults", sim.base_url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = sim_get(&sim, "/_sim/faults").await;
     assert_eq!(
         listed.as_array().unwrap().len(),
         2,
@@ -2519,33 +2659,6 @@ async fn faults_over_the_control_endpoint() {
         .unwrap();
     assert_eq!(cleared.status(), 200);
     tc_ok(&tc(&sim, "DescribeSubnets", json!({})).await);
-
-    // Apply the change, then drop the response.
-    sim.set_faults(vec![Fault {
-        protocol: Some(Protocol::Zenlayer),
-        action: Some("BatchAssignNetworkInterfaceIpv4".into()),
-        drop_response: true,
-        ..Fault::default()
-    }])
-    .unwrap();
-    let sig_body = json!({"nicId": "nic-zl-a", "ipAddresses": ["10.0.0.77"]}).to_string();
-    let ts = now();
-    let host = sim.addr().to_string();
-    let sig = zc2::signature(ZL_KEY.1, ts, "application/json", &host, sig_body.as_bytes());
-    let sent = http()
-        .post(format!("{}/api/v2/zec", sim.base_url()))
-        .header("Content-Type", "application/json")
-        .header("X-ZC-Action", "BatchAssignNetworkInterfaceIpv4")
-        .header("X-ZC-Timestamp", ts.to_string())
-        .header("Authorization", zc2::authorization(ZL_KEY.0, &sig))
-        .body(sig_body)
-        .send()
-        .await;
-    assert!(sent.is_err(), "the response must be lost: {sent:?}");
-    assert_eq!(
-        secondaries(&sim, "nic-zl-a"),
-        ["10.0.0.77".parse::<Ipv4Addr>().unwrap()]
-    );
 
     // A Tencent task that fails: FAILED in DescribeVpcTaskResult, change rolled back.
     sim.set_faults(vec![Fault {
@@ -2572,16 +2685,17 @@ async fn faults_over_the_control_endpoint() {
     );
     assert!(secondaries(&sim, "eni-m6dyj72l").is_empty());
     sim.clear_faults();
+    zl_ok(
+        &zl(
+            &sim,
+            "BatchAssignNetworkInterfaceIpv4",
+            json!({"nicId": "nic-zl-a", "ipAddresses": ["10.0.0.77"]}),
+        )
+        .await,
+    );
 
     // The world endpoint and the audit log.
-    let w: Value = http()
-        .get(format!("{}/_sim/world", sim.base_url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let w: Value = sim_get(&sim, "/_sim/world").await;
     let nic = w["zenlayer"]["nics"]
         .as_array()
         .unwrap()
@@ -2595,10 +2709,27 @@ async fn faults_over_the_control_endpoint() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
+    for l in &lines {
+        let mut keys: Vec<_> = l.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "action",
+                "keyId",
+                "outcome",
+                "params",
+                "provider",
+                "requestId",
+                "time"
+            ],
+            "exactly the fields the issue asks for: {l}"
+        );
+    }
     let first = &lines[0];
     assert_eq!(
         (
-            first["protocol"].as_str(),
+            first["provider"].as_str(),
             first["action"].as_str(),
             first["outcome"].as_str()
         ),
@@ -2618,6 +2749,450 @@ async fn faults_over_the_control_endpoint() {
     );
     assert!(!text.contains("zl-test-password") && !text.contains("tc-test-secret-key"));
     sim.shutdown().await;
+}
+
+/// "Apply the change, then drop the response" on each protocol: the
+/// connection closes without an answer, yet the change lands (Tencent: once
+/// its task completes) and the audit log records it as done.
+#[tokio::test]
+async fn dropped_responses_keep_the_change_on_every_protocol() {
+    let sim = sim().await;
+    let drop_on = |protocol, action: &str| Fault {
+        protocol: Some(protocol),
+        action: Some(action.into()),
+        drop_response: true,
+        ..Fault::default()
+    };
+    let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+
+    sim.set_faults(vec![drop_on(
+        Protocol::Zenlayer,
+        "BatchAssignNetworkInterfaceIpv4",
+    )])
+    .unwrap();
+    let body = json!({"nicId": "nic-zl-a", "ipAddresses": ["10.0.0.77"]}).to_string();
+    let ts = now();
+    let host = sim.addr().to_string();
+    let sig = zc2::signature(ZL_KEY.1, ts, "application/json", &host, body.as_bytes());
+    let sent = http()
+        .post(format!("{}/api/v2/zec", sim.base_url()))
+        .header("Content-Type", "application/json")
+        .header("X-ZC-Action", "BatchAssignNetworkInterfaceIpv4")
+        .header("X-ZC-Timestamp", ts.to_string())
+        .header("Authorization", zc2::authorization(ZL_KEY.0, &sig))
+        .body(body)
+        .send()
+        .await;
+    assert!(sent.is_err(), "the response must be lost: {sent:?}");
+    assert_eq!(secondaries(&sim, "nic-zl-a"), [ip("10.0.0.77")]);
+
+    sim.set_faults(vec![drop_on(Protocol::Tencent, "AssignPrivateIpAddresses")])
+        .unwrap();
+    let sent = tc_request(
+        &sim,
+        TC_KEY,
+        "vpc",
+        "AssignPrivateIpAddresses",
+        "ap-guangzhou",
+        json!({"NetworkInterfaceId": "eni-m6dyj72l", "PrivateIpAddresses": ips(&["172.16.0.60"])}),
+        None,
+    )
+    .send()
+    .await;
+    assert!(sent.is_err(), "the response must be lost: {sent:?}");
+    poll("the Tencent assignment task", || {
+        let w = sim.world();
+        !w.tencent.tasks.is_empty()
+            && w.tencent
+                .tasks
+                .values()
+                .all(|t| t.status == cloudsim::TaskStatus::Success)
+    })
+    .await;
+    assert_eq!(secondaries(&sim, "eni-m6dyj72l"), [ip("172.16.0.60")]);
+
+    sim.set_faults(vec![drop_on(
+        Protocol::TencentLegacy,
+        "UnassignPrivateIpAddresses",
+    )])
+    .unwrap();
+    let (req, _) = query_request(
+        &sim,
+        "POST",
+        "/v2/index.php",
+        TC_KEY,
+        &[
+            ("Region", "gz"),
+            ("Action", "UnassignPrivateIpAddresses"),
+            ("vpcId", "vpc-7t9nf3pu"),
+            ("networkInterfaceId", "eni-m6dyj72l"),
+            ("privateIpAddress.0", "172.16.0.60"),
+        ],
+        now(),
+    );
+    let sent = req.send().await;
+    assert!(sent.is_err(), "the response must be lost: {sent:?}");
+    poll("the legacy unassignment", || {
+        secondaries(&sim, "eni-m6dyj72l").is_empty()
+    })
+    .await;
+
+    let done: Vec<_> = sim
+        .audit()
+        .into_iter()
+        .map(|e| (e.protocol, e.action, e.outcome))
+        .collect();
+    assert_eq!(
+        done,
+        [
+            (
+                Protocol::Zenlayer,
+                "BatchAssignNetworkInterfaceIpv4",
+                "Success"
+            ),
+            (Protocol::Tencent, "AssignPrivateIpAddresses", "Success"),
+            (
+                Protocol::TencentLegacy,
+                "UnassignPrivateIpAddresses",
+                "Success"
+            ),
+        ]
+        .map(|(p, a, o)| (p, a.to_string(), o.to_string()))
+    );
+}
+
+/// No secret of any kind (Zenlayer key password and bearer token, Tencent
+/// SecretKey and session token, the query signatures of API 3.0 v1 and the
+/// legacy API) reaches an answer, the audit log file, the control endpoints
+/// or Debug output, whether the request succeeds or is refused.
+#[tokio::test]
+async fn no_secret_reaches_answers_or_the_audit_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.jsonl");
+    let world = World::from_yaml(WORLD).unwrap();
+    let mut secrets: Vec<String> = [
+        "zl-test-password",
+        "zl-test-bearer",
+        "zl-wrong-bearer",
+        "zl-wrong-password",
+        "tc-test-secret-key",
+        "tc-temp-secret-key",
+        "tc-session-token",
+        "tc-wrong-session-token",
+        "tc-wrong-secret-key",
+    ]
+    .map(String::from)
+    .to_vec();
+    let debug = format!("{world:?}");
+    let sim =
+        cloudsim::start_with_audit_log(world, "127.0.0.1:0".parse().unwrap(), Some(log.clone()))
+            .await
+            .unwrap();
+    let mut answers: Vec<(&str, Value)> = Vec::new();
+
+    for (what, key) in [
+        ("zenlayer signed", ZL_KEY),
+        ("zenlayer wrong password", (ZL_KEY.0, "zl-wrong-password")),
+    ] {
+        let r = zl_send(
+            &sim,
+            ZlReq {
+                action: "DescribeSubnets",
+                body: "{}".into(),
+                key,
+                timestamp: now(),
+                host: None,
+            },
+        )
+        .await;
+        answers.push((what, r.1));
+    }
+    for (what, token) in [
+        ("zenlayer bearer", "zl-test-bearer"),
+        ("zenlayer wrong bearer", "zl-wrong-bearer"),
+    ] {
+        let resp = http()
+            .post(format!("{}/api/v2/zec", sim.base_url()))
+            .header("Content-Type", "application/json")
+            .header("X-ZC-Action", "DescribeSubnets")
+            .header("Authorization", format!("Bearer {token}"))
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        answers.push((what, json_of(resp).await.1));
+    }
+
+    let temp = TC_TEMP;
+    for (what, key, token) in [
+        ("tc3 session token", temp, "tc-session-token"),
+        ("tc3 wrong token", temp, "tc-wrong-session-token"),
+        (
+            "tc3 wrong key",
+            (temp.0, "tc-wrong-secret-key"),
+            "tc-session-token",
+        ),
+    ] {
+        answers.push((what, tc_subnets_as(&sim, key, Some(token)).await));
+    }
+    let v1 = [
+        ("Action", "DescribeSubnets"),
+        ("Version", "2017-03-12"),
+        ("Region", "ap-guangzhou"),
+        ("Token", "tc-session-token"),
+    ];
+    let legacy_params = [("Action", "DescribeNetworkInterfaces"), ("Region", "gz")];
+    for (what, method, path, key, params) in [
+        ("v1 GET", "GET", "/", temp, &v1[..]),
+        (
+            "v1 POST wrong key",
+            "POST",
+            "/",
+            (temp.0, "tc-wrong-secret-key"),
+            &v1[..],
+        ),
+        (
+            "legacy GET",
+            "GET",
+            "/v2/index.php",
+            TC_KEY,
+            &legacy_params[..],
+        ),
+        (
+            "legacy POST",
+            "POST",
+            "/v2/index.php",
+            TC_KEY,
+            &legacy_params[..],
+        ),
+        (
+            "legacy wrong key",
+            "GET",
+            "/v2/index.php",
+            (TC_KEY.0, "tc-wrong-secret-key"),
+            &legacy_params[..],
+        ),
+    ] {
+        let (req, sig) = query_request(&sim, method, path, key, params, now());
+        secrets.push(sig);
+        answers.push((what, json_of(req.send().await.unwrap()).await.1));
+    }
+
+    // Each request did what it should, so the checks below saw real traffic.
+    let outcome = |v: &Value| -> String {
+        let r = v.get("Response").unwrap_or(v);
+        [&v["code"], &r["Error"]["Code"], &v["codeDesc"]]
+            .iter()
+            .find_map(|c| c.as_str().map(String::from))
+            .unwrap_or_else(|| "Success".into())
+    };
+    let got: Vec<(&str, String)> = answers.iter().map(|(w, v)| (*w, outcome(v))).collect();
+    assert_eq!(
+        got,
+        [
+            ("zenlayer signed", "Success"),
+            ("zenlayer wrong password", "SIMULATOR_AUTH_FAILED"),
+            ("zenlayer bearer", "Success"),
+            ("zenlayer wrong bearer", "SIMULATOR_AUTH_FAILED"),
+            ("tc3 session token", "Success"),
+            ("tc3 wrong token", "AuthFailure.TokenFailure"),
+            ("tc3 wrong key", "AuthFailure.SignatureFailure"),
+            ("v1 GET", "Success"),
+            ("v1 POST wrong key", "AuthFailure.SignatureFailure"),
+            ("legacy GET", "Success"),
+            ("legacy POST", "Success"),
+            ("legacy wrong key", "AuthFailure.SignatureFailure"),
+        ]
+        .map(|(w, c)| (w, c.to_string()))
+    );
+
+    let control = |path: &'static str| {
+        let url = format!("{}{path}", sim.base_url());
+        async move { http().get(url).send().await.unwrap().text().await.unwrap() }
+    };
+    let audit_file = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(audit_file.lines().count(), answers.len());
+    let mut places = vec![
+        ("the audit log file", audit_file),
+        ("/_sim/audit", control("/_sim/audit").await),
+        ("/_sim/world", control("/_sim/world").await),
+        ("World's Debug", debug),
+    ];
+    places.extend(answers.iter().map(|(w, v)| (*w, v.to_string())));
+    for (place, text) in &places {
+        for secret in &secrets {
+            assert!(
+                !text.contains(secret.as_str()),
+                "{place} shows {secret}: {text}"
+            );
+        }
+    }
+    // The log names the key id a request presented instead, refused or not;
+    // nothing for an unknown bearer token, which is itself the secret.
+    let (zl_key, tc_temp, tc_key) = ("zl-test-key", "AKIDtempkey0001", TC_KEY.0);
+    let key_ids: Vec<String> = sim.audit().into_iter().map(|e| e.key_id).collect();
+    assert_eq!(
+        key_ids,
+        [
+            zl_key, zl_key, zl_key, "", tc_temp, tc_temp, tc_temp, tc_temp, tc_temp, tc_key,
+            tc_key, tc_key
+        ]
+    );
+}
+
+/// Rules that need a world of their own: exhausted IPv6 space, an instance
+/// at its NIC limit, an ENI in a transitional state.
+#[tokio::test]
+async fn small_world_rules() {
+    let sim = sim_from(
+        r#"
+accounts:
+  zenlayer: [{keyId: zl-test-key, keyPassword: zl-test-password}]
+  tencent: [{secretId: AKIDtestkey0001, secretKey: tc-test-secret-key}]
+zenlayer:
+  regions: [{id: r1, zones: [r1a]}]
+  vpcs: [{id: v1, region: r1}]
+  subnets: [{id: s6, vpc: v1, cidr: 10.0.0.0/24, ipv6Cidr: "2001:db8::/96", ipv6MaskLength: 96}]
+  instances: [{id: i1, zone: r1a, nicLimit: 1}]
+  nics:
+    - {id: n1, subnet: s6, instance: i1}
+    - {id: n2, subnet: s6}
+tencent:
+  regions: [{id: ap-guangzhou, zones: [ap-guangzhou-3]}]
+  vpcs: [{id: vpc-00000001, region: ap-guangzhou}]
+  subnets: [{id: subnet-00000001, vpc: vpc-00000001, zone: ap-guangzhou-3, cidr: 172.16.0.0/24, ipv6Cidr: "2402:4e00::/126"}]
+  nics:
+    - {id: eni-00000001, subnet: subnet-00000001}
+    - {id: eni-00000002, subnet: subnet-00000001, status: ATTACHING}
+"#,
+    )
+    .await;
+    // Zenlayer: the subnet holds one IPv6 block.
+    zl_ok(&zl(&sim, "AssignNetworkInterfaceIpv6", json!({"nicId": "n1"})).await);
+    let r = zl(&sim, "AssignNetworkInterfaceIpv6", json!({"nicId": "n2"})).await;
+    zl_err(&r, 409, "INVALID_SUBNET_IPV6_INSUFFICIENT");
+    assert!(sim.world().zenlayer.nics["n2"].ipv6.is_empty());
+    // Zenlayer: the instance already has its one NIC.
+    let r = zl(
+        &sim,
+        "AttachNetworkInterface",
+        json!({"nicId": "n2", "instanceId": "i1"}),
+    )
+    .await;
+    zl_err(&r, 400, "INVALID_INSTANCE_NIC_LIMIT");
+    assert_eq!(sim.world().zenlayer.nics["n2"].status, "AVAILABLE");
+
+    // Tencent: a /126 leaves two assignable addresses (`::` and `::1` are reserved).
+    let r = tc(
+        &sim,
+        "AssignIpv6Addresses",
+        json!({"NetworkInterfaceId": "eni-00000001", "Ipv6AddressCount": 3}),
+    )
+    .await;
+    assert_eq!(tc_code(&r), "ResourceInsufficient", "{r}");
+    assert!(sim.world().tencent.nics["eni-00000001"].ipv6.is_empty());
+    // Tencent: an ENI in a transitional state takes no changes.
+    let r = tc(
+        &sim,
+        "AssignPrivateIpAddresses",
+        json!({"NetworkInterfaceId": "eni-00000002", "SecondaryPrivateIpAddressCount": 1}),
+    )
+    .await;
+    assert_eq!(tc_code(&r), "UnsupportedOperation.InvalidState", "{r}");
+    assert!(secondaries(&sim, "eni-00000002").is_empty());
+    // Tencent: a filter must be an object.
+    let r = tc(
+        &sim,
+        "DescribeNetworkInterfaces",
+        json!({"Filters": ["vpc-id"]}),
+    )
+    .await;
+    assert_eq!(tc_code(&r), "InvalidParameter.FilterNotDict", "{r}");
+}
+
+/// Faults from the world file are active at start; `rate` is a probability
+/// (60 tries at 0.5 land far inside 5..=55 unless the rate is ignored).
+#[tokio::test]
+async fn world_file_faults_fire_at_their_rate() {
+    let sim = sim_from(&WORLD.replace(
+        "accounts:\n",
+        "faults:\n  - {protocol: tencent, action: DescribeSubnets, rate: 0.5, error: InternalError}\n  - {protocol: tencentLegacy, action: DescribeNetworkInterfaces, error: InternalError, times: 1}\naccounts:\n",
+    ))
+    .await;
+    let mut failed = 0;
+    for _ in 0..60 {
+        let r = tc(&sim, "DescribeSubnets", json!({})).await;
+        match tc_code(&r) {
+            "InternalError" => failed += 1,
+            "" => {}
+            other => panic!("unexpected {other}: {r}"),
+        }
+    }
+    assert!(
+        (5..=55).contains(&failed),
+        "{failed} of 60 failed at rate 0.5"
+    );
+    // Other actions and protocols are untouched.
+    tc_ok(&tc(&sim, "DescribeNetworkInterfaces", json!({})).await);
+    let describe = [("Action", "DescribeNetworkInterfaces")];
+    let r = legacy(&sim, &describe).await;
+    assert_eq!(
+        (r["code"].as_i64(), r["codeDesc"].as_str()),
+        (Some(6000), Some("InternalError")),
+        "{r}"
+    );
+    assert_eq!(legacy(&sim, &describe).await["code"], 0, "fired once only");
+    let listed: Value = sim_get(&sim, "/_sim/faults").await;
+    assert_eq!(
+        listed,
+        json!([{"protocol": "tencent", "action": "DescribeSubnets", "rate": 0.5, "error": "InternalError"}])
+    );
+}
+
+/// A body over 1 MiB is not read; each protocol answers its own way and the
+/// call is audited.
+#[tokio::test]
+async fn oversized_bodies_get_each_protocols_size_error() {
+    let sim = sim().await;
+    let big = "x".repeat((1 << 20) + 1);
+    let send = |path: &str, action: (&'static str, &'static str)| {
+        http()
+            .post(format!("{}{path}", sim.base_url()))
+            .header(action.0, action.1)
+            .body(big.clone())
+            .send()
+    };
+    let r = json_of(
+        send("/api/v2/zec", ("X-ZC-Action", "DescribeSubnets"))
+            .await
+            .unwrap(),
+    )
+    .await;
+    zl_err(&r, 413, "INVALID_PARAMETER");
+    let (status, v) = json_of(send("/", ("X-TC-Action", "DescribeSubnets")).await.unwrap()).await;
+    assert_eq!(
+        (status, v["Response"]["Error"]["Code"].as_str()),
+        (200, Some("RequestSizeLimitExceeded")),
+        "{v}"
+    );
+    assert!(v["Response"]["RequestId"].is_string(), "{v}");
+    let (status, v) = json_of(send("/v2/index.php", ("X-Unused", "")).await.unwrap()).await;
+    assert_eq!(
+        (status, v["code"].as_i64(), v["codeDesc"].as_str()),
+        (200, Some(4000), Some("RequestSizeLimitExceeded")),
+        "{v}"
+    );
+    let outcomes: Vec<_> = sim.audit().into_iter().map(|e| e.outcome).collect();
+    assert_eq!(
+        outcomes,
+        [
+            "INVALID_PARAMETER",
+            "RequestSizeLimitExceeded",
+            "RequestSizeLimitExceeded"
+        ]
+    );
+    let r = send("/_sim/faults", ("X-Unused", "")).await.unwrap();
+    assert_eq!(r.status(), 413);
 }
 
 #[tokio::test]
@@ -2699,8 +3274,12 @@ async fn cli_serves_until_sigterm() {
         "{}/deploy/examples/cloudsim/world.yaml",
         env!("CARGO_MANIFEST_DIR")
     );
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.jsonl");
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_nicip"))
         .args(["cloudsim", "--listen", "127.0.0.1:0", "--world", &world])
+        .arg("--audit-log")
+        .arg(&log)
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -2725,6 +3304,15 @@ async fn cli_serves_until_sigterm() {
         .await
         .unwrap();
     assert_eq!(w["tencent"]["nics"].as_array().unwrap().len(), 3);
+    // An unsigned call is refused, and audited in the file.
+    let r = http()
+        .post(format!("{url}/api/v2/zec"))
+        .header("X-ZC-Action", "DescribeSubnets")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
     let pid = child.id().unwrap().to_string();
     let killed = std::process::Command::new("kill")
         .args(["-TERM", &pid])
@@ -2736,6 +3324,15 @@ async fn cli_serves_until_sigterm() {
         .expect("exits")
         .unwrap();
     assert!(status.success(), "{status:?}");
+    let audit: Value = serde_json::from_str(std::fs::read_to_string(&log).unwrap().trim()).unwrap();
+    assert_eq!(
+        (&audit["provider"], &audit["action"], &audit["outcome"]),
+        (
+            &json!("zenlayer"),
+            &json!("DescribeSubnets"),
+            &json!("SIMULATOR_AUTH_FAILED")
+        )
+    );
 
     let missing = std::process::Command::new(env!("CARGO_BIN_EXE_nicip"))
         .args(["cloudsim", "--world", "/nonexistent/world.yaml"])

@@ -81,6 +81,54 @@ pub struct Settings {
     /// Allowed clock skew of signed timestamps, both directions.
     #[serde(default = "default_window")]
     pub timestamp_window_seconds: i64,
+    /// The code a throttled Tencent call (API 3.0 and legacy 2.0) answers.
+    /// tencent.md lists both: the gateway's `RequestLimitExceeded` (the
+    /// default, §3/§11) and the VPC service's own per-action
+    /// `LimitExceeded.ActionLimited` (§8.1); which one the real service sends
+    /// for its per-action limit is undocumented, so either can be chosen.
+    #[serde(default)]
+    pub tencent_throttle_code: TencentThrottleCode,
+    /// The code Zenlayer answers when an `AssignNetworkInterfaceIpv6` finds
+    /// the NIC already holding an IPv6. The seed lists two codes for it with
+    /// the same meaning and no rule for choosing; the default is the first.
+    #[serde(default)]
+    pub zenlayer_ipv6_exists_code: ZenlayerIpv6ExistsCode,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub enum TencentThrottleCode {
+    #[default]
+    RequestLimitExceeded,
+    #[serde(rename = "LimitExceeded.ActionLimited")]
+    ActionLimited,
+}
+
+impl TencentThrottleCode {
+    pub fn code(self) -> &'static str {
+        match self {
+            TencentThrottleCode::RequestLimitExceeded => "RequestLimitExceeded",
+            TencentThrottleCode::ActionLimited => "LimitExceeded.ActionLimited",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[allow(non_camel_case_types)]
+pub enum ZenlayerIpv6ExistsCode {
+    #[default]
+    INVALID_NIC_IPV6_EXISTS,
+    OPERATION_DENIED_NIC_EXIST_IPV6,
+}
+
+impl ZenlayerIpv6ExistsCode {
+    pub fn code(self) -> &'static str {
+        match self {
+            ZenlayerIpv6ExistsCode::INVALID_NIC_IPV6_EXISTS => "INVALID_NIC_IPV6_EXISTS",
+            ZenlayerIpv6ExistsCode::OPERATION_DENIED_NIC_EXIST_IPV6 => {
+                "OPERATION_DENIED_NIC_EXIST_IPV6"
+            }
+        }
+    }
 }
 
 fn default_window() -> i64 {
@@ -91,6 +139,8 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             timestamp_window_seconds: default_window(),
+            tencent_throttle_code: TencentThrottleCode::default(),
+            zenlayer_ipv6_exists_code: ZenlayerIpv6ExistsCode::default(),
         }
     }
 }

@@ -251,6 +251,10 @@ impl RateLimiter {
 #[serde(rename_all = "camelCase")]
 pub struct AuditEntry {
     pub time: String,
+    /// Written as `provider`, the word the issue and the ProviderConfig use;
+    /// the value names the wire protocol (`zenlayer`, `tencent`,
+    /// `tencentLegacy`), as fault rules do.
+    #[serde(rename = "provider")]
     pub protocol: Protocol,
     pub action: String,
     pub key_id: String,

@@ -14,7 +14,7 @@ use hyper::Method;
 use serde_json::{Map, Value, json};
 
 use super::faults::{Decision, Protocol};
-use super::server::{CallInfo, HttpRequest, Reply, Sim, Wire, audit, run_call};
+use super::server::{CallInfo, HttpRequest, Reply, Sim, Wire, audit, presented_key_id, run_call};
 use super::tencent::{
     TcError, audit_params, form_pairs, query_signature_ok, rule_error, tc_err, tencent_limit,
     unflatten,
@@ -74,13 +74,14 @@ fn numeric_code(code: &str) -> i64 {
         "AuthFailure.SecretIdNotFound" => 4104,
         "AuthFailure.TokenFailure" => 4105,
         "AuthFailure.SignatureExpire" | "AuthFailure.NonceReplayed" => 4500,
-        "RequestLimitExceeded" => 4400,
+        "RequestLimitExceeded" | "LimitExceeded.ActionLimited" => 4400,
         "InvalidAction" => 6100,
         "InternalError" => 6000,
         c if c.ends_with(".NotFound") || c == "ResourceNotFound" => 5000,
         c if c.starts_with("InvalidParameter")
             || c.starts_with("MissingParameter")
-            || c == "UnsupportedRegion" =>
+            || c == "UnsupportedRegion"
+            || c == "RequestSizeLimitExceeded" =>
         {
             4000
         }
@@ -127,10 +128,19 @@ pub(crate) async fn handle(sim: &Sim, req: &HttpRequest) -> (Reply, bool) {
             tc_err("UnsupportedProtocol", "only GET and POST are supported"),
         );
     }
+    if req.body_too_large {
+        return refuse(
+            &info,
+            tc_err("RequestSizeLimitExceeded", "the request body is over 1 MiB"),
+        );
+    }
     let result = authenticate(sim, req, &pairs);
     match result {
         Ok(key_id) => info.key_id = key_id,
-        Err(e) => return refuse(&info, e),
+        Err(e) => {
+            info.key_id = presented_key_id(get("SecretId"));
+            return refuse(&info, e);
+        }
     }
     if !matches!(
         info.action.as_str(),
@@ -272,10 +282,13 @@ impl Wire for Legacy {
         tencent_limit(sim, action)
     }
 
-    fn throttled(&self, _info: &CallInfo) -> Reply {
+    fn throttled(&self, sim: &Sim, _info: &CallInfo) -> Reply {
         Reply {
             status: 200,
-            body: error_body(&tc_err("RequestLimitExceeded", "request limit exceeded")),
+            body: error_body(&tc_err(
+                sim.settings.tencent_throttle_code.code(),
+                "request limit exceeded",
+            )),
         }
     }
 

@@ -30,6 +30,9 @@ pub(crate) struct HttpRequest {
     pub query: String,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// The body was over `MAX_BODY` and was not read: the protocol answers
+    /// with its size-limit error.
+    pub body_too_large: bool,
 }
 
 impl HttpRequest {
@@ -113,7 +116,7 @@ pub(crate) trait Wire: Sync {
     /// Requests per second allowed for `action` (0: unlimited).
     fn limit_for(&self, sim: &Sim, action: &str) -> f64;
     /// The error reply for throttling.
-    fn throttled(&self, info: &CallInfo) -> Reply;
+    fn throttled(&self, sim: &Sim, info: &CallInfo) -> Reply;
     /// The error reply for an injected fault.
     fn injected(&self, info: &CallInfo, code: &str, http_status: u16, message: &str) -> Reply;
     /// Runs the action.
@@ -131,7 +134,7 @@ pub(crate) async fn run_call(sim: &Sim, proto: &dyn Wire, info: CallInfo) -> (Re
         .limiter
         .allow(info.protocol, &info.key_id, &info.action, limit)
     {
-        let reply = proto.throttled(&info);
+        let reply = proto.throttled(sim, &info);
         audit(sim, &info, proto.outcome(&reply));
         return (reply, false);
     }
@@ -145,6 +148,19 @@ pub(crate) async fn run_call(sim: &Sim, proto: &dyn Wire, info: CallInfo) -> (Re
     };
     audit(sim, &info, proto.outcome(&reply));
     (reply, decision.drop_response)
+}
+
+/// The key id a refused request presented, for the audit log: who tried
+/// matters most when authentication fails. Capped, since it is unverified.
+pub(crate) fn presented_key_id(id: Option<&str>) -> String {
+    id.unwrap_or("").trim().chars().take(128).collect()
+}
+
+/// The `Credential=` of a `ZC2-HMAC-SHA256`/`TC3-HMAC-SHA256` header, up to
+/// the first `/` (TC3 adds the scope after it).
+pub(crate) fn credential_of(authorization: &str) -> Option<&str> {
+    let (_, rest) = authorization.split_once("Credential=")?;
+    rest.split([',', '/']).next()
 }
 
 pub(crate) fn audit(sim: &Sim, info: &CallInfo, outcome: String) {
@@ -197,14 +213,9 @@ async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, DropResponse> {
     let (parts, body) = req.into_parts();
-    let body = match Limited::new(body, MAX_BODY).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => {
-            return Ok(json_response(
-                413,
-                &json!({"error": "request body too large or unreadable"}),
-            ));
-        }
+    let (body, body_too_large) = match Limited::new(body, MAX_BODY).collect().await {
+        Ok(b) => (b.to_bytes(), false),
+        Err(_) => (Bytes::new(), true),
     };
     let req = HttpRequest {
         method: parts.method,
@@ -212,11 +223,19 @@ async fn handle(
         query: parts.uri.query().unwrap_or("").to_string(),
         headers: parts.headers,
         body,
+        body_too_large,
     };
     let (reply, dropped) = match req.path.as_str() {
         "/api/v2/zec" => zenlayer::handle(&sim, &req).await,
         "/v2/index.php" => legacy::handle(&sim, &req).await,
         "/" => tencent::handle(&sim, &req).await,
+        _ if req.body_too_large => (
+            Reply {
+                status: 413,
+                body: json!({"error": "request body too large or unreadable"}),
+            },
+            false,
+        ),
         p if p.starts_with("/_sim/") => (control(&sim, &req), false),
         _ => (
             Reply {

@@ -11,7 +11,9 @@ use hyper::Method;
 use serde_json::{Map, Value, json};
 
 use super::faults::{Decision, Protocol, tencent_default_limit};
-use super::server::{CallInfo, HttpRequest, Reply, Sim, Wire, audit, run_call};
+use super::server::{
+    CallInfo, HttpRequest, Reply, Sim, Wire, audit, credential_of, presented_key_id, run_call,
+};
 use super::world::{
     Async, Cloud, Instance, Nic, Rule, Subnet, TaskStatus, TokenRecord, parse_ipv4_list,
     parse_ipv6_list,
@@ -466,9 +468,37 @@ pub(crate) async fn handle(sim: &Sim, req: &HttpRequest) -> (Reply, bool) {
             tc_err("UnsupportedProtocol", "Only GET and POST are supported."),
         );
     }
+    if req.body_too_large {
+        return refuse(
+            &info,
+            tc_err(
+                "RequestSizeLimitExceeded",
+                "The request body is over 1 MiB.",
+            ),
+        );
+    }
     let (key_id, parsed) = match authenticate(sim, req) {
         Ok(p) => p,
-        Err(e) => return refuse(&info, e),
+        Err(e) => {
+            let auth = req.header("authorization").unwrap_or("");
+            info.key_id = if auth.starts_with(tc3::ALGORITHM) {
+                presented_key_id(credential_of(auth))
+            } else {
+                let raw = if req.method == Method::GET {
+                    req.query.as_bytes()
+                } else {
+                    &req.body
+                };
+                let pairs = form_pairs(raw);
+                presented_key_id(
+                    pairs
+                        .iter()
+                        .find(|(k, _)| k == "SecretId")
+                        .map(|(_, v)| v.as_str()),
+                )
+            };
+            return refuse(&info, e);
+        }
     };
     info.key_id = key_id;
     info.action = parsed.action.clone();
@@ -554,9 +584,9 @@ impl Wire for Tencent {
         tencent_limit(sim, action)
     }
 
-    fn throttled(&self, info: &CallInfo) -> Reply {
+    fn throttled(&self, sim: &Sim, info: &CallInfo) -> Reply {
         let e = tc_err(
-            "RequestLimitExceeded",
+            sim.settings.tencent_throttle_code.code(),
             "Your current request times equals to `limit`, please retry later.",
         );
         Reply {

@@ -707,7 +707,11 @@ impl Cloud {
             ));
         }
         let ipv6_cidr = s.ipv6_cidr.map(|c| c.trunc());
-        let mask = s.ipv6_mask_length.unwrap_or(96);
+        // A CIDR smaller than the default /96 block is one block, so that a
+        // small Tencent subnet (which has no blocks) needs no Zenlayer field.
+        let mask = s
+            .ipv6_mask_length
+            .unwrap_or_else(|| ipv6_cidr.map_or(96, |c| c.prefix_len().max(96)));
         if let Some(c) = ipv6_cidr
             && (mask < c.prefix_len() || mask > 127)
         {

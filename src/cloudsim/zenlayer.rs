@@ -11,7 +11,9 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
 use super::faults::{Decision, Protocol};
-use super::server::{CallInfo, HttpRequest, Reply, Sim, Wire, audit, run_call};
+use super::server::{
+    CallInfo, HttpRequest, Reply, Sim, Wire, audit, credential_of, presented_key_id, run_call,
+};
 use super::world::{Async, Cloud, Instance, Ipv6Type, Nic, Rule, Subnet, parse_ipv4_list};
 use crate::signing::{self, zc2};
 
@@ -88,9 +90,25 @@ pub(crate) async fn handle(sim: &Sim, req: &HttpRequest) -> (Reply, bool) {
             fail(405, INVALID_PARAMETER, "only POST is supported"),
         );
     }
+    // Zenlayer documents no size limit or code for it (*choice*: 413 with the
+    // generic parameter code, in the usual envelope).
+    if req.body_too_large {
+        return refuse(
+            &info,
+            fail(413, INVALID_PARAMETER, "the request body is over 1 MiB"),
+        );
+    }
     match authenticate(sim, req) {
         Ok(key_id) => info.key_id = key_id,
-        Err(f) => return refuse(&info, f),
+        Err(f) => {
+            // A bearer token is the secret itself: only a signature's key id is logged.
+            let credential = req
+                .header("authorization")
+                .filter(|a| a.starts_with(zc2::ALGORITHM))
+                .and_then(credential_of);
+            info.key_id = presented_key_id(credential);
+            return refuse(&info, f);
+        }
     }
     if !ACTIONS.contains(&info.action.as_str()) {
         let msg = format!("unknown action `{}`", info.action);
@@ -187,7 +205,7 @@ impl Wire for Zenlayer {
         sim.limits.zenlayer.get(action).copied().unwrap_or(0.0)
     }
 
-    fn throttled(&self, info: &CallInfo) -> Reply {
+    fn throttled(&self, _sim: &Sim, info: &CallInfo) -> Reply {
         error_reply(
             &info.request_id,
             429,
@@ -491,7 +509,15 @@ fn execute(
                 if public && nic.ipv6.is_empty() {
                     check_billing(cloud, &p)?;
                 }
-                cloud.assign_ipv6_block(&p.nic_id).map_err(rule_failure)
+                cloud
+                    .assign_ipv6_block(&p.nic_id)
+                    .map_err(|rule| match rule {
+                        Rule::Ipv6Exists => Failure {
+                            code: sim.settings.zenlayer_ipv6_exists_code.code(),
+                            ..rule_failure(rule)
+                        },
+                        rule => rule_failure(rule),
+                    })
             })?;
             Ok(Map::new())
         }

@@ -17,7 +17,7 @@ import QcloudApi.common.request as qcloud_request
 from QcloudApi.modules.vpc import Vpc
 from QcloudApi.qcloudapi import QcloudApi
 
-from sim_control import set_faults
+from sim_control import hold_async, set_faults
 
 
 class PlainHTTPConnection(HTTPConnection):
@@ -106,8 +106,13 @@ for mode, (method, sign) in enumerate([("GET", "HmacSHA1"), ("POST", "HmacSHA256
     assert ip not in secondaries(c, "eni-m6dyj72l")
 
 c = client()
+# The task query while the task runs (status 2), then once it is done (0).
+hold_async(True)
 data = ok(call(c, "AssignPrivateIpAddresses", {
     "vpcId": "vpc-7t9nf3pu", "networkInterfaceId": "eni-m6dyj72l", "secondaryPrivateIpAddressCount": 2}))
+running = ok(call(c, "DescribeVpcTaskResult", {"taskId": data["taskId"]}))
+assert running["status"] == 2, running
+hold_async(False)
 assert wait_task(c, data["taskId"]) == 0
 assert len(secondaries(c, "eni-m6dyj72l")) == 2
 err(call(c, "AssignPrivateIpAddresses", {"vpcId": "vpc-nope0000", "networkInterfaceId": "eni-m6dyj72l",

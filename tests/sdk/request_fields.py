@@ -42,7 +42,7 @@ def check_legacy(action, params):
 entries = json.load(open(sys.argv[1]))
 seen = set()
 for e in entries:
-    protocol, action, params = e["protocol"], e["action"], e["params"]
+    protocol, action, params = e["provider"], e["action"], e["params"]
     if protocol == "zenlayer":
         model = getattr(zec, action + "Request", None)
         assert model is not None, "Zenlayer SDK has no action %s" % action

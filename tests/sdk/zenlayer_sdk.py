@@ -84,6 +84,13 @@ assert nic.primaryIpv4 == "10.0.0.20" and nic.status == "AVAILABLE"
 client.UnassignNetworkInterfaceIpv4(
     req(models.UnassignNetworkInterfaceIpv4Request, nicId="nic-zl-b", ipAddresses=["10.0.0.40"]))
 assert "10.0.0.40" not in describe("nic-zl-b").secondaryIpv4s
+# The single-address companion action, same rules.
+client.AssignNetworkInterfaceIpv4(req(models.AssignNetworkInterfaceIpv4Request, nicId="nic-zl-b", ipAddress="10.0.0.40"))
+assert "10.0.0.40" in describe("nic-zl-b").secondaryIpv4s
+expect_error("INVALID_SUBNET_PRIVATE_IPV4_IN_USED", client.AssignNetworkInterfaceIpv4,
+             req(models.AssignNetworkInterfaceIpv4Request, nicId="nic-zl-a", ipAddress="10.0.0.40"))
+client.UnassignNetworkInterfaceIpv4(
+    req(models.UnassignNetworkInterfaceIpv4Request, nicId="nic-zl-b", ipAddresses=["10.0.0.40"]))
 
 # Error cases, with the documented codes.
 expect_error("INVALID_IP_OUT_OF_RANGE", client.BatchAssignNetworkInterfaceIpv4,
@@ -175,6 +182,11 @@ assert inst.dataSet[0].instanceId == "ins-zl-run"
 stopped = client.DescribeInstances(req(models.DescribeInstancesRequest, instanceIds=["ins-zl-stopped"], pageSize=1,
                                        pageNum=1))
 assert [(i.instanceId, i.status) for i in stopped.dataSet] == [("ins-zl-stopped", "STOPPED")], stopped
+status = client.DescribeInstancesStatus(req(models.DescribeInstancesStatusRequest,
+                                            instanceIds=["ins-zl-run", "ins-zl-stopped"]))
+assert status.totalCount == 2, status
+assert sorted((s.instanceId, s.instanceStatus) for s in status.dataSet) == [
+    ("ins-zl-run", "RUNNING"), ("ins-zl-stopped", "STOPPED")], status.dataSet
 none = client.DescribeInstances(req(models.DescribeInstancesRequest, instanceIds=["ins-zl-nope"]))
 assert (none.totalCount, none.dataSet) == (0, []), none
 subnets = client.DescribeSubnets(req(models.DescribeSubnetsRequest, subnetIds=["subnet-zl-dual"]))
@@ -198,7 +210,8 @@ assert token_client.DescribeNetworkInterfaceRegions(models.DescribeNetworkInterf
 bad = ZecClient(Credential("zl-test-key", "wrong"), CONFIG)
 expect_error("SIMULATOR_AUTH_FAILED", bad.DescribeNetworkInterfaceRegions, models.DescribeNetworkInterfaceRegionsRequest())
 
-assert RESPONSES_CHECKED >= {"BatchAssignNetworkInterfaceIpv4", "UnassignNetworkInterfaceIpv4",
+assert RESPONSES_CHECKED >= {"BatchAssignNetworkInterfaceIpv4", "AssignNetworkInterfaceIpv4",
+                             "UnassignNetworkInterfaceIpv4", "DescribeInstancesStatus",
                              "AssignNetworkInterfaceIpv6", "UnassignNetworkInterfaceIpv6", "AttachNetworkInterface",
                              "DetachNetworkInterface", "DescribeNetworkInterfaces", "DescribeInstances",
                              "DescribeSubnets"}, RESPONSES_CHECKED
