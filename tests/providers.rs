@@ -7,6 +7,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use nicip::api::v1alpha1::PendingOperation;
 use nicip::cloud::tencent::Tencent;
 use nicip::cloud::tencent_legacy::TencentLegacy;
 use nicip::cloud::zenlayer::Zenlayer;
@@ -1266,6 +1267,166 @@ async fn legacy_manages_ipv4_with_task_ids() {
             .unwrap()
             .is_empty()
     );
+    sim.shutdown().await;
+}
+
+// ---------------------------------------------------------------- lost responses, all providers
+
+/// The pending operation as the controller stores it in the claim
+/// (`status.pendingOperation`, JSON through the API server) and as a new
+/// process reads it back.
+fn through_claim_status(op: &Operation) -> Operation {
+    let json = serde_json::to_string(&PendingOperation::from(op)).unwrap();
+    let stored: PendingOperation = serde_json::from_str(&json).unwrap();
+    Operation::try_from(&stored).expect("a stored operation reads back")
+}
+
+/// A provider whose transport makes exactly one attempt, so a dropped
+/// response surfaces as an error instead of being retried.
+fn one_shot(sim: &RunningSim, protocol: Protocol) -> Box<dyn NicProvider> {
+    let transport = Transport::new(TransportConfig {
+        max_attempts: 1,
+        ..TransportConfig::default()
+    })
+    .unwrap();
+    match protocol {
+        Protocol::Zenlayer => Box::new(
+            Zenlayer::new(
+                transport,
+                Credentials::new(ZL_KEY, ZL_SECRET),
+                Some(&format!("{}/api/v2/zec", sim.base_url())),
+            )
+            .unwrap(),
+        ),
+        Protocol::Tencent => Box::new(
+            Tencent::new(
+                transport,
+                Credentials::new(TC_ID, TC_SECRET),
+                "ap-guangzhou",
+                Some(&sim.base_url()),
+            )
+            .unwrap(),
+        ),
+        Protocol::TencentLegacy => Box::new(
+            TencentLegacy::new(
+                transport,
+                Credentials::new(TC_ID, TC_SECRET),
+                "ap-guangzhou",
+                Some(&sim.base_url()),
+            )
+            .unwrap(),
+        ),
+    }
+}
+
+/// For each provider, explicit and count mode: the cloud applies the
+/// assignment and the response is lost. The operation, stored in the claim's
+/// status before the call, is resolved by a new process (a new provider on a
+/// new transport) from the cloud's state alone: it names exactly the
+/// addresses that were added, and no second assignment call is made. The
+/// release that follows loses its response too and resolves the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_responses_resolve_in_a_new_process_without_a_second_assignment() {
+    let sim = start_sim().await;
+    let cases = [
+        (
+            Protocol::Zenlayer,
+            "BatchAssignNetworkInterfaceIpv4",
+            "UnassignNetworkInterfaceIpv4",
+            NicRef::new("nic-1"),
+            ["10.0.0.90", "10.0.0.91"],
+        ),
+        (
+            Protocol::Tencent,
+            "AssignPrivateIpAddresses",
+            "UnassignPrivateIpAddresses",
+            NicRef::new("eni-abc"),
+            ["10.1.0.90", "10.1.0.91"],
+        ),
+        (
+            Protocol::TencentLegacy,
+            "AssignPrivateIpAddresses",
+            "UnassignPrivateIpAddresses",
+            NicRef::new("eni-legacy").in_vpc("vpc-abc"),
+            ["10.1.0.95", "10.1.0.96"],
+        ),
+    ];
+    for (protocol, assign, unassign, nic, explicit) in cases {
+        let tencent_world = protocol != Protocol::Zenlayer;
+        let requests = [Ipv4Request::Addresses(v4(&explicit)), Ipv4Request::Count(2)];
+        for (step, request) in requests.iter().enumerate() {
+            let what = format!("{protocol:?} {request:?}");
+            let before = observe(one_shot(&sim, protocol).as_ref(), &nic).await;
+            let op = Operation::assign_ipv4(request, None, &before, &key(&format!("lost-{step}")));
+            let stored = through_claim_status(&op);
+            sim.set_faults(vec![Fault {
+                protocol: Some(protocol),
+                action: Some(assign.into()),
+                drop_response: true,
+                times: Some(1),
+                ..Fault::default()
+            }])
+            .unwrap();
+            let calls = audit_count(&sim, protocol, assign);
+            let err = expect_err(one_shot(&sim, protocol).submit(&nic, &op).await);
+            assert_eq!(err.class, ErrorClass::Transient, "{what}: {err}");
+
+            let fresh = one_shot(&sim, protocol);
+            let Resolution::Applied { addresses } = settle(fresh.as_ref(), &nic, &stored).await
+            else {
+                panic!("{what}: the lost assignment does not resolve as applied")
+            };
+            let gained: BTreeSet<IpAddr> = sim_secondaries(&sim, tencent_world, &nic.id.0)
+                .difference(&before.secondary_ipv4)
+                .map(|a| IpAddr::V4(*a))
+                .collect();
+            assert_eq!(addresses, gained, "{what}: exactly the added addresses");
+            assert_eq!(addresses.len(), 2, "{what}");
+            if let Ipv4Request::Addresses(set) = request {
+                assert_eq!(
+                    addresses,
+                    set.iter().map(|a| IpAddr::V4(*a)).collect(),
+                    "{what}"
+                );
+            }
+            assert_eq!(
+                audit_count(&sim, protocol, assign),
+                calls + 1,
+                "{what}: no second assignment"
+            );
+
+            let after = observe(fresh.as_ref(), &nic).await;
+            let owned: BTreeSet<Ipv4Addr> = addresses
+                .iter()
+                .filter_map(|a| match a {
+                    IpAddr::V4(v4) => Some(*v4),
+                    IpAddr::V6(_) => None,
+                })
+                .collect();
+            let release = Operation::unassign_ipv4(&owned, &after);
+            let stored = through_claim_status(&release);
+            sim.set_faults(vec![Fault {
+                protocol: Some(protocol),
+                action: Some(unassign.into()),
+                drop_response: true,
+                times: Some(1),
+                ..Fault::default()
+            }])
+            .unwrap();
+            expect_err(fresh.submit(&nic, &release).await);
+            let resolved = settle(one_shot(&sim, protocol).as_ref(), &nic, &stored).await;
+            assert_eq!(
+                resolved,
+                Resolution::Applied { addresses },
+                "{what}: release"
+            );
+            assert_eq!(
+                sim_secondaries(&sim, tencent_world, &nic.id.0),
+                before.secondary_ipv4,
+                "{what}: back to where it started"
+            );
+        }
+    }
     sim.shutdown().await;
 }
 

@@ -462,6 +462,7 @@ fn observe_nic(item: &Value) -> Result<ObservedNic, CloudError> {
     })?;
     let mut primary_ipv4 = None;
     let mut secondary_ipv4 = BTreeSet::new();
+    let mut addresses_in_flux = BTreeSet::new();
     for spec in item
         .get("privateIpAddressesSet")
         .and_then(Value::as_array)
@@ -478,6 +479,17 @@ fn observe_nic(item: &Value) -> Result<ObservedNic, CloudError> {
             primary_ipv4 = Some(ip)
         } else {
             secondary_ipv4.insert(ip);
+            // §9.3 lists no per-address state, but when the answer carries
+            // API 3.0's (`PENDING`/`DELETING`/`MIGRATING`), an address still
+            // being added or removed must not settle an operation whose task
+            // id was lost: that would report a release as not applied and
+            // invite a second, conflicting call.
+            if matches!(
+                text(spec, "state").as_deref(),
+                Some("PENDING" | "DELETING" | "MIGRATING")
+            ) {
+                addresses_in_flux.insert(IpAddr::V4(ip));
+            }
         }
     }
     let instance = match item.get("instanceSet") {
@@ -499,7 +511,7 @@ fn observe_nic(item: &Value) -> Result<ObservedNic, CloudError> {
         ipv6: BTreeSet::new(),
         ipv6_cidr: None,
         instance_id: instance.map(InstanceId),
-        addresses_in_flux: BTreeSet::new(),
+        addresses_in_flux,
     })
 }
 
