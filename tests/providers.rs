@@ -1430,6 +1430,381 @@ async fn lost_responses_resolve_in_a_new_process_without_a_second_assignment() {
     sim.shutdown().await;
 }
 
+// ---------------------------------------------------------------- documented error codes
+
+/// Every error code the vendors' pages (`shared/seeds/`) and the wire notes
+/// (`shared/cloud-apis/`) document, per provider, as [`extract_documented_codes`]
+/// finds them. Kept here so that a fresh clone without `../shared` still
+/// checks the tables; where `../shared` exists the extraction must match it.
+const DOCUMENTED_CODES: [(&str, &[&str]); 3] = [
+    (
+        "zenlayer",
+        &[
+            "CREDENTIAL_VALUE_MISSING",
+            "INTERNAL_SERVER_ERROR",
+            "INVALID_INSTANCE_NIC_LIMIT",
+            "INVALID_INSTANCE_NOT_FOUND",
+            "INVALID_INSTANCE_PRECHECK_ABNORMAL",
+            "INVALID_IP_BROADCAST_ADDRESS",
+            "INVALID_IP_FIRST_ADDRESS",
+            "INVALID_IP_NETWORK_ADDRESS",
+            "INVALID_IP_OUT_OF_RANGE",
+            "INVALID_NIC_ATTACHED",
+            "INVALID_NIC_HAS_PUBLIC_IP_CANT_DETACH",
+            "INVALID_NIC_INSTANCE_REGION_MISMATCH",
+            "INVALID_NIC_IPV6_EXISTS",
+            "INVALID_NIC_LB_ASSOCIATED",
+            "INVALID_NIC_NOT_FOUND",
+            "INVALID_NIC_PRIMARY_CANT_DELETE",
+            "INVALID_NIC_PRIMARY_CANT_DETACH",
+            "INVALID_NIC_PRIMARY_IP_CANT_DETACH",
+            "INVALID_NIC_PRIVATE_IP_EXCEED_LIMIT",
+            "INVALID_NIC_STATUS",
+            "INVALID_OPERATION_TIMEOUT",
+            "INVALID_PARAMETER_BANDWIDTH_ERROR",
+            "INVALID_PARAMETER_BANDWIDTH_EXCEED",
+            "INVALID_PARAMETER_FLOW_TRAFFIC_PACKAGE",
+            "INVALID_PARAMETER_PRIVATE_IP_ILLEGAL",
+            "INVALID_PARAMETER_TRAFFIC_PACKAGE_EXCEED",
+            "INVALID_SUBNET_IPSTACK_NOT_SUPPORT",
+            "INVALID_SUBNET_IPV6_INSUFFICIENT",
+            "INVALID_SUBNET_NOT_FOUND",
+            "INVALID_SUBNET_PRIVATE_IPV4_IN_USED",
+            "IO_ERROR",
+            "JSON_PARSE_FAILED",
+            "NETWORK_ERROR",
+            "OPERATION_DENIED_INSTANCE_STATUS_NOT_SUPPORT",
+            "OPERATION_DENIED_INTERNET_CHARGE_TYPE_NOT_SUPPORT",
+            "OPERATION_DENIED_NIC_ATTACH_LAN_IP_EXCEED_LIMIT",
+            "OPERATION_DENIED_NIC_EXIST_IPV6",
+            "OPERATION_DENIED_NIC_NOT_EXIST_INSTANCE",
+            "OPERATION_DENIED_POSTPAID_INSTANCE_IN_PROMISE",
+            "OPERATION_DENIED_SUBNET_IP_INSUFFICIENT",
+            "OPERATION_DENIED_SUBNET_TYPE_NOT_SUPPORT_IPV4",
+            "OPERATION_FAILED_RESOURCE_NOT_FOUND",
+            "REQUEST_BLOCKED",
+            "REQUEST_LIMIT_EXCEEDED",
+            "REQUEST_TIMED_OUT",
+            "SDK_INVALID_REQUEST",
+            "SECURITY_CHALLENGE",
+            "SERVICE_TEMPORARY_UNAVAILABLE",
+        ],
+    ),
+    (
+        "tencent",
+        &[
+            "ActionOffline",
+            "AuthFailure.InvalidAuthorization",
+            "AuthFailure.InvalidSecretId",
+            "AuthFailure.MFAFailure",
+            "AuthFailure.SecretIdNotFound",
+            "AuthFailure.SignatureExpire",
+            "AuthFailure.SignatureFailure",
+            "AuthFailure.TokenFailure",
+            "AuthFailure.UnauthorizedOperation",
+            "DryRunOperation",
+            "FailedOperation",
+            "FailedOperation.NetDetectTimeOut",
+            "InternalError",
+            "InternalError.ModuleError",
+            "InternalServerError",
+            "InvalidAction",
+            "InvalidInstanceId.NotFound",
+            "InvalidParameter",
+            "InvalidParameter.Coexist",
+            "InvalidParameter.FilterInvalidKey",
+            "InvalidParameter.FilterNotDict",
+            "InvalidParameter.FilterValuesNotList",
+            "InvalidParameterValue",
+            "InvalidParameterValue.Duplicate",
+            "InvalidParameterValue.DuplicatePara",
+            "InvalidParameterValue.Empty",
+            "InvalidParameterValue.LimitExceeded",
+            "InvalidParameterValue.Malformed",
+            "InvalidParameterValue.NotUtf8EncodingError",
+            "InvalidParameterValue.Range",
+            "InvalidParameterValue.Reserved",
+            "InvalidParameterValue.TooLong",
+            "InvalidRequest",
+            "IpInBlacklist",
+            "IpNotInWhitelist",
+            "LimitExceeded",
+            "LimitExceeded.ActionLimited",
+            "LimitExceeded.Address",
+            "LimitExceeded.EniPrivateIpLimit",
+            "LimitExceeded.NetworkInterfaceLimitExceeded",
+            "MissingParameter",
+            "NoSuchProduct",
+            "NoSuchVersion",
+            "RequestLimitExceeded",
+            "RequestLimitExceeded.GlobalRegionUinLimitExceeded",
+            "RequestLimitExceeded.IPLimitExceeded",
+            "RequestLimitExceeded.UinLimitExceeded",
+            "RequestSizeLimitExceeded",
+            "ResourceInUse",
+            "ResourceInUse.Address",
+            "ResourceInsufficient",
+            "ResourceInsufficient.Subnet",
+            "ResourceNotFound",
+            "ResourceUnavailable",
+            "ResponseSizeLimitExceeded",
+            "ServiceUnavailable",
+            "UnauthorizedOperation",
+            "UnauthorizedOperation.AttachmentNotFound",
+            "UnauthorizedOperation.PrimaryIp",
+            "UnknownParameter",
+            "UnsupportedOperation",
+            "UnsupportedOperation.AppIdMismatch",
+            "UnsupportedOperation.AttachmentAlreadyExists",
+            "UnsupportedOperation.AttachmentNotFound",
+            "UnsupportedOperation.EniServiceManaged",
+            "UnsupportedOperation.IdempotentParameterMismatch",
+            "UnsupportedOperation.IdempotentProcessing",
+            "UnsupportedOperation.InstanceAssociateHavip",
+            "UnsupportedOperation.InvalidState",
+            "UnsupportedOperation.MutexOperationTaskRunning",
+            "UnsupportedOperation.PrimaryIp",
+            "UnsupportedOperation.ResourceIsInvalidState",
+            "UnsupportedOperation.ResourceMismatch",
+            "UnsupportedOperation.UnassignCidrBlock",
+            "UnsupportedOperation.UnsupportedInstanceFamily",
+            "UnsupportedOperation.VpcMismatch",
+            "UnsupportedOperation.ZoneMismatch",
+            "UnsupportedProtocol",
+            "UnsupportedRegion",
+        ],
+    ),
+    (
+        "legacy",
+        &[
+            "4000",
+            "4100",
+            "4101",
+            "4102",
+            "4103",
+            "4104",
+            "4105",
+            "4106",
+            "4110",
+            "4200",
+            "4300",
+            "4400",
+            "4500",
+            "4600",
+            "5000",
+            "5100",
+            "5200",
+            "5300",
+            "5400",
+            "5500",
+            "6000",
+            "6100",
+            "6200",
+            "InvalidNetworkInterface.NotFound",
+            "InvalidPrivateIpAddress.InUse",
+            "InvalidPrivateip.IsPrimary",
+            "InvalidVpc.NotFound",
+        ],
+    ),
+];
+
+/// Where the shared design documents live beside the checkout, if they do.
+fn shared_dir() -> Option<std::path::PathBuf> {
+    let dir = std::env::var_os("NICIP_SHARED_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"));
+    dir.join("cloud-apis/tencent.md").is_file().then_some(dir)
+}
+
+/// The text of `doc` from the line starting with `start` up to the next line
+/// starting with `end` (or the end).
+fn doc_section<'a>(doc: &'a str, start: &str, end: &str) -> &'a str {
+    let from = doc
+        .find(&format!("\n{start}"))
+        .unwrap_or_else(|| panic!("no section {start:?}"));
+    let rest = &doc[from + 1..];
+    let to = rest[1..]
+        .find(&format!("\n{end}"))
+        .map_or(rest.len(), |i| i + 1);
+    &rest[..to]
+}
+
+/// Extracts the error codes of each provider from the documents:
+/// - Zenlayer: the rows of the seeds' error tables (`| HTTP | CODE | … |`), and
+///   in `zenlayer.md` §4–§5 every `UPPER_SNAKE` code in a table row or in a
+///   "codes `…`" list;
+/// - Tencent API 3.0: the seed's "Error Code" table, the first column of
+///   `tencent.md` §10.1–§10.2 (`.Suffix` shorthands expanded), and every
+///   dotted code of those families anywhere outside the legacy sections;
+/// - legacy API 2.0: the seed's `错误码表`, the dotted codes of `tencent.md`
+///   §6 and §9, and the numeric codes of §10.3.
+fn extract_documented_codes(
+    shared: &std::path::Path,
+) -> std::collections::BTreeMap<&'static str, BTreeSet<String>> {
+    let tick = regex::Regex::new(r"`([^`]+)`").unwrap();
+    let snake = regex::Regex::new(r"^[A-Z][A-Z0-9]*(_[A-Z0-9]+)+$").unwrap();
+    let tencent_code = regex::Regex::new(r"^[A-Z][A-Za-z0-9]*(\.[A-Z][A-Za-z0-9]*)*$").unwrap();
+    let dotted = regex::Regex::new(r"^[A-Z][A-Za-z0-9]*(\.[A-Z][A-Za-z0-9]*)+$").unwrap();
+    let mut out: std::collections::BTreeMap<&str, BTreeSet<String>> = Default::default();
+    let cells = |line: &str| -> Vec<String> {
+        line.trim()
+            .trim_matches('|')
+            .split('|')
+            .map(|c| c.trim().to_string())
+            .collect()
+    };
+
+    let mut seeds: Vec<_> = std::fs::read_dir(shared.join("seeds"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    seeds.sort();
+    for seed in seeds {
+        let text = std::fs::read_to_string(&seed).unwrap();
+        if text.contains("HTTP状态码") {
+            for line in text.lines().filter(|l| l.starts_with('|')) {
+                let row = cells(line);
+                if row.len() > 1 && row[0].len() == 3 && row[0].chars().all(|c| c.is_ascii_digit())
+                {
+                    out.entry("zenlayer")
+                        .or_default()
+                        .insert(row[1].replace("\\_", "_"));
+                }
+            }
+        } else if text.contains("/v2/index.php") {
+            for line in text.lines().filter(|l| l.starts_with('|')) {
+                let row = cells(line);
+                if dotted.is_match(&row[0]) {
+                    out.entry("legacy").or_default().insert(row[0].clone());
+                }
+            }
+        } else if let Some((_, table)) = text.split_once("\nError Code Description\n") {
+            for line in table.lines() {
+                let first = line.split(' ').next().unwrap_or_default();
+                if line.contains(' ') && tencent_code.is_match(first) {
+                    out.entry("tencent").or_default().insert(first.to_string());
+                }
+            }
+        } else {
+            panic!("{} is a seed of no known provider", seed.display());
+        }
+    }
+
+    let zenlayer = std::fs::read_to_string(shared.join("cloud-apis/zenlayer.md")).unwrap();
+    let part = doc_section(&zenlayer, "## 4.", "## 6.");
+    let code_list = regex::Regex::new(r"codes? ((?:`[A-Z0-9_]+`[,\s]*)+)").unwrap();
+    let listed = part
+        .lines()
+        .filter(|l| l.starts_with('|'))
+        .map(str::to_string)
+        .chain(code_list.captures_iter(part).map(|c| c[1].to_string()));
+    for text in listed.collect::<Vec<_>>() {
+        for t in text.lines().flat_map(|l| tick.captures_iter(l)) {
+            if snake.is_match(&t[1]) {
+                out.entry("zenlayer").or_default().insert(t[1].to_string());
+            }
+        }
+    }
+
+    let tencent = std::fs::read_to_string(shared.join("cloud-apis/tencent.md")).unwrap();
+    let mut families = BTreeSet::new();
+    for line in doc_section(&tencent, "### 10.1", "### 10.3").lines() {
+        if !line.starts_with("| `") {
+            continue;
+        }
+        let mut family = String::new();
+        for t in tick.captures_iter(&cells(line)[0]) {
+            let code = match t[1].strip_prefix('.') {
+                Some(suffix) => format!("{family}.{suffix}"),
+                None => t[1].to_string(),
+            };
+            family = code.split('.').next().unwrap_or_default().to_string();
+            families.insert(family.clone());
+            out.entry("tencent").or_default().insert(code);
+        }
+    }
+    let legacy_parts = [
+        doc_section(&tencent, "## 6.", "## 7."),
+        doc_section(&tencent, "## 9.", "## 10."),
+    ];
+    let mut api3 = tencent.clone();
+    for part in legacy_parts
+        .iter()
+        .chain([&doc_section(&tencent, "### 10.3", "### 10.4")])
+    {
+        api3 = api3.replace(part, "");
+    }
+    // Backtick pairs never span lines; pairing per line keeps one stray
+    // backtick from shifting every pair after it.
+    for t in api3.lines().flat_map(|l| tick.captures_iter(l)) {
+        let family = t[1].split('.').next().unwrap_or_default();
+        if dotted.is_match(&t[1]) && families.contains(family) {
+            out.entry("tencent").or_default().insert(t[1].to_string());
+        }
+    }
+    for part in legacy_parts {
+        for t in part.lines().flat_map(|l| tick.captures_iter(l)) {
+            if dotted.is_match(&t[1]) {
+                out.entry("legacy").or_default().insert(t[1].to_string());
+            }
+        }
+    }
+    let numeric = regex::Regex::new(r"(?:^|[^/\d])([4-6]\d{3})\b").unwrap();
+    let legacy_codes = doc_section(&tencent, "### 10.3", "### 10.4");
+    let body = legacy_codes.split_once('\n').map_or("", |(_, b)| b);
+    for c in numeric.captures_iter(body) {
+        out.entry("legacy").or_default().insert(c[1].to_string());
+    }
+    out
+}
+
+/// `docs/errors.md` covers every documented error code: each is classified
+/// by its provider's table (published there), or, for the SDKs' client-side
+/// labels, named in the section on codes nicip never receives.
+#[test]
+fn every_documented_error_code_is_classified_and_published() {
+    let snapshot: std::collections::BTreeMap<&str, BTreeSet<String>> = DOCUMENTED_CODES
+        .iter()
+        .map(|(p, codes)| (*p, codes.iter().map(|c| c.to_string()).collect()))
+        .collect();
+    if let Some(shared) = shared_dir() {
+        let extracted = extract_documented_codes(&shared);
+        assert_eq!(
+            extracted,
+            snapshot,
+            "the documents in {} list other codes than DOCUMENTED_CODES: classify the new ones \
+             in their provider's table and update the snapshot",
+            shared.display()
+        );
+    }
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/errors.md")).unwrap();
+    let never_received = doc_section(&doc, "## Codes nicip never receives", "## ");
+    let tables = [
+        ("zenlayer", nicip::cloud::zenlayer::ERROR_CODES),
+        ("tencent", nicip::cloud::tencent::ERROR_CODES),
+        ("legacy", nicip::cloud::tencent_legacy::ERROR_CODES),
+    ];
+    let mut missing = Vec::new();
+    for (provider, table) in tables {
+        for code in &snapshot[provider] {
+            let classified = table.iter().any(|row| row.code == code.as_str());
+            let published = if classified {
+                doc.contains(&format!("| `{code}` |"))
+            } else {
+                never_received.contains(&format!("`{code}`"))
+            };
+            if !published {
+                missing.push(format!("{provider} {code} (classified: {classified})"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "not covered by docs/errors.md: {missing:#?}"
+    );
+}
+
 // ---------------------------------------------------------------- the official SDKs
 
 /// Assigns two explicit addresses and one counted address, then releases
