@@ -1109,7 +1109,14 @@ async fn tencent_ipv6_attach_detach_and_failed_tasks() {
 async fn tencent_throttling_and_internal_errors_are_retried() {
     let sim = start_sim().await;
     let rec = Arc::new(Recorder::default());
-    let t = tencent(&sim, &rec, Credentials::new(TC_ID, TC_SECRET));
+    let shared = transport(&rec);
+    let t = Tencent::new(
+        shared.clone(),
+        Credentials::new(TC_ID, TC_SECRET),
+        "ap-guangzhou",
+        Some(&sim.base_url()),
+    )
+    .unwrap();
     let nic = NicRef::new("eni-abc");
     sim.set_faults(vec![
         Fault {
@@ -1145,6 +1152,12 @@ async fn tencent_throttling_and_internal_errors_are_retried() {
             .count(),
         1
     );
+    // `LimitExceeded.ActionLimited` (VPC's per-action throttle) and the
+    // gateway's `RequestLimitExceeded` both slow that action's limiter down.
+    for action in ["DescribeNetworkInterfaces", "AssignPrivateIpAddresses"] {
+        let rate = shared.current_rate(nicip::cloud::Provider::Tencent, TC_ID, action);
+        assert!(rate < 100.0, "{action} limiter at {rate}/s");
+    }
     let op = Operation {
         request_id: submitted.request_id,
         ..op
@@ -1168,6 +1181,168 @@ async fn tencent_throttling_and_internal_errors_are_retried() {
         results.iter().all(Result::is_ok),
         "{:?}",
         results.iter().find(|r| r.is_err())
+    );
+    sim.shutdown().await;
+}
+
+/// One limiter per (account, action), shared by every provider built on
+/// clones of one transport: ten describes split over two clients at a
+/// configured 5/s take at least a second (five fit the burst, five wait),
+/// where two separate limiters would let all ten through at once. The
+/// simulated Zenlayer has no server-side limit, so the wait is the client's.
+/// The documented Tencent defaults apply when nothing is configured.
+#[tokio::test]
+async fn one_limiter_per_account_and_action_is_shared_by_all_callers() {
+    use nicip::cloud::Provider;
+    let sim = start_sim().await;
+    let rec = Arc::new(Recorder::default());
+    let shared = transport(&rec).with_rate_limits(
+        Provider::Zenlayer,
+        nicip::cloud::zenlayer::default_rate_limits()
+            .with_overrides(&[("DescribeNetworkInterfaces".to_string(), 5.0)].into()),
+    );
+    let endpoint = format!("{}/api/v2/zec", sim.base_url());
+    let a = Zenlayer::new(
+        shared.clone(),
+        Credentials::new(ZL_KEY, ZL_SECRET),
+        Some(&endpoint),
+    )
+    .unwrap();
+    let b = Zenlayer::new(
+        shared.clone(),
+        Credentials::new(ZL_KEY, ZL_SECRET),
+        Some(&endpoint),
+    )
+    .unwrap();
+    let nic = [NicRef::new("nic-1")];
+    let started = Instant::now();
+    let calls = (0..10).map(|i| {
+        let p = if i % 2 == 0 { &a } else { &b };
+        p.describe_nics(&nic)
+    });
+    for result in futures::future::join_all(calls).await {
+        result.unwrap();
+    }
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(900),
+        "10 calls at 5/s took {elapsed:?}"
+    );
+    assert!(
+        rec.calls("DescribeNetworkInterfaces")
+            .iter()
+            .all(|c| !c.throttled)
+    );
+    assert_eq!(
+        shared.current_rate(Provider::Zenlayer, ZL_KEY, "DescribeNetworkInterfaces"),
+        5.0
+    );
+    assert_eq!(
+        shared.current_rate(Provider::Zenlayer, ZL_KEY, "AttachNetworkInterface"),
+        20.0
+    );
+
+    let fresh = Transport::new(TransportConfig::default()).unwrap();
+    Tencent::new(
+        fresh.clone(),
+        Credentials::new(TC_ID, TC_SECRET),
+        "ap-guangzhou",
+        None,
+    )
+    .unwrap();
+    for (action, rate) in [
+        ("AssignPrivateIpAddresses", 100.0),
+        ("UnassignPrivateIpAddresses", 100.0),
+        ("AttachNetworkInterface", 100.0),
+        ("DetachNetworkInterface", 100.0),
+        ("DescribeNetworkInterfaces", 100.0),
+        ("DescribeVpcTaskResult", 20.0),
+        ("AssignIpv6Addresses", 20.0),
+    ] {
+        assert_eq!(
+            fresh.current_rate(Provider::Tencent, TC_ID, action),
+            rate,
+            "{action}"
+        );
+    }
+    // A configured limit wins over the documented default.
+    let configured = Transport::new(TransportConfig::default())
+        .unwrap()
+        .with_rate_limits(
+            Provider::Tencent,
+            nicip::cloud::tencent::default_rate_limits()
+                .with_overrides(&[("DescribeVpcTaskResult".to_string(), 3.0)].into()),
+        );
+    Tencent::new(
+        configured.clone(),
+        Credentials::new(TC_ID, TC_SECRET),
+        "ap-guangzhou",
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        configured.current_rate(Provider::Tencent, TC_ID, "DescribeVpcTaskResult"),
+        3.0
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn legacy_throttling_slows_down_and_succeeds_and_internal_errors_are_retried() {
+    use nicip::cloud::Provider;
+    let sim = start_sim().await;
+    let rec = Arc::new(Recorder::default());
+    let shared = transport(&rec);
+    let l = TencentLegacy::new(
+        shared.clone(),
+        Credentials::new(TC_ID, TC_SECRET),
+        "ap-guangzhou",
+        Some(&sim.base_url()),
+    )
+    .unwrap();
+    let nic = NicRef::new("eni-legacy").in_vpc("vpc-abc");
+    sim.set_faults(vec![
+        Fault {
+            protocol: Some(Protocol::TencentLegacy),
+            action: Some("DescribeNetworkInterfaces".into()),
+            error: Some("RequestLimitExceeded".into()),
+            times: Some(2),
+            ..Fault::default()
+        },
+        Fault {
+            protocol: Some(Protocol::TencentLegacy),
+            action: Some("DescribeVpcTaskResult".into()),
+            error: Some("InternalError".into()),
+            times: Some(1),
+            ..Fault::default()
+        },
+    ])
+    .unwrap();
+    let before = observe(&l, &nic).await;
+    let describes = rec.calls("DescribeNetworkInterfaces");
+    assert_eq!(
+        describes
+            .iter()
+            .map(|c| (c.outcome.as_str(), c.throttled))
+            .collect::<Vec<_>>(),
+        [
+            ("RequestLimitExceeded", true),
+            ("RequestLimitExceeded", true),
+            ("OK", false)
+        ]
+    );
+    let rate = shared.current_rate(Provider::TencentLegacy, TC_ID, "DescribeNetworkInterfaces");
+    assert!(rate < 100.0, "the limiter slowed down: {rate}");
+
+    let op = Operation::assign_ipv4(&Ipv4Request::Count(1), None, &before, &key("legacy-5xx"));
+    assert!(
+        matches!(run(&l, &nic, op).await, Resolution::Applied { addresses } if addresses.len() == 1)
+    );
+    let queries = rec.calls("DescribeVpcTaskResult");
+    assert_eq!(queries[0].outcome, "InternalError", "{queries:?}");
+    assert!(
+        queries.iter().any(|c| c.outcome == "OK"),
+        "retried: {queries:?}"
     );
     sim.shutdown().await;
 }
