@@ -2336,6 +2336,28 @@ async fn non_json_and_truncated_answers_become_clear_errors() {
     assert!(err.message.contains("bad gateway"), "{err}");
 }
 
+/// A redirect is an answer, not a hop: a signed request is never carried to
+/// a host (or a plain http:// URL) that the endpoint check did not accept.
+#[tokio::test]
+async fn redirects_are_not_followed() {
+    let rec = Arc::new(Recorder::default());
+    let redirect = canned_server(
+        "HTTP/1.1 307 Temporary Redirect\r\nlocation: http://203.0.113.7/\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    let err = expect_err(
+        tencent_at(&redirect, &rec)
+            .describe_nics(&[NicRef::new("eni-abc")])
+            .await,
+    );
+    assert_eq!(
+        (err.code.as_str(), err.http_status),
+        ("Client.HttpStatus", Some(307)),
+        "{err}"
+    );
+    assert!(!err.is_retryable(), "{err}");
+}
+
 fn tencent_at(base: &str, rec: &Arc<Recorder>) -> Tencent {
     Tencent::new(
         transport(rec),

@@ -263,7 +263,12 @@ impl Transport {
     pub fn new(config: TransportConfig) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .use_rustls_tls()
+            // Plain http:// is refused by `Endpoint::parse` instead, so the
+            // loopback simulator stays reachable.
             .https_only(false)
+            // The APIs never redirect; following one could carry a signed
+            // request to an http:// or foreign host the endpoint check never saw.
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(Duration::from_secs(10)))
             .build()?;
