@@ -1288,7 +1288,7 @@ async fn one_limiter_per_account_and_action_is_shared_by_all_callers() {
 }
 
 #[tokio::test]
-async fn legacy_throttling_slows_down_and_succeeds_and_internal_errors_are_retried() {
+async fn legacy_throttling_slows_down_and_internal_errors_are_retried_only_when_safe() {
     use nicip::cloud::Provider;
     let sim = start_sim().await;
     let rec = Arc::new(Recorder::default());
@@ -1344,6 +1344,30 @@ async fn legacy_throttling_slows_down_and_succeeds_and_internal_errors_are_retri
         queries.iter().any(|c| c.outcome == "OK"),
         "retried: {queries:?}"
     );
+
+    // A mutation without a token that gets an internal-error *answer* is not
+    // repeated (the error may follow an applied change); `resolve` decides.
+    sim.set_faults(vec![Fault {
+        protocol: Some(Protocol::TencentLegacy),
+        action: Some("AssignPrivateIpAddresses".into()),
+        error: Some("InternalError".into()),
+        times: Some(1),
+        ..Fault::default()
+    }])
+    .unwrap();
+    let before = observe(&l, &nic).await;
+    let op = Operation::assign_ipv4(&Ipv4Request::Count(2), None, &before, &key("legacy-6000"));
+    let err = expect_err(l.submit(&nic, &op).await);
+    assert_eq!(
+        (err.code.as_str(), err.class),
+        ("InternalError", ErrorClass::Transient)
+    );
+    assert_eq!(
+        rec.calls("AssignPrivateIpAddresses").len(),
+        2,
+        "one call each"
+    );
+    assert_eq!(l.resolve(&nic, &op).await.unwrap(), Resolution::NotApplied);
     sim.shutdown().await;
 }
 
