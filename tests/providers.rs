@@ -14,7 +14,7 @@ use nicip::cloud::zenlayer::Zenlayer;
 use nicip::cloud::{
     CallRecord, CloudError, Credentials, ErrorClass, IdempotencyKey, InstanceId, InstanceStatus,
     Ipv4Request, Ipv6Billing, MetricsSink, NicProvider, NicRef, NicStatus, ObservedNic, Operation,
-    QosLevel, Resolution, Transport, TransportConfig,
+    QosLevel, Resolution, Submitted, Transport, TransportConfig,
 };
 use nicip::cloudsim::{self, Fault, Protocol, RunningSim, World};
 
@@ -55,9 +55,11 @@ zenlayer:
     - {{id: subnet-public6, vpc: vpc-1, cidr: 10.6.0.0/24, ipv6Cidr: "2001:db8:6::/64", ipv6Type: Public}}
     - {{id: subnet-many, vpc: vpc-1, cidr: 10.9.0.0/24}}
     - {{id: subnet-prop, vpc: vpc-1, cidr: 10.2.0.0/24}}
+    - {{id: subnet-tiny, vpc: vpc-1, cidr: 10.7.0.0/29}}
   instances:
     - {{id: ins-1, zone: asia-east-1a}}
     - {{id: ins-stopped, zone: asia-east-1a, status: STOPPED}}
+    - {{id: ins-west, zone: na-west-1a}}
   nics:
     - {{id: nic-1, subnet: subnet-1, primaryIp: 10.0.0.10, secondaryIps: [10.0.0.11], ipQuota: 60}}
     - {{id: nic-other, subnet: subnet-1, primaryIp: 10.0.0.20, secondaryIps: [10.0.0.21]}}
@@ -65,6 +67,7 @@ zenlayer:
     - {{id: nic-public6, subnet: subnet-public6}}
     - {{id: nic-free, subnet: subnet-1, primaryIp: 10.0.0.30}}
     - {{id: nic-prop, subnet: subnet-prop, ipQuota: 60}}
+    - {{id: nic-tiny, subnet: subnet-tiny, ipQuota: 60}}
 {zl_extra}
 tencent:
   asyncLatencyMs: 150
@@ -2002,6 +2005,177 @@ fn every_documented_error_code_is_classified_and_published() {
         missing.is_empty(),
         "not covered by docs/errors.md: {missing:#?}"
     );
+}
+
+// ---------------------------------------------------------------- more documented error paths
+
+/// Documented error paths the per-provider tests above do not reach, each
+/// produced by the simulated cloud's own rules: the verbatim code and the
+/// class the controller acts on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remaining_documented_error_paths_on_every_provider() {
+    let sim = start_sim().await;
+    let rec = Arc::new(Recorder::default());
+    let expect = |r: Result<Submitted, CloudError>, code: &str, class: ErrorClass| {
+        let err = expect_err(r);
+        assert_eq!((err.code.as_str(), err.class), (code, class), "{err}");
+    };
+
+    let z = zenlayer(&sim, &rec, ZL_SECRET);
+    let nic = NicRef::new("nic-1");
+    let before = observe(&z, &nic).await;
+    let count = |n| Operation::assign_ipv4(&Ipv4Request::Count(n), None, &before, &key("zc"));
+    expect(
+        z.submit(&nic, &count(70)).await,
+        "OPERATION_DENIED_NIC_ATTACH_LAN_IP_EXCEED_LIMIT",
+        ErrorClass::Terminal,
+    );
+    let tiny = NicRef::new("nic-tiny");
+    let tiny_before = observe(&z, &tiny).await;
+    expect(
+        z.submit(
+            &tiny,
+            &Operation::assign_ipv4(&Ipv4Request::Count(5), None, &tiny_before, &key("zt")),
+        )
+        .await,
+        "OPERATION_DENIED_SUBNET_IP_INSUFFICIENT",
+        ErrorClass::Terminal,
+    );
+    expect(
+        z.submit(&nic, &Operation::assign_ipv6(1, None, &before, &key("z6")))
+            .await,
+        "INVALID_SUBNET_IPSTACK_NOT_SUPPORT",
+        ErrorClass::Terminal,
+    );
+    expect(
+        z.submit(
+            &nic,
+            &Operation::unassign_ipv4(&v4(&["10.0.0.99"]), &before),
+        )
+        .await,
+        "OPERATION_FAILED_RESOURCE_NOT_FOUND",
+        ErrorClass::NotFound,
+    );
+    let free = NicRef::new("nic-free");
+    let free_before = observe(&z, &free).await;
+    let attach = |ins: &str| Operation::attach(&InstanceId(ins.into()), &free_before, &key(ins));
+    expect(
+        z.submit(&free, &attach("ins-nope")).await,
+        "INVALID_INSTANCE_NOT_FOUND",
+        ErrorClass::NotFound,
+    );
+    expect(
+        z.submit(&free, &attach("ins-west")).await,
+        "INVALID_NIC_INSTANCE_REGION_MISMATCH",
+        ErrorClass::InvalidInput,
+    );
+    // A NIC in transition refuses address changes; the refusal is retried
+    // (the cloud did nothing), then reported as transient.
+    sim.hold_async(true);
+    z.submit(&free, &attach("ins-1")).await.unwrap();
+    let calls = rec.calls("BatchAssignNetworkInterfaceIpv4").len();
+    expect(
+        z.submit(
+            &free,
+            &Operation::assign_ipv4(&Ipv4Request::Count(1), None, &free_before, &key("zs")),
+        )
+        .await,
+        "INVALID_NIC_STATUS",
+        ErrorClass::Transient,
+    );
+    assert_eq!(
+        rec.calls("BatchAssignNetworkInterfaceIpv4").len(),
+        calls + 5,
+        "retried to the budget"
+    );
+    sim.hold_async(false);
+
+    let t = tencent(&sim, &rec, Credentials::new(TC_ID, TC_SECRET));
+    let nic = NicRef::new("eni-abc");
+    let before = observe(&t, &nic).await;
+    // The same ClientToken with other parameters is refused, never re-run.
+    let first = Operation::assign_ipv4(&Ipv4Request::Count(1), None, &before, &key("tok"));
+    t.submit(&nic, &first).await.unwrap();
+    let other = Operation::assign_ipv4(&Ipv4Request::Count(2), None, &before, &key("tok"));
+    expect(
+        t.submit(&nic, &other).await,
+        "UnsupportedOperation.IdempotentParameterMismatch",
+        ErrorClass::Terminal,
+    );
+    let prop = NicRef::new("eni-prop");
+    let prop_before = observe(&t, &prop).await;
+    expect(
+        t.submit(
+            &prop,
+            &Operation::assign_ipv6(1, None, &prop_before, &key("t6")),
+        )
+        .await,
+        "UnsupportedOperation",
+        ErrorClass::Terminal,
+    );
+    let v6: BTreeSet<std::net::Ipv6Addr> = ["2402:4e00:1::99".parse().unwrap()].into();
+    expect(
+        t.submit(&nic, &Operation::unassign_ipv6(&v6, &before))
+            .await,
+        "UnsupportedOperation.AttachmentNotFound",
+        ErrorClass::NotFound,
+    );
+    let free = NicRef::new("eni-free");
+    let free_before = observe(&t, &free).await;
+    expect(
+        t.submit(
+            &free,
+            &Operation::attach(&InstanceId("ins-zzz".into()), &free_before, &key("ta")),
+        )
+        .await,
+        "ResourceNotFound",
+        ErrorClass::NotFound,
+    );
+    expect(
+        t.submit(
+            &free,
+            &Operation::detach(&InstanceId("ins-abc".into()), &free_before, &key("td")),
+        )
+        .await,
+        "UnsupportedOperation.AttachmentNotFound",
+        ErrorClass::NotFound,
+    );
+
+    let l = legacy(&sim, &rec, TC_SECRET);
+    let nic = NicRef::new("eni-legacy").in_vpc("vpc-abc");
+    let before = observe(&l, &nic).await;
+    expect(
+        l.submit(
+            &nic,
+            &Operation::unassign_ipv4(&v4(&["10.1.0.40"]), &before),
+        )
+        .await,
+        "InvalidPrivateip.IsPrimary",
+        ErrorClass::InvalidInput,
+    );
+    expect(
+        l.submit(
+            &NicRef::new("eni-legacy").in_vpc("vpc-zzz"),
+            &Operation::assign_ipv4(&Ipv4Request::Count(1), None, &before, &key("lv")),
+        )
+        .await,
+        "InvalidVpc.NotFound",
+        ErrorClass::NotFound,
+    );
+    // What the legacy API cannot do is a clear error, not a wrong call.
+    for op in [
+        Operation::assign_ipv6(1, None, &before, &key("l6")),
+        Operation::attach(&InstanceId("ins-abc".into()), &before, &key("la")),
+    ] {
+        expect(
+            l.submit(&nic, &op).await,
+            "Client.InvalidRequest",
+            ErrorClass::InvalidInput,
+        );
+    }
+    let err = expect_err(l.describe_instance(&InstanceId("ins-abc".into())).await);
+    assert_eq!(err.code, "Client.InvalidRequest");
+    sim.shutdown().await;
 }
 
 // ---------------------------------------------------------------- the official SDKs
