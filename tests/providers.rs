@@ -887,6 +887,17 @@ async fn tencent_assigns_more_than_ten_addresses_in_chunks_and_confirms_asynchro
     assert!(
         matches!(run(&t, &nic, op).await, Resolution::Applied { addresses } if addresses.len() == 25)
     );
+    let released: Vec<usize> = sim
+        .audit()
+        .iter()
+        .filter(|e| e.action == "UnassignPrivateIpAddresses" && e.outcome == "Success")
+        .map(|e| {
+            e.params["PrivateIpAddresses"]
+                .as_array()
+                .map_or(0, Vec::len)
+        })
+        .collect();
+    assert_eq!(released, vec![10, 10, 5]);
     assert!(sim_secondaries(&sim, true, "eni-abc").is_empty());
     sim.shutdown().await;
 }
@@ -1394,6 +1405,25 @@ async fn legacy_manages_ipv4_with_task_ids() {
     );
     let submitted = l.submit(&nic, &op).await.unwrap();
     let task = submitted.request_id.clone().expect("task id");
+    let chunks: Vec<usize> = sim
+        .audit()
+        .iter()
+        .filter(|e| {
+            e.protocol == Protocol::TencentLegacy
+                && e.action == "AssignPrivateIpAddresses"
+                && e.outcome == "Success"
+        })
+        .map(|e| {
+            e.params.as_object().map_or(0, |p| {
+                p.keys()
+                    .filter(|k| {
+                        k.starts_with("privateIpAddressSet.") && k.ends_with(".privateIpAddress")
+                    })
+                    .count()
+            })
+        })
+        .collect();
+    assert_eq!(chunks, vec![10, 2], "at most 10 addresses per call");
     assert!(
         task.parse::<u64>().is_ok(),
         "legacy task ids are integers: {task}"
@@ -1408,10 +1438,19 @@ async fn legacy_manages_ipv4_with_task_ids() {
     assert_eq!(addresses.len(), 12);
     assert_eq!(sim_secondaries(&sim, true, "eni-legacy"), wanted);
 
+    // Held, the legacy task stays running and the operation in progress.
     let before = observe(&l, &nic).await;
     let op = Operation::assign_ipv4(&Ipv4Request::Count(2), None, &before, &key("l2"));
+    sim.hold_async(true);
+    let submitted = l.submit(&nic, &op).await.unwrap();
+    let op = Operation {
+        request_id: submitted.request_id,
+        ..op
+    };
+    assert_eq!(l.resolve(&nic, &op).await.unwrap(), Resolution::InProgress);
+    sim.hold_async(false);
     assert!(
-        matches!(run(&l, &nic, op).await, Resolution::Applied { addresses } if addresses.len() == 2)
+        matches!(settle(&l, &nic, &op).await, Resolution::Applied { addresses } if addresses.len() == 2)
     );
 
     // Several NICs of one VPC are found by paging through it.
@@ -2595,5 +2634,23 @@ async fn describes_follow_pages_within_each_batch() {
     assert_eq!(ids.len(), 120);
     // 100 ids in pages of 30, then 20: 4 + 1 calls.
     assert_eq!(rec.calls("DescribeNetworkInterfaces").len(), 5);
+
+    // The legacy API has no id list: several NICs are found by paging
+    // through their VPC, 50 per page (125 NICs: 3 pages).
+    let rec = Arc::new(Recorder::default());
+    let l = legacy(&sim, &rec, TC_SECRET);
+    let nics: Vec<NicRef> = (0..120)
+        .map(|i| NicRef::new(format!("eni-p{i:03}")).in_vpc("vpc-abc"))
+        .chain([NicRef::new("eni-legacy").in_vpc("vpc-abc")])
+        .collect();
+    let ids: BTreeSet<String> = l
+        .describe_nics(&nics)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.id.0)
+        .collect();
+    assert_eq!(ids.len(), 121);
+    assert_eq!(rec.calls("DescribeNetworkInterfaces").len(), 3);
     sim.shutdown().await;
 }
