@@ -1405,6 +1405,13 @@ async fn legacy_manages_ipv4_with_task_ids() {
     );
     let submitted = l.submit(&nic, &op).await.unwrap();
     let task = submitted.request_id.clone().expect("task id");
+    // The second chunk waited for the first chunk's task: no call met the lock.
+    assert!(
+        sim.audit()
+            .iter()
+            .all(|e| e.outcome != "UnsupportedOperation.MutexOperationTaskRunning"),
+        "a chunk was sent while the previous task ran"
+    );
     let chunks: Vec<usize> = sim
         .audit()
         .iter()

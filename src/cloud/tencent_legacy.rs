@@ -339,6 +339,31 @@ impl TencentLegacy {
         Ok((status, data.get("output").cloned().unwrap_or(Value::Null)))
     }
 
+    /// Polls the task query with a growing interval until the task leaves
+    /// "running" (2); a failed task (1) stops the remaining chunks.
+    async fn wait_for_task(&self, action: &str, task: &str) -> Result<(), CloudError> {
+        let mut delay = std::time::Duration::from_millis(50);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            match self.task_status(task).await? {
+                (2, _) => {}
+                (1, output) => return Err(task_failed(action, task, &output)),
+                _ => return Ok(()),
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(CloudError::client(
+                    Provider::TencentLegacy,
+                    action,
+                    "Client.Timeout",
+                    Transient,
+                    format!("task {task} still running after 120 s"),
+                ));
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(std::time::Duration::from_secs(2));
+        }
+    }
+
     async fn describe_in_vpc(
         &self,
         vpc_id: &str,
@@ -515,6 +540,18 @@ fn observe_nic(item: &Value) -> Result<ObservedNic, CloudError> {
     })
 }
 
+fn task_failed(action: &str, task: &str, output: &Value) -> CloudError {
+    CloudError {
+        provider: Provider::TencentLegacy,
+        action: action.to_string(),
+        code: "Client.TaskFailed".into(),
+        message: format!("task {task} failed: {output}"),
+        http_status: None,
+        request_id: Some(task.to_string()),
+        class: Transient,
+    }
+}
+
 fn unsupported(action: &str, what: &str) -> CloudError {
     CloudError::invalid_request(
         Provider::TencentLegacy,
@@ -624,6 +661,10 @@ impl NicProvider for TencentLegacy {
     async fn submit(&self, nic: &NicRef, op: &Operation) -> Result<Submitted, CloudError> {
         let mut submitted = Submitted::default();
         for (action, params) in operation_calls(nic, op)? {
+            if let Some(previous) = &submitted.request_id {
+                // The ENI is locked while the previous chunk's task runs.
+                self.wait_for_task(action, previous).await?;
+            }
             let data = self.call(action, params, Idempotence::Unsafe).await?;
             submitted.request_id = data.get("taskId").and_then(as_int).map(|t| t.to_string());
         }
@@ -638,15 +679,11 @@ impl NicProvider for TencentLegacy {
             match self.task_status(task).await {
                 Ok((2, _)) => return Ok(Resolution::InProgress),
                 Ok((1, output)) => {
-                    return Ok(Resolution::Failed(CloudError {
-                        provider: Provider::TencentLegacy,
-                        action: op.action.as_str().to_string(),
-                        code: "Client.TaskFailed".into(),
-                        message: format!("task {task} failed: {output}"),
-                        http_status: None,
-                        request_id: Some(task.clone()),
-                        class: Transient,
-                    }));
+                    return Ok(Resolution::Failed(task_failed(
+                        op.action.as_str(),
+                        task,
+                        &output,
+                    )));
                 }
                 Ok(_) => {}
                 Err(e) if e.class == NotFound => {}
