@@ -131,18 +131,21 @@ fn transport(recorder: &Arc<Recorder>) -> Transport {
 }
 
 fn zenlayer(sim: &RunningSim, recorder: &Arc<Recorder>, secret: &str) -> Zenlayer {
+    zenlayer_on(sim, transport(recorder), secret)
+}
+
+fn zenlayer_on(sim: &RunningSim, transport: Transport, secret: &str) -> Zenlayer {
     let endpoint = format!("{}/api/v2/zec", sim.base_url());
-    Zenlayer::new(
-        transport(recorder),
-        Credentials::new(ZL_KEY, secret),
-        Some(&endpoint),
-    )
-    .unwrap()
+    Zenlayer::new(transport, Credentials::new(ZL_KEY, secret), Some(&endpoint)).unwrap()
 }
 
 fn tencent(sim: &RunningSim, recorder: &Arc<Recorder>, credentials: Credentials) -> Tencent {
+    tencent_on(sim, transport(recorder), credentials)
+}
+
+fn tencent_on(sim: &RunningSim, transport: Transport, credentials: Credentials) -> Tencent {
     Tencent::new(
-        transport(recorder),
+        transport,
         credentials,
         "ap-guangzhou",
         Some(&format!("{}/", sim.base_url())),
@@ -151,10 +154,14 @@ fn tencent(sim: &RunningSim, recorder: &Arc<Recorder>, credentials: Credentials)
 }
 
 fn legacy(sim: &RunningSim, recorder: &Arc<Recorder>, secret: &str) -> TencentLegacy {
+    legacy_on(sim, transport(recorder), secret)
+}
+
+fn legacy_on(sim: &RunningSim, transport: Transport, secret: &str) -> TencentLegacy {
     // A bare base URL: the client adds the API's path.
     let endpoint = sim.base_url();
     TencentLegacy::new(
-        transport(recorder),
+        transport,
         Credentials::new(TC_ID, secret),
         "ap-guangzhou",
         Some(&endpoint),
@@ -228,6 +235,51 @@ fn audit_count(sim: &RunningSim, protocol: Protocol, action: &str) -> usize {
         .iter()
         .filter(|e| e.protocol == protocol && e.action == action)
         .count()
+}
+
+/// Answers `action` with the error `code`, `times` times.
+fn error_fault(protocol: Option<Protocol>, action: &str, code: &str, times: u32) -> Fault {
+    Fault {
+        protocol,
+        action: Some(action.into()),
+        error: Some(code.into()),
+        times: Some(times),
+        ..Fault::default()
+    }
+}
+
+/// Applies the next `action`, then closes the connection without answering.
+fn drop_once(protocol: Protocol, action: &str) -> Fault {
+    Fault {
+        protocol: Some(protocol),
+        action: Some(action.into()),
+        drop_response: true,
+        times: Some(1),
+        ..Fault::default()
+    }
+}
+
+/// How many addresses each successful `action` call carried, in order
+/// (API 3.0: the `PrivateIpAddresses` list; legacy: the flat
+/// `privateIpAddressSet.N.privateIpAddress` / `privateIpAddress.N` keys).
+fn addresses_per_call(sim: &RunningSim, protocol: Protocol, action: &str) -> Vec<usize> {
+    sim.audit()
+        .iter()
+        .filter(|e| e.protocol == protocol && e.action == action && e.outcome == "Success")
+        .map(|e| match protocol {
+            Protocol::TencentLegacy => e.params.as_object().map_or(0, |p| {
+                p.keys()
+                    .filter(|k| {
+                        (k.starts_with("privateIpAddressSet.") && k.ends_with(".privateIpAddress"))
+                            || k.starts_with("privateIpAddress.")
+                    })
+                    .count()
+            }),
+            _ => e.params["PrivateIpAddresses"]
+                .as_array()
+                .map_or(0, Vec::len),
+        })
+        .collect()
 }
 
 fn expect_err<T: std::fmt::Debug>(r: Result<T, CloudError>) -> CloudError {
@@ -573,13 +625,10 @@ async fn zenlayer_count_mode_lost_response_resolves_without_a_second_assignment(
     let z = zenlayer(&sim, &rec, ZL_SECRET);
     let nic = NicRef::new("nic-1");
     let before = observe(&z, &nic).await;
-    sim.set_faults(vec![Fault {
-        protocol: Some(Protocol::Zenlayer),
-        action: Some("BatchAssignNetworkInterfaceIpv4".into()),
-        drop_response: true,
-        times: Some(1),
-        ..Fault::default()
-    }])
+    sim.set_faults(vec![drop_once(
+        Protocol::Zenlayer,
+        "BatchAssignNetworkInterfaceIpv4",
+    )])
     .unwrap();
     let op = Operation::assign_ipv4(&Ipv4Request::Count(2), None, &before, &key("lost"));
     // The operation as stored in the claim survives a restart as JSON.
@@ -616,20 +665,14 @@ async fn zenlayer_throttling_slows_down_and_succeeds_and_5xx_is_retried_only_whe
     let sim = start_sim().await;
     let rec = Arc::new(Recorder::default());
     let shared = transport(&rec);
-    let endpoint = format!("{}/api/v2/zec", sim.base_url());
-    let z = Zenlayer::new(
-        shared.clone(),
-        Credentials::new(ZL_KEY, ZL_SECRET),
-        Some(&endpoint),
-    )
-    .unwrap();
+    let z = zenlayer_on(&sim, shared.clone(), ZL_SECRET);
     let nic = NicRef::new("nic-1");
-    sim.set_faults(vec![Fault {
-        action: Some("DescribeNetworkInterfaces".into()),
-        error: Some("REQUEST_LIMIT_EXCEEDED".into()),
-        times: Some(2),
-        ..Fault::default()
-    }])
+    sim.set_faults(vec![error_fault(
+        None,
+        "DescribeNetworkInterfaces",
+        "REQUEST_LIMIT_EXCEEDED",
+        2,
+    )])
     .unwrap();
     observe(&z, &nic).await;
     let calls = rec.calls("DescribeNetworkInterfaces");
@@ -648,12 +691,12 @@ async fn zenlayer_throttling_slows_down_and_succeeds_and_5xx_is_retried_only_whe
     );
     assert!(rate < 20.0, "rate {rate}");
 
-    sim.set_faults(vec![Fault {
-        action: Some("DescribeNetworkInterfaces".into()),
-        error: Some("INTERNAL_SERVER_ERROR".into()),
-        times: Some(1),
-        ..Fault::default()
-    }])
+    sim.set_faults(vec![error_fault(
+        None,
+        "DescribeNetworkInterfaces",
+        "INTERNAL_SERVER_ERROR",
+        1,
+    )])
     .unwrap();
     let before = observe(&z, &nic).await;
     assert!(
@@ -663,12 +706,12 @@ async fn zenlayer_throttling_slows_down_and_succeeds_and_5xx_is_retried_only_whe
     );
 
     // A write without a token is not repeated after a 5xx: its outcome is open.
-    sim.set_faults(vec![Fault {
-        action: Some("BatchAssignNetworkInterfaceIpv4".into()),
-        error: Some("INTERNAL_SERVER_ERROR".into()),
-        times: Some(1),
-        ..Fault::default()
-    }])
+    sim.set_faults(vec![error_fault(
+        None,
+        "BatchAssignNetworkInterfaceIpv4",
+        "INTERNAL_SERVER_ERROR",
+        1,
+    )])
     .unwrap();
     let op = Operation::assign_ipv4(&Ipv4Request::Count(1), None, &before, &key("5xx"));
     let err = expect_err(z.submit(&nic, &op).await);
@@ -860,17 +903,10 @@ async fn tencent_assigns_more_than_ten_addresses_in_chunks_and_confirms_asynchro
     let submitted = t.submit(&nic, &op).await.unwrap();
     assert!(!submitted.complete);
     assert_eq!(submitted.addresses.len(), 25);
-    let audited: Vec<usize> = sim
-        .audit()
-        .iter()
-        .filter(|e| e.action == "AssignPrivateIpAddresses" && e.outcome == "Success")
-        .map(|e| {
-            e.params["PrivateIpAddresses"]
-                .as_array()
-                .map_or(0, Vec::len)
-        })
-        .collect();
-    assert_eq!(audited, vec![10, 10, 5]);
+    assert_eq!(
+        addresses_per_call(&sim, Protocol::Tencent, "AssignPrivateIpAddresses"),
+        vec![10, 10, 5]
+    );
     let op = Operation {
         request_id: submitted.request_id.clone(),
         ..op
@@ -887,17 +923,10 @@ async fn tencent_assigns_more_than_ten_addresses_in_chunks_and_confirms_asynchro
     assert!(
         matches!(run(&t, &nic, op).await, Resolution::Applied { addresses } if addresses.len() == 25)
     );
-    let released: Vec<usize> = sim
-        .audit()
-        .iter()
-        .filter(|e| e.action == "UnassignPrivateIpAddresses" && e.outcome == "Success")
-        .map(|e| {
-            e.params["PrivateIpAddresses"]
-                .as_array()
-                .map_or(0, Vec::len)
-        })
-        .collect();
-    assert_eq!(released, vec![10, 10, 5]);
+    assert_eq!(
+        addresses_per_call(&sim, Protocol::Tencent, "UnassignPrivateIpAddresses"),
+        vec![10, 10, 5]
+    );
     assert!(sim_secondaries(&sim, true, "eni-abc").is_empty());
     sim.shutdown().await;
 }
@@ -936,17 +965,14 @@ async fn tencent_lost_response_is_retried_with_the_same_token_and_resolves() {
     let t = tencent(&sim, &rec, Credentials::new(TC_ID, TC_SECRET));
     let nic = NicRef::new("eni-abc");
     let before = observe(&t, &nic).await;
-    let drop_once = || {
-        sim.set_faults(vec![Fault {
-            protocol: Some(Protocol::Tencent),
-            action: Some("AssignPrivateIpAddresses".into()),
-            drop_response: true,
-            times: Some(1),
-            ..Fault::default()
-        }])
+    let drop_next_assign = || {
+        sim.set_faults(vec![drop_once(
+            Protocol::Tencent,
+            "AssignPrivateIpAddresses",
+        )])
         .unwrap()
     };
-    drop_once();
+    drop_next_assign();
     let op = Operation::assign_ipv4(&Ipv4Request::Count(2), None, &before, &key("lost"));
     let submitted = t.submit(&nic, &op).await.unwrap();
     assert_eq!(submitted.addresses.len(), 2);
@@ -964,18 +990,8 @@ async fn tencent_lost_response_is_retried_with_the_same_token_and_resolves() {
     // The same loss, resolved by a new process that never saw a request id.
     let before = observe(&t, &nic).await;
     let op = Operation::assign_ipv4(&Ipv4Request::Count(2), None, &before, &key("lost-2"));
-    let dropping = Tencent::new(
-        Transport::new(TransportConfig {
-            max_attempts: 1,
-            ..TransportConfig::default()
-        })
-        .unwrap(),
-        Credentials::new(TC_ID, TC_SECRET),
-        "ap-guangzhou",
-        Some(&format!("{}/", sim.base_url())),
-    )
-    .unwrap();
-    drop_once();
+    let dropping = one_shot(&sim, Protocol::Tencent);
+    drop_next_assign();
     expect_err(dropping.submit(&nic, &op).await);
     let Resolution::Applied { addresses } = settle(&t, &nic, &op).await else {
         panic!("not applied")
@@ -1124,33 +1140,17 @@ async fn tencent_throttling_and_internal_errors_are_retried() {
     let sim = start_sim().await;
     let rec = Arc::new(Recorder::default());
     let shared = transport(&rec);
-    let t = Tencent::new(
-        shared.clone(),
-        Credentials::new(TC_ID, TC_SECRET),
-        "ap-guangzhou",
-        Some(&sim.base_url()),
-    )
-    .unwrap();
+    let t = tencent_on(&sim, shared.clone(), Credentials::new(TC_ID, TC_SECRET));
     let nic = NicRef::new("eni-abc");
     sim.set_faults(vec![
-        Fault {
-            action: Some("DescribeNetworkInterfaces".into()),
-            error: Some("RequestLimitExceeded".into()),
-            times: Some(2),
-            ..Fault::default()
-        },
-        Fault {
-            action: Some("AssignPrivateIpAddresses".into()),
-            error: Some("LimitExceeded.ActionLimited".into()),
-            times: Some(1),
-            ..Fault::default()
-        },
-        Fault {
-            action: Some("DescribeVpcTaskResult".into()),
-            error: Some("InternalError".into()),
-            times: Some(1),
-            ..Fault::default()
-        },
+        error_fault(None, "DescribeNetworkInterfaces", "RequestLimitExceeded", 2),
+        error_fault(
+            None,
+            "AssignPrivateIpAddresses",
+            "LimitExceeded.ActionLimited",
+            1,
+        ),
+        error_fault(None, "DescribeVpcTaskResult", "InternalError", 1),
     ])
     .unwrap();
     let before = observe(&t, &nic).await;
@@ -1215,19 +1215,8 @@ async fn one_limiter_per_account_and_action_is_shared_by_all_callers() {
         nicip::cloud::zenlayer::default_rate_limits()
             .with_overrides(&[("DescribeNetworkInterfaces".to_string(), 5.0)].into()),
     );
-    let endpoint = format!("{}/api/v2/zec", sim.base_url());
-    let a = Zenlayer::new(
-        shared.clone(),
-        Credentials::new(ZL_KEY, ZL_SECRET),
-        Some(&endpoint),
-    )
-    .unwrap();
-    let b = Zenlayer::new(
-        shared.clone(),
-        Credentials::new(ZL_KEY, ZL_SECRET),
-        Some(&endpoint),
-    )
-    .unwrap();
+    let a = zenlayer_on(&sim, shared.clone(), ZL_SECRET);
+    let b = zenlayer_on(&sim, shared.clone(), ZL_SECRET);
     let nic = [NicRef::new("nic-1")];
     let started = Instant::now();
     let calls = (0..10).map(|i| {
@@ -1307,29 +1296,21 @@ async fn legacy_throttling_slows_down_and_internal_errors_are_retried_only_when_
     let sim = start_sim().await;
     let rec = Arc::new(Recorder::default());
     let shared = transport(&rec);
-    let l = TencentLegacy::new(
-        shared.clone(),
-        Credentials::new(TC_ID, TC_SECRET),
-        "ap-guangzhou",
-        Some(&sim.base_url()),
-    )
-    .unwrap();
+    let l = legacy_on(&sim, shared.clone(), TC_SECRET);
     let nic = NicRef::new("eni-legacy").in_vpc("vpc-abc");
     sim.set_faults(vec![
-        Fault {
-            protocol: Some(Protocol::TencentLegacy),
-            action: Some("DescribeNetworkInterfaces".into()),
-            error: Some("RequestLimitExceeded".into()),
-            times: Some(2),
-            ..Fault::default()
-        },
-        Fault {
-            protocol: Some(Protocol::TencentLegacy),
-            action: Some("DescribeVpcTaskResult".into()),
-            error: Some("InternalError".into()),
-            times: Some(1),
-            ..Fault::default()
-        },
+        error_fault(
+            Some(Protocol::TencentLegacy),
+            "DescribeNetworkInterfaces",
+            "RequestLimitExceeded",
+            2,
+        ),
+        error_fault(
+            Some(Protocol::TencentLegacy),
+            "DescribeVpcTaskResult",
+            "InternalError",
+            1,
+        ),
     ])
     .unwrap();
     let before = observe(&l, &nic).await;
@@ -1361,13 +1342,12 @@ async fn legacy_throttling_slows_down_and_internal_errors_are_retried_only_when_
 
     // A mutation without a token that gets an internal-error *answer* is not
     // repeated (the error may follow an applied change); `resolve` decides.
-    sim.set_faults(vec![Fault {
-        protocol: Some(Protocol::TencentLegacy),
-        action: Some("AssignPrivateIpAddresses".into()),
-        error: Some("InternalError".into()),
-        times: Some(1),
-        ..Fault::default()
-    }])
+    sim.set_faults(vec![error_fault(
+        Some(Protocol::TencentLegacy),
+        "AssignPrivateIpAddresses",
+        "InternalError",
+        1,
+    )])
     .unwrap();
     let before = observe(&l, &nic).await;
     let op = Operation::assign_ipv4(&Ipv4Request::Count(2), None, &before, &key("legacy-6000"));
@@ -1412,24 +1392,7 @@ async fn legacy_manages_ipv4_with_task_ids() {
             .all(|e| e.outcome != "UnsupportedOperation.MutexOperationTaskRunning"),
         "a chunk was sent while the previous task ran"
     );
-    let chunks: Vec<usize> = sim
-        .audit()
-        .iter()
-        .filter(|e| {
-            e.protocol == Protocol::TencentLegacy
-                && e.action == "AssignPrivateIpAddresses"
-                && e.outcome == "Success"
-        })
-        .map(|e| {
-            e.params.as_object().map_or(0, |p| {
-                p.keys()
-                    .filter(|k| {
-                        k.starts_with("privateIpAddressSet.") && k.ends_with(".privateIpAddress")
-                    })
-                    .count()
-            })
-        })
-        .collect();
+    let chunks = addresses_per_call(&sim, Protocol::TencentLegacy, "AssignPrivateIpAddresses");
     assert_eq!(chunks, vec![10, 2], "at most 10 addresses per call");
     assert!(
         task.parse::<u64>().is_ok(),
@@ -1538,32 +1501,13 @@ fn one_shot(sim: &RunningSim, protocol: Protocol) -> Box<dyn NicProvider> {
     })
     .unwrap();
     match protocol {
-        Protocol::Zenlayer => Box::new(
-            Zenlayer::new(
-                transport,
-                Credentials::new(ZL_KEY, ZL_SECRET),
-                Some(&format!("{}/api/v2/zec", sim.base_url())),
-            )
-            .unwrap(),
-        ),
-        Protocol::Tencent => Box::new(
-            Tencent::new(
-                transport,
-                Credentials::new(TC_ID, TC_SECRET),
-                "ap-guangzhou",
-                Some(&sim.base_url()),
-            )
-            .unwrap(),
-        ),
-        Protocol::TencentLegacy => Box::new(
-            TencentLegacy::new(
-                transport,
-                Credentials::new(TC_ID, TC_SECRET),
-                "ap-guangzhou",
-                Some(&sim.base_url()),
-            )
-            .unwrap(),
-        ),
+        Protocol::Zenlayer => Box::new(zenlayer_on(sim, transport, ZL_SECRET)),
+        Protocol::Tencent => Box::new(tencent_on(
+            sim,
+            transport,
+            Credentials::new(TC_ID, TC_SECRET),
+        )),
+        Protocol::TencentLegacy => Box::new(legacy_on(sim, transport, TC_SECRET)),
     }
 }
 
@@ -1607,14 +1551,7 @@ async fn lost_responses_resolve_in_a_new_process_without_a_second_assignment() {
             let before = observe(one_shot(&sim, protocol).as_ref(), &nic).await;
             let op = Operation::assign_ipv4(request, None, &before, &key(&format!("lost-{step}")));
             let stored = through_claim_status(&op);
-            sim.set_faults(vec![Fault {
-                protocol: Some(protocol),
-                action: Some(assign.into()),
-                drop_response: true,
-                times: Some(1),
-                ..Fault::default()
-            }])
-            .unwrap();
+            sim.set_faults(vec![drop_once(protocol, assign)]).unwrap();
             let calls = audit_count(&sim, protocol, assign);
             let err = expect_err(one_shot(&sim, protocol).submit(&nic, &op).await);
             assert_eq!(err.class, ErrorClass::Transient, "{what}: {err}");
@@ -1653,14 +1590,7 @@ async fn lost_responses_resolve_in_a_new_process_without_a_second_assignment() {
                 .collect();
             let release = Operation::unassign_ipv4(&owned, &after);
             let stored = through_claim_status(&release);
-            sim.set_faults(vec![Fault {
-                protocol: Some(protocol),
-                action: Some(unassign.into()),
-                drop_response: true,
-                times: Some(1),
-                ..Fault::default()
-            }])
-            .unwrap();
+            sim.set_faults(vec![drop_once(protocol, unassign)]).unwrap();
             expect_err(fresh.submit(&nic, &release).await);
             let resolved = settle(one_shot(&sim, protocol).as_ref(), &nic, &stored).await;
             assert_eq!(

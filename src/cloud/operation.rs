@@ -352,6 +352,38 @@ pub enum Resolution {
     Failed(CloudError),
 }
 
+/// Polls an asynchronous task with a growing interval (50 ms doubling to
+/// 2 s) until `running` says it is over, for at most two minutes: chunks of
+/// one operation are sent one after the other because the cloud locks the
+/// ENI while a task runs. `running` returns an error for a failed task.
+pub(crate) async fn wait_for_task<F, Fut>(
+    provider: Provider,
+    action: &str,
+    task: &str,
+    running: F,
+) -> Result<(), CloudError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<bool, CloudError>>,
+{
+    let mut delay = std::time::Duration::from_millis(50);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while running().await? {
+        if std::time::Instant::now() > deadline {
+            return Err(CloudError::client(
+                provider,
+                action,
+                "Client.Timeout",
+                ErrorClass::Transient,
+                format!("task {task} still running after 120 s"),
+            ));
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(std::time::Duration::from_secs(2));
+    }
+    Ok(())
+}
+
 /// Decides an operation's outcome from one observation of its NIC (`None`:
 /// the NIC no longer exists). Shared by all providers; Tencent consults its
 /// task query first.

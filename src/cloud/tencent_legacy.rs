@@ -15,7 +15,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use serde_json::Value;
 
 use super::error::{CodeInfo, lookup, parse_address, row};
-use super::operation::settle;
+use super::operation::{settle, wait_for_task};
 use super::transport::{Idempotence, RawResponse, unexpected_body};
 use super::{
     Action, CloudError, Credentials, Endpoint, ErrorClass, InstanceId, NicId, NicProvider, NicRef,
@@ -339,29 +339,17 @@ impl TencentLegacy {
         Ok((status, data.get("output").cloned().unwrap_or(Value::Null)))
     }
 
-    /// Polls the task query with a growing interval until the task leaves
-    /// "running" (2); a failed task (1) stops the remaining chunks.
+    /// Waits until the task leaves "running" (2); a failed task (1) stops
+    /// the remaining chunks.
     async fn wait_for_task(&self, action: &str, task: &str) -> Result<(), CloudError> {
-        let mut delay = std::time::Duration::from_millis(50);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-        loop {
+        wait_for_task(Provider::TencentLegacy, action, task, || async {
             match self.task_status(task).await? {
-                (2, _) => {}
-                (1, output) => return Err(task_failed(action, task, &output)),
-                _ => return Ok(()),
+                (2, _) => Ok(true),
+                (1, output) => Err(task_failed(action, task, &output)),
+                _ => Ok(false),
             }
-            if std::time::Instant::now() > deadline {
-                return Err(CloudError::client(
-                    Provider::TencentLegacy,
-                    action,
-                    "Client.Timeout",
-                    Transient,
-                    format!("task {task} still running after 120 s"),
-                ));
-            }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(std::time::Duration::from_secs(2));
-        }
+        })
+        .await
     }
 
     async fn describe_in_vpc(
