@@ -2510,6 +2510,69 @@ async fn non_json_and_truncated_answers_become_clear_errors() {
     assert!(err.message.contains("bad gateway"), "{err}");
 }
 
+/// TLS verification is always on: an https endpoint whose certificate no
+/// trusted authority signed (here a self-signed one made for the test) is
+/// refused during the handshake, so no request, and no signature, is sent.
+#[tokio::test]
+async fn untrusted_certificates_are_refused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls;
+    let rcgen::CertifiedKey { cert, key_pair } =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![cert.der().clone()],
+        rustls::pki_types::PrivateKeyDer::Pkcs8(key_pair.serialize_der().into()),
+    )
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handshakes = Arc::new(Mutex::new((0usize, 0usize)));
+    let seen = handshakes.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            match acceptor.accept(socket).await {
+                Ok(mut tls) => {
+                    seen.lock().unwrap().1 += 1;
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let _ = tls.read(&mut buf).await;
+                    let body =
+                        r#"{"Response":{"TotalCount":0,"NetworkInterfaceSet":[],"RequestId":"r"}}"#;
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = tls.write_all(answer.as_bytes()).await;
+                    let _ = tls.shutdown().await;
+                }
+                Err(_) => seen.lock().unwrap().0 += 1,
+            }
+        }
+    });
+    let rec = Arc::new(Recorder::default());
+    let t = Tencent::new(
+        transport(&rec),
+        Credentials::new(TC_ID, TC_SECRET),
+        "ap-guangzhou",
+        Some(&format!("https://{addr}/")),
+    )
+    .unwrap();
+    let err = expect_err(t.describe_nics(&[NicRef::new("eni-abc")]).await);
+    assert_eq!(err.code, "Client.Network", "{err}");
+    let (refused, completed) = *handshakes.lock().unwrap();
+    assert!(refused >= 1, "the handshake was attempted");
+    assert_eq!(
+        completed, 0,
+        "no handshake with an untrusted certificate completed"
+    );
+}
+
 /// A redirect is an answer, not a hop: a signed request is never carried to
 /// a host (or a plain http:// URL) that the endpoint check did not accept.
 #[tokio::test]
