@@ -2508,6 +2508,33 @@ async fn non_json_and_truncated_answers_become_clear_errors() {
         ("Client.HttpStatus", ErrorClass::Transient, Some(502))
     );
     assert!(err.message.contains("bad gateway"), "{err}");
+
+    // The legacy API through the same proxy, and a 200 that is not its envelope.
+    let legacy_at = |base: &str| {
+        TencentLegacy::new(
+            transport(&rec),
+            Credentials::new(TC_ID, TC_SECRET),
+            "ap-guangzhou",
+            Some(base),
+        )
+        .unwrap()
+    };
+    let nic = [NicRef::new("eni-abc").in_vpc("vpc-abc")];
+    let err = expect_err(legacy_at(&proxy).describe_nics(&nic).await);
+    assert_eq!(
+        (err.code.as_str(), err.class, err.http_status),
+        ("Client.HttpStatus", ErrorClass::Transient, Some(502))
+    );
+    let html = canned_server(
+        "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: 15\r\nconnection: close\r\n\r\n<html>hi</html>",
+    )
+    .await;
+    let err = expect_err(legacy_at(&html).describe_nics(&nic).await);
+    assert_eq!(
+        (err.code.as_str(), err.class),
+        ("Client.BadResponse", ErrorClass::Transient),
+        "{err}"
+    );
 }
 
 /// TLS verification is always on: an https endpoint whose certificate no
