@@ -458,7 +458,7 @@ impl Zenlayer {
         self.transport
             .call(
                 Provider::Zenlayer,
-                &self.credentials.key_id,
+                &self.credentials.account(),
                 action,
                 idempotence,
                 || self.build_request(action, &body, jiff::Timestamp::now().as_second()),
