@@ -1326,6 +1326,9 @@ async fn legacy_throttling_slows_down_and_internal_errors_are_retried_only_when_
             ("OK", false)
         ]
     );
+    // Each attempt is signed anew: the simulator authenticates (and uses up
+    // the Nonce) before it throttles, so a repeated request would have been
+    // refused as `AuthFailure.NonceReplayed`.
     let rate = shared.current_rate(Provider::TencentLegacy, TC_ID, "DescribeNetworkInterfaces");
     assert!(rate < 100.0, "the limiter slowed down: {rate}");
 
@@ -1375,6 +1378,10 @@ async fn legacy_manages_ipv4_with_task_ids() {
     let nic = NicRef::new("eni-legacy").in_vpc("vpc-abc");
     let before = observe(&l, &nic).await;
     assert_eq!(before.primary_ipv4, Some(Ipv4Addr::new(10, 1, 0, 40)));
+    // Both signature methods are accepted (HmacSHA256 is the default).
+    let sha1 = legacy(&sim, &rec, TC_SECRET)
+        .with_signature_method(nicip::signing::query::Method::HmacSha1);
+    assert_eq!(observe(&sha1, &nic).await, before);
 
     let wanted: BTreeSet<Ipv4Addr> = (150..162).map(|i| Ipv4Addr::new(10, 1, 0, i)).collect();
     let op = Operation::assign_ipv4(
