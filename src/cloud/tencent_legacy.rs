@@ -15,7 +15,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use serde_json::Value;
 
 use super::error::{CodeInfo, lookup, parse_address, row};
-use super::operation::{settle, wait_for_task};
+use super::operation::{settle, unless_in_flight, wait_for_task};
 use super::transport::{Idempotence, RawResponse, unexpected_body};
 use super::{
     Action, CloudError, Credentials, Endpoint, ErrorClass, InstanceId, NicId, NicProvider, NicRef,
@@ -679,11 +679,16 @@ impl NicProvider for TencentLegacy {
             }
         }
         let observed = self.describe_nics(std::slice::from_ref(nic)).await?;
-        Ok(settle(
+        let resolution = settle(
             Provider::TencentLegacy,
             op,
             observed.iter().find(|n| n.id == nic.id),
             &nic.id.0,
+        );
+        Ok(unless_in_flight(
+            resolution,
+            op,
+            self.transport.in_flight_window(),
         ))
     }
 }

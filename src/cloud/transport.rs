@@ -286,6 +286,12 @@ impl Transport {
         self
     }
 
+    /// How long after a call started one of its requests may still be in
+    /// flight: every attempt's timeout and the longest backoff before it.
+    pub(crate) fn in_flight_window(&self) -> Duration {
+        (self.config.timeout + self.config.max_backoff) * self.config.max_attempts.max(1)
+    }
+
     pub(crate) fn http(&self) -> &reqwest::Client {
         &self.http
     }
