@@ -67,7 +67,7 @@ impl NicRef {
 }
 
 /// A secret string (key secret, session token). `Debug` and `Display` never
-/// show it; only the signing code reads it, through [`Secret::expose`].
+/// show it; only the signing code reads it, through `Secret::expose`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 
