@@ -2649,6 +2649,47 @@ async fn redirects_are_not_followed() {
     assert!(!err.is_retryable(), "{err}");
 }
 
+/// An endpoint that claims a huge total and repeats the same page is not
+/// paged through forever: a batch never holds more NICs than it named.
+#[tokio::test]
+async fn a_lying_total_does_not_page_forever() {
+    let rec = Arc::new(Recorder::default());
+    let zenlayer_page = canned_server(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 81\r\nconnection: close\r\n\r\n{\"requestId\":\"r\",\"response\":{\"totalCount\":1000000,\"dataSet\":[{\"nicId\":\"nic-1\"}]}}",
+    )
+    .await;
+    let z = Zenlayer::new(
+        transport(&rec),
+        Credentials::new(ZL_KEY, ZL_SECRET),
+        Some(&format!("{zenlayer_page}/api/v2/zec")),
+    )
+    .unwrap();
+    assert_eq!(
+        z.describe_nics(&[NicRef::new("nic-1")])
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let tencent_page = canned_server(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 108\r\nconnection: close\r\n\r\n{\"Response\":{\"TotalCount\":1000000,\"NetworkInterfaceSet\":[{\"NetworkInterfaceId\":\"eni-abc\"}],\"RequestId\":\"r\"}}",
+    )
+    .await;
+    let t = tencent_at(&tencent_page, &rec);
+    assert_eq!(
+        t.describe_nics(&[NicRef::new("eni-abc")])
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        rec.calls("DescribeNetworkInterfaces").len(),
+        2,
+        "one call each"
+    );
+}
+
 fn tencent_at(base: &str, rec: &Arc<Recorder>) -> Tencent {
     Tencent::new(
         transport(rec),

@@ -821,7 +821,12 @@ impl Tencent {
                     out.push(observe_nic(nic)?);
                 }
                 offset += count;
-                if count == 0 || offset as u64 >= page.total_count.unwrap_or(0) {
+                // A batch names at most `chunk.len()` NICs: a total beyond
+                // that (a misbehaving endpoint) must not page on forever.
+                if count == 0
+                    || offset as u64 >= page.total_count.unwrap_or(0)
+                    || offset >= chunk.len()
+                {
                     break;
                 }
             }

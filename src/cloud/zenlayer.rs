@@ -487,7 +487,9 @@ impl Zenlayer {
                     out.push(observe_nic(info)?);
                 }
                 let total = page.total_count.unwrap_or(0) as usize;
-                if count == 0 || seen >= total {
+                // A batch names at most `chunk.len()` NICs: a total beyond
+                // that (a misbehaving endpoint) must not page on forever.
+                if count == 0 || seen >= total || seen >= chunk.len() {
                     break;
                 }
                 page_num += 1;
