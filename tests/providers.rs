@@ -2683,9 +2683,25 @@ async fn a_lying_total_does_not_page_forever() {
             .len(),
         1
     );
+    let legacy_page = canned_server(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 114\r\nconnection: close\r\n\r\n{\"code\":0,\"message\":\"\",\"codeDesc\":\"Success\",\"data\":{\"totalNum\":1000000,\"data\":[{\"networkInterfaceId\":\"eni-abc\"}]}}",
+    )
+    .await;
+    let l = TencentLegacy::new(
+        transport(&rec),
+        Credentials::new(TC_ID, TC_SECRET),
+        "ap-guangzhou",
+        Some(&legacy_page),
+    )
+    .unwrap();
+    let nics = l
+        .describe_nics(&[NicRef::new("eni-abc").in_vpc("vpc-abc")])
+        .await
+        .unwrap();
+    assert_eq!(nics.len(), 1);
     assert_eq!(
         rec.calls("DescribeNetworkInterfaces").len(),
-        2,
+        3,
         "one call each"
     );
 }

@@ -380,13 +380,15 @@ impl TencentLegacy {
                 .unwrap_or_default();
             for item in &items {
                 let nic = observe_nic(item)?;
-                if nic_ids.contains(&nic.id.0) {
+                if nic_ids.contains(&nic.id.0) && !out.iter().any(|n: &ObservedNic| n.id == nic.id)
+                {
                     out.push(nic);
                 }
             }
             offset += items.len();
             let total = data.get("totalNum").and_then(as_int).unwrap_or(0);
-            if items.is_empty() || offset as i64 >= total {
+            // Every NIC asked for is found: the rest of the VPC is not needed.
+            if items.is_empty() || offset as i64 >= total || out.len() == nic_ids.len() {
                 return Ok(out);
             }
         }
