@@ -2459,7 +2459,8 @@ async fn every_request_has_a_timeout_and_timed_out_reads_are_retried() {
 
 /// Serves one canned raw HTTP answer to every connection (a proxy, a CDN
 /// challenge, a truncated body): what no cloud envelope looks like.
-async fn canned_server(answer: &'static str) -> String {
+async fn canned_server(answer: impl Into<String>) -> String {
+    let answer: String = answer.into();
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -2481,12 +2482,7 @@ async fn non_json_and_truncated_answers_become_clear_errors() {
         "HTTP/1.1 403 Forbidden\r\ncf-mitigated: challenge\r\ncontent-type: text/html\r\ncontent-length: 29\r\nconnection: close\r\n\r\n<html>Just a moment...</html>",
     )
     .await;
-    let z = Zenlayer::new(
-        transport(&rec),
-        Credentials::new(ZL_KEY, ZL_SECRET),
-        Some(&format!("{challenge}/api/v2/zec")),
-    )
-    .unwrap();
+    let z = zenlayer_at(&challenge, &rec);
     let err = expect_err(z.describe_nics(&[NicRef::new("nic-1")]).await);
     assert_eq!(
         (err.code.as_str(), err.class, err.http_status),
@@ -2497,12 +2493,7 @@ async fn non_json_and_truncated_answers_become_clear_errors() {
         "HTTP/1.1 451 Unavailable\r\ncontent-length: 7\r\nconnection: close\r\n\r\nblocked",
     )
     .await;
-    let z = Zenlayer::new(
-        transport(&rec),
-        Credentials::new(ZL_KEY, ZL_SECRET),
-        Some(&format!("{blocked}/api/v2/zec")),
-    )
-    .unwrap();
+    let z = zenlayer_at(&blocked, &rec);
     assert_eq!(
         expect_err(z.describe_nics(&[NicRef::new("nic-1")]).await).code,
         "REQUEST_BLOCKED"
@@ -2544,17 +2535,8 @@ async fn non_json_and_truncated_answers_become_clear_errors() {
     assert!(err.message.contains("bad gateway"), "{err}");
 
     // The legacy API through the same proxy, and a 200 that is not its envelope.
-    let legacy_at = |base: &str| {
-        TencentLegacy::new(
-            transport(&rec),
-            Credentials::new(TC_ID, TC_SECRET),
-            "ap-guangzhou",
-            Some(base),
-        )
-        .unwrap()
-    };
     let nic = [NicRef::new("eni-abc").in_vpc("vpc-abc")];
-    let err = expect_err(legacy_at(&proxy).describe_nics(&nic).await);
+    let err = expect_err(legacy_at(&proxy, &rec).describe_nics(&nic).await);
     assert_eq!(
         (err.code.as_str(), err.class, err.http_status),
         ("Client.HttpStatus", ErrorClass::Transient, Some(502))
@@ -2563,7 +2545,7 @@ async fn non_json_and_truncated_answers_become_clear_errors() {
         "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: 15\r\nconnection: close\r\n\r\n<html>hi</html>",
     )
     .await;
-    let err = expect_err(legacy_at(&html).describe_nics(&nic).await);
+    let err = expect_err(legacy_at(&html, &rec).describe_nics(&nic).await);
     assert_eq!(
         (err.code.as_str(), err.class),
         ("Client.BadResponse", ErrorClass::Transient),
@@ -2661,56 +2643,51 @@ async fn redirects_are_not_followed() {
 #[tokio::test]
 async fn a_lying_total_does_not_page_forever() {
     let rec = Arc::new(Recorder::default());
-    let zenlayer_page = canned_server(
-        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 81\r\nconnection: close\r\n\r\n{\"requestId\":\"r\",\"response\":{\"totalCount\":1000000,\"dataSet\":[{\"nicId\":\"nic-1\"}]}}",
-    )
-    .await;
-    let z = Zenlayer::new(
-        transport(&rec),
+    let pages = [
+        r#"{"requestId":"r","response":{"totalCount":1000000,"dataSet":[{"nicId":"nic-1"}]}}"#,
+        r#"{"Response":{"TotalCount":1000000,"NetworkInterfaceSet":[{"NetworkInterfaceId":"eni-abc"}],"RequestId":"r"}}"#,
+        r#"{"code":0,"message":"","codeDesc":"Success","data":{"totalNum":1000000,"data":[{"networkInterfaceId":"eni-abc"}]}}"#,
+    ];
+    for (i, page) in pages.into_iter().enumerate() {
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{page}",
+            page.len()
+        );
+        let base = canned_server(answer).await;
+        let (p, nic): (Box<dyn NicProvider>, NicRef) = match i {
+            0 => (Box::new(zenlayer_at(&base, &rec)), NicRef::new("nic-1")),
+            1 => (Box::new(tencent_at(&base, &rec)), NicRef::new("eni-abc")),
+            _ => (
+                Box::new(legacy_at(&base, &rec)),
+                NicRef::new("eni-abc").in_vpc("vpc-abc"),
+            ),
+        };
+        assert_eq!(p.describe_nics(&[nic]).await.unwrap().len(), 1, "{page}");
+        assert_eq!(
+            rec.calls("DescribeNetworkInterfaces").len(),
+            i + 1,
+            "one call: {page}"
+        );
+    }
+}
+
+fn zenlayer_at(base: &str, rec: &Arc<Recorder>) -> Zenlayer {
+    Zenlayer::new(
+        transport(rec),
         Credentials::new(ZL_KEY, ZL_SECRET),
-        Some(&format!("{zenlayer_page}/api/v2/zec")),
+        Some(&format!("{base}/api/v2/zec")),
     )
-    .unwrap();
-    assert_eq!(
-        z.describe_nics(&[NicRef::new("nic-1")])
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
-    let tencent_page = canned_server(
-        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 108\r\nconnection: close\r\n\r\n{\"Response\":{\"TotalCount\":1000000,\"NetworkInterfaceSet\":[{\"NetworkInterfaceId\":\"eni-abc\"}],\"RequestId\":\"r\"}}",
-    )
-    .await;
-    let t = tencent_at(&tencent_page, &rec);
-    assert_eq!(
-        t.describe_nics(&[NicRef::new("eni-abc")])
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
-    let legacy_page = canned_server(
-        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 114\r\nconnection: close\r\n\r\n{\"code\":0,\"message\":\"\",\"codeDesc\":\"Success\",\"data\":{\"totalNum\":1000000,\"data\":[{\"networkInterfaceId\":\"eni-abc\"}]}}",
-    )
-    .await;
-    let l = TencentLegacy::new(
-        transport(&rec),
+    .unwrap()
+}
+
+fn legacy_at(base: &str, rec: &Arc<Recorder>) -> TencentLegacy {
+    TencentLegacy::new(
+        transport(rec),
         Credentials::new(TC_ID, TC_SECRET),
         "ap-guangzhou",
-        Some(&legacy_page),
+        Some(base),
     )
-    .unwrap();
-    let nics = l
-        .describe_nics(&[NicRef::new("eni-abc").in_vpc("vpc-abc")])
-        .await
-        .unwrap();
-    assert_eq!(nics.len(), 1);
-    assert_eq!(
-        rec.calls("DescribeNetworkInterfaces").len(),
-        3,
-        "one call each"
-    );
+    .unwrap()
 }
 
 fn tencent_at(base: &str, rec: &Arc<Recorder>) -> Tencent {
