@@ -7,13 +7,14 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use nicip::api::v1alpha1::PendingOperation;
 use nicip::cloud::tencent::Tencent;
 use nicip::cloud::tencent_legacy::TencentLegacy;
 use nicip::cloud::zenlayer::Zenlayer;
 use nicip::cloud::{
     CallRecord, CloudError, Credentials, ErrorClass, IdempotencyKey, InstanceId, InstanceStatus,
     Ipv4Request, Ipv6Billing, MetricsSink, NicProvider, NicRef, NicStatus, ObservedNic, Operation,
-    QosLevel, Resolution, Transport, TransportConfig,
+    QosLevel, Resolution, Submitted, Transport, TransportConfig,
 };
 use nicip::cloudsim::{self, Fault, Protocol, RunningSim, World};
 
@@ -54,9 +55,11 @@ zenlayer:
     - {{id: subnet-public6, vpc: vpc-1, cidr: 10.6.0.0/24, ipv6Cidr: "2001:db8:6::/64", ipv6Type: Public}}
     - {{id: subnet-many, vpc: vpc-1, cidr: 10.9.0.0/24}}
     - {{id: subnet-prop, vpc: vpc-1, cidr: 10.2.0.0/24}}
+    - {{id: subnet-tiny, vpc: vpc-1, cidr: 10.7.0.0/29}}
   instances:
     - {{id: ins-1, zone: asia-east-1a}}
     - {{id: ins-stopped, zone: asia-east-1a, status: STOPPED}}
+    - {{id: ins-west, zone: na-west-1a}}
   nics:
     - {{id: nic-1, subnet: subnet-1, primaryIp: 10.0.0.10, secondaryIps: [10.0.0.11], ipQuota: 60}}
     - {{id: nic-other, subnet: subnet-1, primaryIp: 10.0.0.20, secondaryIps: [10.0.0.21]}}
@@ -64,6 +67,7 @@ zenlayer:
     - {{id: nic-public6, subnet: subnet-public6}}
     - {{id: nic-free, subnet: subnet-1, primaryIp: 10.0.0.30}}
     - {{id: nic-prop, subnet: subnet-prop, ipQuota: 60}}
+    - {{id: nic-tiny, subnet: subnet-tiny, ipQuota: 60}}
 {zl_extra}
 tencent:
   asyncLatencyMs: 150
@@ -87,7 +91,17 @@ tencent:
 }
 
 async fn start_sim() -> RunningSim {
-    let world = World::from_yaml(&world_yaml()).expect("test world");
+    start_sim_with(&world_yaml()).await
+}
+
+/// The same world with asynchronous work done in 5 ms instead of 150 ms,
+/// for tests that exercise completion many times rather than observe it.
+async fn start_quick_sim() -> RunningSim {
+    start_sim_with(&world_yaml().replace("asyncLatencyMs: 150", "asyncLatencyMs: 5")).await
+}
+
+async fn start_sim_with(yaml: &str) -> RunningSim {
+    let world = World::from_yaml(yaml).expect("test world");
     cloudsim::start(world, "127.0.0.1:0".parse().unwrap())
         .await
         .expect("simulator starts")
@@ -127,18 +141,21 @@ fn transport(recorder: &Arc<Recorder>) -> Transport {
 }
 
 fn zenlayer(sim: &RunningSim, recorder: &Arc<Recorder>, secret: &str) -> Zenlayer {
+    zenlayer_on(sim, transport(recorder), secret)
+}
+
+fn zenlayer_on(sim: &RunningSim, transport: Transport, secret: &str) -> Zenlayer {
     let endpoint = format!("{}/api/v2/zec", sim.base_url());
-    Zenlayer::new(
-        transport(recorder),
-        Credentials::new(ZL_KEY, secret),
-        Some(&endpoint),
-    )
-    .unwrap()
+    Zenlayer::new(transport, Credentials::new(ZL_KEY, secret), Some(&endpoint)).unwrap()
 }
 
 fn tencent(sim: &RunningSim, recorder: &Arc<Recorder>, credentials: Credentials) -> Tencent {
+    tencent_on(sim, transport(recorder), credentials)
+}
+
+fn tencent_on(sim: &RunningSim, transport: Transport, credentials: Credentials) -> Tencent {
     Tencent::new(
-        transport(recorder),
+        transport,
         credentials,
         "ap-guangzhou",
         Some(&format!("{}/", sim.base_url())),
@@ -147,10 +164,14 @@ fn tencent(sim: &RunningSim, recorder: &Arc<Recorder>, credentials: Credentials)
 }
 
 fn legacy(sim: &RunningSim, recorder: &Arc<Recorder>, secret: &str) -> TencentLegacy {
+    legacy_on(sim, transport(recorder), secret)
+}
+
+fn legacy_on(sim: &RunningSim, transport: Transport, secret: &str) -> TencentLegacy {
     // A bare base URL: the client adds the API's path.
     let endpoint = sim.base_url();
     TencentLegacy::new(
-        transport(recorder),
+        transport,
         Credentials::new(TC_ID, secret),
         "ap-guangzhou",
         Some(&endpoint),
@@ -224,6 +245,71 @@ fn audit_count(sim: &RunningSim, protocol: Protocol, action: &str) -> usize {
         .iter()
         .filter(|e| e.protocol == protocol && e.action == action)
         .count()
+}
+
+/// Answers `action` with the error `code`, `times` times.
+fn error_fault(protocol: Option<Protocol>, action: &str, code: &str, times: u32) -> Fault {
+    Fault {
+        protocol,
+        action: Some(action.into()),
+        error: Some(code.into()),
+        times: Some(times),
+        ..Fault::default()
+    }
+}
+
+/// Applies the next `action`, then closes the connection without answering.
+fn drop_once(protocol: Protocol, action: &str) -> Fault {
+    Fault {
+        protocol: Some(protocol),
+        action: Some(action.into()),
+        drop_response: true,
+        times: Some(1),
+        ..Fault::default()
+    }
+}
+
+/// How many addresses each successful `action` call carried, in order
+/// (API 3.0: the `PrivateIpAddresses` list; legacy: the flat
+/// `privateIpAddressSet.N.privateIpAddress` / `privateIpAddress.N` keys).
+fn addresses_per_call(sim: &RunningSim, protocol: Protocol, action: &str) -> Vec<usize> {
+    sim.audit()
+        .iter()
+        .filter(|e| e.protocol == protocol && e.action == action && e.outcome == "Success")
+        .map(|e| match protocol {
+            Protocol::TencentLegacy => e.params.as_object().map_or(0, |p| {
+                p.keys()
+                    .filter(|k| {
+                        (k.starts_with("privateIpAddressSet.") && k.ends_with(".privateIpAddress"))
+                            || k.starts_with("privateIpAddress.")
+                    })
+                    .count()
+            }),
+            _ => e.params["PrivateIpAddresses"]
+                .as_array()
+                .map_or(0, Vec::len),
+        })
+        .collect()
+}
+
+/// A token-less call that got no usable answer and left no trace: while its
+/// request could still be running in the cloud the operation stays in
+/// progress (resubmitting could apply it twice); once that window is over
+/// (the operation started long ago) it is not applied.
+async fn assert_unanswered_resolves_not_applied_only_after_its_window(
+    p: &dyn NicProvider,
+    nic: &NicRef,
+    op: Operation,
+) {
+    assert_eq!(p.resolve(nic, &op).await.unwrap(), Resolution::InProgress);
+    let long_ago = Operation {
+        started_at: jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1),
+        ..op
+    };
+    assert_eq!(
+        p.resolve(nic, &long_ago).await.unwrap(),
+        Resolution::NotApplied
+    );
 }
 
 fn expect_err<T: std::fmt::Debug>(r: Result<T, CloudError>) -> CloudError {
@@ -569,13 +655,10 @@ async fn zenlayer_count_mode_lost_response_resolves_without_a_second_assignment(
     let z = zenlayer(&sim, &rec, ZL_SECRET);
     let nic = NicRef::new("nic-1");
     let before = observe(&z, &nic).await;
-    sim.set_faults(vec![Fault {
-        protocol: Some(Protocol::Zenlayer),
-        action: Some("BatchAssignNetworkInterfaceIpv4".into()),
-        drop_response: true,
-        times: Some(1),
-        ..Fault::default()
-    }])
+    sim.set_faults(vec![drop_once(
+        Protocol::Zenlayer,
+        "BatchAssignNetworkInterfaceIpv4",
+    )])
     .unwrap();
     let op = Operation::assign_ipv4(&Ipv4Request::Count(2), None, &before, &key("lost"));
     // The operation as stored in the claim survives a restart as JSON.
@@ -612,20 +695,14 @@ async fn zenlayer_throttling_slows_down_and_succeeds_and_5xx_is_retried_only_whe
     let sim = start_sim().await;
     let rec = Arc::new(Recorder::default());
     let shared = transport(&rec);
-    let endpoint = format!("{}/api/v2/zec", sim.base_url());
-    let z = Zenlayer::new(
-        shared.clone(),
-        Credentials::new(ZL_KEY, ZL_SECRET),
-        Some(&endpoint),
-    )
-    .unwrap();
+    let z = zenlayer_on(&sim, shared.clone(), ZL_SECRET);
     let nic = NicRef::new("nic-1");
-    sim.set_faults(vec![Fault {
-        action: Some("DescribeNetworkInterfaces".into()),
-        error: Some("REQUEST_LIMIT_EXCEEDED".into()),
-        times: Some(2),
-        ..Fault::default()
-    }])
+    sim.set_faults(vec![error_fault(
+        None,
+        "DescribeNetworkInterfaces",
+        "REQUEST_LIMIT_EXCEEDED",
+        2,
+    )])
     .unwrap();
     observe(&z, &nic).await;
     let calls = rec.calls("DescribeNetworkInterfaces");
@@ -644,12 +721,12 @@ async fn zenlayer_throttling_slows_down_and_succeeds_and_5xx_is_retried_only_whe
     );
     assert!(rate < 20.0, "rate {rate}");
 
-    sim.set_faults(vec![Fault {
-        action: Some("DescribeNetworkInterfaces".into()),
-        error: Some("INTERNAL_SERVER_ERROR".into()),
-        times: Some(1),
-        ..Fault::default()
-    }])
+    sim.set_faults(vec![error_fault(
+        None,
+        "DescribeNetworkInterfaces",
+        "INTERNAL_SERVER_ERROR",
+        1,
+    )])
     .unwrap();
     let before = observe(&z, &nic).await;
     assert!(
@@ -659,12 +736,12 @@ async fn zenlayer_throttling_slows_down_and_succeeds_and_5xx_is_retried_only_whe
     );
 
     // A write without a token is not repeated after a 5xx: its outcome is open.
-    sim.set_faults(vec![Fault {
-        action: Some("BatchAssignNetworkInterfaceIpv4".into()),
-        error: Some("INTERNAL_SERVER_ERROR".into()),
-        times: Some(1),
-        ..Fault::default()
-    }])
+    sim.set_faults(vec![error_fault(
+        None,
+        "BatchAssignNetworkInterfaceIpv4",
+        "INTERNAL_SERVER_ERROR",
+        1,
+    )])
     .unwrap();
     let op = Operation::assign_ipv4(&Ipv4Request::Count(1), None, &before, &key("5xx"));
     let err = expect_err(z.submit(&nic, &op).await);
@@ -673,7 +750,7 @@ async fn zenlayer_throttling_slows_down_and_succeeds_and_5xx_is_retried_only_whe
         ("INTERNAL_SERVER_ERROR", ErrorClass::Transient, Some(500))
     );
     assert_eq!(rec.calls("BatchAssignNetworkInterfaceIpv4").len(), 1);
-    assert_eq!(z.resolve(&nic, &op).await.unwrap(), Resolution::NotApplied);
+    assert_unanswered_resolves_not_applied_only_after_its_window(&z, &nic, op).await;
     sim.shutdown().await;
 }
 
@@ -856,17 +933,10 @@ async fn tencent_assigns_more_than_ten_addresses_in_chunks_and_confirms_asynchro
     let submitted = t.submit(&nic, &op).await.unwrap();
     assert!(!submitted.complete);
     assert_eq!(submitted.addresses.len(), 25);
-    let audited: Vec<usize> = sim
-        .audit()
-        .iter()
-        .filter(|e| e.action == "AssignPrivateIpAddresses" && e.outcome == "Success")
-        .map(|e| {
-            e.params["PrivateIpAddresses"]
-                .as_array()
-                .map_or(0, Vec::len)
-        })
-        .collect();
-    assert_eq!(audited, vec![10, 10, 5]);
+    assert_eq!(
+        addresses_per_call(&sim, Protocol::Tencent, "AssignPrivateIpAddresses"),
+        vec![10, 10, 5]
+    );
     let op = Operation {
         request_id: submitted.request_id.clone(),
         ..op
@@ -882,6 +952,10 @@ async fn tencent_assigns_more_than_ten_addresses_in_chunks_and_confirms_asynchro
     let op = Operation::unassign_ipv4(&wanted, &after);
     assert!(
         matches!(run(&t, &nic, op).await, Resolution::Applied { addresses } if addresses.len() == 25)
+    );
+    assert_eq!(
+        addresses_per_call(&sim, Protocol::Tencent, "UnassignPrivateIpAddresses"),
+        vec![10, 10, 5]
     );
     assert!(sim_secondaries(&sim, true, "eni-abc").is_empty());
     sim.shutdown().await;
@@ -921,17 +995,14 @@ async fn tencent_lost_response_is_retried_with_the_same_token_and_resolves() {
     let t = tencent(&sim, &rec, Credentials::new(TC_ID, TC_SECRET));
     let nic = NicRef::new("eni-abc");
     let before = observe(&t, &nic).await;
-    let drop_once = || {
-        sim.set_faults(vec![Fault {
-            protocol: Some(Protocol::Tencent),
-            action: Some("AssignPrivateIpAddresses".into()),
-            drop_response: true,
-            times: Some(1),
-            ..Fault::default()
-        }])
+    let drop_next_assign = || {
+        sim.set_faults(vec![drop_once(
+            Protocol::Tencent,
+            "AssignPrivateIpAddresses",
+        )])
         .unwrap()
     };
-    drop_once();
+    drop_next_assign();
     let op = Operation::assign_ipv4(&Ipv4Request::Count(2), None, &before, &key("lost"));
     let submitted = t.submit(&nic, &op).await.unwrap();
     assert_eq!(submitted.addresses.len(), 2);
@@ -949,18 +1020,8 @@ async fn tencent_lost_response_is_retried_with_the_same_token_and_resolves() {
     // The same loss, resolved by a new process that never saw a request id.
     let before = observe(&t, &nic).await;
     let op = Operation::assign_ipv4(&Ipv4Request::Count(2), None, &before, &key("lost-2"));
-    let dropping = Tencent::new(
-        Transport::new(TransportConfig {
-            max_attempts: 1,
-            ..TransportConfig::default()
-        })
-        .unwrap(),
-        Credentials::new(TC_ID, TC_SECRET),
-        "ap-guangzhou",
-        Some(&format!("{}/", sim.base_url())),
-    )
-    .unwrap();
-    drop_once();
+    let dropping = one_shot(&sim, Protocol::Tencent);
+    drop_next_assign();
     expect_err(dropping.submit(&nic, &op).await);
     let Resolution::Applied { addresses } = settle(&t, &nic, &op).await else {
         panic!("not applied")
@@ -1108,27 +1169,18 @@ async fn tencent_ipv6_attach_detach_and_failed_tasks() {
 async fn tencent_throttling_and_internal_errors_are_retried() {
     let sim = start_sim().await;
     let rec = Arc::new(Recorder::default());
-    let t = tencent(&sim, &rec, Credentials::new(TC_ID, TC_SECRET));
+    let shared = transport(&rec);
+    let t = tencent_on(&sim, shared.clone(), Credentials::new(TC_ID, TC_SECRET));
     let nic = NicRef::new("eni-abc");
     sim.set_faults(vec![
-        Fault {
-            action: Some("DescribeNetworkInterfaces".into()),
-            error: Some("RequestLimitExceeded".into()),
-            times: Some(2),
-            ..Fault::default()
-        },
-        Fault {
-            action: Some("AssignPrivateIpAddresses".into()),
-            error: Some("LimitExceeded.ActionLimited".into()),
-            times: Some(1),
-            ..Fault::default()
-        },
-        Fault {
-            action: Some("DescribeVpcTaskResult".into()),
-            error: Some("InternalError".into()),
-            times: Some(1),
-            ..Fault::default()
-        },
+        error_fault(None, "DescribeNetworkInterfaces", "RequestLimitExceeded", 2),
+        error_fault(
+            None,
+            "AssignPrivateIpAddresses",
+            "LimitExceeded.ActionLimited",
+            1,
+        ),
+        error_fault(None, "DescribeVpcTaskResult", "InternalError", 1),
     ])
     .unwrap();
     let before = observe(&t, &nic).await;
@@ -1144,6 +1196,12 @@ async fn tencent_throttling_and_internal_errors_are_retried() {
             .count(),
         1
     );
+    // `LimitExceeded.ActionLimited` (VPC's per-action throttle) and the
+    // gateway's `RequestLimitExceeded` both slow that action's limiter down.
+    for action in ["DescribeNetworkInterfaces", "AssignPrivateIpAddresses"] {
+        let rate = shared.current_rate(nicip::cloud::Provider::Tencent, TC_ID, action);
+        assert!(rate < 100.0, "{action} limiter at {rate}/s");
+    }
     let op = Operation {
         request_id: submitted.request_id,
         ..op
@@ -1171,6 +1229,175 @@ async fn tencent_throttling_and_internal_errors_are_retried() {
     sim.shutdown().await;
 }
 
+/// One limiter per (account, action), shared by every provider built on
+/// clones of one transport: ten describes split over two clients at a
+/// configured 5/s take at least a second (five fit the burst, five wait),
+/// where two separate limiters would let all ten through at once. The
+/// simulated Zenlayer has no server-side limit, so the wait is the client's.
+/// The documented Tencent defaults apply when nothing is configured.
+#[tokio::test]
+async fn one_limiter_per_account_and_action_is_shared_by_all_callers() {
+    use nicip::cloud::Provider;
+    let sim = start_sim().await;
+    let rec = Arc::new(Recorder::default());
+    let shared = transport(&rec).with_rate_limits(
+        Provider::Zenlayer,
+        nicip::cloud::zenlayer::default_rate_limits()
+            .with_overrides(&[("DescribeNetworkInterfaces".to_string(), 5.0)].into()),
+    );
+    let a = zenlayer_on(&sim, shared.clone(), ZL_SECRET);
+    let b = zenlayer_on(&sim, shared.clone(), ZL_SECRET);
+    let nic = [NicRef::new("nic-1")];
+    let started = Instant::now();
+    let calls = (0..10).map(|i| {
+        let p = if i % 2 == 0 { &a } else { &b };
+        p.describe_nics(&nic)
+    });
+    for result in futures::future::join_all(calls).await {
+        result.unwrap();
+    }
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(900),
+        "10 calls at 5/s took {elapsed:?}"
+    );
+    assert!(
+        rec.calls("DescribeNetworkInterfaces")
+            .iter()
+            .all(|c| !c.throttled)
+    );
+    assert_eq!(
+        shared.current_rate(Provider::Zenlayer, ZL_KEY, "DescribeNetworkInterfaces"),
+        5.0
+    );
+    assert_eq!(
+        shared.current_rate(Provider::Zenlayer, ZL_KEY, "AttachNetworkInterface"),
+        20.0
+    );
+
+    let fresh = Transport::new(TransportConfig::default()).unwrap();
+    Tencent::new(
+        fresh.clone(),
+        Credentials::new(TC_ID, TC_SECRET),
+        "ap-guangzhou",
+        None,
+    )
+    .unwrap();
+    for (action, rate) in [
+        ("AssignPrivateIpAddresses", 100.0),
+        ("UnassignPrivateIpAddresses", 100.0),
+        ("AttachNetworkInterface", 100.0),
+        ("DetachNetworkInterface", 100.0),
+        ("DescribeNetworkInterfaces", 100.0),
+        ("DescribeVpcTaskResult", 20.0),
+        ("AssignIpv6Addresses", 20.0),
+    ] {
+        assert_eq!(
+            fresh.current_rate(Provider::Tencent, TC_ID, action),
+            rate,
+            "{action}"
+        );
+    }
+    // A configured limit wins over the documented default.
+    let configured = Transport::new(TransportConfig::default())
+        .unwrap()
+        .with_rate_limits(
+            Provider::Tencent,
+            nicip::cloud::tencent::default_rate_limits()
+                .with_overrides(&[("DescribeVpcTaskResult".to_string(), 3.0)].into()),
+        );
+    Tencent::new(
+        configured.clone(),
+        Credentials::new(TC_ID, TC_SECRET),
+        "ap-guangzhou",
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        configured.current_rate(Provider::Tencent, TC_ID, "DescribeVpcTaskResult"),
+        3.0
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn legacy_throttling_slows_down_and_internal_errors_are_retried_only_when_safe() {
+    use nicip::cloud::Provider;
+    let sim = start_sim().await;
+    let rec = Arc::new(Recorder::default());
+    let shared = transport(&rec);
+    let l = legacy_on(&sim, shared.clone(), TC_SECRET);
+    let nic = NicRef::new("eni-legacy").in_vpc("vpc-abc");
+    sim.set_faults(vec![
+        error_fault(
+            Some(Protocol::TencentLegacy),
+            "DescribeNetworkInterfaces",
+            "RequestLimitExceeded",
+            2,
+        ),
+        error_fault(
+            Some(Protocol::TencentLegacy),
+            "DescribeVpcTaskResult",
+            "InternalError",
+            1,
+        ),
+    ])
+    .unwrap();
+    let before = observe(&l, &nic).await;
+    let describes = rec.calls("DescribeNetworkInterfaces");
+    assert_eq!(
+        describes
+            .iter()
+            .map(|c| (c.outcome.as_str(), c.throttled))
+            .collect::<Vec<_>>(),
+        [
+            ("RequestLimitExceeded", true),
+            ("RequestLimitExceeded", true),
+            ("OK", false)
+        ]
+    );
+    // Each attempt is signed anew: the simulator authenticates (and uses up
+    // the Nonce) before it throttles, so a repeated request would have been
+    // refused as `AuthFailure.NonceReplayed`.
+    let rate = shared.current_rate(Provider::TencentLegacy, TC_ID, "DescribeNetworkInterfaces");
+    assert!(rate < 100.0, "the limiter slowed down: {rate}");
+
+    let op = Operation::assign_ipv4(&Ipv4Request::Count(1), None, &before, &key("legacy-5xx"));
+    assert!(
+        matches!(run(&l, &nic, op).await, Resolution::Applied { addresses } if addresses.len() == 1)
+    );
+    let queries = rec.calls("DescribeVpcTaskResult");
+    assert_eq!(queries[0].outcome, "InternalError", "{queries:?}");
+    assert!(
+        queries.iter().any(|c| c.outcome == "OK"),
+        "retried: {queries:?}"
+    );
+
+    // A mutation without a token that gets an internal-error *answer* is not
+    // repeated (the error may follow an applied change); `resolve` decides.
+    sim.set_faults(vec![error_fault(
+        Some(Protocol::TencentLegacy),
+        "AssignPrivateIpAddresses",
+        "InternalError",
+        1,
+    )])
+    .unwrap();
+    let before = observe(&l, &nic).await;
+    let op = Operation::assign_ipv4(&Ipv4Request::Count(2), None, &before, &key("legacy-6000"));
+    let err = expect_err(l.submit(&nic, &op).await);
+    assert_eq!(
+        (err.code.as_str(), err.class),
+        ("InternalError", ErrorClass::Transient)
+    );
+    assert_eq!(
+        rec.calls("AssignPrivateIpAddresses").len(),
+        2,
+        "one call each"
+    );
+    assert_unanswered_resolves_not_applied_only_after_its_window(&l, &nic, op).await;
+    sim.shutdown().await;
+}
+
 // ---------------------------------------------------------------- Tencent legacy API 2.0
 
 #[tokio::test]
@@ -1181,6 +1408,10 @@ async fn legacy_manages_ipv4_with_task_ids() {
     let nic = NicRef::new("eni-legacy").in_vpc("vpc-abc");
     let before = observe(&l, &nic).await;
     assert_eq!(before.primary_ipv4, Some(Ipv4Addr::new(10, 1, 0, 40)));
+    // Both signature methods are accepted (HmacSHA256 is the default).
+    let sha1 = legacy(&sim, &rec, TC_SECRET)
+        .with_signature_method(nicip::signing::query::Method::HmacSha1);
+    assert_eq!(observe(&sha1, &nic).await, before);
 
     let wanted: BTreeSet<Ipv4Addr> = (150..162).map(|i| Ipv4Addr::new(10, 1, 0, i)).collect();
     let op = Operation::assign_ipv4(
@@ -1191,6 +1422,15 @@ async fn legacy_manages_ipv4_with_task_ids() {
     );
     let submitted = l.submit(&nic, &op).await.unwrap();
     let task = submitted.request_id.clone().expect("task id");
+    // The second chunk waited for the first chunk's task: no call met the lock.
+    assert!(
+        sim.audit()
+            .iter()
+            .all(|e| e.outcome != "UnsupportedOperation.MutexOperationTaskRunning"),
+        "a chunk was sent while the previous task ran"
+    );
+    let chunks = addresses_per_call(&sim, Protocol::TencentLegacy, "AssignPrivateIpAddresses");
+    assert_eq!(chunks, vec![10, 2], "at most 10 addresses per call");
     assert!(
         task.parse::<u64>().is_ok(),
         "legacy task ids are integers: {task}"
@@ -1205,10 +1445,19 @@ async fn legacy_manages_ipv4_with_task_ids() {
     assert_eq!(addresses.len(), 12);
     assert_eq!(sim_secondaries(&sim, true, "eni-legacy"), wanted);
 
+    // Held, the legacy task stays running and the operation in progress.
     let before = observe(&l, &nic).await;
     let op = Operation::assign_ipv4(&Ipv4Request::Count(2), None, &before, &key("l2"));
+    sim.hold_async(true);
+    let submitted = l.submit(&nic, &op).await.unwrap();
+    let op = Operation {
+        request_id: submitted.request_id,
+        ..op
+    };
+    assert_eq!(l.resolve(&nic, &op).await.unwrap(), Resolution::InProgress);
+    sim.hold_async(false);
     assert!(
-        matches!(run(&l, &nic, op).await, Resolution::Applied { addresses } if addresses.len() == 2)
+        matches!(settle(&l, &nic, &op).await, Resolution::Applied { addresses } if addresses.len() == 2)
     );
 
     // Several NICs of one VPC are found by paging through it.
@@ -1269,6 +1518,679 @@ async fn legacy_manages_ipv4_with_task_ids() {
     sim.shutdown().await;
 }
 
+// ---------------------------------------------------------------- lost responses, all providers
+
+/// The pending operation as the controller stores it in the claim
+/// (`status.pendingOperation`, JSON through the API server) and as a new
+/// process reads it back.
+fn through_claim_status(op: &Operation) -> Operation {
+    let json = serde_json::to_string(&PendingOperation::from(op)).unwrap();
+    let stored: PendingOperation = serde_json::from_str(&json).unwrap();
+    Operation::try_from(&stored).expect("a stored operation reads back")
+}
+
+/// A provider whose transport makes exactly one attempt, so a dropped
+/// response surfaces as an error instead of being retried.
+fn one_shot(sim: &RunningSim, protocol: Protocol) -> Box<dyn NicProvider> {
+    let transport = Transport::new(TransportConfig {
+        max_attempts: 1,
+        ..TransportConfig::default()
+    })
+    .unwrap();
+    match protocol {
+        Protocol::Zenlayer => Box::new(zenlayer_on(sim, transport, ZL_SECRET)),
+        Protocol::Tencent => Box::new(tencent_on(
+            sim,
+            transport,
+            Credentials::new(TC_ID, TC_SECRET),
+        )),
+        Protocol::TencentLegacy => Box::new(legacy_on(sim, transport, TC_SECRET)),
+    }
+}
+
+/// For each provider, explicit and count mode: the cloud applies the
+/// assignment and the response is lost. The operation, stored in the claim's
+/// status before the call, is resolved by a new process (a new provider on a
+/// new transport) from the cloud's state alone: it names exactly the
+/// addresses that were added, and no second assignment call is made. The
+/// release that follows loses its response too and resolves the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_responses_resolve_in_a_new_process_without_a_second_assignment() {
+    let sim = start_sim().await;
+    let cases = [
+        (
+            Protocol::Zenlayer,
+            "BatchAssignNetworkInterfaceIpv4",
+            "UnassignNetworkInterfaceIpv4",
+            NicRef::new("nic-1"),
+            ["10.0.0.90", "10.0.0.91"],
+        ),
+        (
+            Protocol::Tencent,
+            "AssignPrivateIpAddresses",
+            "UnassignPrivateIpAddresses",
+            NicRef::new("eni-abc"),
+            ["10.1.0.90", "10.1.0.91"],
+        ),
+        (
+            Protocol::TencentLegacy,
+            "AssignPrivateIpAddresses",
+            "UnassignPrivateIpAddresses",
+            NicRef::new("eni-legacy").in_vpc("vpc-abc"),
+            ["10.1.0.95", "10.1.0.96"],
+        ),
+    ];
+    for (protocol, assign, unassign, nic, explicit) in cases {
+        let tencent_world = protocol != Protocol::Zenlayer;
+        let requests = [Ipv4Request::Addresses(v4(&explicit)), Ipv4Request::Count(2)];
+        for (step, request) in requests.iter().enumerate() {
+            let what = format!("{protocol:?} {request:?}");
+            let before = observe(one_shot(&sim, protocol).as_ref(), &nic).await;
+            let op = Operation::assign_ipv4(request, None, &before, &key(&format!("lost-{step}")));
+            let stored = through_claim_status(&op);
+            sim.set_faults(vec![drop_once(protocol, assign)]).unwrap();
+            let calls = audit_count(&sim, protocol, assign);
+            let err = expect_err(one_shot(&sim, protocol).submit(&nic, &op).await);
+            assert_eq!(err.class, ErrorClass::Transient, "{what}: {err}");
+
+            let fresh = one_shot(&sim, protocol);
+            let Resolution::Applied { addresses } = settle(fresh.as_ref(), &nic, &stored).await
+            else {
+                panic!("{what}: the lost assignment does not resolve as applied")
+            };
+            let gained: BTreeSet<IpAddr> = sim_secondaries(&sim, tencent_world, &nic.id.0)
+                .difference(&before.secondary_ipv4)
+                .map(|a| IpAddr::V4(*a))
+                .collect();
+            assert_eq!(addresses, gained, "{what}: exactly the added addresses");
+            assert_eq!(addresses.len(), 2, "{what}");
+            if let Ipv4Request::Addresses(set) = request {
+                assert_eq!(
+                    addresses,
+                    set.iter().map(|a| IpAddr::V4(*a)).collect(),
+                    "{what}"
+                );
+            }
+            assert_eq!(
+                audit_count(&sim, protocol, assign),
+                calls + 1,
+                "{what}: no second assignment"
+            );
+
+            let after = observe(fresh.as_ref(), &nic).await;
+            let owned: BTreeSet<Ipv4Addr> = addresses
+                .iter()
+                .filter_map(|a| match a {
+                    IpAddr::V4(v4) => Some(*v4),
+                    IpAddr::V6(_) => None,
+                })
+                .collect();
+            let release = Operation::unassign_ipv4(&owned, &after);
+            let stored = through_claim_status(&release);
+            sim.set_faults(vec![drop_once(protocol, unassign)]).unwrap();
+            expect_err(fresh.submit(&nic, &release).await);
+            let resolved = settle(one_shot(&sim, protocol).as_ref(), &nic, &stored).await;
+            assert_eq!(
+                resolved,
+                Resolution::Applied { addresses },
+                "{what}: release"
+            );
+            assert_eq!(
+                sim_secondaries(&sim, tencent_world, &nic.id.0),
+                before.secondary_ipv4,
+                "{what}: back to where it started"
+            );
+        }
+    }
+    sim.shutdown().await;
+}
+
+// ---------------------------------------------------------------- documented error codes
+
+/// Every error code the vendors' pages (`shared/seeds/`) and the wire notes
+/// (`shared/cloud-apis/`) document, per provider, as [`extract_documented_codes`]
+/// finds them. Kept here so that a fresh clone without `../shared` still
+/// checks the tables; where `../shared` exists the extraction must match it.
+const DOCUMENTED_CODES: [(&str, &[&str]); 3] = [
+    (
+        "zenlayer",
+        &[
+            "CREDENTIAL_VALUE_MISSING",
+            "INTERNAL_SERVER_ERROR",
+            "INVALID_INSTANCE_NIC_LIMIT",
+            "INVALID_INSTANCE_NOT_FOUND",
+            "INVALID_INSTANCE_PRECHECK_ABNORMAL",
+            "INVALID_IP_BROADCAST_ADDRESS",
+            "INVALID_IP_FIRST_ADDRESS",
+            "INVALID_IP_NETWORK_ADDRESS",
+            "INVALID_IP_OUT_OF_RANGE",
+            "INVALID_NIC_ATTACHED",
+            "INVALID_NIC_HAS_PUBLIC_IP_CANT_DETACH",
+            "INVALID_NIC_INSTANCE_REGION_MISMATCH",
+            "INVALID_NIC_IPV6_EXISTS",
+            "INVALID_NIC_LB_ASSOCIATED",
+            "INVALID_NIC_NOT_FOUND",
+            "INVALID_NIC_PRIMARY_CANT_DELETE",
+            "INVALID_NIC_PRIMARY_CANT_DETACH",
+            "INVALID_NIC_PRIMARY_IP_CANT_DETACH",
+            "INVALID_NIC_PRIVATE_IP_EXCEED_LIMIT",
+            "INVALID_NIC_STATUS",
+            "INVALID_OPERATION_TIMEOUT",
+            "INVALID_PARAMETER_BANDWIDTH_ERROR",
+            "INVALID_PARAMETER_BANDWIDTH_EXCEED",
+            "INVALID_PARAMETER_FLOW_TRAFFIC_PACKAGE",
+            "INVALID_PARAMETER_PRIVATE_IP_ILLEGAL",
+            "INVALID_PARAMETER_TRAFFIC_PACKAGE_EXCEED",
+            "INVALID_SUBNET_IPSTACK_NOT_SUPPORT",
+            "INVALID_SUBNET_IPV6_INSUFFICIENT",
+            "INVALID_SUBNET_NOT_FOUND",
+            "INVALID_SUBNET_PRIVATE_IPV4_IN_USED",
+            "IO_ERROR",
+            "JSON_PARSE_FAILED",
+            "NETWORK_ERROR",
+            "OPERATION_DENIED_INSTANCE_STATUS_NOT_SUPPORT",
+            "OPERATION_DENIED_INTERNET_CHARGE_TYPE_NOT_SUPPORT",
+            "OPERATION_DENIED_NIC_ATTACH_LAN_IP_EXCEED_LIMIT",
+            "OPERATION_DENIED_NIC_EXIST_IPV6",
+            "OPERATION_DENIED_NIC_NOT_EXIST_INSTANCE",
+            "OPERATION_DENIED_POSTPAID_INSTANCE_IN_PROMISE",
+            "OPERATION_DENIED_SUBNET_IP_INSUFFICIENT",
+            "OPERATION_DENIED_SUBNET_TYPE_NOT_SUPPORT_IPV4",
+            "OPERATION_FAILED_RESOURCE_NOT_FOUND",
+            "REQUEST_BLOCKED",
+            "REQUEST_LIMIT_EXCEEDED",
+            "REQUEST_TIMED_OUT",
+            "SDK_INVALID_REQUEST",
+            "SECURITY_CHALLENGE",
+            "SERVICE_TEMPORARY_UNAVAILABLE",
+        ],
+    ),
+    (
+        "tencent",
+        &[
+            "ActionOffline",
+            "AuthFailure.InvalidAuthorization",
+            "AuthFailure.InvalidSecretId",
+            "AuthFailure.MFAFailure",
+            "AuthFailure.SecretIdNotFound",
+            "AuthFailure.SignatureExpire",
+            "AuthFailure.SignatureFailure",
+            "AuthFailure.TokenFailure",
+            "AuthFailure.UnauthorizedOperation",
+            "DryRunOperation",
+            "FailedOperation",
+            "FailedOperation.NetDetectTimeOut",
+            "InternalError",
+            "InternalError.ModuleError",
+            "InternalServerError",
+            "InvalidAction",
+            "InvalidInstanceId.NotFound",
+            "InvalidParameter",
+            "InvalidParameter.Coexist",
+            "InvalidParameter.FilterInvalidKey",
+            "InvalidParameter.FilterNotDict",
+            "InvalidParameter.FilterValuesNotList",
+            "InvalidParameterValue",
+            "InvalidParameterValue.Duplicate",
+            "InvalidParameterValue.DuplicatePara",
+            "InvalidParameterValue.Empty",
+            "InvalidParameterValue.LimitExceeded",
+            "InvalidParameterValue.Malformed",
+            "InvalidParameterValue.NotUtf8EncodingError",
+            "InvalidParameterValue.Range",
+            "InvalidParameterValue.Reserved",
+            "InvalidParameterValue.TooLong",
+            "InvalidRequest",
+            "IpInBlacklist",
+            "IpNotInWhitelist",
+            "LimitExceeded",
+            "LimitExceeded.ActionLimited",
+            "LimitExceeded.Address",
+            "LimitExceeded.EniPrivateIpLimit",
+            "LimitExceeded.NetworkInterfaceLimitExceeded",
+            "MissingParameter",
+            "NoSuchProduct",
+            "NoSuchVersion",
+            "RequestLimitExceeded",
+            "RequestLimitExceeded.GlobalRegionUinLimitExceeded",
+            "RequestLimitExceeded.IPLimitExceeded",
+            "RequestLimitExceeded.UinLimitExceeded",
+            "RequestSizeLimitExceeded",
+            "ResourceInUse",
+            "ResourceInUse.Address",
+            "ResourceInsufficient",
+            "ResourceInsufficient.Subnet",
+            "ResourceNotFound",
+            "ResourceUnavailable",
+            "ResponseSizeLimitExceeded",
+            "ServiceUnavailable",
+            "UnauthorizedOperation",
+            "UnauthorizedOperation.AttachmentNotFound",
+            "UnauthorizedOperation.PrimaryIp",
+            "UnknownParameter",
+            "UnsupportedOperation",
+            "UnsupportedOperation.AppIdMismatch",
+            "UnsupportedOperation.AttachmentAlreadyExists",
+            "UnsupportedOperation.AttachmentNotFound",
+            "UnsupportedOperation.EniServiceManaged",
+            "UnsupportedOperation.IdempotentParameterMismatch",
+            "UnsupportedOperation.IdempotentProcessing",
+            "UnsupportedOperation.InstanceAssociateHavip",
+            "UnsupportedOperation.InvalidState",
+            "UnsupportedOperation.MutexOperationTaskRunning",
+            "UnsupportedOperation.PrimaryIp",
+            "UnsupportedOperation.ResourceIsInvalidState",
+            "UnsupportedOperation.ResourceMismatch",
+            "UnsupportedOperation.UnassignCidrBlock",
+            "UnsupportedOperation.UnsupportedInstanceFamily",
+            "UnsupportedOperation.VpcMismatch",
+            "UnsupportedOperation.ZoneMismatch",
+            "UnsupportedProtocol",
+            "UnsupportedRegion",
+        ],
+    ),
+    (
+        "legacy",
+        &[
+            "4000",
+            "4100",
+            "4101",
+            "4102",
+            "4103",
+            "4104",
+            "4105",
+            "4106",
+            "4110",
+            "4200",
+            "4300",
+            "4400",
+            "4500",
+            "4600",
+            "5000",
+            "5100",
+            "5200",
+            "5300",
+            "5400",
+            "5500",
+            "6000",
+            "6100",
+            "6200",
+            "InvalidNetworkInterface.NotFound",
+            "InvalidPrivateIpAddress.InUse",
+            "InvalidPrivateip.IsPrimary",
+            "InvalidVpc.NotFound",
+        ],
+    ),
+];
+
+/// Where the shared design documents live beside the checkout, if they do.
+fn shared_dir() -> Option<std::path::PathBuf> {
+    let dir = std::env::var_os("NICIP_SHARED_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"));
+    dir.join("cloud-apis/tencent.md").is_file().then_some(dir)
+}
+
+/// The text of `doc` from the line starting with `start` up to the next line
+/// starting with `end` (or the end).
+fn doc_section<'a>(doc: &'a str, start: &str, end: &str) -> &'a str {
+    let from = doc
+        .find(&format!("\n{start}"))
+        .unwrap_or_else(|| panic!("no section {start:?}"));
+    let rest = &doc[from + 1..];
+    let to = rest[1..]
+        .find(&format!("\n{end}"))
+        .map_or(rest.len(), |i| i + 1);
+    &rest[..to]
+}
+
+/// Extracts the error codes of each provider from the documents:
+/// - Zenlayer: the rows of the seeds' error tables (`| HTTP | CODE | … |`), and
+///   in `zenlayer.md` §4–§5 every `UPPER_SNAKE` code in a table row or in a
+///   "codes `…`" list;
+/// - Tencent API 3.0: the seed's "Error Code" table, the first column of
+///   `tencent.md` §10.1–§10.2 (`.Suffix` shorthands expanded), and every
+///   dotted code of those families anywhere outside the legacy sections;
+/// - legacy API 2.0: the seed's `错误码表`, the dotted codes of `tencent.md`
+///   §6 and §9, and the numeric codes of §10.3.
+fn extract_documented_codes(
+    shared: &std::path::Path,
+) -> std::collections::BTreeMap<&'static str, BTreeSet<String>> {
+    let tick = regex::Regex::new(r"`([^`]+)`").unwrap();
+    let snake = regex::Regex::new(r"^[A-Z][A-Z0-9]*(_[A-Z0-9]+)+$").unwrap();
+    let tencent_code = regex::Regex::new(r"^[A-Z][A-Za-z0-9]*(\.[A-Z][A-Za-z0-9]*)*$").unwrap();
+    let dotted = regex::Regex::new(r"^[A-Z][A-Za-z0-9]*(\.[A-Z][A-Za-z0-9]*)+$").unwrap();
+    let mut out: std::collections::BTreeMap<&str, BTreeSet<String>> = Default::default();
+    let cells = |line: &str| -> Vec<String> {
+        line.trim()
+            .trim_matches('|')
+            .split('|')
+            .map(|c| c.trim().to_string())
+            .collect()
+    };
+
+    let mut seeds: Vec<_> = std::fs::read_dir(shared.join("seeds"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    seeds.sort();
+    for seed in seeds {
+        let text = std::fs::read_to_string(&seed).unwrap();
+        if text.contains("HTTP状态码") {
+            for line in text.lines().filter(|l| l.starts_with('|')) {
+                let row = cells(line);
+                if row.len() > 1 && row[0].len() == 3 && row[0].chars().all(|c| c.is_ascii_digit())
+                {
+                    out.entry("zenlayer")
+                        .or_default()
+                        .insert(row[1].replace("\\_", "_"));
+                }
+            }
+        } else if text.contains("/v2/index.php") {
+            for line in text.lines().filter(|l| l.starts_with('|')) {
+                let row = cells(line);
+                if dotted.is_match(&row[0]) {
+                    out.entry("legacy").or_default().insert(row[0].clone());
+                }
+            }
+        } else if let Some((_, table)) = text.split_once("\nError Code Description\n") {
+            for line in table.lines() {
+                let first = line.split(' ').next().unwrap_or_default();
+                if line.contains(' ') && tencent_code.is_match(first) {
+                    out.entry("tencent").or_default().insert(first.to_string());
+                }
+            }
+        } else {
+            panic!("{} is a seed of no known provider", seed.display());
+        }
+    }
+
+    let zenlayer = std::fs::read_to_string(shared.join("cloud-apis/zenlayer.md")).unwrap();
+    let part = doc_section(&zenlayer, "## 4.", "## 6.");
+    let code_list = regex::Regex::new(r"codes? ((?:`[A-Z0-9_]+`[,\s]*)+)").unwrap();
+    let listed = part
+        .lines()
+        .filter(|l| l.starts_with('|'))
+        .map(str::to_string)
+        .chain(code_list.captures_iter(part).map(|c| c[1].to_string()));
+    for text in listed.collect::<Vec<_>>() {
+        for t in text.lines().flat_map(|l| tick.captures_iter(l)) {
+            if snake.is_match(&t[1]) {
+                out.entry("zenlayer").or_default().insert(t[1].to_string());
+            }
+        }
+    }
+
+    let tencent = std::fs::read_to_string(shared.join("cloud-apis/tencent.md")).unwrap();
+    let mut families = BTreeSet::new();
+    for line in doc_section(&tencent, "### 10.1", "### 10.3").lines() {
+        if !line.starts_with("| `") {
+            continue;
+        }
+        let mut family = String::new();
+        for t in tick.captures_iter(&cells(line)[0]) {
+            let code = match t[1].strip_prefix('.') {
+                Some(suffix) => format!("{family}.{suffix}"),
+                None => t[1].to_string(),
+            };
+            family = code.split('.').next().unwrap_or_default().to_string();
+            families.insert(family.clone());
+            out.entry("tencent").or_default().insert(code);
+        }
+    }
+    let legacy_parts = [
+        doc_section(&tencent, "## 6.", "## 7."),
+        doc_section(&tencent, "## 9.", "## 10."),
+    ];
+    let mut api3 = tencent.clone();
+    for part in legacy_parts
+        .iter()
+        .chain([&doc_section(&tencent, "### 10.3", "### 10.4")])
+    {
+        api3 = api3.replace(part, "");
+    }
+    // Backtick pairs never span lines; pairing per line keeps one stray
+    // backtick from shifting every pair after it.
+    for t in api3.lines().flat_map(|l| tick.captures_iter(l)) {
+        let family = t[1].split('.').next().unwrap_or_default();
+        if dotted.is_match(&t[1]) && families.contains(family) {
+            out.entry("tencent").or_default().insert(t[1].to_string());
+        }
+    }
+    for part in legacy_parts {
+        for t in part.lines().flat_map(|l| tick.captures_iter(l)) {
+            if dotted.is_match(&t[1]) {
+                out.entry("legacy").or_default().insert(t[1].to_string());
+            }
+        }
+    }
+    let numeric = regex::Regex::new(r"(?:^|[^/\d])([4-6]\d{3})\b").unwrap();
+    let legacy_codes = doc_section(&tencent, "### 10.3", "### 10.4");
+    let body = legacy_codes.split_once('\n').map_or("", |(_, b)| b);
+    for c in numeric.captures_iter(body) {
+        out.entry("legacy").or_default().insert(c[1].to_string());
+    }
+    out
+}
+
+/// `docs/errors.md` covers every documented error code: each is classified
+/// by its provider's table (published there), or, for the SDKs' client-side
+/// labels, named in the section on codes nicip never receives.
+#[test]
+fn every_documented_error_code_is_classified_and_published() {
+    let snapshot: std::collections::BTreeMap<&str, BTreeSet<String>> = DOCUMENTED_CODES
+        .iter()
+        .map(|(p, codes)| (*p, codes.iter().map(|c| c.to_string()).collect()))
+        .collect();
+    if let Some(shared) = shared_dir() {
+        let extracted = extract_documented_codes(&shared);
+        assert_eq!(
+            extracted,
+            snapshot,
+            "the documents in {} list other codes than DOCUMENTED_CODES: classify the new ones \
+             in their provider's table and update the snapshot",
+            shared.display()
+        );
+    }
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/errors.md")).unwrap();
+    let never_received = doc_section(&doc, "## Codes nicip never receives", "## ");
+    let tables = [
+        ("zenlayer", nicip::cloud::zenlayer::ERROR_CODES),
+        ("tencent", nicip::cloud::tencent::ERROR_CODES),
+        ("legacy", nicip::cloud::tencent_legacy::ERROR_CODES),
+    ];
+    let mut missing = Vec::new();
+    for (provider, table) in tables {
+        for code in &snapshot[provider] {
+            let classified = table.iter().any(|row| row.code == code.as_str());
+            let published = if classified {
+                doc.contains(&format!("| `{code}` |"))
+            } else {
+                never_received.contains(&format!("`{code}`"))
+            };
+            if !published {
+                missing.push(format!("{provider} {code} (classified: {classified})"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "not covered by docs/errors.md: {missing:#?}"
+    );
+}
+
+// ---------------------------------------------------------------- more documented error paths
+
+/// Documented error paths the per-provider tests above do not reach, each
+/// produced by the simulated cloud's own rules: the verbatim code and the
+/// class the controller acts on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remaining_documented_error_paths_on_every_provider() {
+    let sim = start_sim().await;
+    let rec = Arc::new(Recorder::default());
+    let expect = |r: Result<Submitted, CloudError>, code: &str, class: ErrorClass| {
+        let err = expect_err(r);
+        assert_eq!((err.code.as_str(), err.class), (code, class), "{err}");
+    };
+
+    let z = zenlayer(&sim, &rec, ZL_SECRET);
+    let nic = NicRef::new("nic-1");
+    let before = observe(&z, &nic).await;
+    let count = |n| Operation::assign_ipv4(&Ipv4Request::Count(n), None, &before, &key("zc"));
+    expect(
+        z.submit(&nic, &count(70)).await,
+        "OPERATION_DENIED_NIC_ATTACH_LAN_IP_EXCEED_LIMIT",
+        ErrorClass::Terminal,
+    );
+    let tiny = NicRef::new("nic-tiny");
+    let tiny_before = observe(&z, &tiny).await;
+    expect(
+        z.submit(
+            &tiny,
+            &Operation::assign_ipv4(&Ipv4Request::Count(5), None, &tiny_before, &key("zt")),
+        )
+        .await,
+        "OPERATION_DENIED_SUBNET_IP_INSUFFICIENT",
+        ErrorClass::Terminal,
+    );
+    expect(
+        z.submit(&nic, &Operation::assign_ipv6(1, None, &before, &key("z6")))
+            .await,
+        "INVALID_SUBNET_IPSTACK_NOT_SUPPORT",
+        ErrorClass::Terminal,
+    );
+    expect(
+        z.submit(
+            &nic,
+            &Operation::unassign_ipv4(&v4(&["10.0.0.99"]), &before),
+        )
+        .await,
+        "OPERATION_FAILED_RESOURCE_NOT_FOUND",
+        ErrorClass::NotFound,
+    );
+    let free = NicRef::new("nic-free");
+    let free_before = observe(&z, &free).await;
+    let attach = |ins: &str| Operation::attach(&InstanceId(ins.into()), &free_before, &key(ins));
+    expect(
+        z.submit(&free, &attach("ins-nope")).await,
+        "INVALID_INSTANCE_NOT_FOUND",
+        ErrorClass::NotFound,
+    );
+    expect(
+        z.submit(&free, &attach("ins-west")).await,
+        "INVALID_NIC_INSTANCE_REGION_MISMATCH",
+        ErrorClass::InvalidInput,
+    );
+    // A NIC in transition refuses address changes; the refusal is retried
+    // (the cloud did nothing), then reported as transient.
+    sim.hold_async(true);
+    z.submit(&free, &attach("ins-1")).await.unwrap();
+    let calls = rec.calls("BatchAssignNetworkInterfaceIpv4").len();
+    expect(
+        z.submit(
+            &free,
+            &Operation::assign_ipv4(&Ipv4Request::Count(1), None, &free_before, &key("zs")),
+        )
+        .await,
+        "INVALID_NIC_STATUS",
+        ErrorClass::Transient,
+    );
+    assert_eq!(
+        rec.calls("BatchAssignNetworkInterfaceIpv4").len(),
+        calls + 5,
+        "retried to the budget"
+    );
+    sim.hold_async(false);
+
+    let t = tencent(&sim, &rec, Credentials::new(TC_ID, TC_SECRET));
+    let nic = NicRef::new("eni-abc");
+    let before = observe(&t, &nic).await;
+    // The same ClientToken with other parameters is refused, never re-run.
+    let first = Operation::assign_ipv4(&Ipv4Request::Count(1), None, &before, &key("tok"));
+    t.submit(&nic, &first).await.unwrap();
+    let other = Operation::assign_ipv4(&Ipv4Request::Count(2), None, &before, &key("tok"));
+    expect(
+        t.submit(&nic, &other).await,
+        "UnsupportedOperation.IdempotentParameterMismatch",
+        ErrorClass::Terminal,
+    );
+    let prop = NicRef::new("eni-prop");
+    let prop_before = observe(&t, &prop).await;
+    expect(
+        t.submit(
+            &prop,
+            &Operation::assign_ipv6(1, None, &prop_before, &key("t6")),
+        )
+        .await,
+        "UnsupportedOperation",
+        ErrorClass::Terminal,
+    );
+    let v6: BTreeSet<std::net::Ipv6Addr> = ["2402:4e00:1::99".parse().unwrap()].into();
+    expect(
+        t.submit(&nic, &Operation::unassign_ipv6(&v6, &before))
+            .await,
+        "UnsupportedOperation.AttachmentNotFound",
+        ErrorClass::NotFound,
+    );
+    let free = NicRef::new("eni-free");
+    let free_before = observe(&t, &free).await;
+    expect(
+        t.submit(
+            &free,
+            &Operation::attach(&InstanceId("ins-zzz".into()), &free_before, &key("ta")),
+        )
+        .await,
+        "ResourceNotFound",
+        ErrorClass::NotFound,
+    );
+    expect(
+        t.submit(
+            &free,
+            &Operation::detach(&InstanceId("ins-abc".into()), &free_before, &key("td")),
+        )
+        .await,
+        "UnsupportedOperation.AttachmentNotFound",
+        ErrorClass::NotFound,
+    );
+
+    let l = legacy(&sim, &rec, TC_SECRET);
+    let nic = NicRef::new("eni-legacy").in_vpc("vpc-abc");
+    let before = observe(&l, &nic).await;
+    expect(
+        l.submit(
+            &nic,
+            &Operation::unassign_ipv4(&v4(&["10.1.0.40"]), &before),
+        )
+        .await,
+        "InvalidPrivateip.IsPrimary",
+        ErrorClass::InvalidInput,
+    );
+    expect(
+        l.submit(
+            &NicRef::new("eni-legacy").in_vpc("vpc-zzz"),
+            &Operation::assign_ipv4(&Ipv4Request::Count(1), None, &before, &key("lv")),
+        )
+        .await,
+        "InvalidVpc.NotFound",
+        ErrorClass::NotFound,
+    );
+    // What the legacy API cannot do is a clear error, not a wrong call.
+    for op in [
+        Operation::assign_ipv6(1, None, &before, &key("l6")),
+        Operation::attach(&InstanceId("ins-abc".into()), &before, &key("la")),
+    ] {
+        expect(
+            l.submit(&nic, &op).await,
+            "Client.InvalidRequest",
+            ErrorClass::InvalidInput,
+        );
+    }
+    let err = expect_err(l.describe_instance(&InstanceId("ins-abc".into())).await);
+    assert_eq!(err.code, "Client.InvalidRequest");
+    sim.shutdown().await;
+}
+
 // ---------------------------------------------------------------- the official SDKs
 
 /// Assigns two explicit addresses and one counted address, then releases
@@ -1309,7 +2231,7 @@ async fn ipv6_round(p: &dyn NicProvider, nic: &NicRef, billing: Option<Ipv6Billi
 /// though the simulator, written from the same documents, might accept it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_use_the_sdk_request_models() {
-    let sim = start_sim().await;
+    let sim = start_quick_sim().await;
     let rec = Arc::new(Recorder::default());
 
     let z = zenlayer(&sim, &rec, ZL_SECRET);
@@ -1430,17 +2352,18 @@ mod encoding {
     proptest! {
         #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
 
-        /// Arbitrary address sets survive encode → simulator → decode on both
-        /// APIs, and release cleanly.
+        /// Arbitrary address sets survive encode → simulator → decode on all
+        /// three APIs, and release cleanly.
         #[test]
         fn address_sets_round_trip(hosts in address_sets()) {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             rt.block_on(async {
-                let sim = start_sim().await;
+                let sim = start_quick_sim().await;
                 let rec = Arc::new(Recorder::default());
-                let providers: [(Box<dyn NicProvider>, NicRef, [u8; 3]); 2] = [
+                let providers: [(Box<dyn NicProvider>, NicRef, [u8; 3]); 3] = [
                     (Box::new(zenlayer(&sim, &rec, ZL_SECRET)), NicRef::new("nic-prop"), [10, 2, 0]),
                     (Box::new(tencent(&sim, &rec, Credentials::new(TC_ID, TC_SECRET))), NicRef::new("eni-prop"), [10, 3, 0]),
+                    (Box::new(legacy(&sim, &rec, TC_SECRET)), NicRef::new("eni-prop").in_vpc("vpc-abc"), [10, 3, 0]),
                 ];
                 for (p, nic, net) in &providers {
                     let before = observe(p.as_ref(), nic).await;
@@ -1536,7 +2459,8 @@ async fn every_request_has_a_timeout_and_timed_out_reads_are_retried() {
 
 /// Serves one canned raw HTTP answer to every connection (a proxy, a CDN
 /// challenge, a truncated body): what no cloud envelope looks like.
-async fn canned_server(answer: &'static str) -> String {
+async fn canned_server(answer: impl Into<String>) -> String {
+    let answer: String = answer.into();
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -1558,12 +2482,7 @@ async fn non_json_and_truncated_answers_become_clear_errors() {
         "HTTP/1.1 403 Forbidden\r\ncf-mitigated: challenge\r\ncontent-type: text/html\r\ncontent-length: 29\r\nconnection: close\r\n\r\n<html>Just a moment...</html>",
     )
     .await;
-    let z = Zenlayer::new(
-        transport(&rec),
-        Credentials::new(ZL_KEY, ZL_SECRET),
-        Some(&format!("{challenge}/api/v2/zec")),
-    )
-    .unwrap();
+    let z = zenlayer_at(&challenge, &rec);
     let err = expect_err(z.describe_nics(&[NicRef::new("nic-1")]).await);
     assert_eq!(
         (err.code.as_str(), err.class, err.http_status),
@@ -1574,12 +2493,7 @@ async fn non_json_and_truncated_answers_become_clear_errors() {
         "HTTP/1.1 451 Unavailable\r\ncontent-length: 7\r\nconnection: close\r\n\r\nblocked",
     )
     .await;
-    let z = Zenlayer::new(
-        transport(&rec),
-        Credentials::new(ZL_KEY, ZL_SECRET),
-        Some(&format!("{blocked}/api/v2/zec")),
-    )
-    .unwrap();
+    let z = zenlayer_at(&blocked, &rec);
     assert_eq!(
         expect_err(z.describe_nics(&[NicRef::new("nic-1")]).await).code,
         "REQUEST_BLOCKED"
@@ -1619,6 +2533,161 @@ async fn non_json_and_truncated_answers_become_clear_errors() {
         ("Client.HttpStatus", ErrorClass::Transient, Some(502))
     );
     assert!(err.message.contains("bad gateway"), "{err}");
+
+    // The legacy API through the same proxy, and a 200 that is not its envelope.
+    let nic = [NicRef::new("eni-abc").in_vpc("vpc-abc")];
+    let err = expect_err(legacy_at(&proxy, &rec).describe_nics(&nic).await);
+    assert_eq!(
+        (err.code.as_str(), err.class, err.http_status),
+        ("Client.HttpStatus", ErrorClass::Transient, Some(502))
+    );
+    let html = canned_server(
+        "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: 15\r\nconnection: close\r\n\r\n<html>hi</html>",
+    )
+    .await;
+    let err = expect_err(legacy_at(&html, &rec).describe_nics(&nic).await);
+    assert_eq!(
+        (err.code.as_str(), err.class),
+        ("Client.BadResponse", ErrorClass::Transient),
+        "{err}"
+    );
+}
+
+/// TLS verification is always on: an https endpoint whose certificate no
+/// trusted authority signed (here a self-signed one made for the test) is
+/// refused during the handshake, so no request, and no signature, is sent.
+#[tokio::test]
+async fn untrusted_certificates_are_refused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls;
+    let rcgen::CertifiedKey { cert, key_pair } =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![cert.der().clone()],
+        rustls::pki_types::PrivateKeyDer::Pkcs8(key_pair.serialize_der().into()),
+    )
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handshakes = Arc::new(Mutex::new((0usize, 0usize)));
+    let seen = handshakes.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            match acceptor.accept(socket).await {
+                Ok(mut tls) => {
+                    seen.lock().unwrap().1 += 1;
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let _ = tls.read(&mut buf).await;
+                    let body =
+                        r#"{"Response":{"TotalCount":0,"NetworkInterfaceSet":[],"RequestId":"r"}}"#;
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = tls.write_all(answer.as_bytes()).await;
+                    let _ = tls.shutdown().await;
+                }
+                Err(_) => seen.lock().unwrap().0 += 1,
+            }
+        }
+    });
+    let rec = Arc::new(Recorder::default());
+    let t = Tencent::new(
+        transport(&rec),
+        Credentials::new(TC_ID, TC_SECRET),
+        "ap-guangzhou",
+        Some(&format!("https://{addr}/")),
+    )
+    .unwrap();
+    let err = expect_err(t.describe_nics(&[NicRef::new("eni-abc")]).await);
+    assert_eq!(err.code, "Client.Network", "{err}");
+    let (refused, completed) = *handshakes.lock().unwrap();
+    assert!(refused >= 1, "the handshake was attempted");
+    assert_eq!(
+        completed, 0,
+        "no handshake with an untrusted certificate completed"
+    );
+}
+
+/// A redirect is an answer, not a hop: a signed request is never carried to
+/// a host (or a plain http:// URL) that the endpoint check did not accept.
+#[tokio::test]
+async fn redirects_are_not_followed() {
+    let rec = Arc::new(Recorder::default());
+    let redirect = canned_server(
+        "HTTP/1.1 307 Temporary Redirect\r\nlocation: http://203.0.113.7/\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    let err = expect_err(
+        tencent_at(&redirect, &rec)
+            .describe_nics(&[NicRef::new("eni-abc")])
+            .await,
+    );
+    assert_eq!(
+        (err.code.as_str(), err.http_status),
+        ("Client.HttpStatus", Some(307)),
+        "{err}"
+    );
+    assert!(!err.is_retryable(), "{err}");
+}
+
+/// An endpoint that claims a huge total and repeats the same page is not
+/// paged through forever: a batch never holds more NICs than it named.
+#[tokio::test]
+async fn a_lying_total_does_not_page_forever() {
+    let rec = Arc::new(Recorder::default());
+    let pages = [
+        r#"{"requestId":"r","response":{"totalCount":1000000,"dataSet":[{"nicId":"nic-1"}]}}"#,
+        r#"{"Response":{"TotalCount":1000000,"NetworkInterfaceSet":[{"NetworkInterfaceId":"eni-abc"}],"RequestId":"r"}}"#,
+        r#"{"code":0,"message":"","codeDesc":"Success","data":{"totalNum":1000000,"data":[{"networkInterfaceId":"eni-abc"}]}}"#,
+    ];
+    for (i, page) in pages.into_iter().enumerate() {
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{page}",
+            page.len()
+        );
+        let base = canned_server(answer).await;
+        let (p, nic): (Box<dyn NicProvider>, NicRef) = match i {
+            0 => (Box::new(zenlayer_at(&base, &rec)), NicRef::new("nic-1")),
+            1 => (Box::new(tencent_at(&base, &rec)), NicRef::new("eni-abc")),
+            _ => (
+                Box::new(legacy_at(&base, &rec)),
+                NicRef::new("eni-abc").in_vpc("vpc-abc"),
+            ),
+        };
+        assert_eq!(p.describe_nics(&[nic]).await.unwrap().len(), 1, "{page}");
+        assert_eq!(
+            rec.calls("DescribeNetworkInterfaces").len(),
+            i + 1,
+            "one call: {page}"
+        );
+    }
+}
+
+fn zenlayer_at(base: &str, rec: &Arc<Recorder>) -> Zenlayer {
+    Zenlayer::new(
+        transport(rec),
+        Credentials::new(ZL_KEY, ZL_SECRET),
+        Some(&format!("{base}/api/v2/zec")),
+    )
+    .unwrap()
+}
+
+fn legacy_at(base: &str, rec: &Arc<Recorder>) -> TencentLegacy {
+    TencentLegacy::new(
+        transport(rec),
+        Credentials::new(TC_ID, TC_SECRET),
+        "ap-guangzhou",
+        Some(base),
+    )
+    .unwrap()
 }
 
 fn tencent_at(base: &str, rec: &Arc<Recorder>) -> Tencent {
@@ -1660,5 +2729,23 @@ async fn describes_follow_pages_within_each_batch() {
     assert_eq!(ids.len(), 120);
     // 100 ids in pages of 30, then 20: 4 + 1 calls.
     assert_eq!(rec.calls("DescribeNetworkInterfaces").len(), 5);
+
+    // The legacy API has no id list: several NICs are found by paging
+    // through their VPC, 50 per page (125 NICs: 3 pages).
+    let rec = Arc::new(Recorder::default());
+    let l = legacy(&sim, &rec, TC_SECRET);
+    let nics: Vec<NicRef> = (0..120)
+        .map(|i| NicRef::new(format!("eni-p{i:03}")).in_vpc("vpc-abc"))
+        .chain([NicRef::new("eni-legacy").in_vpc("vpc-abc")])
+        .collect();
+    let ids: BTreeSet<String> = l
+        .describe_nics(&nics)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.id.0)
+        .collect();
+    assert_eq!(ids.len(), 121);
+    assert_eq!(rec.calls("DescribeNetworkInterfaces").len(), 3);
     sim.shutdown().await;
 }

@@ -190,7 +190,7 @@ pub const CLIENT_CODES: &[CodeInfo] = &[
         "Client.HttpStatus",
         ErrorClass::Transient,
         "An HTTP error status without a cloud error code (gateway failure).",
-        "5xx and 429 are retried; 401/403 are treated as credential problems; other 4xx as terminal.",
+        "5xx and 429 are retried; 401/403 are treated as credential problems; other 4xx, and 3xx (redirects are never followed), as terminal.",
     ),
     row(
         "Client.NicNotFound",

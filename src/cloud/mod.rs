@@ -67,7 +67,7 @@ impl NicRef {
 }
 
 /// A secret string (key secret, session token). `Debug` and `Display` never
-/// show it; only the signing code reads it, through [`Secret::expose`].
+/// show it; only the signing code reads it, through `Secret::expose`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 
@@ -119,6 +119,20 @@ impl Credentials {
     pub fn with_token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(Secret::new(token));
         self
+    }
+
+    /// The account a rate limiter belongs to: the key id, or, for a
+    /// Zenlayer personal access token (which has none), a short digest of
+    /// the token, so that two token-only accounts never share a limiter and
+    /// the token itself is never used as a name.
+    pub fn account(&self) -> String {
+        match &self.token {
+            Some(token) if self.key_id.is_empty() => {
+                let digest = crate::signing::sha256_hex(token.expose().as_bytes());
+                format!("token-{}", &digest[..16])
+            }
+            _ => self.key_id.clone(),
+        }
     }
 }
 
@@ -291,6 +305,11 @@ mod tests {
             );
         }
         assert!(format!("{c:?}").contains("AKIDkey"));
+        assert_eq!(c.account(), "AKIDkey");
+        let a = Credentials::new("", "").with_token("pat-one-secret");
+        let b = Credentials::new("", "").with_token("pat-two-secret");
+        assert_ne!(a.account(), b.account());
+        assert!(!a.account().contains("pat-one-secret"));
         assert_eq!(c.secret.expose(), "very-secret-key");
         assert_eq!(c.key_id, "AKIDkey");
     }

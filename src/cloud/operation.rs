@@ -12,6 +12,9 @@
 //!   and taken in ascending order. This assumes nothing else assigns
 //!   addresses to the NIC while the operation is pending, which the
 //!   controller guarantees for the NICs it manages (one claim per NIC);
+//! - without a token (Zenlayer, legacy API) and without a recorded answer,
+//!   "nothing visible" is "in progress" until the request can no longer be
+//!   in flight ([`unless_in_flight`]), so it is never sent twice;
 //! - Tencent additionally sends a `ClientToken` derived from the claim's UID,
 //!   generation and step, so resubmitting after `NotApplied` is the same
 //!   request and cannot assign twice.
@@ -352,6 +355,59 @@ pub enum Resolution {
     Failed(CloudError),
 }
 
+/// Polls an asynchronous task with a growing interval (50 ms doubling to
+/// 2 s) until `running` says it is over, for at most two minutes: chunks of
+/// one operation are sent one after the other because the cloud locks the
+/// ENI while a task runs. `running` returns an error for a failed task.
+pub(crate) async fn wait_for_task<F, Fut>(
+    provider: Provider,
+    action: &str,
+    task: &str,
+    running: F,
+) -> Result<(), CloudError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<bool, CloudError>>,
+{
+    let mut delay = std::time::Duration::from_millis(50);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while running().await? {
+        if std::time::Instant::now() > deadline {
+            return Err(CloudError::client(
+                provider,
+                action,
+                "Client.Timeout",
+                ErrorClass::Transient,
+                format!("task {task} still running after 120 s"),
+            ));
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(std::time::Duration::from_secs(2));
+    }
+    Ok(())
+}
+
+/// For calls without an idempotency token (Zenlayer, the legacy API): when
+/// no answer was recorded (`request_id` unset: the response was lost, the
+/// request timed out, the process died), the request may still be running
+/// in the cloud and be applied after the client gave up on it. Until it can
+/// no longer be in flight (`window` after `started_at`), "nothing visible"
+/// means "not yet", not "never": resubmitting earlier could apply it twice
+/// (in count mode, more addresses than asked).
+pub(crate) fn unless_in_flight(
+    resolution: Resolution,
+    op: &Operation,
+    window: std::time::Duration,
+) -> Resolution {
+    let elapsed_ms = jiff::Timestamp::now().as_millisecond() - op.started_at.as_millisecond();
+    let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+    if resolution == Resolution::NotApplied && op.request_id.is_none() && elapsed_ms < window_ms {
+        Resolution::InProgress
+    } else {
+        resolution
+    }
+}
+
 /// Decides an operation's outcome from one observation of its NIC (`None`:
 /// the NIC no longer exists). Shared by all providers; Tencent consults its
 /// task query first.
@@ -599,6 +655,37 @@ mod tests {
             Resolution::Failed(e) => assert_eq!(e.class, ErrorClass::NotFound),
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn unanswered_calls_are_in_flight_until_their_window_passed() {
+        let key = IdempotencyKey::derive("uid", 1, "s");
+        let op = Operation::assign_ipv4(&Ipv4Request::Count(1), None, &nic(&[]), &key);
+        let window = std::time::Duration::from_secs(60);
+        assert_eq!(
+            unless_in_flight(Resolution::NotApplied, &op, window),
+            Resolution::InProgress
+        );
+        let answered = Operation {
+            request_id: Some("req".into()),
+            ..op.clone()
+        };
+        assert_eq!(
+            unless_in_flight(Resolution::NotApplied, &answered, window),
+            Resolution::NotApplied
+        );
+        let old = Operation {
+            started_at: jiff::Timestamp::now() - jiff::SignedDuration::from_secs(61),
+            ..op.clone()
+        };
+        assert_eq!(
+            unless_in_flight(Resolution::NotApplied, &old, window),
+            Resolution::NotApplied
+        );
+        let applied = Resolution::Applied {
+            addresses: ips(&["10.0.0.9"]),
+        };
+        assert_eq!(unless_in_flight(applied.clone(), &op, window), applied);
     }
 
     #[test]

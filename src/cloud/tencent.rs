@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::error::{CodeInfo, class_of_status, lookup, parse_address, row};
-use super::operation::{chunk_token, settle};
+use super::operation::{chunk_token, settle, wait_for_task};
 use super::transport::{Idempotence, RawResponse, unexpected_body};
 use super::{
     Action, CloudError, Credentials, Endpoint, ErrorClass, InstanceId, InstanceStatus, NicId,
@@ -781,31 +781,19 @@ impl Tencent {
         Ok((task.status.unwrap_or_default(), task.output))
     }
 
-    /// Polls `DescribeVpcTaskResult` with a growing interval until the task
-    /// leaves `RUNNING`; a `FAILED` task stops the remaining chunks.
+    /// Waits until the task leaves `RUNNING`; a `FAILED` task stops the
+    /// remaining chunks.
     async fn wait_for_task(&self, action: &str, request_id: &str) -> Result<(), CloudError> {
-        let mut delay = std::time::Duration::from_millis(50);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-        loop {
+        wait_for_task(Provider::Tencent, action, request_id, || async {
             match self.task_status(request_id).await? {
-                (status, _) if status == "RUNNING" => {}
+                (status, _) if status == "RUNNING" => Ok(true),
                 (status, output) if status == "FAILED" => {
-                    return Err(task_failed(action, request_id, output));
+                    Err(task_failed(action, request_id, output))
                 }
-                _ => return Ok(()),
+                _ => Ok(false),
             }
-            if std::time::Instant::now() > deadline {
-                return Err(CloudError::client(
-                    Provider::Tencent,
-                    action,
-                    "Client.Timeout",
-                    Transient,
-                    format!("task {request_id} still running after 120 s"),
-                ));
-            }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(std::time::Duration::from_secs(2));
-        }
+        })
+        .await
     }
 
     async fn describe_nic_ids(&self, ids: &[String]) -> Result<Vec<ObservedNic>, CloudError> {
@@ -833,7 +821,12 @@ impl Tencent {
                     out.push(observe_nic(nic)?);
                 }
                 offset += count;
-                if count == 0 || offset as u64 >= page.total_count.unwrap_or(0) {
+                // A batch names at most `chunk.len()` NICs: a total beyond
+                // that (a misbehaving endpoint) must not page on forever.
+                if count == 0
+                    || offset as u64 >= page.total_count.unwrap_or(0)
+                    || offset >= chunk.len()
+                {
                     break;
                 }
             }

@@ -15,7 +15,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use serde_json::Value;
 
 use super::error::{CodeInfo, lookup, parse_address, row};
-use super::operation::settle;
+use super::operation::{settle, unless_in_flight, wait_for_task};
 use super::transport::{Idempotence, RawResponse, unexpected_body};
 use super::{
     Action, CloudError, Credentials, Endpoint, ErrorClass, InstanceId, NicId, NicProvider, NicRef,
@@ -339,6 +339,19 @@ impl TencentLegacy {
         Ok((status, data.get("output").cloned().unwrap_or(Value::Null)))
     }
 
+    /// Waits until the task leaves "running" (2); a failed task (1) stops
+    /// the remaining chunks.
+    async fn wait_for_task(&self, action: &str, task: &str) -> Result<(), CloudError> {
+        wait_for_task(Provider::TencentLegacy, action, task, || async {
+            match self.task_status(task).await? {
+                (2, _) => Ok(true),
+                (1, output) => Err(task_failed(action, task, &output)),
+                _ => Ok(false),
+            }
+        })
+        .await
+    }
+
     async fn describe_in_vpc(
         &self,
         vpc_id: &str,
@@ -367,13 +380,15 @@ impl TencentLegacy {
                 .unwrap_or_default();
             for item in &items {
                 let nic = observe_nic(item)?;
-                if nic_ids.contains(&nic.id.0) {
+                if nic_ids.contains(&nic.id.0) && !out.iter().any(|n: &ObservedNic| n.id == nic.id)
+                {
                     out.push(nic);
                 }
             }
             offset += items.len();
             let total = data.get("totalNum").and_then(as_int).unwrap_or(0);
-            if items.is_empty() || offset as i64 >= total {
+            // Every NIC asked for is found: the rest of the VPC is not needed.
+            if items.is_empty() || offset as i64 >= total || out.len() == nic_ids.len() {
                 return Ok(out);
             }
         }
@@ -462,6 +477,7 @@ fn observe_nic(item: &Value) -> Result<ObservedNic, CloudError> {
     })?;
     let mut primary_ipv4 = None;
     let mut secondary_ipv4 = BTreeSet::new();
+    let mut addresses_in_flux = BTreeSet::new();
     for spec in item
         .get("privateIpAddressesSet")
         .and_then(Value::as_array)
@@ -478,6 +494,17 @@ fn observe_nic(item: &Value) -> Result<ObservedNic, CloudError> {
             primary_ipv4 = Some(ip)
         } else {
             secondary_ipv4.insert(ip);
+            // §9.3 lists no per-address state, but when the answer carries
+            // API 3.0's (`PENDING`/`DELETING`/`MIGRATING`), an address still
+            // being added or removed must not settle an operation whose task
+            // id was lost: that would report a release as not applied and
+            // invite a second, conflicting call.
+            if matches!(
+                text(spec, "state").as_deref(),
+                Some("PENDING" | "DELETING" | "MIGRATING")
+            ) {
+                addresses_in_flux.insert(IpAddr::V4(ip));
+            }
         }
     }
     let instance = match item.get("instanceSet") {
@@ -499,8 +526,20 @@ fn observe_nic(item: &Value) -> Result<ObservedNic, CloudError> {
         ipv6: BTreeSet::new(),
         ipv6_cidr: None,
         instance_id: instance.map(InstanceId),
-        addresses_in_flux: BTreeSet::new(),
+        addresses_in_flux,
     })
+}
+
+fn task_failed(action: &str, task: &str, output: &Value) -> CloudError {
+    CloudError {
+        provider: Provider::TencentLegacy,
+        action: action.to_string(),
+        code: "Client.TaskFailed".into(),
+        message: format!("task {task} failed: {output}"),
+        http_status: None,
+        request_id: Some(task.to_string()),
+        class: Transient,
+    }
 }
 
 fn unsupported(action: &str, what: &str) -> CloudError {
@@ -612,6 +651,10 @@ impl NicProvider for TencentLegacy {
     async fn submit(&self, nic: &NicRef, op: &Operation) -> Result<Submitted, CloudError> {
         let mut submitted = Submitted::default();
         for (action, params) in operation_calls(nic, op)? {
+            if let Some(previous) = &submitted.request_id {
+                // The ENI is locked while the previous chunk's task runs.
+                self.wait_for_task(action, previous).await?;
+            }
             let data = self.call(action, params, Idempotence::Unsafe).await?;
             submitted.request_id = data.get("taskId").and_then(as_int).map(|t| t.to_string());
         }
@@ -626,15 +669,11 @@ impl NicProvider for TencentLegacy {
             match self.task_status(task).await {
                 Ok((2, _)) => return Ok(Resolution::InProgress),
                 Ok((1, output)) => {
-                    return Ok(Resolution::Failed(CloudError {
-                        provider: Provider::TencentLegacy,
-                        action: op.action.as_str().to_string(),
-                        code: "Client.TaskFailed".into(),
-                        message: format!("task {task} failed: {output}"),
-                        http_status: None,
-                        request_id: Some(task.clone()),
-                        class: Transient,
-                    }));
+                    return Ok(Resolution::Failed(task_failed(
+                        op.action.as_str(),
+                        task,
+                        &output,
+                    )));
                 }
                 Ok(_) => {}
                 Err(e) if e.class == NotFound => {}
@@ -642,11 +681,16 @@ impl NicProvider for TencentLegacy {
             }
         }
         let observed = self.describe_nics(std::slice::from_ref(nic)).await?;
-        Ok(settle(
+        let resolution = settle(
             Provider::TencentLegacy,
             op,
             observed.iter().find(|n| n.id == nic.id),
             &nic.id.0,
+        );
+        Ok(unless_in_flight(
+            resolution,
+            op,
+            self.transport.in_flight_window(),
         ))
     }
 }

@@ -263,7 +263,12 @@ impl Transport {
     pub fn new(config: TransportConfig) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .use_rustls_tls()
+            // Plain http:// is refused by `Endpoint::parse` instead, so the
+            // loopback simulator stays reachable.
             .https_only(false)
+            // The APIs never redirect; following one could carry a signed
+            // request to an http:// or foreign host the endpoint check never saw.
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(Duration::from_secs(10)))
             .build()?;
@@ -279,6 +284,12 @@ impl Transport {
     pub fn with_metrics(mut self, sink: Arc<dyn MetricsSink>) -> Self {
         self.metrics = Some(sink);
         self
+    }
+
+    /// How long after a call started one of its requests may still be in
+    /// flight: every attempt's timeout and the longest backoff before it.
+    pub(crate) fn in_flight_window(&self) -> Duration {
+        (self.config.timeout + self.config.max_backoff) * self.config.max_attempts.max(1)
     }
 
     pub(crate) fn http(&self) -> &reqwest::Client {
@@ -427,7 +438,7 @@ impl Transport {
             let retry = match err.class {
                 ErrorClass::Throttled => true,
                 ErrorClass::Transient => {
-                    idempotence == Idempotence::Safe || !may_have_acted_after(&err, may_have_acted)
+                    idempotence == Idempotence::Safe || !outcome_open(&err, may_have_acted)
                 }
                 _ => false,
             };
@@ -440,16 +451,36 @@ impl Transport {
     }
 }
 
-/// A transient error from a call without a token is retried only if the cloud
-/// cannot have acted on it: the connection never got through, or the cloud
-/// answered with an explicit "busy, try later" code before doing anything.
-fn may_have_acted_after(err: &CloudError, may_have_acted: bool) -> bool {
+/// Transient error answers that may follow a change the cloud applied:
+/// internal failures, backend timeouts, partial success (legacy `5400`,
+/// `6000`). Matched exactly or by family (the part before the first `.`).
+/// Other transient codes (a task still running on the NIC, a transitional
+/// state) are refusals: the cloud did nothing.
+const OUTCOME_OPEN_CODES: &[&str] = &[
+    "InternalError",
+    "InternalServerError",
+    "FailedOperation",
+    "INTERNAL_SERVER_ERROR",
+    "SERVICE_TEMPORARY_UNAVAILABLE",
+    "REQUEST_TIMED_OUT",
+    "INVALID_OPERATION_TIMEOUT",
+    "5400",
+    "6000",
+];
+
+/// Whether a failed call without a token may have been applied, so that it
+/// must not be repeated blindly: the caller resolves the pending operation
+/// from the cloud's state first. Only a request that never got through, or
+/// an answer that refuses it outright, can be sent again.
+fn outcome_open(err: &CloudError, may_have_acted: bool) -> bool {
     if !may_have_acted {
         return false;
     }
-    // An answer with a cloud error code is a rejection; only codeless
-    // failures (timeouts, 5xx pages, truncated bodies) leave the outcome open.
-    err.code.starts_with("Client.") || err.http_status.is_some_and(|s| s >= 500)
+    let family = err.code.split('.').next().unwrap_or_default();
+    err.code.starts_with("Client.")
+        || err.http_status.is_some_and(|s| s >= 500)
+        || OUTCOME_OPEN_CODES.contains(&err.code.as_str())
+        || OUTCOME_OPEN_CODES.contains(&family)
 }
 
 fn transport_error(

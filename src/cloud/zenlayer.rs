@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::error::{CodeInfo, class_of_status, lookup, parse_address, row};
-use super::operation::settle;
+use super::operation::{settle, unless_in_flight};
 use super::transport::{Idempotence, RawResponse, unexpected_body};
 use super::{
     Action, CloudError, Credentials, Endpoint, ErrorClass, InstanceId, InstanceStatus, NicId,
@@ -458,7 +458,7 @@ impl Zenlayer {
         self.transport
             .call(
                 Provider::Zenlayer,
-                &self.credentials.key_id,
+                &self.credentials.account(),
                 action,
                 idempotence,
                 || self.build_request(action, &body, jiff::Timestamp::now().as_second()),
@@ -487,7 +487,9 @@ impl Zenlayer {
                     out.push(observe_nic(info)?);
                 }
                 let total = page.total_count.unwrap_or(0) as usize;
-                if count == 0 || seen >= total {
+                // A batch names at most `chunk.len()` NICs: a total beyond
+                // that (a misbehaving endpoint) must not page on forever.
+                if count == 0 || seen >= total || seen >= chunk.len() {
                     break;
                 }
                 page_num += 1;
@@ -748,11 +750,16 @@ impl NicProvider for Zenlayer {
         let observed = self
             .describe_nic_ids(std::slice::from_ref(&nic.id.0))
             .await?;
-        Ok(settle(
+        let resolution = settle(
             Provider::Zenlayer,
             op,
             observed.iter().find(|n| n.id == nic.id),
             &nic.id.0,
+        );
+        Ok(unless_in_flight(
+            resolution,
+            op,
+            self.transport.in_flight_window(),
         ))
     }
 }
