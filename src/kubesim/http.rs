@@ -95,6 +95,26 @@ impl ApiError {
         )
         .details(json!({"name": name, "group": t.group, "kind": t.kind, "causes": causes}))
     }
+    /// A 422 for invalid request options (`CreateOptions`, `PatchOptions`, ...),
+    /// as kube-apiserver words it: `PatchOptions.meta.k8s.io "" is invalid: ...`.
+    fn invalid_options(kind: &str, errs: &[FieldError]) -> Self {
+        let listed: Vec<String> = errs.iter().map(ToString::to_string).collect();
+        let summary = if listed.len() == 1 {
+            listed[0].clone()
+        } else {
+            format!("[{}]", listed.join(", "))
+        };
+        let causes: Vec<Value> = errs
+            .iter()
+            .map(|e| json!({"reason": e.reason, "message": e.message, "field": e.field}))
+            .collect();
+        ApiError::new(
+            422,
+            "Invalid",
+            format!("{kind}.meta.k8s.io \"\" is invalid: {summary}"),
+        )
+        .details(json!({"group": "meta.k8s.io", "kind": kind, "causes": causes}))
+    }
     fn expired(message: impl Into<String>) -> Self {
         ApiError::new(410, "Expired", message)
     }
@@ -139,6 +159,8 @@ struct Req<'a> {
     content_type: String,
     table: bool,
     user_agent: String,
+    /// `dryRun=All` (query), or `dryRun: ["All"]` in a delete's body.
+    dry_run: bool,
 }
 
 impl Req<'_> {
@@ -149,7 +171,47 @@ impl Req<'_> {
             .filter(|v| !v.is_empty())
     }
     fn dry_run(&self) -> bool {
-        self.q("dryRun") == Some("All")
+        self.dry_run
+    }
+    /// kube-apiserver's checks of `CreateOptions`, `UpdateOptions` and
+    /// `PatchOptions` (`apply` tells an apply patch from the others): a 422
+    /// naming the option rather than a silently ignored value.
+    fn check_options(&self, kind: &str, apply: bool) -> Result<(), ApiError> {
+        let mut errs = Vec::new();
+        if kind == "PatchOptions" {
+            if !apply && self.query.contains_key("force") {
+                errs.push(FieldError {
+                    field: "force".into(),
+                    reason: "FieldValueForbidden".into(),
+                    message: "Forbidden: may not be specified for non-apply patch".into(),
+                });
+            }
+            if apply && self.q("fieldManager").is_none() {
+                errs.push(FieldError {
+                    field: "fieldManager".into(),
+                    reason: "FieldValueRequired".into(),
+                    message: "Required value: is required for apply patch".into(),
+                });
+            }
+        }
+        errs.extend(dry_run_error(self.q("dryRun").into_iter().collect()));
+        if let Some(v) = self.q("fieldValidation")
+            && !matches!(v, "Ignore" | "Strict" | "Warn")
+        {
+            errs.push(FieldError {
+                field: "fieldValidation".into(),
+                reason: "FieldValueNotSupported".into(),
+                message: format!(
+                    "Unsupported value: {}: supported values: \"\", \"Ignore\", \"Strict\", \"Warn\"",
+                    Value::String(v.into())
+                ),
+            });
+        }
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::invalid_options(kind, &errs))
+        }
     }
     fn name(&self) -> &str {
         self.name.as_deref().unwrap_or_default()
@@ -281,7 +343,7 @@ async fn handle(AxumState(srv): AxumState<Arc<Server>>, req: Request) -> Respons
             ),
         ));
     }
-    let r = Req {
+    let mut r = Req {
         t,
         ns: ns.unwrap_or_default().to_string(),
         name: name.map(str::to_string),
@@ -291,7 +353,9 @@ async fn handle(AxumState(srv): AxumState<Arc<Server>>, req: Request) -> Respons
         content_type,
         table: accept.contains("as=Table"),
         user_agent,
+        dry_run: false,
     };
+    r.dry_run = r.q("dryRun") == Some("All");
     let result = match verb {
         "get" => srv.get(&r),
         "list" => srv.list(&r),
@@ -303,7 +367,13 @@ async fn handle(AxumState(srv): AxumState<Arc<Server>>, req: Request) -> Respons
         "create" => srv.create(&r),
         "update" => srv.update(&r),
         "patch" => srv.patch(&r),
-        "delete" => srv.delete(&r),
+        "delete" => match delete_options(&r) {
+            Ok(opts) => {
+                r.dry_run = opts.get("dryRun").is_some_and(|d| d == &json!(["All"]));
+                srv.delete(&r, &opts)
+            }
+            Err(e) => Err(e),
+        },
         _ => Err(ApiError::new(
             405,
             "MethodNotAllowed",
@@ -631,6 +701,7 @@ impl Server {
                 "create on a subresource is not supported",
             ));
         }
+        r.check_options("CreateOptions", false)?;
         let body = r.parse_body()?;
         self.check_kind(r, &body)?;
         let mut st = self.store.lock();
@@ -650,6 +721,7 @@ impl Server {
     }
 
     fn update(&self, r: &Req) -> Reply {
+        r.check_options("UpdateOptions", false)?;
         let body = r.parse_body()?;
         self.check_kind(r, &body)?;
         let mut st = self.store.lock();
@@ -671,7 +743,31 @@ impl Server {
             .unwrap_or_default()
             .trim()
             .to_string();
-        if kind == "application/apply-patch+yaml" {
+        let supported = [
+            "application/json-patch+json",
+            "application/merge-patch+json",
+            "application/apply-patch+yaml",
+        ];
+        if !supported.contains(&kind.as_str())
+            && (r.t.custom || kind != "application/strategic-merge-patch+json")
+        {
+            return Err(ApiError::new(
+                415,
+                "UnsupportedMediaType",
+                format!(
+                    "the body of the request was in an unknown format - accepted media types include: {}{}",
+                    supported.join(", "),
+                    if r.t.custom {
+                        ""
+                    } else {
+                        ", application/strategic-merge-patch+json"
+                    }
+                ),
+            ));
+        }
+        let apply = kind == "application/apply-patch+yaml";
+        r.check_options("PatchOptions", apply)?;
+        if apply {
             return self.apply(r);
         }
         let mut st = self.store.lock();
@@ -693,25 +789,19 @@ impl Server {
                 }
                 json_patch::merge(&mut doc, &p)
             }
-            "application/json-patch+json" => {
+            _ => {
                 let p: json_patch::Patch = serde_json::from_slice(&r.body)
                     .map_err(|e| ApiError::bad_request(e.to_string()))?;
-                json_patch_go(&mut doc, p)
-                    .map_err(|e| ApiError::new(422, "Invalid", e.to_string()))?;
-            }
-            _ => {
-                return Err(ApiError::new(
-                    415,
-                    "UnsupportedMediaType",
-                    format!(
-                        "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml{}",
-                        if r.t.custom {
-                            ""
-                        } else {
-                            ", application/strategic-merge-patch+json"
-                        }
-                    ),
-                ));
+                // kube-apiserver answers any patch that does not apply (a failed
+                // `test`, a missing path) with this generic 422 and no causes.
+                json_patch_go(&mut doc, p).map_err(|_| {
+                    ApiError::new(
+                        422,
+                        "Invalid",
+                        "the server rejected our request due to an error in our request",
+                    )
+                    .details(json!({}))
+                })?;
             }
         }
         if !doc.is_object() {
@@ -734,17 +824,8 @@ impl Server {
     }
 
     fn apply(&self, r: &Req) -> Reply {
-        let Some(manager) = r.q("fieldManager") else {
-            return Err(ApiError::invalid(
-                r.t,
-                r.name(),
-                &[FieldError {
-                    field: "fieldManager".into(),
-                    reason: "FieldValueRequired".into(),
-                    message: "Required value: is required for apply patch".into(),
-                }],
-            ));
-        };
+        // check_options made sure there is one.
+        let manager = r.q("fieldManager").unwrap_or_default();
         let text =
             std::str::from_utf8(&r.body).map_err(|e| ApiError::bad_request(e.to_string()))?;
         let config: Value = serde_saphyr::from_str(text)
@@ -792,20 +873,7 @@ impl Server {
         Ok((code, view(r.t, &obj), warnings))
     }
 
-    fn delete(&self, r: &Req) -> Reply {
-        let opts: Value = if r.body.is_empty() {
-            json!({})
-        } else {
-            r.parse_body()?
-        };
-        match opts.get("propagationPolicy").and_then(Value::as_str) {
-            None | Some("Background") => {}
-            Some(p) => {
-                return Err(ApiError::bad_request(format!(
-                    "propagationPolicy {p} needs the garbage collector, which kubesim does not have; use Background"
-                )));
-            }
-        }
+    fn delete(&self, r: &Req, opts: &Value) -> Reply {
         let mut st = self.store.lock();
         let old = st
             .get(&r.t.storage, &r.ns, r.name())
@@ -1065,10 +1133,13 @@ impl Server {
                 }
                 if meta_str(old, "deletionTimestamp").is_some() {
                     let before = finalizers(old);
-                    let added: Vec<String> = finalizers(&new)
+                    let mut added: Vec<String> = finalizers(&new)
                         .into_iter()
                         .filter(|f| !before.contains(f))
+                        .map(|f| Value::String(f).to_string())
                         .collect();
+                    added.sort();
+                    added.dedup();
                     if !added.is_empty() {
                         return Err(ApiError::invalid(
                             t,
@@ -1077,7 +1148,8 @@ impl Server {
                                 field: "metadata.finalizers".into(),
                                 reason: "FieldValueForbidden".into(),
                                 message: format!(
-                                    "Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers {added:?}"
+                                    "Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{{{}}}",
+                                    added.join(", ")
                                 ),
                             }],
                         ));
@@ -1275,33 +1347,124 @@ fn strategic_directives(patch: &Value) -> bool {
 }
 
 fn conflict_error(r: &Req, conflicts: &[fields::Conflict]) -> ApiError {
-    let lines: Vec<String> = conflicts
-        .iter()
-        .map(|c| {
+    let message = match conflicts {
+        [c] => format!(
+            "Apply failed with 1 conflict: conflict with {}: {}",
+            c.manager_text(),
+            fields::path_text(&c.path)
+        ),
+        _ => {
+            // As kube-apiserver: grouped by manager, managers sorted.
+            let mut by_manager: std::collections::BTreeMap<String, Vec<String>> =
+                Default::default();
+            for c in conflicts {
+                by_manager
+                    .entry(c.manager_text())
+                    .or_default()
+                    .push(format!("- {}", fields::path_text(&c.path)));
+            }
+            let lines: Vec<String> = by_manager
+                .into_iter()
+                .flat_map(|(m, paths)| std::iter::once(format!("conflicts with {m}:")).chain(paths))
+                .collect();
             format!(
-                "conflict with \"{}\" using {}: {}",
-                c.manager,
-                c.api_version,
-                fields::path_text(&c.path)
+                "Apply failed with {} conflicts: {}",
+                conflicts.len(),
+                lines.join("\n")
             )
-        })
-        .collect();
-    let message = if lines.len() == 1 {
-        format!("Apply failed with 1 conflict: {}", lines[0])
-    } else {
-        format!(
-            "Apply failed with {} conflicts: {}",
-            lines.len(),
-            lines.join("\n")
-        )
+        }
     };
     let causes: Vec<Value> = conflicts
         .iter()
-        .map(|c| json!({"reason": "FieldManagerConflict", "message": format!("conflict with \"{}\" using {}", c.manager, c.api_version), "field": fields::path_text(&c.path)}))
+        .map(|c| json!({"reason": "FieldManagerConflict", "message": format!("conflict with {}", c.manager_text()), "field": fields::path_text(&c.path)}))
         .collect();
     ApiError::new(409, "Conflict", message).details(
         json!({"name": r.name(), "group": r.t.group, "kind": r.t.plural, "causes": causes}),
     )
+}
+
+/// `dryRun` accepts only `All`, as kube-apiserver's `ValidateDryRun`.
+fn dry_run_error(values: Vec<&str>) -> Option<FieldError> {
+    if values.iter().all(|v| *v == "All") {
+        return None;
+    }
+    let listed: Vec<String> = values
+        .iter()
+        .map(|v| Value::String((*v).into()).to_string())
+        .collect();
+    Some(FieldError {
+        field: "dryRun".into(),
+        reason: "FieldValueNotSupported".into(),
+        message: format!(
+            "Unsupported value: []string{{{}}}: supported values: \"All\"",
+            listed.join(", ")
+        ),
+    })
+}
+
+/// The `DeleteOptions` of a delete: its body when there is one, else the
+/// query parameters, as kube-apiserver reads them; validated as
+/// kube-apiserver does, and refused (400) where they would need the garbage
+/// collector kubesim does not have.
+fn delete_options(r: &Req) -> Result<Value, ApiError> {
+    let opts = if r.body.is_empty() {
+        let mut o = serde_json::Map::new();
+        if let Some(p) = r.q("propagationPolicy") {
+            o.insert("propagationPolicy".into(), json!(p));
+        }
+        if let Some(v) = r.q("orphanDependents") {
+            o.insert("orphanDependents".into(), json!(v == "true"));
+        }
+        if let Some(d) = r.q("dryRun") {
+            o.insert("dryRun".into(), json!([d]));
+        }
+        Value::Object(o)
+    } else {
+        r.parse_body()?
+    };
+    let policy = opts.get("propagationPolicy").and_then(Value::as_str);
+    let orphan = opts.get("orphanDependents").and_then(Value::as_bool);
+    let mut errs = Vec::new();
+    if let Some(p) = policy {
+        if orphan.is_some() {
+            errs.push(FieldError {
+                field: "propagationPolicy".into(),
+                reason: "FieldValueInvalid".into(),
+                message: format!(
+                    "Invalid value: {}: orphanDependents and deletionPropagation cannot be both set",
+                    Value::String(p.into())
+                ),
+            });
+        }
+        if !matches!(p, "Foreground" | "Background" | "Orphan") {
+            errs.push(FieldError {
+                field: "propagationPolicy".into(),
+                reason: "FieldValueNotSupported".into(),
+                message: format!(
+                    "Unsupported value: {}: supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\"",
+                    Value::String(p.into())
+                ),
+            });
+        }
+    }
+    let dry_run: Vec<&str> = opts
+        .get("dryRun")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|v| v.as_str().unwrap_or_default())
+        .collect();
+    errs.extend(dry_run_error(dry_run));
+    if !errs.is_empty() {
+        return Err(ApiError::invalid_options("DeleteOptions", &errs));
+    }
+    if orphan == Some(true) || matches!(policy, Some("Foreground" | "Orphan")) {
+        return Err(ApiError::bad_request(format!(
+            "propagationPolicy {} needs the garbage collector, which kubesim does not have; use Background",
+            policy.unwrap_or("Orphan")
+        )));
+    }
+    Ok(opts)
 }
 
 fn too_large(rv: u64, current: u64) -> ApiError {

@@ -614,8 +614,9 @@ fn cel(schema: &Value, obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldErr
     };
     for f in failures.into_vec() {
         let field = f.field_path.clone();
-        let node = lookup(obj, &field);
-        let shown = node.map(render).unwrap_or_else(|| "\"null\"".into());
+        // kube-apiserver shows the type of the schema carrying the rule, not the
+        // value: `spec: Invalid value: "object": ...`.
+        let rule_type = Value::String(rule_type(schema, &f.rule, &field)).to_string();
         let e = match f.kind {
             ErrorKind::ValidationFailure => {
                 let reason = f
@@ -626,8 +627,8 @@ fn cel(schema: &Value, obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldErr
                 let message = match reason.as_str() {
                     "FieldValueForbidden" => format!("Forbidden: {}", f.message),
                     "FieldValueRequired" => format!("Required value: {}", f.message),
-                    "FieldValueDuplicate" => format!("Duplicate value: {shown}"),
-                    _ => format!("Invalid value: {shown}: {}", f.message),
+                    "FieldValueDuplicate" => format!("Duplicate value: {rule_type}"),
+                    _ => format!("Invalid value: {rule_type}: {}", f.message),
                 };
                 FieldError {
                     reason,
@@ -645,22 +646,54 @@ fn cel(schema: &Value, obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldErr
     }
 }
 
-/// The value at a dotted path (`spec.ipv4[0]`), for rendering in messages.
-fn lookup<'a>(obj: &'a Value, path: &str) -> Option<&'a Value> {
-    let mut cur = obj;
-    for part in path.split('.').filter(|p| !p.is_empty()) {
-        let (name, index) = match part.split_once('[') {
-            Some((n, rest)) => (n, rest.trim_end_matches(']').parse::<usize>().ok()),
-            None => (part, None),
-        };
-        if !name.is_empty() {
-            cur = cur.get(name)?;
+/// The `type` of the schema node whose `x-kubernetes-validations` hold
+/// `rule` and whose path leads to `field` (the rule's `fieldPath` may go deeper).
+fn rule_type(schema: &Value, rule: &str, field: &str) -> String {
+    fn walk(s: &Value, path: &str, rule: &str, want: &str, found: &mut Option<String>) {
+        if found.is_some() {
+            return;
         }
-        if let Some(i) = index {
-            cur = cur.get(i)?;
+        let carries = s
+            .get("x-kubernetes-validations")
+            .and_then(Value::as_array)
+            .is_some_and(|rs| {
+                rs.iter()
+                    .any(|r| r.get("rule").and_then(Value::as_str) == Some(rule))
+            });
+        let leads = want == path
+            || path.is_empty()
+            || want
+                .strip_prefix(path)
+                .is_some_and(|rest| rest.starts_with(['.', '[']));
+        if !leads {
+            return;
+        }
+        if carries {
+            *found = Some(
+                s.get("type")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+            );
+            return;
+        }
+        if let Some(props) = s.get("properties").and_then(Value::as_object) {
+            for (k, child) in props {
+                walk(child, &child_path(path, k), rule, want, found);
+            }
+        }
+        for key in ["items", "additionalProperties"] {
+            if let Some(child) = s.get(key).filter(|c| c.is_object()) {
+                walk(child, &format!("{path}[]"), rule, want, found);
+            }
         }
     }
-    Some(cur)
+    let want = regex::Regex::new(r"\[[^\]]*\]")
+        .map(|re| re.replace_all(field, "[]").into_owned())
+        .unwrap_or_else(|_| field.to_string());
+    let mut found = None;
+    walk(schema, "", rule, &want, &mut found);
+    found.unwrap_or_default()
 }
 
 #[cfg(test)]

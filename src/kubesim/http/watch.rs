@@ -100,13 +100,17 @@ impl Server {
             Err(_) => return error_response(&ApiError::bad_request("invalid resource version")),
         };
         let send_initial = r.q("sendInitialEvents") == Some("true");
+        // `sendInitialEvents=false` asks for changes only, even without a resourceVersion.
+        let no_initial = r.q("sendInitialEvents") == Some("false");
         let bookmarks = matches!(r.q("allowWatchBookmarks"), Some("true" | "1"));
         let timeout = r
             .q("timeoutSeconds")
             .and_then(|s| s.parse::<u64>().ok())
+            // kube-apiserver reads 0 as "no timeout given".
+            .filter(|secs| *secs > 0)
             .map(Duration::from_secs)
             .unwrap_or(self.watch_timeout);
-        let initial_state = send_initial || matches!(since, None | Some(0));
+        let initial_state = send_initial || (!no_initial && matches!(since, None | Some(0)));
         let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(256);
         let feed = Feed {
             t: r.t.clone(),
