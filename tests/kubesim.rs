@@ -112,6 +112,15 @@ fn assigned_event(note: &str) -> kube::runtime::events::Event {
     }
 }
 
+/// An object's resourceVersion as the number kubesim makes it.
+fn rv_of(o: &impl Resource) -> u64 {
+    o.meta()
+        .resource_version
+        .as_deref()
+        .and_then(|v| v.parse().ok())
+        .expect("numeric resourceVersion")
+}
+
 fn api_error(e: kube::Error) -> Status {
     match e {
         kube::Error::Api(s) => *s,
@@ -160,7 +169,48 @@ async fn crud_generation_and_optimistic_concurrency() {
         .await
         .expect("patch");
     assert_eq!(v3.metadata.generation, Some(2));
-    assert!(v3.resource_version() > v2.resource_version());
+    // Neither do annotations or finalizers (added, then removed).
+    let annotated = merge(
+        &api,
+        "a",
+        json!({"metadata": {"annotations": {"note": "n"}, "finalizers": ["test.nicip.io/keep"]}}),
+    )
+    .await
+    .expect("metadata patch");
+    let unfinalized = merge(&api, "a", json!({"metadata": {"finalizers": null}}))
+        .await
+        .expect("finalizer removed");
+    assert_eq!(
+        (
+            annotated.metadata.generation,
+            unfinalized.metadata.generation
+        ),
+        (Some(2), Some(2))
+    );
+    assert!(unfinalized.finalizers().is_empty());
+
+    // One resourceVersion counter for the whole cluster, across kinds.
+    let secrets: Api<Secret> = Api::namespaced(sim.client().expect("client"), "default");
+    let secret = secrets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "between"}})).expect("secret"),
+        )
+        .await
+        .expect("secret");
+    let relabelled = merge(&api, "a", json!({"metadata": {"labels": {"x": "z"}}}))
+        .await
+        .expect("label");
+    let versions = [
+        rv_of(&v2),
+        rv_of(&v3),
+        rv_of(&annotated),
+        rv_of(&unfinalized),
+        rv_of(&secret),
+        rv_of(&relabelled),
+    ];
+    assert!(versions.is_sorted_by(|a, b| a < b), "{versions:?}");
+    assert_eq!(sim.resource_version(), rv_of(&relabelled));
 
     // The stale copy is refused.
     let err = api_error(
@@ -168,12 +218,43 @@ async fn crud_generation_and_optimistic_concurrency() {
             .await
             .expect_err("stale"),
     );
-    assert_eq!((err.code, err.reason.as_str()), (409, "Conflict"));
-    assert!(
-        err.message.contains("the object has been modified"),
-        "{}",
-        err.message
+    assert_eq!(
+        (err.code, err.reason.as_str(), err.message.as_str()),
+        (
+            409,
+            "Conflict",
+            "Operation cannot be fulfilled on widgets.test.nicip.io \"a\": the object has been modified; please apply your changes to the latest version and try again"
+        )
     );
+    // So are patches carrying a stale resourceVersion, merge and JSON patch alike.
+    let stale_rv = changed.resource_version().expect("rv");
+    let err = api_error(
+        merge(
+            &api,
+            "a",
+            json!({"metadata": {"resourceVersion": stale_rv}, "spec": {"size": 5}}),
+        )
+        .await
+        .expect_err("stale merge patch"),
+    );
+    assert_eq!((err.code, err.reason.as_str()), (409, "Conflict"));
+    let err = api_error(
+        api.patch(
+            "a",
+            &PatchParams::default(),
+            &Patch::<()>::Json(
+                serde_json::from_value(json!([
+                    {"op": "replace", "path": "/metadata/resourceVersion", "value": stale_rv},
+                    {"op": "replace", "path": "/spec/size", "value": 5}
+                ]))
+                .expect("patch"),
+            ),
+        )
+        .await
+        .expect_err("stale JSON patch"),
+    );
+    assert_eq!((err.code, err.reason.as_str()), (409, "Conflict"));
+    assert_eq!(api.get("a").await.expect("get").spec.size, 4);
 
     // Writes to the main resource never change status; status writes change nothing else.
     let with_status = api
@@ -639,29 +720,75 @@ async fn list_pages_and_selectors() {
         .map(|w| w.name_any())
         .collect();
     assert_eq!(names, ["w0", "w1", "w2", "w3"]);
-    let even = api
-        .list(&ListParams::default().labels("parity=even"))
+    // Every label selector operator; w4 also carries a `tier` label.
+    merge(&api, "w4", json!({"metadata": {"labels": {"tier": "web"}}}))
         .await
-        .expect("labels");
-    assert_eq!(even.items.len(), 3);
-    let named = api
-        .list(&ListParams::default().fields("metadata.name=w3"))
+        .expect("label");
+    let elsewhere: Api<Widget> = Api::namespaced(sim.client().expect("client"), "other");
+    let mut far = widget("w9", 1);
+    far.metadata.namespace = Some("other".into());
+    far.metadata.labels = Some([("parity".to_string(), "odd".to_string())].into());
+    elsewhere
+        .create(&PostParams::default(), &far)
         .await
-        .expect("fields");
+        .expect("create elsewhere");
+    let all: Api<Widget> = Api::all(sim.client().expect("client"));
+    let names = |params: ListParams| {
+        let all = all.clone();
+        async move {
+            all.list(&params)
+                .await
+                .unwrap_or_else(|e| panic!("list {params:?}: {e}"))
+                .items
+                .iter()
+                .map(|w| w.name_any())
+                .collect::<Vec<_>>()
+        }
+    };
+    for (selector, want) in [
+        ("parity=even", vec!["w0", "w2", "w4"]),
+        ("parity==odd", vec!["w1", "w3", "w9"]),
+        ("parity!=even", vec!["w1", "w3", "w9"]),
+        ("parity in (odd, other)", vec!["w1", "w3", "w9"]),
+        ("parity notin (odd)", vec!["w0", "w2", "w4"]),
+        ("tier", vec!["w4"]),
+        ("!tier,parity=even", vec!["w0", "w2"]),
+    ] {
+        assert_eq!(
+            names(ListParams::default().labels(selector)).await,
+            want,
+            "{selector}"
+        );
+    }
     assert_eq!(
-        named.items.iter().map(|w| w.name_any()).collect::<Vec<_>>(),
+        names(ListParams::default().fields("metadata.name=w3")).await,
         ["w3"]
     );
+    assert_eq!(
+        names(ListParams::default().fields("metadata.namespace=other")).await,
+        ["w9"]
+    );
+    assert_eq!(
+        names(ListParams::default().fields("metadata.namespace!=default,metadata.name!=w1")).await,
+        ["w9"]
+    );
+    let err = api_error(
+        api.list(&ListParams::default().labels("parity=not valid"))
+            .await
+            .expect_err("malformed selector"),
+    );
+    assert_eq!((err.code, err.reason.as_str()), (400, "BadRequest"));
     let err = api_error(
         api.list(&ListParams::default().fields("spec.size=1"))
             .await
             .expect_err("unsupported field"),
     );
     assert_eq!(
-        (err.code, err.message.as_str()),
-        (400, "field label not supported: spec.size")
+        (err.code, err.reason.as_str(), err.message.as_str()),
+        (400, "BadRequest", "field label not supported: spec.size")
     );
-    // Once the history is compacted past the first page's version, its token expires.
+    // Once the history is compacted past the first page's version, its token
+    // expires; the 410 carries a token that goes on at the current version.
     api.create(&PostParams::default(), &widget("late", 1))
         .await
         .expect("create");
@@ -671,7 +798,27 @@ async fn list_pages_and_selectors() {
             .await
             .expect_err("expired token"),
     );
-    assert_eq!(err.code, 410);
+    assert_eq!((err.code, err.reason.as_str()), (410, "Expired"));
+    assert!(
+        err.message.starts_with(
+            "The provided continue parameter is too old to display a consistent list result."
+        ),
+        "{}",
+        err.message
+    );
+    let fresh = err
+        .metadata
+        .and_then(|m| m.continue_)
+        .expect("a token in the 410");
+    let rest = api
+        .list(&ListParams::default().continue_token(&fresh))
+        .await
+        .expect("inconsistent continuation");
+    assert_eq!(
+        rest.items.iter().map(|w| w.name_any()).collect::<Vec<_>>(),
+        ["w2", "w3", "w4"],
+        "the rest after the expired page, at the current version"
+    );
 }
 
 #[tokio::test]

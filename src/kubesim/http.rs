@@ -40,6 +40,8 @@ pub(crate) struct ApiError {
     reason: &'static str,
     message: String,
     details: Option<Value>,
+    /// The Status's ListMeta (a 410 for an expired continue token carries a fresh one).
+    list_meta: Value,
 }
 
 impl ApiError {
@@ -49,6 +51,7 @@ impl ApiError {
             reason,
             message: message.into(),
             details: None,
+            list_meta: json!({}),
         }
     }
     fn details(mut self, details: Value) -> Self {
@@ -119,7 +122,7 @@ impl ApiError {
         ApiError::new(410, "Expired", message)
     }
     fn body(&self) -> Value {
-        let mut status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        let mut status = json!({"kind": "Status", "apiVersion": "v1", "metadata": self.list_meta, "status": "Failure",
             "message": self.message, "reason": self.reason, "code": self.code});
         if let Some(d) = &self.details {
             status["details"] = d.clone();
@@ -650,13 +653,27 @@ impl Server {
             }
         }
         let (list_rv, after) = match r.q("continue") {
-            Some(token) => decode_continue(token)?,
+            Some(_) if rv.is_some_and(|v| v != 0) => {
+                return Err(ApiError::bad_request(
+                    "specifying resource version is not allowed when using continue",
+                ));
+            }
+            // A token kube-apiserver hands out with a 410: go on at the current version.
+            Some(token) => match decode_continue(token)? {
+                (None, after) => (current, after),
+                (Some(rv), after) => (rv, after),
+            },
             None => (current, None),
         };
         if list_rv < st.oldest_resumable() {
-            return Err(ApiError::expired(
-                "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
-            ));
+            // As kube-apiserver: a 410 whose Status carries a token that continues
+            // the list at the current version, inconsistently.
+            let mut e = ApiError::expired(
+                "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
+            );
+            e.list_meta =
+                json!({"continue": encode_continue(None, after.as_deref().unwrap_or_default())});
+            return Err(e);
         }
         let ns = (!r.ns.is_empty()).then_some(r.ns.as_str());
         let matching: Vec<(String, Value)> = st
@@ -677,7 +694,7 @@ impl Server {
         let page: Vec<&Value> = match limit {
             Some(limit) if matching.len() > limit => {
                 let last = &matching[limit - 1].0;
-                meta["continue"] = json!(encode_continue(list_rv, last));
+                meta["continue"] = json!(encode_continue(Some(list_rv), last));
                 meta["remainingItemCount"] = json!(matching.len() - limit);
                 matching[..limit].iter().map(|(_, o)| o).collect()
             }
@@ -1472,13 +1489,16 @@ fn too_large(rv: u64, current: u64) -> ApiError {
         .details(json!({"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1}))
 }
 
-fn encode_continue(rv: u64, after: &str) -> String {
+/// A continue token: the first page's resourceVersion (`-1`: the current
+/// one, as kube-apiserver marks the token of an expired list) and the last key served.
+fn encode_continue(rv: Option<u64>, after: &str) -> String {
     use base64::Engine;
+    let rv = rv.map_or(json!(-1), |v| json!(v));
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .encode(json!({"rv": rv, "after": after}).to_string())
 }
 
-fn decode_continue(token: &str) -> Result<(u64, Option<String>), ApiError> {
+fn decode_continue(token: &str) -> Result<(Option<u64>, Option<String>), ApiError> {
     use base64::Engine;
     let bad = || {
         ApiError::bad_request(
@@ -1489,7 +1509,11 @@ fn decode_continue(token: &str) -> Result<(u64, Option<String>), ApiError> {
         .decode(token)
         .map_err(|_| bad())?;
     let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
-    let rv = v.get("rv").and_then(Value::as_u64).ok_or_else(bad)?;
+    let rv = match v.get("rv") {
+        Some(n) if n.as_i64() == Some(-1) => None,
+        Some(n) => Some(n.as_u64().ok_or_else(bad)?),
+        None => return Err(bad()),
+    };
     let after = v.get("after").and_then(Value::as_str).ok_or_else(bad)?;
     Ok((rv, Some(after.to_string())))
 }
