@@ -95,10 +95,11 @@ where
 /// A forced server-side apply of a Widget's status, as a controller writes it.
 async fn apply_status(
     api: &Api<Widget>,
+    name: &str,
     status: impl Serialize + std::fmt::Debug,
 ) -> Result<Widget, kube::Error> {
     let params = PatchParams::apply("controller").force();
-    api.patch_status("s", &params, &Patch::Apply(status)).await
+    api.patch_status(name, &params, &Patch::Apply(status)).await
 }
 
 /// A Normal `Assigned` event, as the controller publishes.
@@ -524,11 +525,27 @@ async fn finalizers_with_kube_runtime_helper() {
         .await
         .expect_err("no new finalizers while deleting"),
     );
-    assert_eq!(err.code, 422);
-    assert!(
-        err.message.contains("no new finalizers can be added"),
-        "{}",
-        err.message
+    assert_eq!(
+        (err.code, err.reason.as_str(), err.message.as_str()),
+        (
+            422,
+            "Invalid",
+            r#"Widget.test.nicip.io "f" is invalid: metadata.finalizers: Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{"late"}"#
+        )
+    );
+    let cause = &err.details.expect("details").causes[0];
+    assert_eq!(
+        (cause.reason.as_str(), cause.field.as_str()),
+        ("FieldValueForbidden", "metadata.finalizers")
+    );
+    // Deleting again while finalizers are pending changes nothing.
+    let again = api
+        .delete("f", &DeleteParams::default())
+        .await
+        .expect("delete again");
+    assert_eq!(
+        again.left().map(|w| w.resource_version()),
+        Some(marked.resource_version())
     );
     // The spec may still change while terminating.
     merge(&api, "f", json!({"spec": {"size": 4}}))
@@ -635,7 +652,9 @@ async fn server_side_apply_owns_fields_and_reports_conflicts() {
 
     // Status through the status subresource with apply, as the controller writes it.
     let status = json!({"apiVersion": "test.nicip.io/v1", "kind": "Widget", "status": {"observed": 1, "note": "ok"}});
-    let st = apply_status(&api, &status).await.expect("status apply");
+    let st = apply_status(&api, "s", &status)
+        .await
+        .expect("status apply");
     assert_eq!(st.status.as_ref().and_then(|s| s.observed), Some(1));
     assert_eq!(
         st.metadata.generation, carol.metadata.generation,
@@ -648,10 +667,11 @@ async fn server_side_apply_owns_fields_and_reports_conflicts() {
         .expect("controller entry");
     assert_eq!(entry.subresource.as_deref(), Some("status"));
     // Re-applying the same status is a no-op; dropping a field removes it.
-    let same = apply_status(&api, &status).await.expect("again");
+    let same = apply_status(&api, "s", &status).await.expect("again");
     assert_eq!(same.resource_version(), st.resource_version());
     let dropped = apply_status(
         &api,
+        "s",
         json!({"apiVersion": "test.nicip.io/v1", "kind": "Widget", "status": {"observed": 2}}),
     )
     .await
@@ -839,6 +859,9 @@ async fn watch_bookmarks_and_gone() {
         .await
         .expect("watch")
         .boxed();
+    api.create(&PostParams::default(), &widget("b", 1))
+        .await
+        .expect("create");
     merge(&api, "a", json!({"spec": {"size": 2}}))
         .await
         .expect("patch");
@@ -847,12 +870,13 @@ async fn watch_bookmarks_and_gone() {
         .expect("delete");
     let mut seen = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while seen.len() < 3 && tokio::time::Instant::now() < deadline {
+    while seen.len() < 4 && tokio::time::Instant::now() < deadline {
         match tokio::time::timeout(Duration::from_secs(5), stream.try_next()).await {
+            Ok(Ok(Some(WatchEvent::Added(w)))) => seen.push(format!("ADDED {}", w.name_any())),
             Ok(Ok(Some(WatchEvent::Modified(w)))) => seen.push(format!("MODIFIED {}", w.spec.size)),
             Ok(Ok(Some(WatchEvent::Deleted(w)))) => seen.push(format!("DELETED {}", w.name_any())),
             Ok(Ok(Some(WatchEvent::Bookmark(b)))) => {
-                if seen.len() == 2 {
+                if seen.len() == 3 {
                     seen.push(format!(
                         "BOOKMARK after {}",
                         b.metadata.resource_version.parse::<u64>().is_ok()
@@ -862,7 +886,27 @@ async fn watch_bookmarks_and_gone() {
             other => panic!("unexpected {other:?}"),
         }
     }
-    assert_eq!(seen, ["MODIFIED 2", "DELETED a", "BOOKMARK after true"]);
+    assert_eq!(
+        seen,
+        ["ADDED b", "MODIFIED 2", "DELETED a", "BOOKMARK after true"]
+    );
+
+    // `timeoutSeconds` ends the stream (the server's own limit is 30 minutes).
+    let started = tokio::time::Instant::now();
+    let mut short = api
+        .watch(
+            &WatchParams::default().timeout(1).disable_bookmarks(),
+            &sim.resource_version().to_string(),
+        )
+        .await
+        .expect("watch")
+        .boxed();
+    let ended = tokio::time::timeout(Duration::from_secs(10), short.try_next()).await;
+    assert!(
+        matches!(ended, Ok(Ok(None))),
+        "expected the stream to end, got {ended:?}"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(900));
 
     sim.compact();
     let mut stale = api
@@ -871,7 +915,18 @@ async fn watch_bookmarks_and_gone() {
         .expect("watch")
         .boxed();
     match stale.try_next().await {
-        Ok(Some(WatchEvent::Error(e))) => assert_eq!((e.code, e.reason.as_str()), (410, "Expired")),
+        Ok(Some(WatchEvent::Error(e))) => assert_eq!(
+            (e.code, e.reason.as_str(), e.message.as_str()),
+            (
+                410,
+                "Expired",
+                format!(
+                    "too old resource version: {rv} ({})",
+                    sim.resource_version()
+                )
+                .as_str()
+            )
+        ),
         other => panic!("expected 410, got {other:?}"),
     }
 
@@ -1447,5 +1502,263 @@ async fn watcher_streaming_list_ends_initial_events_with_a_bookmark() {
     assert!(
         sim.requests().iter().all(|r| r.verb != "list"),
         "a streaming list needs no list call"
+    );
+}
+
+/// A raw request, for what kube-rs would not send: (code, Status or object).
+async fn raw(
+    sim: &RunningKubeSim,
+    method: reqwest::Method,
+    path: &str,
+    content_type: &str,
+    body: &str,
+) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .request(method, format!("{}{path}", sim.url()))
+        .header("Content-Type", content_type)
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("request");
+    let code = resp.status().as_u16();
+    (code, resp.json().await.expect("json body"))
+}
+
+#[tokio::test]
+async fn unsupported_requests_are_refused_with_kube_apiserver_errors() {
+    use reqwest::Method;
+    let sim = start().await;
+    let api: Api<Widget> = Api::namespaced(sim.client().expect("client"), "default");
+    api.create(&PostParams::default(), &widget("u", 3))
+        .await
+        .expect("create");
+    let item = "/apis/test.nicip.io/v1/namespaces/default/widgets/u";
+    let merge_type = "application/merge-patch+json";
+    let cases: [(Method, String, &str, &str, u16, &str, &str); 9] = [
+        (
+            Method::POST,
+            "/apis/test.nicip.io/v1/namespaces/default/widgets?dryRun=Yes".into(),
+            "application/json",
+            r#"{"metadata":{"name":"v"},"spec":{"size":1,"color":"c"}}"#,
+            422,
+            "Invalid",
+            r#"CreateOptions.meta.k8s.io "" is invalid: dryRun: Unsupported value: []string{"Yes"}: supported values: "All""#,
+        ),
+        (
+            Method::PATCH,
+            format!("{item}?fieldValidation=Loose"),
+            merge_type,
+            "{}",
+            422,
+            "Invalid",
+            r#"PatchOptions.meta.k8s.io "" is invalid: fieldValidation: Unsupported value: "Loose": supported values: "", "Ignore", "Strict", "Warn""#,
+        ),
+        (
+            Method::PATCH,
+            format!("{item}?force=true"),
+            merge_type,
+            r#"{"spec":{"size":4}}"#,
+            422,
+            "Invalid",
+            r#"PatchOptions.meta.k8s.io "" is invalid: force: Forbidden: may not be specified for non-apply patch"#,
+        ),
+        (
+            Method::PATCH,
+            item.into(),
+            "application/apply-patch+yaml",
+            "spec:\n  size: 4\n",
+            422,
+            "Invalid",
+            r#"PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch"#,
+        ),
+        (
+            Method::PATCH,
+            item.into(),
+            "application/strategic-merge-patch+json",
+            "{}",
+            415,
+            "UnsupportedMediaType",
+            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
+        ),
+        (
+            Method::PATCH,
+            item.into(),
+            "application/json-patch+json",
+            r#"[{"op":"test","path":"/spec/size","value":99},{"op":"replace","path":"/spec/size","value":4}]"#,
+            422,
+            "Invalid",
+            "the server rejected our request due to an error in our request",
+        ),
+        (
+            Method::GET,
+            format!("{item}/scale"),
+            "application/json",
+            "",
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        ),
+        (
+            Method::DELETE,
+            format!("{item}?propagationPolicy=Foreground"),
+            "application/json",
+            "",
+            400,
+            "BadRequest",
+            "propagationPolicy Foreground needs the garbage collector, which kubesim does not have; use Background",
+        ),
+        (
+            Method::DELETE,
+            "/apis/test.nicip.io/v1/namespaces/default/widgets".into(),
+            "application/json",
+            "",
+            405,
+            "MethodNotAllowed",
+            "DELETE /apis/test.nicip.io/v1/namespaces/default/widgets is not supported by kubesim (no deletecollection, no POST to a named object)",
+        ),
+    ];
+    for (method, path, content_type, body, code, reason, message) in cases {
+        let (got, status) = raw(&sim, method.clone(), &path, content_type, body).await;
+        assert_eq!(
+            (got, status["reason"].as_str(), status["message"].as_str()),
+            (code, Some(reason), Some(message)),
+            "{method} {path}: {status}"
+        );
+    }
+    let (_, status) = raw(
+        &sim,
+        Method::POST,
+        "/apis/test.nicip.io/v1/namespaces/default/widgets?dryRun=Yes",
+        "application/json",
+        "{}",
+    )
+    .await;
+    assert_eq!(
+        status["details"],
+        json!({"group": "meta.k8s.io", "kind": "CreateOptions", "causes": [{"reason": "FieldValueNotSupported",
+            "field": "dryRun", "message": r#"Unsupported value: []string{"Yes"}: supported values: "All""#}]})
+    );
+    // Orphaning in the body is refused too, and nothing above changed the object.
+    let err = api_error(
+        api.delete(
+            "u",
+            &DeleteParams {
+                propagation_policy: Some(kube::api::PropagationPolicy::Orphan),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect_err("orphan"),
+    );
+    assert_eq!(err.code, 400);
+    let unchanged = api.get("u").await.expect("still there");
+    assert_eq!(unchanged.spec.size, 3);
+
+    // A dry-run delete (kube-rs sends it in the body) deletes nothing.
+    api.delete("u", &DeleteParams::default().dry_run())
+        .await
+        .expect("dry-run delete");
+    api.get("u").await.expect("not deleted by a dry run");
+}
+
+#[tokio::test]
+async fn request_log_records_every_field() {
+    use nicip::kubesim::RequestRecord;
+    let sim = start().await;
+    let client = sim.client().expect("client");
+    let api: Api<Widget> = Api::namespaced(client.clone(), "default");
+    api.create(
+        &PostParams {
+            field_manager: Some("creator".into()),
+            ..Default::default()
+        },
+        &widget("g", 1),
+    )
+    .await
+    .expect("create");
+    apply_status(
+        &api,
+        "g",
+        json!({"apiVersion": "test.nicip.io/v1", "kind": "Widget", "status": {"observed": 1}}),
+    )
+    .await
+    .expect("status apply");
+    let _ = api.get("missing").await.expect_err("404");
+    let leases: Api<Lease> = Api::namespaced(client, "kube-system");
+    leases.list(&ListParams::default()).await.expect("list");
+    api.delete("g", &DeleteParams::default())
+        .await
+        .expect("delete");
+    let record = |verb: &str,
+                  group: &str,
+                  resource: &str,
+                  sub: Option<&str>,
+                  ns: &str,
+                  name: Option<&str>,
+                  manager: Option<&str>,
+                  code: u16| RequestRecord {
+        verb: verb.into(),
+        group: group.into(),
+        resource: resource.into(),
+        subresource: sub.map(str::to_string),
+        namespace: Some(ns.into()),
+        name: name.map(str::to_string),
+        field_manager: manager.map(str::to_string),
+        code,
+    };
+    assert_eq!(
+        sim.requests(),
+        [
+            record(
+                "create",
+                "test.nicip.io",
+                "widgets",
+                None,
+                "default",
+                None,
+                Some("creator"),
+                201
+            ),
+            record(
+                "patch",
+                "test.nicip.io",
+                "widgets",
+                Some("status"),
+                "default",
+                Some("g"),
+                Some("controller"),
+                200
+            ),
+            record(
+                "get",
+                "test.nicip.io",
+                "widgets",
+                None,
+                "default",
+                Some("missing"),
+                None,
+                404
+            ),
+            record(
+                "list",
+                "coordination.k8s.io",
+                "leases",
+                None,
+                "kube-system",
+                None,
+                None,
+                200
+            ),
+            record(
+                "delete",
+                "test.nicip.io",
+                "widgets",
+                None,
+                "default",
+                Some("g"),
+                None,
+                200
+            ),
+        ]
     );
 }
