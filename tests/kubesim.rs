@@ -382,11 +382,25 @@ async fn schema_validation_defaulting_pruning_and_cel() {
     bad_enum["spec"]["mode"] = json!("Sometimes");
     let (code, status) = raw_post(&sim, path, &bad_enum).await;
     assert_eq!(code, 422);
+    // An enum error keeps the CEL rules from running, and kube-apiserver says so.
+    let causes: Vec<(&str, &str)> = status["details"]["causes"]
+        .as_array()
+        .expect("causes")
+        .iter()
+        .map(|c| {
+            (
+                c["reason"].as_str().unwrap_or_default(),
+                c["field"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
     assert_eq!(
-        status["details"]["causes"][0]["reason"],
-        "FieldValueNotSupported"
+        causes,
+        [
+            ("FieldValueNotSupported", "spec.mode"),
+            ("FieldValueInvalid", "<nil>")
+        ]
     );
-    assert_eq!(status["details"]["causes"][0]["field"], "spec.mode");
 
     let (code, status) = raw_post(&sim, path, &obj(json!(13))).await;
     assert_eq!(code, 422, "{status}");
@@ -450,6 +464,21 @@ async fn schema_validation_defaulting_pruning_and_cel() {
             "spec.color",
             "Invalid value: \"string\": color is immutable"
         )]
+    );
+    // A range error does not: the transition rule is reported beside it, on update.
+    let err = api_error(
+        merge(&api, "w", json!({"spec": {"size": 0, "color": "blue"}}))
+            .await
+            .expect_err("two errors"),
+    );
+    assert_eq!(
+        err.details
+            .expect("details")
+            .causes
+            .iter()
+            .map(|c| c.field.as_str())
+            .collect::<Vec<_>>(),
+        ["spec.size", "spec.color"]
     );
     merge(&api, "w", json!({"spec": {"size": 3}}))
         .await

@@ -87,7 +87,22 @@ pub fn validate_value(
             }
         }
     }
-    if errs.is_empty() {
+    // As kube-apiserver: the CEL rules run unless a type, enum, required or
+    // size error makes their input unreliable; then one cause says so.
+    let blocking = [
+        "FieldValueTypeInvalid",
+        "FieldValueNotSupported",
+        "FieldValueRequired",
+        "FieldValueTooLong",
+        "FieldValueTooMany",
+    ];
+    if errs.iter().any(|e| blocking.contains(&e.reason.as_str())) {
+        errs.push(FieldError::new(
+            "<nil>",
+            "FieldValueInvalid",
+            "Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation",
+        ));
+    } else {
         cel(schema, obj, old, &mut errs);
     }
     if errs.is_empty() { Ok(()) } else { Err(errs) }
@@ -721,6 +736,9 @@ mod tests {
         }
     }
 
+    /// The cause kube-apiserver adds when blocking errors keep the CEL rules from running.
+    const SKIPPED_CEL: &str = "FieldValueInvalid|<nil>: Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation";
+
     #[test]
     fn structural_rules_reject_like_kube_apiserver() {
         let e = errors(json!({"spec": {"nic": "nic-1", "count": 0}}));
@@ -734,13 +752,17 @@ mod tests {
         assert_eq!(
             e,
             [
-                r#"FieldValueNotSupported|spec.mode: Unsupported value: "Sometimes": supported values: "Full", "ObserveOnly""#
+                r#"FieldValueNotSupported|spec.mode: Unsupported value: "Sometimes": supported values: "Full", "ObserveOnly""#,
+                SKIPPED_CEL,
             ]
         );
         let e = errors(json!({"spec": {"count": 3}}));
-        assert_eq!(e, ["FieldValueRequired|spec.nic: Required value"]);
+        assert_eq!(
+            e,
+            ["FieldValueRequired|spec.nic: Required value", SKIPPED_CEL]
+        );
         let e = errors(json!({"spec": {"nic": "eth0", "count": "3"}}));
-        assert_eq!(e.len(), 2, "{e:?}");
+        assert_eq!((e.len(), e[2].as_str()), (3, SKIPPED_CEL), "{e:?}");
         assert!(
             e[0].contains("spec.count in body must be of type integer: \"string\""),
             "{e:?}"
@@ -750,7 +772,7 @@ mod tests {
             "{e:?}"
         );
         let e = errors(json!({"spec": {"nic": "nic-1", "tags": ["a", "a", "b"]}}));
-        assert_eq!(e.len(), 2, "{e:?}");
+        assert_eq!((e.len(), e[2].as_str()), (3, SKIPPED_CEL), "{e:?}");
         assert!(
             e[0].starts_with("FieldValueTooMany|spec.tags: Too many: 3"),
             "{e:?}"
@@ -762,7 +784,7 @@ mod tests {
         assert!(errors(json!({"spec": {"nic": "nic-1", "port": 80}})).is_empty());
         assert_eq!(
             errors(json!({"spec": {"nic": "nic-1", "port": true}})).len(),
-            1
+            2
         );
     }
 
@@ -780,6 +802,7 @@ mod tests {
             [
                 "status.n: Invalid value: 5000000000: status.n in body must be of type int32: 5000000000",
                 r#"status.since: Invalid value: "yesterday": status.since in body must be of type date-time: "yesterday""#,
+                "<nil>: Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation",
             ]
         );
     }
