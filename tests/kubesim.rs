@@ -1791,3 +1791,59 @@ async fn request_log_records_every_field() {
         ]
     );
 }
+
+#[tokio::test]
+async fn representations_follow_the_accept_header() {
+    let sim = start().await;
+    let api: Api<Widget> = Api::namespaced(sim.client().expect("client"), "default");
+    api.create(&PostParams::default(), &widget("m", 2))
+        .await
+        .expect("create");
+    // kube-rs's metadata calls ask for PartialObjectMetadata(List).
+    let one = api.get_metadata("m").await.expect("get metadata");
+    assert_eq!(
+        (one.types.as_ref().map(|t| t.kind.as_str()), one.name_any()),
+        (Some("PartialObjectMetadata"), "m".to_string())
+    );
+    let list = api
+        .list_metadata(&ListParams::default())
+        .await
+        .expect("list metadata");
+    assert_eq!(
+        list.types.kind, "PartialObjectMetadataList",
+        "{:?}",
+        list.types
+    );
+    let raw_get = |accept: &'static str, query: &'static str| {
+        let url = format!(
+            "{}/apis/test.nicip.io/v1/namespaces/default/widgets/m{query}",
+            sim.url()
+        );
+        async move {
+            let resp = reqwest::Client::new()
+                .get(url)
+                .header("Accept", accept)
+                .send()
+                .await
+                .expect("request");
+            (
+                resp.status().as_u16(),
+                resp.json::<Value>().await.expect("json"),
+            )
+        }
+    };
+    let table = "application/json;as=Table;v=v1;g=meta.k8s.io";
+    let (_, t) = raw_get(table, "").await;
+    assert_eq!(t["rows"][0]["object"]["kind"], "PartialObjectMetadata");
+    let (_, t) = raw_get(table, "?includeObject=Object").await;
+    assert_eq!(t["rows"][0]["object"]["spec"]["size"], 2);
+    let (_, t) = raw_get(table, "?includeObject=None").await;
+    assert!(t["rows"][0].get("object").is_none(), "{t}");
+    let (code, t) = raw_get(table, "?includeObject=Some").await;
+    assert_eq!((code, t["reason"].as_str()), (400, Some("BadRequest")));
+    // A fallback is honoured; a representation kubesim lacks is a 406, not JSON in disguise.
+    let (code, t) = raw_get("application/vnd.kubernetes.protobuf, application/json", "").await;
+    assert_eq!((code, t["kind"].as_str()), (200, Some("Widget")));
+    let (code, t) = raw_get("application/yaml", "").await;
+    assert_eq!((code, t["reason"].as_str()), (406, Some("NotAcceptable")));
+}

@@ -160,7 +160,7 @@ struct Req<'a> {
     query: HashMap<String, String>,
     body: Bytes,
     content_type: String,
-    table: bool,
+    output: Output,
     user_agent: String,
     /// `dryRun=All` (query), or `dryRun: ["All"]` in a delete's body.
     dry_run: bool,
@@ -346,6 +346,10 @@ async fn handle(AxumState(srv): AxumState<Arc<Server>>, req: Request) -> Respons
             ),
         ));
     }
+    let output = match negotiate(&accept, query.get("includeObject").map(String::as_str)) {
+        Ok(o) => o,
+        Err(e) => return error_response(&e),
+    };
     let mut r = Req {
         t,
         ns: ns.unwrap_or_default().to_string(),
@@ -354,7 +358,7 @@ async fn handle(AxumState(srv): AxumState<Arc<Server>>, req: Request) -> Respons
         query,
         body,
         content_type,
-        table: accept.contains("as=Table"),
+        output,
         user_agent,
         dry_run: false,
     };
@@ -392,6 +396,65 @@ async fn handle(AxumState(srv): AxumState<Arc<Server>>, req: Request) -> Respons
     };
     srv.record(&r, verb, resp.status().as_u16());
     resp
+}
+
+/// The representation a client asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Output {
+    Object,
+    Table(discovery::IncludeObject),
+    PartialMetadata,
+}
+
+/// Pick the first representation of the `Accept` header kubesim can serve,
+/// as kube-apiserver negotiates: JSON, `as=Table` (with `includeObject`) and
+/// `as=PartialObjectMetadata[List]`; a 406 when none is (YAML, protobuf, CBOR).
+fn negotiate(accept: &str, include: Option<&str>) -> Result<Output, ApiError> {
+    if accept.trim().is_empty() {
+        return Ok(Output::Object);
+    }
+    for range in accept.split(',') {
+        let mut parts = range.split(';').map(str::trim);
+        let media = parts.next().unwrap_or_default();
+        if !matches!(media, "application/json" | "application/*" | "*/*") {
+            continue;
+        }
+        let params: HashMap<&str, &str> = parts
+            .filter_map(|p| p.split_once('='))
+            .map(|(k, v)| (k.trim(), v.trim()))
+            .collect();
+        let meta_group = params.get("g") == Some(&"meta.k8s.io");
+        match params.get("as").copied() {
+            None => return Ok(Output::Object),
+            Some("Table") if meta_group && matches!(params.get("v"), Some(&("v1" | "v1beta1"))) => {
+                let include = match include.unwrap_or_default() {
+                    "" | "Metadata" => discovery::IncludeObject::Metadata,
+                    "None" => discovery::IncludeObject::None,
+                    "Object" => discovery::IncludeObject::Object,
+                    other => {
+                        return Err(ApiError::bad_request(format!(
+                            "unrecognized includeObject value: {}",
+                            Value::String(other.into())
+                        )));
+                    }
+                };
+                return Ok(Output::Table(include));
+            }
+            Some("PartialObjectMetadata" | "PartialObjectMetadataList")
+                if meta_group && params.get("v") == Some(&"v1") =>
+            {
+                return Ok(Output::PartialMetadata);
+            }
+            Some(_) => {}
+        }
+    }
+    Err(ApiError::new(
+        406,
+        "NotAcceptable",
+        format!(
+            "only the following media types are accepted by kubesim: application/json (plain, as=Table, as=PartialObjectMetadata); requested {accept}"
+        ),
+    ))
 }
 
 fn not_served() -> ApiError {
@@ -594,19 +657,20 @@ impl Server {
             .get(&r.t.storage, &r.ns, r.name())
             .ok_or_else(|| ApiError::not_found(r.t, r.name()))?;
         let obj = view(r.t, obj);
-        if r.table {
-            return Ok((
+        match r.output {
+            Output::Table(include) => Ok((
                 200,
                 discovery::table(
                     r.t,
                     &[&obj],
                     json!({"resourceVersion": meta_str(&obj, "resourceVersion")}),
-                    true,
+                    include,
                 ),
                 vec![],
-            ));
+            )),
+            Output::PartialMetadata => Ok((200, discovery::partial_metadata(&obj), vec![])),
+            Output::Object => Ok((200, obj, vec![])),
         }
-        Ok((200, obj, vec![]))
     }
 
     fn selector(&self, r: &Req) -> Result<Selector, ApiError> {
@@ -700,14 +764,17 @@ impl Server {
             }
             _ => matching.iter().map(|(_, o)| o).collect(),
         };
-        if r.table {
-            return Ok((200, discovery::table(r.t, &page, meta, true), vec![]));
-        }
-        Ok((
-            200,
-            json!({"kind": format!("{}List", r.t.kind), "apiVersion": r.t.api_version(), "metadata": meta, "items": page}),
-            vec![],
-        ))
+        let list = match r.output {
+            Output::Table(include) => discovery::table(r.t, &page, meta, include),
+            Output::PartialMetadata => {
+                let items: Vec<Value> = page.into_iter().map(discovery::partial_metadata).collect();
+                json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "items": items})
+            }
+            Output::Object => {
+                json!({"kind": format!("{}List", r.t.kind), "apiVersion": r.t.api_version(), "metadata": meta, "items": page})
+            }
+        };
+        Ok((200, list, vec![]))
     }
 
     fn create(&self, r: &Req) -> Reply {

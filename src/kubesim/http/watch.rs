@@ -7,7 +7,7 @@
 //! transition turns a MODIFIED into ADDED or DELETED; `sendInitialEvents`
 //! ends the initial events with the `k8s.io/initial-events-end` bookmark.
 
-use super::{ApiError, Req, Server, error_response, too_large, view};
+use super::{ApiError, Output, Req, Server, error_response, too_large, view};
 use crate::kubesim::discovery::{self, ResourceType};
 use crate::kubesim::select::Selector;
 use crate::kubesim::store::{Change, ChangeType};
@@ -23,7 +23,7 @@ struct Feed {
     t: ResourceType,
     ns: String,
     selector: Selector,
-    table: bool,
+    output: Output,
     tx: mpsc::Sender<Result<Bytes, Infallible>>,
 }
 
@@ -36,14 +36,16 @@ impl Feed {
 
     fn render(&self, obj: &Value) -> Value {
         let obj = view(&self.t, obj);
-        if self.table {
-            let rv = obj
-                .pointer("/metadata/resourceVersion")
-                .cloned()
-                .unwrap_or(Value::Null);
-            discovery::table(&self.t, &[&obj], json!({"resourceVersion": rv}), true)
-        } else {
-            obj
+        match self.output {
+            Output::Table(include) => {
+                let rv = obj
+                    .pointer("/metadata/resourceVersion")
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                discovery::table(&self.t, &[&obj], json!({"resourceVersion": rv}), include)
+            }
+            Output::PartialMetadata => discovery::partial_metadata(&obj),
+            Output::Object => obj,
         }
     }
 
@@ -116,7 +118,7 @@ impl Server {
             t: r.t.clone(),
             ns: r.ns.clone(),
             selector,
-            table: r.table,
+            output: r.output,
             tx,
         };
         let st = self.store.lock();
