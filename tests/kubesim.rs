@@ -1563,7 +1563,25 @@ async fn unsupported_requests_are_refused_with_kube_apiserver_errors() {
         .expect("create");
     let item = "/apis/test.nicip.io/v1/namespaces/default/widgets/u";
     let merge_type = "application/merge-patch+json";
-    let cases: [(Method, String, &str, &str, u16, &str, &str); 9] = [
+    let cases: [(Method, String, &str, &str, u16, &str, &str); 11] = [
+        (
+            Method::GET,
+            "/apis/test.nicip.io/v1/namespaces/default/widgets?sendInitialEvents=true".into(),
+            "application/json",
+            "",
+            422,
+            "Invalid",
+            r#"ListOptions.meta.k8s.io "" is invalid: sendInitialEvents: Forbidden: sendInitialEvents is forbidden for list"#,
+        ),
+        (
+            Method::GET,
+            "/apis/test.nicip.io/v1/namespaces/default/widgets?resourceVersion=1&resourceVersionMatch=Newest".into(),
+            "application/json",
+            "",
+            422,
+            "Invalid",
+            r#"ListOptions.meta.k8s.io "" is invalid: resourceVersionMatch: Unsupported value: "Newest": supported values: "Exact", "NotOlderThan", """#,
+        ),
         (
             Method::POST,
             "/apis/test.nicip.io/v1/namespaces/default/widgets?dryRun=Yes".into(),

@@ -696,6 +696,7 @@ impl Server {
     }
 
     fn list(&self, r: &Req) -> Reply {
+        check_list_options(r, false)?;
         let selector = self.selector(r)?;
         let st = self.store.lock();
         let current = st.current_rv();
@@ -1465,6 +1466,82 @@ fn conflict_error(r: &Req, conflicts: &[fields::Conflict]) -> ApiError {
     ApiError::new(409, "Conflict", message).details(
         json!({"name": r.name(), "group": r.t.group, "kind": r.t.plural, "causes": causes}),
     )
+}
+
+/// kube-apiserver's `ValidateListOptions` for a list or a watch: 422s naming
+/// the parameter rather than a combination silently served as something else.
+fn check_list_options(r: &Req, watch: bool) -> Result<(), ApiError> {
+    let matching = r.q("resourceVersionMatch");
+    let send_initial = r.q("sendInitialEvents");
+    let has_continue = r.q("continue").is_some();
+    let mut errs = Vec::new();
+    let forbidden = |field: &str, message: &str| FieldError {
+        field: field.into(),
+        reason: "FieldValueForbidden".into(),
+        message: format!("Forbidden: {message}"),
+    };
+    let unsupported = |value: &str, supported: &str| FieldError {
+        field: "resourceVersionMatch".into(),
+        reason: "FieldValueNotSupported".into(),
+        message: format!(
+            "Unsupported value: {}: supported values: {supported}",
+            Value::String(value.into())
+        ),
+    };
+    if watch {
+        if send_initial.is_some() && matching != Some("NotOlderThan") {
+            errs.push(forbidden(
+                "resourceVersionMatch",
+                "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+            ));
+        }
+        if let Some(m) = matching {
+            if send_initial.is_none() {
+                errs.push(forbidden(
+                    "resourceVersionMatch",
+                    "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+                ));
+            }
+            if m != "NotOlderThan" {
+                errs.push(unsupported(m, "\"NotOlderThan\""));
+            }
+        }
+    } else {
+        if let Some(m) = matching {
+            if r.q("resourceVersion").is_none() {
+                errs.push(forbidden(
+                    "resourceVersionMatch",
+                    "resourceVersionMatch is forbidden unless resourceVersion is provided",
+                ));
+            }
+            if !matches!(m, "Exact" | "NotOlderThan") {
+                errs.push(unsupported(m, "\"Exact\", \"NotOlderThan\", \"\""));
+            }
+            if m == "Exact" && r.q("resourceVersion") == Some("0") {
+                errs.push(forbidden(
+                    "resourceVersionMatch",
+                    "resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"",
+                ));
+            }
+        }
+        if send_initial.is_some() {
+            errs.push(forbidden(
+                "sendInitialEvents",
+                "sendInitialEvents is forbidden for list",
+            ));
+        }
+    }
+    if matching.is_some() && has_continue {
+        errs.push(forbidden(
+            "resourceVersionMatch",
+            "resourceVersionMatch is forbidden when continue is provided",
+        ));
+    }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_options("ListOptions", &errs))
+    }
 }
 
 /// `dryRun` accepts only `All`, as kube-apiserver's `ValidateDryRun`.

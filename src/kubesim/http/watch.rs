@@ -7,7 +7,7 @@
 //! transition turns a MODIFIED into ADDED or DELETED; `sendInitialEvents`
 //! ends the initial events with the `k8s.io/initial-events-end` bookmark.
 
-use super::{ApiError, Output, Req, Server, error_response, too_large, view};
+use super::{ApiError, Output, Req, Server, check_list_options, error_response, too_large, view};
 use crate::kubesim::discovery::{self, ResourceType};
 use crate::kubesim::select::Selector;
 use crate::kubesim::store::{Change, ChangeType};
@@ -93,6 +93,9 @@ fn gone(since: u64, oldest: u64) -> Value {
 
 impl Server {
     pub(super) fn watch(&self, r: &Req) -> Response {
+        if let Err(e) = check_list_options(r, true) {
+            return error_response(&e);
+        }
         let selector = match self.selector(r) {
             Ok(s) => s,
             Err(e) => return error_response(&e),
