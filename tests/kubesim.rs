@@ -1865,3 +1865,135 @@ async fn representations_follow_the_accept_header() {
     let (code, t) = raw_get("application/yaml", "").await;
     assert_eq!((code, t["reason"].as_str()), (406, Some("NotAcceptable")));
 }
+
+/// Drive a kube-rs `watcher` in the background, reporting its events as text
+/// (`init`, `init-apply a`, `init-done`, `apply a`, `delete a`).
+fn watch_events(
+    api: Api<Widget>,
+    cfg: watcher::Config,
+) -> (
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let task = tokio::spawn(async move {
+        let mut events = watcher(api, cfg).boxed();
+        while let Some(ev) = events.next().await {
+            let text = match ev {
+                Ok(watcher::Event::Init) => "init".to_string(),
+                Ok(watcher::Event::InitApply(w)) => format!("init-apply {}", w.name_any()),
+                Ok(watcher::Event::InitDone) => "init-done".to_string(),
+                Ok(watcher::Event::Apply(w)) => format!("apply {}", w.name_any()),
+                Ok(watcher::Event::Delete(w)) => format!("delete {}", w.name_any()),
+                Err(e) => format!("error {e}"),
+            };
+            if tx.send(text).is_err() {
+                return;
+            }
+        }
+    });
+    (rx, task)
+}
+
+/// Wait (at most 10 s) for the watcher to report `want`, returning what came before it.
+async fn expect_event(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+    want: &str,
+) -> Vec<String> {
+    let mut before = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(e)) if e == want => return before,
+            Ok(Some(e)) => before.push(e),
+            other => panic!("waiting for {want:?} after {before:?}: {other:?}"),
+        }
+    }
+}
+
+/// Poll the request log until `count` watches of `namespace` have been served.
+async fn wait_for_watches(sim: &RunningKubeSim, namespace: Option<&str>, count: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let served = sim
+            .requests()
+            .iter()
+            .filter(|r| r.verb == "watch" && r.namespace.as_deref() == namespace)
+            .count();
+        if served >= count {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {served} watches of {namespace:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn watcher_resumes_from_bookmarks_and_relists_after_gone() {
+    // Bookmarks every 100 ms; each watch asks to end after a second, so the
+    // watchers reconnect on their own.
+    let sim = KubeSim::new(vec![Widget::crd()])
+        .bookmark_interval(Duration::from_millis(100))
+        .start()
+        .await
+        .expect("starts");
+    let client = sim.client().expect("client");
+    let api: Api<Widget> = Api::namespaced(client.clone(), "default");
+    api.create(&PostParams::default(), &widget("a", 1))
+        .await
+        .expect("create");
+    let cfg = watcher::Config::default().timeout(1);
+    let (mut with_bookmarks, t1) = watch_events(api.clone(), cfg.clone());
+    let (mut without, t2) = watch_events(Api::all(client.clone()), cfg.disable_bookmarks());
+    for rx in [&mut with_bookmarks, &mut without] {
+        assert_eq!(
+            expect_event(rx, "init-done").await,
+            ["init", "init-apply a"]
+        );
+    }
+
+    // Writes elsewhere move the cluster's resourceVersion on; only bookmarks
+    // tell a watcher of widgets about it. Then the history is compacted.
+    let secrets: Api<Secret> = Api::namespaced(client, "default");
+    secrets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "elsewhere"}})).expect("secret"),
+        )
+        .await
+        .expect("secret");
+    wait_for_watches(&sim, Some("default"), 2).await;
+    wait_for_watches(&sim, None, 2).await;
+    sim.compact();
+    wait_for_watches(&sim, Some("default"), 3).await;
+    wait_for_watches(&sim, None, 3).await;
+    api.create(&PostParams::default(), &widget("b", 1))
+        .await
+        .expect("create");
+
+    // The bookmarked watcher resumed past the compaction without a relist...
+    assert_eq!(
+        expect_event(&mut with_bookmarks, "apply b").await,
+        Vec::<String>::new()
+    );
+    // ...the other one resumed from its last object, got 410 Gone and relisted.
+    let relisted = expect_event(&mut without, "init-done").await;
+    assert!(
+        relisted[0].contains("too old resource version") && relisted[0].ends_with("Expired"),
+        "{relisted:?}"
+    );
+    // b may be created before or after the relist.
+    assert_eq!(relisted[1..3], ["init", "init-apply a"], "{relisted:?}");
+    let lists = |namespace: Option<&str>| {
+        sim.requests()
+            .iter()
+            .filter(|r| r.verb == "list" && r.namespace.as_deref() == namespace)
+            .count()
+    };
+    assert_eq!((lists(Some("default")), lists(None)), (1, 2));
+    t1.abort();
+    t2.abort();
+}
