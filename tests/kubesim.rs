@@ -1134,6 +1134,26 @@ async fn events_secrets_and_leases() {
         Some(b"c2VjcmV0".to_vec())
     );
     assert!(stored.string_data.is_none());
+    // What would not decode into a Secret is refused, not stored as something else.
+    for (body, detail) in [
+        (
+            json!({"metadata": {"name": "n"}, "stringData": {"k": 5}}),
+            "json: cannot unmarshal number into Go struct field Secret.stringData of type string",
+        ),
+        (
+            json!({"metadata": {"name": "b"}, "data": {"k": "bm90!c2VjcmV0"}}),
+            "illegal base64 data at input byte 4",
+        ),
+    ] {
+        let (code, status) = raw_post(&sim, "/api/v1/namespaces/default/secrets", &body).await;
+        assert_eq!(code, 400, "{status}");
+        let message = status["message"].as_str().unwrap_or_default();
+        assert!(
+            message.starts_with(r#"Secret in version "v1" cannot be handled as a Secret: "#)
+                && message.contains(detail),
+            "{message}"
+        );
+    }
 
     let leases: Api<Lease> = Api::namespaced(client, "kube-system");
     let lease: Lease = serde_json::from_value(json!({"metadata": {"name": "nicip"}, "spec": {"holderIdentity": "a", "leaseDurationSeconds": 15}})).expect("lease");

@@ -1248,7 +1248,7 @@ impl Server {
             return Err(ApiError::invalid(t, &name, &label_errors));
         }
         if t.plural == "secrets" {
-            secret_defaults(&mut new);
+            secret_defaults(&mut new)?;
         }
         if t.plural == "namespaces" && old.is_none() {
             new["status"] = json!({"phase": "Active"});
@@ -1381,16 +1381,56 @@ fn spec_changed(old: &Value, new: &Value, status_is_subresource: bool) -> bool {
     strip(old) != strip(new)
 }
 
-fn secret_defaults(secret: &mut Value) {
+/// `stringData` folded into `data` and `type` defaulted, as kube-apiserver
+/// does; values that would not decode into a Secret are a 400, as its decoder answers.
+fn secret_defaults(secret: &mut Value) -> Result<(), ApiError> {
     use base64::Engine;
-    let Some(obj) = secret.as_object_mut() else {
-        return;
+    let undecodable = |detail: String| {
+        ApiError::bad_request(format!(
+            "Secret in version \"v1\" cannot be handled as a Secret: {detail}"
+        ))
     };
-    if let Some(Value::Object(plain)) = obj.remove("stringData") {
+    let Some(obj) = secret.as_object_mut() else {
+        return Ok(());
+    };
+    if let Some(Value::Object(data)) = obj.get("data") {
+        for v in data.values() {
+            let text = v.as_str().ok_or_else(|| {
+                undecodable(format!(
+                    "json: cannot unmarshal {} into Go struct field Secret.data of type []uint8",
+                    go_type(v)
+                ))
+            })?;
+            // Only the offset, as Go says it: the bytes are secret material.
+            base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .map_err(|e| {
+                    let at = match e {
+                        base64::DecodeError::InvalidByte(at, _)
+                        | base64::DecodeError::InvalidLastSymbol(at, _) => at,
+                        base64::DecodeError::InvalidLength(at) => at,
+                        base64::DecodeError::InvalidPadding => text.len(),
+                    };
+                    undecodable(format!("illegal base64 data at input byte {at}"))
+                })?;
+        }
+    }
+    if let Some(plain) = obj.remove("stringData") {
+        let Value::Object(plain) = plain else {
+            return Err(undecodable(format!(
+                "json: cannot unmarshal {} into Go struct field Secret.stringData of type map[string]string",
+                go_type(&plain)
+            )));
+        };
         let data = obj.entry("data").or_insert_with(|| json!({}));
         if let Some(data) = data.as_object_mut() {
             for (k, v) in plain {
-                let text = v.as_str().unwrap_or_default().to_string();
+                let text = v.as_str().ok_or_else(|| {
+                    undecodable(format!(
+                        "json: cannot unmarshal {} into Go struct field Secret.stringData of type string",
+                        go_type(&v)
+                    ))
+                })?;
                 data.insert(
                     k,
                     json!(base64::engine::general_purpose::STANDARD.encode(text)),
@@ -1399,6 +1439,19 @@ fn secret_defaults(secret: &mut Value) {
         }
     }
     obj.entry("type").or_insert_with(|| json!("Opaque"));
+    Ok(())
+}
+
+/// How Go's JSON decoder names a JSON value's type in its errors.
+fn go_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
 }
 
 /// RFC 6902 as kube-apiserver's implementation (evanphx/json-patch) applies
