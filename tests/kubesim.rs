@@ -70,6 +70,15 @@ async fn start() -> RunningKubeSim {
         .expect("server starts")
 }
 
+/// A server whose watches get a BOOKMARK every 100 ms.
+async fn start_bookmarking_every_100ms() -> RunningKubeSim {
+    KubeSim::new(vec![Widget::crd()])
+        .bookmark_interval(Duration::from_millis(100))
+        .start()
+        .await
+        .expect("server starts")
+}
+
 fn widget(name: &str, size: i32) -> Widget {
     let mut w = Widget::new(
         name,
@@ -131,14 +140,14 @@ fn api_error(e: kube::Error) -> Status {
 
 /// The raw `Status` body of a failed request, for checking `details.causes`.
 async fn raw_post(sim: &RunningKubeSim, path: &str, body: &Value) -> (u16, Value) {
-    let resp = reqwest::Client::new()
-        .post(format!("{}{path}", sim.url()))
-        .json(body)
-        .send()
-        .await
-        .expect("request");
-    let code = resp.status().as_u16();
-    (code, resp.json().await.expect("json body"))
+    raw(
+        sim,
+        reqwest::Method::POST,
+        path,
+        "application/json",
+        &body.to_string(),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -872,11 +881,7 @@ async fn list_pages_and_selectors() {
 
 #[tokio::test]
 async fn watch_bookmarks_and_gone() {
-    let sim = KubeSim::new(vec![Widget::crd()])
-        .bookmark_interval(Duration::from_millis(100))
-        .start()
-        .await
-        .expect("starts");
+    let sim = start_bookmarking_every_100ms().await;
     let api: Api<Widget> = Api::namespaced(sim.client().expect("client"), "default");
     let created = api
         .create(&PostParams::default(), &widget("a", 1))
@@ -1955,11 +1960,7 @@ async fn wait_for_watches(sim: &RunningKubeSim, namespace: Option<&str>, count: 
 async fn watcher_resumes_from_bookmarks_and_relists_after_gone() {
     // Bookmarks every 100 ms; each watch asks to end after a second, so the
     // watchers reconnect on their own.
-    let sim = KubeSim::new(vec![Widget::crd()])
-        .bookmark_interval(Duration::from_millis(100))
-        .start()
-        .await
-        .expect("starts");
+    let sim = start_bookmarking_every_100ms().await;
     let client = sim.client().expect("client");
     let api: Api<Widget> = Api::namespaced(client.clone(), "default");
     api.create(&PostParams::default(), &widget("a", 1))

@@ -81,16 +81,7 @@ impl ApiError {
         .details(json!({"name": name, "group": t.group, "kind": t.plural}))
     }
     fn invalid(t: &ResourceType, name: &str, errs: &[FieldError]) -> Self {
-        let listed: Vec<String> = errs.iter().map(ToString::to_string).collect();
-        let summary = if listed.len() == 1 {
-            listed[0].clone()
-        } else {
-            format!("[{}]", listed.join(", "))
-        };
-        let causes: Vec<Value> = errs
-            .iter()
-            .map(|e| json!({"reason": e.reason, "message": e.message, "field": e.field}))
-            .collect();
+        let (summary, causes) = summary_and_causes(errs);
         ApiError::new(
             422,
             "Invalid",
@@ -101,16 +92,7 @@ impl ApiError {
     /// A 422 for invalid request options (`CreateOptions`, `PatchOptions`, ...),
     /// as kube-apiserver words it: `PatchOptions.meta.k8s.io "" is invalid: ...`.
     fn invalid_options(kind: &str, errs: &[FieldError]) -> Self {
-        let listed: Vec<String> = errs.iter().map(ToString::to_string).collect();
-        let summary = if listed.len() == 1 {
-            listed[0].clone()
-        } else {
-            format!("[{}]", listed.join(", "))
-        };
-        let causes: Vec<Value> = errs
-            .iter()
-            .map(|e| json!({"reason": e.reason, "message": e.message, "field": e.field}))
-            .collect();
+        let (summary, causes) = summary_and_causes(errs);
         ApiError::new(
             422,
             "Invalid",
@@ -129,6 +111,21 @@ impl ApiError {
         }
         status
     }
+}
+
+/// An `Invalid` Status's message tail (one error, or `[a, b]`) and its causes.
+fn summary_and_causes(errs: &[FieldError]) -> (String, Vec<Value>) {
+    let listed: Vec<String> = errs.iter().map(ToString::to_string).collect();
+    let summary = if listed.len() == 1 {
+        listed[0].clone()
+    } else {
+        format!("[{}]", listed.join(", "))
+    };
+    let causes = errs
+        .iter()
+        .map(|e| json!({"reason": e.reason, "message": e.message, "field": e.field}))
+        .collect();
+    (summary, causes)
 }
 
 fn json_response(code: u16, body: &Value, warnings: &[String]) -> Response {
