@@ -1009,28 +1009,58 @@ async fn watch_bookmarks_and_gone() {
 
 #[tokio::test]
 async fn reflector_stays_consistent_across_watch_restarts() {
-    // Watches end after a second, so the watcher reconnects from its last
-    // bookmark several times; one compaction in between forces a relist.
+    // Watches end after a second, so the watcher resumes from its last
+    // resourceVersion several times; once it resumes from before a compaction,
+    // gets 410 Gone and relists. Without bookmarks, only widget events move its
+    // resourceVersion on.
     let sim = KubeSim::new(vec![Widget::crd()])
-        .bookmark_interval(Duration::from_millis(200))
         .watch_timeout(Duration::from_secs(1))
         .start()
         .await
         .expect("starts");
-    let api: Api<Widget> = Api::namespaced(sim.client().expect("client"), "default");
+    let client = sim.client().expect("client");
+    let api: Api<Widget> = Api::namespaced(client.clone(), "default");
     let (reader, writer) = reflector::store::<Widget>();
-    let cfg = watcher::Config::default().timeout(1);
+    let cfg = watcher::Config::default().timeout(1).disable_bookmarks();
     let stream = reflector(writer, watcher(api.clone(), cfg))
         .applied_objects()
         .default_backoff();
     let task = tokio::spawn(async move { stream.for_each(|_| async {}).await });
+    // The reflector's own lists (the test lists across namespaces).
+    let lists = || {
+        sim.requests()
+            .iter()
+            .filter(|r| r.verb == "list" && r.namespace.as_deref() == Some("default"))
+            .count()
+    };
     for i in 0..6 {
         api.create(&PostParams::default(), &widget(&format!("r{i}"), 1))
             .await
             .expect("create");
-        tokio::time::sleep(Duration::from_millis(300)).await;
         if i == 2 {
+            // Only a Secret changes before the history goes, so the watcher's
+            // next resume is from before the compaction.
+            let before = lists();
+            let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+            secrets
+                .create(
+                    &PostParams::default(),
+                    &serde_json::from_value(json!({"metadata": {"name": "s"}})).expect("secret"),
+                )
+                .await
+                .expect("secret");
             sim.compact();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            while lists() == before {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "no relist after the compaction"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        } else {
+            // Spread the changes over several watches.
+            tokio::time::sleep(Duration::from_millis(300)).await;
         }
         if i % 2 == 1 {
             api.delete(&format!("r{}", i - 1), &DeleteParams::default())
@@ -1041,19 +1071,16 @@ async fn reflector_stays_consistent_across_watch_restarts() {
             .await
             .expect("patch");
     }
-    let want = || async {
-        let mut names: Vec<String> = api
-            .list(&ListParams::default())
-            .await
-            .expect("list")
-            .items
-            .iter()
-            .map(|w| format!("{}={}", w.name_any(), w.spec.size))
-            .collect();
-        names.sort();
-        names
-    };
-    let expected = want().await;
+    let all: Api<Widget> = Api::all(client);
+    let mut expected: Vec<String> = all
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .items
+        .iter()
+        .map(|w| format!("{}={}", w.name_any(), w.spec.size))
+        .collect();
+    expected.sort();
     assert_eq!(expected, ["r1=7", "r3=7", "r5=7"]);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
@@ -1064,12 +1091,8 @@ async fn reflector_stays_consistent_across_watch_restarts() {
             .collect();
         have.sort();
         let watches = sim.requests().iter().filter(|r| r.verb == "watch").count();
-        let lists = sim.requests().iter().filter(|r| r.verb == "list").count();
         if have == expected && watches >= 3 {
-            assert!(
-                lists >= 2,
-                "the compaction should have forced a relist; saw {lists} lists"
-            );
+            assert_eq!(lists(), 2, "the initial list and one relist");
             break;
         }
         assert!(
