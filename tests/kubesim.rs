@@ -264,6 +264,18 @@ async fn crud_generation_and_optimistic_concurrency() {
         .expect_err("stale JSON patch"),
     );
     assert_eq!((err.code, err.reason.as_str()), (409, "Conflict"));
+    let err = api_error(
+        api.patch(
+            "a",
+            // Forced, so only the stale resourceVersion can refuse it.
+            &PatchParams::apply("applier").force(),
+            &Patch::Apply(json!({"apiVersion": "test.nicip.io/v1", "kind": "Widget",
+                "metadata": {"resourceVersion": stale_rv}, "spec": {"size": 5, "color": "red"}})),
+        )
+        .await
+        .expect_err("stale apply"),
+    );
+    assert_eq!((err.code, err.reason.as_str()), (409, "Conflict"));
     assert_eq!(api.get("a").await.expect("get").spec.size, 4);
 
     // Writes to the main resource never change status; status writes change nothing else.

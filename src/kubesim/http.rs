@@ -942,6 +942,12 @@ impl Server {
         let mut merged = fields::apply(r.t.schema.as_ref(), &current, &config, force, &writer)
             .map_err(|c| conflict_error(r, &c))?;
         if let Some(o) = &old {
+            // A resourceVersion in the configuration is a precondition, as for any write.
+            if meta_str(&config, "resourceVersion")
+                .is_some_and(|v| Some(v) != meta_str(o, "resourceVersion"))
+            {
+                return Err(ApiError::conflict(r.t, r.name()));
+            }
             meta_mut(&mut merged).insert(
                 "resourceVersion".into(),
                 json!(meta_str(o, "resourceVersion")),
