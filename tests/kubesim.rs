@@ -954,6 +954,28 @@ async fn watch_bookmarks_and_gone() {
     );
     assert!(started.elapsed() >= Duration::from_millis(900));
 
+    // `sendInitialEvents=false` skips the synthetic ADDED events a watch from
+    // no resourceVersion starts with.
+    let body = |query: &'static str| {
+        let url = format!(
+            "{}/apis/test.nicip.io/v1/namespaces/default/widgets?watch=true&timeoutSeconds=1{query}",
+            sim.url()
+        );
+        async move {
+            reqwest::get(url)
+                .await
+                .expect("watch")
+                .text()
+                .await
+                .expect("stream")
+        }
+    };
+    assert!(body("").await.contains(r#""type":"ADDED""#));
+    assert_eq!(
+        body("&sendInitialEvents=false&resourceVersionMatch=NotOlderThan").await,
+        ""
+    );
+
     sim.compact();
     let mut stale = api
         .watch(&WatchParams::default(), &rv)
