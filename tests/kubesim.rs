@@ -1423,6 +1423,16 @@ async fn kubectl_apply_get_patch_describe_delete_project_resources() {
         "{stderr}"
     );
 
+    // kubectl's imperative `create` sends protobuf for built-in kinds, which
+    // kubesim refuses by name rather than misreading.
+    let (ok, _, stderr) = k
+        .run(&["create", "secret", "generic", "x", "--from-literal=a=b"])
+        .await;
+    assert!(
+        !ok && stderr.contains("kubesim does not decode application/vnd.kubernetes.protobuf"),
+        "{stderr}"
+    );
+
     let explained = k.ok(&["explain", "nicipclaim.spec"]).await;
     assert!(explained.contains("nicId"), "{explained}");
 
@@ -1645,7 +1655,16 @@ async fn unsupported_requests_are_refused_with_kube_apiserver_errors() {
         .expect("create");
     let item = "/apis/test.nicip.io/v1/namespaces/default/widgets/u";
     let merge_type = "application/merge-patch+json";
-    let cases: [(Method, String, &str, &str, u16, &str, &str); 11] = [
+    let cases: [(Method, String, &str, &str, u16, &str, &str); 12] = [
+        (
+            Method::POST,
+            "/api/v1/namespaces/default/secrets".into(),
+            "application/vnd.kubernetes.protobuf",
+            "k8s\u{0}",
+            415,
+            "UnsupportedMediaType",
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (kubesim does not decode application/vnd.kubernetes.protobuf)",
+        ),
         (
             Method::GET,
             "/apis/test.nicip.io/v1/namespaces/default/widgets?sendInitialEvents=true".into(),
@@ -1767,6 +1786,16 @@ async fn unsupported_requests_are_refused_with_kube_apiserver_errors() {
         json!({"group": "meta.k8s.io", "kind": "CreateOptions", "causes": [{"reason": "FieldValueNotSupported",
             "field": "dryRun", "message": r#"Unsupported value: []string{"Yes"}: supported values: "All""#}]})
     );
+    // YAML bodies are decoded, as kube-apiserver decodes them.
+    let (code, created) = raw(
+        &sim,
+        Method::POST,
+        "/api/v1/namespaces/default/secrets",
+        "application/yaml",
+        "metadata:\n  name: from-yaml\nstringData:\n  a: b\n",
+    )
+    .await;
+    assert_eq!((code, &created["data"]), (201, &json!({"a": "Yg=="})));
     // Orphaning in the body is refused too, and nothing above changed the object.
     let err = api_error(
         api.delete(

@@ -249,13 +249,47 @@ impl Req<'_> {
     fn parse_body(&self) -> Result<Value, ApiError> {
         let v: Value = serde_json::from_slice(&self.body)
             .map_err(|e| ApiError::bad_request(format!("error decoding request body: {e}")))?;
-        if v.is_object() {
-            Ok(v)
-        } else {
-            Err(ApiError::bad_request(
-                "the request body must be a JSON object",
-            ))
+        as_object(v)
+    }
+    /// The object of a create, update or delete, in the encodings kubesim
+    /// decodes: JSON and YAML. Protobuf and CBOR (what kubectl's imperative
+    /// `create` commands send for built-in kinds) are a 415, as kube-apiserver
+    /// answers an encoding it does not accept, instead of a misleading 400.
+    fn object_body(&self) -> Result<Value, ApiError> {
+        match self
+            .content_type
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+        {
+            "" | "application/json" => self.parse_body(),
+            "application/yaml" => {
+                let text = std::str::from_utf8(&self.body).map_err(|e| {
+                    ApiError::bad_request(format!("error decoding request body: {e}"))
+                })?;
+                let v: Value = serde_saphyr::from_str(text)
+                    .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+                as_object(v)
+            }
+            other => Err(ApiError::new(
+                415,
+                "UnsupportedMediaType",
+                format!(
+                    "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (kubesim does not decode {other})"
+                ),
+            )),
         }
+    }
+}
+
+fn as_object(v: Value) -> Result<Value, ApiError> {
+    if v.is_object() {
+        Ok(v)
+    } else {
+        Err(ApiError::bad_request(
+            "the request body must be a JSON object",
+        ))
     }
 }
 
@@ -784,7 +818,7 @@ impl Server {
             ));
         }
         r.check_options("CreateOptions", false)?;
-        let body = r.parse_body()?;
+        let body = r.object_body()?;
         self.check_kind(r, &body)?;
         let mut st = self.store.lock();
         let new = self.unview(r.t, body);
@@ -804,7 +838,7 @@ impl Server {
 
     fn update(&self, r: &Req) -> Reply {
         r.check_options("UpdateOptions", false)?;
-        let body = r.parse_body()?;
+        let body = r.object_body()?;
         self.check_kind(r, &body)?;
         let mut st = self.store.lock();
         let old = st
@@ -1637,7 +1671,7 @@ fn delete_options(r: &Req) -> Result<Value, ApiError> {
         }
         Value::Object(o)
     } else {
-        r.parse_body()?
+        r.object_body()?
     };
     let policy = opts.get("propagationPolicy").and_then(Value::as_str);
     let orphan = opts.get("orphanDependents").and_then(Value::as_bool);
