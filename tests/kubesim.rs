@@ -1422,6 +1422,16 @@ async fn kubectl_apply_get_patch_describe_delete_project_resources() {
         !ok && stderr.contains(r#"strict decoding error: unknown field "spec.nicID""#),
         "{stderr}"
     );
+    // On an existing object kubectl patches, and the same error is an invalid patch.
+    std::fs::write(&bad, "apiVersion: nicip.io/v1alpha1\nkind: NicIpClaim\nmetadata:\n  name: web-frontend\nspec:\n  nicId: nic-web-frontend\n  nicID: nic-2\n").expect("write");
+    let (ok, _, stderr) = k
+        .run(&["apply", "-f", bad.to_str().unwrap_or_default()])
+        .await;
+    assert!(
+        !ok && stderr.contains("The request is invalid: patch: Invalid value: ")
+            && stderr.ends_with("\": strict decoding error: unknown field \"spec.nicID\"\n"),
+        "{stderr}"
+    );
 
     // kubectl's imperative `create` sends protobuf for built-in kinds, which
     // kubesim refuses by name rather than misreading.
@@ -1449,8 +1459,18 @@ async fn kubectl_apply_get_patch_describe_delete_project_resources() {
         .into_iter()
         .filter(|r| r.resource == "nicipclaims" && r.verb == "patch")
         .collect();
-    assert_eq!(writes.len(), 1, "one status patch: {writes:?}");
-    assert_eq!(writes[0].field_manager.as_deref(), Some("kubectl-patch"));
+    let seen: Vec<(Option<&str>, Option<&str>, u16)> = writes
+        .iter()
+        .map(|r| (r.subresource.as_deref(), r.field_manager.as_deref(), r.code))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (Some("status"), Some("kubectl-patch"), 200),
+            (None, Some("kubectl-client-side-apply"), 422)
+        ],
+        "the status patch and the refused apply of the typo"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

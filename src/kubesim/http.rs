@@ -251,6 +251,17 @@ impl Req<'_> {
             .map_err(|e| ApiError::bad_request(format!("error decoding request body: {e}")))?;
         as_object(v)
     }
+    /// A merge, JSON or strategic merge patch (not an apply).
+    fn is_update_patch(&self) -> bool {
+        matches!(
+            self.content_type.split(';').next().map(str::trim),
+            Some(
+                "application/merge-patch+json"
+                    | "application/json-patch+json"
+                    | "application/strategic-merge-patch+json"
+            )
+        )
+    }
     /// The object of a create, update or delete, in the encodings kubesim
     /// decodes: JSON and YAML. Protobuf and CBOR (what kubectl's imperative
     /// `create` commands send for built-in kinds) are a 415, as kube-apiserver
@@ -1295,6 +1306,7 @@ impl Server {
         }
         let mut warnings = Vec::new();
         if let Some(schema) = &t.schema {
+            let submitted = r.is_update_patch().then(|| new.to_string());
             let pruned = schema::admit(schema, &mut new, old)
                 .map_err(|errs| ApiError::invalid(t, &name, &errs))?;
             let unknown: Vec<String> = pruned
@@ -1302,6 +1314,25 @@ impl Server {
                 .map(|p| format!("unknown field \"{p}\""))
                 .collect();
             match r.q("fieldValidation") {
+                // kube-apiserver's patcher words it as an invalid patch.
+                Some("Strict") if !unknown.is_empty() && submitted.is_some() => {
+                    let errs = [FieldError {
+                        field: "patch".into(),
+                        reason: "FieldValueInvalid".into(),
+                        message: format!(
+                            "Invalid value: {}: strict decoding error: {}",
+                            Value::String(submitted.unwrap_or_default()),
+                            unknown.join(", ")
+                        ),
+                    }];
+                    let (summary, causes) = summary_and_causes(&errs);
+                    return Err(ApiError::new(
+                        422,
+                        "Invalid",
+                        format!(" \"\" is invalid: {summary}"),
+                    )
+                    .details(json!({"causes": causes})));
+                }
                 Some("Strict") if !unknown.is_empty() => {
                     return Err(ApiError::bad_request(format!(
                         "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: {}",
