@@ -700,6 +700,22 @@ async fn server_side_apply_owns_fields_and_reports_conflicts() {
         )
     );
 
+    // Apply types its configuration: an undeclared field fails it outright,
+    // with kube-apiserver's untyped 500.
+    let err = api_error(
+        api.patch("s", &PatchParams::apply("bob").force(), &Patch::Apply(json!({"apiVersion": "test.nicip.io/v1", "kind": "Widget", "spec": {"size": 5, "colour": "red"}})))
+            .await
+            .expect_err("undeclared field"),
+    );
+    assert_eq!(
+        (err.code, err.reason.as_str(), err.message.as_str()),
+        (
+            500,
+            "",
+            "failed to create typed patch object (default/s; test.nicip.io/v1, Kind=Widget): .spec.colour: field not declared in schema"
+        )
+    );
+
     // Status through the status subresource with apply, as the controller writes it.
     let status = json!({"apiVersion": "test.nicip.io/v1", "kind": "Widget", "status": {"observed": 1, "note": "ok"}});
     let st = apply_status(&api, "s", &status)

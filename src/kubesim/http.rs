@@ -105,7 +105,11 @@ impl ApiError {
     }
     fn body(&self) -> Value {
         let mut status = json!({"kind": "Status", "apiVersion": "v1", "metadata": self.list_meta, "status": "Failure",
-            "message": self.message, "reason": self.reason, "code": self.code});
+            "message": self.message, "code": self.code});
+        // An unknown reason is omitted, as Go's omitempty does.
+        if !self.reason.is_empty() {
+            status["reason"] = json!(self.reason);
+        }
         if let Some(d) = &self.details {
             status["details"] = d.clone();
         }
@@ -968,6 +972,33 @@ impl Server {
                 "the name of the object ({n}) does not match the name on the URL ({})",
                 r.name()
             )));
+        }
+        // Server-side apply types the configuration against the schema first:
+        // an undeclared field fails the request whatever fieldValidation says,
+        // with kube-apiserver's untyped error, a 500 without a reason.
+        if let Some(schema) = &r.t.schema {
+            let undeclared = schema::undeclared_fields(schema, &config);
+            if !undeclared.is_empty() {
+                let errs: Vec<String> = undeclared
+                    .iter()
+                    .map(|p| format!(".{p}: field not declared in schema"))
+                    .collect();
+                let detail = match errs.as_slice() {
+                    [one] => one.clone(),
+                    _ => format!("errors:\n  {}", errs.join("\n  ")),
+                };
+                return Err(ApiError::new(
+                    500,
+                    "",
+                    format!(
+                        "failed to create typed patch object ({}/{}; {}, Kind={}): {detail}",
+                        r.ns,
+                        r.name(),
+                        r.t.api_version(),
+                        r.t.kind
+                    ),
+                ));
+            }
         }
         let force = matches!(r.q("force"), Some("true" | "1"));
         let mut st = self.store.lock();

@@ -115,6 +115,19 @@ pub fn admit(
     obj: &mut Value,
     old: Option<&Value>,
 ) -> Result<Vec<String>, Vec<FieldError>> {
+    let pruned = prune_and_default_root(schema, obj);
+    validate_value(schema, obj, old)?;
+    Ok(pruned)
+}
+
+/// The paths of the fields the schema does not declare (`spec.x`), which
+/// [`admit`] would prune; the object is left as it is.
+pub(crate) fn undeclared_fields(schema: &Value, obj: &Value) -> Vec<String> {
+    prune_and_default_root(schema, &mut obj.clone())
+}
+
+/// Prune and default a whole object in place; the pruned paths.
+fn prune_and_default_root(schema: &Value, obj: &mut Value) -> Vec<String> {
     let mut pruned = Vec::new();
     if let Some(map) = obj.as_object_mut() {
         let props = schema.get("properties").and_then(Value::as_object);
@@ -148,8 +161,7 @@ pub fn admit(
             }
         }
     }
-    validate_value(schema, obj, old)?;
-    Ok(pruned)
+    pruned
 }
 
 fn child_path(path: &str, key: &str) -> String {
