@@ -1691,7 +1691,16 @@ async fn unsupported_requests_are_refused_with_kube_apiserver_errors() {
         .expect("create");
     let item = "/apis/test.nicip.io/v1/namespaces/default/widgets/u";
     let merge_type = "application/merge-patch+json";
-    let cases: [(Method, String, &str, &str, u16, &str, &str); 12] = [
+    let cases: [(Method, String, &str, &str, u16, &str, &str); 13] = [
+        (
+            Method::GET,
+            "/apis/test.nicip.io/v1/namespaces/default/widgets?limit=ten".into(),
+            "application/json",
+            "",
+            400,
+            "BadRequest",
+            r#"invalid value for query parameter limit: "ten""#,
+        ),
         (
             Method::POST,
             "/api/v1/namespaces/default/secrets".into(),

@@ -298,6 +298,38 @@ impl Req<'_> {
     }
 }
 
+/// A boolean query parameter as Go's `strconv.ParseBool` reads it.
+pub(crate) fn go_bool(v: &str) -> Option<bool> {
+    match v {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// kube-apiserver decodes its query parameters into typed options: a value
+/// that is not a number or a boolean where one is expected is a 400, not ignored.
+fn check_param_types(query: &HashMap<String, String>) -> Result<(), ApiError> {
+    for (key, value) in query.iter().filter(|(_, v)| !v.is_empty()) {
+        let bad = match key.as_str() {
+            "limit" | "timeoutSeconds" | "gracePeriodSeconds" => value.parse::<i64>().is_err(),
+            "watch"
+            | "allowWatchBookmarks"
+            | "sendInitialEvents"
+            | "force"
+            | "orphanDependents" => go_bool(value).is_none(),
+            _ => false,
+        };
+        if bad {
+            return Err(ApiError::bad_request(format!(
+                "invalid value for query parameter {key}: {}",
+                Value::String(value.clone())
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn as_object(v: Value) -> Result<Value, ApiError> {
     if v.is_object() {
         Ok(v)
@@ -370,7 +402,10 @@ async fn handle(AxumState(srv): AxumState<Arc<Server>>, req: Request) -> Respons
     {
         return error_response(&not_served());
     }
-    let watch = matches!(query.get("watch").map(String::as_str), Some("true" | "1"));
+    if let Err(e) = check_param_types(&query) {
+        return error_response(&e);
+    }
+    let watch = query.get("watch").and_then(|v| go_bool(v)) == Some(true);
     let verb = match (&parts.method, name.is_some()) {
         (&Method::GET, true) => "get",
         (&Method::GET, false) if watch => "watch",
@@ -1000,7 +1035,7 @@ impl Server {
                 ));
             }
         }
-        let force = matches!(r.q("force"), Some("true" | "1"));
+        let force = r.q("force").and_then(go_bool) == Some(true);
         let mut st = self.store.lock();
         let old = st.get(&r.t.storage, &r.ns, r.name()).cloned();
         if old.is_none() && r.sub.is_some() {
@@ -1725,8 +1760,8 @@ fn delete_options(r: &Req) -> Result<Value, ApiError> {
         if let Some(p) = r.q("propagationPolicy") {
             o.insert("propagationPolicy".into(), json!(p));
         }
-        if let Some(v) = r.q("orphanDependents") {
-            o.insert("orphanDependents".into(), json!(v == "true"));
+        if let Some(v) = r.q("orphanDependents").and_then(go_bool) {
+            o.insert("orphanDependents".into(), json!(v));
         }
         if let Some(d) = r.q("dryRun") {
             o.insert("dryRun".into(), json!([d]));

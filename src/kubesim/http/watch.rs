@@ -7,7 +7,9 @@
 //! transition turns a MODIFIED into ADDED or DELETED; `sendInitialEvents`
 //! ends the initial events with the `k8s.io/initial-events-end` bookmark.
 
-use super::{ApiError, Output, Req, Server, check_list_options, error_response, too_large, view};
+use super::{
+    ApiError, Output, Req, Server, check_list_options, error_response, go_bool, too_large, view,
+};
 use crate::kubesim::discovery::{self, ResourceType};
 use crate::kubesim::select::Selector;
 use crate::kubesim::store::{Change, ChangeType};
@@ -104,10 +106,10 @@ impl Server {
             Ok(v) => v,
             Err(_) => return error_response(&ApiError::bad_request("invalid resource version")),
         };
-        let send_initial = r.q("sendInitialEvents") == Some("true");
+        let send_initial = r.q("sendInitialEvents").and_then(go_bool) == Some(true);
         // `sendInitialEvents=false` asks for changes only, even without a resourceVersion.
-        let no_initial = r.q("sendInitialEvents") == Some("false");
-        let bookmarks = matches!(r.q("allowWatchBookmarks"), Some("true" | "1"));
+        let no_initial = r.q("sendInitialEvents").and_then(go_bool) == Some(false);
+        let bookmarks = r.q("allowWatchBookmarks").and_then(go_bool) == Some(true);
         let timeout = r
             .q("timeoutSeconds")
             .and_then(|s| s.parse::<u64>().ok())
