@@ -1889,6 +1889,15 @@ async fn request_log_records_every_field() {
     let _ = api.get("missing").await.expect_err("404");
     let leases: Api<Lease> = Api::namespaced(client, "kube-system");
     leases.list(&ListParams::default()).await.expect("list");
+    let (code, _) = raw(
+        &sim,
+        reqwest::Method::GET,
+        "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases?limit=ten",
+        "application/json",
+        "",
+    )
+    .await;
+    assert_eq!(code, 400);
     api.delete("g", &DeleteParams::default())
         .await
         .expect("delete");
@@ -1951,6 +1960,16 @@ async fn request_log_records_every_field() {
                 None,
                 None,
                 200
+            ),
+            record(
+                "list",
+                "coordination.k8s.io",
+                "leases",
+                None,
+                "kube-system",
+                None,
+                None,
+                400
             ),
             record(
                 "delete",

@@ -402,9 +402,6 @@ async fn handle(AxumState(srv): AxumState<Arc<Server>>, req: Request) -> Respons
     {
         return error_response(&not_served());
     }
-    if let Err(e) = check_param_types(&query) {
-        return error_response(&e);
-    }
     let watch = query.get("watch").and_then(|v| go_bool(v)) == Some(true);
     let verb = match (&parts.method, name.is_some()) {
         (&Method::GET, true) => "get",
@@ -427,10 +424,9 @@ async fn handle(AxumState(srv): AxumState<Arc<Server>>, req: Request) -> Respons
             ),
         ));
     }
-    let output = match negotiate(&accept, query.get("includeObject").map(String::as_str)) {
-        Ok(o) => o,
-        Err(e) => return error_response(&e),
-    };
+    // Checked here, answered below, so the request log has these refusals too.
+    let output = check_param_types(&query)
+        .and_then(|()| negotiate(&accept, query.get("includeObject").map(String::as_str)));
     let mut r = Req {
         t,
         ns: ns.unwrap_or_default().to_string(),
@@ -439,30 +435,31 @@ async fn handle(AxumState(srv): AxumState<Arc<Server>>, req: Request) -> Respons
         query,
         body,
         content_type,
-        output,
+        output: *output.as_ref().unwrap_or(&Output::Object),
         user_agent,
         dry_run: false,
     };
     r.dry_run = r.q("dryRun") == Some("All");
-    let result = match verb {
-        "get" => srv.get(&r),
-        "list" => srv.list(&r),
-        "watch" => {
+    let result = match (output, verb) {
+        (Err(e), _) => Err(e),
+        (Ok(_), "get") => srv.get(&r),
+        (Ok(_), "list") => srv.list(&r),
+        (Ok(_), "watch") => {
             let resp = srv.watch(&r);
             srv.record(&r, verb, resp.status().as_u16());
             return resp;
         }
-        "create" => srv.create(&r),
-        "update" => srv.update(&r),
-        "patch" => srv.patch(&r),
-        "delete" => match delete_options(&r) {
+        (Ok(_), "create") => srv.create(&r),
+        (Ok(_), "update") => srv.update(&r),
+        (Ok(_), "patch") => srv.patch(&r),
+        (Ok(_), "delete") => match delete_options(&r) {
             Ok(opts) => {
                 r.dry_run = opts.get("dryRun").is_some_and(|d| d == &json!(["All"]));
                 srv.delete(&r, &opts)
             }
             Err(e) => Err(e),
         },
-        _ => Err(ApiError::new(
+        (Ok(_), _) => Err(ApiError::new(
             405,
             "MethodNotAllowed",
             format!(
