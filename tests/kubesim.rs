@@ -1459,6 +1459,23 @@ async fn kubectl_apply_get_patch_describe_delete_project_resources() {
         "{stderr}"
     );
 
+    // Discovery lists every built-in kind and the project's CRDs.
+    let resources = k.ok(&["api-resources", "--no-headers", "-o", "name"]).await;
+    let mut names: Vec<&str> = resources.lines().collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "events",
+            "events.events.k8s.io",
+            "leases.coordination.k8s.io",
+            "namespaces",
+            "nicipclaims.nicip.io",
+            "providerconfigs.nicip.io",
+            "secrets"
+        ]
+    );
+
     let explained = k.ok(&["explain", "nicipclaim.spec"]).await;
     assert!(explained.contains("nicId"), "{explained}");
 
