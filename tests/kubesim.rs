@@ -1411,6 +1411,8 @@ async fn kubectl_apply_get_patch_describe_delete_project_resources() {
         "Nic Id:",
         "nic-web-frontend",
         "Converged",
+        "Normal  Assigned",
+        "nicip-controller  assigned 10.10.0.20",
     ] {
         assert!(
             described.contains(want),
