@@ -1710,7 +1710,16 @@ async fn unsupported_requests_are_refused_with_kube_apiserver_errors() {
         .expect("create");
     let item = "/apis/test.nicip.io/v1/namespaces/default/widgets/u";
     let merge_type = "application/merge-patch+json";
-    let cases: [(Method, String, &str, &str, u16, &str, &str); 13] = [
+    let cases: [(Method, String, &str, &str, u16, &str, &str); 14] = [
+        (
+            Method::DELETE,
+            "/api/v1/namespaces/default".into(),
+            "application/json",
+            "",
+            405,
+            "MethodNotAllowed",
+            "kubesim does not delete namespaces (it would have to delete their contents)",
+        ),
         (
             Method::GET,
             "/apis/test.nicip.io/v1/namespaces/default/widgets?limit=ten".into(),
