@@ -632,7 +632,13 @@ async fn server_side_apply_owns_fields_and_reports_conflicts() {
             r#"Apply failed with 1 conflict: conflict with "alice": .spec.size"#
         )
     );
-    let cause = &err.details.expect("details").causes[0];
+    let details = err.details.expect("details");
+    assert_eq!(
+        (details.name.as_str(), details.kind.as_str()),
+        ("", ""),
+        "apply conflicts name no object"
+    );
+    let cause = &details.causes[0];
     assert_eq!(
         (
             cause.reason.as_str(),

@@ -1048,7 +1048,7 @@ impl Server {
         let api_version = r.t.api_version();
         let writer = r.writer(manager, &api_version, &now);
         let mut merged = fields::apply(r.t.schema.as_ref(), &current, &config, force, &writer)
-            .map_err(|c| conflict_error(r, &c))?;
+            .map_err(|c| conflict_error(&c))?;
         if let Some(o) = &old {
             // A resourceVersion in the configuration is a precondition, as for any write.
             if meta_str(&config, "resourceVersion")
@@ -1615,7 +1615,7 @@ fn strategic_directives(patch: &Value) -> bool {
         || patch.pointer("/metadata/ownerReferences").is_some()
 }
 
-fn conflict_error(r: &Req, conflicts: &[fields::Conflict]) -> ApiError {
+fn conflict_error(conflicts: &[fields::Conflict]) -> ApiError {
     let message = match conflicts {
         [c] => format!(
             "Apply failed with 1 conflict: conflict with {}: {}",
@@ -1647,9 +1647,8 @@ fn conflict_error(r: &Req, conflicts: &[fields::Conflict]) -> ApiError {
         .iter()
         .map(|c| json!({"reason": "FieldManagerConflict", "message": format!("conflict with {}", c.manager_text()), "field": fields::path_text(&c.path)}))
         .collect();
-    ApiError::new(409, "Conflict", message).details(
-        json!({"name": r.name(), "group": r.t.group, "kind": r.t.plural, "causes": causes}),
-    )
+    // kube-apiserver's apply conflicts name no object in their details, only causes.
+    ApiError::new(409, "Conflict", message).details(json!({"causes": causes}))
 }
 
 /// kube-apiserver's `ValidateListOptions` for a list or a watch: 422s naming
