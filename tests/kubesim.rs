@@ -1891,6 +1891,32 @@ async fn unsupported_requests_are_refused_with_kube_apiserver_errors() {
     let unchanged = api.get("u").await.expect("still there");
     assert_eq!(unchanged.spec.size, 3);
 
+    // Delete preconditions, refused as kube-apiserver passes etcd's error on.
+    let err = api_error(
+        api.delete(
+            "u",
+            &DeleteParams {
+                preconditions: Some(kube::api::Preconditions {
+                    uid: Some("not-the-uid".into()),
+                    resource_version: None,
+                }),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect_err("wrong uid"),
+    );
+    assert_eq!(
+        (err.code, err.reason.as_str(), err.message),
+        (
+            409,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on widgets.test.nicip.io \"u\": StorageError: invalid object, Code: 4, Key: /registry/test.nicip.io/widgets/default/u, ResourceVersion: 0, AdditionalErrorMsg: Precondition failed: UID in precondition: not-the-uid, UID in object meta: {}",
+                unchanged.uid().expect("uid")
+            )
+        )
+    );
     // A dry-run delete (kube-rs sends it in the body) deletes nothing.
     api.delete("u", &DeleteParams::default().dry_run())
         .await

@@ -1092,13 +1092,29 @@ impl Server {
                 if let Some(want) = pre.get(key).and_then(Value::as_str)
                     && want != actual
                 {
+                    // Worded as kube-apiserver passes etcd's storage error on.
+                    let key = [
+                        "/registry",
+                        if r.t.custom { &r.t.group } else { "" },
+                        &r.t.plural,
+                        &r.ns,
+                        r.name(),
+                    ]
+                    .iter()
+                    .filter(|part| !part.is_empty())
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join("/");
                     return Err(ApiError::new(
                         409,
                         "Conflict",
                         format!(
-                            "Precondition failed: {label} in precondition: {want}, {label} in object meta: {actual}"
+                            "Operation cannot be fulfilled on {} \"{}\": StorageError: invalid object, Code: 4, Key: {key}, ResourceVersion: 0, AdditionalErrorMsg: Precondition failed: {label} in precondition: {want}, {label} in object meta: {actual}",
+                            r.t.group_resource(),
+                            r.name()
                         ),
-                    ));
+                    )
+                    .details(json!({"name": r.name(), "group": r.t.group, "kind": r.t.plural})));
                 }
             }
         }
