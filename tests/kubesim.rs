@@ -131,6 +131,14 @@ fn rv_of(o: &impl Resource) -> u64 {
         .expect("numeric resourceVersion")
 }
 
+/// The Status has this code, reason and message.
+fn assert_status(err: &Status, code: u16, reason: &str, message: &str) {
+    assert_eq!(
+        (err.code, err.reason.as_str(), err.message.as_str()),
+        (code, reason, message)
+    );
+}
+
 fn api_error(e: kube::Error) -> Status {
     match e {
         kube::Error::Api(s) => *s,
@@ -228,13 +236,11 @@ async fn crud_generation_and_optimistic_concurrency() {
             .await
             .expect_err("stale"),
     );
-    assert_eq!(
-        (err.code, err.reason.as_str(), err.message.as_str()),
-        (
-            409,
-            "Conflict",
-            "Operation cannot be fulfilled on widgets.test.nicip.io \"a\": the object has been modified; please apply your changes to the latest version and try again"
-        )
+    assert_status(
+        &err,
+        409,
+        "Conflict",
+        "Operation cannot be fulfilled on widgets.test.nicip.io \"a\": the object has been modified; please apply your changes to the latest version and try again",
     );
     // So are patches carrying a stale resourceVersion, merge and JSON patch alike.
     let stale_rv = changed.resource_version().expect("rv");
@@ -339,13 +345,11 @@ async fn crud_generation_and_optimistic_concurrency() {
     );
     assert_eq!((err.code, err.reason.as_str()), (409, "AlreadyExists"));
     let err = api_error(api.get("missing").await.expect_err("missing"));
-    assert_eq!(
-        (err.code, err.reason.as_str(), err.message.as_str()),
-        (
-            404,
-            "NotFound",
-            "widgets.test.nicip.io \"missing\" not found"
-        )
+    assert_status(
+        &err,
+        404,
+        "NotFound",
+        "widgets.test.nicip.io \"missing\" not found",
     );
 
     let mut generated = widget("", 5);
@@ -466,13 +470,11 @@ async fn schema_validation_defaulting_pruning_and_cel() {
             .expect_err("immutable"),
     );
     // As kube-apiserver, a CEL failure shows the type of the rule's schema, not the value.
-    assert_eq!(
-        (err.code, err.reason.as_str(), err.message.as_str()),
-        (
-            422,
-            "Invalid",
-            "Widget.test.nicip.io \"w\" is invalid: spec.color: Invalid value: \"string\": color is immutable"
-        )
+    assert_status(
+        &err,
+        422,
+        "Invalid",
+        "Widget.test.nicip.io \"w\" is invalid: spec.color: Invalid value: \"string\": color is immutable",
     );
     let causes = err.details.expect("details").causes;
     assert_eq!(
@@ -575,13 +577,11 @@ async fn finalizers_with_kube_runtime_helper() {
         .await
         .expect_err("no new finalizers while deleting"),
     );
-    assert_eq!(
-        (err.code, err.reason.as_str(), err.message.as_str()),
-        (
-            422,
-            "Invalid",
-            r#"Widget.test.nicip.io "f" is invalid: metadata.finalizers: Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{"late"}"#
-        )
+    assert_status(
+        &err,
+        422,
+        "Invalid",
+        r#"Widget.test.nicip.io "f" is invalid: metadata.finalizers: Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{"late"}"#,
     );
     let cause = &err.details.expect("details").causes[0];
     assert_eq!(
@@ -624,13 +624,11 @@ async fn server_side_apply_owns_fields_and_reports_conflicts() {
             .expect_err("conflict"),
     );
     // An applier is named alone, as kube-apiserver does.
-    assert_eq!(
-        (err.code, err.reason.as_str(), err.message.as_str()),
-        (
-            409,
-            "Conflict",
-            r#"Apply failed with 1 conflict: conflict with "alice": .spec.size"#
-        )
+    assert_status(
+        &err,
+        409,
+        "Conflict",
+        r#"Apply failed with 1 conflict: conflict with "alice": .spec.size"#,
     );
     let details = err.details.expect("details");
     assert_eq!(
@@ -713,13 +711,11 @@ async fn server_side_apply_owns_fields_and_reports_conflicts() {
             .await
             .expect_err("undeclared field"),
     );
-    assert_eq!(
-        (err.code, err.reason.as_str(), err.message.as_str()),
-        (
-            500,
-            "",
-            "failed to create typed patch object (default/s; test.nicip.io/v1, Kind=Widget): .spec.colour: field not declared in schema"
-        )
+    assert_status(
+        &err,
+        500,
+        "",
+        "failed to create typed patch object (default/s; test.nicip.io/v1, Kind=Widget): .spec.colour: field not declared in schema",
     );
 
     // Status through the status subresource with apply, as the controller writes it.
