@@ -70,6 +70,15 @@ async fn start() -> RunningKubeSim {
         .expect("server starts")
 }
 
+/// A server whose watches get a BOOKMARK every 100 ms.
+async fn start_bookmarking_every_100ms() -> RunningKubeSim {
+    KubeSim::new(vec![Widget::crd()])
+        .bookmark_interval(Duration::from_millis(100))
+        .start()
+        .await
+        .expect("server starts")
+}
+
 fn widget(name: &str, size: i32) -> Widget {
     let mut w = Widget::new(
         name,
@@ -95,10 +104,11 @@ where
 /// A forced server-side apply of a Widget's status, as a controller writes it.
 async fn apply_status(
     api: &Api<Widget>,
+    name: &str,
     status: impl Serialize + std::fmt::Debug,
 ) -> Result<Widget, kube::Error> {
     let params = PatchParams::apply("controller").force();
-    api.patch_status("s", &params, &Patch::Apply(status)).await
+    api.patch_status(name, &params, &Patch::Apply(status)).await
 }
 
 /// A Normal `Assigned` event, as the controller publishes.
@@ -112,6 +122,23 @@ fn assigned_event(note: &str) -> kube::runtime::events::Event {
     }
 }
 
+/// An object's resourceVersion as the number kubesim makes it.
+fn rv_of(o: &impl Resource) -> u64 {
+    o.meta()
+        .resource_version
+        .as_deref()
+        .and_then(|v| v.parse().ok())
+        .expect("numeric resourceVersion")
+}
+
+/// The Status has this code, reason and message.
+fn assert_status(err: &Status, code: u16, reason: &str, message: &str) {
+    assert_eq!(
+        (err.code, err.reason.as_str(), err.message.as_str()),
+        (code, reason, message)
+    );
+}
+
 fn api_error(e: kube::Error) -> Status {
     match e {
         kube::Error::Api(s) => *s,
@@ -121,14 +148,14 @@ fn api_error(e: kube::Error) -> Status {
 
 /// The raw `Status` body of a failed request, for checking `details.causes`.
 async fn raw_post(sim: &RunningKubeSim, path: &str, body: &Value) -> (u16, Value) {
-    let resp = reqwest::Client::new()
-        .post(format!("{}{path}", sim.url()))
-        .json(body)
-        .send()
-        .await
-        .expect("request");
-    let code = resp.status().as_u16();
-    (code, resp.json().await.expect("json body"))
+    raw(
+        sim,
+        reqwest::Method::POST,
+        path,
+        "application/json",
+        &body.to_string(),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -160,7 +187,48 @@ async fn crud_generation_and_optimistic_concurrency() {
         .await
         .expect("patch");
     assert_eq!(v3.metadata.generation, Some(2));
-    assert!(v3.resource_version() > v2.resource_version());
+    // Neither do annotations or finalizers (added, then removed).
+    let annotated = merge(
+        &api,
+        "a",
+        json!({"metadata": {"annotations": {"note": "n"}, "finalizers": ["test.nicip.io/keep"]}}),
+    )
+    .await
+    .expect("metadata patch");
+    let unfinalized = merge(&api, "a", json!({"metadata": {"finalizers": null}}))
+        .await
+        .expect("finalizer removed");
+    assert_eq!(
+        (
+            annotated.metadata.generation,
+            unfinalized.metadata.generation
+        ),
+        (Some(2), Some(2))
+    );
+    assert!(unfinalized.finalizers().is_empty());
+
+    // One resourceVersion counter for the whole cluster, across kinds.
+    let secrets: Api<Secret> = Api::namespaced(sim.client().expect("client"), "default");
+    let secret = secrets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "between"}})).expect("secret"),
+        )
+        .await
+        .expect("secret");
+    let relabelled = merge(&api, "a", json!({"metadata": {"labels": {"x": "z"}}}))
+        .await
+        .expect("label");
+    let versions = [
+        rv_of(&v2),
+        rv_of(&v3),
+        rv_of(&annotated),
+        rv_of(&unfinalized),
+        rv_of(&secret),
+        rv_of(&relabelled),
+    ];
+    assert!(versions.is_sorted_by(|a, b| a < b), "{versions:?}");
+    assert_eq!(sim.resource_version(), rv_of(&relabelled));
 
     // The stale copy is refused.
     let err = api_error(
@@ -168,12 +236,53 @@ async fn crud_generation_and_optimistic_concurrency() {
             .await
             .expect_err("stale"),
     );
-    assert_eq!((err.code, err.reason.as_str()), (409, "Conflict"));
-    assert!(
-        err.message.contains("the object has been modified"),
-        "{}",
-        err.message
+    assert_status(
+        &err,
+        409,
+        "Conflict",
+        "Operation cannot be fulfilled on widgets.test.nicip.io \"a\": the object has been modified; please apply your changes to the latest version and try again",
     );
+    // So are patches carrying a stale resourceVersion, merge and JSON patch alike.
+    let stale_rv = changed.resource_version().expect("rv");
+    let err = api_error(
+        merge(
+            &api,
+            "a",
+            json!({"metadata": {"resourceVersion": stale_rv}, "spec": {"size": 5}}),
+        )
+        .await
+        .expect_err("stale merge patch"),
+    );
+    assert_eq!((err.code, err.reason.as_str()), (409, "Conflict"));
+    let err = api_error(
+        api.patch(
+            "a",
+            &PatchParams::default(),
+            &Patch::<()>::Json(
+                serde_json::from_value(json!([
+                    {"op": "replace", "path": "/metadata/resourceVersion", "value": stale_rv},
+                    {"op": "replace", "path": "/spec/size", "value": 5}
+                ]))
+                .expect("patch"),
+            ),
+        )
+        .await
+        .expect_err("stale JSON patch"),
+    );
+    assert_eq!((err.code, err.reason.as_str()), (409, "Conflict"));
+    let err = api_error(
+        api.patch(
+            "a",
+            // Forced, so only the stale resourceVersion can refuse it.
+            &PatchParams::apply("applier").force(),
+            &Patch::Apply(json!({"apiVersion": "test.nicip.io/v1", "kind": "Widget",
+                "metadata": {"resourceVersion": stale_rv}, "spec": {"size": 5, "color": "red"}})),
+        )
+        .await
+        .expect_err("stale apply"),
+    );
+    assert_eq!((err.code, err.reason.as_str()), (409, "Conflict"));
+    assert_eq!(api.get("a").await.expect("get").spec.size, 4);
 
     // Writes to the main resource never change status; status writes change nothing else.
     let with_status = api
@@ -236,13 +345,11 @@ async fn crud_generation_and_optimistic_concurrency() {
     );
     assert_eq!((err.code, err.reason.as_str()), (409, "AlreadyExists"));
     let err = api_error(api.get("missing").await.expect_err("missing"));
-    assert_eq!(
-        (err.code, err.reason.as_str(), err.message.as_str()),
-        (
-            404,
-            "NotFound",
-            "widgets.test.nicip.io \"missing\" not found"
-        )
+    assert_status(
+        &err,
+        404,
+        "NotFound",
+        "widgets.test.nicip.io \"missing\" not found",
     );
 
     let mut generated = widget("", 5);
@@ -300,21 +407,32 @@ async fn schema_validation_defaulting_pruning_and_cel() {
     bad_enum["spec"]["mode"] = json!("Sometimes");
     let (code, status) = raw_post(&sim, path, &bad_enum).await;
     assert_eq!(code, 422);
+    // An enum error keeps the CEL rules from running, and kube-apiserver says so.
+    let causes: Vec<(&str, &str)> = status["details"]["causes"]
+        .as_array()
+        .expect("causes")
+        .iter()
+        .map(|c| {
+            (
+                c["reason"].as_str().unwrap_or_default(),
+                c["field"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
     assert_eq!(
-        status["details"]["causes"][0]["reason"],
-        "FieldValueNotSupported"
+        causes,
+        [
+            ("FieldValueNotSupported", "spec.mode"),
+            ("FieldValueInvalid", "<nil>")
+        ]
     );
-    assert_eq!(status["details"]["causes"][0]["field"], "spec.mode");
 
     let (code, status) = raw_post(&sim, path, &obj(json!(13))).await;
     assert_eq!(code, 422, "{status}");
-    assert_eq!(status["details"]["causes"][0]["field"], "spec");
-    assert!(
-        status["message"]
-            .as_str()
-            .unwrap_or_default()
-            .ends_with("thirteen is unlucky"),
-        "{status}"
+    assert_eq!(
+        status["details"]["causes"],
+        json!([{"reason": "FieldValueInvalid", "field": "spec",
+            "message": "Invalid value: \"object\": thirteen is unlucky"}])
     );
 
     // Unknown fields are pruned (with a warning), defaults applied.
@@ -351,12 +469,39 @@ async fn schema_validation_defaulting_pruning_and_cel() {
             .await
             .expect_err("immutable"),
     );
-    assert_eq!(err.code, 422);
-    assert!(
-        err.message
-            .contains("spec.color: Invalid value: \"blue\": color is immutable"),
-        "{}",
-        err.message
+    // As kube-apiserver, a CEL failure shows the type of the rule's schema, not the value.
+    assert_status(
+        &err,
+        422,
+        "Invalid",
+        "Widget.test.nicip.io \"w\" is invalid: spec.color: Invalid value: \"string\": color is immutable",
+    );
+    let causes = err.details.expect("details").causes;
+    assert_eq!(
+        causes
+            .iter()
+            .map(|c| (c.reason.as_str(), c.field.as_str(), c.message.as_str()))
+            .collect::<Vec<_>>(),
+        [(
+            "FieldValueInvalid",
+            "spec.color",
+            "Invalid value: \"string\": color is immutable"
+        )]
+    );
+    // A range error does not: the transition rule is reported beside it, on update.
+    let err = api_error(
+        merge(&api, "w", json!({"spec": {"size": 0, "color": "blue"}}))
+            .await
+            .expect_err("two errors"),
+    );
+    assert_eq!(
+        err.details
+            .expect("details")
+            .causes
+            .iter()
+            .map(|c| c.field.as_str())
+            .collect::<Vec<_>>(),
+        ["spec.size", "spec.color"]
     );
     merge(&api, "w", json!({"spec": {"size": 3}}))
         .await
@@ -432,11 +577,25 @@ async fn finalizers_with_kube_runtime_helper() {
         .await
         .expect_err("no new finalizers while deleting"),
     );
-    assert_eq!(err.code, 422);
-    assert!(
-        err.message.contains("no new finalizers can be added"),
-        "{}",
-        err.message
+    assert_status(
+        &err,
+        422,
+        "Invalid",
+        r#"Widget.test.nicip.io "f" is invalid: metadata.finalizers: Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{"late"}"#,
+    );
+    let cause = &err.details.expect("details").causes[0];
+    assert_eq!(
+        (cause.reason.as_str(), cause.field.as_str()),
+        ("FieldValueForbidden", "metadata.finalizers")
+    );
+    // Deleting again while finalizers are pending changes nothing.
+    let again = api
+        .delete("f", &DeleteParams::default())
+        .await
+        .expect("delete again");
+    assert_eq!(
+        again.left().map(|w| w.resource_version()),
+        Some(marked.resource_version())
     );
     // The spec may still change while terminating.
     merge(&api, "f", json!({"spec": {"size": 4}}))
@@ -464,12 +623,31 @@ async fn server_side_apply_owns_fields_and_reports_conflicts() {
             .await
             .expect_err("conflict"),
     );
-    assert_eq!((err.code, err.reason.as_str()), (409, "Conflict"));
-    assert!(
-        err.message
-            .contains(r#"conflict with "alice" using test.nicip.io/v1: .spec.size"#),
-        "{}",
-        err.message
+    // An applier is named alone, as kube-apiserver does.
+    assert_status(
+        &err,
+        409,
+        "Conflict",
+        r#"Apply failed with 1 conflict: conflict with "alice": .spec.size"#,
+    );
+    let details = err.details.expect("details");
+    assert_eq!(
+        (details.name.as_str(), details.kind.as_str()),
+        ("", ""),
+        "apply conflicts name no object"
+    );
+    let cause = &details.causes[0];
+    assert_eq!(
+        (
+            cause.reason.as_str(),
+            cause.field.as_str(),
+            cause.message.as_str()
+        ),
+        (
+            "FieldManagerConflict",
+            ".spec.size",
+            r#"conflict with "alice""#
+        )
     );
     let forced = api
         .patch("s", &PatchParams::apply("bob").force(), &Patch::Apply(json!({"apiVersion": "test.nicip.io/v1", "kind": "Widget", "spec": {"size": 5, "color": "red"}})))
@@ -493,13 +671,61 @@ async fn server_side_apply_owns_fields_and_reports_conflicts() {
             ("bob".to_string(), "Apply".to_string())
         ]
     );
+    // An update takes the field from the applier; the applier then conflicts
+    // with an updater, named with its API version and time.
+    let carol = api
+        .patch(
+            "s",
+            &PatchParams {
+                field_manager: Some("carol".into()),
+                ..Default::default()
+            },
+            &Patch::Merge(json!({"spec": {"size": 6}})),
+        )
+        .await
+        .expect("update");
+    let carol_time = carol
+        .managed_fields()
+        .iter()
+        .find(|m| m.manager.as_deref() == Some("carol"))
+        .and_then(|m| m.time.as_ref())
+        .map(|t| t.0.to_string())
+        .expect("carol's entry");
+    let err = api_error(
+        api.patch("s", &PatchParams::apply("bob"), &Patch::Apply(json!({"apiVersion": "test.nicip.io/v1", "kind": "Widget", "spec": {"size": 5, "color": "red"}})))
+            .await
+            .expect_err("conflict with an updater"),
+    );
+    assert_eq!(
+        err.message,
+        format!(
+            r#"Apply failed with 1 conflict: conflict with "carol" using test.nicip.io/v1 at {}: .spec.size"#,
+            carol_time
+        )
+    );
+
+    // Apply types its configuration: an undeclared field fails it outright,
+    // with kube-apiserver's untyped 500.
+    let err = api_error(
+        api.patch("s", &PatchParams::apply("bob").force(), &Patch::Apply(json!({"apiVersion": "test.nicip.io/v1", "kind": "Widget", "spec": {"size": 5, "colour": "red"}})))
+            .await
+            .expect_err("undeclared field"),
+    );
+    assert_status(
+        &err,
+        500,
+        "",
+        "failed to create typed patch object (default/s; test.nicip.io/v1, Kind=Widget): .spec.colour: field not declared in schema",
+    );
 
     // Status through the status subresource with apply, as the controller writes it.
     let status = json!({"apiVersion": "test.nicip.io/v1", "kind": "Widget", "status": {"observed": 1, "note": "ok"}});
-    let st = apply_status(&api, &status).await.expect("status apply");
+    let st = apply_status(&api, "s", &status)
+        .await
+        .expect("status apply");
     assert_eq!(st.status.as_ref().and_then(|s| s.observed), Some(1));
     assert_eq!(
-        st.metadata.generation, forced.metadata.generation,
+        st.metadata.generation, carol.metadata.generation,
         "status writes never bump generation"
     );
     let entry = st
@@ -509,10 +735,11 @@ async fn server_side_apply_owns_fields_and_reports_conflicts() {
         .expect("controller entry");
     assert_eq!(entry.subresource.as_deref(), Some("status"));
     // Re-applying the same status is a no-op; dropping a field removes it.
-    let same = apply_status(&api, &status).await.expect("again");
+    let same = apply_status(&api, "s", &status).await.expect("again");
     assert_eq!(same.resource_version(), st.resource_version());
     let dropped = apply_status(
         &api,
+        "s",
         json!({"apiVersion": "test.nicip.io/v1", "kind": "Widget", "status": {"observed": 2}}),
     )
     .await
@@ -581,29 +808,75 @@ async fn list_pages_and_selectors() {
         .map(|w| w.name_any())
         .collect();
     assert_eq!(names, ["w0", "w1", "w2", "w3"]);
-    let even = api
-        .list(&ListParams::default().labels("parity=even"))
+    // Every label selector operator; w4 also carries a `tier` label.
+    merge(&api, "w4", json!({"metadata": {"labels": {"tier": "web"}}}))
         .await
-        .expect("labels");
-    assert_eq!(even.items.len(), 3);
-    let named = api
-        .list(&ListParams::default().fields("metadata.name=w3"))
+        .expect("label");
+    let elsewhere: Api<Widget> = Api::namespaced(sim.client().expect("client"), "other");
+    let mut far = widget("w9", 1);
+    far.metadata.namespace = Some("other".into());
+    far.metadata.labels = Some([("parity".to_string(), "odd".to_string())].into());
+    elsewhere
+        .create(&PostParams::default(), &far)
         .await
-        .expect("fields");
+        .expect("create elsewhere");
+    let all: Api<Widget> = Api::all(sim.client().expect("client"));
+    let names = |params: ListParams| {
+        let all = all.clone();
+        async move {
+            all.list(&params)
+                .await
+                .unwrap_or_else(|e| panic!("list {params:?}: {e}"))
+                .items
+                .iter()
+                .map(|w| w.name_any())
+                .collect::<Vec<_>>()
+        }
+    };
+    for (selector, want) in [
+        ("parity=even", vec!["w0", "w2", "w4"]),
+        ("parity==odd", vec!["w1", "w3", "w9"]),
+        ("parity!=even", vec!["w1", "w3", "w9"]),
+        ("parity in (odd, other)", vec!["w1", "w3", "w9"]),
+        ("parity notin (odd)", vec!["w0", "w2", "w4"]),
+        ("tier", vec!["w4"]),
+        ("!tier,parity=even", vec!["w0", "w2"]),
+    ] {
+        assert_eq!(
+            names(ListParams::default().labels(selector)).await,
+            want,
+            "{selector}"
+        );
+    }
     assert_eq!(
-        named.items.iter().map(|w| w.name_any()).collect::<Vec<_>>(),
+        names(ListParams::default().fields("metadata.name=w3")).await,
         ["w3"]
     );
+    assert_eq!(
+        names(ListParams::default().fields("metadata.namespace=other")).await,
+        ["w9"]
+    );
+    assert_eq!(
+        names(ListParams::default().fields("metadata.namespace!=default,metadata.name!=w1")).await,
+        ["w9"]
+    );
+    let err = api_error(
+        api.list(&ListParams::default().labels("parity=not valid"))
+            .await
+            .expect_err("malformed selector"),
+    );
+    assert_eq!((err.code, err.reason.as_str()), (400, "BadRequest"));
     let err = api_error(
         api.list(&ListParams::default().fields("spec.size=1"))
             .await
             .expect_err("unsupported field"),
     );
     assert_eq!(
-        (err.code, err.message.as_str()),
-        (400, "field label not supported: spec.size")
+        (err.code, err.reason.as_str(), err.message.as_str()),
+        (400, "BadRequest", "field label not supported: spec.size")
     );
-    // Once the history is compacted past the first page's version, its token expires.
+    // Once the history is compacted past the first page's version, its token
+    // expires; the 410 carries a token that goes on at the current version.
     api.create(&PostParams::default(), &widget("late", 1))
         .await
         .expect("create");
@@ -613,16 +886,32 @@ async fn list_pages_and_selectors() {
             .await
             .expect_err("expired token"),
     );
-    assert_eq!(err.code, 410);
+    assert_eq!((err.code, err.reason.as_str()), (410, "Expired"));
+    assert!(
+        err.message.starts_with(
+            "The provided continue parameter is too old to display a consistent list result."
+        ),
+        "{}",
+        err.message
+    );
+    let fresh = err
+        .metadata
+        .and_then(|m| m.continue_)
+        .expect("a token in the 410");
+    let rest = api
+        .list(&ListParams::default().continue_token(&fresh))
+        .await
+        .expect("inconsistent continuation");
+    assert_eq!(
+        rest.items.iter().map(|w| w.name_any()).collect::<Vec<_>>(),
+        ["w2", "w3", "w4"],
+        "the rest after the expired page, at the current version"
+    );
 }
 
 #[tokio::test]
 async fn watch_bookmarks_and_gone() {
-    let sim = KubeSim::new(vec![Widget::crd()])
-        .bookmark_interval(Duration::from_millis(100))
-        .start()
-        .await
-        .expect("starts");
+    let sim = start_bookmarking_every_100ms().await;
     let api: Api<Widget> = Api::namespaced(sim.client().expect("client"), "default");
     let created = api
         .create(&PostParams::default(), &widget("a", 1))
@@ -634,6 +923,9 @@ async fn watch_bookmarks_and_gone() {
         .await
         .expect("watch")
         .boxed();
+    api.create(&PostParams::default(), &widget("b", 1))
+        .await
+        .expect("create");
     merge(&api, "a", json!({"spec": {"size": 2}}))
         .await
         .expect("patch");
@@ -642,12 +934,13 @@ async fn watch_bookmarks_and_gone() {
         .expect("delete");
     let mut seen = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while seen.len() < 3 && tokio::time::Instant::now() < deadline {
+    while seen.len() < 4 && tokio::time::Instant::now() < deadline {
         match tokio::time::timeout(Duration::from_secs(5), stream.try_next()).await {
+            Ok(Ok(Some(WatchEvent::Added(w)))) => seen.push(format!("ADDED {}", w.name_any())),
             Ok(Ok(Some(WatchEvent::Modified(w)))) => seen.push(format!("MODIFIED {}", w.spec.size)),
             Ok(Ok(Some(WatchEvent::Deleted(w)))) => seen.push(format!("DELETED {}", w.name_any())),
             Ok(Ok(Some(WatchEvent::Bookmark(b)))) => {
-                if seen.len() == 2 {
+                if seen.len() == 3 {
                     seen.push(format!(
                         "BOOKMARK after {}",
                         b.metadata.resource_version.parse::<u64>().is_ok()
@@ -657,7 +950,49 @@ async fn watch_bookmarks_and_gone() {
             other => panic!("unexpected {other:?}"),
         }
     }
-    assert_eq!(seen, ["MODIFIED 2", "DELETED a", "BOOKMARK after true"]);
+    assert_eq!(
+        seen,
+        ["ADDED b", "MODIFIED 2", "DELETED a", "BOOKMARK after true"]
+    );
+
+    // `timeoutSeconds` ends the stream (the server's own limit is 30 minutes).
+    let started = tokio::time::Instant::now();
+    let mut short = api
+        .watch(
+            &WatchParams::default().timeout(1).disable_bookmarks(),
+            &sim.resource_version().to_string(),
+        )
+        .await
+        .expect("watch")
+        .boxed();
+    let ended = tokio::time::timeout(Duration::from_secs(10), short.try_next()).await;
+    assert!(
+        matches!(ended, Ok(Ok(None))),
+        "expected the stream to end, got {ended:?}"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(900));
+
+    // `sendInitialEvents=false` skips the synthetic ADDED events a watch from
+    // no resourceVersion starts with.
+    let body = |query: &'static str| {
+        let url = format!(
+            "{}/apis/test.nicip.io/v1/namespaces/default/widgets?watch=true&timeoutSeconds=1{query}",
+            sim.url()
+        );
+        async move {
+            reqwest::get(url)
+                .await
+                .expect("watch")
+                .text()
+                .await
+                .expect("stream")
+        }
+    };
+    assert!(body("").await.contains(r#""type":"ADDED""#));
+    assert_eq!(
+        body("&sendInitialEvents=false&resourceVersionMatch=NotOlderThan").await,
+        ""
+    );
 
     sim.compact();
     let mut stale = api
@@ -666,7 +1001,18 @@ async fn watch_bookmarks_and_gone() {
         .expect("watch")
         .boxed();
     match stale.try_next().await {
-        Ok(Some(WatchEvent::Error(e))) => assert_eq!((e.code, e.reason.as_str()), (410, "Expired")),
+        Ok(Some(WatchEvent::Error(e))) => assert_eq!(
+            (e.code, e.reason.as_str(), e.message.as_str()),
+            (
+                410,
+                "Expired",
+                format!(
+                    "too old resource version: {rv} ({})",
+                    sim.resource_version()
+                )
+                .as_str()
+            )
+        ),
         other => panic!("expected 410, got {other:?}"),
     }
 
@@ -715,28 +1061,58 @@ async fn watch_bookmarks_and_gone() {
 
 #[tokio::test]
 async fn reflector_stays_consistent_across_watch_restarts() {
-    // Watches end after a second, so the watcher reconnects from its last
-    // bookmark several times; one compaction in between forces a relist.
+    // Watches end after a second, so the watcher resumes from its last
+    // resourceVersion several times; once it resumes from before a compaction,
+    // gets 410 Gone and relists. Without bookmarks, only widget events move its
+    // resourceVersion on.
     let sim = KubeSim::new(vec![Widget::crd()])
-        .bookmark_interval(Duration::from_millis(200))
         .watch_timeout(Duration::from_secs(1))
         .start()
         .await
         .expect("starts");
-    let api: Api<Widget> = Api::namespaced(sim.client().expect("client"), "default");
+    let client = sim.client().expect("client");
+    let api: Api<Widget> = Api::namespaced(client.clone(), "default");
     let (reader, writer) = reflector::store::<Widget>();
-    let cfg = watcher::Config::default().timeout(1);
+    let cfg = watcher::Config::default().timeout(1).disable_bookmarks();
     let stream = reflector(writer, watcher(api.clone(), cfg))
         .applied_objects()
         .default_backoff();
     let task = tokio::spawn(async move { stream.for_each(|_| async {}).await });
+    // The reflector's own lists (the test lists across namespaces).
+    let lists = || {
+        sim.requests()
+            .iter()
+            .filter(|r| r.verb == "list" && r.namespace.as_deref() == Some("default"))
+            .count()
+    };
     for i in 0..6 {
         api.create(&PostParams::default(), &widget(&format!("r{i}"), 1))
             .await
             .expect("create");
-        tokio::time::sleep(Duration::from_millis(300)).await;
         if i == 2 {
+            // Only a Secret changes before the history goes, so the watcher's
+            // next resume is from before the compaction.
+            let before = lists();
+            let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+            secrets
+                .create(
+                    &PostParams::default(),
+                    &serde_json::from_value(json!({"metadata": {"name": "s"}})).expect("secret"),
+                )
+                .await
+                .expect("secret");
             sim.compact();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            while lists() == before {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "no relist after the compaction"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        } else {
+            // Spread the changes over several watches.
+            tokio::time::sleep(Duration::from_millis(300)).await;
         }
         if i % 2 == 1 {
             api.delete(&format!("r{}", i - 1), &DeleteParams::default())
@@ -747,19 +1123,16 @@ async fn reflector_stays_consistent_across_watch_restarts() {
             .await
             .expect("patch");
     }
-    let want = || async {
-        let mut names: Vec<String> = api
-            .list(&ListParams::default())
-            .await
-            .expect("list")
-            .items
-            .iter()
-            .map(|w| format!("{}={}", w.name_any(), w.spec.size))
-            .collect();
-        names.sort();
-        names
-    };
-    let expected = want().await;
+    let all: Api<Widget> = Api::all(client);
+    let mut expected: Vec<String> = all
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .items
+        .iter()
+        .map(|w| format!("{}={}", w.name_any(), w.spec.size))
+        .collect();
+    expected.sort();
     assert_eq!(expected, ["r1=7", "r3=7", "r5=7"]);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
@@ -770,12 +1143,8 @@ async fn reflector_stays_consistent_across_watch_restarts() {
             .collect();
         have.sort();
         let watches = sim.requests().iter().filter(|r| r.verb == "watch").count();
-        let lists = sim.requests().iter().filter(|r| r.verb == "list").count();
         if have == expected && watches >= 3 {
-            assert!(
-                lists >= 2,
-                "the compaction should have forced a relist; saw {lists} lists"
-            );
+            assert_eq!(lists(), 2, "the initial list and one relist");
             break;
         }
         assert!(
@@ -845,6 +1214,26 @@ async fn events_secrets_and_leases() {
         Some(b"c2VjcmV0".to_vec())
     );
     assert!(stored.string_data.is_none());
+    // What would not decode into a Secret is refused, not stored as something else.
+    for (body, detail) in [
+        (
+            json!({"metadata": {"name": "n"}, "stringData": {"k": 5}}),
+            "json: cannot unmarshal number into Go struct field Secret.stringData of type string",
+        ),
+        (
+            json!({"metadata": {"name": "b"}, "data": {"k": "bm90!c2VjcmV0"}}),
+            "illegal base64 data at input byte 4",
+        ),
+    ] {
+        let (code, status) = raw_post(&sim, "/api/v1/namespaces/default/secrets", &body).await;
+        assert_eq!(code, 400, "{status}");
+        let message = status["message"].as_str().unwrap_or_default();
+        assert!(
+            message.starts_with(r#"Secret in version "v1" cannot be handled as a Secret: "#)
+                && message.contains(detail),
+            "{message}"
+        );
+    }
 
     let leases: Api<Lease> = Api::namespaced(client, "kube-system");
     let lease: Lease = serde_json::from_value(json!({"metadata": {"name": "nicip"}, "spec": {"holderIdentity": "a", "leaseDurationSeconds": 15}})).expect("lease");
@@ -1024,6 +1413,8 @@ async fn kubectl_apply_get_patch_describe_delete_project_resources() {
         "Nic Id:",
         "nic-web-frontend",
         "Converged",
+        "Normal  Assigned",
+        "nicip-controller  assigned 10.10.0.20",
     ] {
         assert!(
             described.contains(want),
@@ -1051,6 +1442,43 @@ async fn kubectl_apply_get_patch_describe_delete_project_resources() {
         !ok && stderr.contains(r#"strict decoding error: unknown field "spec.nicID""#),
         "{stderr}"
     );
+    // On an existing object kubectl patches, and the same error is an invalid patch.
+    std::fs::write(&bad, "apiVersion: nicip.io/v1alpha1\nkind: NicIpClaim\nmetadata:\n  name: web-frontend\nspec:\n  nicId: nic-web-frontend\n  nicID: nic-2\n").expect("write");
+    let (ok, _, stderr) = k
+        .run(&["apply", "-f", bad.to_str().unwrap_or_default()])
+        .await;
+    assert!(
+        !ok && stderr.contains("The request is invalid: patch: Invalid value: ")
+            && stderr.ends_with("\": strict decoding error: unknown field \"spec.nicID\"\n"),
+        "{stderr}"
+    );
+
+    // kubectl's imperative `create` sends protobuf for built-in kinds, which
+    // kubesim refuses by name rather than misreading.
+    let (ok, _, stderr) = k
+        .run(&["create", "secret", "generic", "x", "--from-literal=a=b"])
+        .await;
+    assert!(
+        !ok && stderr.contains("kubesim does not decode application/vnd.kubernetes.protobuf"),
+        "{stderr}"
+    );
+
+    // Discovery lists every built-in kind and the project's CRDs.
+    let resources = k.ok(&["api-resources", "--no-headers", "-o", "name"]).await;
+    let mut names: Vec<&str> = resources.lines().collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "events",
+            "events.events.k8s.io",
+            "leases.coordination.k8s.io",
+            "namespaces",
+            "nicipclaims.nicip.io",
+            "providerconfigs.nicip.io",
+            "secrets"
+        ]
+    );
 
     let explained = k.ok(&["explain", "nicipclaim.spec"]).await;
     assert!(explained.contains("nicId"), "{explained}");
@@ -1068,8 +1496,18 @@ async fn kubectl_apply_get_patch_describe_delete_project_resources() {
         .into_iter()
         .filter(|r| r.resource == "nicipclaims" && r.verb == "patch")
         .collect();
-    assert_eq!(writes.len(), 1, "one status patch: {writes:?}");
-    assert_eq!(writes[0].field_manager.as_deref(), Some("kubectl-patch"));
+    let seen: Vec<(Option<&str>, Option<&str>, u16)> = writes
+        .iter()
+        .map(|r| (r.subresource.as_deref(), r.field_manager.as_deref(), r.code))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (Some("status"), Some("kubectl-patch"), 200),
+            (None, Some("kubectl-client-side-apply"), 422)
+        ],
+        "the status patch and the refused apply of the typo"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1243,4 +1681,546 @@ async fn watcher_streaming_list_ends_initial_events_with_a_bookmark() {
         sim.requests().iter().all(|r| r.verb != "list"),
         "a streaming list needs no list call"
     );
+}
+
+/// A raw request, for what kube-rs would not send: (code, Status or object).
+async fn raw(
+    sim: &RunningKubeSim,
+    method: reqwest::Method,
+    path: &str,
+    content_type: &str,
+    body: &str,
+) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .request(method, format!("{}{path}", sim.url()))
+        .header("Content-Type", content_type)
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("request");
+    let code = resp.status().as_u16();
+    (code, resp.json().await.expect("json body"))
+}
+
+#[tokio::test]
+async fn unsupported_requests_are_refused_with_kube_apiserver_errors() {
+    use reqwest::Method;
+    let sim = start().await;
+    let api: Api<Widget> = Api::namespaced(sim.client().expect("client"), "default");
+    api.create(&PostParams::default(), &widget("u", 3))
+        .await
+        .expect("create");
+    let item = "/apis/test.nicip.io/v1/namespaces/default/widgets/u";
+    let merge_type = "application/merge-patch+json";
+    let cases: [(Method, String, &str, &str, u16, &str, &str); 14] = [
+        (
+            Method::DELETE,
+            "/api/v1/namespaces/default".into(),
+            "application/json",
+            "",
+            405,
+            "MethodNotAllowed",
+            "kubesim does not delete namespaces (it would have to delete their contents)",
+        ),
+        (
+            Method::GET,
+            "/apis/test.nicip.io/v1/namespaces/default/widgets?limit=ten".into(),
+            "application/json",
+            "",
+            400,
+            "BadRequest",
+            r#"invalid value for query parameter limit: "ten""#,
+        ),
+        (
+            Method::POST,
+            "/api/v1/namespaces/default/secrets".into(),
+            "application/vnd.kubernetes.protobuf",
+            "k8s\u{0}",
+            415,
+            "UnsupportedMediaType",
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (kubesim does not decode application/vnd.kubernetes.protobuf)",
+        ),
+        (
+            Method::GET,
+            "/apis/test.nicip.io/v1/namespaces/default/widgets?sendInitialEvents=true".into(),
+            "application/json",
+            "",
+            422,
+            "Invalid",
+            r#"ListOptions.meta.k8s.io "" is invalid: sendInitialEvents: Forbidden: sendInitialEvents is forbidden for list"#,
+        ),
+        (
+            Method::GET,
+            "/apis/test.nicip.io/v1/namespaces/default/widgets?resourceVersion=1&resourceVersionMatch=Newest".into(),
+            "application/json",
+            "",
+            422,
+            "Invalid",
+            r#"ListOptions.meta.k8s.io "" is invalid: resourceVersionMatch: Unsupported value: "Newest": supported values: "Exact", "NotOlderThan", """#,
+        ),
+        (
+            Method::POST,
+            "/apis/test.nicip.io/v1/namespaces/default/widgets?dryRun=Yes".into(),
+            "application/json",
+            r#"{"metadata":{"name":"v"},"spec":{"size":1,"color":"c"}}"#,
+            422,
+            "Invalid",
+            r#"CreateOptions.meta.k8s.io "" is invalid: dryRun: Unsupported value: []string{"Yes"}: supported values: "All""#,
+        ),
+        (
+            Method::PATCH,
+            format!("{item}?fieldValidation=Loose"),
+            merge_type,
+            "{}",
+            422,
+            "Invalid",
+            r#"PatchOptions.meta.k8s.io "" is invalid: fieldValidation: Unsupported value: "Loose": supported values: "", "Ignore", "Strict", "Warn""#,
+        ),
+        (
+            Method::PATCH,
+            format!("{item}?force=true"),
+            merge_type,
+            r#"{"spec":{"size":4}}"#,
+            422,
+            "Invalid",
+            r#"PatchOptions.meta.k8s.io "" is invalid: force: Forbidden: may not be specified for non-apply patch"#,
+        ),
+        (
+            Method::PATCH,
+            item.into(),
+            "application/apply-patch+yaml",
+            "spec:\n  size: 4\n",
+            422,
+            "Invalid",
+            r#"PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch"#,
+        ),
+        (
+            Method::PATCH,
+            item.into(),
+            "application/strategic-merge-patch+json",
+            "{}",
+            415,
+            "UnsupportedMediaType",
+            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
+        ),
+        (
+            Method::PATCH,
+            item.into(),
+            "application/json-patch+json",
+            r#"[{"op":"test","path":"/spec/size","value":99},{"op":"replace","path":"/spec/size","value":4}]"#,
+            422,
+            "Invalid",
+            "the server rejected our request due to an error in our request",
+        ),
+        (
+            Method::GET,
+            format!("{item}/scale"),
+            "application/json",
+            "",
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        ),
+        (
+            Method::DELETE,
+            format!("{item}?propagationPolicy=Foreground"),
+            "application/json",
+            "",
+            400,
+            "BadRequest",
+            "propagationPolicy Foreground needs the garbage collector, which kubesim does not have; use Background",
+        ),
+        (
+            Method::DELETE,
+            "/apis/test.nicip.io/v1/namespaces/default/widgets".into(),
+            "application/json",
+            "",
+            405,
+            "MethodNotAllowed",
+            "DELETE /apis/test.nicip.io/v1/namespaces/default/widgets is not supported by kubesim (no deletecollection, no POST to a named object)",
+        ),
+    ];
+    for (method, path, content_type, body, code, reason, message) in cases {
+        let (got, status) = raw(&sim, method.clone(), &path, content_type, body).await;
+        assert_eq!(
+            (got, status["reason"].as_str(), status["message"].as_str()),
+            (code, Some(reason), Some(message)),
+            "{method} {path}: {status}"
+        );
+    }
+    let (_, status) = raw(
+        &sim,
+        Method::POST,
+        "/apis/test.nicip.io/v1/namespaces/default/widgets?dryRun=Yes",
+        "application/json",
+        "{}",
+    )
+    .await;
+    assert_eq!(
+        status["details"],
+        json!({"group": "meta.k8s.io", "kind": "CreateOptions", "causes": [{"reason": "FieldValueNotSupported",
+            "field": "dryRun", "message": r#"Unsupported value: []string{"Yes"}: supported values: "All""#}]})
+    );
+    // YAML bodies are decoded, as kube-apiserver decodes them.
+    let (code, created) = raw(
+        &sim,
+        Method::POST,
+        "/api/v1/namespaces/default/secrets",
+        "application/yaml",
+        "metadata:\n  name: from-yaml\nstringData:\n  a: b\n",
+    )
+    .await;
+    assert_eq!((code, &created["data"]), (201, &json!({"a": "Yg=="})));
+    // Orphaning in the body is refused too, and nothing above changed the object.
+    let err = api_error(
+        api.delete(
+            "u",
+            &DeleteParams {
+                propagation_policy: Some(kube::api::PropagationPolicy::Orphan),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect_err("orphan"),
+    );
+    assert_eq!(err.code, 400);
+    let unchanged = api.get("u").await.expect("still there");
+    assert_eq!(unchanged.spec.size, 3);
+
+    // Delete preconditions, refused as kube-apiserver passes etcd's error on.
+    let err = api_error(
+        api.delete(
+            "u",
+            &DeleteParams {
+                preconditions: Some(kube::api::Preconditions {
+                    uid: Some("not-the-uid".into()),
+                    resource_version: None,
+                }),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect_err("wrong uid"),
+    );
+    assert_eq!(
+        (err.code, err.reason.as_str(), err.message),
+        (
+            409,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on widgets.test.nicip.io \"u\": StorageError: invalid object, Code: 4, Key: /registry/test.nicip.io/widgets/default/u, ResourceVersion: 0, AdditionalErrorMsg: Precondition failed: UID in precondition: not-the-uid, UID in object meta: {}",
+                unchanged.uid().expect("uid")
+            )
+        )
+    );
+    // A dry-run delete (kube-rs sends it in the body) deletes nothing.
+    api.delete("u", &DeleteParams::default().dry_run())
+        .await
+        .expect("dry-run delete");
+    api.get("u").await.expect("not deleted by a dry run");
+}
+
+#[tokio::test]
+async fn request_log_records_every_field() {
+    use nicip::kubesim::RequestRecord;
+    let sim = start().await;
+    let client = sim.client().expect("client");
+    let api: Api<Widget> = Api::namespaced(client.clone(), "default");
+    api.create(
+        &PostParams {
+            field_manager: Some("creator".into()),
+            ..Default::default()
+        },
+        &widget("g", 1),
+    )
+    .await
+    .expect("create");
+    apply_status(
+        &api,
+        "g",
+        json!({"apiVersion": "test.nicip.io/v1", "kind": "Widget", "status": {"observed": 1}}),
+    )
+    .await
+    .expect("status apply");
+    let _ = api.get("missing").await.expect_err("404");
+    let leases: Api<Lease> = Api::namespaced(client, "kube-system");
+    leases.list(&ListParams::default()).await.expect("list");
+    let (code, _) = raw(
+        &sim,
+        reqwest::Method::GET,
+        "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases?limit=ten",
+        "application/json",
+        "",
+    )
+    .await;
+    assert_eq!(code, 400);
+    api.delete("g", &DeleteParams::default())
+        .await
+        .expect("delete");
+    let record = |verb: &str,
+                  group: &str,
+                  resource: &str,
+                  sub: Option<&str>,
+                  ns: &str,
+                  name: Option<&str>,
+                  manager: Option<&str>,
+                  code: u16| RequestRecord {
+        verb: verb.into(),
+        group: group.into(),
+        resource: resource.into(),
+        subresource: sub.map(str::to_string),
+        namespace: Some(ns.into()),
+        name: name.map(str::to_string),
+        field_manager: manager.map(str::to_string),
+        code,
+    };
+    assert_eq!(
+        sim.requests(),
+        [
+            record(
+                "create",
+                "test.nicip.io",
+                "widgets",
+                None,
+                "default",
+                None,
+                Some("creator"),
+                201
+            ),
+            record(
+                "patch",
+                "test.nicip.io",
+                "widgets",
+                Some("status"),
+                "default",
+                Some("g"),
+                Some("controller"),
+                200
+            ),
+            record(
+                "get",
+                "test.nicip.io",
+                "widgets",
+                None,
+                "default",
+                Some("missing"),
+                None,
+                404
+            ),
+            record(
+                "list",
+                "coordination.k8s.io",
+                "leases",
+                None,
+                "kube-system",
+                None,
+                None,
+                200
+            ),
+            record(
+                "list",
+                "coordination.k8s.io",
+                "leases",
+                None,
+                "kube-system",
+                None,
+                None,
+                400
+            ),
+            record(
+                "delete",
+                "test.nicip.io",
+                "widgets",
+                None,
+                "default",
+                Some("g"),
+                None,
+                200
+            ),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn representations_follow_the_accept_header() {
+    let sim = start().await;
+    let api: Api<Widget> = Api::namespaced(sim.client().expect("client"), "default");
+    api.create(&PostParams::default(), &widget("m", 2))
+        .await
+        .expect("create");
+    // kube-rs's metadata calls ask for PartialObjectMetadata(List).
+    let one = api.get_metadata("m").await.expect("get metadata");
+    assert_eq!(
+        (one.types.as_ref().map(|t| t.kind.as_str()), one.name_any()),
+        (Some("PartialObjectMetadata"), "m".to_string())
+    );
+    let list = api
+        .list_metadata(&ListParams::default())
+        .await
+        .expect("list metadata");
+    assert_eq!(
+        list.types.kind, "PartialObjectMetadataList",
+        "{:?}",
+        list.types
+    );
+    let raw_get = |accept: &'static str, query: &'static str| {
+        let url = format!(
+            "{}/apis/test.nicip.io/v1/namespaces/default/widgets/m{query}",
+            sim.url()
+        );
+        async move {
+            let resp = reqwest::Client::new()
+                .get(url)
+                .header("Accept", accept)
+                .send()
+                .await
+                .expect("request");
+            (
+                resp.status().as_u16(),
+                resp.json::<Value>().await.expect("json"),
+            )
+        }
+    };
+    let table = "application/json;as=Table;v=v1;g=meta.k8s.io";
+    let (_, t) = raw_get(table, "").await;
+    assert_eq!(t["rows"][0]["object"]["kind"], "PartialObjectMetadata");
+    let (_, t) = raw_get(table, "?includeObject=Object").await;
+    assert_eq!(t["rows"][0]["object"]["spec"]["size"], 2);
+    let (_, t) = raw_get(table, "?includeObject=None").await;
+    assert!(t["rows"][0].get("object").is_none(), "{t}");
+    let (code, t) = raw_get(table, "?includeObject=Some").await;
+    assert_eq!((code, t["reason"].as_str()), (400, Some("BadRequest")));
+    // A fallback is honoured; a representation kubesim lacks is a 406, not JSON in disguise.
+    let (code, t) = raw_get("application/vnd.kubernetes.protobuf, application/json", "").await;
+    assert_eq!((code, t["kind"].as_str()), (200, Some("Widget")));
+    let (code, t) = raw_get("application/yaml", "").await;
+    assert_eq!((code, t["reason"].as_str()), (406, Some("NotAcceptable")));
+}
+
+/// Drive a kube-rs `watcher` in the background, reporting its events as text
+/// (`init`, `init-apply a`, `init-done`, `apply a`, `delete a`).
+fn watch_events(
+    api: Api<Widget>,
+    cfg: watcher::Config,
+) -> (
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let task = tokio::spawn(async move {
+        let mut events = watcher(api, cfg).boxed();
+        while let Some(ev) = events.next().await {
+            let text = match ev {
+                Ok(watcher::Event::Init) => "init".to_string(),
+                Ok(watcher::Event::InitApply(w)) => format!("init-apply {}", w.name_any()),
+                Ok(watcher::Event::InitDone) => "init-done".to_string(),
+                Ok(watcher::Event::Apply(w)) => format!("apply {}", w.name_any()),
+                Ok(watcher::Event::Delete(w)) => format!("delete {}", w.name_any()),
+                Err(e) => format!("error {e}"),
+            };
+            if tx.send(text).is_err() {
+                return;
+            }
+        }
+    });
+    (rx, task)
+}
+
+/// Wait (at most 10 s) for the watcher to report `want`, returning what came before it.
+async fn expect_event(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+    want: &str,
+) -> Vec<String> {
+    let mut before = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(e)) if e == want => return before,
+            Ok(Some(e)) => before.push(e),
+            other => panic!("waiting for {want:?} after {before:?}: {other:?}"),
+        }
+    }
+}
+
+/// Poll the request log until `count` watches of `namespace` have been served.
+async fn wait_for_watches(sim: &RunningKubeSim, namespace: Option<&str>, count: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let served = sim
+            .requests()
+            .iter()
+            .filter(|r| r.verb == "watch" && r.namespace.as_deref() == namespace)
+            .count();
+        if served >= count {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {served} watches of {namespace:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn watcher_resumes_from_bookmarks_and_relists_after_gone() {
+    // Bookmarks every 100 ms; each watch asks to end after a second, so the
+    // watchers reconnect on their own.
+    let sim = start_bookmarking_every_100ms().await;
+    let client = sim.client().expect("client");
+    let api: Api<Widget> = Api::namespaced(client.clone(), "default");
+    api.create(&PostParams::default(), &widget("a", 1))
+        .await
+        .expect("create");
+    let cfg = watcher::Config::default().timeout(1);
+    let (mut with_bookmarks, t1) = watch_events(api.clone(), cfg.clone());
+    let (mut without, t2) = watch_events(Api::all(client.clone()), cfg.disable_bookmarks());
+    for rx in [&mut with_bookmarks, &mut without] {
+        assert_eq!(
+            expect_event(rx, "init-done").await,
+            ["init", "init-apply a"]
+        );
+    }
+
+    // Writes elsewhere move the cluster's resourceVersion on; only bookmarks
+    // tell a watcher of widgets about it. Then the history is compacted.
+    let secrets: Api<Secret> = Api::namespaced(client, "default");
+    secrets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "elsewhere"}})).expect("secret"),
+        )
+        .await
+        .expect("secret");
+    wait_for_watches(&sim, Some("default"), 2).await;
+    wait_for_watches(&sim, None, 2).await;
+    sim.compact();
+    wait_for_watches(&sim, Some("default"), 3).await;
+    wait_for_watches(&sim, None, 3).await;
+    api.create(&PostParams::default(), &widget("b", 1))
+        .await
+        .expect("create");
+
+    // The bookmarked watcher resumed past the compaction without a relist...
+    assert_eq!(
+        expect_event(&mut with_bookmarks, "apply b").await,
+        Vec::<String>::new()
+    );
+    // ...the other one resumed from its last object, got 410 Gone and relisted.
+    let relisted = expect_event(&mut without, "init-done").await;
+    assert!(
+        relisted[0].contains("too old resource version") && relisted[0].ends_with("Expired"),
+        "{relisted:?}"
+    );
+    // b may be created before or after the relist.
+    assert_eq!(relisted[1..3], ["init", "init-apply a"], "{relisted:?}");
+    let lists = |namespace: Option<&str>| {
+        sim.requests()
+            .iter()
+            .filter(|r| r.verb == "list" && r.namespace.as_deref() == namespace)
+            .count()
+    };
+    assert_eq!((lists(Some("default")), lists(None)), (1, 2));
+    t1.abort();
+    t2.abort();
 }

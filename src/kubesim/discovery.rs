@@ -381,12 +381,27 @@ pub(crate) fn openapi_doc(types: &[ResourceType], gv: &str) -> Option<Value> {
     )
 }
 
+/// What a Table row carries besides its cells (the `includeObject` parameter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IncludeObject {
+    None,
+    Metadata,
+    Object,
+}
+
+/// An object as `PartialObjectMetadata` (metadata only, managedFields kept),
+/// as kube-apiserver serves `as=PartialObjectMetadata`.
+pub(crate) fn partial_metadata(obj: &Value) -> Value {
+    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+        "metadata": obj.get("metadata").cloned().unwrap_or(json!({}))})
+}
+
 /// The `meta.k8s.io/v1` Table of `objects`, as kube-apiserver's table convertor builds it.
 pub(crate) fn table(
     t: &ResourceType,
     objects: &[&Value],
     list_meta: Value,
-    with_columns: bool,
+    include: IncludeObject,
 ) -> Value {
     let mut defs = vec![
         json!({"name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace. It is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names", "priority": 0}),
@@ -401,20 +416,23 @@ pub(crate) fn table(
             for c in &t.columns {
                 cells.push(cell(c, o));
             }
-            let mut meta = o.get("metadata").cloned().unwrap_or(json!({}));
-            if let Some(m) = meta.as_object_mut() {
-                m.remove("managedFields");
+            let mut row = json!({"cells": cells});
+            match include {
+                IncludeObject::None => {}
+                IncludeObject::Object => row["object"] = (*o).clone(),
+                IncludeObject::Metadata => {
+                    let mut partial = partial_metadata(o);
+                    if let Some(m) = partial["metadata"].as_object_mut() {
+                        m.remove("managedFields");
+                    }
+                    row["object"] = partial;
+                }
             }
-            json!({"cells": cells, "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": meta}})
+            row
         })
         .collect();
-    let mut table = json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": list_meta, "rows": rows});
-    if with_columns {
-        table["columnDefinitions"] = json!(defs);
-    } else {
-        table["columnDefinitions"] = json!([]);
-    }
-    table
+    json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": list_meta, "rows": rows,
+        "columnDefinitions": defs})
 }
 
 fn cell(c: &Column, obj: &Value) -> Value {

@@ -389,8 +389,30 @@ fn entry_for<'a>(managers: &'a mut Vec<Manager>, w: &Writer, apply: bool) -> &'a
 /// A field another manager owns with a different value.
 pub(crate) struct Conflict {
     pub manager: String,
-    pub api_version: String,
     pub path: Path,
+    /// The owner's `managedFields` entry, for naming it as kube-apiserver does.
+    pub apply: bool,
+    pub subresource: Option<String>,
+    pub api_version: String,
+    pub time: String,
+}
+
+impl Conflict {
+    /// `"alice"` for an applier; `"bob" using v1 at <time>` for an updater;
+    /// `with subresource "status"` when it wrote through one.
+    pub(crate) fn manager_text(&self) -> String {
+        let mut text = serde_json::Value::String(self.manager.clone()).to_string();
+        if let Some(s) = &self.subresource {
+            text.push_str(&format!(" with subresource {}", Value::String(s.clone())));
+        }
+        if !self.apply {
+            text.push_str(&format!(" using {}", self.api_version));
+            if !self.time.is_empty() {
+                text.push_str(&format!(" at {}", self.time));
+            }
+        }
+        text
+    }
 }
 
 /// Server-side apply of `config` onto `current` by `w.manager`. Returns the
@@ -422,8 +444,11 @@ pub(crate) fn apply(
             } else {
                 conflicts.push(Conflict {
                     manager: m.name.clone(),
-                    api_version: m.api_version.clone(),
                     path: p,
+                    apply: m.apply,
+                    subresource: m.subresource.clone(),
+                    api_version: m.api_version.clone(),
+                    time: m.time.clone(),
                 });
             }
         }

@@ -40,6 +40,8 @@ pub(crate) struct ApiError {
     reason: &'static str,
     message: String,
     details: Option<Value>,
+    /// The Status's ListMeta (a 410 for an expired continue token carries a fresh one).
+    list_meta: Value,
 }
 
 impl ApiError {
@@ -49,6 +51,7 @@ impl ApiError {
             reason,
             message: message.into(),
             details: None,
+            list_meta: json!({}),
         }
     }
     fn details(mut self, details: Value) -> Self {
@@ -78,16 +81,7 @@ impl ApiError {
         .details(json!({"name": name, "group": t.group, "kind": t.plural}))
     }
     fn invalid(t: &ResourceType, name: &str, errs: &[FieldError]) -> Self {
-        let listed: Vec<String> = errs.iter().map(ToString::to_string).collect();
-        let summary = if listed.len() == 1 {
-            listed[0].clone()
-        } else {
-            format!("[{}]", listed.join(", "))
-        };
-        let causes: Vec<Value> = errs
-            .iter()
-            .map(|e| json!({"reason": e.reason, "message": e.message, "field": e.field}))
-            .collect();
+        let (summary, causes) = summary_and_causes(errs);
         ApiError::new(
             422,
             "Invalid",
@@ -95,17 +89,47 @@ impl ApiError {
         )
         .details(json!({"name": name, "group": t.group, "kind": t.kind, "causes": causes}))
     }
+    /// A 422 for invalid request options (`CreateOptions`, `PatchOptions`, ...),
+    /// as kube-apiserver words it: `PatchOptions.meta.k8s.io "" is invalid: ...`.
+    fn invalid_options(kind: &str, errs: &[FieldError]) -> Self {
+        let (summary, causes) = summary_and_causes(errs);
+        ApiError::new(
+            422,
+            "Invalid",
+            format!("{kind}.meta.k8s.io \"\" is invalid: {summary}"),
+        )
+        .details(json!({"group": "meta.k8s.io", "kind": kind, "causes": causes}))
+    }
     fn expired(message: impl Into<String>) -> Self {
         ApiError::new(410, "Expired", message)
     }
     fn body(&self) -> Value {
-        let mut status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-            "message": self.message, "reason": self.reason, "code": self.code});
+        let mut status = json!({"kind": "Status", "apiVersion": "v1", "metadata": self.list_meta, "status": "Failure",
+            "message": self.message, "code": self.code});
+        // An unknown reason is omitted, as Go's omitempty does.
+        if !self.reason.is_empty() {
+            status["reason"] = json!(self.reason);
+        }
         if let Some(d) = &self.details {
             status["details"] = d.clone();
         }
         status
     }
+}
+
+/// An `Invalid` Status's message tail (one error, or `[a, b]`) and its causes.
+fn summary_and_causes(errs: &[FieldError]) -> (String, Vec<Value>) {
+    let listed: Vec<String> = errs.iter().map(ToString::to_string).collect();
+    let summary = if listed.len() == 1 {
+        listed[0].clone()
+    } else {
+        format!("[{}]", listed.join(", "))
+    };
+    let causes = errs
+        .iter()
+        .map(|e| json!({"reason": e.reason, "message": e.message, "field": e.field}))
+        .collect();
+    (summary, causes)
 }
 
 fn json_response(code: u16, body: &Value, warnings: &[String]) -> Response {
@@ -137,8 +161,10 @@ struct Req<'a> {
     query: HashMap<String, String>,
     body: Bytes,
     content_type: String,
-    table: bool,
+    output: Output,
     user_agent: String,
+    /// `dryRun=All` (query), or `dryRun: ["All"]` in a delete's body.
+    dry_run: bool,
 }
 
 impl Req<'_> {
@@ -149,7 +175,47 @@ impl Req<'_> {
             .filter(|v| !v.is_empty())
     }
     fn dry_run(&self) -> bool {
-        self.q("dryRun") == Some("All")
+        self.dry_run
+    }
+    /// kube-apiserver's checks of `CreateOptions`, `UpdateOptions` and
+    /// `PatchOptions` (`apply` tells an apply patch from the others): a 422
+    /// naming the option rather than a silently ignored value.
+    fn check_options(&self, kind: &str, apply: bool) -> Result<(), ApiError> {
+        let mut errs = Vec::new();
+        if kind == "PatchOptions" {
+            if !apply && self.query.contains_key("force") {
+                errs.push(FieldError {
+                    field: "force".into(),
+                    reason: "FieldValueForbidden".into(),
+                    message: "Forbidden: may not be specified for non-apply patch".into(),
+                });
+            }
+            if apply && self.q("fieldManager").is_none() {
+                errs.push(FieldError {
+                    field: "fieldManager".into(),
+                    reason: "FieldValueRequired".into(),
+                    message: "Required value: is required for apply patch".into(),
+                });
+            }
+        }
+        errs.extend(dry_run_error(self.q("dryRun").into_iter().collect()));
+        if let Some(v) = self.q("fieldValidation")
+            && !matches!(v, "Ignore" | "Strict" | "Warn")
+        {
+            errs.push(FieldError {
+                field: "fieldValidation".into(),
+                reason: "FieldValueNotSupported".into(),
+                message: format!(
+                    "Unsupported value: {}: supported values: \"\", \"Ignore\", \"Strict\", \"Warn\"",
+                    Value::String(v.into())
+                ),
+            });
+        }
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::invalid_options(kind, &errs))
+        }
     }
     fn name(&self) -> &str {
         self.name.as_deref().unwrap_or_default()
@@ -187,13 +253,90 @@ impl Req<'_> {
     fn parse_body(&self) -> Result<Value, ApiError> {
         let v: Value = serde_json::from_slice(&self.body)
             .map_err(|e| ApiError::bad_request(format!("error decoding request body: {e}")))?;
-        if v.is_object() {
-            Ok(v)
-        } else {
-            Err(ApiError::bad_request(
-                "the request body must be a JSON object",
-            ))
+        as_object(v)
+    }
+    /// A merge, JSON or strategic merge patch (not an apply).
+    fn is_update_patch(&self) -> bool {
+        matches!(
+            self.content_type.split(';').next().map(str::trim),
+            Some(
+                "application/merge-patch+json"
+                    | "application/json-patch+json"
+                    | "application/strategic-merge-patch+json"
+            )
+        )
+    }
+    /// The object of a create, update or delete, in the encodings kubesim
+    /// decodes: JSON and YAML. Protobuf and CBOR (what kubectl's imperative
+    /// `create` commands send for built-in kinds) are a 415, as kube-apiserver
+    /// answers an encoding it does not accept, instead of a misleading 400.
+    fn object_body(&self) -> Result<Value, ApiError> {
+        match self
+            .content_type
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+        {
+            "" | "application/json" => self.parse_body(),
+            "application/yaml" => {
+                let text = std::str::from_utf8(&self.body).map_err(|e| {
+                    ApiError::bad_request(format!("error decoding request body: {e}"))
+                })?;
+                let v: Value = serde_saphyr::from_str(text)
+                    .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+                as_object(v)
+            }
+            other => Err(ApiError::new(
+                415,
+                "UnsupportedMediaType",
+                format!(
+                    "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (kubesim does not decode {other})"
+                ),
+            )),
         }
+    }
+}
+
+/// A boolean query parameter as Go's `strconv.ParseBool` reads it.
+pub(crate) fn go_bool(v: &str) -> Option<bool> {
+    match v {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// kube-apiserver decodes its query parameters into typed options: a value
+/// that is not a number or a boolean where one is expected is a 400, not ignored.
+fn check_param_types(query: &HashMap<String, String>) -> Result<(), ApiError> {
+    for (key, value) in query.iter().filter(|(_, v)| !v.is_empty()) {
+        let bad = match key.as_str() {
+            "limit" | "timeoutSeconds" | "gracePeriodSeconds" => value.parse::<i64>().is_err(),
+            "watch"
+            | "allowWatchBookmarks"
+            | "sendInitialEvents"
+            | "force"
+            | "orphanDependents" => go_bool(value).is_none(),
+            _ => false,
+        };
+        if bad {
+            return Err(ApiError::bad_request(format!(
+                "invalid value for query parameter {key}: {}",
+                Value::String(value.clone())
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn as_object(v: Value) -> Result<Value, ApiError> {
+    if v.is_object() {
+        Ok(v)
+    } else {
+        Err(ApiError::bad_request(
+            "the request body must be a JSON object",
+        ))
     }
 }
 
@@ -259,7 +402,7 @@ async fn handle(AxumState(srv): AxumState<Arc<Server>>, req: Request) -> Respons
     {
         return error_response(&not_served());
     }
-    let watch = matches!(query.get("watch").map(String::as_str), Some("true" | "1"));
+    let watch = query.get("watch").and_then(|v| go_bool(v)) == Some(true);
     let verb = match (&parts.method, name.is_some()) {
         (&Method::GET, true) => "get",
         (&Method::GET, false) if watch => "watch",
@@ -281,7 +424,10 @@ async fn handle(AxumState(srv): AxumState<Arc<Server>>, req: Request) -> Respons
             ),
         ));
     }
-    let r = Req {
+    // Checked here, answered below, so the request log has these refusals too.
+    let output = check_param_types(&query)
+        .and_then(|()| negotiate(&accept, query.get("includeObject").map(String::as_str)));
+    let mut r = Req {
         t,
         ns: ns.unwrap_or_default().to_string(),
         name: name.map(str::to_string),
@@ -289,22 +435,31 @@ async fn handle(AxumState(srv): AxumState<Arc<Server>>, req: Request) -> Respons
         query,
         body,
         content_type,
-        table: accept.contains("as=Table"),
+        output: *output.as_ref().unwrap_or(&Output::Object),
         user_agent,
+        dry_run: false,
     };
-    let result = match verb {
-        "get" => srv.get(&r),
-        "list" => srv.list(&r),
-        "watch" => {
+    r.dry_run = r.q("dryRun") == Some("All");
+    let result = match (output, verb) {
+        (Err(e), _) => Err(e),
+        (Ok(_), "get") => srv.get(&r),
+        (Ok(_), "list") => srv.list(&r),
+        (Ok(_), "watch") => {
             let resp = srv.watch(&r);
             srv.record(&r, verb, resp.status().as_u16());
             return resp;
         }
-        "create" => srv.create(&r),
-        "update" => srv.update(&r),
-        "patch" => srv.patch(&r),
-        "delete" => srv.delete(&r),
-        _ => Err(ApiError::new(
+        (Ok(_), "create") => srv.create(&r),
+        (Ok(_), "update") => srv.update(&r),
+        (Ok(_), "patch") => srv.patch(&r),
+        (Ok(_), "delete") => match delete_options(&r) {
+            Ok(opts) => {
+                r.dry_run = opts.get("dryRun").is_some_and(|d| d == &json!(["All"]));
+                srv.delete(&r, &opts)
+            }
+            Err(e) => Err(e),
+        },
+        (Ok(_), _) => Err(ApiError::new(
             405,
             "MethodNotAllowed",
             format!(
@@ -319,6 +474,65 @@ async fn handle(AxumState(srv): AxumState<Arc<Server>>, req: Request) -> Respons
     };
     srv.record(&r, verb, resp.status().as_u16());
     resp
+}
+
+/// The representation a client asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Output {
+    Object,
+    Table(discovery::IncludeObject),
+    PartialMetadata,
+}
+
+/// Pick the first representation of the `Accept` header kubesim can serve,
+/// as kube-apiserver negotiates: JSON, `as=Table` (with `includeObject`) and
+/// `as=PartialObjectMetadata[List]`; a 406 when none is (YAML, protobuf, CBOR).
+fn negotiate(accept: &str, include: Option<&str>) -> Result<Output, ApiError> {
+    if accept.trim().is_empty() {
+        return Ok(Output::Object);
+    }
+    for range in accept.split(',') {
+        let mut parts = range.split(';').map(str::trim);
+        let media = parts.next().unwrap_or_default();
+        if !matches!(media, "application/json" | "application/*" | "*/*") {
+            continue;
+        }
+        let params: HashMap<&str, &str> = parts
+            .filter_map(|p| p.split_once('='))
+            .map(|(k, v)| (k.trim(), v.trim()))
+            .collect();
+        let meta_group = params.get("g") == Some(&"meta.k8s.io");
+        match params.get("as").copied() {
+            None => return Ok(Output::Object),
+            Some("Table") if meta_group && matches!(params.get("v"), Some(&("v1" | "v1beta1"))) => {
+                let include = match include.unwrap_or_default() {
+                    "" | "Metadata" => discovery::IncludeObject::Metadata,
+                    "None" => discovery::IncludeObject::None,
+                    "Object" => discovery::IncludeObject::Object,
+                    other => {
+                        return Err(ApiError::bad_request(format!(
+                            "unrecognized includeObject value: {}",
+                            Value::String(other.into())
+                        )));
+                    }
+                };
+                return Ok(Output::Table(include));
+            }
+            Some("PartialObjectMetadata" | "PartialObjectMetadataList")
+                if meta_group && params.get("v") == Some(&"v1") =>
+            {
+                return Ok(Output::PartialMetadata);
+            }
+            Some(_) => {}
+        }
+    }
+    Err(ApiError::new(
+        406,
+        "NotAcceptable",
+        format!(
+            "only the following media types are accepted by kubesim: application/json (plain, as=Table, as=PartialObjectMetadata); requested {accept}"
+        ),
+    ))
 }
 
 fn not_served() -> ApiError {
@@ -521,19 +735,20 @@ impl Server {
             .get(&r.t.storage, &r.ns, r.name())
             .ok_or_else(|| ApiError::not_found(r.t, r.name()))?;
         let obj = view(r.t, obj);
-        if r.table {
-            return Ok((
+        match r.output {
+            Output::Table(include) => Ok((
                 200,
                 discovery::table(
                     r.t,
                     &[&obj],
                     json!({"resourceVersion": meta_str(&obj, "resourceVersion")}),
-                    true,
+                    include,
                 ),
                 vec![],
-            ));
+            )),
+            Output::PartialMetadata => Ok((200, discovery::partial_metadata(&obj), vec![])),
+            Output::Object => Ok((200, obj, vec![])),
         }
-        Ok((200, obj, vec![]))
     }
 
     fn selector(&self, r: &Req) -> Result<Selector, ApiError> {
@@ -559,6 +774,7 @@ impl Server {
     }
 
     fn list(&self, r: &Req) -> Reply {
+        check_list_options(r, false)?;
         let selector = self.selector(r)?;
         let st = self.store.lock();
         let current = st.current_rv();
@@ -580,13 +796,27 @@ impl Server {
             }
         }
         let (list_rv, after) = match r.q("continue") {
-            Some(token) => decode_continue(token)?,
+            Some(_) if rv.is_some_and(|v| v != 0) => {
+                return Err(ApiError::bad_request(
+                    "specifying resource version is not allowed when using continue",
+                ));
+            }
+            // A token kube-apiserver hands out with a 410: go on at the current version.
+            Some(token) => match decode_continue(token)? {
+                (None, after) => (current, after),
+                (Some(rv), after) => (rv, after),
+            },
             None => (current, None),
         };
         if list_rv < st.oldest_resumable() {
-            return Err(ApiError::expired(
-                "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
-            ));
+            // As kube-apiserver: a 410 whose Status carries a token that continues
+            // the list at the current version, inconsistently.
+            let mut e = ApiError::expired(
+                "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
+            );
+            e.list_meta =
+                json!({"continue": encode_continue(None, after.as_deref().unwrap_or_default())});
+            return Err(e);
         }
         let ns = (!r.ns.is_empty()).then_some(r.ns.as_str());
         let matching: Vec<(String, Value)> = st
@@ -607,20 +837,23 @@ impl Server {
         let page: Vec<&Value> = match limit {
             Some(limit) if matching.len() > limit => {
                 let last = &matching[limit - 1].0;
-                meta["continue"] = json!(encode_continue(list_rv, last));
+                meta["continue"] = json!(encode_continue(Some(list_rv), last));
                 meta["remainingItemCount"] = json!(matching.len() - limit);
                 matching[..limit].iter().map(|(_, o)| o).collect()
             }
             _ => matching.iter().map(|(_, o)| o).collect(),
         };
-        if r.table {
-            return Ok((200, discovery::table(r.t, &page, meta, true), vec![]));
-        }
-        Ok((
-            200,
-            json!({"kind": format!("{}List", r.t.kind), "apiVersion": r.t.api_version(), "metadata": meta, "items": page}),
-            vec![],
-        ))
+        let list = match r.output {
+            Output::Table(include) => discovery::table(r.t, &page, meta, include),
+            Output::PartialMetadata => {
+                let items: Vec<Value> = page.into_iter().map(discovery::partial_metadata).collect();
+                json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "items": items})
+            }
+            Output::Object => {
+                json!({"kind": format!("{}List", r.t.kind), "apiVersion": r.t.api_version(), "metadata": meta, "items": page})
+            }
+        };
+        Ok((200, list, vec![]))
     }
 
     fn create(&self, r: &Req) -> Reply {
@@ -631,7 +864,8 @@ impl Server {
                 "create on a subresource is not supported",
             ));
         }
-        let body = r.parse_body()?;
+        r.check_options("CreateOptions", false)?;
+        let body = r.object_body()?;
         self.check_kind(r, &body)?;
         let mut st = self.store.lock();
         let new = self.unview(r.t, body);
@@ -650,7 +884,8 @@ impl Server {
     }
 
     fn update(&self, r: &Req) -> Reply {
-        let body = r.parse_body()?;
+        r.check_options("UpdateOptions", false)?;
+        let body = r.object_body()?;
         self.check_kind(r, &body)?;
         let mut st = self.store.lock();
         let old = st
@@ -671,7 +906,31 @@ impl Server {
             .unwrap_or_default()
             .trim()
             .to_string();
-        if kind == "application/apply-patch+yaml" {
+        let supported = [
+            "application/json-patch+json",
+            "application/merge-patch+json",
+            "application/apply-patch+yaml",
+        ];
+        if !supported.contains(&kind.as_str())
+            && (r.t.custom || kind != "application/strategic-merge-patch+json")
+        {
+            return Err(ApiError::new(
+                415,
+                "UnsupportedMediaType",
+                format!(
+                    "the body of the request was in an unknown format - accepted media types include: {}{}",
+                    supported.join(", "),
+                    if r.t.custom {
+                        ""
+                    } else {
+                        ", application/strategic-merge-patch+json"
+                    }
+                ),
+            ));
+        }
+        let apply = kind == "application/apply-patch+yaml";
+        r.check_options("PatchOptions", apply)?;
+        if apply {
             return self.apply(r);
         }
         let mut st = self.store.lock();
@@ -693,25 +952,19 @@ impl Server {
                 }
                 json_patch::merge(&mut doc, &p)
             }
-            "application/json-patch+json" => {
+            _ => {
                 let p: json_patch::Patch = serde_json::from_slice(&r.body)
                     .map_err(|e| ApiError::bad_request(e.to_string()))?;
-                json_patch_go(&mut doc, p)
-                    .map_err(|e| ApiError::new(422, "Invalid", e.to_string()))?;
-            }
-            _ => {
-                return Err(ApiError::new(
-                    415,
-                    "UnsupportedMediaType",
-                    format!(
-                        "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml{}",
-                        if r.t.custom {
-                            ""
-                        } else {
-                            ", application/strategic-merge-patch+json"
-                        }
-                    ),
-                ));
+                // kube-apiserver answers any patch that does not apply (a failed
+                // `test`, a missing path) with this generic 422 and no causes.
+                json_patch_go(&mut doc, p).map_err(|_| {
+                    ApiError::new(
+                        422,
+                        "Invalid",
+                        "the server rejected our request due to an error in our request",
+                    )
+                    .details(json!({}))
+                })?;
             }
         }
         if !doc.is_object() {
@@ -734,17 +987,8 @@ impl Server {
     }
 
     fn apply(&self, r: &Req) -> Reply {
-        let Some(manager) = r.q("fieldManager") else {
-            return Err(ApiError::invalid(
-                r.t,
-                r.name(),
-                &[FieldError {
-                    field: "fieldManager".into(),
-                    reason: "FieldValueRequired".into(),
-                    message: "Required value: is required for apply patch".into(),
-                }],
-            ));
-        };
+        // check_options made sure there is one.
+        let manager = r.q("fieldManager").unwrap_or_default();
         let text =
             std::str::from_utf8(&r.body).map_err(|e| ApiError::bad_request(e.to_string()))?;
         let config: Value = serde_saphyr::from_str(text)
@@ -761,7 +1005,34 @@ impl Server {
                 r.name()
             )));
         }
-        let force = matches!(r.q("force"), Some("true" | "1"));
+        // Server-side apply types the configuration against the schema first:
+        // an undeclared field fails the request whatever fieldValidation says,
+        // with kube-apiserver's untyped error, a 500 without a reason.
+        if let Some(schema) = &r.t.schema {
+            let undeclared = schema::undeclared_fields(schema, &config);
+            if !undeclared.is_empty() {
+                let errs: Vec<String> = undeclared
+                    .iter()
+                    .map(|p| format!(".{p}: field not declared in schema"))
+                    .collect();
+                let detail = match errs.as_slice() {
+                    [one] => one.clone(),
+                    _ => format!("errors:\n  {}", errs.join("\n  ")),
+                };
+                return Err(ApiError::new(
+                    500,
+                    "",
+                    format!(
+                        "failed to create typed patch object ({}/{}; {}, Kind={}): {detail}",
+                        r.ns,
+                        r.name(),
+                        r.t.api_version(),
+                        r.t.kind
+                    ),
+                ));
+            }
+        }
+        let force = r.q("force").and_then(go_bool) == Some(true);
         let mut st = self.store.lock();
         let old = st.get(&r.t.storage, &r.ns, r.name()).cloned();
         if old.is_none() && r.sub.is_some() {
@@ -777,8 +1048,14 @@ impl Server {
         let api_version = r.t.api_version();
         let writer = r.writer(manager, &api_version, &now);
         let mut merged = fields::apply(r.t.schema.as_ref(), &current, &config, force, &writer)
-            .map_err(|c| conflict_error(r, &c))?;
+            .map_err(|c| conflict_error(&c))?;
         if let Some(o) = &old {
+            // A resourceVersion in the configuration is a precondition, as for any write.
+            if meta_str(&config, "resourceVersion")
+                .is_some_and(|v| Some(v) != meta_str(o, "resourceVersion"))
+            {
+                return Err(ApiError::conflict(r.t, r.name()));
+            }
             meta_mut(&mut merged).insert(
                 "resourceVersion".into(),
                 json!(meta_str(o, "resourceVersion")),
@@ -792,20 +1069,7 @@ impl Server {
         Ok((code, view(r.t, &obj), warnings))
     }
 
-    fn delete(&self, r: &Req) -> Reply {
-        let opts: Value = if r.body.is_empty() {
-            json!({})
-        } else {
-            r.parse_body()?
-        };
-        match opts.get("propagationPolicy").and_then(Value::as_str) {
-            None | Some("Background") => {}
-            Some(p) => {
-                return Err(ApiError::bad_request(format!(
-                    "propagationPolicy {p} needs the garbage collector, which kubesim does not have; use Background"
-                )));
-            }
-        }
+    fn delete(&self, r: &Req, opts: &Value) -> Reply {
         let mut st = self.store.lock();
         let old = st
             .get(&r.t.storage, &r.ns, r.name())
@@ -828,13 +1092,29 @@ impl Server {
                 if let Some(want) = pre.get(key).and_then(Value::as_str)
                     && want != actual
                 {
+                    // Worded as kube-apiserver passes etcd's storage error on.
+                    let key = [
+                        "/registry",
+                        if r.t.custom { &r.t.group } else { "" },
+                        &r.t.plural,
+                        &r.ns,
+                        r.name(),
+                    ]
+                    .iter()
+                    .filter(|part| !part.is_empty())
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join("/");
                     return Err(ApiError::new(
                         409,
                         "Conflict",
                         format!(
-                            "Precondition failed: {label} in precondition: {want}, {label} in object meta: {actual}"
+                            "Operation cannot be fulfilled on {} \"{}\": StorageError: invalid object, Code: 4, Key: {key}, ResourceVersion: 0, AdditionalErrorMsg: Precondition failed: {label} in precondition: {want}, {label} in object meta: {actual}",
+                            r.t.group_resource(),
+                            r.name()
                         ),
-                    ));
+                    )
+                    .details(json!({"name": r.name(), "group": r.t.group, "kind": r.t.plural})));
                 }
             }
         }
@@ -1065,10 +1345,13 @@ impl Server {
                 }
                 if meta_str(old, "deletionTimestamp").is_some() {
                     let before = finalizers(old);
-                    let added: Vec<String> = finalizers(&new)
+                    let mut added: Vec<String> = finalizers(&new)
                         .into_iter()
                         .filter(|f| !before.contains(f))
+                        .map(|f| Value::String(f).to_string())
                         .collect();
+                    added.sort();
+                    added.dedup();
                     if !added.is_empty() {
                         return Err(ApiError::invalid(
                             t,
@@ -1077,7 +1360,8 @@ impl Server {
                                 field: "metadata.finalizers".into(),
                                 reason: "FieldValueForbidden".into(),
                                 message: format!(
-                                    "Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers {added:?}"
+                                    "Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{{{}}}",
+                                    added.join(", ")
                                 ),
                             }],
                         ));
@@ -1091,7 +1375,7 @@ impl Server {
             return Err(ApiError::invalid(t, &name, &label_errors));
         }
         if t.plural == "secrets" {
-            secret_defaults(&mut new);
+            secret_defaults(&mut new)?;
         }
         if t.plural == "namespaces" && old.is_none() {
             new["status"] = json!({"phase": "Active"});
@@ -1101,6 +1385,7 @@ impl Server {
         }
         let mut warnings = Vec::new();
         if let Some(schema) = &t.schema {
+            let submitted = r.is_update_patch().then(|| new.to_string());
             let pruned = schema::admit(schema, &mut new, old)
                 .map_err(|errs| ApiError::invalid(t, &name, &errs))?;
             let unknown: Vec<String> = pruned
@@ -1108,6 +1393,25 @@ impl Server {
                 .map(|p| format!("unknown field \"{p}\""))
                 .collect();
             match r.q("fieldValidation") {
+                // kube-apiserver's patcher words it as an invalid patch.
+                Some("Strict") if !unknown.is_empty() && submitted.is_some() => {
+                    let errs = [FieldError {
+                        field: "patch".into(),
+                        reason: "FieldValueInvalid".into(),
+                        message: format!(
+                            "Invalid value: {}: strict decoding error: {}",
+                            Value::String(submitted.unwrap_or_default()),
+                            unknown.join(", ")
+                        ),
+                    }];
+                    let (summary, causes) = summary_and_causes(&errs);
+                    return Err(ApiError::new(
+                        422,
+                        "Invalid",
+                        format!(" \"\" is invalid: {summary}"),
+                    )
+                    .details(json!({"causes": causes})));
+                }
                 Some("Strict") if !unknown.is_empty() => {
                     return Err(ApiError::bad_request(format!(
                         "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: {}",
@@ -1224,16 +1528,56 @@ fn spec_changed(old: &Value, new: &Value, status_is_subresource: bool) -> bool {
     strip(old) != strip(new)
 }
 
-fn secret_defaults(secret: &mut Value) {
+/// `stringData` folded into `data` and `type` defaulted, as kube-apiserver
+/// does; values that would not decode into a Secret are a 400, as its decoder answers.
+fn secret_defaults(secret: &mut Value) -> Result<(), ApiError> {
     use base64::Engine;
-    let Some(obj) = secret.as_object_mut() else {
-        return;
+    let undecodable = |detail: String| {
+        ApiError::bad_request(format!(
+            "Secret in version \"v1\" cannot be handled as a Secret: {detail}"
+        ))
     };
-    if let Some(Value::Object(plain)) = obj.remove("stringData") {
+    let Some(obj) = secret.as_object_mut() else {
+        return Ok(());
+    };
+    if let Some(Value::Object(data)) = obj.get("data") {
+        for v in data.values() {
+            let text = v.as_str().ok_or_else(|| {
+                undecodable(format!(
+                    "json: cannot unmarshal {} into Go struct field Secret.data of type []uint8",
+                    go_type(v)
+                ))
+            })?;
+            // Only the offset, as Go says it: the bytes are secret material.
+            base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .map_err(|e| {
+                    let at = match e {
+                        base64::DecodeError::InvalidByte(at, _)
+                        | base64::DecodeError::InvalidLastSymbol(at, _) => at,
+                        base64::DecodeError::InvalidLength(at) => at,
+                        base64::DecodeError::InvalidPadding => text.len(),
+                    };
+                    undecodable(format!("illegal base64 data at input byte {at}"))
+                })?;
+        }
+    }
+    if let Some(plain) = obj.remove("stringData") {
+        let Value::Object(plain) = plain else {
+            return Err(undecodable(format!(
+                "json: cannot unmarshal {} into Go struct field Secret.stringData of type map[string]string",
+                go_type(&plain)
+            )));
+        };
         let data = obj.entry("data").or_insert_with(|| json!({}));
         if let Some(data) = data.as_object_mut() {
             for (k, v) in plain {
-                let text = v.as_str().unwrap_or_default().to_string();
+                let text = v.as_str().ok_or_else(|| {
+                    undecodable(format!(
+                        "json: cannot unmarshal {} into Go struct field Secret.stringData of type string",
+                        go_type(&v)
+                    ))
+                })?;
                 data.insert(
                     k,
                     json!(base64::engine::general_purpose::STANDARD.encode(text)),
@@ -1242,6 +1586,19 @@ fn secret_defaults(secret: &mut Value) {
         }
     }
     obj.entry("type").or_insert_with(|| json!("Opaque"));
+    Ok(())
+}
+
+/// How Go's JSON decoder names a JSON value's type in its errors.
+fn go_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
 }
 
 /// RFC 6902 as kube-apiserver's implementation (evanphx/json-patch) applies
@@ -1274,34 +1631,200 @@ fn strategic_directives(patch: &Value) -> bool {
         || patch.pointer("/metadata/ownerReferences").is_some()
 }
 
-fn conflict_error(r: &Req, conflicts: &[fields::Conflict]) -> ApiError {
-    let lines: Vec<String> = conflicts
-        .iter()
-        .map(|c| {
+fn conflict_error(conflicts: &[fields::Conflict]) -> ApiError {
+    let message = match conflicts {
+        [c] => format!(
+            "Apply failed with 1 conflict: conflict with {}: {}",
+            c.manager_text(),
+            fields::path_text(&c.path)
+        ),
+        _ => {
+            // As kube-apiserver: grouped by manager, managers sorted.
+            let mut by_manager: std::collections::BTreeMap<String, Vec<String>> =
+                Default::default();
+            for c in conflicts {
+                by_manager
+                    .entry(c.manager_text())
+                    .or_default()
+                    .push(format!("- {}", fields::path_text(&c.path)));
+            }
+            let lines: Vec<String> = by_manager
+                .into_iter()
+                .flat_map(|(m, paths)| std::iter::once(format!("conflicts with {m}:")).chain(paths))
+                .collect();
             format!(
-                "conflict with \"{}\" using {}: {}",
-                c.manager,
-                c.api_version,
-                fields::path_text(&c.path)
+                "Apply failed with {} conflicts: {}",
+                conflicts.len(),
+                lines.join("\n")
             )
-        })
-        .collect();
-    let message = if lines.len() == 1 {
-        format!("Apply failed with 1 conflict: {}", lines[0])
-    } else {
-        format!(
-            "Apply failed with {} conflicts: {}",
-            lines.len(),
-            lines.join("\n")
-        )
+        }
     };
     let causes: Vec<Value> = conflicts
         .iter()
-        .map(|c| json!({"reason": "FieldManagerConflict", "message": format!("conflict with \"{}\" using {}", c.manager, c.api_version), "field": fields::path_text(&c.path)}))
+        .map(|c| json!({"reason": "FieldManagerConflict", "message": format!("conflict with {}", c.manager_text()), "field": fields::path_text(&c.path)}))
         .collect();
-    ApiError::new(409, "Conflict", message).details(
-        json!({"name": r.name(), "group": r.t.group, "kind": r.t.plural, "causes": causes}),
-    )
+    // kube-apiserver's apply conflicts name no object in their details, only causes.
+    ApiError::new(409, "Conflict", message).details(json!({"causes": causes}))
+}
+
+/// kube-apiserver's `ValidateListOptions` for a list or a watch: 422s naming
+/// the parameter rather than a combination silently served as something else.
+fn check_list_options(r: &Req, watch: bool) -> Result<(), ApiError> {
+    let matching = r.q("resourceVersionMatch");
+    let send_initial = r.q("sendInitialEvents");
+    let has_continue = r.q("continue").is_some();
+    let mut errs = Vec::new();
+    let forbidden = |field: &str, message: &str| FieldError {
+        field: field.into(),
+        reason: "FieldValueForbidden".into(),
+        message: format!("Forbidden: {message}"),
+    };
+    let unsupported = |value: &str, supported: &str| FieldError {
+        field: "resourceVersionMatch".into(),
+        reason: "FieldValueNotSupported".into(),
+        message: format!(
+            "Unsupported value: {}: supported values: {supported}",
+            Value::String(value.into())
+        ),
+    };
+    if watch {
+        if send_initial.is_some() && matching != Some("NotOlderThan") {
+            errs.push(forbidden(
+                "resourceVersionMatch",
+                "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+            ));
+        }
+        if let Some(m) = matching {
+            if send_initial.is_none() {
+                errs.push(forbidden(
+                    "resourceVersionMatch",
+                    "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+                ));
+            }
+            if m != "NotOlderThan" {
+                errs.push(unsupported(m, "\"NotOlderThan\""));
+            }
+        }
+    } else {
+        if let Some(m) = matching {
+            if r.q("resourceVersion").is_none() {
+                errs.push(forbidden(
+                    "resourceVersionMatch",
+                    "resourceVersionMatch is forbidden unless resourceVersion is provided",
+                ));
+            }
+            if !matches!(m, "Exact" | "NotOlderThan") {
+                errs.push(unsupported(m, "\"Exact\", \"NotOlderThan\", \"\""));
+            }
+            if m == "Exact" && r.q("resourceVersion") == Some("0") {
+                errs.push(forbidden(
+                    "resourceVersionMatch",
+                    "resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"",
+                ));
+            }
+        }
+        if send_initial.is_some() {
+            errs.push(forbidden(
+                "sendInitialEvents",
+                "sendInitialEvents is forbidden for list",
+            ));
+        }
+    }
+    if matching.is_some() && has_continue {
+        errs.push(forbidden(
+            "resourceVersionMatch",
+            "resourceVersionMatch is forbidden when continue is provided",
+        ));
+    }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_options("ListOptions", &errs))
+    }
+}
+
+/// `dryRun` accepts only `All`, as kube-apiserver's `ValidateDryRun`.
+fn dry_run_error(values: Vec<&str>) -> Option<FieldError> {
+    if values.iter().all(|v| *v == "All") {
+        return None;
+    }
+    let listed: Vec<String> = values
+        .iter()
+        .map(|v| Value::String((*v).into()).to_string())
+        .collect();
+    Some(FieldError {
+        field: "dryRun".into(),
+        reason: "FieldValueNotSupported".into(),
+        message: format!(
+            "Unsupported value: []string{{{}}}: supported values: \"All\"",
+            listed.join(", ")
+        ),
+    })
+}
+
+/// The `DeleteOptions` of a delete: its body when there is one, else the
+/// query parameters, as kube-apiserver reads them; validated as
+/// kube-apiserver does, and refused (400) where they would need the garbage
+/// collector kubesim does not have.
+fn delete_options(r: &Req) -> Result<Value, ApiError> {
+    let opts = if r.body.is_empty() {
+        let mut o = serde_json::Map::new();
+        if let Some(p) = r.q("propagationPolicy") {
+            o.insert("propagationPolicy".into(), json!(p));
+        }
+        if let Some(v) = r.q("orphanDependents").and_then(go_bool) {
+            o.insert("orphanDependents".into(), json!(v));
+        }
+        if let Some(d) = r.q("dryRun") {
+            o.insert("dryRun".into(), json!([d]));
+        }
+        Value::Object(o)
+    } else {
+        r.object_body()?
+    };
+    let policy = opts.get("propagationPolicy").and_then(Value::as_str);
+    let orphan = opts.get("orphanDependents").and_then(Value::as_bool);
+    let mut errs = Vec::new();
+    if let Some(p) = policy {
+        if orphan.is_some() {
+            errs.push(FieldError {
+                field: "propagationPolicy".into(),
+                reason: "FieldValueInvalid".into(),
+                message: format!(
+                    "Invalid value: {}: orphanDependents and deletionPropagation cannot be both set",
+                    Value::String(p.into())
+                ),
+            });
+        }
+        if !matches!(p, "Foreground" | "Background" | "Orphan") {
+            errs.push(FieldError {
+                field: "propagationPolicy".into(),
+                reason: "FieldValueNotSupported".into(),
+                message: format!(
+                    "Unsupported value: {}: supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\"",
+                    Value::String(p.into())
+                ),
+            });
+        }
+    }
+    let dry_run: Vec<&str> = opts
+        .get("dryRun")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|v| v.as_str().unwrap_or_default())
+        .collect();
+    errs.extend(dry_run_error(dry_run));
+    if !errs.is_empty() {
+        return Err(ApiError::invalid_options("DeleteOptions", &errs));
+    }
+    if orphan == Some(true) || matches!(policy, Some("Foreground" | "Orphan")) {
+        return Err(ApiError::bad_request(format!(
+            "propagationPolicy {} needs the garbage collector, which kubesim does not have; use Background",
+            policy.unwrap_or("Orphan")
+        )));
+    }
+    Ok(opts)
 }
 
 fn too_large(rv: u64, current: u64) -> ApiError {
@@ -1309,13 +1832,16 @@ fn too_large(rv: u64, current: u64) -> ApiError {
         .details(json!({"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1}))
 }
 
-fn encode_continue(rv: u64, after: &str) -> String {
+/// A continue token: the first page's resourceVersion (`-1`: the current
+/// one, as kube-apiserver marks the token of an expired list) and the last key served.
+fn encode_continue(rv: Option<u64>, after: &str) -> String {
     use base64::Engine;
+    let rv = rv.map_or(json!(-1), |v| json!(v));
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .encode(json!({"rv": rv, "after": after}).to_string())
 }
 
-fn decode_continue(token: &str) -> Result<(u64, Option<String>), ApiError> {
+fn decode_continue(token: &str) -> Result<(Option<u64>, Option<String>), ApiError> {
     use base64::Engine;
     let bad = || {
         ApiError::bad_request(
@@ -1326,7 +1852,11 @@ fn decode_continue(token: &str) -> Result<(u64, Option<String>), ApiError> {
         .decode(token)
         .map_err(|_| bad())?;
     let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
-    let rv = v.get("rv").and_then(Value::as_u64).ok_or_else(bad)?;
+    let rv = match v.get("rv") {
+        Some(n) if n.as_i64() == Some(-1) => None,
+        Some(n) => Some(n.as_u64().ok_or_else(bad)?),
+        None => return Err(bad()),
+    };
     let after = v.get("after").and_then(Value::as_str).ok_or_else(bad)?;
     Ok((rv, Some(after.to_string())))
 }

@@ -68,7 +68,8 @@ impl KubeSim {
 
     /// How often watches with `allowWatchBookmarks` get a BOOKMARK.
     pub fn bookmark_interval(mut self, every: Duration) -> Self {
-        self.bookmark_interval = every;
+        // A zero period would make the watch's ticker panic.
+        self.bookmark_interval = every.max(Duration::from_millis(1));
         self
     }
 

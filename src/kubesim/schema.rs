@@ -87,7 +87,22 @@ pub fn validate_value(
             }
         }
     }
-    if errs.is_empty() {
+    // As kube-apiserver: the CEL rules run unless a type, enum, required or
+    // size error makes their input unreliable; then one cause says so.
+    let blocking = [
+        "FieldValueTypeInvalid",
+        "FieldValueNotSupported",
+        "FieldValueRequired",
+        "FieldValueTooLong",
+        "FieldValueTooMany",
+    ];
+    if errs.iter().any(|e| blocking.contains(&e.reason.as_str())) {
+        errs.push(FieldError::new(
+            "<nil>",
+            "FieldValueInvalid",
+            "Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation",
+        ));
+    } else {
         cel(schema, obj, old, &mut errs);
     }
     if errs.is_empty() { Ok(()) } else { Err(errs) }
@@ -100,6 +115,19 @@ pub fn admit(
     obj: &mut Value,
     old: Option<&Value>,
 ) -> Result<Vec<String>, Vec<FieldError>> {
+    let pruned = prune_and_default_root(schema, obj);
+    validate_value(schema, obj, old)?;
+    Ok(pruned)
+}
+
+/// The paths of the fields the schema does not declare (`spec.x`), which
+/// [`admit`] would prune; the object is left as it is.
+pub(crate) fn undeclared_fields(schema: &Value, obj: &Value) -> Vec<String> {
+    prune_and_default_root(schema, &mut obj.clone())
+}
+
+/// Prune and default a whole object in place; the pruned paths.
+fn prune_and_default_root(schema: &Value, obj: &mut Value) -> Vec<String> {
     let mut pruned = Vec::new();
     if let Some(map) = obj.as_object_mut() {
         let props = schema.get("properties").and_then(Value::as_object);
@@ -133,8 +161,7 @@ pub fn admit(
             }
         }
     }
-    validate_value(schema, obj, old)?;
-    Ok(pruned)
+    pruned
 }
 
 fn child_path(path: &str, key: &str) -> String {
@@ -614,8 +641,9 @@ fn cel(schema: &Value, obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldErr
     };
     for f in failures.into_vec() {
         let field = f.field_path.clone();
-        let node = lookup(obj, &field);
-        let shown = node.map(render).unwrap_or_else(|| "\"null\"".into());
+        // kube-apiserver shows the type of the schema carrying the rule, not the
+        // value: `spec: Invalid value: "object": ...`.
+        let rule_type = Value::String(rule_type(schema, &f.rule, &field)).to_string();
         let e = match f.kind {
             ErrorKind::ValidationFailure => {
                 let reason = f
@@ -626,8 +654,8 @@ fn cel(schema: &Value, obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldErr
                 let message = match reason.as_str() {
                     "FieldValueForbidden" => format!("Forbidden: {}", f.message),
                     "FieldValueRequired" => format!("Required value: {}", f.message),
-                    "FieldValueDuplicate" => format!("Duplicate value: {shown}"),
-                    _ => format!("Invalid value: {shown}: {}", f.message),
+                    "FieldValueDuplicate" => format!("Duplicate value: {rule_type}"),
+                    _ => format!("Invalid value: {rule_type}: {}", f.message),
                 };
                 FieldError {
                     reason,
@@ -645,22 +673,54 @@ fn cel(schema: &Value, obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldErr
     }
 }
 
-/// The value at a dotted path (`spec.ipv4[0]`), for rendering in messages.
-fn lookup<'a>(obj: &'a Value, path: &str) -> Option<&'a Value> {
-    let mut cur = obj;
-    for part in path.split('.').filter(|p| !p.is_empty()) {
-        let (name, index) = match part.split_once('[') {
-            Some((n, rest)) => (n, rest.trim_end_matches(']').parse::<usize>().ok()),
-            None => (part, None),
-        };
-        if !name.is_empty() {
-            cur = cur.get(name)?;
+/// The `type` of the schema node whose `x-kubernetes-validations` hold
+/// `rule` and whose path leads to `field` (the rule's `fieldPath` may go deeper).
+fn rule_type(schema: &Value, rule: &str, field: &str) -> String {
+    fn walk(s: &Value, path: &str, rule: &str, want: &str, found: &mut Option<String>) {
+        if found.is_some() {
+            return;
         }
-        if let Some(i) = index {
-            cur = cur.get(i)?;
+        let carries = s
+            .get("x-kubernetes-validations")
+            .and_then(Value::as_array)
+            .is_some_and(|rs| {
+                rs.iter()
+                    .any(|r| r.get("rule").and_then(Value::as_str) == Some(rule))
+            });
+        let leads = want == path
+            || path.is_empty()
+            || want
+                .strip_prefix(path)
+                .is_some_and(|rest| rest.starts_with(['.', '[']));
+        if !leads {
+            return;
+        }
+        if carries {
+            *found = Some(
+                s.get("type")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+            );
+            return;
+        }
+        if let Some(props) = s.get("properties").and_then(Value::as_object) {
+            for (k, child) in props {
+                walk(child, &child_path(path, k), rule, want, found);
+            }
+        }
+        for key in ["items", "additionalProperties"] {
+            if let Some(child) = s.get(key).filter(|c| c.is_object()) {
+                walk(child, &format!("{path}[]"), rule, want, found);
+            }
         }
     }
-    Some(cur)
+    let want = regex::Regex::new(r"\[[^\]]*\]")
+        .map(|re| re.replace_all(field, "[]").into_owned())
+        .unwrap_or_else(|_| field.to_string());
+    let mut found = None;
+    walk(schema, "", rule, &want, &mut found);
+    found.unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -688,6 +748,9 @@ mod tests {
         }
     }
 
+    /// The cause kube-apiserver adds when blocking errors keep the CEL rules from running.
+    const SKIPPED_CEL: &str = "FieldValueInvalid|<nil>: Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation";
+
     #[test]
     fn structural_rules_reject_like_kube_apiserver() {
         let e = errors(json!({"spec": {"nic": "nic-1", "count": 0}}));
@@ -701,13 +764,17 @@ mod tests {
         assert_eq!(
             e,
             [
-                r#"FieldValueNotSupported|spec.mode: Unsupported value: "Sometimes": supported values: "Full", "ObserveOnly""#
+                r#"FieldValueNotSupported|spec.mode: Unsupported value: "Sometimes": supported values: "Full", "ObserveOnly""#,
+                SKIPPED_CEL,
             ]
         );
         let e = errors(json!({"spec": {"count": 3}}));
-        assert_eq!(e, ["FieldValueRequired|spec.nic: Required value"]);
+        assert_eq!(
+            e,
+            ["FieldValueRequired|spec.nic: Required value", SKIPPED_CEL]
+        );
         let e = errors(json!({"spec": {"nic": "eth0", "count": "3"}}));
-        assert_eq!(e.len(), 2, "{e:?}");
+        assert_eq!((e.len(), e[2].as_str()), (3, SKIPPED_CEL), "{e:?}");
         assert!(
             e[0].contains("spec.count in body must be of type integer: \"string\""),
             "{e:?}"
@@ -717,7 +784,7 @@ mod tests {
             "{e:?}"
         );
         let e = errors(json!({"spec": {"nic": "nic-1", "tags": ["a", "a", "b"]}}));
-        assert_eq!(e.len(), 2, "{e:?}");
+        assert_eq!((e.len(), e[2].as_str()), (3, SKIPPED_CEL), "{e:?}");
         assert!(
             e[0].starts_with("FieldValueTooMany|spec.tags: Too many: 3"),
             "{e:?}"
@@ -729,7 +796,7 @@ mod tests {
         assert!(errors(json!({"spec": {"nic": "nic-1", "port": 80}})).is_empty());
         assert_eq!(
             errors(json!({"spec": {"nic": "nic-1", "port": true}})).len(),
-            1
+            2
         );
     }
 
@@ -747,6 +814,7 @@ mod tests {
             [
                 "status.n: Invalid value: 5000000000: status.n in body must be of type int32: 5000000000",
                 r#"status.since: Invalid value: "yesterday": status.since in body must be of type date-time: "yesterday""#,
+                "<nil>: Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation",
             ]
         );
     }

@@ -85,6 +85,42 @@ fn parse(s: &str, allow_sets: bool) -> Result<Vec<Requirement>, String> {
     Ok(out)
 }
 
+/// Label keys and values as kube-apiserver's selector parser accepts them,
+/// so a malformed selector is a 400 rather than one that silently matches nothing.
+fn check_label_requirement(req: &Requirement) -> Result<(), String> {
+    const NAME: &str = r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$";
+    const PREFIX: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+    let matches =
+        |pattern: &str, text: &str| regex::Regex::new(pattern).is_ok_and(|re| re.is_match(text));
+    let (key, values): (&str, Vec<&str>) = match req {
+        Requirement::Equals(k, v) | Requirement::NotEquals(k, v) => (k, vec![v.as_str()]),
+        Requirement::In(k, vs) | Requirement::NotIn(k, vs) => {
+            (k, vs.iter().map(String::as_str).collect())
+        }
+        Requirement::Exists(k) | Requirement::NotExists(k) => (k, vec![]),
+    };
+    let (prefix, name) = match key.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, key),
+    };
+    if name.len() > 63
+        || !matches(NAME, name)
+        || prefix.is_some_and(|p| p.len() > 253 || !matches(PREFIX, p))
+    {
+        return Err(format!(
+            "unable to parse requirement: key: Invalid value: {key:?}: name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"
+        ));
+    }
+    for v in values {
+        if v.len() > 63 || !(v.is_empty() || matches(NAME, v)) {
+            return Err(format!(
+                "unable to parse requirement: values[0][{key}]: Invalid value: {v:?}: a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A parsed `labelSelector` plus `fieldSelector`.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Selector {
@@ -101,6 +137,9 @@ impl Selector {
         extra_fields: &[&str],
     ) -> Result<Selector, String> {
         let labels = parse(labels.unwrap_or(""), true)?;
+        for l in &labels {
+            check_label_requirement(l)?;
+        }
         let fields = parse(fields.unwrap_or(""), false)?;
         for f in &fields {
             let key = match f {
@@ -157,6 +196,14 @@ mod tests {
         for s in yes {
             assert!(
                 Selector::parse(Some(s), None, &[]).expect(s).matches(&obj),
+                "{s}"
+            );
+        }
+        for s in ["app=x y", "bad key=x", "app in (a b)", "-x"] {
+            assert!(
+                Selector::parse(Some(s), None, &[])
+                    .err()
+                    .is_some_and(|e| e.starts_with("unable to parse requirement")),
                 "{s}"
             );
         }

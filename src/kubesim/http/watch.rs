@@ -7,7 +7,9 @@
 //! transition turns a MODIFIED into ADDED or DELETED; `sendInitialEvents`
 //! ends the initial events with the `k8s.io/initial-events-end` bookmark.
 
-use super::{ApiError, Req, Server, error_response, too_large, view};
+use super::{
+    ApiError, Output, Req, Server, check_list_options, error_response, go_bool, too_large, view,
+};
 use crate::kubesim::discovery::{self, ResourceType};
 use crate::kubesim::select::Selector;
 use crate::kubesim::store::{Change, ChangeType};
@@ -23,7 +25,7 @@ struct Feed {
     t: ResourceType,
     ns: String,
     selector: Selector,
-    table: bool,
+    output: Output,
     tx: mpsc::Sender<Result<Bytes, Infallible>>,
 }
 
@@ -36,14 +38,16 @@ impl Feed {
 
     fn render(&self, obj: &Value) -> Value {
         let obj = view(&self.t, obj);
-        if self.table {
-            let rv = obj
-                .pointer("/metadata/resourceVersion")
-                .cloned()
-                .unwrap_or(Value::Null);
-            discovery::table(&self.t, &[&obj], json!({"resourceVersion": rv}), true)
-        } else {
-            obj
+        match self.output {
+            Output::Table(include) => {
+                let rv = obj
+                    .pointer("/metadata/resourceVersion")
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                discovery::table(&self.t, &[&obj], json!({"resourceVersion": rv}), include)
+            }
+            Output::PartialMetadata => discovery::partial_metadata(&obj),
+            Output::Object => obj,
         }
     }
 
@@ -91,6 +95,9 @@ fn gone(since: u64, oldest: u64) -> Value {
 
 impl Server {
     pub(super) fn watch(&self, r: &Req) -> Response {
+        if let Err(e) = check_list_options(r, true) {
+            return error_response(&e);
+        }
         let selector = match self.selector(r) {
             Ok(s) => s,
             Err(e) => return error_response(&e),
@@ -99,20 +106,24 @@ impl Server {
             Ok(v) => v,
             Err(_) => return error_response(&ApiError::bad_request("invalid resource version")),
         };
-        let send_initial = r.q("sendInitialEvents") == Some("true");
-        let bookmarks = matches!(r.q("allowWatchBookmarks"), Some("true" | "1"));
+        let send_initial = r.q("sendInitialEvents").and_then(go_bool) == Some(true);
+        // `sendInitialEvents=false` asks for changes only, even without a resourceVersion.
+        let no_initial = r.q("sendInitialEvents").and_then(go_bool) == Some(false);
+        let bookmarks = r.q("allowWatchBookmarks").and_then(go_bool) == Some(true);
         let timeout = r
             .q("timeoutSeconds")
             .and_then(|s| s.parse::<u64>().ok())
+            // kube-apiserver reads 0 as "no timeout given".
+            .filter(|secs| *secs > 0)
             .map(Duration::from_secs)
             .unwrap_or(self.watch_timeout);
-        let initial_state = send_initial || matches!(since, None | Some(0));
+        let initial_state = send_initial || (!no_initial && matches!(since, None | Some(0)));
         let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(256);
         let feed = Feed {
             t: r.t.clone(),
             ns: r.ns.clone(),
             selector,
-            table: r.table,
+            output: r.output,
             tx,
         };
         let st = self.store.lock();
