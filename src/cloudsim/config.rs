@@ -113,18 +113,19 @@ impl TencentThrottleCode {
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[allow(non_camel_case_types)]
 pub enum ZenlayerIpv6ExistsCode {
     #[default]
-    INVALID_NIC_IPV6_EXISTS,
-    OPERATION_DENIED_NIC_EXIST_IPV6,
+    #[serde(rename = "INVALID_NIC_IPV6_EXISTS")]
+    InvalidNicIpv6Exists,
+    #[serde(rename = "OPERATION_DENIED_NIC_EXIST_IPV6")]
+    OperationDeniedNicExistIpv6,
 }
 
 impl ZenlayerIpv6ExistsCode {
     pub fn code(self) -> &'static str {
         match self {
-            ZenlayerIpv6ExistsCode::INVALID_NIC_IPV6_EXISTS => "INVALID_NIC_IPV6_EXISTS",
-            ZenlayerIpv6ExistsCode::OPERATION_DENIED_NIC_EXIST_IPV6 => {
+            ZenlayerIpv6ExistsCode::InvalidNicIpv6Exists => "INVALID_NIC_IPV6_EXISTS",
+            ZenlayerIpv6ExistsCode::OperationDeniedNicExistIpv6 => {
                 "OPERATION_DENIED_NIC_EXIST_IPV6"
             }
         }
