@@ -28,7 +28,8 @@ use serde::{Deserialize, Serialize};
 use crate::api::v1alpha1::PendingOperation;
 
 use super::{
-    CloudError, ErrorClass, InstanceId, Ipv4Request, NicStatus, ObservedNic, Provider, QosLevel,
+    CloudError, ErrorClass, InstanceId, Ipv4Request, NicRef, NicStatus, ObservedNic, Provider,
+    QosLevel,
 };
 
 /// The mutating actions, in domain terms.
@@ -406,6 +407,25 @@ pub(crate) fn unless_in_flight(
     } else {
         resolution
     }
+}
+
+/// The outcome of a call without an idempotency token, from a Describe of its
+/// NIC (`observed` may hold other NICs or none): [`settle`], then
+/// [`unless_in_flight`].
+pub(crate) fn settle_untokened(
+    provider: Provider,
+    op: &Operation,
+    nic: &NicRef,
+    observed: &[ObservedNic],
+    window: std::time::Duration,
+) -> Resolution {
+    let resolution = settle(
+        provider,
+        op,
+        observed.iter().find(|n| n.id == nic.id),
+        &nic.id.0,
+    );
+    unless_in_flight(resolution, op, window)
 }
 
 /// Decides an operation's outcome from one observation of its NIC (`None`:

@@ -15,7 +15,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use serde_json::Value;
 
 use super::error::{CodeInfo, lookup, parse_address, row};
-use super::operation::{settle, unless_in_flight, wait_for_task};
+use super::operation::{settle_untokened, wait_for_task};
 use super::transport::{Idempotence, RawResponse, unexpected_body};
 use super::{
     Action, CloudError, Credentials, Endpoint, ErrorClass, InstanceId, NicId, NicProvider, NicRef,
@@ -681,15 +681,11 @@ impl NicProvider for TencentLegacy {
             }
         }
         let observed = self.describe_nics(std::slice::from_ref(nic)).await?;
-        let resolution = settle(
+        Ok(settle_untokened(
             Provider::TencentLegacy,
             op,
-            observed.iter().find(|n| n.id == nic.id),
-            &nic.id.0,
-        );
-        Ok(unless_in_flight(
-            resolution,
-            op,
+            nic,
+            &observed,
             self.transport.in_flight_window(),
         ))
     }

@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::error::{CodeInfo, class_of_status, lookup, parse_address, row};
-use super::operation::{settle, unless_in_flight};
+use super::operation::settle_untokened;
 use super::transport::{Idempotence, RawResponse, unexpected_body};
 use super::{
     Action, CloudError, Credentials, Endpoint, ErrorClass, InstanceId, InstanceStatus, NicId,
@@ -750,15 +750,11 @@ impl NicProvider for Zenlayer {
         let observed = self
             .describe_nic_ids(std::slice::from_ref(&nic.id.0))
             .await?;
-        let resolution = settle(
+        Ok(settle_untokened(
             Provider::Zenlayer,
             op,
-            observed.iter().find(|n| n.id == nic.id),
-            &nic.id.0,
-        );
-        Ok(unless_in_flight(
-            resolution,
-            op,
+            nic,
+            &observed,
             self.transport.in_flight_window(),
         ))
     }

@@ -731,21 +731,7 @@ fn opt_u64(p: &Map<String, Value>, key: &str) -> Result<Option<u64>, TcError> {
 }
 
 fn opt_str_list(p: &Map<String, Value>, key: &str) -> Result<Option<Vec<String>>, TcError> {
-    let bad = || {
-        tc_err(
-            "InvalidParameter",
-            format!("The parameter `{key}` must be a list of strings."),
-        )
-    };
-    match p.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|v| v.as_str().map(str::to_string).ok_or_else(bad))
-            .collect::<Result<Vec<_>, _>>()
-            .map(Some),
-        Some(_) => Err(bad()),
-    }
+    list_param(p, key, "strings", Value::as_str)
 }
 
 /// `[{"<field>": "..."}]` lists such as `PrivateIpAddresses`.
@@ -754,22 +740,32 @@ fn address_list(
     key: &str,
     field: &str,
 ) -> Result<Option<Vec<String>>, TcError> {
+    list_param(
+        p,
+        key,
+        &format!("objects with `{field}`"),
+        |item: &Value| item.get(field).and_then(Value::as_str),
+    )
+}
+
+/// A list parameter whose items each yield one string; `None` when absent.
+fn list_param(
+    p: &Map<String, Value>,
+    key: &str,
+    items_are: &str,
+    item: impl Fn(&Value) -> Option<&str>,
+) -> Result<Option<Vec<String>>, TcError> {
     let bad = || {
         tc_err(
             "InvalidParameter",
-            format!("The parameter `{key}` must be a list of objects with `{field}`."),
+            format!("The parameter `{key}` must be a list of {items_are}."),
         )
     };
     match p.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Array(items)) => items
             .iter()
-            .map(|item| {
-                item.get(field)
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-                    .ok_or_else(bad)
-            })
+            .map(|v| item(v).map(str::to_string).ok_or_else(bad))
             .collect::<Result<Vec<_>, _>>()
             .map(Some),
         Some(_) => Err(bad()),
