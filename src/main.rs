@@ -55,10 +55,16 @@ fn init_logging() -> anyhow::Result<()> {
 
 fn crd(args: CrdArgs) -> anyhow::Result<()> {
     use anyhow::Context as _;
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
     for crd in nicip::api::crds() {
         let yaml = nicip::api::crd_yaml(&crd)?;
         match &args.output_dir {
-            None => print!("{yaml}"),
+            None => match stdout.write_all(yaml.as_bytes()) {
+                // `nicip crd | head` closes the pipe early; that is not an error.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+                other => other.context("writing to stdout")?,
+            },
             Some(dir) => {
                 let path = dir.join(nicip::api::crd_file_name(&crd));
                 std::fs::write(&path, yaml)

@@ -84,6 +84,22 @@ fn cli_prints_every_crd() {
     );
 }
 
+/// `nicip crd | head` closes the pipe before everything is written: the
+/// command stops quietly instead of panicking.
+#[test]
+fn cli_stops_quietly_when_stdout_is_closed() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nicip"))
+        .arg("crd")
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.is_empty(), "{stderr}");
+}
+
 #[test]
 fn crd_identity() {
     let claim = crd("NicIpClaim");
