@@ -4,5 +4,7 @@
 pub mod api;
 pub mod cloud;
 pub mod cloudsim;
+pub mod controller;
+pub mod demo;
 pub mod kubesim;
 pub mod signing;

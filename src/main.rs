@@ -22,6 +22,13 @@ struct CrdArgs {
 enum Command {
     /// Print every CustomResourceDefinition of nicip as YAML (the source of crds/).
     Crd(CrdArgs),
+    /// Run the real controller against a simulated cloud and an in-memory Kubernetes API
+    /// server, on the example claims: no cluster and no cloud account needed.
+    Demo(nicip::demo::Args),
+    /// Serve the in-memory Kubernetes API server alone, with nicip's CRDs.
+    Kubesim(nicip::demo::KubesimArgs),
+    /// Reconcile NicIpClaims against the cloud (what the Helm chart runs).
+    Controller(Box<nicip::controller::cli::Args>),
     /// Serve the simulated Zenlayer and Tencent clouds described by a world file.
     Cloudsim(nicip::cloudsim::Args),
 }
@@ -30,6 +37,23 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Crd(args) => crd(args),
+        Command::Controller(args) => tokio::runtime::Runtime::new()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(nicip::controller::cli::main(*args))),
+        Command::Demo(args) => {
+            return match nicip::ops::init_logging(nicip::ops::LogFormat::Text, "warn")
+                .and_then(|()| tokio::runtime::Runtime::new()?.block_on(nicip::demo::run(args)))
+            {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("nicip: {e:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Command::Kubesim(args) => nicip::ops::init_logging(nicip::ops::LogFormat::Text, "info")
+            .and_then(|()| tokio::runtime::Runtime::new()?.block_on(nicip::demo::kubesim(args))),
         Command::Cloudsim(args) => init_logging()
             .and_then(|()| tokio::runtime::Runtime::new()?.block_on(nicip::cloudsim::run(args))),
     };

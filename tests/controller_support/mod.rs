@@ -1,0 +1,370 @@
+//! A test world for the controller: the in-memory API server with the CRDs,
+//! the simulated cloud, credentials and one ProviderConfig per provider, and
+//! the real controller running in-process over HTTP against both.
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use nicip::api::v1alpha1::{NicIpClaim, ProviderConfig};
+use nicip::cloudsim::{self, AuditEntry, RunningSim, World};
+use nicip::controller::{CheckpointHook, Handles, Settings};
+use nicip::kubesim::{KubeSim, RunningKubeSim};
+use nicip::ops::{Fence, Health, Metrics};
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const ZL_KEY: &str = "zl-test-key";
+pub const ZL_SECRET: &str = "zl-secret-DO-NOT-LEAK";
+pub const TC_ID: &str = "AKIDctrl000000000000001";
+pub const TC_SECRET: &str = "tc-secret-DO-NOT-LEAK";
+pub const NS: &str = "apps";
+pub const SECRETS_NS: &str = "nicip-system";
+
+pub fn world_yaml() -> String {
+    format!(
+        r#"
+accounts:
+  zenlayer: [{{keyId: {ZL_KEY}, keyPassword: {ZL_SECRET}}}]
+  tencent: [{{secretId: {TC_ID}, secretKey: {TC_SECRET}}}]
+zenlayer:
+  asyncLatencyMs: 30
+  regions: [{{id: asia-east-1, zones: [asia-east-1a, asia-east-1b]}}]
+  vpcs: [{{id: vpc-z, region: asia-east-1}}]
+  subnets:
+    - {{id: subnet-z, vpc: vpc-z, cidr: 10.0.0.0/24}}
+    - {{id: subnet-z6, vpc: vpc-z, cidr: 10.5.0.0/24, ipv6Cidr: "2001:db8:5::/64"}}
+    - {{id: subnet-zpub, vpc: vpc-z, cidr: 10.6.0.0/24, ipv6Cidr: "2001:db8:6::/64", ipv6Type: Public}}
+    - {{id: subnet-ztiny, vpc: vpc-z, cidr: 10.7.0.0/29}}
+  instances:
+    - {{id: ins-z1, zone: asia-east-1a}}
+    - {{id: ins-z2, zone: asia-east-1a}}
+    - {{id: ins-zstop, zone: asia-east-1a, status: STOPPED}}
+    - {{id: ins-zb, zone: asia-east-1b}}
+  nics:
+    - {{id: nic-z1, subnet: subnet-z, primaryIp: 10.0.0.10, ipQuota: 60}}
+    - {{id: nic-z2, subnet: subnet-z, primaryIp: 10.0.0.20, ipQuota: 60}}
+    - {{id: nic-z3, subnet: subnet-z, primaryIp: 10.0.0.30, ipQuota: 60}}
+    - {{id: nic-zadopt, subnet: subnet-z, primaryIp: 10.0.0.40, secondaryIps: [10.0.0.41, 10.0.0.42], ipQuota: 60}}
+    - {{id: nic-z6, subnet: subnet-z6}}
+    - {{id: nic-z6has, subnet: subnet-z6, ipv6: ["2001:db8:5::99"]}}
+    - {{id: nic-zpub, subnet: subnet-zpub}}
+    - {{id: nic-zatt, subnet: subnet-z, primaryIp: 10.0.0.60}}
+    - {{id: nic-zatt2, subnet: subnet-z, primaryIp: 10.0.0.61}}
+    - {{id: nic-zbusy, subnet: subnet-z, primaryIp: 10.0.0.62, status: PENDING}}
+    - {{id: nic-ztiny, subnet: subnet-ztiny, primaryIp: 10.7.0.2, ipQuota: 60}}
+    - {{id: nic-zq, subnet: subnet-z, primaryIp: 10.0.0.70, ipQuota: 3}}
+tencent:
+  asyncLatencyMs: 30
+  regions: [{{id: ap-guangzhou, zones: [ap-guangzhou-3, ap-guangzhou-4]}}]
+  vpcs: [{{id: vpc-t, region: ap-guangzhou}}]
+  subnets:
+    - {{id: subnet-t, vpc: vpc-t, zone: ap-guangzhou-3, cidr: 10.1.0.0/24, ipv6Cidr: "2402:4e00:1::/64"}}
+    - {{id: subnet-ttiny, vpc: vpc-t, zone: ap-guangzhou-3, cidr: 10.2.0.0/29}}
+  instances:
+    - {{id: ins-t1, zone: ap-guangzhou-3, ipsPerNic: 30}}
+    - {{id: ins-t2, zone: ap-guangzhou-3, ipsPerNic: 30}}
+    - {{id: ins-tstop, zone: ap-guangzhou-3, status: STOPPED}}
+  nics:
+    - {{id: eni-t1, subnet: subnet-t, primaryIp: 10.1.0.10, ipQuota: 60, ipv6Quota: 10}}
+    - {{id: eni-t2, subnet: subnet-t, primaryIp: 10.1.0.20, ipQuota: 60, ipv6Quota: 10}}
+    - {{id: eni-t3, subnet: subnet-t, primaryIp: 10.1.0.30, ipQuota: 60}}
+    - {{id: eni-tatt, subnet: subnet-t, primaryIp: 10.1.0.40}}
+    - {{id: eni-tq, subnet: subnet-t, primaryIp: 10.1.0.50, ipQuota: 3}}
+    - {{id: eni-ttiny, subnet: subnet-ttiny, primaryIp: 10.2.0.2, ipQuota: 60}}
+    - {{id: eni-l1, subnet: subnet-t, primaryIp: 10.1.0.70, ipQuota: 60}}
+    - {{id: eni-l2, subnet: subnet-t, primaryIp: 10.1.0.80, ipQuota: 60}}
+"#
+    )
+}
+
+/// The three ProviderConfigs of the test world.
+pub const ZENLAYER: &str = "zenlayer";
+pub const TENCENT: &str = "tencent";
+pub const LEGACY: &str = "legacy";
+
+pub struct Env {
+    pub kube: RunningKubeSim,
+    pub cloud: RunningSim,
+    pub client: Client,
+    controller: Option<Running>,
+    pub settings: Settings,
+}
+
+struct Running {
+    task: JoinHandle<anyhow::Result<()>>,
+    stop: oneshot::Sender<()>,
+    metrics: Arc<Metrics>,
+}
+
+impl Env {
+    pub async fn new() -> Env {
+        Env::with_world(&world_yaml()).await
+    }
+
+    pub async fn with_world(yaml: &str) -> Env {
+        let world = World::from_yaml(yaml).expect("test world");
+        let cloud = cloudsim::start(world, "127.0.0.1:0".parse().unwrap()).await.expect("cloudsim");
+        let kube = KubeSim::new(nicip::api::crds()).start().await.expect("kubesim");
+        let client = kube.client().expect("client");
+        for ns in [NS, SECRETS_NS, "other"] {
+            let api: Api<Namespace> = Api::all(client.clone());
+            let _ = api
+                .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap())
+                .await;
+        }
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), SECRETS_NS);
+        for (name, id, key) in [("zenlayer-creds", ZL_KEY, ZL_SECRET), ("tencent-creds", TC_ID, TC_SECRET)] {
+            let s: Secret = serde_json::from_value(json!({
+                "metadata": {"name": name},
+                "stringData": {"accessKeyId": id, "accessKeySecret": key},
+            }))
+            .unwrap();
+            secrets.create(&PostParams::default(), &s).await.expect("secret");
+        }
+        let env = Env {
+            kube,
+            cloud,
+            client,
+            controller: None,
+            settings: test_settings(),
+        };
+        for (name, provider, secret) in [
+            (ZENLAYER, "Zenlayer", "zenlayer-creds"),
+            (TENCENT, "Tencent", "tencent-creds"),
+            (LEGACY, "TencentLegacy", "tencent-creds"),
+        ] {
+            env.provider_config(name, provider, secret, json!({})).await;
+        }
+        env
+    }
+
+    pub async fn provider_config(&self, name: &str, provider: &str, secret: &str, extra: Value) {
+        let endpoint = match provider {
+            "Zenlayer" => format!("{}/api/v2/zec", self.cloud.base_url()),
+            "TencentLegacy" => format!("{}/v2/index.php", self.cloud.base_url()),
+            _ => format!("{}/", self.cloud.base_url()),
+        };
+        let mut spec = json!({
+            "provider": provider,
+            "region": "ap-guangzhou",
+            "endpoint": endpoint,
+            "credentialsSecretRef": {"name": secret},
+        });
+        if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                s.insert(k.clone(), v.clone());
+            }
+        }
+        let api: Api<ProviderConfig> = Api::all(self.client.clone());
+        let pc = json!({"apiVersion": "nicip.io/v1alpha1", "kind": "ProviderConfig", "metadata": {"name": name}, "spec": spec});
+        api.patch(name, &PatchParams::apply("test").force(), &Patch::Apply(&pc)).await.expect("providerconfig");
+    }
+
+    pub fn start(&mut self) {
+        let settings = self.settings.clone();
+        self.start_with(settings);
+    }
+
+    pub fn start_with(&mut self, settings: Settings) {
+        assert!(self.controller.is_none(), "a controller is already running");
+        let metrics = Metrics::new();
+        let handles = Handles { metrics: metrics.clone(), health: Health::new(), fence: Fence::always() };
+        let (stop, stopped) = oneshot::channel::<()>();
+        let client = self.client.clone();
+        let task = tokio::spawn(async move {
+            nicip::controller::run(client, settings, handles, async move {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        self.controller = Some(Running { task, stop, metrics });
+    }
+
+    /// Kills the controller where it is, as a crash would: nothing after this
+    /// point of its reconciles runs.
+    pub async fn crash(&mut self) {
+        if let Some(r) = self.controller.take() {
+            r.task.abort();
+            let _ = r.task.await;
+        }
+    }
+
+    /// Stops the controller gracefully and returns its result.
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        let r = self.controller.take().expect("a running controller");
+        let _ = r.stop.send(());
+        tokio::time::timeout(Duration::from_secs(30), r.task).await.expect("stops in time").expect("joins")
+    }
+
+    pub fn metrics(&self) -> String {
+        self.controller.as_ref().map(|r| r.metrics.encode()).unwrap_or_default()
+    }
+
+    pub fn claims(&self) -> Api<NicIpClaim> {
+        Api::namespaced(self.client.clone(), NS)
+    }
+
+    /// Creates or updates a claim (server-side apply, as `kubectl apply --server-side`).
+    pub async fn apply(&self, name: &str, spec: Value) {
+        let claim = json!({"apiVersion": "nicip.io/v1alpha1", "kind": "NicIpClaim", "metadata": {"name": name}, "spec": spec});
+        self.claims()
+            .patch(name, &PatchParams::apply("test").force(), &Patch::Apply(&claim))
+            .await
+            .unwrap_or_else(|e| panic!("applying claim {name}: {e}"));
+    }
+
+    pub async fn delete(&self, name: &str) {
+        self.claims().delete(name, &DeleteParams::default()).await.expect("delete");
+    }
+
+    pub async fn get(&self, name: &str) -> Option<NicIpClaim> {
+        self.claims().get_opt(name).await.expect("get")
+    }
+
+    /// Waits until the claim satisfies `check` (20 s at most), returning it.
+    pub async fn wait(&self, name: &str, what: &str, check: impl Fn(&NicIpClaim) -> bool) -> NicIpClaim {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let claim = self.get(name).await;
+            if let Some(c) = &claim
+                && check(c)
+            {
+                return c.clone();
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!(
+                    "claim {name} never became {what}; last seen:\n{}",
+                    serde_json::to_string_pretty(&claim).unwrap()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    pub async fn wait_ready(&self, name: &str) -> NicIpClaim {
+        self.wait(name, "Ready", is_ready).await
+    }
+
+    pub async fn wait_gone(&self, name: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while self.get(name).await.is_some() {
+            assert!(tokio::time::Instant::now() < deadline, "claim {name} was never deleted: {:?}", self.get(name).await);
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Secondary IPv4 addresses of a NIC in the simulated cloud.
+    pub fn ipv4(&self, nic: &str) -> BTreeSet<String> {
+        let w = self.cloud.world();
+        let n = w.zenlayer.nics.get(nic).or_else(|| w.tencent.nics.get(nic)).unwrap_or_else(|| panic!("no NIC {nic}"));
+        n.secondary_ipv4.iter().map(|e| e.address.to_string()).collect()
+    }
+
+    pub fn ipv6(&self, nic: &str) -> BTreeSet<String> {
+        let w = self.cloud.world();
+        let n = w.zenlayer.nics.get(nic).or_else(|| w.tencent.nics.get(nic)).unwrap_or_else(|| panic!("no NIC {nic}"));
+        n.ipv6.iter().map(|e| e.address.to_string()).collect()
+    }
+
+    pub fn instance_of(&self, nic: &str) -> Option<String> {
+        let w = self.cloud.world();
+        let n = w.zenlayer.nics.get(nic).or_else(|| w.tencent.nics.get(nic)).unwrap_or_else(|| panic!("no NIC {nic}"));
+        n.instance_id.clone()
+    }
+
+    pub fn audit(&self) -> Vec<AuditEntry> {
+        self.cloud.audit()
+    }
+
+    /// Successful calls of these actions.
+    pub fn count(&self, actions: &[&str]) -> usize {
+        self.audit().iter().filter(|e| actions.contains(&e.action.as_str())).count()
+    }
+}
+
+pub fn test_settings() -> Settings {
+    let mut s = Settings::new(SECRETS_NS, "test-controller");
+    s.async_poll = Duration::from_millis(40);
+    s.slow_retry = Duration::from_secs(2);
+    s.max_backoff = Duration::from_secs(2);
+    s
+}
+
+pub const MUTATIONS: &[&str] = &[
+    "BatchAssignNetworkInterfaceIpv4",
+    "BatchUnassignNetworkInterfaceIpv4",
+    "AssignNetworkInterfaceIpv6",
+    "UnassignNetworkInterfaceIpv6",
+    "AttachNetworkInterface",
+    "DetachNetworkInterface",
+    "AssignPrivateIpAddresses",
+    "UnassignPrivateIpAddresses",
+    "AssignIpv6Addresses",
+    "UnassignIpv6Addresses",
+    "AttachNetworkInterface",
+    "DetachNetworkInterface",
+];
+
+pub fn condition<'a>(c: &'a NicIpClaim, type_: &str) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    c.status.as_ref()?.conditions.iter().find(|x| x.type_ == type_)
+}
+
+pub fn is_ready(c: &NicIpClaim) -> bool {
+    condition(c, "Ready").is_some_and(|r| r.status == "True" && r.observed_generation == c.metadata.generation)
+        && c.status.as_ref().is_some_and(|s| s.pending_operation.is_none())
+}
+
+pub fn is_stalled(c: &NicIpClaim, reason: &str) -> bool {
+    condition(c, "Stalled").is_some_and(|r| r.status == "True" && r.reason == reason && r.observed_generation == c.metadata.generation)
+}
+
+pub fn owned4(c: &NicIpClaim) -> BTreeSet<String> {
+    c.status.as_ref().map(|s| s.ipv4.iter().map(|o| o.address.clone()).collect()).unwrap_or_default()
+}
+
+pub fn owned6(c: &NicIpClaim) -> BTreeSet<String> {
+    c.status.as_ref().map(|s| s.ipv6.iter().map(|o| o.address.clone()).collect()).unwrap_or_default()
+}
+
+pub fn set(list: &[&str]) -> BTreeSet<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+/// A hook that freezes every reconcile reaching `point` for `claim`, and tells
+/// the test it did (the test then kills the controller).
+pub fn freeze_at(point: nicip::controller::Checkpoint, claim: &str) -> (CheckpointHook, tokio::sync::mpsc::UnboundedReceiver<()>) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let claim = format!("{NS}/{claim}");
+    let hook: CheckpointHook = Arc::new(move |p, key| {
+        let hit = p == point && key == claim;
+        let tx = tx.clone();
+        Box::pin(async move {
+            if hit {
+                let _ = tx.send(());
+                futures::future::pending::<()>().await;
+            }
+        })
+    });
+    (hook, rx)
+}
+
+/// The claims' invariants against the cloud: what each claim owns is on its
+/// NIC, and no address is owned by two claims.
+pub async fn check_invariants(env: &Env) {
+    let claims = env.claims().list(&Default::default()).await.expect("list");
+    let mut seen = BTreeSet::new();
+    for c in &claims {
+        for a in owned4(c).into_iter().chain(owned6(c)) {
+            assert!(seen.insert(a.clone()), "{a} owned twice");
+        }
+        if is_ready(c) {
+            assert_eq!(owned4(c), env.ipv4(&c.spec.nic_id), "claim {} owns what its NIC carries", c.name_any());
+        }
+    }
+}
