@@ -5,4 +5,5 @@ pub mod api;
 pub mod cloud;
 pub mod cloudsim;
 pub mod kubesim;
+pub mod ops;
 pub mod signing;
