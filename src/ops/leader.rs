@@ -616,6 +616,15 @@ mod tests {
     }
 
     #[test]
+    fn handles_travel_between_tasks() {
+        fn shareable<T: Clone + Send + Sync + 'static>() {}
+        fn sendable<T: Send + 'static>() {}
+        shareable::<Fence>();
+        shareable::<Elector>();
+        sendable::<Leadership>();
+    }
+
+    #[test]
     fn always_fence_passes() {
         assert_eq!(Fence::always().check(), Ok(()));
     }

@@ -78,3 +78,26 @@ async fn ctrl_c() {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::ValueEnum as _;
+
+    #[test]
+    fn log_format_values_match_the_flag() {
+        let names: Vec<String> = LogFormat::value_variants()
+            .iter()
+            .filter_map(|v| v.to_possible_value())
+            .map(|v| v.get_name().to_string())
+            .collect();
+        assert_eq!(names, ["text", "json"]);
+        assert_eq!(LogFormat::from_str("json", false), Ok(LogFormat::Json));
+    }
+
+    #[test]
+    fn a_bad_level_is_an_error_not_a_silent_default() {
+        let err = init_logging(LogFormat::Json, "nicip=loudest").expect_err("invalid filter");
+        assert!(format!("{err:#}").contains("nicip=loudest"), "{err:#}");
+    }
+}
