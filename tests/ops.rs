@@ -713,6 +713,34 @@ async fn a_leader_cut_off_from_the_api_server_stops_before_anyone_takes_over() {
 }
 
 #[tokio::test]
+async fn a_standby_that_loses_the_api_server_turns_unready() {
+    let sim = cluster().await;
+    let upstream: SocketAddr = sim
+        .url()
+        .trim_start_matches("http://")
+        .parse()
+        .expect("sim addr");
+    let relay = relay(upstream).await;
+    let via_relay = kube::Client::try_from(kube::Config::new(
+        format!("http://{}", relay.addr).parse().expect("url"),
+    ))
+    .expect("client");
+    let (a, _) = elector(sim.client().expect("client"), lease_config("pod-a"));
+    let (b, health_b) = elector(via_relay, lease_config("pod-b"));
+    let _leader = a.acquire().await.expect("a leads");
+    let b_task = spawn_acquire(&b);
+    wait_for("b to stand by", || async { health_b.readiness().is_ok() }).await;
+    let _ = relay.cut.send(true);
+    wait_for("b to turn unready", || async {
+        health_b.readiness().is_err()
+    })
+    .await;
+    assert_eq!(health_b.role(), Role::Standby);
+    assert!(!b_task.is_finished());
+    b_task.abort();
+}
+
+#[tokio::test]
 async fn second_elector_with_only_one_lease_never_leads_while_the_first_renews() {
     let sim = cluster().await;
     let (a, _) = elector(sim.client().expect("client"), lease_config("pod-a"));
