@@ -223,11 +223,10 @@ impl Elector {
         };
         let holder = spec.holder_identity.clone().filter(|h| !h.is_empty());
         let now = MicroTime(k8s_openapi::jiff::Timestamp::now());
-        match holder {
-            Some(h) if h == self.config.identity => {
-                // Ours already, e.g. this replica restarted under the same
-                // name: carry on without counting a transition.
-            }
+        let taking_over = match holder {
+            // Ours already, e.g. this replica restarted under the same name:
+            // carry on without counting a transition.
+            Some(h) if h == self.config.identity => false,
             Some(h) => {
                 let duration = spec
                     .lease_duration_seconds
@@ -238,15 +237,13 @@ impl Elector {
                     return Ok(Attempt::HeldByOther(h));
                 }
                 tracing::info!(lease = %self.config.name, holder = %h, "the Lease expired; taking it over");
-                spec.acquire_time = Some(now.clone());
-                spec.lease_transitions =
-                    Some(spec.lease_transitions.unwrap_or(0).saturating_add(1));
+                true
             }
-            None => {
-                spec.acquire_time = Some(now.clone());
-                spec.lease_transitions =
-                    Some(spec.lease_transitions.unwrap_or(0).saturating_add(1));
-            }
+            None => true,
+        };
+        if taking_over {
+            spec.acquire_time = Some(now.clone());
+            spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0).saturating_add(1));
         }
         spec.holder_identity = Some(self.config.identity.clone());
         spec.renew_time = Some(now);
