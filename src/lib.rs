@@ -7,4 +7,5 @@ pub mod cloudsim;
 pub mod controller;
 pub mod demo;
 pub mod kubesim;
+pub mod ops;
 pub mod signing;
