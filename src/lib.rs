@@ -8,4 +8,5 @@ pub mod controller;
 pub mod demo;
 pub mod kubesim;
 pub mod ops;
+pub mod preview;
 pub mod signing;

@@ -27,6 +27,9 @@ enum Command {
     Demo(nicip::demo::Args),
     /// Serve the in-memory Kubernetes API server alone, with nicip's CRDs.
     Kubesim(nicip::demo::KubesimArgs),
+    /// Preview what the controller would do for claims, with read-only cloud calls
+    /// (exit 0: no change, 2: changes, 1: refused or error).
+    Plan(Box<nicip::preview::Args>),
     /// Reconcile NicIpClaims against the cloud (what the Helm chart runs).
     Controller(Box<nicip::controller::cli::Args>),
     /// Serve the simulated Zenlayer and Tencent clouds described by a world file.
@@ -46,6 +49,17 @@ fn main() -> ExitCode {
             {
                 Ok(true) => ExitCode::SUCCESS,
                 Ok(false) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("nicip: {e:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Command::Plan(args) => {
+            let result = nicip::ops::init_logging(nicip::ops::LogFormat::Text, "warn")
+                .and_then(|()| tokio::runtime::Runtime::new()?.block_on(nicip::preview::main(*args)));
+            return match result {
+                Ok(code) => ExitCode::from(code),
                 Err(e) => {
                     eprintln!("nicip: {e:#}");
                     ExitCode::FAILURE

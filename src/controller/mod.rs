@@ -219,39 +219,43 @@ impl Context {
         self.metrics.forget_claim(key);
     }
 
-    /// The older claim this one conflicts with, as a condition message: two
-    /// claims on one NIC, or naming the same explicit address, through the same
-    /// ProviderConfig. The older (creationTimestamp, then UID) wins.
     fn conflict(&self, claim: &NicIpClaim) -> Option<String> {
-        let pc = &claim.spec.provider_config_ref.name;
-        let mine = explicit(claim);
-        let key = age_key(claim);
-        let mut winner: Option<(Arc<NicIpClaim>, String)> = None;
-        for other in self.claims.state() {
-            if other.uid() == claim.uid() || other.spec.provider_config_ref.name != *pc || age_key(&other) >= key {
+        conflict_with(claim, self.claims.state())
+    }
+}
+
+/// The older claim this one conflicts with, as a condition message: two
+/// claims on one NIC, or naming the same explicit address, through the same
+/// ProviderConfig. The older (creationTimestamp, then UID) wins.
+pub fn conflict_with(claim: &NicIpClaim, others: impl IntoIterator<Item = Arc<NicIpClaim>>) -> Option<String> {
+    let pc = &claim.spec.provider_config_ref.name;
+    let mine = explicit(claim);
+    let key = age_key(claim);
+    let mut winner: Option<(Arc<NicIpClaim>, String)> = None;
+    for other in others {
+        if other.uid() == claim.uid() || other.spec.provider_config_ref.name != *pc || age_key(&other) >= key {
+            continue;
+        }
+        let what = if other.spec.nic_id == claim.spec.nic_id {
+            format!("NIC {}", claim.spec.nic_id)
+        } else {
+            let shared: Vec<String> = mine.intersection(&explicit(&other)).map(|a| a.to_string()).collect();
+            if shared.is_empty() {
                 continue;
             }
-            let what = if other.spec.nic_id == claim.spec.nic_id {
-                format!("NIC {}", claim.spec.nic_id)
-            } else {
-                let shared: Vec<String> = mine.intersection(&explicit(&other)).map(|a| a.to_string()).collect();
-                if shared.is_empty() {
-                    continue;
-                }
-                format!("address {}", shared.join(", "))
-            };
-            if winner.as_ref().is_none_or(|(w, _)| age_key(&other) < age_key(w)) {
-                winner = Some((other, what));
-            }
+            format!("address {}", shared.join(", "))
+        };
+        if winner.as_ref().is_none_or(|(w, _)| age_key(&other) < age_key(w)) {
+            winner = Some((other, what));
         }
-        winner.map(|(w, what)| {
-            format!(
-                "claim {}/{} claimed {what} through ProviderConfig {pc} first; this claim makes no cloud call until that changes",
-                w.namespace().unwrap_or_default(),
-                w.name_any()
-            )
-        })
     }
+    winner.map(|(w, what)| {
+        format!(
+            "claim {}/{} claimed {what} through ProviderConfig {pc} first; this claim makes no cloud call until that changes",
+            w.namespace().unwrap_or_default(),
+            w.name_any()
+        )
+    })
 }
 
 fn explicit(claim: &NicIpClaim) -> BTreeSet<Ipv4Addr> {

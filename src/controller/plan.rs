@@ -440,6 +440,19 @@ fn chunks<A: Ord + Copy>(set: &BTreeSet<A>, size: usize) -> Vec<BTreeSet<A>> {
     all.chunks(size.max(1)).map(|c| c.iter().copied().collect()).collect()
 }
 
+/// Explicit addresses the subnet shows to be impossible: outside its CIDR,
+/// or its network, broadcast or gateway address.
+pub fn bad_in_subnet(addresses: &[std::net::Ipv4Addr], subnet: &crate::cloud::ObservedSubnet) -> Vec<std::net::Ipv4Addr> {
+    addresses
+        .iter()
+        .filter(|a| {
+            let outside = subnet.cidr.is_some_and(|c| !c.contains(*a) || c.network() == **a || c.broadcast() == **a);
+            outside || subnet.gateway == Some(**a)
+        })
+        .copied()
+        .collect()
+}
+
 pub(crate) fn nic_status_text(status: &NicStatus) -> String {
     match status {
         NicStatus::Available => "AVAILABLE".into(),

@@ -462,7 +462,7 @@ impl<'a> Reconcile<'a> {
             }
             let culprits = match &a.nic {
                 Some(nic) => match a.provider.describe_subnet(nic).await {
-                    Ok(Some(subnet)) => bad_in_subnet(&v4, &subnet),
+                    Ok(Some(subnet)) => plan::bad_in_subnet(&v4, &subnet),
                     _ => Vec::new(),
                 },
                 None => Vec::new(),
@@ -883,19 +883,6 @@ fn step_of(op: &Operation) -> Step {
 
 fn refused_message(e: &CloudError) -> String {
     format!("{} failed with {}: {}; not retried until the spec changes", e.action, e.code, e.message)
-}
-
-/// Explicit addresses the subnet shows to be impossible: outside its CIDR,
-/// or its network, broadcast or gateway address.
-fn bad_in_subnet(addresses: &[std::net::Ipv4Addr], subnet: &crate::cloud::ObservedSubnet) -> Vec<std::net::Ipv4Addr> {
-    addresses
-        .iter()
-        .filter(|a| {
-            let outside = subnet.cidr.is_some_and(|c| !c.contains(*a) || c.network() == **a || c.broadcast() == **a);
-            outside || subnet.gateway == Some(**a)
-        })
-        .copied()
-        .collect()
 }
 
 fn describe_steps(steps: &[Step]) -> String {
