@@ -3,6 +3,8 @@
 
 pub mod api;
 pub mod cloud;
+#[cfg(feature = "sim")]
 pub mod cloudsim;
+#[cfg(feature = "sim")]
 pub mod kubesim;
 pub mod signing;

@@ -23,6 +23,7 @@ enum Command {
     /// Print every CustomResourceDefinition of nicip as YAML (the source of crds/).
     Crd(CrdArgs),
     /// Serve the simulated Zenlayer and Tencent clouds described by a world file.
+    #[cfg(feature = "sim")]
     Cloudsim(nicip::cloudsim::Args),
 }
 
@@ -30,6 +31,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Crd(args) => crd(args),
+        #[cfg(feature = "sim")]
         Command::Cloudsim(args) => init_logging()
             .and_then(|()| tokio::runtime::Runtime::new()?.block_on(nicip::cloudsim::run(args))),
     };
