@@ -995,3 +995,185 @@ fn manifests_are_the_chart_with_default_values() {
         ],
     );
 }
+
+// ---------------------------------------------------------------------------
+// The container image. No Docker engine here: the Dockerfile is checked as text.
+
+/// The Dockerfile's instructions, (keyword, arguments), continuation lines joined.
+fn dockerfile() -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
+    let mut out = Vec::new();
+    let mut current = String::new();
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('#') || (trimmed.is_empty() && current.is_empty()) {
+            continue;
+        }
+        match trimmed.strip_suffix('\\') {
+            Some(part) => {
+                current.push_str(part);
+                current.push(' ');
+            }
+            None => {
+                current.push_str(trimmed);
+                let (keyword, args) = current.split_once(' ').unwrap_or((&current, ""));
+                out.push((keyword.to_uppercase(), args.trim().to_owned()));
+                current.clear();
+            }
+        }
+    }
+    out
+}
+
+/// The stages: each FROM with the instructions after it.
+fn stages() -> Vec<(String, Vec<(String, String)>)> {
+    let mut stages: Vec<(String, Vec<(String, String)>)> = Vec::new();
+    for (keyword, args) in dockerfile() {
+        if keyword == "FROM" {
+            stages.push((args, Vec::new()));
+        } else if let Some(stage) = stages.last_mut() {
+            stage.1.push((keyword, args));
+        }
+    }
+    stages
+}
+
+#[test]
+fn dockerfile_builds_the_product_binary_into_a_distroless_non_root_image() {
+    let stages = stages();
+    assert_eq!(stages.len(), 2, "a build stage and the final image");
+    let (build_from, build) = &stages[0];
+    let (final_from, last) = &stages[1];
+    assert!(build_from.starts_with("docker.io/library/rust:") && build_from.ends_with(" AS build"));
+    assert!(
+        final_from.starts_with("gcr.io/distroless/static-") && final_from.ends_with(":nonroot"),
+        "{final_from}"
+    );
+
+    // The binary cargo builds, by the name Cargo gives it, without the simulators.
+    let bin = Path::new(env!("CARGO_BIN_EXE_nicip"))
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap();
+    let cargo_builds: Vec<&String> = build
+        .iter()
+        .filter(|(k, a)| k == "RUN" && a.contains("cargo build"))
+        .map(|(_, a)| a)
+        .collect();
+    let [run] = cargo_builds.as_slice() else {
+        panic!("expected one `cargo build`, found {cargo_builds:?}");
+    };
+    let command = run
+        .split("&&")
+        .map(str::trim)
+        .find(|c| c.starts_with("cargo build"))
+        .unwrap();
+    let words: Vec<&str> = command.split_whitespace().collect();
+    for flag in ["--release", "--locked", "--no-default-features"] {
+        assert!(words.contains(&flag), "`{command}` lacks {flag}");
+    }
+    assert!(
+        !words
+            .iter()
+            .any(|w| w.starts_with("--features") || *w == "--all-features" || *w == "-F"),
+        "{command}"
+    );
+    let after = |flag: &str| {
+        words
+            .iter()
+            .position(|w| *w == flag)
+            .and_then(|i| words.get(i + 1))
+            .copied()
+            .unwrap_or_else(|| panic!("`{command}` has no {flag}"))
+    };
+    assert_eq!(after("--bin"), bin);
+    let target = after("--target").trim_matches('"');
+    assert!(
+        run.contains("target=\"$(uname -m)-unknown-linux-musl\"") && target == "$target",
+        "a static (musl) target: {run}"
+    );
+    let built = format!("\"target/{target}/release/{bin}\" /out/{bin}");
+    assert!(run.contains(&built), "{run} does not copy out {built}");
+    for cache in ["/usr/local/cargo/registry", "/src/target"] {
+        assert!(
+            run.contains(&format!("--mount=type=cache,target={cache}")),
+            "no cache mount for {cache}"
+        );
+    }
+    let copies: Vec<&str> = build
+        .iter()
+        .filter(|(k, _)| k == "COPY")
+        .map(|(_, a)| a.as_str())
+        .collect();
+    assert_eq!(
+        copies,
+        ["Cargo.toml Cargo.lock ./", "src ./src", "benches ./benches"]
+    );
+
+    // The final image: only the binary, a numeric non-root user, no shell needed.
+    let keywords: BTreeSet<&str> = last.iter().map(|(k, _)| k.as_str()).collect();
+    assert!(
+        !keywords.contains("RUN"),
+        "the final image runs nothing (it has no shell)"
+    );
+    let instruction = |keyword: &str| -> Vec<&str> {
+        last.iter()
+            .filter(|(k, _)| k == keyword)
+            .map(|(_, a)| a.as_str())
+            .collect()
+    };
+    assert_eq!(
+        instruction("COPY"),
+        [format!("--from=build /out/{bin} /usr/local/bin/{bin}")]
+    );
+    assert_eq!(instruction("ENV"), ["PATH=/usr/local/bin"]);
+    assert_eq!(instruction("USER"), ["65532:65532"]);
+    let entrypoint: Vec<String> =
+        serde_json::from_str(instruction("ENTRYPOINT").first().unwrap()).unwrap();
+    assert_eq!(entrypoint, [bin, "controller"]);
+
+    let labels = instruction("LABEL").join(" ");
+    for label in [
+        "title",
+        "description",
+        "source",
+        "url",
+        "documentation",
+        "licenses",
+        "version",
+        "revision",
+    ] {
+        assert!(
+            labels.contains(&format!("org.opencontainers.image.{label}=")),
+            "no OCI label {label}"
+        );
+    }
+    assert!(labels.contains(&format!(
+        "org.opencontainers.image.licenses=\"{}\"",
+        env!("CARGO_PKG_LICENSE")
+    )));
+
+    // The build context lets in what the build stage copies, and nothing else.
+    let ignore = std::fs::read_to_string(root().join(".dockerignore")).unwrap();
+    let rules: Vec<&str> = ignore
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .collect();
+    assert_eq!(
+        rules,
+        ["*", "!Cargo.toml", "!Cargo.lock", "!src/", "!benches/"]
+    );
+}
+
+#[test]
+fn license_is_the_one_cargo_toml_names() {
+    assert_eq!(env!("CARGO_PKG_LICENSE"), "Apache-2.0");
+    let text = std::fs::read_to_string(root().join("LICENSE")).unwrap();
+    assert!(
+        text.trim_start()
+            .starts_with("Apache License\n                           Version 2.0, January 2004")
+    );
+    assert!(text.contains("END OF TERMS AND CONDITIONS"));
+    assert!(text.contains("9. Accepting Warranty or Additional Liability."));
+}
