@@ -1177,3 +1177,54 @@ fn license_is_the_one_cargo_toml_names() {
     assert!(text.contains("END OF TERMS AND CONDITIONS"));
     assert!(text.contains("9. Accepting Warranty or Additional Liability."));
 }
+
+#[test]
+fn chart_readme_lists_every_value() {
+    fn leaves(v: &Value, path: &str, out: &mut Vec<String>) {
+        match v.as_object() {
+            Some(map) if !map.is_empty() => {
+                for (k, child) in map {
+                    let p = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
+                    leaves(child, &p, out);
+                }
+            }
+            _ => out.push(path.to_owned()),
+        }
+    }
+    let values: Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(chart_dir().join("values.yaml")).unwrap())
+            .unwrap();
+    let mut paths = Vec::new();
+    leaves(&values, "", &mut paths);
+    let readme = std::fs::read_to_string(chart_dir().join("README.md")).unwrap();
+    let documented: BTreeSet<&str> = readme
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `")?.split_once("` |").map(|(p, _)| p))
+        .collect();
+    // A map documented as a whole (`resources`) covers its keys.
+    let missing: Vec<&String> = paths
+        .iter()
+        .filter(|p| {
+            !documented
+                .iter()
+                .any(|d| *p == d || p.starts_with(&format!("{d}.")))
+        })
+        .collect();
+    assert!(missing.is_empty(), "README.md does not list {missing:?}");
+    let stale: Vec<&&str> = documented
+        .iter()
+        .filter(|d| {
+            !paths
+                .iter()
+                .any(|p| p == *d || p.starts_with(&format!("{d}.")))
+        })
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "README.md lists values that do not exist: {stale:?}"
+    );
+}
