@@ -1228,3 +1228,90 @@ fn chart_readme_lists_every_value() {
         "README.md lists values that do not exist: {stale:?}"
     );
 }
+
+// ---------------------------------------------------------------------------
+// One Kubernetes version story: what the binary is built for, what the chart and
+// the README promise, and the kubectl the tests drive.
+
+/// The `N` of k8s-openapi's `v1_N` feature in Cargo.toml.
+fn k8s_openapi_minor() -> u32 {
+    let manifest = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
+    let line = manifest
+        .lines()
+        .find(|l| l.starts_with("k8s-openapi"))
+        .expect("k8s-openapi in Cargo.toml");
+    let features: Vec<u32> = line
+        .split('"')
+        .filter_map(|w| w.strip_prefix("v1_")?.parse().ok())
+        .collect();
+    match features.as_slice() {
+        [minor] => *minor,
+        other => panic!("expected one k8s-openapi version feature, found {other:?}"),
+    }
+}
+
+fn kubectl_minor() -> u32 {
+    let out = Command::new(PythonTools::get().bin("kubectl"))
+        .args(["version", "--client", "-o", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["clientVersion"]["minor"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn one_kubernetes_version_story() {
+    let minor = k8s_openapi_minor();
+    assert_eq!(KUBERNETES_VERSION, format!("1.{minor}.0"));
+    let chart: Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(chart_dir().join("Chart.yaml")).unwrap())
+            .unwrap();
+    assert_eq!(chart["kubeVersion"], format!(">=1.{minor}.0-0"));
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let readme = readme.split_whitespace().collect::<Vec<_>>().join(" ");
+    for promise in [
+        format!("Kubernetes 1.{minor} and newer"),
+        format!("k8s-openapi's `v1_{minor}` feature"),
+        format!("the 1.{minor} schemas"),
+        format!("The tests' kubectl is 1.{}", kubectl_minor()),
+    ] {
+        assert!(
+            readme.contains(&promise),
+            "README.md does not say {promise:?}"
+        );
+    }
+    // kubectl supports servers one minor version either side of its own.
+    assert!(
+        kubectl_minor() >= minor,
+        "the tests' kubectl is older than the oldest supported Kubernetes"
+    );
+}
+
+#[tokio::test]
+async fn the_in_memory_api_server_reports_a_version_the_tests_kubectl_supports() {
+    let sim = nicip::kubesim::KubeSim::new(crds()).start().await.unwrap();
+    let info = sim.client().unwrap().apiserver_version().await.unwrap();
+    let server: u32 = info.minor.trim_end_matches('+').parse().unwrap();
+    let kubectl = kubectl_minor();
+    assert!(
+        server.abs_diff(kubectl) <= 1,
+        "the in-memory API server reports 1.{server}, outside the skew of the tests' kubectl 1.{kubectl}"
+    );
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let readme = readme.split_whitespace().collect::<Vec<_>>().join(" ");
+    let promise = format!("the in-memory API server reports 1.{server}");
+    assert!(
+        readme.contains(&promise),
+        "README.md does not say {promise:?}"
+    );
+    assert!(server >= k8s_openapi_minor());
+}
