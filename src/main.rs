@@ -45,6 +45,7 @@ fn main() -> ExitCode {
 }
 
 /// Text logs on stderr, level from `RUST_LOG` (default `info`).
+#[cfg(feature = "sim")]
 fn init_logging() -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
