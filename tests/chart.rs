@@ -1315,3 +1315,147 @@ async fn the_in_memory_api_server_reports_a_version_the_tests_kubectl_supports()
     );
     assert!(server >= k8s_openapi_minor());
 }
+
+// ---------------------------------------------------------------------------
+// The install and credentials docs: their manifests apply, their policy is their table.
+
+/// The contents of the fenced code blocks of one language in a Markdown file.
+fn fenced(markdown: &str, language: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut current: Option<(String, usize)> = None;
+    for line in markdown.lines() {
+        let trimmed = line.trim_start();
+        match &mut current {
+            None => {
+                if let Some(lang) = trimmed.strip_prefix("```")
+                    && lang.trim() == language
+                {
+                    current = Some((String::new(), line.len() - trimmed.len()));
+                }
+            }
+            Some((block, indent)) => {
+                if trimmed.starts_with("```") {
+                    blocks.push(std::mem::take(block));
+                    current = None;
+                } else {
+                    block.push_str(line.get(*indent..).unwrap_or(line.trim_start()));
+                    block.push('\n');
+                }
+            }
+        }
+    }
+    blocks
+}
+
+/// API groups of tools the docs configure (Argo CD, Flux, kustomize) that a bare API
+/// server does not serve.
+const OTHER_TOOLS: &[&str] = &[
+    "argoproj.io",
+    "source.toolkit.fluxcd.io",
+    "kustomize.toolkit.fluxcd.io",
+    "kustomize.config.k8s.io",
+];
+
+#[tokio::test]
+async fn kubernetes_objects_in_the_install_docs_apply_to_an_api_server() {
+    let mut objects = Vec::new();
+    let mut skipped = BTreeSet::new();
+    for doc in ["docs/install.md", "docs/credentials.md"] {
+        let text = std::fs::read_to_string(root().join(doc)).unwrap();
+        for block in fenced(&text, "yaml") {
+            for object in parse_yaml_stream(&block, doc) {
+                let Some(api_version) = object["apiVersion"].as_str() else {
+                    continue; // Helm values, not an object
+                };
+                let group = api_version.split_once('/').map(|(g, _)| g).unwrap_or("");
+                if OTHER_TOOLS.contains(&group) {
+                    skipped.insert(object["kind"].as_str().unwrap().to_owned());
+                } else {
+                    objects.push((doc, object));
+                }
+            }
+        }
+    }
+    let kinds: BTreeSet<&str> = objects
+        .iter()
+        .map(|(_, o)| o["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        BTreeSet::from(["NicIpClaim", "ProviderConfig", "Secret"])
+    );
+    assert_eq!(
+        skipped,
+        BTreeSet::from([
+            "Application".to_owned(),
+            "GitRepository".to_owned(),
+            "Kustomization".to_owned()
+        ])
+    );
+
+    let sim = nicip::kubesim::KubeSim::new(crds()).start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    sim.write_kubeconfig(&dir.path().join("config")).unwrap();
+    let kubectl = |args: Vec<String>| {
+        let mut cmd = tokio::process::Command::new(PythonTools::get().bin("kubectl"));
+        cmd.arg("--kubeconfig")
+            .arg(dir.path().join("config"))
+            .arg("--cache-dir")
+            .arg(dir.path().join("cache"))
+            .args(args)
+            .env("HOME", dir.path())
+            .kill_on_drop(true);
+        cmd
+    };
+    let namespace =
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "nicip-system"}});
+    for (i, (doc, object)) in std::iter::once(("namespace", namespace))
+        .chain(objects)
+        .enumerate()
+    {
+        let file = dir.path().join(format!("{i}.json"));
+        std::fs::write(&file, object.to_string()).unwrap();
+        let out = kubectl(vec![
+            "apply".into(),
+            "-f".into(),
+            file.display().to_string(),
+        ])
+        .output()
+        .await
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "{doc}: {} does not apply: {}",
+            id(&object),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn the_tencent_cam_policy_grants_exactly_the_documented_actions() {
+    let text = std::fs::read_to_string(root().join("docs/credentials.md")).unwrap();
+    let section = text
+        .split("### Tencent Cloud, API 3.0")
+        .nth(1)
+        .and_then(|s| s.split("\n### ").next())
+        .expect("a Tencent API 3.0 section");
+    let table: BTreeSet<&str> = section
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `")?.split_once('`').map(|(a, _)| a))
+        .collect();
+    let policies = fenced(section, "json");
+    let [policy] = policies.as_slice() else {
+        panic!("expected one policy, found {}", policies.len());
+    };
+    let policy: Value = serde_json::from_str(policy).unwrap();
+    let granted: BTreeSet<&str> = policy["statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["action"].as_array().unwrap())
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(granted, table);
+    assert!(granted.iter().all(|a| !a.contains('*')));
+}
