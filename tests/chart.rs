@@ -112,6 +112,10 @@ fn try_render(values: Value, name: &str, namespace: &str) -> Result<Vec<Rendered
     }))?;
     let mut out = Vec::new();
     for (template, text) in manifests.as_object().unwrap() {
+        if template.ends_with("/NOTES.txt") {
+            assert!(text.as_str().unwrap().contains("kubectl get nicipclaims"));
+            continue;
+        }
         for object in parse_yaml_stream(text.as_str().unwrap(), template) {
             out.push(Rendered {
                 template: template.clone(),
