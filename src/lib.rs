@@ -3,9 +3,12 @@
 
 pub mod api;
 pub mod cloud;
+#[cfg(feature = "sim")]
 pub mod cloudsim;
 pub mod controller;
+#[cfg(feature = "sim")]
 pub mod demo;
+#[cfg(feature = "sim")]
 pub mod kubesim;
 pub mod ops;
 pub mod preview;

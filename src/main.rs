@@ -22,10 +22,12 @@ struct CrdArgs {
 enum Command {
     /// Print every CustomResourceDefinition of nicip as YAML (the source of crds/).
     Crd(CrdArgs),
+    #[cfg(feature = "sim")]
     /// Run the real controller against a simulated cloud and an in-memory Kubernetes API
     /// server, on the example claims: no cluster and no cloud account needed.
     Demo(nicip::demo::Args),
     /// Serve the in-memory Kubernetes API server alone, with nicip's CRDs.
+    #[cfg(feature = "sim")]
     Kubesim(nicip::demo::KubesimArgs),
     /// Preview what the controller would do for claims, with read-only cloud calls
     /// (exit 0: no change, 2: changes, 1: refused or error).
@@ -33,6 +35,7 @@ enum Command {
     /// Reconcile NicIpClaims against the cloud (what the Helm chart runs).
     Controller(Box<nicip::controller::cli::Args>),
     /// Serve the simulated Zenlayer and Tencent clouds described by a world file.
+    #[cfg(feature = "sim")]
     Cloudsim(nicip::cloudsim::Args),
 }
 
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
         Command::Controller(args) => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(nicip::controller::cli::main(*args))),
+        #[cfg(feature = "sim")]
         Command::Demo(args) => {
             return match nicip::ops::init_logging(nicip::ops::LogFormat::Text, "warn")
                 .and_then(|()| tokio::runtime::Runtime::new()?.block_on(nicip::demo::run(args)))
@@ -66,8 +70,10 @@ fn main() -> ExitCode {
                 }
             };
         }
+        #[cfg(feature = "sim")]
         Command::Kubesim(args) => nicip::ops::init_logging(nicip::ops::LogFormat::Text, "info")
             .and_then(|()| tokio::runtime::Runtime::new()?.block_on(nicip::demo::kubesim(args))),
+        #[cfg(feature = "sim")]
         Command::Cloudsim(args) => init_logging()
             .and_then(|()| tokio::runtime::Runtime::new()?.block_on(nicip::cloudsim::run(args))),
     };
@@ -81,6 +87,7 @@ fn main() -> ExitCode {
 }
 
 /// Text logs on stderr, level from `RUST_LOG` (default `info`).
+#[cfg(feature = "sim")]
 fn init_logging() -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
