@@ -547,8 +547,8 @@ fn table(rows: &[Row]) -> String {
 #[derive(clap::Args, Debug, Clone)]
 pub struct KubesimArgs {
     /// Where to listen (loopback by default: the server has no authentication).
-    #[arg(long, default_value = "127.0.0.1:0")]
-    pub listen: String,
+    #[arg(long, default_value = "127.0.0.1:0", value_parser = controller::cli::parse_addr)]
+    pub listen: std::net::SocketAddr,
     /// Write a kubeconfig for this server here.
     #[arg(long, value_name = "FILE")]
     pub kubeconfig: PathBuf,
@@ -556,7 +556,7 @@ pub struct KubesimArgs {
 
 pub async fn kubesim(args: KubesimArgs) -> anyhow::Result<()> {
     let shutdown = crate::ops::shutdown_signal();
-    let addr = crate::controller::cli::resolve_addr(&args.listen).await?;
+    let addr = args.listen;
     if !addr.ip().is_loopback() {
         tracing::warn!(%addr, "the in-memory API server has no authentication; anyone who can reach {addr} can read and write it");
     }

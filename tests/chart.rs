@@ -337,6 +337,7 @@ fn controller_cluster_rules() -> Vec<Rule> {
         rule("nicip.io", "providerconfigs", &["get", "list", "watch"]),
         rule("nicip.io", "providerconfigs/status", &["get", "patch"]),
         rule("events.k8s.io", "events", &["create", "patch"]),
+        rule("", "namespaces", &["list", "watch"]),
     ]
 }
 

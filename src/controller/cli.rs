@@ -41,8 +41,8 @@ pub struct Args {
     #[arg(long, env = "NICIP_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
     /// Address of the admin server: /metrics, /healthz, /readyz.
-    #[arg(long, env = "NICIP_METRICS_ADDR", default_value = "0.0.0.0:8080")]
-    pub metrics_addr: String,
+    #[arg(long, env = "NICIP_METRICS_ADDR", default_value = "0.0.0.0:8080", value_parser = parse_addr)]
+    pub metrics_addr: SocketAddr,
     /// Take a coordination.k8s.io Lease before reconciling, so that only one replica acts.
     #[arg(long, env = "NICIP_LEADER_ELECT", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub leader_elect: bool,
@@ -99,13 +99,9 @@ impl Args {
     }
 }
 
-/// Resolves `host:port`, `localhost:port` included.
-pub async fn resolve_addr(addr: &str) -> anyhow::Result<SocketAddr> {
-    tokio::net::lookup_host(addr)
-        .await
-        .with_context(|| format!("resolving {addr}"))?
-        .next()
-        .with_context(|| format!("{addr} resolves to no address"))
+/// `host:port`, `localhost:port` included.
+pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
+    ops::parse_listen_addr(s).map_err(|e| format!("{e:#}"))
 }
 
 pub async fn kube_client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<kube::Client> {
@@ -132,7 +128,7 @@ pub async fn main(args: Args) -> anyhow::Result<()> {
     let health = Health::new();
     let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
     let (addr, admin) = ops::serve_admin(
-        resolve_addr(&args.metrics_addr).await?,
+        args.metrics_addr,
         health.clone(),
         metrics.clone(),
         admin_stopped.map(|_| ()),
