@@ -262,7 +262,7 @@ fn every_rule_compiles_and_fits_the_cost_budget() {
     }
     // Every rule below is exercised by the accept/reject tables; a new rule must be added there.
     assert_eq!(
-        rules, 14,
+        rules, 16,
         "the number of CEL rules changed: add accept/reject cases for it"
     );
 }
@@ -499,6 +499,20 @@ fn provider_config_rules() {
     );
     reject(
         json!({"provider": "Zenlayer", "credentialsSecretRef": creds, "endpoint": "http://console.zenlayer.com/api/v2/zec"}),
+        "plain http is only allowed for loopback endpoints",
+    );
+    accept(
+        json!({"provider": "Tencent", "region": "ap-guangzhou", "credentialsSecretRef": creds,
+               "cvmEndpoint": "http://127.0.0.1:18081"}),
+    );
+    reject(
+        json!({"provider": "Tencent", "region": "ap-guangzhou", "credentialsSecretRef": creds,
+               "cvmEndpoint": "cvm.tencentcloudapi.com"}),
+        "cvmEndpoint must be an absolute http(s) URL",
+    );
+    reject(
+        json!({"provider": "Tencent", "region": "ap-guangzhou", "credentialsSecretRef": creds,
+               "cvmEndpoint": "http://cvm.tencentcloudapi.com/"}),
         "plain http is only allowed for loopback endpoints",
     );
 }

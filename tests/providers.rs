@@ -14,7 +14,7 @@ use nicip::cloud::zenlayer::Zenlayer;
 use nicip::cloud::{
     CallRecord, CloudError, Credentials, ErrorClass, IdempotencyKey, InstanceId, InstanceStatus,
     Ipv4Request, Ipv6Billing, MetricsSink, NicProvider, NicRef, NicStatus, ObservedNic, Operation,
-    QosLevel, Resolution, Submitted, Transport, TransportConfig,
+    Outcome, QosLevel, Resolution, Submitted, Transport, TransportConfig,
 };
 use nicip::cloudsim::{self, Fault, Protocol, RunningSim, World};
 
@@ -135,6 +135,7 @@ fn transport(recorder: &Arc<Recorder>) -> Transport {
         max_attempts: 5,
         base_backoff: Duration::from_millis(20),
         max_backoff: Duration::from_millis(400),
+        ..TransportConfig::default()
     })
     .unwrap()
     .with_metrics(recorder.clone())
@@ -180,7 +181,76 @@ fn legacy_on(sim: &RunningSim, transport: Transport, secret: &str) -> TencentLeg
 }
 
 fn key(step: &str) -> IdempotencyKey {
-    IdempotencyKey::derive("0b7a6f52-claim-uid", 1, step)
+    IdempotencyKey::derive(&format!("0b7a6f52-claim-{step}"), 1, 0)
+}
+
+/// The NIC an operation is for is set by [`on`], as the tests name it at
+/// submit time.
+fn unset() -> NicRef {
+    NicRef::new("unset")
+}
+
+fn assign_ipv4(
+    request: &Ipv4Request,
+    qos: Option<QosLevel>,
+    before: &ObservedNic,
+    key: &IdempotencyKey,
+) -> Operation {
+    Operation::assign_ipv4(&unset(), request.clone(), qos, before, key, 1, 0)
+}
+
+fn unassign_ipv4(addresses: &BTreeSet<Ipv4Addr>, before: &ObservedNic) -> Operation {
+    Operation::unassign_ipv4(&unset(), addresses, before, &key("unassign"), 1, 0)
+}
+
+fn assign_ipv6(
+    count: u32,
+    billing: Option<Ipv6Billing>,
+    before: &ObservedNic,
+    key: &IdempotencyKey,
+) -> Operation {
+    Operation::assign_ipv6(&unset(), count, billing, before, key, 1)
+}
+
+fn unassign_ipv6(addresses: &BTreeSet<std::net::Ipv6Addr>, before: &ObservedNic) -> Operation {
+    Operation::unassign_ipv6(&unset(), addresses, before, &key("unassign6"), 1)
+}
+
+fn attach(instance: &InstanceId, before: &ObservedNic, key: &IdempotencyKey) -> Operation {
+    Operation::attach(&unset(), instance, before, key, 1)
+}
+
+fn detach(instance: &InstanceId, before: &ObservedNic, key: &IdempotencyKey) -> Operation {
+    Operation::detach(&unset(), instance, before, key, 1)
+}
+
+/// The controller's part: the operation on `nic`, marked sent right before
+/// it is recorded (a recorded operation keeps its first stamp).
+fn on(nic: &NicRef, op: &Operation) -> Operation {
+    let mut op = Operation {
+        nic: nic.clone(),
+        ..op.clone()
+    };
+    if op.started_at.is_none() {
+        op.mark_sent();
+    }
+    op
+}
+
+async fn submit<P: NicProvider + ?Sized>(
+    p: &P,
+    nic: &NicRef,
+    op: &Operation,
+) -> Result<Submitted, CloudError> {
+    p.submit(&on(nic, op)).await
+}
+
+async fn resolve<P: NicProvider + ?Sized>(
+    p: &P,
+    nic: &NicRef,
+    op: &Operation,
+) -> Result<Resolution, CloudError> {
+    p.resolve(&on(nic, op)).await
 }
 
 fn v4(list: &[&str]) -> BTreeSet<Ipv4Addr> {
@@ -203,7 +273,8 @@ async fn observe(p: &dyn NicProvider, nic: &NicRef) -> ObservedNic {
 /// Submits, records the request id as the controller does, and resolves
 /// until the operation settles.
 async fn run(p: &dyn NicProvider, nic: &NicRef, op: Operation) -> Resolution {
-    let submitted = p.submit(nic, &op).await.expect("submit");
+    let op = on(nic, &op);
+    let submitted = submit(p, nic, &op).await.expect("submit");
     let op = Operation {
         request_id: submitted.request_id,
         ..op
@@ -211,12 +282,45 @@ async fn run(p: &dyn NicProvider, nic: &NicRef, op: Operation) -> Resolution {
     settle(p, nic, &op).await
 }
 
+/// Plans an IPv4 change as the controller does: one recorded operation per
+/// chunk of at most `max_addresses_per_call` addresses, each with its own
+/// (sequence, chunk) token, sent and settled before the next (the ENI is
+/// locked while a task runs). Returns what the chunks applied.
+async fn run_chunked(
+    p: &dyn NicProvider,
+    nic: &NicRef,
+    assign: bool,
+    addresses: &BTreeSet<Ipv4Addr>,
+    sequence: u64,
+) -> BTreeSet<IpAddr> {
+    let max = p.capabilities().max_addresses_per_call;
+    let list: Vec<Ipv4Addr> = addresses.iter().copied().collect();
+    let mut done = BTreeSet::new();
+    for (i, chunk) in list.chunks(max).enumerate() {
+        let chunk_no = u32::try_from(i).unwrap();
+        let before = observe(p, nic).await;
+        let set: BTreeSet<Ipv4Addr> = chunk.iter().copied().collect();
+        let key = IdempotencyKey::derive("claim-chunked", sequence, chunk_no);
+        let op = if assign {
+            let request = Ipv4Request::Addresses(set);
+            Operation::assign_ipv4(nic, request, None, &before, &key, sequence, chunk_no)
+        } else {
+            Operation::unassign_ipv4(nic, &set, &before, &key, sequence, chunk_no)
+        };
+        match run(p, nic, op).await {
+            Resolution::Applied { addresses } => done.extend(addresses),
+            other => panic!("chunk {i}: {other:?}"),
+        }
+    }
+    done
+}
+
 /// Resolves until the operation settles (poll with a deadline, no fixed sleep).
 async fn settle(p: &dyn NicProvider, nic: &NicRef, op: &Operation) -> Resolution {
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut delay = Duration::from_millis(20);
     loop {
-        match p.resolve(nic, op).await.expect("resolve") {
+        match resolve(p, nic, op).await.expect("resolve") {
             Resolution::InProgress if Instant::now() < deadline => {
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_millis(300));
@@ -301,13 +405,13 @@ async fn assert_unanswered_resolves_not_applied_only_after_its_window(
     nic: &NicRef,
     op: Operation,
 ) {
-    assert_eq!(p.resolve(nic, &op).await.unwrap(), Resolution::InProgress);
+    assert_eq!(resolve(p, nic, &op).await.unwrap(), Resolution::InProgress);
     let long_ago = Operation {
-        started_at: jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1),
+        started_at: Some(jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1)),
         ..op
     };
     assert_eq!(
-        p.resolve(nic, &long_ago).await.unwrap(),
+        resolve(p, nic, &long_ago).await.unwrap(),
         Resolution::NotApplied
     );
 }
@@ -370,13 +474,13 @@ async fn zenlayer_assigns_and_releases_ipv4_explicitly_and_by_count() {
     let nic = NicRef::new("nic-1");
 
     let before = observe(&z, &nic).await;
-    let op = Operation::assign_ipv4(
+    let op = assign_ipv4(
         &Ipv4Request::Addresses(v4(&["10.0.0.50", "10.0.0.51"])),
         None,
         &before,
         &key("a"),
     );
-    let done = z.submit(&nic, &op).await.unwrap();
+    let done = submit(&z, &nic, &op).await.unwrap();
     assert!(done.complete);
     assert_eq!(done.addresses, ips(&["10.0.0.50", "10.0.0.51"]));
     assert!(done.request_id.is_some());
@@ -385,31 +489,31 @@ async fn zenlayer_assigns_and_releases_ipv4_explicitly_and_by_count() {
         v4(&["10.0.0.11", "10.0.0.50", "10.0.0.51"])
     );
     assert_eq!(
-        z.resolve(&nic, &op).await.unwrap(),
+        resolve(&z, &nic, &op).await.unwrap(),
         Resolution::Applied {
             addresses: done.addresses.clone()
         }
     );
 
     let before = observe(&z, &nic).await;
-    let op = Operation::assign_ipv4(&Ipv4Request::Count(3), None, &before, &key("b"));
-    let done = z.submit(&nic, &op).await.unwrap();
+    let op = assign_ipv4(&Ipv4Request::Count(3), None, &before, &key("b"));
+    let done = submit(&z, &nic, &op).await.unwrap();
     assert_eq!(done.addresses.len(), 3);
     let now = sim_secondaries(&sim, false, "nic-1");
     assert_eq!(now.len(), 6);
     assert_eq!(
-        z.resolve(&nic, &op).await.unwrap(),
+        resolve(&z, &nic, &op).await.unwrap(),
         Resolution::Applied {
             addresses: done.addresses.clone()
         }
     );
 
     let before = observe(&z, &nic).await;
-    let op = Operation::unassign_ipv4(&v4(&["10.0.0.50", "10.0.0.51"]), &before);
-    z.submit(&nic, &op).await.unwrap();
+    let op = unassign_ipv4(&v4(&["10.0.0.50", "10.0.0.51"]), &before);
+    submit(&z, &nic, &op).await.unwrap();
     assert!(!sim_secondaries(&sim, false, "nic-1").contains(&Ipv4Addr::new(10, 0, 0, 50)));
     assert_eq!(
-        z.resolve(&nic, &op).await.unwrap(),
+        resolve(&z, &nic, &op).await.unwrap(),
         Resolution::Applied {
             addresses: ips(&["10.0.0.50", "10.0.0.51"])
         }
@@ -457,13 +561,13 @@ async fn zenlayer_reports_documented_errors_with_their_class() {
         ),
     ];
     for (address, code, class, status) in cases {
-        let op = Operation::assign_ipv4(
+        let op = assign_ipv4(
             &Ipv4Request::Addresses(v4(&[address])),
             None,
             &before,
             &key(address),
         );
-        let err = expect_err(z.submit(&nic, &op).await);
+        let err = expect_err(submit(&z, &nic, &op).await);
         assert_eq!(
             (err.code.as_str(), err.class, err.http_status),
             (code, class, Some(status)),
@@ -480,15 +584,15 @@ async fn zenlayer_reports_documented_errors_with_their_class() {
     assert_eq!(sim_secondaries(&sim, false, "nic-1"), v4(&["10.0.0.11"]));
 
     let missing = NicRef::new("nic-missing");
-    let op = Operation::assign_ipv4(&Ipv4Request::Count(1), None, &before, &key("m"));
-    let err = expect_err(z.submit(&missing, &op).await);
+    let op = assign_ipv4(&Ipv4Request::Count(1), None, &before, &key("m"));
+    let err = expect_err(submit(&z, &missing, &op).await);
     assert_eq!(
         (err.code.as_str(), err.class),
         ("INVALID_NIC_NOT_FOUND", ErrorClass::NotFound)
     );
 
-    let op = Operation::unassign_ipv4(&v4(&["10.0.0.10"]), &before);
-    let err = expect_err(z.submit(&nic, &op).await);
+    let op = unassign_ipv4(&v4(&["10.0.0.10"]), &before);
+    let err = expect_err(submit(&z, &nic, &op).await);
     assert_eq!(
         (err.code.as_str(), err.class),
         (
@@ -498,17 +602,21 @@ async fn zenlayer_reports_documented_errors_with_their_class() {
     );
 
     let free = observe(&z, &NicRef::new("nic-free")).await;
-    let op = Operation::attach(&InstanceId("ins-stopped".into()), &free, &key("att"));
-    let err = expect_err(z.submit(&NicRef::new("nic-free"), &op).await);
+    let op = attach(&InstanceId("ins-stopped".into()), &free, &key("att"));
+    let err = expect_err(submit(&z, &NicRef::new("nic-free"), &op).await);
     assert_eq!(err.code, "OPERATION_DENIED_INSTANCE_STATUS_NOT_SUPPORT");
-    let op = Operation::detach(&InstanceId("ins-1".into()), &free, &key("det"));
-    let err = expect_err(z.submit(&NicRef::new("nic-free"), &op).await);
+    // `DetachNetworkInterface` names only the NIC: a detach of a NIC that
+    // is not attached (or attached elsewhere) is never sent.
+    let detaches = audit_count(&sim, Protocol::Zenlayer, "DetachNetworkInterface");
+    let op = detach(&InstanceId("ins-1".into()), &free, &key("det"));
+    let err = expect_err(submit(&z, &NicRef::new("nic-free"), &op).await);
     assert_eq!(
-        (err.code.as_str(), err.class),
-        (
-            "OPERATION_DENIED_NIC_NOT_EXIST_INSTANCE",
-            ErrorClass::NotFound
-        )
+        (err.code.as_str(), err.class, err.outcome),
+        ("Client.NotAttached", ErrorClass::NotFound, Outcome::NotSent)
+    );
+    assert_eq!(
+        audit_count(&sim, Protocol::Zenlayer, "DetachNetworkInterface"),
+        detaches
     );
     sim.shutdown().await;
 }
@@ -520,8 +628,8 @@ async fn zenlayer_ipv6_with_and_without_billing_fields() {
     let z = zenlayer(&sim, &rec, ZL_SECRET);
     let nic = NicRef::new("nic-dual");
     let before = observe(&z, &nic).await;
-    let op = Operation::assign_ipv6(1, None, &before, &key("v6"));
-    z.submit(&nic, &op).await.unwrap();
+    let op = assign_ipv6(1, None, &before, &key("v6"));
+    submit(&z, &nic, &op).await.unwrap();
     let Resolution::Applied { addresses } = settle(&z, &nic, &op).await else {
         panic!("IPv6 not applied")
     };
@@ -529,16 +637,13 @@ async fn zenlayer_ipv6_with_and_without_billing_fields() {
     let after = observe(&z, &nic).await;
     assert_eq!(after.ipv6.len(), 1);
     assert!(after.ipv6_cidr.is_some());
-    let err = expect_err(
-        z.submit(&nic, &Operation::assign_ipv6(1, None, &after, &key("v6b")))
-            .await,
-    );
+    let err = expect_err(submit(&z, &nic, &assign_ipv6(1, None, &after, &key("v6b"))).await);
     assert_eq!(
         (err.code.as_str(), err.class),
         ("INVALID_NIC_IPV6_EXISTS", ErrorClass::Conflict)
     );
-    let op = Operation::unassign_ipv6(&after.ipv6, &after);
-    z.submit(&nic, &op).await.unwrap();
+    let op = unassign_ipv6(&after.ipv6, &after);
+    submit(&z, &nic, &op).await.unwrap();
     assert!(matches!(
         settle(&z, &nic, &op).await,
         Resolution::Applied { .. }
@@ -548,13 +653,7 @@ async fn zenlayer_ipv6_with_and_without_billing_fields() {
     // Public IPv6 needs its billing fields.
     let public = NicRef::new("nic-public6");
     let before = observe(&z, &public).await;
-    let err = expect_err(
-        z.submit(
-            &public,
-            &Operation::assign_ipv6(1, None, &before, &key("p0")),
-        )
-        .await,
-    );
+    let err = expect_err(submit(&z, &public, &assign_ipv6(1, None, &before, &key("p0"))).await);
     assert_eq!(err.class, ErrorClass::InvalidInput, "{err}");
     let billing = Ipv6Billing {
         internet_charge_type: Some("ByBandwidth".into()),
@@ -562,9 +661,10 @@ async fn zenlayer_ipv6_with_and_without_billing_fields() {
         ..Default::default()
     };
     let err = expect_err(
-        z.submit(
+        submit(
+            &z,
             &public,
-            &Operation::assign_ipv6(1, Some(billing), &before, &key("p1")),
+            &assign_ipv6(1, Some(billing), &before, &key("p1")),
         )
         .await,
     );
@@ -574,8 +674,8 @@ async fn zenlayer_ipv6_with_and_without_billing_fields() {
         bandwidth: Some(100),
         ..Default::default()
     };
-    let op = Operation::assign_ipv6(1, Some(billing), &before, &key("p2"));
-    z.submit(&public, &op).await.unwrap();
+    let op = assign_ipv6(1, Some(billing), &before, &key("p2"));
+    submit(&z, &public, &op).await.unwrap();
     assert!(matches!(
         settle(&z, &public, &op).await,
         Resolution::Applied { .. }
@@ -594,16 +694,16 @@ async fn attach_detach_cycle(
     already_attached: &str,
 ) {
     let before = observe(p, nic).await;
-    let op = Operation::attach(ins, &before, &key("attach"));
+    let op = attach(ins, &before, &key("attach"));
     sim.hold_async(true);
-    let submitted = p.submit(nic, &op).await.unwrap();
+    let submitted = submit(p, nic, &op).await.unwrap();
     assert!(!submitted.complete);
     let op = Operation {
         request_id: submitted.request_id,
         ..op
     };
     assert_eq!(observe(p, nic).await.status, NicStatus::Attaching);
-    assert_eq!(p.resolve(nic, &op).await.unwrap(), Resolution::InProgress);
+    assert_eq!(resolve(p, nic, &op).await.unwrap(), Resolution::InProgress);
     sim.hold_async(false);
     assert!(matches!(
         settle(p, nic, &op).await,
@@ -615,16 +715,13 @@ async fn attach_detach_cycle(
         (NicStatus::InUse, Some(ins.clone()))
     );
 
-    let err = expect_err(
-        p.submit(nic, &Operation::attach(ins, &after, &key("again")))
-            .await,
-    );
+    let err = expect_err(submit(p, nic, &attach(ins, &after, &key("again"))).await);
     assert_eq!(
         (err.code.as_str(), err.class),
         (already_attached, ErrorClass::Conflict)
     );
 
-    let op = Operation::detach(ins, &after, &key("detach"));
+    let op = detach(ins, &after, &key("detach"));
     assert!(matches!(run(p, nic, op).await, Resolution::Applied { .. }));
     let detached = observe(p, nic).await;
     assert_eq!(
@@ -660,10 +757,10 @@ async fn zenlayer_count_mode_lost_response_resolves_without_a_second_assignment(
         "BatchAssignNetworkInterfaceIpv4",
     )])
     .unwrap();
-    let op = Operation::assign_ipv4(&Ipv4Request::Count(2), None, &before, &key("lost"));
+    let op = assign_ipv4(&Ipv4Request::Count(2), None, &before, &key("lost"));
     // The operation as stored in the claim survives a restart as JSON.
     let stored = serde_json::to_string(&op).unwrap();
-    let err = expect_err(z.submit(&nic, &op).await);
+    let err = expect_err(submit(&z, &nic, &op).await);
     assert!(err.is_retryable(), "{err}");
     assert_eq!(
         audit_count(&sim, Protocol::Zenlayer, "BatchAssignNetworkInterfaceIpv4"),
@@ -674,7 +771,7 @@ async fn zenlayer_count_mode_lost_response_resolves_without_a_second_assignment(
     // A new process resolves the stored operation from the NIC alone.
     let resumed: Operation = serde_json::from_str(&stored).unwrap();
     let fresh = zenlayer(&sim, &Arc::new(Recorder::default()), ZL_SECRET);
-    let Resolution::Applied { addresses } = fresh.resolve(&nic, &resumed).await.unwrap() else {
+    let Resolution::Applied { addresses } = resolve(&fresh, &nic, &resumed).await.unwrap() else {
         panic!("not applied")
     };
     let gained: BTreeSet<IpAddr> = sim_secondaries(&sim, false, "nic-1")
@@ -714,11 +811,9 @@ async fn zenlayer_throttling_slows_down_and_succeeds_and_5xx_is_retried_only_whe
             .all(|c| c.provider == nicip::cloud::Provider::Zenlayer)
     );
     // The limiter of that (account, action) slowed down below its 20/s default.
-    let rate = shared.current_rate(
-        nicip::cloud::Provider::Zenlayer,
-        ZL_KEY,
-        "DescribeNetworkInterfaces",
-    );
+    let rate = shared
+        .current_rate(&format!("Zenlayer/{}", ZL_KEY), "DescribeNetworkInterfaces")
+        .unwrap();
     assert!(rate < 20.0, "rate {rate}");
 
     sim.set_faults(vec![error_fault(
@@ -743,8 +838,8 @@ async fn zenlayer_throttling_slows_down_and_succeeds_and_5xx_is_retried_only_whe
         1,
     )])
     .unwrap();
-    let op = Operation::assign_ipv4(&Ipv4Request::Count(1), None, &before, &key("5xx"));
-    let err = expect_err(z.submit(&nic, &op).await);
+    let op = assign_ipv4(&Ipv4Request::Count(1), None, &before, &key("5xx"));
+    let err = expect_err(submit(&z, &nic, &op).await);
     assert_eq!(
         (err.code.as_str(), err.class, err.http_status),
         ("INTERNAL_SERVER_ERROR", ErrorClass::Transient, Some(500))
@@ -917,47 +1012,65 @@ async fn tencent_describes_in_batches_instances_and_limits() {
 }
 
 #[tokio::test]
-async fn tencent_assigns_more_than_ten_addresses_in_chunks_and_confirms_asynchronously() {
+async fn tencent_assigns_25_addresses_as_three_recorded_calls_each_with_its_own_token() {
     let sim = start_sim().await;
     let rec = Arc::new(Recorder::default());
     let t = tencent(&sim, &rec, Credentials::new(TC_ID, TC_SECRET));
     let nic = NicRef::new("eni-abc");
-    let before = observe(&t, &nic).await;
     let wanted: BTreeSet<Ipv4Addr> = (100..125).map(|i| Ipv4Addr::new(10, 1, 0, i)).collect();
-    let op = Operation::assign_ipv4(
-        &Ipv4Request::Addresses(wanted.clone()),
-        None,
-        &before,
-        &key("chunks"),
-    );
-    let submitted = t.submit(&nic, &op).await.unwrap();
-    assert!(!submitted.complete);
-    assert_eq!(submitted.addresses.len(), 25);
+    let applied = run_chunked(&t, &nic, true, &wanted, 1).await;
+    assert_eq!(applied, wanted.iter().map(|a| IpAddr::V4(*a)).collect());
+    assert_eq!(sim_secondaries(&sim, true, "eni-abc"), wanted);
     assert_eq!(
         addresses_per_call(&sim, Protocol::Tencent, "AssignPrivateIpAddresses"),
         vec![10, 10, 5]
     );
-    let op = Operation {
-        request_id: submitted.request_id.clone(),
-        ..op
-    };
-    let Resolution::Applied { addresses } = settle(&t, &nic, &op).await else {
-        panic!("not applied")
-    };
-    assert_eq!(addresses, wanted.iter().map(|a| IpAddr::V4(*a)).collect());
-    assert_eq!(sim_secondaries(&sim, true, "eni-abc"), wanted);
-
-    let after = observe(&t, &nic).await;
-    assert!(after.addresses_in_flux.is_empty());
-    let op = Operation::unassign_ipv4(&wanted, &after);
+    let tokens: BTreeSet<String> = sim
+        .audit()
+        .iter()
+        .filter(|e| e.action == "AssignPrivateIpAddresses")
+        .filter_map(|e| e.params["ClientToken"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(tokens.len(), 3, "one token per chunk: {tokens:?}");
+    // The ENI is locked while a task runs: no chunk met the lock.
     assert!(
-        matches!(run(&t, &nic, op).await, Resolution::Applied { addresses } if addresses.len() == 25)
+        sim.audit()
+            .iter()
+            .all(|e| e.outcome != "UnsupportedOperation.MutexOperationTaskRunning")
     );
+
+    let released = run_chunked(&t, &nic, false, &wanted, 2).await;
+    assert_eq!(released.len(), 25);
     assert_eq!(
         addresses_per_call(&sim, Protocol::Tencent, "UnassignPrivateIpAddresses"),
         vec![10, 10, 5]
     );
     assert!(sim_secondaries(&sim, true, "eni-abc").is_empty());
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn submit_sends_one_request_and_returns_before_the_task_ends() {
+    let sim = start_sim().await;
+    let rec = Arc::new(Recorder::default());
+    let t = tencent(&sim, &rec, Credentials::new(TC_ID, TC_SECRET));
+    let nic = NicRef::new("eni-abc");
+    let before = observe(&t, &nic).await;
+    let op = assign_ipv4(&Ipv4Request::Count(2), None, &before, &key("one"));
+    let submitted = submit(&t, &nic, &op).await.unwrap();
+    assert!(!submitted.complete);
+    assert!(submitted.request_id.is_some());
+    assert_eq!(
+        audit_count(&sim, Protocol::Tencent, "AssignPrivateIpAddresses"),
+        1
+    );
+    // No task query: the task (150 ms in this world) is still running.
+    assert_eq!(
+        audit_count(&sim, Protocol::Tencent, "DescribeVpcTaskResult"),
+        0
+    );
+    let in_flux = observe(&t, &nic).await;
+    assert_eq!(in_flux.addresses_in_flux.len(), 2, "{in_flux:?}");
     sim.shutdown().await;
 }
 
@@ -968,22 +1081,22 @@ async fn tencent_count_mode_replays_the_same_client_token() {
     let t = tencent(&sim, &rec, Credentials::new(TC_ID, TC_SECRET));
     let nic = NicRef::new("eni-abc");
     let before = observe(&t, &nic).await;
-    let op = Operation::assign_ipv4(
+    let op = assign_ipv4(
         &Ipv4Request::Count(3),
         Some(QosLevel::Au),
         &before,
         &key("count"),
     );
-    let first = t.submit(&nic, &op).await.unwrap();
+    let first = submit(&t, &nic, &op).await.unwrap();
     assert_eq!(first.addresses.len(), 3);
     // Resubmitting (a retry after a crash) is the same request: replayed, not re-run.
-    let second = t.submit(&nic, &op).await.unwrap();
+    let second = submit(&t, &nic, &op).await.unwrap();
     assert_eq!(second.addresses, first.addresses);
     assert_eq!(second.request_id, first.request_id);
     assert_eq!(sim_secondaries(&sim, true, "eni-abc").len(), 3);
     // A different step of the same claim is a new request.
-    let other = Operation::assign_ipv4(&Ipv4Request::Count(1), None, &before, &key("count-2"));
-    t.submit(&nic, &other).await.unwrap();
+    let other = assign_ipv4(&Ipv4Request::Count(1), None, &before, &key("count-2"));
+    submit(&t, &nic, &other).await.unwrap();
     assert_eq!(sim_secondaries(&sim, true, "eni-abc").len(), 4);
     sim.shutdown().await;
 }
@@ -1003,8 +1116,8 @@ async fn tencent_lost_response_is_retried_with_the_same_token_and_resolves() {
         .unwrap()
     };
     drop_next_assign();
-    let op = Operation::assign_ipv4(&Ipv4Request::Count(2), None, &before, &key("lost"));
-    let submitted = t.submit(&nic, &op).await.unwrap();
+    let op = assign_ipv4(&Ipv4Request::Count(2), None, &before, &key("lost"));
+    let submitted = submit(&t, &nic, &op).await.unwrap();
     assert_eq!(submitted.addresses.len(), 2);
     assert_eq!(
         sim_secondaries(&sim, true, "eni-abc").len(),
@@ -1019,10 +1132,10 @@ async fn tencent_lost_response_is_retried_with_the_same_token_and_resolves() {
 
     // The same loss, resolved by a new process that never saw a request id.
     let before = observe(&t, &nic).await;
-    let op = Operation::assign_ipv4(&Ipv4Request::Count(2), None, &before, &key("lost-2"));
+    let op = assign_ipv4(&Ipv4Request::Count(2), None, &before, &key("lost-2"));
     let dropping = one_shot(&sim, Protocol::Tencent);
     drop_next_assign();
-    expect_err(dropping.submit(&nic, &op).await);
+    expect_err(submit(dropping.as_ref(), &nic, &op).await);
     let Resolution::Applied { addresses } = settle(&t, &nic, &op).await else {
         panic!("not applied")
     };
@@ -1051,13 +1164,13 @@ async fn tencent_documented_errors_arrive_as_http_200_and_are_classified() {
         ),
         ("10.1.0.21", "ResourceInUse", ErrorClass::Conflict),
     ] {
-        let op = Operation::assign_ipv4(
+        let op = assign_ipv4(
             &Ipv4Request::Addresses(v4(&[address])),
             None,
             &before,
             &key(address),
         );
-        let err = expect_err(t.submit(&nic, &op).await);
+        let err = expect_err(submit(&t, &nic, &op).await);
         assert_eq!(
             (err.code.as_str(), err.class, err.http_status),
             (code, class, Some(200)),
@@ -1066,9 +1179,10 @@ async fn tencent_documented_errors_arrive_as_http_200_and_are_classified() {
         assert!(err.request_id.is_some());
     }
     let err = expect_err(
-        t.submit(
+        submit(
+            &t,
             &NicRef::new("eni-zzz"),
-            &Operation::assign_ipv4(&Ipv4Request::Count(1), None, &before, &key("nf")),
+            &assign_ipv4(&Ipv4Request::Count(1), None, &before, &key("nf")),
         )
         .await,
     );
@@ -1076,21 +1190,26 @@ async fn tencent_documented_errors_arrive_as_http_200_and_are_classified() {
         (err.code.as_str(), err.class),
         ("ResourceNotFound", ErrorClass::NotFound)
     );
+    // More than the documented 10 per call is refused before sending.
+    let calls = audit_count(&sim, Protocol::Tencent, "AssignPrivateIpAddresses");
     let err = expect_err(
-        t.submit(
+        submit(
+            &t,
             &nic,
-            &Operation::assign_ipv4(&Ipv4Request::Count(70), None, &before, &key("quota")),
+            &assign_ipv4(&Ipv4Request::Count(70), None, &before, &key("quota")),
         )
         .await,
     );
-    assert_eq!(err.class, ErrorClass::Terminal, "{err}");
-    let err = expect_err(
-        t.submit(
-            &nic,
-            &Operation::unassign_ipv4(&v4(&["10.1.0.99"]), &before),
-        )
-        .await,
+    assert_eq!(
+        (err.code.as_str(), err.outcome),
+        ("Client.InvalidRequest", Outcome::NotSent),
+        "{err}"
     );
+    assert_eq!(
+        audit_count(&sim, Protocol::Tencent, "AssignPrivateIpAddresses"),
+        calls
+    );
+    let err = expect_err(submit(&t, &nic, &unassign_ipv4(&v4(&["10.1.0.99"]), &before)).await);
     assert_eq!(
         (err.code.as_str(), err.class),
         (
@@ -1098,13 +1217,7 @@ async fn tencent_documented_errors_arrive_as_http_200_and_are_classified() {
             ErrorClass::NotFound
         )
     );
-    let err = expect_err(
-        t.submit(
-            &nic,
-            &Operation::unassign_ipv4(&v4(&["10.1.0.10"]), &before),
-        )
-        .await,
-    );
+    let err = expect_err(submit(&t, &nic, &unassign_ipv4(&v4(&["10.1.0.10"]), &before)).await);
     assert_eq!(err.class, ErrorClass::InvalidInput, "{err}");
     sim.shutdown().await;
 }
@@ -1118,8 +1231,8 @@ async fn tencent_ipv6_attach_detach_and_failed_tasks() {
     let ins = InstanceId("ins-abc".into());
 
     let before = observe(&t, &nic).await;
-    let op = Operation::assign_ipv6(2, None, &before, &key("v6"));
-    let submitted = t.submit(&nic, &op).await.unwrap();
+    let op = assign_ipv6(2, None, &before, &key("v6"));
+    let submitted = submit(&t, &nic, &op).await.unwrap();
     assert_eq!(submitted.addresses.len(), 2);
     let op = Operation {
         request_id: submitted.request_id,
@@ -1130,7 +1243,7 @@ async fn tencent_ipv6_attach_detach_and_failed_tasks() {
     };
     assert_eq!(addresses, submitted.addresses);
     let after = observe(&t, &nic).await;
-    let op = Operation::unassign_ipv6(&after.ipv6, &after);
+    let op = unassign_ipv6(&after.ipv6, &after);
     assert!(matches!(
         run(&t, &nic, op).await,
         Resolution::Applied { .. }
@@ -1153,15 +1266,78 @@ async fn tencent_ipv6_attach_detach_and_failed_tasks() {
     }])
     .unwrap();
     let before = observe(&t, &nic).await;
-    let op = Operation::assign_ipv4(&Ipv4Request::Count(1), None, &before, &key("fail"));
+    let op = assign_ipv4(&Ipv4Request::Count(1), None, &before, &key("fail"));
     match run(&t, &nic, op).await {
-        Resolution::Failed(e) => assert_eq!(e.code, "Client.TaskFailed"),
+        Resolution::Failed(e) => assert_eq!(
+            (e.code.as_str(), e.class),
+            ("InternalError", ErrorClass::Transient)
+        ),
         other => panic!("expected a failed task, got {other:?}"),
     }
     assert!(
         sim_secondaries(&sim, true, "eni-free").is_empty(),
         "rolled back"
     );
+    sim.shutdown().await;
+}
+
+/// A task that fails for a quota is terminal, classified by the task's own
+/// code; the next attempt is a new operation (a new sequence number), whose
+/// new token really runs instead of replaying the failed answer.
+#[tokio::test]
+async fn tencent_failed_tasks_are_classified_by_their_code_and_a_new_sequence_retries() {
+    let sim = start_quick_sim().await;
+    let rec = Arc::new(Recorder::default());
+    let t = tencent(&sim, &rec, Credentials::new(TC_ID, TC_SECRET));
+    let nic = NicRef::new("eni-free");
+    sim.set_faults(vec![Fault {
+        action: Some("AssignPrivateIpAddresses".into()),
+        fail_task: true,
+        task_error: Some("LimitExceeded.EniPrivateIpLimit".into()),
+        times: Some(1),
+        ..Fault::default()
+    }])
+    .unwrap();
+    let before = observe(&t, &nic).await;
+    let first = Operation::assign_ipv4(
+        &nic,
+        Ipv4Request::Count(1),
+        None,
+        &before,
+        &IdempotencyKey::derive("claim-retry", 1, 0),
+        1,
+        0,
+    );
+    match run(&t, &nic, first.clone()).await {
+        Resolution::Failed(e) => assert_eq!(
+            (e.code.as_str(), e.class, e.is_retryable()),
+            (
+                "LimitExceeded.EniPrivateIpLimit",
+                ErrorClass::Terminal,
+                false
+            )
+        ),
+        other => panic!("expected a failed task, got {other:?}"),
+    }
+    // The same request again replays the failed one: nothing is assigned.
+    let replay = run(&t, &nic, first).await;
+    assert!(matches!(replay, Resolution::Failed(_)), "{replay:?}");
+    assert!(sim_secondaries(&sim, true, "eni-free").is_empty());
+    // The controller bumps the sequence: a new token, a new request.
+    let second = Operation::assign_ipv4(
+        &nic,
+        Ipv4Request::Count(1),
+        None,
+        &before,
+        &IdempotencyKey::derive("claim-retry", 2, 0),
+        2,
+        0,
+    );
+    assert!(matches!(
+        run(&t, &nic, second).await,
+        Resolution::Applied { addresses } if addresses.len() == 1
+    ));
+    assert_eq!(sim_secondaries(&sim, true, "eni-free").len(), 1);
     sim.shutdown().await;
 }
 
@@ -1187,8 +1363,8 @@ async fn tencent_throttling_and_internal_errors_are_retried() {
     let describes = rec.calls("DescribeNetworkInterfaces");
     assert_eq!(describes.iter().filter(|c| c.throttled).count(), 2);
     assert_eq!(describes.last().unwrap().outcome, "OK");
-    let op = Operation::assign_ipv4(&Ipv4Request::Count(1), None, &before, &key("t"));
-    let submitted = t.submit(&nic, &op).await.unwrap();
+    let op = assign_ipv4(&Ipv4Request::Count(1), None, &before, &key("t"));
+    let submitted = submit(&t, &nic, &op).await.unwrap();
     assert_eq!(
         rec.calls("AssignPrivateIpAddresses")
             .iter()
@@ -1199,22 +1375,31 @@ async fn tencent_throttling_and_internal_errors_are_retried() {
     // `LimitExceeded.ActionLimited` (VPC's per-action throttle) and the
     // gateway's `RequestLimitExceeded` both slow that action's limiter down.
     for action in ["DescribeNetworkInterfaces", "AssignPrivateIpAddresses"] {
-        let rate = shared.current_rate(nicip::cloud::Provider::Tencent, TC_ID, action);
+        let rate = shared
+            .current_rate(&format!("Tencent/{}", TC_ID), action)
+            .unwrap();
         assert!(rate < 100.0, "{action} limiter at {rate}/s");
     }
     let op = Operation {
         request_id: submitted.request_id,
         ..op
     };
-    assert!(matches!(
-        settle(&t, &nic, &op).await,
-        Resolution::Applied { .. }
-    ));
+    // From an observation older than the call, the task is asked (its
+    // first answer an internal error, retried: a query is safe to repeat).
+    let stale = t
+        .resolve_observed(&on(&nic, &op), Some(&before))
+        .await
+        .unwrap();
+    assert_ne!(stale, Resolution::NotApplied);
     assert!(
         rec.calls("DescribeVpcTaskResult")
             .iter()
             .any(|c| c.outcome == "InternalError")
     );
+    assert!(matches!(
+        settle(&t, &nic, &op).await,
+        Resolution::Applied { .. }
+    ));
 
     // The real per-action limiter: 40 task queries at a 20/s limit all succeed.
     let limited = tencent(&sim, &rec, Credentials::new(TC_ID, TC_SECRET));
@@ -1229,100 +1414,105 @@ async fn tencent_throttling_and_internal_errors_are_retried() {
     sim.shutdown().await;
 }
 
-/// One limiter per (account, action), shared by every provider built on
-/// clones of one transport: ten describes split over two clients at a
-/// configured 5/s take at least a second (five fit the burst, five wait),
-/// where two separate limiters would let all ten through at once. The
-/// simulated Zenlayer has no server-side limit, so the wait is the client's.
-/// The documented Tencent defaults apply when nothing is configured.
+/// Limiters are keyed by (ProviderConfig, action) and shared by every
+/// provider `connect` builds for that ProviderConfig on one transport. The
+/// proof needs no clock: at 0.1/s, the second assignment of one scope would
+/// wait ten seconds for a token, past its send window, so it is refused
+/// unsent (waiting on the limiter counts towards the deadline); another
+/// scope is not slowed down; and an edited limit applies to the limiter that
+/// already exists, without a restart.
 #[tokio::test]
-async fn one_limiter_per_account_and_action_is_shared_by_all_callers() {
-    use nicip::cloud::Provider;
+async fn limiters_are_per_provider_config_and_action_and_edits_apply_at_once() {
+    use nicip::cloud::{Provider, ProviderSettings, connect};
     let sim = start_sim().await;
     let rec = Arc::new(Recorder::default());
-    let shared = transport(&rec).with_rate_limits(
-        Provider::Zenlayer,
-        nicip::cloud::zenlayer::default_rate_limits()
-            .with_overrides(&[("DescribeNetworkInterfaces".to_string(), 5.0)].into()),
-    );
-    let a = zenlayer_on(&sim, shared.clone(), ZL_SECRET);
-    let b = zenlayer_on(&sim, shared.clone(), ZL_SECRET);
-    let nic = [NicRef::new("nic-1")];
-    let started = Instant::now();
-    let calls = (0..10).map(|i| {
-        let p = if i % 2 == 0 { &a } else { &b };
-        p.describe_nics(&nic)
-    });
-    for result in futures::future::join_all(calls).await {
-        result.unwrap();
-    }
-    let elapsed = started.elapsed();
-    assert!(
-        elapsed >= Duration::from_millis(900),
-        "10 calls at 5/s took {elapsed:?}"
-    );
-    assert!(
-        rec.calls("DescribeNetworkInterfaces")
-            .iter()
-            .all(|c| !c.throttled)
+    // A send window of 100 ms: one attempt, no retries.
+    let shared = Transport::new(TransportConfig {
+        timeout: Duration::from_secs(5),
+        max_attempts: 1,
+        base_backoff: Duration::from_millis(10),
+        max_backoff: Duration::from_millis(100),
+        ..TransportConfig::default()
+    })
+    .unwrap()
+    .with_metrics(rec.clone());
+    let settings = |scope: &str, rate: f64| ProviderSettings {
+        endpoint: Some(sim.base_url()),
+        rate_limits: [("BatchAssignNetworkInterfaceIpv4".to_string(), rate)].into(),
+        ..ProviderSettings::new(Provider::Zenlayer, "", scope)
+    };
+    let credentials = || Credentials::new(ZL_KEY, ZL_SECRET);
+    let a = connect(&settings("pc-a", 0.1), shared.clone(), credentials()).unwrap();
+    let b = connect(&settings("pc-a", 0.1), shared.clone(), credentials()).unwrap();
+    let other = connect(&settings("pc-b", 0.1), shared.clone(), credentials()).unwrap();
+    let nic = NicRef::new("nic-1");
+    let before = observe(a.as_ref(), &nic).await;
+    let assign = |step: &str| assign_ipv4(&Ipv4Request::Count(1), None, &before, &key(step));
+    submit(a.as_ref(), &nic, &assign("a")).await.unwrap();
+    let calls = audit_count(&sim, Protocol::Zenlayer, "BatchAssignNetworkInterfaceIpv4");
+    let err = expect_err(submit(b.as_ref(), &nic, &assign("b")).await);
+    assert_eq!(
+        (err.code.as_str(), err.outcome),
+        ("Client.DeadlineExceeded", Outcome::NotSent),
+        "{err}"
     );
     assert_eq!(
-        shared.current_rate(Provider::Zenlayer, ZL_KEY, "DescribeNetworkInterfaces"),
-        5.0
+        audit_count(&sim, Protocol::Zenlayer, "BatchAssignNetworkInterfaceIpv4"),
+        calls,
+        "not sent"
+    );
+    submit(other.as_ref(), &nic, &assign("other"))
+        .await
+        .unwrap();
+    // Describes have their own limiter: not slowed by the assignments.
+    observe(b.as_ref(), &nic).await;
+    assert_eq!(
+        shared.current_rate("pc-a", "BatchAssignNetworkInterfaceIpv4"),
+        Some(0.1)
     );
     assert_eq!(
-        shared.current_rate(Provider::Zenlayer, ZL_KEY, "AttachNetworkInterface"),
-        20.0
+        shared.current_rate("pc-a", "DescribeNetworkInterfaces"),
+        Some(20.0),
+        "the documented default"
     );
+    // The ProviderConfig is edited: rebuilding the provider applies the new limit.
+    let edited = connect(&settings("pc-a", 1000.0), shared.clone(), credentials()).unwrap();
+    assert_eq!(
+        shared.current_rate("pc-a", "BatchAssignNetworkInterfaceIpv4"),
+        Some(1000.0)
+    );
+    submit(edited.as_ref(), &nic, &assign("edited"))
+        .await
+        .unwrap();
 
+    // The documented Tencent defaults apply when nothing is configured.
     let fresh = Transport::new(TransportConfig::default()).unwrap();
-    Tencent::new(
+    let tc = connect(
+        &ProviderSettings::new(Provider::Tencent, "ap-guangzhou", "pc-t"),
         fresh.clone(),
         Credentials::new(TC_ID, TC_SECRET),
-        "ap-guangzhou",
-        None,
     )
     .unwrap();
+    drop(tc);
     for (action, rate) in [
         ("AssignPrivateIpAddresses", 100.0),
-        ("UnassignPrivateIpAddresses", 100.0),
-        ("AttachNetworkInterface", 100.0),
-        ("DetachNetworkInterface", 100.0),
-        ("DescribeNetworkInterfaces", 100.0),
         ("DescribeVpcTaskResult", 20.0),
         ("AssignIpv6Addresses", 20.0),
+        ("DescribeInstances", 40.0),
     ] {
-        assert_eq!(
-            fresh.current_rate(Provider::Tencent, TC_ID, action),
-            rate,
-            "{action}"
-        );
+        let limits = nicip::cloud::tencent::default_rate_limits();
+        let got = limits
+            .per_action
+            .get(action)
+            .copied()
+            .unwrap_or(limits.default_per_second);
+        assert_eq!(got, rate, "{action}");
     }
-    // A configured limit wins over the documented default.
-    let configured = Transport::new(TransportConfig::default())
-        .unwrap()
-        .with_rate_limits(
-            Provider::Tencent,
-            nicip::cloud::tencent::default_rate_limits()
-                .with_overrides(&[("DescribeVpcTaskResult".to_string(), 3.0)].into()),
-        );
-    Tencent::new(
-        configured.clone(),
-        Credentials::new(TC_ID, TC_SECRET),
-        "ap-guangzhou",
-        None,
-    )
-    .unwrap();
-    assert_eq!(
-        configured.current_rate(Provider::Tencent, TC_ID, "DescribeVpcTaskResult"),
-        3.0
-    );
     sim.shutdown().await;
 }
 
 #[tokio::test]
 async fn legacy_throttling_slows_down_and_internal_errors_are_retried_only_when_safe() {
-    use nicip::cloud::Provider;
     let sim = start_sim().await;
     let rec = Arc::new(Recorder::default());
     let shared = transport(&rec);
@@ -1359,12 +1549,27 @@ async fn legacy_throttling_slows_down_and_internal_errors_are_retried_only_when_
     // Each attempt is signed anew: the simulator authenticates (and uses up
     // the Nonce) before it throttles, so a repeated request would have been
     // refused as `AuthFailure.NonceReplayed`.
-    let rate = shared.current_rate(Provider::TencentLegacy, TC_ID, "DescribeNetworkInterfaces");
+    let rate = shared
+        .current_rate(
+            &format!("TencentLegacy/{}", TC_ID),
+            "DescribeNetworkInterfaces",
+        )
+        .unwrap();
     assert!(rate < 100.0, "the limiter slowed down: {rate}");
 
-    let op = Operation::assign_ipv4(&Ipv4Request::Count(1), None, &before, &key("legacy-5xx"));
+    let op = on(
+        &nic,
+        &assign_ipv4(&Ipv4Request::Count(1), None, &before, &key("legacy-5xx")),
+    );
+    let submitted = submit(&l, &nic, &op).await.unwrap();
+    let op = Operation {
+        request_id: submitted.request_id,
+        ..op
+    };
+    // From an observation older than the call, the task query decides.
+    l.resolve_observed(&op, Some(&before)).await.unwrap();
     assert!(
-        matches!(run(&l, &nic, op).await, Resolution::Applied { addresses } if addresses.len() == 1)
+        matches!(settle(&l, &nic, &op).await, Resolution::Applied { addresses } if addresses.len() == 1)
     );
     let queries = rec.calls("DescribeVpcTaskResult");
     assert_eq!(queries[0].outcome, "InternalError", "{queries:?}");
@@ -1383,8 +1588,8 @@ async fn legacy_throttling_slows_down_and_internal_errors_are_retried_only_when_
     )])
     .unwrap();
     let before = observe(&l, &nic).await;
-    let op = Operation::assign_ipv4(&Ipv4Request::Count(2), None, &before, &key("legacy-6000"));
-    let err = expect_err(l.submit(&nic, &op).await);
+    let op = assign_ipv4(&Ipv4Request::Count(2), None, &before, &key("legacy-6000"));
+    let err = expect_err(submit(&l, &nic, &op).await);
     assert_eq!(
         (err.code.as_str(), err.class),
         ("InternalError", ErrorClass::Transient)
@@ -1414,47 +1619,48 @@ async fn legacy_manages_ipv4_with_task_ids() {
     assert_eq!(observe(&sha1, &nic).await, before);
 
     let wanted: BTreeSet<Ipv4Addr> = (150..162).map(|i| Ipv4Addr::new(10, 1, 0, i)).collect();
-    let op = Operation::assign_ipv4(
-        &Ipv4Request::Addresses(wanted.clone()),
-        None,
-        &before,
-        &key("l1"),
-    );
-    let submitted = l.submit(&nic, &op).await.unwrap();
-    let task = submitted.request_id.clone().expect("task id");
-    // The second chunk waited for the first chunk's task: no call met the lock.
-    assert!(
-        sim.audit()
-            .iter()
-            .all(|e| e.outcome != "UnsupportedOperation.MutexOperationTaskRunning"),
-        "a chunk was sent while the previous task ran"
-    );
+    let addresses = run_chunked(&l, &nic, true, &wanted, 1).await;
     let chunks = addresses_per_call(&sim, Protocol::TencentLegacy, "AssignPrivateIpAddresses");
     assert_eq!(chunks, vec![10, 2], "at most 10 addresses per call");
-    assert!(
-        task.parse::<u64>().is_ok(),
-        "legacy task ids are integers: {task}"
-    );
-    let op = Operation {
-        request_id: Some(task),
-        ..op
-    };
-    let Resolution::Applied { addresses } = settle(&l, &nic, &op).await else {
-        panic!("not applied")
-    };
+    let task = sim
+        .audit()
+        .iter()
+        .filter(|e| e.protocol == Protocol::TencentLegacy && e.action == "AssignPrivateIpAddresses")
+        .count();
+    assert_eq!(task, 2);
     assert_eq!(addresses.len(), 12);
     assert_eq!(sim_secondaries(&sim, true, "eni-legacy"), wanted);
 
     // Held, the legacy task stays running and the operation in progress.
     let before = observe(&l, &nic).await;
-    let op = Operation::assign_ipv4(&Ipv4Request::Count(2), None, &before, &key("l2"));
+    let op = assign_ipv4(&Ipv4Request::Count(2), None, &before, &key("l2"));
     sim.hold_async(true);
-    let submitted = l.submit(&nic, &op).await.unwrap();
+    let submitted = submit(&l, &nic, &op).await.unwrap();
+    let task = submitted.request_id.clone().expect("task id");
+    assert!(
+        task.parse::<u64>().is_ok(),
+        "legacy task ids are integers: {task}"
+    );
     let op = Operation {
         request_id: submitted.request_id,
         ..op
     };
-    assert_eq!(l.resolve(&nic, &op).await.unwrap(), Resolution::InProgress);
+    assert_eq!(
+        resolve(&l, &nic, &op).await.unwrap(),
+        Resolution::InProgress
+    );
+    // From an observation older than the call, the task decides: running.
+    let queries = audit_count(&sim, Protocol::TencentLegacy, "DescribeVpcTaskResult");
+    assert_eq!(
+        l.resolve_observed(&on(&nic, &op), Some(&before))
+            .await
+            .unwrap(),
+        Resolution::InProgress
+    );
+    assert_eq!(
+        audit_count(&sim, Protocol::TencentLegacy, "DescribeVpcTaskResult"),
+        queries + 1
+    );
     sim.hold_async(false);
     assert!(
         matches!(settle(&l, &nic, &op).await, Resolution::Applied { addresses } if addresses.len() == 2)
@@ -1468,16 +1674,15 @@ async fn legacy_manages_ipv4_with_task_ids() {
     assert_eq!(both.len(), 2);
 
     let after = observe(&l, &nic).await;
-    let op = Operation::unassign_ipv4(&after.secondary_ipv4, &after);
-    assert!(
-        matches!(run(&l, &nic, op).await, Resolution::Applied { addresses } if addresses.len() == 14)
-    );
+    let released = run_chunked(&l, &nic, false, &after.secondary_ipv4, 3).await;
+    assert_eq!(released.len(), 14);
     assert!(sim_secondaries(&sim, true, "eni-legacy").is_empty());
 
     let err = expect_err(
-        l.submit(
+        submit(
+            &l,
             &nic,
-            &Operation::assign_ipv4(
+            &assign_ipv4(
                 &Ipv4Request::Addresses(v4(&["10.1.0.21"])),
                 None,
                 &after,
@@ -1491,9 +1696,10 @@ async fn legacy_manages_ipv4_with_task_ids() {
         ("InvalidPrivateIpAddress.InUse", ErrorClass::Conflict)
     );
     let err = expect_err(
-        l.submit(
+        submit(
+            &l,
             &NicRef::new("eni-zzz").in_vpc("vpc-abc"),
-            &Operation::assign_ipv4(&Ipv4Request::Count(1), None, &after, &key("l4")),
+            &assign_ipv4(&Ipv4Request::Count(1), None, &after, &key("l4")),
         )
         .await,
     );
@@ -1502,9 +1708,10 @@ async fn legacy_manages_ipv4_with_task_ids() {
         ("InvalidNetworkInterface.NotFound", ErrorClass::NotFound)
     );
     let err = expect_err(
-        l.submit(
+        submit(
+            &l,
             &NicRef::new("eni-legacy"),
-            &Operation::assign_ipv4(&Ipv4Request::Count(1), None, &after, &key("l5")),
+            &assign_ipv4(&Ipv4Request::Count(1), None, &after, &key("l5")),
         )
         .await,
     );
@@ -1586,11 +1793,11 @@ async fn lost_responses_resolve_in_a_new_process_without_a_second_assignment() {
         for (step, request) in requests.iter().enumerate() {
             let what = format!("{protocol:?} {request:?}");
             let before = observe(one_shot(&sim, protocol).as_ref(), &nic).await;
-            let op = Operation::assign_ipv4(request, None, &before, &key(&format!("lost-{step}")));
+            let op = assign_ipv4(request, None, &before, &key(&format!("lost-{step}")));
             let stored = through_claim_status(&op);
             sim.set_faults(vec![drop_once(protocol, assign)]).unwrap();
             let calls = audit_count(&sim, protocol, assign);
-            let err = expect_err(one_shot(&sim, protocol).submit(&nic, &op).await);
+            let err = expect_err(submit(one_shot(&sim, protocol).as_ref(), &nic, &op).await);
             assert_eq!(err.class, ErrorClass::Transient, "{what}: {err}");
 
             let fresh = one_shot(&sim, protocol);
@@ -1625,10 +1832,10 @@ async fn lost_responses_resolve_in_a_new_process_without_a_second_assignment() {
                     IpAddr::V6(_) => None,
                 })
                 .collect();
-            let release = Operation::unassign_ipv4(&owned, &after);
+            let release = unassign_ipv4(&owned, &after);
             let stored = through_claim_status(&release);
             sim.set_faults(vec![drop_once(protocol, unassign)]).unwrap();
-            expect_err(fresh.submit(&nic, &release).await);
+            expect_err(submit(fresh.as_ref(), &nic, &release).await);
             let resolved = settle(one_shot(&sim, protocol).as_ref(), &nic, &stored).await;
             assert_eq!(
                 resolved,
@@ -2037,60 +2244,57 @@ async fn remaining_documented_error_paths_on_every_provider() {
     let z = zenlayer(&sim, &rec, ZL_SECRET);
     let nic = NicRef::new("nic-1");
     let before = observe(&z, &nic).await;
-    let count = |n| Operation::assign_ipv4(&Ipv4Request::Count(n), None, &before, &key("zc"));
+    let count = |n| assign_ipv4(&Ipv4Request::Count(n), None, &before, &key("zc"));
     expect(
-        z.submit(&nic, &count(70)).await,
+        submit(&z, &nic, &count(70)).await,
         "OPERATION_DENIED_NIC_ATTACH_LAN_IP_EXCEED_LIMIT",
         ErrorClass::Terminal,
     );
     let tiny = NicRef::new("nic-tiny");
     let tiny_before = observe(&z, &tiny).await;
     expect(
-        z.submit(
+        submit(
+            &z,
             &tiny,
-            &Operation::assign_ipv4(&Ipv4Request::Count(5), None, &tiny_before, &key("zt")),
+            &assign_ipv4(&Ipv4Request::Count(5), None, &tiny_before, &key("zt")),
         )
         .await,
         "OPERATION_DENIED_SUBNET_IP_INSUFFICIENT",
         ErrorClass::Terminal,
     );
     expect(
-        z.submit(&nic, &Operation::assign_ipv6(1, None, &before, &key("z6")))
-            .await,
+        submit(&z, &nic, &assign_ipv6(1, None, &before, &key("z6"))).await,
         "INVALID_SUBNET_IPSTACK_NOT_SUPPORT",
         ErrorClass::Terminal,
     );
     expect(
-        z.submit(
-            &nic,
-            &Operation::unassign_ipv4(&v4(&["10.0.0.99"]), &before),
-        )
-        .await,
+        submit(&z, &nic, &unassign_ipv4(&v4(&["10.0.0.99"]), &before)).await,
         "OPERATION_FAILED_RESOURCE_NOT_FOUND",
         ErrorClass::NotFound,
     );
     let free = NicRef::new("nic-free");
     let free_before = observe(&z, &free).await;
-    let attach = |ins: &str| Operation::attach(&InstanceId(ins.into()), &free_before, &key(ins));
+    let attach_to = |ins: &str| attach(&InstanceId(ins.into()), &free_before, &key(ins));
     expect(
-        z.submit(&free, &attach("ins-nope")).await,
+        submit(&z, &free, &attach_to("ins-nope")).await,
         "INVALID_INSTANCE_NOT_FOUND",
         ErrorClass::NotFound,
     );
     expect(
-        z.submit(&free, &attach("ins-west")).await,
+        submit(&z, &free, &attach_to("ins-west")).await,
         "INVALID_NIC_INSTANCE_REGION_MISMATCH",
         ErrorClass::InvalidInput,
     );
     // A NIC in transition refuses address changes; the refusal is retried
     // (the cloud did nothing), then reported as transient.
     sim.hold_async(true);
-    z.submit(&free, &attach("ins-1")).await.unwrap();
+    submit(&z, &free, &attach_to("ins-1")).await.unwrap();
     let calls = rec.calls("BatchAssignNetworkInterfaceIpv4").len();
     expect(
-        z.submit(
+        submit(
+            &z,
             &free,
-            &Operation::assign_ipv4(&Ipv4Request::Count(1), None, &free_before, &key("zs")),
+            &assign_ipv4(&Ipv4Request::Count(1), None, &free_before, &key("zs")),
         )
         .await,
         "INVALID_NIC_STATUS",
@@ -2107,47 +2311,44 @@ async fn remaining_documented_error_paths_on_every_provider() {
     let nic = NicRef::new("eni-abc");
     let before = observe(&t, &nic).await;
     // The same ClientToken with other parameters is refused, never re-run.
-    let first = Operation::assign_ipv4(&Ipv4Request::Count(1), None, &before, &key("tok"));
-    t.submit(&nic, &first).await.unwrap();
-    let other = Operation::assign_ipv4(&Ipv4Request::Count(2), None, &before, &key("tok"));
+    let first = assign_ipv4(&Ipv4Request::Count(1), None, &before, &key("tok"));
+    submit(&t, &nic, &first).await.unwrap();
+    let other = assign_ipv4(&Ipv4Request::Count(2), None, &before, &key("tok"));
     expect(
-        t.submit(&nic, &other).await,
+        submit(&t, &nic, &other).await,
         "UnsupportedOperation.IdempotentParameterMismatch",
         ErrorClass::Terminal,
     );
     let prop = NicRef::new("eni-prop");
     let prop_before = observe(&t, &prop).await;
     expect(
-        t.submit(
-            &prop,
-            &Operation::assign_ipv6(1, None, &prop_before, &key("t6")),
-        )
-        .await,
+        submit(&t, &prop, &assign_ipv6(1, None, &prop_before, &key("t6"))).await,
         "UnsupportedOperation",
         ErrorClass::Terminal,
     );
     let v6: BTreeSet<std::net::Ipv6Addr> = ["2402:4e00:1::99".parse().unwrap()].into();
     expect(
-        t.submit(&nic, &Operation::unassign_ipv6(&v6, &before))
-            .await,
+        submit(&t, &nic, &unassign_ipv6(&v6, &before)).await,
         "UnsupportedOperation.AttachmentNotFound",
         ErrorClass::NotFound,
     );
     let free = NicRef::new("eni-free");
     let free_before = observe(&t, &free).await;
     expect(
-        t.submit(
+        submit(
+            &t,
             &free,
-            &Operation::attach(&InstanceId("ins-zzz".into()), &free_before, &key("ta")),
+            &attach(&InstanceId("ins-zzz".into()), &free_before, &key("ta")),
         )
         .await,
         "ResourceNotFound",
         ErrorClass::NotFound,
     );
     expect(
-        t.submit(
+        submit(
+            &t,
             &free,
-            &Operation::detach(&InstanceId("ins-abc".into()), &free_before, &key("td")),
+            &detach(&InstanceId("ins-abc".into()), &free_before, &key("td")),
         )
         .await,
         "UnsupportedOperation.AttachmentNotFound",
@@ -2158,18 +2359,15 @@ async fn remaining_documented_error_paths_on_every_provider() {
     let nic = NicRef::new("eni-legacy").in_vpc("vpc-abc");
     let before = observe(&l, &nic).await;
     expect(
-        l.submit(
-            &nic,
-            &Operation::unassign_ipv4(&v4(&["10.1.0.40"]), &before),
-        )
-        .await,
+        submit(&l, &nic, &unassign_ipv4(&v4(&["10.1.0.40"]), &before)).await,
         "InvalidPrivateip.IsPrimary",
         ErrorClass::InvalidInput,
     );
     expect(
-        l.submit(
+        submit(
+            &l,
             &NicRef::new("eni-legacy").in_vpc("vpc-zzz"),
-            &Operation::assign_ipv4(&Ipv4Request::Count(1), None, &before, &key("lv")),
+            &assign_ipv4(&Ipv4Request::Count(1), None, &before, &key("lv")),
         )
         .await,
         "InvalidVpc.NotFound",
@@ -2177,11 +2375,11 @@ async fn remaining_documented_error_paths_on_every_provider() {
     );
     // What the legacy API cannot do is a clear error, not a wrong call.
     for op in [
-        Operation::assign_ipv6(1, None, &before, &key("l6")),
-        Operation::attach(&InstanceId("ins-abc".into()), &before, &key("la")),
+        assign_ipv6(1, None, &before, &key("l6")),
+        attach(&InstanceId("ins-abc".into()), &before, &key("la")),
     ] {
         expect(
-            l.submit(&nic, &op).await,
+            submit(&l, &nic, &op).await,
             "Client.InvalidRequest",
             ErrorClass::InvalidInput,
         );
@@ -2204,24 +2402,37 @@ async fn ipv4_round(
     let before = observe(p, nic).await;
     let explicit = Ipv4Request::Addresses(v4(&addresses));
     let steps = [
-        Operation::assign_ipv4(&explicit, None, &before, &key("explicit")),
-        Operation::assign_ipv4(&Ipv4Request::Count(1), qos, &before, &key("count")),
+        assign_ipv4(&explicit, None, &before, &key("explicit")),
+        assign_ipv4(&Ipv4Request::Count(1), qos, &before, &key("count")),
     ];
     for op in steps {
-        assert!(matches!(run(p, nic, op).await, Resolution::Applied { .. }));
+        let op = on(nic, &op);
+        let submitted = submit(p, nic, &op).await.expect("submit");
+        let op = Operation {
+            request_id: submitted.request_id,
+            ..op
+        };
+        // From the observation before the call, task-based providers ask the task.
+        p.resolve_observed(&op, Some(&before))
+            .await
+            .expect("resolve from an older observation");
+        assert!(matches!(
+            settle(p, nic, &op).await,
+            Resolution::Applied { .. }
+        ));
     }
     let after = observe(p, nic).await;
-    let op = Operation::unassign_ipv4(&v4(&addresses[..1]), &after);
+    let op = unassign_ipv4(&v4(&addresses[..1]), &after);
     assert!(matches!(run(p, nic, op).await, Resolution::Applied { .. }));
 }
 
 /// Assigns one IPv6 address and releases whatever IPv6 the NIC then holds.
 async fn ipv6_round(p: &dyn NicProvider, nic: &NicRef, billing: Option<Ipv6Billing>) {
     let before = observe(p, nic).await;
-    let op = Operation::assign_ipv6(1, billing, &before, &key("v6"));
+    let op = assign_ipv6(1, billing, &before, &key("v6"));
     assert!(matches!(run(p, nic, op).await, Resolution::Applied { .. }));
     let after = observe(p, nic).await;
-    let op = Operation::unassign_ipv6(&after.ipv6, &after);
+    let op = unassign_ipv6(&after.ipv6, &after);
     assert!(matches!(run(p, nic, op).await, Resolution::Applied { .. }));
 }
 
@@ -2373,14 +2584,12 @@ mod encoding {
                         .map(|h| Ipv4Addr::new(net[0], net[1], net[2], *h))
                         .filter(|a| Some(*a) != primary)
                         .collect();
-                    let op = Operation::assign_ipv4(&Ipv4Request::Addresses(set.clone()), None, &before, &key("prop"));
-                    let applied = run(p.as_ref(), nic, op).await;
+                    assert_eq!(before.secondary_ipv4, BTreeSet::new());
+                    let applied = run_chunked(p.as_ref(), nic, true, &set, 1).await;
                     let expected: BTreeSet<IpAddr> = set.iter().map(|a| IpAddr::V4(*a)).collect();
-                    assert_eq!(applied, Resolution::Applied { addresses: expected });
+                    assert_eq!(applied, expected);
                     assert_eq!(observe(p.as_ref(), nic).await.secondary_ipv4, set);
-                    let after = observe(p.as_ref(), nic).await;
-                    let op = Operation::unassign_ipv4(&set, &after);
-                    assert!(matches!(run(p.as_ref(), nic, op).await, Resolution::Applied { .. }));
+                    assert_eq!(run_chunked(p.as_ref(), nic, false, &set, 2).await, expected);
                     assert!(observe(p.as_ref(), nic).await.secondary_ipv4.is_empty());
                 }
                 sim.shutdown().await;
@@ -2398,6 +2607,7 @@ async fn every_request_has_a_timeout_and_timed_out_reads_are_retried() {
         max_attempts: 3,
         base_backoff: Duration::from_millis(10),
         max_backoff: Duration::from_millis(50),
+        ..TransportConfig::default()
     })
     .unwrap()
     .with_metrics(rec.clone());
@@ -2442,13 +2652,13 @@ async fn every_request_has_a_timeout_and_timed_out_reads_are_retried() {
         ..Fault::default()
     }])
     .unwrap();
-    let op = Operation::assign_ipv4(
+    let op = assign_ipv4(
         &Ipv4Request::Addresses(v4(&["10.0.0.77"])),
         None,
         &before,
         &key("slow"),
     );
-    let err = expect_err(z.submit(&nic, &op).await);
+    let err = expect_err(submit(&z, &nic, &op).await);
     assert_eq!(
         (err.code.as_str(), err.class),
         ("Client.Timeout", ErrorClass::Transient)

@@ -6,7 +6,7 @@
 //! and schema constraints; every list and string is bounded so the rules stay
 //! within kube-apiserver's cost budget.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, MicroTime, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -264,6 +264,12 @@ pub struct NicIpClaimStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nic: Option<ObservedNic>,
 
+    /// The number of the last mutating cloud call planned for this claim. Idempotency tokens
+    /// derive from it, so a new call never replays an old answer, and a retry of the recorded
+    /// call is the same request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation_sequence: Option<u64>,
+
     /// The mutating cloud call in flight. Recorded before the call and cleared once its outcome
     /// is known, so that a restarted controller resolves it from the cloud's state instead of
     /// repeating it.
@@ -366,14 +372,27 @@ pub struct ObservedNic {
     pub instance_id: Option<String>,
 }
 
-/// A mutating cloud call whose outcome is not yet known.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+/// A mutating cloud call whose outcome is not yet known: the whole request, so that a restarted
+/// controller can resolve it from the cloud's state, or send exactly the same request again.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PendingOperation {
-    /// The operation: `AssignIpv4`, `UnassignIpv4`, `AssignIpv6`, `UnassignIpv6`, `Attach` or
-    /// `Detach`.
+    /// The operation.
+    pub action: OperationAction,
+    /// The NIC the call changes.
+    #[schemars(length(min = 1, max = 64))]
+    pub nic_id: String,
+    /// The NIC's VPC (the Tencent legacy API names it in every call).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64))]
-    pub action: String,
+    pub vpc_id: Option<String>,
+    /// The claim's operation sequence number this call was planned under (see
+    /// `operationSequence`).
+    pub sequence: u64,
+    /// Which call of the operation this is, when one change takes several calls (at most 10
+    /// addresses per call on Tencent).
+    #[serde(default)]
+    pub chunk: u32,
     /// The idempotency token sent with the call (Tencent `ClientToken`), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64))]
@@ -389,17 +408,74 @@ pub struct PendingOperation {
     /// How many addresses the cloud was asked to choose (count mode).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<u32>,
+    /// Tencent only: the QoS level the call asks for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qos_level: Option<QosLevel>,
+    /// Zenlayer only: the billing of a public IPv6 the call assigns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6_billing: Option<Ipv6Billing>,
+    /// The instance, for attach and detach.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub instance_id: Option<String>,
     /// The NIC's addresses just before the call, so that addresses chosen by the cloud can be
     /// told apart from the ones already there.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 256), inner(length(max = 45)))]
     pub addresses_before: Vec<String>,
-    /// The instance, for attach and detach.
+    /// When the request was first sent (to the microsecond); unset while it is only planned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<MicroTime>,
+}
+
+/// The mutating cloud operations.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum OperationAction {
+    AssignIpv4,
+    UnassignIpv4,
+    AssignIpv6,
+    UnassignIpv6,
+    Attach,
+    Detach,
+}
+
+impl OperationAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperationAction::AssignIpv4 => "AssignIpv4",
+            OperationAction::UnassignIpv4 => "UnassignIpv4",
+            OperationAction::AssignIpv6 => "AssignIpv6",
+            OperationAction::UnassignIpv6 => "UnassignIpv6",
+            OperationAction::Attach => "Attach",
+            OperationAction::Detach => "Detach",
+        }
+    }
+}
+
+impl std::fmt::Display for OperationAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Zenlayer's billing fields of a public IPv6, as sent with `AssignNetworkInterfaceIpv6`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Ipv6Billing {
+    /// `ByBandwidth`, `ByTrafficPackage` or `BandwidthCluster`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64))]
-    pub instance_id: Option<String>,
-    /// When the call was recorded.
-    pub started_at: Time,
+    pub internet_charge_type: Option<String>,
+    /// The bandwidth cap in Mbps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bandwidth: Option<u32>,
+    /// The traffic package size in TB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package_size: Option<f64>,
+    /// The shared bandwidth package ID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub cluster_id: Option<String>,
 }
 
 /// The last error the cloud returned.
@@ -466,6 +542,16 @@ pub struct ProviderConfigSpec {
         validation = kube::core::Rule::new("!isURL(self) || url(self).getScheme() != 'http' || url(self).getHostname() in ['localhost', '127.0.0.1', '::1']").message("plain http is only allowed for loopback endpoints (localhost, 127.0.0.1, ::1); use https")
     )]
     pub endpoint: Option<String>,
+
+    /// Tencent only: overrides the CVM API endpoint (instance lookups for attachments). Defaults
+    /// to `endpoint` when that is set, else to Tencent's CVM endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
+    #[x_kube(
+        validation = kube::core::Rule::new("isURL(self) && url(self).getScheme() in ['https', 'http']").message("cvmEndpoint must be an absolute http(s) URL"),
+        validation = kube::core::Rule::new("!isURL(self) || url(self).getScheme() != 'http' || url(self).getHostname() in ['localhost', '127.0.0.1', '::1']").message("plain http is only allowed for loopback endpoints (localhost, 127.0.0.1, ::1); use https")
+    )]
+    pub cvm_endpoint: Option<String>,
 
     /// The Secret holding the account's credentials.
     pub credentials_secret_ref: CredentialsSecretRef,

@@ -24,6 +24,22 @@ pub enum ErrorClass {
     Transient,
     /// Authentication or authorisation failed: retry slowly, flag the account.
     Credentials,
+    /// The ProviderConfig is wrong (unsupported region, invalid endpoint): flag it, not the
+    /// claims; retry after it changes.
+    Configuration,
+}
+
+/// Whether a failed call may have acted in the cloud.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Outcome {
+    /// The request never left this process (refused before sending, no connection, the
+    /// send deadline passed): nothing changed.
+    NotSent,
+    /// The cloud answered and refused it: nothing changed.
+    Rejected,
+    /// It may have acted (timeout, reset, lost response, a server error after sending):
+    /// resolve it from the cloud's state before anything else.
+    Unknown,
 }
 
 impl ErrorClass {
@@ -36,6 +52,7 @@ impl ErrorClass {
             ErrorClass::Throttled => "Throttled",
             ErrorClass::Transient => "Transient",
             ErrorClass::Credentials => "Credentials",
+            ErrorClass::Configuration => "Configuration",
         }
     }
 
@@ -65,6 +82,7 @@ pub struct CloudError {
     pub http_status: Option<u16>,
     pub request_id: Option<String>,
     pub class: ErrorClass,
+    pub outcome: Outcome,
 }
 
 fn http_suffix(status: &Option<u16>, request_id: &Option<String>) -> String {
@@ -83,6 +101,43 @@ impl CloudError {
         self.class.is_retryable()
     }
 
+    /// Whether the failed call may have changed the cloud: its pending operation must be
+    /// resolved before it is sent again or replaced.
+    pub fn may_have_acted(&self) -> bool {
+        self.outcome == Outcome::Unknown
+    }
+
+    /// Whether the ProviderConfig (credentials, region, endpoint) is at fault, rather than the
+    /// claim: the controller reports it on the ProviderConfig.
+    pub fn is_account_problem(&self) -> bool {
+        matches!(
+            self.class,
+            ErrorClass::Credentials | ErrorClass::Configuration
+        )
+    }
+
+    /// A cloud's answer refusing the call (its outcome is decided later by the transport).
+    pub(crate) fn answered(
+        provider: Provider,
+        action: &str,
+        code: String,
+        message: String,
+        http_status: Option<u16>,
+        request_id: Option<String>,
+        class: ErrorClass,
+    ) -> Self {
+        CloudError {
+            provider,
+            action: action.to_string(),
+            code,
+            message,
+            http_status,
+            request_id,
+            class,
+            outcome: Outcome::Rejected,
+        }
+    }
+
     /// An error detected on this side of the wire (`Client.*` codes).
     pub(crate) fn client(
         provider: Provider,
@@ -99,6 +154,7 @@ impl CloudError {
             http_status: None,
             request_id: None,
             class,
+            outcome: Outcome::NotSent,
         }
     }
 }
@@ -201,12 +257,30 @@ pub const CLIENT_CODES: &[CodeInfo] = &[
     row(
         "Client.TaskFailed",
         ErrorClass::Transient,
-        "A Tencent asynchronous task (DescribeVpcTaskResult / legacy task query) ended FAILED; the message carries the task output.",
-        "The controller re-observes the NIC and plans again; if it repeats, the task output names the cause.",
+        "A Tencent asynchronous task (DescribeVpcTaskResult / legacy task query) ended FAILED without a known error code in its output; the message carries the output.",
+        "The controller re-observes the NIC and plans again with a new token; if it repeats, the task output names the cause. A task whose output names a known code is classified by that code.",
+    ),
+    row(
+        "Client.DeadlineExceeded",
+        ErrorClass::Transient,
+        "The call could not be sent before its deadline (its window after `startedAt`, waiting on the rate limiter included). It was not sent.",
+        "The controller resolves the pending operation, which is then certain not to have acted, and plans again.",
+    ),
+    row(
+        "Client.NotOwned",
+        ErrorClass::Conflict,
+        "A release names only the NIC (Zenlayer IPv6 unassign, detach) and the NIC no longer carries the address or instance the operation means to release.",
+        "Nothing was sent; the controller re-observes the NIC.",
+    ),
+    row(
+        "Client.NotAttached",
+        ErrorClass::NotFound,
+        "A Zenlayer detach found the NIC not attached to any instance.",
+        "Nothing was sent; on release this counts as done.",
     ),
     row(
         "Client.InvalidEndpoint",
-        ErrorClass::InvalidInput,
+        ErrorClass::Configuration,
         "The endpoint override is not a valid URL, or uses plain http:// for a host that is not loopback.",
         "Fix `endpoint` in the ProviderConfig; http:// is allowed only for 127.0.0.1, ::1 and localhost.",
     ),

@@ -1,8 +1,9 @@
-//! The cloud layer (DESIGN §4): one provider trait in domain terms and its
-//! three implementations. The controller never sees HTTP: it observes NICs
-//! and instances, builds an [`Operation`] (which it records in the claim's
-//! `status.pendingOperation` *before* calling), [`NicProvider::submit`]s it,
-//! and later [`NicProvider::resolve`]s it from the cloud's own state.
+//! The cloud layer: one provider trait in domain terms and its three
+//! implementations. The controller never sees HTTP: it observes NICs and
+//! instances, builds one [`Operation`] per wire call (which it records in the
+//! claim's `status.pendingOperation` *before* calling), [`NicProvider::submit`]s
+//! it, and later settles it from the cloud's own state
+//! ([`NicProvider::resolve_observed`], [`settle`]).
 
 mod error;
 mod operation;
@@ -11,15 +12,21 @@ pub mod tencent_legacy;
 pub mod transport;
 pub mod zenlayer;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use error::{CLIENT_CODES, CloudError, CodeInfo, ErrorClass, markdown_table};
-pub use operation::{Action, IdempotencyKey, Ipv6Billing, Operation, Resolution, Submitted};
-pub use transport::{CallRecord, Endpoint, MetricsSink, RateLimits, Transport, TransportConfig};
+pub use error::{CLIENT_CODES, CloudError, CodeInfo, ErrorClass, Outcome, markdown_table};
+pub use operation::{
+    Action, IdempotencyKey, Ipv6Billing, Operation, Resolution, Submitted, TaskState, settle,
+};
+pub use transport::{
+    CallRecord, Endpoint, MetricsSink, RateLimits, ScopedTransport, Transport, TransportConfig,
+};
 
 /// Which cloud API a provider speaks: the `ProviderConfig` field itself.
 pub use crate::api::v1alpha1::Provider;
@@ -186,6 +193,31 @@ pub struct ObservedNic {
     /// Addresses the cloud still reports as being added or removed (Tencent's
     /// per-IP `PENDING`/`DELETING`); a change is complete when this is empty.
     pub addresses_in_flux: BTreeSet<std::net::IpAddr>,
+    /// The NIC's zone, when the cloud reports it (attachments need an instance in it).
+    pub zone: Option<String>,
+}
+
+/// A subnet, as far as naming a bad explicit address needs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObservedSubnet {
+    pub id: String,
+    pub cidr: Option<ipnet::Ipv4Net>,
+    pub gateway: Option<Ipv4Addr>,
+    pub zone: Option<String>,
+}
+
+/// What a provider can do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    pub ipv6: bool,
+    /// Zenlayer: one IPv6 per NIC; Tencent: 10 per call.
+    pub max_ipv6_per_nic: u32,
+    pub attach: bool,
+    /// The most explicit addresses (or the largest count) one call may carry:
+    /// plan larger changes as several operations (chunks).
+    pub max_addresses_per_call: usize,
+    /// Whether mutations complete asynchronously as tasks (resolve them).
+    pub async_tasks: bool,
 }
 
 /// An instance's state, normalised.
@@ -215,11 +247,20 @@ pub enum Ipv4Request {
 pub use crate::api::v1alpha1::QosLevel;
 
 /// The provider interface the controller calls. Implementations are cheap to
-/// share (`Arc<dyn NicProvider>`); all callers of one instance share its rate
+/// share (`Arc<dyn NicProvider>`); all callers of one transport share its rate
 /// limiters.
 #[async_trait::async_trait]
 pub trait NicProvider: Send + Sync {
     fn provider(&self) -> Provider;
+
+    fn capabilities(&self) -> Capabilities;
+
+    /// How long after `started_at` a call may still act: its send deadline
+    /// plus one request timeout. No attempt starts after the send deadline.
+    fn in_flight_window(&self) -> Duration;
+
+    /// A cheap read-only call proving the credentials, region and endpoint work.
+    async fn check_credentials(&self) -> Result<(), CloudError>;
 
     /// Describes NICs in as few calls as the API allows (batched up to the
     /// documented maximum of ids per call, pages followed). NICs the cloud
@@ -232,46 +273,142 @@ pub trait NicProvider: Send + Sync {
         id: &InstanceId,
     ) -> Result<Option<ObservedInstance>, CloudError>;
 
-    /// Sends the operation to the cloud. On success the operation has been
-    /// accepted; [`Submitted::complete`] says whether it is already visible.
-    /// Record [`Submitted::request_id`] in the pending operation, then call
-    /// [`NicProvider::resolve`] until it settles.
-    async fn submit(&self, nic: &NicRef, op: &Operation) -> Result<Submitted, CloudError>;
+    /// The NIC's subnet (CIDR, gateway), to name a bad explicit address
+    /// without trying addresses one by one; `None` when it is not known.
+    async fn describe_subnet(
+        &self,
+        nic: &ObservedNic,
+    ) -> Result<Option<ObservedSubnet>, CloudError>;
 
-    /// Decides from the cloud's own state whether an operation whose outcome
-    /// is unknown (in flight, timed out, lost in a crash) took effect. Never
-    /// performs a second, different assignment.
-    async fn resolve(&self, nic: &NicRef, op: &Operation) -> Result<Resolution, CloudError>;
+    /// Sends exactly one mutating request and returns at once (it never
+    /// waits for a task). The operation must have been marked sent
+    /// ([`Operation::mark_sent`]) and recorded. Record
+    /// [`Submitted::request_id`], then settle it with
+    /// [`NicProvider::resolve_observed`]. A failed call's
+    /// [`CloudError::outcome`] says whether it may have acted.
+    async fn submit(&self, op: &Operation) -> Result<Submitted, CloudError>;
+
+    /// Settles `op` against an observation the caller already has (`None`:
+    /// the NIC is gone); asks for the task only when the observation cannot
+    /// decide (nothing visible yet and a task id is known). Never acts.
+    async fn resolve_observed(
+        &self,
+        op: &Operation,
+        nic: Option<&ObservedNic>,
+    ) -> Result<Resolution, CloudError>;
+
+    /// Describes the operation's NIC, then [`NicProvider::resolve_observed`].
+    async fn resolve(&self, op: &Operation) -> Result<Resolution, CloudError> {
+        let observed = self.describe_nics(std::slice::from_ref(&op.nic)).await?;
+        let nic = observed.iter().find(|n| n.id == op.nic.id);
+        self.resolve_observed(op, nic).await
+    }
 }
 
-/// Builds the provider for one cloud account (one `ProviderConfig`).
-/// `region` is Tencent's `X-TC-Region` / legacy `Region` (Zenlayer ignores
-/// it); `endpoint` overrides the documented default URL. Providers built on
-/// clones of one [`Transport`] share its rate limiters and connection pool.
+/// How to build the provider of one cloud account (one `ProviderConfig`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProviderSettings {
+    pub provider: Provider,
+    /// Tencent's `X-TC-Region` / legacy `Region`; Zenlayer ignores it.
+    pub region: String,
+    /// Overrides the documented VPC (or Zenlayer) endpoint.
+    pub endpoint: Option<String>,
+    /// Overrides Tencent's CVM endpoint; defaults to `endpoint` when that is set.
+    pub cvm_endpoint: Option<String>,
+    /// Requests per second by cloud action name, over the documented defaults.
+    pub rate_limits: HashMap<String, f64>,
+    /// Whose limiters these are: the ProviderConfig's name.
+    pub scope: String,
+}
+
+impl ProviderSettings {
+    pub fn new(provider: Provider, region: impl Into<String>, scope: impl Into<String>) -> Self {
+        ProviderSettings {
+            provider,
+            region: region.into(),
+            endpoint: None,
+            cvm_endpoint: None,
+            rate_limits: HashMap::new(),
+            scope: scope.into(),
+        }
+    }
+
+    pub fn with_endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.endpoint = Some(endpoint.into());
+        self
+    }
+}
+
+/// Builds the provider for one cloud account. Limiters live in the shared
+/// [`Transport`], keyed by (scope, action); this applies the settings'
+/// overrides every time, so rebuilding a provider after an edit of the
+/// ProviderConfig takes effect without a restart and keeps the limiters'
+/// state.
 pub fn connect(
-    provider: Provider,
+    settings: &ProviderSettings,
     transport: Transport,
     credentials: Credentials,
-    region: &str,
-    endpoint: Option<&str>,
-) -> Result<std::sync::Arc<dyn NicProvider>, CloudError> {
-    Ok(match provider {
-        Provider::Zenlayer => {
-            std::sync::Arc::new(zenlayer::Zenlayer::new(transport, credentials, endpoint)?)
-        }
-        Provider::Tencent => std::sync::Arc::new(tencent::Tencent::new(
-            transport,
+) -> Result<Arc<dyn NicProvider>, CloudError> {
+    let defaults = match settings.provider {
+        Provider::Zenlayer => zenlayer::default_rate_limits(),
+        Provider::Tencent => tencent::default_rate_limits(),
+        Provider::TencentLegacy => tencent_legacy::default_rate_limits(),
+    };
+    let client = transport.scoped(
+        &settings.scope,
+        defaults.with_overrides(&settings.rate_limits),
+    );
+    let endpoint = settings.endpoint.as_deref();
+    Ok(match settings.provider {
+        Provider::Zenlayer => Arc::new(zenlayer::Zenlayer::new(client, credentials, endpoint)?),
+        Provider::Tencent => Arc::new(
+            tencent::Tencent::new(client, credentials, &settings.region, endpoint)?
+                .with_cvm_endpoint(settings.cvm_endpoint.as_deref().or(endpoint))?,
+        ),
+        Provider::TencentLegacy => Arc::new(tencent_legacy::TencentLegacy::new(
+            client,
             credentials,
-            region,
-            endpoint,
-        )?),
-        Provider::TencentLegacy => std::sync::Arc::new(tencent_legacy::TencentLegacy::new(
-            transport,
-            credentials,
-            region,
+            &settings.region,
             endpoint,
         )?),
     })
+}
+
+/// Follows a Describe's pages: `fetch(page_index, offset)` returns the kept
+/// items of one page, how many the page held and the reported total. Stops
+/// at an empty page, at the total, or when `enough` holds for what was kept
+/// (a batch names at most so many NICs: a misbehaving total must not page
+/// on forever).
+pub(crate) async fn collect_pages<T, F, Fut>(
+    enough: impl Fn(&[T]) -> bool,
+    mut fetch: F,
+) -> Result<Vec<T>, CloudError>
+where
+    F: FnMut(usize, usize) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<T>, usize, Option<u64>), CloudError>>,
+{
+    let mut out = Vec::new();
+    let mut seen = 0usize;
+    for page in 0.. {
+        let (items, count, total) = fetch(page, seen).await?;
+        seen += count;
+        out.extend(items);
+        if count == 0 || seen as u64 >= total.unwrap_or(0) || enough(&out) {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+impl InstanceStatus {
+    /// Zenlayer's and Tencent CVM's instance states share their names.
+    pub(crate) fn from_cloud(state: &str) -> Self {
+        match state {
+            "RUNNING" => InstanceStatus::Running,
+            "STOPPED" => InstanceStatus::Stopped,
+            other => InstanceStatus::Other(other.to_string()),
+        }
+    }
 }
 
 /// The error tables of all providers as published in `docs/errors.md`
@@ -294,53 +431,66 @@ mod tests {
     fn credentials_never_show_their_secrets() {
         let c =
             Credentials::new(" AKIDkey ", "very-secret-key\n").with_token("session-token-value");
-        for text in [
+        assert_eq!(format!("{:?}", c.secret), "Secret(<redacted>)");
+        assert_eq!(format!("{}", c.secret), "<redacted>");
+        assert_eq!(
             format!("{c:?}"),
-            format!("{:?}", c.secret),
-            format!("{}", c.secret),
-        ] {
-            assert!(
-                !text.contains("very-secret-key") && !text.contains("session-token-value"),
-                "{text}"
-            );
-        }
-        assert!(format!("{c:?}").contains("AKIDkey"));
+            r#"Credentials { key_id: "AKIDkey", secret: Secret(<redacted>), token: Some("<redacted>") }"#
+        );
         assert_eq!(c.account(), "AKIDkey");
         let a = Credentials::new("", "").with_token("pat-one-secret");
         let b = Credentials::new("", "").with_token("pat-two-secret");
         assert_ne!(a.account(), b.account());
-        assert!(!a.account().contains("pat-one-secret"));
+        assert!(a.account().starts_with("token-") && !a.account().contains("pat-one"));
+        // Whitespace around a secret (a trailing newline in a Secret) is dropped.
         assert_eq!(c.secret.expose(), "very-secret-key");
-        assert_eq!(c.key_id, "AKIDkey");
     }
 
     #[test]
-    fn connect_builds_each_provider_and_rejects_plain_http_to_remote_hosts() {
+    fn connect_builds_each_provider_with_its_capabilities_and_rejects_plain_http() {
         let transport = Transport::new(TransportConfig::default()).unwrap();
         for provider in [
             Provider::Zenlayer,
             Provider::Tencent,
             Provider::TencentLegacy,
         ] {
-            let p = connect(
-                provider,
-                transport.clone(),
-                Credentials::new("k", "s"),
-                "ap-guangzhou",
-                None,
-            )
-            .unwrap();
+            let settings = ProviderSettings::new(provider, "ap-guangzhou", "pc");
+            let p = connect(&settings, transport.clone(), Credentials::new("k", "s")).unwrap();
             assert_eq!(p.provider(), provider);
-            let err = connect(
-                provider,
-                transport.clone(),
-                Credentials::new("k", "s"),
-                "r",
-                Some("http://example.com/"),
-            )
-            .err()
-            .unwrap();
-            assert_eq!(err.code, "Client.InvalidEndpoint");
+            let caps = p.capabilities();
+            match provider {
+                Provider::Zenlayer => {
+                    assert!(caps.ipv6 && caps.attach && !caps.async_tasks);
+                    assert_eq!(caps.max_ipv6_per_nic, 1);
+                }
+                Provider::Tencent => {
+                    assert!(caps.ipv6 && caps.attach && caps.async_tasks);
+                    assert_eq!(
+                        (caps.max_ipv6_per_nic, caps.max_addresses_per_call),
+                        (10, 10)
+                    );
+                }
+                Provider::TencentLegacy => {
+                    assert!(!caps.ipv6 && !caps.attach && caps.async_tasks);
+                    assert_eq!(caps.max_addresses_per_call, 10);
+                }
+            }
+            for bad in [
+                settings.clone().with_endpoint("http://example.com/"),
+                ProviderSettings {
+                    cvm_endpoint: Some("http://example.com/".into()),
+                    ..settings.clone()
+                },
+            ] {
+                if bad.endpoint.is_none() && provider != Provider::Tencent {
+                    continue; // only Tencent has a CVM endpoint
+                }
+                let err = connect(&bad, transport.clone(), Credentials::new("k", "s"))
+                    .err()
+                    .unwrap();
+                assert_eq!(err.code, "Client.InvalidEndpoint");
+                assert!(err.is_account_problem(), "{err}");
+            }
         }
     }
 

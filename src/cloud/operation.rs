@@ -1,60 +1,44 @@
-//! Operation handles: what a mutating call intends, stored in a claim's
-//! `status.pendingOperation` before the call, so that a new process can
+//! Operation handles: one mutating wire call, recorded whole in a claim's
+//! `status.pendingOperation` before it is sent, so that a new process can
 //! resolve it from the cloud's state after a crash, a timeout or a lost
-//! response (DESIGN §3 "Crash safety").
+//! response, or send exactly the same request again (`docs/errors.md`,
+//! "Unknown outcomes").
 //!
-//! Resolution rules (also in `docs/errors.md`, "Unknown outcomes"):
-//! - explicit addresses: the operation took effect for exactly the listed
+//! Resolution rules ([`settle`]):
+//! - explicit addresses: the call took effect for exactly the listed
 //!   addresses the NIC now carries (assign) or no longer carries (unassign);
-//! - count mode (Zenlayer has no idempotency token): the NIC's address set
-//!   just before the call is recorded in `addresses_before`; the addresses
-//!   that appeared since are the ones the call assigned, capped at `count`
-//!   and taken in ascending order. This assumes nothing else assigns
-//!   addresses to the NIC while the operation is pending, which the
-//!   controller guarantees for the NICs it manages (one claim per NIC);
-//! - without a token (Zenlayer, legacy API) and without a recorded answer,
-//!   "nothing visible" is "in progress" until the request can no longer be
-//!   in flight ([`unless_in_flight`]), so it is never sent twice;
-//! - Tencent additionally sends a `ClientToken` derived from the claim's UID,
-//!   generation and step, so resubmitting after `NotApplied` is the same
-//!   request and cannot assign twice.
+//! - count mode: the NIC's address set just before the call is recorded in
+//!   `addresses_before`; the addresses that appeared since are the ones the
+//!   call assigned, capped at `count` and taken in ascending order. This
+//!   assumes nothing else assigns addresses to the NIC while the operation is
+//!   pending, which the controller guarantees for the NICs it manages;
+//! - without a token the cloud honours (Zenlayer, the legacy API) and without
+//!   a recorded answer, "nothing visible" is "in progress" until the request
+//!   can no longer act (its in-flight window after `started_at`), so it is
+//!   never sent twice;
+//! - Tencent calls carry a `ClientToken` derived from the claim's UID, its
+//!   operation sequence number and the chunk, so resending after `NotApplied`
+//!   is the same request and cannot act twice, while a new sequence number
+//!   (after a failed task, or a repair) is a new request.
 
 use std::collections::BTreeSet;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use serde::{Deserialize, Serialize};
 
 use crate::api::v1alpha1::PendingOperation;
 
 use super::{
-    CloudError, ErrorClass, InstanceId, Ipv4Request, NicRef, NicStatus, ObservedNic, Provider,
-    QosLevel,
+    CloudError, ErrorClass, InstanceId, Ipv4Request, NicId, NicRef, NicStatus, ObservedNic,
+    Provider, QosLevel,
 };
 
-/// The mutating actions, in domain terms.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Action {
-    AssignIpv4,
-    UnassignIpv4,
-    AssignIpv6,
-    UnassignIpv6,
-    Attach,
-    Detach,
-}
-
-impl Action {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::AssignIpv4 => "AssignIpv4",
-            Action::UnassignIpv4 => "UnassignIpv4",
-            Action::AssignIpv6 => "AssignIpv6",
-            Action::UnassignIpv6 => "UnassignIpv6",
-            Action::Attach => "Attach",
-            Action::Detach => "Detach",
-        }
-    }
-}
+/// Zenlayer's public-IPv6 billing fields (ignored elsewhere): the CRD's type.
+pub use crate::api::v1alpha1::Ipv6Billing;
+/// The mutating actions, in domain terms: the CRD's typed enum.
+pub use crate::api::v1alpha1::OperationAction as Action;
 
 impl std::str::FromStr for Action {
     type Err = String;
@@ -73,22 +57,20 @@ impl std::str::FromStr for Action {
     }
 }
 
-/// Derives idempotency tokens from the claim's identity, so that the same
-/// step of the same generation always produces the same token (and a retry
-/// after a crash is the same request), while a new generation or a different
-/// step never reuses one.
+/// Derives idempotency tokens from the claim's identity and its operation
+/// sequence number, so that a retry of the recorded call is the same request,
+/// while every new call (a bumped sequence number) gets a new token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyKey {
     token: String,
 }
 
 impl IdempotencyKey {
-    /// `step` names the operation within the generation (e.g. `assign-ipv4`,
-    /// or a counter); tokens are `nicip-` + 40 hex chars, within Tencent's
-    /// 64-character `ClientToken` limit even with a chunk suffix.
-    pub fn derive(claim_uid: &str, generation: i64, step: &str) -> Self {
+    /// Tokens are `nicip-` + 40 hex chars: 46 characters, within Tencent's
+    /// 64-character `ClientToken` limit.
+    pub fn derive(claim_uid: &str, sequence: u64, chunk: u32) -> Self {
         let digest =
-            crate::signing::sha256_hex(format!("{claim_uid}\n{generation}\n{step}").as_bytes());
+            crate::signing::sha256_hex(format!("{claim_uid}\n{sequence}\n{chunk}").as_bytes());
         IdempotencyKey {
             token: format!("nicip-{}", &digest[..40]),
         }
@@ -99,60 +81,39 @@ impl IdempotencyKey {
     }
 }
 
-/// The token of one chunk of an operation split into several calls
-/// (Tencent: at most 10 addresses per call). The first chunk uses the
-/// operation's token unchanged.
-pub(crate) fn chunk_token(token: &str, chunk: usize) -> String {
-    if chunk == 0 {
-        token.to_string()
-    } else {
-        format!("{token}-{chunk}")
-    }
-}
-
-/// Zenlayer's public-IPv6 billing fields (ignored elsewhere).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-pub struct Ipv6Billing {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub internet_charge_type: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub bandwidth: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub package_size: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cluster_id: Option<String>,
-}
-
-/// A mutating call, as recorded in `status.pendingOperation`. Field names
-/// follow that status object (`action`, `token`, `requestId`, `addresses`,
-/// `addressesBefore`, `instanceId`, `startedAt`); `count`, `qosLevel` and
-/// `ipv6Billing` are only set for the operations that need them.
+/// One mutating wire call, complete enough to resend byte for byte.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Operation {
     pub action: Action,
-    /// Idempotency token (Tencent `ClientToken`); `None` for calls without one.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nic: NicRef,
+    pub sequence: u64,
+    pub chunk: u32,
+    /// Idempotency token (Tencent `ClientToken`); `None` where the API has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
-    /// The cloud's request id (Tencent task id) once the call was accepted.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// The cloud's request id (Tencent: the task id) once the call was accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
-    /// Explicit addresses involved; empty in count mode.
+    /// The explicit addresses of this call; for releases exactly the owned
+    /// addresses to release. Empty in count mode.
     #[serde(default)]
     pub addresses: Vec<IpAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qos_level: Option<QosLevel>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6_billing: Option<Ipv6Billing>,
+    /// Attach and Detach: the instance (required).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<InstanceId>,
     /// The NIC's secondary addresses (IPv4 and IPv6) just before the call.
     #[serde(default)]
     pub addresses_before: Vec<IpAddr>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub instance_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub count: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub qos_level: Option<QosLevel>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ipv6_billing: Option<Ipv6Billing>,
-    pub started_at: jiff::Timestamp,
+    /// When the request was first sent; `None` until [`Operation::mark_sent`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<jiff::Timestamp>,
 }
 
 fn before_of(nic: &ObservedNic) -> Vec<IpAddr> {
@@ -164,76 +125,126 @@ fn before_of(nic: &ObservedNic) -> Vec<IpAddr> {
 }
 
 impl Operation {
-    fn new(action: Action, before: &ObservedNic) -> Self {
+    fn new(
+        action: Action,
+        nic: &NicRef,
+        before: &ObservedNic,
+        token: Option<&IdempotencyKey>,
+        sequence: u64,
+        chunk: u32,
+    ) -> Self {
         Operation {
             action,
-            token: None,
+            nic: nic.clone(),
+            sequence,
+            chunk,
+            token: token.map(|k| k.token().to_string()),
             request_id: None,
             addresses: Vec::new(),
-            addresses_before: before_of(before),
-            instance_id: None,
             count: None,
             qos_level: None,
             ipv6_billing: None,
-            started_at: jiff::Timestamp::now(),
+            instance_id: None,
+            addresses_before: before_of(before),
+            started_at: None,
         }
     }
 
     pub fn assign_ipv4(
-        request: &Ipv4Request,
+        nic: &NicRef,
+        request: Ipv4Request,
         qos: Option<QosLevel>,
         before: &ObservedNic,
         key: &IdempotencyKey,
+        sequence: u64,
+        chunk: u32,
     ) -> Self {
-        let mut op = Operation::new(Action::AssignIpv4, before);
-        op.token = Some(key.token().to_string());
+        let mut op = Operation::new(Action::AssignIpv4, nic, before, Some(key), sequence, chunk);
         op.qos_level = qos;
         match request {
-            Ipv4Request::Addresses(set) => {
-                op.addresses = set.iter().map(|a| IpAddr::V4(*a)).collect()
-            }
-            Ipv4Request::Count(n) => op.count = Some(*n),
+            Ipv4Request::Addresses(set) => op.addresses = set.into_iter().map(IpAddr::V4).collect(),
+            Ipv4Request::Count(n) => op.count = Some(n),
         }
         op
     }
 
-    pub fn unassign_ipv4(addresses: &BTreeSet<std::net::Ipv4Addr>, before: &ObservedNic) -> Self {
-        let mut op = Operation::new(Action::UnassignIpv4, before);
+    /// Tencent's `UnassignPrivateIpAddresses` takes no `ClientToken`: the
+    /// key is not used, the sequence number still names the call.
+    pub fn unassign_ipv4(
+        nic: &NicRef,
+        addresses: &BTreeSet<Ipv4Addr>,
+        before: &ObservedNic,
+        _key: &IdempotencyKey,
+        sequence: u64,
+        chunk: u32,
+    ) -> Self {
+        let mut op = Operation::new(Action::UnassignIpv4, nic, before, None, sequence, chunk);
         op.addresses = addresses.iter().map(|a| IpAddr::V4(*a)).collect();
         op
     }
 
     pub fn assign_ipv6(
+        nic: &NicRef,
         count: u32,
         billing: Option<Ipv6Billing>,
         before: &ObservedNic,
         key: &IdempotencyKey,
+        sequence: u64,
     ) -> Self {
-        let mut op = Operation::new(Action::AssignIpv6, before);
-        op.token = Some(key.token().to_string());
+        let mut op = Operation::new(Action::AssignIpv6, nic, before, Some(key), sequence, 0);
         op.count = Some(count);
         op.ipv6_billing = billing;
         op
     }
 
-    pub fn unassign_ipv6(addresses: &BTreeSet<std::net::Ipv6Addr>, before: &ObservedNic) -> Self {
-        let mut op = Operation::new(Action::UnassignIpv6, before);
+    /// `addresses` are the IPv6 addresses the claim owns and releases; on
+    /// Zenlayer (whose call names only the NIC) the NIC must still carry
+    /// exactly that address when the call is sent.
+    pub fn unassign_ipv6(
+        nic: &NicRef,
+        addresses: &BTreeSet<Ipv6Addr>,
+        before: &ObservedNic,
+        _key: &IdempotencyKey,
+        sequence: u64,
+    ) -> Self {
+        let mut op = Operation::new(Action::UnassignIpv6, nic, before, None, sequence, 0);
         op.addresses = addresses.iter().map(|a| IpAddr::V6(*a)).collect();
         op
     }
 
-    pub fn attach(instance: &InstanceId, before: &ObservedNic, key: &IdempotencyKey) -> Self {
-        let mut op = Operation::new(Action::Attach, before);
-        op.token = Some(key.token().to_string());
-        op.instance_id = Some(instance.0.clone());
+    pub fn attach(
+        nic: &NicRef,
+        instance: &InstanceId,
+        before: &ObservedNic,
+        key: &IdempotencyKey,
+        sequence: u64,
+    ) -> Self {
+        let mut op = Operation::new(Action::Attach, nic, before, Some(key), sequence, 0);
+        op.instance_id = Some(instance.clone());
         op
     }
 
-    pub fn detach(instance: &InstanceId, before: &ObservedNic, key: &IdempotencyKey) -> Self {
-        let mut op = Operation::new(Action::Detach, before);
-        op.token = Some(key.token().to_string());
-        op.instance_id = Some(instance.0.clone());
+    pub fn detach(
+        nic: &NicRef,
+        instance: &InstanceId,
+        before: &ObservedNic,
+        key: &IdempotencyKey,
+        sequence: u64,
+    ) -> Self {
+        let mut op = Operation::new(Action::Detach, nic, before, Some(key), sequence, 0);
+        op.instance_id = Some(instance.clone());
         op
+    }
+
+    /// Stamps `started_at` with the current time. Call it right before the
+    /// status write that records the operation; `submit` refuses an
+    /// operation that was never marked, and starts no attempt after its
+    /// send window. A resend of a recorded operation keeps its first stamp.
+    /// The time is cut to the microsecond that the claim's status keeps.
+    pub fn mark_sent(&mut self) {
+        let now = jiff::Timestamp::now();
+        let micros = now.as_microsecond();
+        self.started_at = Some(jiff::Timestamp::from_microsecond(micros).unwrap_or(now));
     }
 
     /// An operation with nothing set, for tests of request encoding.
@@ -241,66 +252,72 @@ impl Operation {
     pub(crate) fn blank(action: Action) -> Self {
         Operation {
             action,
+            nic: NicRef::new("nic-1"),
+            sequence: 0,
+            chunk: 0,
             token: None,
             request_id: None,
             addresses: Vec::new(),
-            addresses_before: Vec::new(),
-            instance_id: None,
             count: None,
             qos_level: None,
             ipv6_billing: None,
-            started_at: jiff::Timestamp::UNIX_EPOCH,
+            instance_id: None,
+            addresses_before: Vec::new(),
+            started_at: None,
         }
     }
 
-    pub(crate) fn ipv4_addresses(&self) -> Vec<std::net::Ipv4Addr> {
+    pub(crate) fn ipv4_addresses(&self) -> Vec<Ipv4Addr> {
         self.addresses
             .iter()
-            .filter_map(|a| {
-                if let IpAddr::V4(v4) = a {
-                    Some(*v4)
-                } else {
-                    None
-                }
+            .filter_map(|a| match a {
+                IpAddr::V4(v4) => Some(*v4),
+                IpAddr::V6(_) => None,
             })
             .collect()
     }
 
-    pub(crate) fn ipv6_addresses(&self) -> Vec<std::net::Ipv6Addr> {
+    pub(crate) fn ipv6_addresses(&self) -> Vec<Ipv6Addr> {
         self.addresses
             .iter()
-            .filter_map(|a| {
-                if let IpAddr::V6(v6) = a {
-                    Some(*v6)
-                } else {
-                    None
-                }
+            .filter_map(|a| match a {
+                IpAddr::V6(v6) => Some(*v6),
+                IpAddr::V4(_) => None,
             })
             .collect()
+    }
+
+    fn is_release(&self) -> bool {
+        matches!(
+            self.action,
+            Action::UnassignIpv4 | Action::UnassignIpv6 | Action::Detach
+        )
     }
 }
 
-/// Stored in the claim's `status.pendingOperation`. `qosLevel` and the IPv6
-/// billing fields are not stored: they come from the spec, and the
-/// controller rebuilds an operation from the spec (same idempotency key, so
-/// the same token) when it has to submit it again.
 impl From<&Operation> for PendingOperation {
     fn from(op: &Operation) -> Self {
         PendingOperation {
-            action: op.action.as_str().to_string(),
+            action: op.action,
+            nic_id: op.nic.id.0.clone(),
+            vpc_id: op.nic.vpc_id.clone(),
+            sequence: op.sequence,
+            chunk: op.chunk,
             token: op.token.clone(),
             request_id: op.request_id.clone(),
             addresses: op.addresses.iter().map(IpAddr::to_string).collect(),
             count: op.count,
+            qos_level: op.qos_level,
+            ipv6_billing: op.ipv6_billing.clone(),
+            instance_id: op.instance_id.as_ref().map(|i| i.0.clone()),
             addresses_before: op.addresses_before.iter().map(IpAddr::to_string).collect(),
-            instance_id: op.instance_id.clone(),
-            started_at: Time(op.started_at),
+            started_at: op.started_at.map(MicroTime),
         }
     }
 }
 
 /// Reads a stored pending operation back (e.g. in a new process) so that it
-/// can be resolved. A status edited into nonsense is a clear error.
+/// can be resolved or resent. A status edited into nonsense is a clear error.
 impl TryFrom<&PendingOperation> for Operation {
     type Error = String;
 
@@ -313,27 +330,43 @@ impl TryFrom<&PendingOperation> for Operation {
                 })
                 .collect::<Result<Vec<_>, _>>()
         };
+        if p.nic_id.is_empty() {
+            return Err("pendingOperation has no nicId".into());
+        }
+        let instance_id = p.instance_id.clone().map(InstanceId);
+        if matches!(p.action, Action::Attach | Action::Detach)
+            && instance_id.as_ref().is_none_or(|i| i.0.is_empty())
+        {
+            return Err(format!("pendingOperation {} has no instanceId", p.action));
+        }
         Ok(Operation {
-            action: p.action.parse()?,
+            action: p.action,
+            nic: NicRef {
+                id: NicId(p.nic_id.clone()),
+                vpc_id: p.vpc_id.clone(),
+            },
+            sequence: p.sequence,
+            chunk: p.chunk,
             token: p.token.clone(),
             request_id: p.request_id.clone(),
             addresses: parse(&p.addresses)?,
-            addresses_before: parse(&p.addresses_before)?,
-            instance_id: p.instance_id.clone(),
             count: p.count,
-            qos_level: None,
-            ipv6_billing: None,
-            started_at: p.started_at.0,
+            qos_level: p.qos_level,
+            ipv6_billing: p.ipv6_billing.clone(),
+            instance_id,
+            addresses_before: parse(&p.addresses_before)?,
+            started_at: p.started_at.as_ref().map(|t| t.0),
         })
     }
 }
 
-/// What `submit` learned from the cloud.
+/// What `submit` learned from the cloud's answer to its one request.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Submitted {
-    /// The request id of the (last) accepted call; Tencent's task id.
+    /// The request id of the accepted call; Tencent's task id.
     pub request_id: Option<String>,
-    /// Addresses the cloud reported as assigned (count mode picks them).
+    /// Addresses the cloud reported as assigned (count mode picks them), or
+    /// the released ones.
     pub addresses: BTreeSet<IpAddr>,
     /// True when the change is already visible; false when the cloud
     /// completes it later (resolve until settled).
@@ -343,113 +376,175 @@ pub struct Submitted {
 /// The outcome of an operation, decided from the cloud's own state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resolution {
-    /// The cloud is still working on it: resolve again after a short, growing delay.
+    /// The cloud may still be working on it: resolve again after a short, growing delay.
     InProgress,
     /// It took effect. `addresses` are the addresses it added (assign) or
-    /// removed (unassign), possibly a subset of an explicit list when only
-    /// some chunks were applied; empty for attach/detach.
+    /// removed (unassign), possibly a subset of the call's list; empty for
+    /// attach/detach.
     Applied { addresses: BTreeSet<IpAddr> },
-    /// Nothing of it is visible: it never reached the cloud or was rejected.
-    /// Submitting the same operation again is safe.
+    /// Nothing of it is visible and it can no longer act: submitting the
+    /// same operation again is safe.
     NotApplied,
-    /// The cloud ran it and reports failure (a Tencent task ended `FAILED`).
+    /// The cloud ran it and reports failure (a task ended `FAILED`), or it
+    /// can never apply (the NIC is gone). Plan again with a new sequence number.
     Failed(CloudError),
 }
 
-/// Polls an asynchronous task with a growing interval (50 ms doubling to
-/// 2 s) until `running` says it is over, for at most two minutes: chunks of
-/// one operation are sent one after the other because the cloud locks the
-/// ENI while a task runs. `running` returns an error for a failed task.
-pub(crate) async fn wait_for_task<F, Fut>(
-    provider: Provider,
-    action: &str,
-    task: &str,
-    running: F,
-) -> Result<(), CloudError>
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Result<bool, CloudError>>,
-{
-    let mut delay = std::time::Duration::from_millis(50);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while running().await? {
-        if std::time::Instant::now() > deadline {
-            return Err(CloudError::client(
-                provider,
-                action,
-                "Client.Timeout",
-                ErrorClass::Transient,
-                format!("task {task} still running after 120 s"),
-            ));
-        }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(std::time::Duration::from_secs(2));
-    }
-    Ok(())
+/// An asynchronous task's state (Tencent `DescribeVpcTaskResult`, the
+/// legacy task query), for [`settle`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskState {
+    Running,
+    Succeeded,
+    /// Classified by the task's own error code where its output names one.
+    Failed(CloudError),
 }
 
-/// For calls without an idempotency token (Zenlayer, the legacy API): when
-/// no answer was recorded (`request_id` unset: the response was lost, the
-/// request timed out, the process died), the request may still be running
-/// in the cloud and be applied after the client gave up on it. Until it can
-/// no longer be in flight (`window` after `started_at`), "nothing visible"
-/// means "not yet", not "never": resubmitting earlier could apply it twice
-/// (in count mode, more addresses than asked).
-pub(crate) fn unless_in_flight(
-    resolution: Resolution,
+/// Whether `op` carries a token the provider's API honours, so that a
+/// resend cannot act twice.
+fn tokened(provider: Provider, op: &Operation) -> bool {
+    provider == Provider::Tencent && op.token.is_some()
+}
+
+/// Settles an operation against one observation of its NIC (`None`: the NIC
+/// is gone) and, on task-based providers, the task's state when known.
+/// Pure: `now` and `window` decide whether an untokened call without a
+/// recorded answer may still be in flight.
+pub fn settle(
+    provider: Provider,
     op: &Operation,
-    window: std::time::Duration,
+    nic: Option<&ObservedNic>,
+    task: Option<&TaskState>,
+    now: jiff::Timestamp,
+    window: Duration,
 ) -> Resolution {
-    let elapsed_ms = jiff::Timestamp::now().as_millisecond() - op.started_at.as_millisecond();
-    let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
-    if resolution == Resolution::NotApplied && op.request_id.is_none() && elapsed_ms < window_ms {
+    match task {
+        Some(TaskState::Running) => return Resolution::InProgress,
+        Some(TaskState::Failed(e)) => return Resolution::Failed(e.clone()),
+        Some(TaskState::Succeeded) | None => {}
+    }
+    let resolution = from_observation(provider, op, nic);
+    if resolution != Resolution::NotApplied || tokened(provider, op) || task.is_some() {
+        return resolution;
+    }
+    if op.request_id.is_none() && may_be_in_flight(op, now, window) {
         Resolution::InProgress
     } else {
         resolution
     }
 }
 
-/// The outcome of a call without an idempotency token, from a Describe of its
-/// NIC (`observed` may hold other NICs or none): [`settle`], then
-/// [`unless_in_flight`].
-pub(crate) fn settle_untokened(
-    provider: Provider,
-    op: &Operation,
-    nic: &NicRef,
-    observed: &[ObservedNic],
-    window: std::time::Duration,
-) -> Resolution {
-    let resolution = settle(
-        provider,
-        op,
-        observed.iter().find(|n| n.id == nic.id),
-        &nic.id.0,
-    );
-    unless_in_flight(resolution, op, window)
+/// Whether a call without a recorded answer may still act: within its
+/// in-flight window after it was first sent. A call never marked sent was
+/// never sent.
+fn may_be_in_flight(op: &Operation, now: jiff::Timestamp, window: Duration) -> bool {
+    let Some(started) = op.started_at else {
+        return false;
+    };
+    let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+    now.as_millisecond()
+        .saturating_sub(started.as_millisecond())
+        < window_ms
 }
 
-/// Decides an operation's outcome from one observation of its NIC (`None`:
-/// the NIC no longer exists). Shared by all providers; Tencent consults its
-/// task query first.
-pub(crate) fn settle(
+/// Whether a NIC or address state means a change is still being applied.
+pub(crate) fn in_flux_state(state: Option<&str>) -> bool {
+    matches!(state, Some("PENDING" | "DELETING" | "MIGRATING"))
+}
+
+/// The task state of a failed task from its output: classified by the
+/// error code the output starts with when `table` knows it (a quota failure
+/// is terminal, not transient), else `Client.TaskFailed`.
+pub(crate) fn task_failed(
+    provider: Provider,
+    action: &str,
+    task: &str,
+    code: Option<&str>,
+    class_of: impl Fn(&str) -> Option<ErrorClass>,
+    output: &str,
+) -> CloudError {
+    let known = code
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .and_then(|c| class_of(c).map(|class| (c.to_string(), class)));
+    let (code, class) =
+        known.unwrap_or_else(|| ("Client.TaskFailed".to_string(), ErrorClass::Transient));
+    let mut err = CloudError::answered(
+        provider,
+        action,
+        code,
+        format!("task {task} failed: {output}"),
+        None,
+        Some(task.to_string()),
+        class,
+    );
+    // The task ran and failed: the cloud rolled the change back.
+    err.outcome = super::Outcome::Rejected;
+    err
+}
+
+/// The shared resolve path of task-based providers: the observation first;
+/// the task only when the observation cannot decide (nothing visible and a
+/// task id is known). A task that succeeded while the observation shows
+/// nothing means the observation is older than the change: the NIC is
+/// described again (`describe`) and decides alone. A task id the cloud
+/// forgot leaves the observation.
+pub(crate) async fn resolve_with_task<F, Fut, D, DFut>(
     provider: Provider,
     op: &Operation,
     nic: Option<&ObservedNic>,
-    nic_id: &str,
-) -> Resolution {
+    window: Duration,
+    task_state: F,
+    describe: D,
+) -> Result<Resolution, CloudError>
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = Result<TaskState, CloudError>>,
+    D: FnOnce() -> DFut,
+    DFut: std::future::Future<Output = Result<Option<ObservedNic>, CloudError>>,
+{
+    let now = jiff::Timestamp::now();
+    let first = settle(provider, op, nic, None, now, window);
+    let Some(task) = op.request_id.clone() else {
+        return Ok(first);
+    };
+    if first != Resolution::NotApplied {
+        return Ok(first);
+    }
+    let state = match task_state(task).await {
+        Ok(state) => state,
+        Err(e) if e.class == ErrorClass::NotFound => return Ok(first),
+        Err(e) => return Err(e),
+    };
+    if state == TaskState::Succeeded {
+        let fresh = describe().await?;
+        return Ok(settle(
+            provider,
+            op,
+            fresh.as_ref(),
+            Some(&state),
+            now,
+            window,
+        ));
+    }
+    Ok(settle(provider, op, nic, Some(&state), now, window))
+}
+
+fn from_observation(provider: Provider, op: &Operation, nic: Option<&ObservedNic>) -> Resolution {
     let Some(nic) = nic else {
-        return match op.action {
+        return if op.is_release() {
             // Releasing from a NIC that is gone: nothing is left to release.
-            Action::UnassignIpv4 | Action::UnassignIpv6 | Action::Detach => Resolution::Applied {
+            Resolution::Applied {
                 addresses: op.addresses.iter().copied().collect(),
-            },
-            _ => Resolution::Failed(CloudError::client(
+            }
+        } else {
+            Resolution::Failed(CloudError::client(
                 provider,
                 op.action.as_str(),
                 "Client.NicNotFound",
                 ErrorClass::NotFound,
-                format!("NIC {nic_id} no longer exists"),
-            )),
+                format!("NIC {} no longer exists", op.nic.id),
+            ))
         };
     };
     let before: BTreeSet<IpAddr> = op.addresses_before.iter().copied().collect();
@@ -470,6 +565,9 @@ pub(crate) fn settle(
         } else {
             Resolution::Applied { addresses }
         }
+    };
+    let done = Resolution::Applied {
+        addresses: BTreeSet::new(),
     };
     match op.action {
         Action::AssignIpv4 | Action::AssignIpv6 => {
@@ -493,20 +591,14 @@ pub(crate) fn settle(
         }
         Action::Attach => match (&nic.status, &nic.instance_id) {
             (NicStatus::Attaching, _) => Resolution::InProgress,
-            (_, Some(id)) if Some(&id.0) == op.instance_id.as_ref() => Resolution::Applied {
-                addresses: BTreeSet::new(),
-            },
+            (_, Some(id)) if Some(id) == op.instance_id.as_ref() => done,
             _ => Resolution::NotApplied,
         },
+        // Released when the NIC no longer carries that exact instance.
         Action::Detach => match (&nic.status, &nic.instance_id) {
             (NicStatus::Detaching, _) => Resolution::InProgress,
-            (_, None) => Resolution::Applied {
-                addresses: BTreeSet::new(),
-            },
-            (_, Some(id)) if Some(&id.0) != op.instance_id.as_ref() => Resolution::Applied {
-                addresses: BTreeSet::new(),
-            },
-            _ => Resolution::NotApplied,
+            (_, Some(id)) if Some(id) == op.instance_id.as_ref() => Resolution::NotApplied,
+            _ => done,
         },
     }
 }
@@ -515,7 +607,8 @@ pub(crate) fn settle(
 mod tests {
     use super::*;
     use crate::cloud::{NicId, NicStatus};
-    use std::net::Ipv4Addr;
+
+    const WINDOW: Duration = Duration::from_secs(60);
 
     fn nic(secondary: &[&str]) -> ObservedNic {
         ObservedNic {
@@ -529,6 +622,7 @@ mod tests {
             ipv6_cidr: None,
             instance_id: None,
             addresses_in_flux: BTreeSet::new(),
+            zone: None,
         }
     }
 
@@ -536,210 +630,423 @@ mod tests {
         list.iter().map(|s| s.parse().unwrap()).collect()
     }
 
-    #[test]
-    fn tokens_are_deterministic_and_distinct() {
-        let a = IdempotencyKey::derive("uid-1", 3, "assign-ipv4");
-        assert_eq!(a, IdempotencyKey::derive("uid-1", 3, "assign-ipv4"));
-        assert_ne!(a, IdempotencyKey::derive("uid-1", 4, "assign-ipv4"));
-        assert_ne!(a, IdempotencyKey::derive("uid-2", 3, "assign-ipv4"));
-        assert_ne!(a, IdempotencyKey::derive("uid-1", 3, "attach"));
-        assert!(a.token().starts_with("nicip-"));
-        assert!(chunk_token(a.token(), 99).len() <= 64);
-        assert!(a.token().is_ascii());
+    fn v4(list: &[&str]) -> BTreeSet<Ipv4Addr> {
+        list.iter().map(|s| s.parse().unwrap()).collect()
+    }
+
+    fn key() -> IdempotencyKey {
+        IdempotencyKey::derive("uid", 1, 0)
+    }
+
+    fn r() -> NicRef {
+        NicRef::new("nic-1")
+    }
+
+    /// Sent at `at`, settled at `now`.
+    fn sent(mut op: Operation, at: jiff::Timestamp) -> Operation {
+        op.started_at = Some(at);
+        op
+    }
+
+    fn t(secs: i64) -> jiff::Timestamp {
+        jiff::Timestamp::from_second(1_700_000_000 + secs).unwrap()
+    }
+
+    fn applied(list: &[&str]) -> Resolution {
+        Resolution::Applied {
+            addresses: ips(list),
+        }
     }
 
     #[test]
-    fn operation_round_trips_through_json_with_status_field_names() {
-        let key = IdempotencyKey::derive("uid", 1, "s");
-        let op = Operation::assign_ipv4(&Ipv4Request::Count(2), None, &nic(&["10.0.0.5"]), &key);
-        let json = serde_json::to_value(&op).unwrap();
+    fn tokens_are_deterministic_and_distinct_per_sequence_and_chunk() {
+        let a = IdempotencyKey::derive("uid-1", 3, 0);
+        assert_eq!(a, IdempotencyKey::derive("uid-1", 3, 0));
+        assert_ne!(
+            a,
+            IdempotencyKey::derive("uid-1", 4, 0),
+            "a new sequence retries"
+        );
+        assert_ne!(a, IdempotencyKey::derive("uid-1", 3, 1), "chunks differ");
+        assert_ne!(a, IdempotencyKey::derive("uid-2", 3, 0));
+        assert!(a.token().starts_with("nicip-"));
+        assert!(a.token().len() <= 64 && a.token().is_ascii());
+    }
+
+    fn every_field_set() -> Operation {
+        let before = ObservedNic {
+            ipv6: ["2001:db8::9".parse().unwrap()].into(),
+            ..nic(&["10.0.0.5"])
+        };
+        let mut op = Operation::assign_ipv4(
+            &r().in_vpc("vpc-1"),
+            Ipv4Request::Addresses(v4(&["10.0.0.7", "10.0.0.8"])),
+            Some(QosLevel::Au),
+            &before,
+            &IdempotencyKey::derive("uid", 7, 2),
+            7,
+            2,
+        );
+        op.count = Some(3);
+        op.request_id = Some("req-1".into());
+        op.instance_id = Some(InstanceId("ins-1".into()));
+        op.ipv6_billing = Some(Ipv6Billing {
+            internet_charge_type: Some("ByTrafficPackage".into()),
+            bandwidth: Some(100),
+            package_size: Some(1.5),
+            cluster_id: Some("bwc-1".into()),
+        });
+        op.mark_sent();
+        op
+    }
+
+    #[test]
+    fn every_field_round_trips_through_the_claim_status_and_json() {
+        let op = every_field_set();
+        let stored = PendingOperation::from(&op);
+        // Every field of the stored form is set, so none can be dropped unnoticed.
+        let json = serde_json::to_value(&stored).unwrap();
         for field in [
             "action",
+            "nicId",
+            "vpcId",
+            "sequence",
+            "chunk",
             "token",
+            "requestId",
             "addresses",
+            "count",
+            "qosLevel",
+            "ipv6Billing",
+            "instanceId",
             "addressesBefore",
             "startedAt",
-            "count",
         ] {
             assert!(json.get(field).is_some(), "missing {field} in {json}");
         }
         assert_eq!(json["action"], "AssignIpv4");
-        let back: Operation = serde_json::from_value(json).unwrap();
-        assert_eq!(back, op);
+        assert_eq!(json["ipv6Billing"]["packageSize"], 1.5);
+        let back: PendingOperation = serde_json::from_value(json).unwrap();
+        assert_eq!(Operation::try_from(&back).unwrap(), op);
+        let json = serde_json::to_value(&op).unwrap();
+        assert_eq!(serde_json::from_value::<Operation>(json).unwrap(), op);
     }
 
     #[test]
-    fn operation_round_trips_through_the_claim_status() {
-        let key = IdempotencyKey::derive("uid", 1, "s");
-        let before = nic(&["10.0.0.5"]);
-        for op in [
-            Operation::assign_ipv4(&Ipv4Request::Count(2), None, &before, &key),
-            Operation::unassign_ipv4(&["10.0.0.5".parse().unwrap()].into(), &before),
-            Operation::attach(&InstanceId("ins-1".into()), &before, &key),
-        ] {
-            let op = Operation {
-                request_id: Some("req-1".into()),
-                ..op
-            };
-            let stored = PendingOperation::from(&op);
-            assert_eq!(Operation::try_from(&stored).unwrap(), op);
-        }
-        let mut stored =
-            PendingOperation::from(&Operation::unassign_ipv4(&BTreeSet::new(), &before));
+    fn a_stored_operation_edited_into_nonsense_is_a_clear_error() {
+        let mut stored = PendingOperation::from(&every_field_set());
         stored.addresses_before = vec!["10.0.0.300".into()];
         assert!(
             Operation::try_from(&stored)
                 .unwrap_err()
                 .contains("10.0.0.300")
         );
-        stored.action = "Explode".into();
-        assert!(Operation::try_from(&stored).is_err());
+        let mut stored = PendingOperation::from(&Operation::attach(
+            &r(),
+            &InstanceId("ins-1".into()),
+            &nic(&[]),
+            &key(),
+            1,
+        ));
+        stored.instance_id = None;
+        assert!(
+            Operation::try_from(&stored)
+                .unwrap_err()
+                .contains("instanceId")
+        );
+        let json = serde_json::json!({"action": "Explode", "nicId": "n", "sequence": 1});
+        assert!(serde_json::from_value::<PendingOperation>(json).is_err());
     }
 
     #[test]
-    fn count_mode_resolves_by_diffing_against_the_recorded_set() {
-        let key = IdempotencyKey::derive("uid", 1, "s");
-        let op = Operation::assign_ipv4(&Ipv4Request::Count(2), None, &nic(&["10.0.0.5"]), &key);
-        let r = settle(Provider::Zenlayer, &op, Some(&nic(&["10.0.0.5"])), "nic-1");
-        assert_eq!(r, Resolution::NotApplied);
-        let r = settle(
-            Provider::Zenlayer,
-            &op,
-            Some(&nic(&["10.0.0.5", "10.0.0.9", "10.0.0.7"])),
-            "nic-1",
-        );
-        assert_eq!(
-            r,
-            Resolution::Applied {
-                addresses: ips(&["10.0.0.7", "10.0.0.9"])
-            }
-        );
-        // Never more than asked, even if more addresses appeared.
-        let r = settle(
-            Provider::Zenlayer,
-            &op,
-            Some(&nic(&["10.0.0.5", "10.0.0.6", "10.0.0.7", "10.0.0.8"])),
-            "nic-1",
-        );
-        assert_eq!(
-            r,
-            Resolution::Applied {
-                addresses: ips(&["10.0.0.6", "10.0.0.7"])
-            }
-        );
+    fn mark_sent_stamps_the_send_time_not_the_build_time() {
+        let mut op =
+            Operation::assign_ipv4(&r(), Ipv4Request::Count(1), None, &nic(&[]), &key(), 1, 0);
+        assert_eq!(op.started_at, None);
+        op.mark_sent();
+        assert!(op.started_at.is_some());
     }
 
     #[test]
-    fn explicit_and_release_resolutions() {
-        let key = IdempotencyKey::derive("uid", 1, "s");
-        let want: BTreeSet<Ipv4Addr> =
-            ["10.0.0.7".parse().unwrap(), "10.0.0.8".parse().unwrap()].into();
-        let op =
-            Operation::assign_ipv4(&Ipv4Request::Addresses(want.clone()), None, &nic(&[]), &key);
-        assert_eq!(
-            settle(Provider::Tencent, &op, Some(&nic(&["10.0.0.7"])), "n"),
-            Resolution::Applied {
-                addresses: ips(&["10.0.0.7"])
-            }
+    fn settle_table() {
+        let count2 = Operation::assign_ipv4(
+            &r(),
+            Ipv4Request::Count(2),
+            None,
+            &nic(&["10.0.0.5"]),
+            &key(),
+            1,
+            0,
+        );
+        let explicit = Operation::assign_ipv4(
+            &r(),
+            Ipv4Request::Addresses(v4(&["10.0.0.7", "10.0.0.8"])),
+            None,
+            &nic(&[]),
+            &key(),
+            1,
+            0,
+        );
+        let release = Operation::unassign_ipv4(
+            &r(),
+            &v4(&["10.0.0.7", "10.0.0.8"]),
+            &nic(&["10.0.0.7", "10.0.0.8"]),
+            &key(),
+            1,
+            0,
         );
         let mut busy = nic(&["10.0.0.7", "10.0.0.8"]);
         busy.addresses_in_flux = ips(&["10.0.0.8"]);
-        assert_eq!(
-            settle(Provider::Tencent, &op, Some(&busy), "n"),
-            Resolution::InProgress
-        );
-
-        let op = Operation::unassign_ipv4(&want, &nic(&["10.0.0.7", "10.0.0.8"]));
-        assert_eq!(
-            settle(
-                Provider::Tencent,
-                &op,
-                Some(&nic(&["10.0.0.7", "10.0.0.8"])),
-                "n"
-            ),
-            Resolution::NotApplied
-        );
-        assert_eq!(
-            settle(Provider::Tencent, &op, Some(&nic(&[])), "n"),
-            Resolution::Applied {
-                addresses: ips(&["10.0.0.7", "10.0.0.8"])
-            }
-        );
-        // A NIC that is gone has nothing left to release; assigning to it fails.
-        assert!(matches!(
-            settle(Provider::Tencent, &op, None, "n"),
-            Resolution::Applied { .. }
+        let failed = TaskState::Failed(CloudError::client(
+            Provider::Tencent,
+            "AssignIpv4",
+            "LimitExceeded",
+            ErrorClass::Terminal,
+            "quota".into(),
         ));
-        let assign = Operation::assign_ipv4(&Ipv4Request::Count(1), None, &nic(&[]), &key);
-        match settle(Provider::Tencent, &assign, None, "n") {
+        use Provider::{Tencent, TencentLegacy, Zenlayer};
+        type Row<'a> = (
+            &'a str,
+            Provider,
+            &'a Operation,
+            Option<ObservedNic>,
+            Option<TaskState>,
+            i64,
+            Resolution,
+        );
+        let rows: Vec<Row> = vec![
+            (
+                "count: nothing new, long ago",
+                Zenlayer,
+                &count2,
+                Some(nic(&["10.0.0.5"])),
+                None,
+                600,
+                Resolution::NotApplied,
+            ),
+            (
+                "count: nothing new, may be in flight",
+                Zenlayer,
+                &count2,
+                Some(nic(&["10.0.0.5"])),
+                None,
+                5,
+                Resolution::InProgress,
+            ),
+            (
+                "count: nothing new, in flight, legacy",
+                TencentLegacy,
+                &count2,
+                Some(nic(&["10.0.0.5"])),
+                None,
+                5,
+                Resolution::InProgress,
+            ),
+            (
+                "count: tokened, resend is safe at once",
+                Tencent,
+                &count2,
+                Some(nic(&["10.0.0.5"])),
+                None,
+                5,
+                Resolution::NotApplied,
+            ),
+            (
+                "count: diff against before",
+                Zenlayer,
+                &count2,
+                Some(nic(&["10.0.0.5", "10.0.0.9", "10.0.0.7"])),
+                None,
+                5,
+                applied(&["10.0.0.7", "10.0.0.9"]),
+            ),
+            (
+                "count: never more than asked",
+                Zenlayer,
+                &count2,
+                Some(nic(&["10.0.0.5", "10.0.0.6", "10.0.0.7", "10.0.0.8"])),
+                None,
+                5,
+                applied(&["10.0.0.6", "10.0.0.7"]),
+            ),
+            (
+                "explicit: partial",
+                Tencent,
+                &explicit,
+                Some(nic(&["10.0.0.7"])),
+                None,
+                5,
+                applied(&["10.0.0.7"]),
+            ),
+            (
+                "explicit: in flux",
+                Tencent,
+                &explicit,
+                Some(busy.clone()),
+                None,
+                5,
+                Resolution::InProgress,
+            ),
+            (
+                "task running",
+                Tencent,
+                &explicit,
+                Some(nic(&[])),
+                Some(TaskState::Running),
+                5,
+                Resolution::InProgress,
+            ),
+            (
+                "task failed: its own error",
+                Tencent,
+                &explicit,
+                Some(nic(&[])),
+                Some(failed.clone()),
+                5,
+                Resolution::Failed(match &failed {
+                    TaskState::Failed(e) => e.clone(),
+                    _ => unreachable!(),
+                }),
+            ),
+            (
+                "task succeeded, legacy, nothing visible",
+                TencentLegacy,
+                &explicit,
+                Some(nic(&[])),
+                Some(TaskState::Succeeded),
+                5,
+                Resolution::NotApplied,
+            ),
+            (
+                "release: nothing gone",
+                Tencent,
+                &release,
+                Some(nic(&["10.0.0.7", "10.0.0.8"])),
+                None,
+                600,
+                Resolution::NotApplied,
+            ),
+            (
+                "release: all gone",
+                Tencent,
+                &release,
+                Some(nic(&[])),
+                None,
+                5,
+                applied(&["10.0.0.7", "10.0.0.8"]),
+            ),
+            (
+                "release: NIC gone",
+                Zenlayer,
+                &release,
+                None,
+                None,
+                5,
+                applied(&["10.0.0.7", "10.0.0.8"]),
+            ),
+        ];
+        for (what, provider, op, observed, task, after, want) in rows {
+            let op = sent(op.clone(), t(0));
+            let got = settle(
+                provider,
+                &op,
+                observed.as_ref(),
+                task.as_ref(),
+                t(after),
+                WINDOW,
+            );
+            assert_eq!(got, want, "{what}");
+        }
+        // Assigning to a NIC that is gone fails for good.
+        match settle(Tencent, &explicit, None, None, t(5), WINDOW) {
             Resolution::Failed(e) => assert_eq!(e.class, ErrorClass::NotFound),
             other => panic!("unexpected {other:?}"),
         }
-    }
-
-    #[test]
-    fn unanswered_calls_are_in_flight_until_their_window_passed() {
-        let key = IdempotencyKey::derive("uid", 1, "s");
-        let op = Operation::assign_ipv4(&Ipv4Request::Count(1), None, &nic(&[]), &key);
-        let window = std::time::Duration::from_secs(60);
-        assert_eq!(
-            unless_in_flight(Resolution::NotApplied, &op, window),
-            Resolution::InProgress
-        );
+        // An answered call (request id recorded) is not in flight.
         let answered = Operation {
             request_id: Some("req".into()),
-            ..op.clone()
+            ..sent(count2.clone(), t(0))
         };
         assert_eq!(
-            unless_in_flight(Resolution::NotApplied, &answered, window),
+            settle(
+                Zenlayer,
+                &answered,
+                Some(&nic(&["10.0.0.5"])),
+                None,
+                t(5),
+                WINDOW
+            ),
             Resolution::NotApplied
         );
-        let old = Operation {
-            started_at: jiff::Timestamp::now() - jiff::SignedDuration::from_secs(61),
-            ..op.clone()
-        };
+        // Never marked sent: never sent.
         assert_eq!(
-            unless_in_flight(Resolution::NotApplied, &old, window),
+            settle(
+                Zenlayer,
+                &count2,
+                Some(&nic(&["10.0.0.5"])),
+                None,
+                t(5),
+                WINDOW
+            ),
             Resolution::NotApplied
         );
-        let applied = Resolution::Applied {
-            addresses: ips(&["10.0.0.9"]),
-        };
-        assert_eq!(unless_in_flight(applied.clone(), &op, window), applied);
     }
 
     #[test]
-    fn attach_and_detach_resolutions() {
-        let key = IdempotencyKey::derive("uid", 1, "s");
+    fn attach_and_detach_settle_on_that_exact_instance() {
         let ins = InstanceId("ins-1".into());
         let mut n = nic(&[]);
         n.status = NicStatus::Available;
-        let op = Operation::attach(&ins, &n, &key);
-        assert_eq!(
-            settle(Provider::Zenlayer, &op, Some(&n), "n"),
-            Resolution::NotApplied
-        );
+        let attach = sent(Operation::attach(&r(), &ins, &n, &key(), 1), t(0));
+        let s = |op: &Operation, n: &ObservedNic| {
+            settle(Provider::Tencent, op, Some(n), None, t(600), WINDOW)
+        };
+        assert_eq!(s(&attach, &n), Resolution::NotApplied);
         n.status = NicStatus::Attaching;
-        assert_eq!(
-            settle(Provider::Zenlayer, &op, Some(&n), "n"),
-            Resolution::InProgress
-        );
+        assert_eq!(s(&attach, &n), Resolution::InProgress);
         n.status = NicStatus::InUse;
         n.instance_id = Some(ins.clone());
-        assert!(matches!(
-            settle(Provider::Zenlayer, &op, Some(&n), "n"),
-            Resolution::Applied { .. }
-        ));
-        let op = Operation::detach(&ins, &n, &key);
-        assert_eq!(
-            settle(Provider::Zenlayer, &op, Some(&n), "n"),
-            Resolution::NotApplied
+        assert!(matches!(s(&attach, &n), Resolution::Applied { .. }));
+        let detach = sent(Operation::detach(&r(), &ins, &n, &key(), 2), t(0));
+        assert_eq!(s(&detach, &n), Resolution::NotApplied);
+        n.instance_id = Some(InstanceId("ins-other".into()));
+        assert!(
+            matches!(s(&detach, &n), Resolution::Applied { .. }),
+            "not ours any more"
         );
         n.status = NicStatus::Available;
         n.instance_id = None;
-        assert!(matches!(
-            settle(Provider::Zenlayer, &op, Some(&n), "n"),
-            Resolution::Applied { .. }
-        ));
+        assert!(matches!(s(&detach, &n), Resolution::Applied { .. }));
+    }
+
+    #[test]
+    fn failed_tasks_are_classified_by_their_own_code() {
+        let lookup =
+            |c: &str| (c == "LimitExceeded.EniPrivateIpLimit").then_some(ErrorClass::Terminal);
+        let e = task_failed(
+            Provider::Tencent,
+            "AssignIpv4",
+            "req-1",
+            Some("LimitExceeded.EniPrivateIpLimit"),
+            lookup,
+            "LimitExceeded.EniPrivateIpLimit: full",
+        );
+        assert_eq!(
+            (e.code.as_str(), e.class),
+            ("LimitExceeded.EniPrivateIpLimit", ErrorClass::Terminal)
+        );
+        assert_eq!(e.outcome, super::super::Outcome::Rejected);
+        let e = task_failed(
+            Provider::Tencent,
+            "AssignIpv4",
+            "req-1",
+            Some("Gibberish"),
+            lookup,
+            "Gibberish",
+        );
+        assert_eq!(
+            (e.code.as_str(), e.class),
+            ("Client.TaskFailed", ErrorClass::Transient)
+        );
     }
 }

@@ -3,25 +3,30 @@
 //! Business errors arrive as HTTP 200 with `Response.Error`.
 //!
 //! Every mutating call that accepts one carries a `ClientToken` derived from
-//! the claim (see [`crate::cloud::IdempotencyKey`]); address lists go out at
-//! most 10 per call, each chunk with its own derived token. All mutations are
-//! asynchronous: they are confirmed through `DescribeVpcTaskResult` (keyed by
-//! the call's `RequestId`) and the NIC's per-address states.
+//! the claim and its operation sequence (see
+//! [`crate::cloud::IdempotencyKey`]); one operation is one call of at most 10
+//! addresses (the controller plans larger changes as several). All mutations
+//! are asynchronous: `submit` returns the call's `RequestId`, and resolving
+//! confirms it from the NIC's per-address states and, when those cannot
+//! decide, `DescribeVpcTaskResult`.
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::error::{CodeInfo, class_of_status, lookup, parse_address, row};
-use super::operation::{chunk_token, settle, wait_for_task};
+use super::operation::{in_flux_state, resolve_with_task, task_failed};
 use super::transport::{Idempotence, RawResponse, unexpected_body};
 use super::{
-    Action, CloudError, Credentials, Endpoint, ErrorClass, InstanceId, InstanceStatus, NicId,
-    NicProvider, NicRef, NicStatus, ObservedInstance, ObservedNic, Operation, Provider, RateLimits,
-    Resolution, Submitted, Transport,
+    Action, Capabilities, CloudError, Credentials, Endpoint, ErrorClass, InstanceId,
+    InstanceStatus, NicId, NicProvider, NicStatus, ObservedInstance, ObservedNic, ObservedSubnet,
+    Operation, Provider, RateLimits, Resolution, Submitted, TaskState, Transport, collect_pages,
 };
 
 pub const DEFAULT_ENDPOINT: &str = "https://vpc.tencentcloudapi.com/";
@@ -49,7 +54,8 @@ pub fn default_rate_limits() -> RateLimits {
 }
 
 use ErrorClass::{
-    Conflict, Credentials as Creds, InvalidInput, NotFound, Terminal, Throttled, Transient,
+    Configuration, Conflict, Credentials as Creds, InvalidInput, NotFound, Terminal, Throttled,
+    Transient,
 };
 
 /// Every code of seed 004 and `cloud-apis/tencent.md` (§8, §10.1, §10.2).
@@ -153,7 +159,7 @@ pub const ERROR_CODES: &[CodeInfo] = &[
     ),
     row(
         "InvalidAction",
-        Terminal,
+        Configuration,
         "Unknown action (wrong endpoint or version).",
         "Check the ProviderConfig endpoint.",
     ),
@@ -309,13 +315,13 @@ pub const ERROR_CODES: &[CodeInfo] = &[
     ),
     row(
         "NoSuchProduct",
-        Terminal,
+        Configuration,
         "Unknown product.",
         "Check the endpoint.",
     ),
     row(
         "NoSuchVersion",
-        Terminal,
+        Configuration,
         "Unknown API version.",
         "Check the endpoint.",
     ),
@@ -531,7 +537,7 @@ pub const ERROR_CODES: &[CodeInfo] = &[
     ),
     row(
         "UnsupportedRegion",
-        InvalidInput,
+        Configuration,
         "The region is not supported.",
         "Fix the ProviderConfig region.",
     ),
@@ -541,6 +547,9 @@ pub const ERROR_CODES: &[CodeInfo] = &[
 pub fn classify(code: &str) -> ErrorClass {
     lookup(ERROR_CODES, code).unwrap_or(Terminal)
 }
+
+/// Tencent's documented IPv6 addresses per ENI.
+const MAX_IPV6_PER_NIC: u32 = 10;
 
 /// Quotas from `DescribeNetworkInterfaceLimit`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -606,6 +615,21 @@ struct NetworkInterface {
     private_ip_address_set: Option<Vec<AddressSpec>>,
     ipv6_address_set: Option<Vec<Ipv6Spec>>,
     attachment: Option<Attachment>,
+    zone: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct Subnet {
+    subnet_id: String,
+    cidr_block: Option<String>,
+    zone: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct SubnetPage {
+    subnet_set: Option<Vec<Subnet>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -652,7 +676,7 @@ struct TaskResult {
 impl Tencent {
     /// `endpoint` overrides both the VPC and the CVM endpoint (the simulated
     /// cloud serves both services on one listener and tells them apart by the
-    /// TC3 credential scope).
+    /// TC3 credential scope); [`Tencent::with_cvm_endpoint`] sets CVM's apart.
     pub fn new(
         transport: Transport,
         credentials: Credentials,
@@ -670,6 +694,14 @@ impl Tencent {
             credentials,
             page_size: PAGE_SIZE,
         })
+    }
+
+    /// Overrides the CVM endpoint alone (`None` keeps the current one).
+    pub fn with_cvm_endpoint(mut self, endpoint: Option<&str>) -> Result<Self, CloudError> {
+        if let Some(endpoint) = endpoint {
+            self.cvm = Endpoint::parse(Provider::Tencent, endpoint)?;
+        }
+        Ok(self)
     }
 
     /// Items per Describe page (default {PAGE_SIZE}, at most 100): smaller pages
@@ -719,7 +751,10 @@ impl Tencent {
             .header("X-TC-Timestamp", timestamp.to_string())
             .header("X-TC-Region", &self.region)
             .header("X-TC-Language", "en-US")
-            .header("X-TC-RequestClient", "nicip")
+            .header(
+                "X-TC-RequestClient",
+                concat!("nicip/", env!("CARGO_PKG_VERSION")),
+            )
             .header("Authorization", authorization);
         if let Some(token) = &self.credentials.token {
             builder = builder.header("X-TC-Token", token.expose());
@@ -736,6 +771,7 @@ impl Tencent {
         action: &str,
         params: Value,
         idempotence: Idempotence,
+        deadline: Option<Instant>,
     ) -> Result<(T, Option<String>), CloudError> {
         let body = params.to_string().into_bytes();
         self.transport
@@ -744,6 +780,7 @@ impl Tencent {
                 &self.credentials.key_id,
                 action,
                 idempotence,
+                deadline,
                 || self.build_request(service, action, &body, jiff::Timestamp::now().as_second()),
                 |raw| parse_response(action, raw),
             )
@@ -759,6 +796,7 @@ impl Tencent {
                 "DescribeNetworkInterfaceLimit",
                 json!({"InstanceId": instance_or_nic_id}),
                 Idempotence::Safe,
+                None,
             )
             .await?;
         Ok(limits)
@@ -776,60 +814,79 @@ impl Tencent {
                 "DescribeVpcTaskResult",
                 json!({"TaskId": request_id}),
                 Idempotence::Safe,
+                None,
             )
             .await?;
         Ok((task.status.unwrap_or_default(), task.output))
     }
 
-    /// Waits until the task leaves `RUNNING`; a `FAILED` task stops the
-    /// remaining chunks.
-    async fn wait_for_task(&self, action: &str, request_id: &str) -> Result<(), CloudError> {
-        wait_for_task(Provider::Tencent, action, request_id, || async {
-            match self.task_status(request_id).await? {
-                (status, _) if status == "RUNNING" => Ok(true),
-                (status, output) if status == "FAILED" => {
-                    Err(task_failed(action, request_id, output))
-                }
-                _ => Ok(false),
+    /// The task's state; a failed task is classified by the error code its
+    /// output starts with (`Code: message`).
+    async fn task_state(&self, action: Action, request_id: &str) -> Result<TaskState, CloudError> {
+        Ok(match self.task_status(request_id).await? {
+            (status, _) if status == "RUNNING" => TaskState::Running,
+            (status, output) if status == "FAILED" => {
+                let output = output.unwrap_or_default();
+                let code = output.split([':', ' ']).next();
+                TaskState::Failed(task_failed(
+                    Provider::Tencent,
+                    action.as_str(),
+                    request_id,
+                    code,
+                    |c| lookup(ERROR_CODES, c),
+                    &output,
+                ))
             }
+            _ => TaskState::Succeeded,
         })
-        .await
     }
 
-    async fn describe_nic_ids(&self, ids: &[String]) -> Result<Vec<ObservedNic>, CloudError> {
-        let mut out = Vec::new();
-        for chunk in ids.chunks(MAX_IDS) {
-            let mut offset = 0usize;
-            loop {
-                // The id filter (not `NetworkInterfaceIds`) so that one unknown
-                // id yields a smaller set instead of failing the whole batch.
+    /// One batch through the documented `NetworkInterfaceIds` (at most 100).
+    /// An unknown id may fail the whole batch with `ResourceNotFound`: the
+    /// batch is then split in halves until the unknown ids stand alone.
+    async fn describe_batch(&self, ids: &[String]) -> Result<Vec<ObservedNic>, CloudError> {
+        let result = collect_pages(
+            |kept: &[ObservedNic]| kept.len() >= ids.len(),
+            |_, offset| async move {
                 let (page, _): (NicPage, _) = self
                     .call(
                         Service::Vpc,
                         "DescribeNetworkInterfaces",
                         json!({
-                            "Filters": [{"Name": "network-interface-id", "Values": chunk}],
+                            "NetworkInterfaceIds": ids,
                             "Offset": offset,
                             "Limit": self.page_size,
                         }),
                         Idempotence::Safe,
+                        None,
                     )
                     .await?;
                 let set = page.network_interface_set.unwrap_or_default();
                 let count = set.len();
-                for nic in set {
-                    out.push(observe_nic(nic)?);
-                }
-                offset += count;
-                // A batch names at most `chunk.len()` NICs: a total beyond
-                // that (a misbehaving endpoint) must not page on forever.
-                if count == 0
-                    || offset as u64 >= page.total_count.unwrap_or(0)
-                    || offset >= chunk.len()
-                {
-                    break;
-                }
+                let nics = set
+                    .into_iter()
+                    .map(observe_nic)
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok((nics, count, page.total_count))
+            },
+        )
+        .await;
+        match result {
+            Err(e) if e.code == "ResourceNotFound" && ids.len() == 1 => Ok(Vec::new()),
+            Err(e) if e.code == "ResourceNotFound" => {
+                let (a, b) = ids.split_at(ids.len() / 2);
+                let mut out = Box::pin(self.describe_batch(a)).await?;
+                out.extend(Box::pin(self.describe_batch(b)).await?);
+                Ok(out)
             }
+            other => other,
+        }
+    }
+
+    async fn describe_nic_ids(&self, ids: &[String]) -> Result<Vec<ObservedNic>, CloudError> {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(MAX_IDS) {
+            out.extend(self.describe_batch(chunk).await?);
         }
         Ok(out)
     }
@@ -880,19 +937,19 @@ fn parse_response<T: DeserializeOwned>(
                 "`Response.Error` without a code",
             ));
         }
-        return Err(CloudError {
-            provider: Provider::Tencent,
-            action: action.to_string(),
-            class: classify(&code),
-            code,
-            message: error
+        return Err(CloudError::answered(
+            Provider::Tencent,
+            action,
+            code.clone(),
+            error
                 .get("Message")
                 .and_then(Value::as_str)
                 .unwrap_or("")
                 .to_string(),
-            http_status: Some(status),
+            Some(status),
             request_id,
-        });
+            classify(&code),
+        ));
     }
     if status != 200 {
         let mut err = unexpected_body(
@@ -915,22 +972,6 @@ fn parse_response<T: DeserializeOwned>(
         )
     })?;
     Ok((value, request_id))
-}
-
-fn task_failed(action: &str, request_id: &str, output: Option<String>) -> CloudError {
-    CloudError {
-        provider: Provider::Tencent,
-        action: action.to_string(),
-        code: "Client.TaskFailed".to_string(),
-        message: format!("task {request_id} failed: {}", output.unwrap_or_default()),
-        http_status: None,
-        request_id: Some(request_id.to_string()),
-        class: Transient,
-    }
-}
-
-fn in_flux(state: Option<&str>) -> bool {
-    matches!(state, Some("PENDING" | "DELETING" | "MIGRATING"))
 }
 
 fn observe_nic(nic: NetworkInterface) -> Result<ObservedNic, CloudError> {
@@ -964,7 +1005,7 @@ fn observe_nic(nic: NetworkInterface) -> Result<ObservedNic, CloudError> {
             primary_ipv4 = Some(ip);
         } else {
             secondary_ipv4.insert(ip);
-            if in_flux(spec.state.as_deref()) {
+            if in_flux_state(spec.state.as_deref()) {
                 addresses_in_flux.insert(IpAddr::V4(ip));
             }
         }
@@ -976,7 +1017,7 @@ fn observe_nic(nic: NetworkInterface) -> Result<ObservedNic, CloudError> {
         };
         let ip: Ipv6Addr = parse_address(Provider::Tencent, A, raw)?;
         ipv6.insert(ip);
-        if in_flux(spec.state.as_deref()) {
+        if in_flux_state(spec.state.as_deref()) {
             addresses_in_flux.insert(IpAddr::V6(ip));
         }
     }
@@ -991,47 +1032,41 @@ fn observe_nic(nic: NetworkInterface) -> Result<ObservedNic, CloudError> {
         ipv6_cidr: None,
         instance_id,
         addresses_in_flux,
+        zone: nic.zone.filter(|z| !z.is_empty()),
     })
 }
 
-/// Address lists of at most 10 entries, each entry `{item: "<address>"}`,
-/// paired with the request field that carries them.
-fn address_lists<'a, A: std::fmt::Display>(
-    addresses: &'a [A],
-    field: &'static str,
-    item: &'static str,
-) -> impl Iterator<Item = (&'static str, Vec<Value>)> + 'a {
-    addresses.chunks(MAX_ADDRESSES_PER_CALL).map(move |chunk| {
-        (
-            field,
-            chunk
-                .iter()
-                .map(|a| json!({ item: a.to_string() }))
-                .collect(),
-        )
-    })
-}
-
-/// The calls an operation becomes: `(wire action, body, idempotence)`, one
-/// per chunk of at most 10 addresses.
-pub(crate) fn operation_calls(
-    nic: &NicRef,
+/// The one call an operation is: `(wire action, body, idempotence)`.
+pub(crate) fn operation_call(
     op: &Operation,
-) -> Result<Vec<(&'static str, Value, Idempotence)>, CloudError> {
-    let id = &nic.id.0;
-    let token = |chunk: usize| op.token.as_deref().map(|t| chunk_token(t, chunk));
-    let with_token = |mut body: Value, chunk: usize| {
-        if let (Some(t), Value::Object(map)) = (token(chunk), &mut body) {
-            map.insert("ClientToken".into(), Value::String(t));
+) -> Result<(&'static str, Value, Idempotence), CloudError> {
+    let id = &op.nic.id.0;
+    let with_token = |mut body: Value| {
+        if let (Some(t), Value::Object(map)) = (&op.token, &mut body) {
+            map.insert("ClientToken".into(), Value::String(t.clone()));
         }
         body
     };
     let invalid = |action: &str, m: &str| {
         CloudError::invalid_request(Provider::Tencent, action, m.to_string())
     };
-    let v4 = op.ipv4_addresses();
-    let v6 = op.ipv6_addresses();
-    let calls = match op.action {
+    let list = |field: &str, item: &str, addresses: Vec<String>| {
+        let items: Vec<Value> = addresses.iter().map(|a| json!({ item: a })).collect();
+        json!({"NetworkInterfaceId": id, field: items})
+    };
+    let v4: Vec<String> = op.ipv4_addresses().iter().map(|a| a.to_string()).collect();
+    let v6: Vec<String> = op.ipv6_addresses().iter().map(|a| a.to_string()).collect();
+    if op.addresses.len() > MAX_ADDRESSES_PER_CALL
+        || op
+            .count
+            .is_some_and(|c| c as usize > MAX_ADDRESSES_PER_CALL)
+    {
+        return Err(invalid(
+            op.action.as_str(),
+            "more than 10 addresses in one call: split the change into operations of at most 10",
+        ));
+    }
+    Ok(match op.action {
         Action::AssignIpv4 if v4.is_empty() => {
             let count = op.count.filter(|c| *c >= 1).ok_or_else(|| {
                 invalid(
@@ -1044,68 +1079,72 @@ pub(crate) fn operation_calls(
             if let (Some(q), Value::Object(map)) = (op.qos_level, &mut body) {
                 map.insert("QosLevel".into(), json!(q));
             }
-            vec![(
+            (
                 "AssignPrivateIpAddresses",
-                with_token(body, 0),
+                with_token(body),
                 Idempotence::Safe,
-            )]
+            )
         }
-        Action::AssignIpv4 => address_lists(&v4, "PrivateIpAddresses", "PrivateIpAddress")
-            .enumerate()
-            .map(|(i, (field, list))| {
-                let body = json!({"NetworkInterfaceId": id, field: list});
-                (
-                    "AssignPrivateIpAddresses",
-                    with_token(body, i),
-                    Idempotence::Safe,
-                )
-            })
-            .collect(),
-        Action::UnassignIpv4 => address_lists(&v4, "PrivateIpAddresses", "PrivateIpAddress")
-            .map(|(field, list)| {
-                let body = json!({"NetworkInterfaceId": id, field: list});
-                ("UnassignPrivateIpAddresses", body, Idempotence::Unsafe)
-            })
-            .collect(),
+        Action::AssignIpv4 => {
+            let mut body = list("PrivateIpAddresses", "PrivateIpAddress", v4);
+            if let (Some(q), Some(items)) =
+                (op.qos_level, body["PrivateIpAddresses"].as_array_mut())
+            {
+                for item in items {
+                    item["QosLevel"] = json!(q);
+                }
+            }
+            (
+                "AssignPrivateIpAddresses",
+                with_token(body),
+                Idempotence::Safe,
+            )
+        }
+        Action::UnassignIpv4 if v4.is_empty() => {
+            return Err(invalid(
+                "UnassignPrivateIpAddresses",
+                "a release names the addresses it releases",
+            ));
+        }
+        Action::UnassignIpv4 => (
+            "UnassignPrivateIpAddresses",
+            list("PrivateIpAddresses", "PrivateIpAddress", v4),
+            Idempotence::Unsafe,
+        ),
         Action::AssignIpv6 => {
             let count = op
                 .count
                 .filter(|c| *c >= 1)
                 .ok_or_else(|| invalid("AssignIpv6Addresses", "IPv6 count must be at least 1"))?;
             let body = json!({"NetworkInterfaceId": id, "Ipv6AddressCount": count});
-            vec![(
-                "AssignIpv6Addresses",
-                with_token(body, 0),
-                Idempotence::Safe,
-            )]
+            ("AssignIpv6Addresses", with_token(body), Idempotence::Safe)
         }
-        Action::UnassignIpv6 => address_lists(&v6, "Ipv6Addresses", "Address")
-            .map(|(field, list)| {
-                let body = json!({"NetworkInterfaceId": id, field: list});
-                ("UnassignIpv6Addresses", body, Idempotence::Unsafe)
-            })
-            .collect(),
+        Action::UnassignIpv6 if v6.is_empty() => {
+            return Err(invalid(
+                "UnassignIpv6Addresses",
+                "a release names the addresses it releases",
+            ));
+        }
+        Action::UnassignIpv6 => (
+            "UnassignIpv6Addresses",
+            list("Ipv6Addresses", "Address", v6),
+            Idempotence::Unsafe,
+        ),
         Action::Attach | Action::Detach => {
-            let instance = op
-                .instance_id
-                .as_deref()
-                .filter(|s| !s.is_empty())
-                .ok_or_else(|| {
-                    invalid(
-                        "AttachNetworkInterface",
-                        "attach and detach need an instance id",
-                    )
-                })?;
             let action = if op.action == Action::Attach {
                 "AttachNetworkInterface"
             } else {
                 "DetachNetworkInterface"
             };
-            let body = json!({"NetworkInterfaceId": id, "InstanceId": instance});
-            vec![(action, with_token(body, 0), Idempotence::Safe)]
+            let instance = op
+                .instance_id
+                .as_ref()
+                .filter(|i| !i.0.is_empty())
+                .ok_or_else(|| invalid(action, "attach and detach need an instance id"))?;
+            let body = json!({"NetworkInterfaceId": id, "InstanceId": instance.0});
+            (action, with_token(body), Idempotence::Safe)
         }
-    };
-    Ok(calls)
+    })
 }
 
 #[async_trait::async_trait]
@@ -1114,7 +1153,35 @@ impl NicProvider for Tencent {
         Provider::Tencent
     }
 
-    async fn describe_nics(&self, nics: &[NicRef]) -> Result<Vec<ObservedNic>, CloudError> {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            ipv6: true,
+            max_ipv6_per_nic: MAX_IPV6_PER_NIC,
+            attach: true,
+            max_addresses_per_call: MAX_ADDRESSES_PER_CALL,
+            async_tasks: true,
+        }
+    }
+
+    fn in_flight_window(&self) -> Duration {
+        self.transport.in_flight_window()
+    }
+
+    /// One ENI of the region: proves the key, the region and the endpoint.
+    async fn check_credentials(&self) -> Result<(), CloudError> {
+        let _: (NicPage, _) = self
+            .call(
+                Service::Vpc,
+                "DescribeNetworkInterfaces",
+                json!({"Limit": 1}),
+                Idempotence::Safe,
+                None,
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn describe_nics(&self, nics: &[super::NicRef]) -> Result<Vec<ObservedNic>, CloudError> {
         let ids: Vec<String> = nics.iter().map(|n| n.id.0.clone()).collect();
         self.describe_nic_ids(&ids).await
     }
@@ -1129,6 +1196,7 @@ impl NicProvider for Tencent {
                 "DescribeInstances",
                 json!({"InstanceIds": [id.0]}),
                 Idempotence::Safe,
+                None,
             )
             .await;
         let page = match result {
@@ -1143,45 +1211,99 @@ impl NicProvider for Tencent {
             .find(|i| i.instance_id == id.0)
             .map(|i| ObservedInstance {
                 id: InstanceId(i.instance_id),
-                status: match i.instance_state.as_deref().unwrap_or("") {
-                    "RUNNING" => InstanceStatus::Running,
-                    "STOPPED" => InstanceStatus::Stopped,
-                    other => InstanceStatus::Other(other.to_string()),
-                },
+                status: InstanceStatus::from_cloud(i.instance_state.as_deref().unwrap_or("")),
                 zone: i.placement.and_then(|p| p.zone),
             }))
     }
 
-    async fn submit(&self, nic: &NicRef, op: &Operation) -> Result<Submitted, CloudError> {
-        let mut submitted = Submitted::default();
-        let calls = operation_calls(nic, op)?;
-        for (i, (action, body, idempotence)) in calls.into_iter().enumerate() {
-            if i > 0
-                && let Some(previous) = &submitted.request_id
+    /// Tencent reports no gateway address; the subnet's CIDR and zone name
+    /// a bad explicit address.
+    async fn describe_subnet(
+        &self,
+        nic: &ObservedNic,
+    ) -> Result<Option<ObservedSubnet>, CloudError> {
+        const A: &str = "DescribeSubnets";
+        let Some(subnet_id) = nic.subnet_id.as_deref() else {
+            return Ok(None);
+        };
+        let result: Result<(SubnetPage, _), _> = self
+            .call(
+                Service::Vpc,
+                A,
+                json!({"SubnetIds": [subnet_id]}),
+                Idempotence::Safe,
+                None,
+            )
+            .await;
+        let page = match result {
+            Ok((page, _)) => page,
+            Err(e) if e.class == NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let Some(subnet) = page
+            .subnet_set
+            .unwrap_or_default()
+            .into_iter()
+            .find(|s| s.subnet_id == subnet_id)
+        else {
+            return Ok(None);
+        };
+        Ok(Some(ObservedSubnet {
+            id: subnet.subnet_id,
+            cidr: subnet
+                .cidr_block
+                .filter(|c| !c.is_empty())
+                .map(|c| parse_address(Provider::Tencent, A, &c))
+                .transpose()?,
+            gateway: None,
+            zone: subnet.zone.filter(|z| !z.is_empty()),
+        }))
+    }
+
+    async fn submit(&self, op: &Operation) -> Result<Submitted, CloudError> {
+        let (action, body, idempotence) = operation_call(op)?;
+        let deadline = self
+            .transport
+            .send_deadline(Provider::Tencent, action, op.started_at)?;
+        let result: Result<(AssignResult, _), CloudError> = self
+            .call(Service::Vpc, action, body, idempotence, Some(deadline))
+            .await;
+        let (result, request_id) = match result {
+            Ok(answer) => answer,
+            // On a release of several addresses, "not on the ENI" may name
+            // just one of them: the others are still there. Resolve from
+            // the NIC instead of counting the whole release as done.
+            Err(mut e)
+                if e.code == "UnsupportedOperation.AttachmentNotFound"
+                    && matches!(op.action, Action::UnassignIpv4 | Action::UnassignIpv6)
+                    && op.addresses.len() > 1 =>
             {
-                // The ENI is locked while the previous chunk's task runs.
-                self.wait_for_task(action, previous).await?;
+                e.class = Transient;
+                return Err(e);
             }
-            let (result, request_id): (AssignResult, _) =
-                self.call(Service::Vpc, action, body, idempotence).await?;
-            submitted.request_id = request_id;
-            for spec in result.private_ip_address_set.unwrap_or_default() {
-                if let Some(raw) = spec.private_ip_address.as_deref() {
-                    submitted.addresses.insert(IpAddr::V4(parse_address(
-                        Provider::Tencent,
-                        action,
-                        raw,
-                    )?));
-                }
+            Err(e) => return Err(e),
+        };
+        let mut submitted = Submitted {
+            request_id,
+            addresses: BTreeSet::new(),
+            complete: false,
+        };
+        for spec in result.private_ip_address_set.unwrap_or_default() {
+            if let Some(raw) = spec.private_ip_address.as_deref() {
+                submitted.addresses.insert(IpAddr::V4(parse_address(
+                    Provider::Tencent,
+                    action,
+                    raw,
+                )?));
             }
-            for spec in result.ipv6_address_set.unwrap_or_default() {
-                if let Some(raw) = spec.address.as_deref() {
-                    submitted.addresses.insert(IpAddr::V6(parse_address(
-                        Provider::Tencent,
-                        action,
-                        raw,
-                    )?));
-                }
+        }
+        for spec in result.ipv6_address_set.unwrap_or_default() {
+            if let Some(raw) = spec.address.as_deref() {
+                submitted.addresses.insert(IpAddr::V6(parse_address(
+                    Provider::Tencent,
+                    action,
+                    raw,
+                )?));
             }
         }
         if matches!(op.action, Action::UnassignIpv4 | Action::UnassignIpv6) {
@@ -1190,37 +1312,23 @@ impl NicProvider for Tencent {
         Ok(submitted)
     }
 
-    /// Asks the task first when the request id is known (RUNNING → in
-    /// progress, FAILED → failed); then decides from the NIC's addresses.
-    /// Without a request id (the response was lost) the NIC alone decides;
-    /// `NotApplied` then means resubmitting, which repeats the same
-    /// `ClientToken`, so the cloud replays instead of assigning again.
-    async fn resolve(&self, nic: &NicRef, op: &Operation) -> Result<Resolution, CloudError> {
-        if let Some(request_id) = &op.request_id {
-            match self.task_status(request_id).await {
-                Ok((status, _)) if status == "RUNNING" => return Ok(Resolution::InProgress),
-                Ok((status, output)) if status == "FAILED" => {
-                    return Ok(Resolution::Failed(task_failed(
-                        op.action.as_str(),
-                        request_id,
-                        output,
-                    )));
-                }
-                Ok(_) => {}
-                // Task ids expire: fall back to the NIC's state.
-                Err(e) if e.class == NotFound => {}
-                Err(e) => return Err(e),
-            }
-        }
-        let observed = self
-            .describe_nic_ids(std::slice::from_ref(&nic.id.0))
-            .await?;
-        Ok(settle(
+    async fn resolve_observed(
+        &self,
+        op: &Operation,
+        nic: Option<&ObservedNic>,
+    ) -> Result<Resolution, CloudError> {
+        resolve_with_task(
             Provider::Tencent,
             op,
-            observed.iter().find(|n| n.id == nic.id),
-            &nic.id.0,
-        ))
+            nic,
+            self.in_flight_window(),
+            |task| async move { self.task_state(op.action, &task).await },
+            || async move {
+                let found = self.describe_nics(std::slice::from_ref(&op.nic)).await?;
+                Ok(found.into_iter().find(|n| n.id == op.nic.id))
+            },
+        )
+        .await
     }
 }
 
@@ -1369,60 +1477,85 @@ mod tests {
             ipv6_cidr: None,
             instance_id: None,
             addresses_in_flux: BTreeSet::new(),
+            zone: None,
         }
     }
 
     #[test]
-    fn explicit_lists_are_chunked_by_ten_with_distinct_stable_tokens() {
-        let key = IdempotencyKey::derive("uid-1", 7, "assign-ipv4");
-        let wanted: BTreeSet<Ipv4Addr> = (10..35).map(|i| Ipv4Addr::new(10, 0, 0, i)).collect();
-        let op = Operation::assign_ipv4(&Ipv4Request::Addresses(wanted), None, &nic(&[]), &key);
-        let calls = operation_calls(&NicRef::new("eni-1"), &op).unwrap();
-        assert_eq!(calls.len(), 3);
-        let sizes: Vec<usize> = calls
-            .iter()
-            .map(|(_, b, _)| b["PrivateIpAddresses"].as_array().unwrap().len())
-            .collect();
-        assert_eq!(sizes, vec![10, 10, 5]);
-        let tokens: BTreeSet<&str> = calls
-            .iter()
-            .map(|(_, b, _)| b["ClientToken"].as_str().unwrap())
-            .collect();
-        assert_eq!(tokens.len(), 3);
-        assert!(tokens.contains(key.token()));
-        assert_eq!(
-            calls,
-            operation_calls(&NicRef::new("eni-1"), &op).unwrap(),
-            "same op, same requests"
-        );
-        let op = Operation::unassign_ipv4(
-            &(1..=11).map(|i| Ipv4Addr::new(10, 0, 0, i)).collect(),
+    fn one_operation_is_one_call_of_at_most_ten_addresses() {
+        let nic_ref = crate::cloud::NicRef::new("eni-1");
+        let key = IdempotencyKey::derive("uid-1", 7, 0);
+        let ten: BTreeSet<Ipv4Addr> = (10..20).map(|i| Ipv4Addr::new(10, 0, 0, i)).collect();
+        let op = Operation::assign_ipv4(
+            &nic_ref,
+            Ipv4Request::Addresses(ten),
+            None,
             &nic(&[]),
+            &key,
+            7,
+            0,
         );
-        let calls = operation_calls(&NicRef::new("eni-1"), &op).unwrap();
-        assert_eq!(calls.len(), 2);
-        assert!(
-            calls
-                .iter()
-                .all(|(a, b, i)| *a == "UnassignPrivateIpAddresses"
-                    && b.get("ClientToken").is_none()
-                    && *i == Idempotence::Unsafe)
+        let (action, body, idempotence) = operation_call(&op).unwrap();
+        assert_eq!(action, "AssignPrivateIpAddresses");
+        assert_eq!(body["PrivateIpAddresses"].as_array().unwrap().len(), 10);
+        assert_eq!(body["ClientToken"], key.token());
+        assert_eq!(idempotence, Idempotence::Safe);
+        assert_eq!(
+            operation_call(&op).unwrap().1,
+            body,
+            "same op, same request"
         );
+        let eleven: BTreeSet<Ipv4Addr> = (10..21).map(|i| Ipv4Addr::new(10, 0, 0, i)).collect();
+        let op = Operation::assign_ipv4(
+            &nic_ref,
+            Ipv4Request::Addresses(eleven.clone()),
+            None,
+            &nic(&[]),
+            &key,
+            7,
+            0,
+        );
+        assert_eq!(
+            operation_call(&op).unwrap_err().code,
+            "Client.InvalidRequest"
+        );
+        let op = Operation::unassign_ipv4(&nic_ref, &eleven, &nic(&[]), &key, 8, 0);
+        assert_eq!(
+            operation_call(&op).unwrap_err().code,
+            "Client.InvalidRequest"
+        );
+        let two = eleven.into_iter().take(2).collect();
+        let op = Operation::unassign_ipv4(&nic_ref, &two, &nic(&[]), &key, 8, 0);
+        let (action, body, idempotence) = operation_call(&op).unwrap();
+        assert_eq!(action, "UnassignPrivateIpAddresses");
+        assert!(body.get("ClientToken").is_none());
+        assert_eq!(idempotence, Idempotence::Unsafe);
     }
 
     #[test]
-    fn count_mode_carries_qos_and_token() {
-        let key = IdempotencyKey::derive("uid-1", 1, "assign-ipv4");
+    fn qos_and_token_go_out_in_both_modes() {
+        let nic_ref = crate::cloud::NicRef::new("eni-1");
+        let key = IdempotencyKey::derive("uid-1", 1, 0);
+        let qos = Some(crate::cloud::QosLevel::Au);
+        let op =
+            Operation::assign_ipv4(&nic_ref, Ipv4Request::Count(3), qos, &nic(&[]), &key, 1, 0);
+        assert_eq!(
+            operation_call(&op).unwrap().1,
+            json!({"NetworkInterfaceId": "eni-1", "SecondaryPrivateIpAddressCount": 3, "QosLevel": "AU", "ClientToken": key.token()})
+        );
+        let one = BTreeSet::from([Ipv4Addr::new(10, 0, 0, 7)]);
         let op = Operation::assign_ipv4(
-            &Ipv4Request::Count(3),
-            Some(crate::cloud::QosLevel::Au),
+            &nic_ref,
+            Ipv4Request::Addresses(one),
+            qos,
             &nic(&[]),
             &key,
+            1,
+            0,
         );
-        let calls = operation_calls(&NicRef::new("eni-1"), &op).unwrap();
         assert_eq!(
-            calls[0].1,
-            json!({"NetworkInterfaceId": "eni-1", "SecondaryPrivateIpAddressCount": 3, "QosLevel": "AU", "ClientToken": key.token()})
+            operation_call(&op).unwrap().1,
+            json!({"NetworkInterfaceId": "eni-1", "PrivateIpAddresses": [{"PrivateIpAddress": "10.0.0.7", "QosLevel": "AU"}], "ClientToken": key.token()})
         );
     }
 

@@ -11,16 +11,18 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
 
 use serde_json::Value;
+use tokio::time::Instant;
 
 use super::error::{CodeInfo, lookup, parse_address, row};
-use super::operation::{settle_untokened, wait_for_task};
+use super::operation::{in_flux_state, resolve_with_task, task_failed};
 use super::transport::{Idempotence, RawResponse, unexpected_body};
 use super::{
-    Action, CloudError, Credentials, Endpoint, ErrorClass, InstanceId, NicId, NicProvider, NicRef,
-    NicStatus, ObservedInstance, ObservedNic, Operation, Provider, RateLimits, Resolution,
-    Submitted, Transport,
+    Action, Capabilities, CloudError, Credentials, Endpoint, ErrorClass, InstanceId, NicId,
+    NicProvider, NicRef, NicStatus, ObservedInstance, ObservedNic, ObservedSubnet, Operation,
+    Provider, RateLimits, Resolution, Submitted, TaskState, Transport, collect_pages,
 };
 use crate::signing::query::{self, Method};
 
@@ -36,7 +38,8 @@ pub fn default_rate_limits() -> RateLimits {
 }
 
 use ErrorClass::{
-    Conflict, Credentials as Creds, InvalidInput, NotFound, Terminal, Throttled, Transient,
+    Configuration, Conflict, Credentials as Creds, InvalidInput, NotFound, Terminal, Throttled,
+    Transient,
 };
 
 /// `codeDesc` values of the legacy VPC pages and the numeric common codes
@@ -146,7 +149,7 @@ pub const ERROR_CODES: &[CodeInfo] = &[
     ),
     row(
         "4600",
-        InvalidInput,
+        Configuration,
         "Protocol not supported (HTTPS only).",
         "Use the https:// endpoint.",
     ),
@@ -189,7 +192,7 @@ pub const ERROR_CODES: &[CodeInfo] = &[
     ),
     row(
         "6100",
-        Terminal,
+        Configuration,
         "Version or interface not supported.",
         "Check the endpoint.",
     ),
@@ -300,6 +303,7 @@ impl TencentLegacy {
         action: &str,
         params: Params,
         idempotence: Idempotence,
+        deadline: Option<Instant>,
     ) -> Result<Value, CloudError> {
         self.transport
             .call(
@@ -307,6 +311,7 @@ impl TencentLegacy {
                 &self.credentials.key_id,
                 action,
                 idempotence,
+                deadline,
                 || {
                     self.build_request(
                         action,
@@ -327,6 +332,7 @@ impl TencentLegacy {
                 "DescribeVpcTaskResult",
                 vec![("taskId".into(), task_id.into())],
                 Idempotence::Safe,
+                None,
             )
             .await?;
         let status = data.get("status").and_then(as_int).ok_or_else(|| {
@@ -339,17 +345,27 @@ impl TencentLegacy {
         Ok((status, data.get("output").cloned().unwrap_or(Value::Null)))
     }
 
-    /// Waits until the task leaves "running" (2); a failed task (1) stops
-    /// the remaining chunks.
-    async fn wait_for_task(&self, action: &str, task: &str) -> Result<(), CloudError> {
-        wait_for_task(Provider::TencentLegacy, action, task, || async {
-            match self.task_status(task).await? {
-                (2, _) => Ok(true),
-                (1, output) => Err(task_failed(action, task, &output)),
-                _ => Ok(false),
+    /// The task's state; a failed task is classified by its output's
+    /// `errorCode` where the table knows it.
+    async fn task_state(&self, action: Action, task: &str) -> Result<TaskState, CloudError> {
+        Ok(match self.task_status(task).await? {
+            (2, _) => TaskState::Running,
+            (1, output) => {
+                let code = output
+                    .get("errorCode")
+                    .and_then(as_int)
+                    .map(|c| c.to_string());
+                TaskState::Failed(task_failed(
+                    Provider::TencentLegacy,
+                    action.as_str(),
+                    task,
+                    code.as_deref(),
+                    |c| lookup(ERROR_CODES, c),
+                    &output.to_string(),
+                ))
             }
+            _ => TaskState::Succeeded,
         })
-        .await
     }
 
     async fn describe_in_vpc(
@@ -358,40 +374,46 @@ impl TencentLegacy {
         nic_ids: &BTreeSet<String>,
     ) -> Result<Vec<ObservedNic>, CloudError> {
         const A: &str = "DescribeNetworkInterfaces";
-        let mut out = Vec::new();
-        let mut offset = 0usize;
-        loop {
-            let mut params: Params = vec![("vpcId".into(), vpc_id.into())];
-            // One NIC: ask for it alone; several: page through the VPC.
-            if let [only] = nic_ids.iter().collect::<Vec<_>>()[..] {
-                params.push(("networkInterfaceId".into(), only.clone()));
-            }
-            params.push(("offset".into(), offset.to_string()));
-            params.push(("limit".into(), PAGE_SIZE.to_string()));
-            let data = match self.call(A, params, Idempotence::Safe).await {
-                Ok(d) => d,
-                Err(e) if e.class == NotFound => return Ok(out),
-                Err(e) => return Err(e),
-            };
-            let items = data
-                .get("data")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            for item in &items {
-                let nic = observe_nic(item)?;
-                if nic_ids.contains(&nic.id.0) && !out.iter().any(|n: &ObservedNic| n.id == nic.id)
-                {
-                    out.push(nic);
-                }
-            }
-            offset += items.len();
-            let total = data.get("totalNum").and_then(as_int).unwrap_or(0);
+        let result = collect_pages(
             // Every NIC asked for is found: the rest of the VPC is not needed.
-            if items.is_empty() || offset as i64 >= total || out.len() == nic_ids.len() {
-                return Ok(out);
-            }
-        }
+            |kept: &[ObservedNic]| kept.len() >= nic_ids.len(),
+            |_, offset| async move {
+                let mut params: Params = vec![("vpcId".into(), vpc_id.into())];
+                // One NIC: ask for it alone; several: page through the VPC.
+                if let [only] = nic_ids.iter().collect::<Vec<_>>()[..] {
+                    params.push(("networkInterfaceId".into(), only.clone()));
+                }
+                params.push(("offset".into(), offset.to_string()));
+                params.push(("limit".into(), PAGE_SIZE.to_string()));
+                let data = self.call(A, params, Idempotence::Safe, None).await?;
+                let items = data
+                    .get("data")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                let mut kept = Vec::new();
+                for item in &items {
+                    let nic = observe_nic(item)?;
+                    if nic_ids.contains(&nic.id.0) {
+                        kept.push(nic);
+                    }
+                }
+                let total = data
+                    .get("totalNum")
+                    .and_then(as_int)
+                    .map(|t| t.max(0) as u64);
+                Ok((kept, items.len(), Some(total.unwrap_or(0))))
+            },
+        )
+        .await;
+        let mut out = match result {
+            Ok(out) => out,
+            Err(e) if e.class == NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut seen = BTreeSet::new();
+        out.retain(|n| seen.insert(n.id.clone()));
+        Ok(out)
     }
 }
 
@@ -425,23 +447,23 @@ fn parse_response(action: &str, raw: RawResponse) -> Result<Value, CloudError> {
             .get("codeDesc")
             .and_then(Value::as_str)
             .unwrap_or("");
-        return Err(CloudError {
-            provider: Provider::TencentLegacy,
-            action: action.to_string(),
-            code: if desc.is_empty() {
+        return Err(CloudError::answered(
+            Provider::TencentLegacy,
+            action,
+            if desc.is_empty() {
                 code.to_string()
             } else {
                 desc.to_string()
             },
-            message: envelope
+            envelope
                 .get("message")
                 .and_then(Value::as_str)
                 .unwrap_or("")
                 .to_string(),
-            http_status: Some(status),
-            request_id: None,
-            class: classify(desc, code),
-        });
+            Some(status),
+            None,
+            classify(desc, code),
+        ));
     }
     if status != 200 {
         return Err(unexpected_body(
@@ -499,10 +521,7 @@ fn observe_nic(item: &Value) -> Result<ObservedNic, CloudError> {
             // being added or removed must not settle an operation whose task
             // id was lost: that would report a release as not applied and
             // invite a second, conflicting call.
-            if matches!(
-                text(spec, "state").as_deref(),
-                Some("PENDING" | "DELETING" | "MIGRATING")
-            ) {
+            if in_flux_state(text(spec, "state").as_deref()) {
                 addresses_in_flux.insert(IpAddr::V4(ip));
             }
         }
@@ -527,19 +546,8 @@ fn observe_nic(item: &Value) -> Result<ObservedNic, CloudError> {
         ipv6_cidr: None,
         instance_id: instance.map(InstanceId),
         addresses_in_flux,
+        zone: text(item, "zone"),
     })
-}
-
-fn task_failed(action: &str, task: &str, output: &Value) -> CloudError {
-    CloudError {
-        provider: Provider::TencentLegacy,
-        action: action.to_string(),
-        code: "Client.TaskFailed".into(),
-        message: format!("task {task} failed: {output}"),
-        http_status: None,
-        request_id: Some(task.to_string()),
-        class: Transient,
-    }
 }
 
 fn unsupported(action: &str, what: &str) -> CloudError {
@@ -568,57 +576,89 @@ fn vpc_of<'a>(nic: &'a NicRef, action: &str) -> Result<&'a str, CloudError> {
         })
 }
 
-/// The calls an operation becomes (one per chunk of at most 10 addresses).
-pub(crate) fn operation_calls(
-    nic: &NicRef,
-    op: &Operation,
-) -> Result<Vec<(&'static str, Params)>, CloudError> {
+/// The one call an operation is.
+pub(crate) fn operation_call(op: &Operation) -> Result<(&'static str, Params), CloudError> {
     let action = match op.action {
         Action::AssignIpv4 => "AssignPrivateIpAddresses",
         Action::UnassignIpv4 => "UnassignPrivateIpAddresses",
         _ => return Err(unsupported(op.action.as_str(), op.action.as_str())),
     };
-    let base: Params = vec![
-        ("vpcId".into(), vpc_of(nic, action)?.into()),
-        ("networkInterfaceId".into(), nic.id.0.clone()),
+    let invalid = |m: &str| CloudError::invalid_request(Provider::TencentLegacy, action, m.into());
+    let mut params: Params = vec![
+        ("vpcId".into(), vpc_of(&op.nic, action)?.into()),
+        ("networkInterfaceId".into(), op.nic.id.0.clone()),
     ];
     let addresses = op.ipv4_addresses();
-    if op.action == Action::AssignIpv4 && addresses.is_empty() {
-        let count = op.count.filter(|c| *c >= 1).ok_or_else(|| {
-            CloudError::invalid_request(
-                Provider::TencentLegacy,
-                action,
-                "an IPv4 assignment needs addresses or a count of at least 1".into(),
-            )
-        })?;
-        let mut params = base;
-        params.push(("secondaryPrivateIpAddressCount".into(), count.to_string()));
-        return Ok(vec![(action, params)]);
+    if addresses.len() > MAX_ADDRESSES_PER_CALL
+        || op
+            .count
+            .is_some_and(|c| c as usize > MAX_ADDRESSES_PER_CALL)
+    {
+        return Err(invalid(
+            "more than 10 addresses in one call: split the change into operations of at most 10",
+        ));
     }
-    Ok(addresses
-        .chunks(MAX_ADDRESSES_PER_CALL)
-        .map(|chunk| {
-            let mut params = base.clone();
-            for (i, a) in chunk.iter().enumerate() {
-                if op.action == Action::AssignIpv4 {
-                    params.push((
-                        format!("privateIpAddressSet.{i}.privateIpAddress"),
-                        a.to_string(),
-                    ));
-                    params.push((format!("privateIpAddressSet.{i}.primary"), "false".into()));
-                } else {
-                    params.push((format!("privateIpAddress.{i}"), a.to_string()));
-                }
-            }
-            (action, params)
-        })
-        .collect())
+    if addresses.is_empty() {
+        if op.action == Action::UnassignIpv4 {
+            return Err(invalid("a release names the addresses it releases"));
+        }
+        let count = op.count.filter(|c| *c >= 1).ok_or_else(|| {
+            invalid("an IPv4 assignment needs addresses or a count of at least 1")
+        })?;
+        params.push(("secondaryPrivateIpAddressCount".into(), count.to_string()));
+        return Ok((action, params));
+    }
+    for (i, a) in addresses.iter().enumerate() {
+        if op.action == Action::AssignIpv4 {
+            params.push((
+                format!("privateIpAddressSet.{i}.privateIpAddress"),
+                a.to_string(),
+            ));
+            params.push((format!("privateIpAddressSet.{i}.primary"), "false".into()));
+        } else {
+            params.push((format!("privateIpAddress.{i}"), a.to_string()));
+        }
+    }
+    Ok((action, params))
 }
 
 #[async_trait::async_trait]
 impl NicProvider for TencentLegacy {
     fn provider(&self) -> Provider {
         Provider::TencentLegacy
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            ipv6: false,
+            max_ipv6_per_nic: 0,
+            attach: false,
+            max_addresses_per_call: MAX_ADDRESSES_PER_CALL,
+            async_tasks: true,
+        }
+    }
+
+    fn in_flight_window(&self) -> Duration {
+        self.transport.in_flight_window()
+    }
+
+    /// The task query for a task id that cannot exist: authentication and the
+    /// endpoint are checked before the task is looked up, so "no such task"
+    /// proves them.
+    async fn check_credentials(&self) -> Result<(), CloudError> {
+        match self
+            .call(
+                "DescribeVpcTaskResult",
+                vec![("taskId".into(), "0".into())],
+                Idempotence::Safe,
+                None,
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.class == NotFound || e.class == InvalidInput => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Grouped by VPC: one NIC is asked for by id, several are found by
@@ -648,46 +688,51 @@ impl NicProvider for TencentLegacy {
         ))
     }
 
-    async fn submit(&self, nic: &NicRef, op: &Operation) -> Result<Submitted, CloudError> {
-        let mut submitted = Submitted::default();
-        for (action, params) in operation_calls(nic, op)? {
-            if let Some(previous) = &submitted.request_id {
-                // The ENI is locked while the previous chunk's task runs.
-                self.wait_for_task(action, previous).await?;
-            }
-            let data = self.call(action, params, Idempotence::Unsafe).await?;
-            submitted.request_id = data.get("taskId").and_then(as_int).map(|t| t.to_string());
-        }
-        if op.action == Action::UnassignIpv4 {
-            submitted.addresses = op.addresses.iter().copied().collect::<BTreeSet<IpAddr>>();
-        }
-        Ok(submitted)
+    /// The legacy client does not read subnets: an invalid explicit address
+    /// is named by the cloud's own error.
+    async fn describe_subnet(
+        &self,
+        _nic: &ObservedNic,
+    ) -> Result<Option<ObservedSubnet>, CloudError> {
+        Ok(None)
     }
 
-    async fn resolve(&self, nic: &NicRef, op: &Operation) -> Result<Resolution, CloudError> {
-        if let Some(task) = &op.request_id {
-            match self.task_status(task).await {
-                Ok((2, _)) => return Ok(Resolution::InProgress),
-                Ok((1, output)) => {
-                    return Ok(Resolution::Failed(task_failed(
-                        op.action.as_str(),
-                        task,
-                        &output,
-                    )));
-                }
-                Ok(_) => {}
-                Err(e) if e.class == NotFound => {}
-                Err(e) => return Err(e),
-            }
-        }
-        let observed = self.describe_nics(std::slice::from_ref(nic)).await?;
-        Ok(settle_untokened(
+    async fn submit(&self, op: &Operation) -> Result<Submitted, CloudError> {
+        let (action, params) = operation_call(op)?;
+        let deadline =
+            self.transport
+                .send_deadline(Provider::TencentLegacy, action, op.started_at)?;
+        let data = self
+            .call(action, params, Idempotence::Unsafe, Some(deadline))
+            .await?;
+        Ok(Submitted {
+            request_id: data.get("taskId").and_then(as_int).map(|t| t.to_string()),
+            addresses: if op.action == Action::UnassignIpv4 {
+                op.addresses.iter().copied().collect::<BTreeSet<IpAddr>>()
+            } else {
+                BTreeSet::new()
+            },
+            complete: false,
+        })
+    }
+
+    async fn resolve_observed(
+        &self,
+        op: &Operation,
+        nic: Option<&ObservedNic>,
+    ) -> Result<Resolution, CloudError> {
+        resolve_with_task(
             Provider::TencentLegacy,
             op,
             nic,
-            &observed,
-            self.transport.in_flight_window(),
-        ))
+            self.in_flight_window(),
+            |task| async move { self.task_state(op.action, &task).await },
+            || async move {
+                let found = self.describe_nics(std::slice::from_ref(&op.nic)).await?;
+                Ok(found.into_iter().find(|n| n.id == op.nic.id))
+            },
+        )
+        .await
     }
 }
 
@@ -713,6 +758,18 @@ mod tests {
     fn body_of(req: &reqwest::Request) -> String {
         String::from_utf8_lossy(req.body().and_then(|b| b.as_bytes()).unwrap_or_default())
             .into_owned()
+    }
+
+    /// The call of `op` on `nic`, as a list (one call per operation).
+    fn operation_calls(
+        nic: &NicRef,
+        op: &Operation,
+    ) -> Result<Vec<(&'static str, Params)>, CloudError> {
+        operation_call(&Operation {
+            nic: nic.clone(),
+            ..op.clone()
+        })
+        .map(|c| vec![c])
     }
 
     #[test]

@@ -1,19 +1,22 @@
 //! HTTP transport shared by the providers: reqwest over rustls with a timeout
 //! on every request, endpoint validation (plain `http://` only for loopback),
-//! retries with capped exponential backoff and full jitter (re-signing every
-//! attempt), one adaptive rate limiter per (account, action) shared by every
-//! caller of the transport, and a metrics hook per attempt.
+//! retries on a capped, jittered exponential schedule (re-signing every
+//! attempt, honouring `Retry-After`), a send deadline per call, one adaptive
+//! rate limiter per (scope, action) shared by every caller of the transport,
+//! and a metrics hook per attempt. All waiting is on `tokio::time`.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
+use backon::BackoffBuilder;
 use reqwest::Url;
 use reqwest::header::HeaderMap;
+use tokio::time::Instant;
 
 use super::error::class_of_status;
-use super::{CloudError, ErrorClass, Provider};
+use super::{CloudError, ErrorClass, Outcome, Provider};
 
 /// A validated API endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,7 +33,7 @@ impl Endpoint {
                 provider,
                 "Configure",
                 "Client.InvalidEndpoint",
-                ErrorClass::InvalidInput,
+                ErrorClass::Configuration,
                 why,
             )
         };
@@ -164,6 +167,8 @@ pub struct TransportConfig {
     pub max_attempts: u32,
     pub base_backoff: Duration,
     pub max_backoff: Duration,
+    /// Sent as `User-Agent`.
+    pub user_agent: String,
 }
 
 impl Default for TransportConfig {
@@ -173,19 +178,25 @@ impl Default for TransportConfig {
             max_attempts: 4,
             base_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(10),
+            user_agent: concat!("nicip/", env!("CARGO_PKG_VERSION")).to_string(),
         }
     }
 }
 
-/// A token bucket whose rate halves on every throttling answer and recovers
-/// additively on success, so callers slow down when the cloud says so
-/// (DESIGN §3 "throttling → slow down that action's limiter").
+/// Concurrent throttling answers are one signal: a limiter slows down at most
+/// once per this window.
+const SLOWDOWN_WINDOW: Duration = Duration::from_secs(1);
+
+/// A token bucket whose rate halves on a throttling answer (at most once
+/// per [`SLOWDOWN_WINDOW`]) and recovers additively on success, so callers
+/// slow down when the cloud says so.
 #[derive(Debug)]
 struct Bucket {
     configured: f64,
     rate: f64,
     tokens: f64,
     last: Instant,
+    slowed: Option<Instant>,
 }
 
 impl Bucket {
@@ -193,8 +204,9 @@ impl Bucket {
         Bucket {
             configured: rate,
             rate,
-            tokens: rate.clamp(1.0, rate.max(1.0)),
+            tokens: rate.max(1.0),
             last: Instant::now(),
+            slowed: None,
         }
     }
 
@@ -214,31 +226,67 @@ impl Bucket {
     }
 
     fn throttled(&mut self) {
-        self.rate = (self.rate / 2.0).max(self.configured / 64.0);
+        let now = Instant::now();
         self.tokens = 0.0;
+        if self
+            .slowed
+            .is_some_and(|t| now.duration_since(t) < SLOWDOWN_WINDOW)
+        {
+            return;
+        }
+        self.slowed = Some(now);
+        self.rate = (self.rate / 2.0).max(self.configured / 64.0);
     }
 
     fn succeeded(&mut self) {
         self.rate = (self.rate + self.configured / 16.0).min(self.configured);
     }
+
+    /// A new configured rate (an edited ProviderConfig): a slowed-down
+    /// limiter stays slowed down, but never above the new rate.
+    fn reconfigure(&mut self, rate: f64) {
+        if rate != self.configured {
+            let ratio = self.rate / self.configured;
+            self.configured = rate;
+            self.rate = (rate * ratio).min(rate);
+        }
+    }
 }
 
-type LimiterKey = (Provider, String, String);
+/// A lock that a panicking holder cannot turn into "no limiting".
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+type LimiterKey = (String, String);
+
+#[derive(Default)]
+struct Limiters {
+    /// Documented defaults by provider, for clients built without a scope.
+    defaults: HashMap<Provider, RateLimits>,
+    /// Limits by scope (a ProviderConfig's name).
+    scopes: HashMap<String, RateLimits>,
+    buckets: HashMap<LimiterKey, Arc<Mutex<Bucket>>>,
+}
 
 /// The shared part of a transport. Clones share limiters and the HTTP pool.
 #[derive(Clone)]
 pub struct Transport {
     http: reqwest::Client,
     config: TransportConfig,
-    limits: Arc<Mutex<HashMap<Provider, RateLimits>>>,
-    buckets: Arc<Mutex<HashMap<LimiterKey, Arc<Mutex<Bucket>>>>>,
+    limiters: Arc<Mutex<Limiters>>,
+    scope: Option<Arc<str>>,
     metrics: Option<Arc<dyn MetricsSink>>,
 }
+
+/// A [`Transport`] whose limiters belong to one scope (see [`Transport::scoped`]).
+pub type ScopedTransport = Transport;
 
 impl std::fmt::Debug for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Transport")
             .field("config", &self.config)
+            .field("scope", &self.scope)
             .finish_non_exhaustive()
     }
 }
@@ -271,12 +319,13 @@ impl Transport {
             .redirect(reqwest::redirect::Policy::none())
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(Duration::from_secs(10)))
+            .user_agent(config.user_agent.clone())
             .build()?;
         Ok(Transport {
             http,
             config,
-            limits: Arc::new(Mutex::new(HashMap::new())),
-            buckets: Arc::new(Mutex::new(HashMap::new())),
+            limiters: Arc::new(Mutex::new(Limiters::default())),
+            scope: None,
             metrics: None,
         })
     }
@@ -286,87 +335,161 @@ impl Transport {
         self
     }
 
-    /// How long after a call started one of its requests may still be in
-    /// flight: every attempt's timeout and the longest backoff before it.
+    /// How long after a call was first sent one of its requests may still
+    /// act: its send window (no attempt starts later) plus one request timeout.
     pub(crate) fn in_flight_window(&self) -> Duration {
-        (self.config.timeout + self.config.max_backoff) * self.config.max_attempts.max(1)
+        self.send_window() + self.config.timeout
+    }
+
+    /// How long after a call was first sent a new attempt may start: every
+    /// attempt's timeout and the longest backoff before the next one.
+    pub(crate) fn send_window(&self) -> Duration {
+        let attempts = self.config.max_attempts.max(1);
+        self.config.timeout * (attempts - 1) + self.config.max_backoff * attempts
     }
 
     pub(crate) fn http(&self) -> &reqwest::Client {
         &self.http
     }
 
-    /// Records a provider's documented default limits unless limits were
-    /// already configured for it with [`Transport::with_rate_limits`].
-    pub(crate) fn register_limits(&self, provider: Provider, limits: RateLimits) {
-        if let Ok(mut map) = self.limits.lock() {
-            map.entry(provider).or_insert(limits);
+    /// A clone whose limiters belong to `scope` (a ProviderConfig), with
+    /// these limits. Applying new limits to a scope keeps its limiters'
+    /// state (a slowed-down limiter stays slowed down).
+    pub fn scoped(&self, scope: &str, limits: RateLimits) -> Transport {
+        let mut l = lock(&self.limiters);
+        for ((s, action), bucket) in &l.buckets {
+            if s == scope {
+                lock(bucket).reconfigure(limits.rate_of(action));
+            }
+        }
+        l.scopes.insert(scope.to_string(), limits);
+        drop(l);
+        Transport {
+            scope: Some(scope.into()),
+            ..self.clone()
         }
     }
 
-    /// Sets the limits (requests per second per action) for every account of
-    /// `provider` on this transport, e.g. the documented defaults
-    /// `tencent::default_rate_limits().with_overrides(&from_provider_config)`.
-    /// Applies to limiters created afterwards: configure before first use.
+    /// Records a provider's documented default limits (for clients built
+    /// without a scope) unless limits were configured with
+    /// [`Transport::with_rate_limits`].
+    pub(crate) fn register_limits(&self, provider: Provider, limits: RateLimits) {
+        lock(&self.limiters)
+            .defaults
+            .entry(provider)
+            .or_insert(limits);
+    }
+
+    /// Sets the limits of clients of `provider` built without a scope.
     pub fn with_rate_limits(self, provider: Provider, limits: RateLimits) -> Self {
-        if let Ok(mut map) = self.limits.lock() {
-            map.insert(provider, limits);
-        }
+        lock(&self.limiters).defaults.insert(provider, limits);
         self
     }
 
-    fn bucket(&self, provider: Provider, account: &str, action: &str) -> Arc<Mutex<Bucket>> {
-        let rate = self
-            .limits
-            .lock()
-            .ok()
-            .and_then(|m| m.get(&provider).map(|l| l.rate_of(action)))
+    /// The limiter scope of a call: the transport's scope, or, unscoped, the
+    /// provider and account.
+    fn scope_of(&self, provider: Provider, account: &str) -> String {
+        match &self.scope {
+            Some(s) => s.to_string(),
+            None => format!("{provider}/{account}"),
+        }
+    }
+
+    fn bucket(&self, scope: &str, provider: Provider, action: &str) -> Arc<Mutex<Bucket>> {
+        let mut l = lock(&self.limiters);
+        let rate = l
+            .scopes
+            .get(scope)
+            .or_else(|| l.defaults.get(&provider))
+            .map(|r| r.rate_of(action))
             .unwrap_or(10.0);
-        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        buckets
-            .entry((provider, account.to_string(), action.to_string()))
+        l.buckets
+            .entry((scope.to_string(), action.to_string()))
             .or_insert_with(|| Arc::new(Mutex::new(Bucket::new(rate))))
             .clone()
     }
 
-    /// The current rate of one limiter (for tests and diagnostics).
-    pub fn current_rate(&self, provider: Provider, account: &str, action: &str) -> f64 {
-        let bucket = self.bucket(provider, account, action);
-        bucket.lock().map(|b| b.rate).unwrap_or_default()
+    /// The current rate of one limiter (for tests and diagnostics). `scope`
+    /// is a ProviderConfig name, or `<provider>/<account>` for clients built
+    /// without one.
+    pub fn current_rate(&self, scope: &str, action: &str) -> Option<f64> {
+        let l = lock(&self.limiters);
+        l.buckets
+            .get(&(scope.to_string(), action.to_string()))
+            .map(|b| lock(b).rate)
     }
 
-    async fn acquire(&self, bucket: &Mutex<Bucket>) {
+    /// Waits for a token; `false` when none comes before `deadline`.
+    async fn acquire(&self, bucket: &Mutex<Bucket>, deadline: Option<Instant>) -> bool {
         loop {
-            let wait = match bucket.lock() {
-                Ok(mut b) => b.try_take(),
-                Err(_) => Ok(()),
-            };
+            let wait = lock(bucket).try_take();
             match wait {
-                Ok(()) => return,
-                Err(d) => tokio::time::sleep(d).await,
+                Ok(()) => return true,
+                Err(d) => {
+                    if deadline.is_some_and(|end| Instant::now() + d > end) {
+                        return false;
+                    }
+                    tokio::time::sleep(d).await
+                }
             }
         }
     }
 
-    fn backoff(&self, attempt: u32) -> Duration {
-        let exp = self
-            .config
-            .base_backoff
-            .saturating_mul(1u32 << attempt.min(16));
-        let cap = exp.min(self.config.max_backoff);
-        // Full jitter: uniformly in [cap/2, cap] so retries spread out but still back off.
-        cap.mul_f64(0.5 + rand::random::<f64>() * 0.5)
+    /// The retry delays: exponential from half the base to half the cap,
+    /// each with a random jitter that adds up to the same again, so a delay
+    /// lies in `[d, 2d)` and never exceeds `max_backoff`.
+    fn backoff_schedule(&self) -> impl Iterator<Item = Duration> + use<> {
+        backon::ExponentialBuilder::default()
+            .with_min_delay(self.config.base_backoff / 2)
+            .with_max_delay(self.config.max_backoff / 2)
+            .with_factor(2.0)
+            .with_jitter()
+            .without_max_times()
+            .build()
+    }
+
+    /// The send deadline of a mutating call, as a point on tokio's clock:
+    /// `started_at` + the send window. An operation never marked sent, or
+    /// whose deadline passed, is refused without sending (`NotSent`).
+    pub(crate) fn send_deadline(
+        &self,
+        provider: Provider,
+        action: &str,
+        started_at: Option<jiff::Timestamp>,
+    ) -> Result<Instant, CloudError> {
+        let Some(started) = started_at else {
+            return Err(CloudError::invalid_request(
+                provider,
+                action,
+                "the operation was not marked sent (Operation::mark_sent) and recorded before submit"
+                    .into(),
+            ));
+        };
+        let window_ms = i64::try_from(self.send_window().as_millis()).unwrap_or(i64::MAX);
+        let left_ms = started
+            .as_millisecond()
+            .saturating_add(window_ms)
+            .saturating_sub(jiff::Timestamp::now().as_millisecond());
+        if left_ms <= 0 {
+            return Err(deadline_exceeded(provider, action));
+        }
+        Ok(Instant::now() + Duration::from_millis(left_ms.unsigned_abs()))
     }
 
     /// Runs one logical call: `build` makes (and signs) a fresh request for
     /// every attempt; `parse` turns the answer into a value or a classified
-    /// error. Retries throttled and transient failures within the budget.
+    /// error. Retries throttled and transient failures within the budget;
+    /// no attempt starts after `deadline` (waiting on the limiter counts).
+    /// The error's outcome covers every attempt: `Unknown` if any may have
+    /// acted.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn call<T, B, P>(
         &self,
         provider: Provider,
         account: &str,
         action: &str,
         idempotence: Idempotence,
+        deadline: Option<Instant>,
         build: B,
         parse: P,
     ) -> Result<T, CloudError>
@@ -374,17 +497,27 @@ impl Transport {
         B: Fn() -> Result<reqwest::Request, CloudError>,
         P: Fn(RawResponse) -> Result<T, CloudError>,
     {
-        let bucket = self.bucket(provider, account, action);
+        let bucket = self.bucket(&self.scope_of(provider, account), provider, action);
+        let mut schedule = self.backoff_schedule();
         let mut attempt = 0u32;
+        let mut outcome = Outcome::NotSent;
+        let mut last: Option<CloudError> = None;
         loop {
-            self.acquire(&bucket).await;
+            let past = |extra: Duration| deadline.is_some_and(|end| Instant::now() + extra > end);
+            if past(Duration::ZERO) || !self.acquire(&bucket, deadline).await {
+                return Err(last
+                    .map(|e| with_outcome(e, outcome))
+                    .unwrap_or_else(|| deadline_exceeded(provider, action)));
+            }
             let request = build()?;
             let started = Instant::now();
             let sent = self.http.execute(request).await;
+            let mut retry_after = None;
             let (result, may_have_acted) = match sent {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
                     let headers = resp.headers().clone();
+                    retry_after = retry_after_of(&headers);
                     match resp.bytes().await {
                         Ok(body) => (
                             parse(RawResponse {
@@ -410,7 +543,8 @@ impl Transport {
             };
             let latency = started.elapsed();
             let throttled = matches!(&result, Err(e) if e.class == ErrorClass::Throttled);
-            if let Ok(mut b) = bucket.lock() {
+            {
+                let mut b = lock(&bucket);
                 if throttled {
                     b.throttled()
                 } else if result.is_ok() {
@@ -434,21 +568,80 @@ impl Transport {
                 Ok(v) => return Ok(v),
                 Err(e) => e,
             };
+            let this = if !may_have_acted {
+                Outcome::NotSent
+            } else if outcome_open(&err) {
+                Outcome::Unknown
+            } else {
+                Outcome::Rejected
+            };
+            outcome = outcome.max(this);
             tracing::debug!(%provider, action, attempt, code = %err.code, class = %err.class, "cloud call failed");
             let retry = match err.class {
                 ErrorClass::Throttled => true,
                 ErrorClass::Transient => {
-                    idempotence == Idempotence::Safe || !outcome_open(&err, may_have_acted)
+                    idempotence == Idempotence::Safe || this != Outcome::Unknown
                 }
                 _ => false,
             };
             attempt += 1;
             if !retry || attempt >= self.config.max_attempts {
-                return Err(err);
+                return Err(with_outcome(err, outcome));
             }
-            tokio::time::sleep(self.backoff(attempt)).await;
+            let delay = schedule
+                .next()
+                .unwrap_or(self.config.max_backoff)
+                .max(retry_after.unwrap_or_default());
+            if past(delay) {
+                return Err(with_outcome(err, outcome));
+            }
+            last = Some(err);
+            tokio::time::sleep(delay).await;
         }
     }
+}
+
+impl Outcome {
+    /// `Unknown` > `Rejected` > `NotSent`: what a sequence of attempts adds up to.
+    fn max(self, other: Outcome) -> Outcome {
+        let rank = |o: Outcome| match o {
+            Outcome::NotSent => 0,
+            Outcome::Rejected => 1,
+            Outcome::Unknown => 2,
+        };
+        if rank(other) > rank(self) {
+            other
+        } else {
+            self
+        }
+    }
+}
+
+fn with_outcome(mut err: CloudError, outcome: Outcome) -> CloudError {
+    err.outcome = outcome;
+    err
+}
+
+fn deadline_exceeded(provider: Provider, action: &str) -> CloudError {
+    CloudError::client(
+        provider,
+        action,
+        "Client.DeadlineExceeded",
+        ErrorClass::Transient,
+        "the call's send window after it was first recorded has passed; it was not sent".into(),
+    )
+}
+
+/// `Retry-After` in seconds (the clouds do not send HTTP dates), capped at a minute.
+fn retry_after_of(headers: &HeaderMap) -> Option<Duration> {
+    let secs: u64 = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(secs.min(60)))
 }
 
 /// Transient error answers that may follow a change the cloud applied:
@@ -468,14 +661,11 @@ const OUTCOME_OPEN_CODES: &[&str] = &[
     "6000",
 ];
 
-/// Whether a failed call without a token may have been applied, so that it
-/// must not be repeated blindly: the caller resolves the pending operation
-/// from the cloud's state first. Only a request that never got through, or
-/// an answer that refuses it outright, can be sent again.
-fn outcome_open(err: &CloudError, may_have_acted: bool) -> bool {
-    if !may_have_acted {
-        return false;
-    }
+/// Whether a failed call that reached the cloud may have been applied, so
+/// that it must not be repeated blindly: the caller resolves the pending
+/// operation from the cloud's state first. Only an answer that refuses it
+/// outright is a rejection.
+fn outcome_open(err: &CloudError) -> bool {
     let family = err.code.split('.').next().unwrap_or_default();
     err.code.starts_with("Client.")
         || err.http_status.is_some_and(|s| s >= 500)
@@ -590,7 +780,7 @@ mod tests {
         ] {
             let err = Endpoint::parse(Provider::Tencent, bad).unwrap_err();
             assert_eq!(err.code, "Client.InvalidEndpoint", "{bad}");
-            assert_eq!(err.class, ErrorClass::InvalidInput);
+            assert_eq!(err.class, ErrorClass::Configuration);
         }
         let e = Endpoint::parse(Provider::Zenlayer, "http://127.0.0.1:18080/api/v2/zec").unwrap();
         assert_eq!(e.host_header(), "127.0.0.1:18080");
@@ -602,42 +792,117 @@ mod tests {
         assert_eq!(e.host_header(), "console.zenlayer.com");
     }
 
-    #[test]
-    fn bucket_halves_on_throttle_and_recovers() {
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_of_throttles_slows_down_once_per_window() {
         let mut b = Bucket::new(20.0);
-        b.throttled();
-        assert_eq!(b.rate, 10.0);
+        // Twenty concurrent callers all see the same throttling answer.
+        for _ in 0..20 {
+            b.throttled();
+        }
+        assert_eq!(b.rate, 10.0, "one slowdown, not twenty");
         assert!(b.try_take().is_err(), "a throttle empties the bucket");
+        tokio::time::advance(SLOWDOWN_WINDOW).await;
+        b.throttled();
+        assert_eq!(b.rate, 5.0, "the next window slows down again");
         for _ in 0..100 {
             b.succeeded();
         }
         assert_eq!(b.rate, 20.0);
         for _ in 0..100 {
+            tokio::time::advance(SLOWDOWN_WINDOW).await;
             b.throttled();
         }
-        assert!(b.rate >= 20.0 / 64.0);
+        assert_eq!(
+            b.rate,
+            20.0 / 64.0,
+            "never below 1/64 of the configured rate"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn tokens_refill_on_tokio_time() {
+        let mut b = Bucket::new(2.0);
+        assert!(b.try_take().is_ok() && b.try_take().is_ok());
+        let wait = b.try_take().unwrap_err();
+        assert_eq!(wait, Duration::from_millis(500));
+        tokio::time::advance(wait).await;
+        assert!(b.try_take().is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_poisoned_limiter_still_limits() {
+        let t = Transport::new(TransportConfig::default()).unwrap();
+        let scoped = t.scoped("pc", RateLimits::new(1.0, &[]));
+        let bucket = scoped.bucket("pc", Provider::Tencent, "A");
+        let poison = bucket.clone();
+        let _ = std::thread::spawn(move || {
+            let _guard = poison.lock().unwrap();
+            panic!("poison the limiter");
+        })
+        .join();
+        assert!(bucket.is_poisoned());
+        assert!(scoped.acquire(&bucket, None).await);
+        let deadline = Some(Instant::now() + Duration::from_millis(100));
+        assert!(
+            !scoped.acquire(&bucket, deadline).await,
+            "the second token is a second away: past the deadline"
+        );
     }
 
     #[test]
-    fn backoff_grows_is_capped_and_jittered() {
+    fn backoff_grows_is_capped_and_jittered_within_its_documented_range() {
         let t = Transport::new(TransportConfig {
             base_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(1),
             ..TransportConfig::default()
         })
         .unwrap();
-        for attempt in 0..20 {
-            let d = t.backoff(attempt);
-            assert!(d <= Duration::from_secs(1), "{d:?}");
-            let cap = Duration::from_millis(100)
+        let delays: Vec<Duration> = t.backoff_schedule().take(20).collect();
+        for (attempt, d) in delays.iter().enumerate() {
+            let base = Duration::from_millis(50)
                 .saturating_mul(1 << attempt.min(16))
-                .min(Duration::from_secs(1));
-            assert!(d >= cap / 2, "{d:?} < half of {cap:?}");
+                .min(Duration::from_millis(500));
+            assert!(
+                *d >= base && *d < base * 2,
+                "{attempt}: {d:?} not in [{base:?}, 2x)"
+            );
+            assert!(*d <= Duration::from_secs(1));
         }
+        assert!(
+            delays[10..].windows(2).any(|w| w[0] != w[1]),
+            "capped delays still vary"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn edited_limits_apply_to_existing_limiters_and_keep_their_state() {
+        let t = Transport::new(TransportConfig::default()).unwrap();
+        let first = t.scoped(
+            "pc-a",
+            RateLimits::new(100.0, &[("DescribeVpcTaskResult", 20.0)]),
+        );
+        let bucket = first.bucket("pc-a", Provider::Tencent, "DescribeVpcTaskResult");
+        lock(&bucket).throttled();
+        assert_eq!(t.current_rate("pc-a", "DescribeVpcTaskResult"), Some(10.0));
+        // The ProviderConfig is edited: the provider is rebuilt with the override.
+        let overrides = HashMap::from([("DescribeVpcTaskResult".to_string(), 4.0)]);
+        let _second = t.scoped(
+            "pc-a",
+            RateLimits::new(100.0, &[("DescribeVpcTaskResult", 20.0)]).with_overrides(&overrides),
+        );
+        assert_eq!(
+            t.current_rate("pc-a", "DescribeVpcTaskResult"),
+            Some(2.0),
+            "still slowed down by half, of the new rate"
+        );
+        // Another ProviderConfig has its own limiters.
+        let other = t.scoped("pc-b", RateLimits::new(100.0, &[]));
+        other.bucket("pc-b", Provider::Tencent, "DescribeVpcTaskResult");
+        assert_eq!(t.current_rate("pc-b", "DescribeVpcTaskResult"), Some(100.0));
     }
 
     #[test]
-    fn configured_limits_win_over_documented_defaults() {
+    fn unscoped_clients_use_configured_limits_over_documented_defaults() {
         let overrides = HashMap::from([("DescribeVpcTaskResult".to_string(), 5.0)]);
         let t = Transport::new(TransportConfig::default())
             .unwrap()
@@ -647,13 +912,32 @@ mod tests {
                     .with_overrides(&overrides),
             );
         t.register_limits(Provider::Tencent, RateLimits::new(1.0, &[]));
+        let scope = t.scope_of(Provider::Tencent, "AKID1");
+        t.bucket(&scope, Provider::Tencent, "DescribeVpcTaskResult");
+        t.bucket(&scope, Provider::Tencent, "AssignPrivateIpAddresses");
+        assert_eq!(t.current_rate(&scope, "DescribeVpcTaskResult"), Some(5.0));
         assert_eq!(
-            t.current_rate(Provider::Tencent, "AKID1", "DescribeVpcTaskResult"),
-            5.0
+            t.current_rate(&scope, "AssignPrivateIpAddresses"),
+            Some(100.0)
         );
+    }
+
+    #[test]
+    fn the_send_window_leaves_room_for_one_timeout_within_the_in_flight_window() {
+        let t = Transport::new(TransportConfig::default()).unwrap();
         assert_eq!(
-            t.current_rate(Provider::Tencent, "AKID1", "AssignPrivateIpAddresses"),
-            100.0
+            t.in_flight_window(),
+            t.send_window() + TransportConfig::default().timeout
+        );
+        let err = t.send_deadline(Provider::Zenlayer, "A", None).unwrap_err();
+        assert_eq!(err.outcome, Outcome::NotSent);
+        let long_ago = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(3600);
+        let err = t
+            .send_deadline(Provider::Zenlayer, "A", Some(long_ago))
+            .unwrap_err();
+        assert_eq!(
+            (err.code.as_str(), err.outcome),
+            ("Client.DeadlineExceeded", Outcome::NotSent)
         );
     }
 

@@ -14,13 +14,17 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+use std::time::Duration;
+
+use tokio::time::Instant;
+
 use super::error::{CodeInfo, class_of_status, lookup, parse_address, row};
-use super::operation::settle_untokened;
 use super::transport::{Idempotence, RawResponse, unexpected_body};
 use super::{
-    Action, CloudError, Credentials, Endpoint, ErrorClass, InstanceId, InstanceStatus, NicId,
-    NicProvider, NicRef, NicStatus, ObservedInstance, ObservedNic, Operation, Provider, RateLimits,
-    Resolution, Submitted, Transport,
+    Action, Capabilities, CloudError, Credentials, Endpoint, ErrorClass, InstanceId,
+    InstanceStatus, NicId, NicProvider, NicRef, NicStatus, ObservedInstance, ObservedNic,
+    ObservedSubnet, Operation, Provider, RateLimits, Resolution, Submitted, Transport,
+    collect_pages, settle,
 };
 
 pub const DEFAULT_ENDPOINT: &str = "https://console.zenlayer.com/api/v2/zec";
@@ -29,6 +33,10 @@ const CONTENT_TYPE: &str = "application/json";
 /// `nicIds` and `instanceIds` filters take at most 100 ids.
 const MAX_IDS: usize = 100;
 const PAGE_SIZE: usize = 100;
+/// Zenlayer documents no batch maximum for `BatchAssignNetworkInterfaceIpv4`;
+/// 50 (the most one claim asks for) is what the controller plans with. The
+/// cloud, not this client, refuses a larger call.
+const MAX_ADDRESSES_PER_CALL: usize = 50;
 
 /// Zenlayer publishes no rate limits; 20 requests per second per action is a
 /// conservative default (its SDKs only react to 429). Configurable.
@@ -370,6 +378,14 @@ struct InstanceInfo {
     zone_id: Option<String>,
 }
 
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct SubnetInfo {
+    subnet_id: String,
+    cidr_block: Option<String>,
+    gateway_ip_address: Option<String>,
+}
+
 #[derive(Debug, Deserialize, Default)]
 #[serde(rename_all = "camelCase", default)]
 struct AssignResult {
@@ -453,6 +469,7 @@ impl Zenlayer {
         action: &str,
         params: Value,
         idempotence: Idempotence,
+        deadline: Option<Instant>,
     ) -> Result<(T, Option<String>), CloudError> {
         let body = params.to_string().into_bytes();
         self.transport
@@ -461,41 +478,102 @@ impl Zenlayer {
                 &self.credentials.account(),
                 action,
                 idempotence,
+                deadline,
                 || self.build_request(action, &body, jiff::Timestamp::now().as_second()),
                 |raw| parse_response(action, raw),
             )
             .await
     }
 
-    async fn describe_nic_ids(&self, ids: &[String]) -> Result<Vec<ObservedNic>, CloudError> {
+    async fn describe_nic_ids(
+        &self,
+        ids: &[String],
+        deadline: Option<Instant>,
+    ) -> Result<Vec<ObservedNic>, CloudError> {
         let mut out = Vec::new();
         for chunk in ids.chunks(MAX_IDS) {
-            let mut page_num = 1usize;
-            let mut seen = 0usize;
-            loop {
-                let (page, _): (Page<NicInfo>, _) = self
-                    .call(
-                        "DescribeNetworkInterfaces",
-                        json!({"nicIds": chunk, "pageSize": self.page_size, "pageNum": page_num}),
-                        Idempotence::Safe,
-                    )
-                    .await?;
-                let items = page.data_set.unwrap_or_default();
-                let count = items.len();
-                seen += count;
-                for info in items {
-                    out.push(observe_nic(info)?);
-                }
-                let total = page.total_count.unwrap_or(0) as usize;
-                // A batch names at most `chunk.len()` NICs: a total beyond
-                // that (a misbehaving endpoint) must not page on forever.
-                if count == 0 || seen >= total || seen >= chunk.len() {
-                    break;
-                }
-                page_num += 1;
-            }
+            let found = collect_pages(
+                |kept: &[ObservedNic]| kept.len() >= chunk.len(),
+                |page, _| async move {
+                    let (page, _): (Page<NicInfo>, _) = self
+                        .call(
+                            "DescribeNetworkInterfaces",
+                            json!({"nicIds": chunk, "pageSize": self.page_size, "pageNum": page + 1}),
+                            Idempotence::Safe,
+                            deadline,
+                        )
+                        .await?;
+                    let items = page.data_set.unwrap_or_default();
+                    let count = items.len();
+                    let nics = items
+                        .into_iter()
+                        .map(observe_nic)
+                        .collect::<Result<Vec<_>, _>>()?;
+                    Ok((nics, count, page.total_count))
+                },
+            )
+            .await?;
+            out.extend(found);
         }
         Ok(out)
+    }
+
+    /// `UnassignNetworkInterfaceIpv6` and `DetachNetworkInterface` name only
+    /// the NIC: before sending one, prove that the NIC still carries exactly
+    /// the address or instance the operation means to release.
+    async fn check_owned(&self, op: &Operation, deadline: Instant) -> Result<(), CloudError> {
+        let action = op.action.as_str();
+        let observed = self
+            .describe_nic_ids(std::slice::from_ref(&op.nic.id.0), Some(deadline))
+            .await?;
+        let not_owned = |what: String| {
+            CloudError::client(
+                Provider::Zenlayer,
+                action,
+                "Client.NotOwned",
+                ErrorClass::Conflict,
+                what,
+            )
+        };
+        let Some(nic) = observed.iter().find(|n| n.id == op.nic.id) else {
+            return Err(CloudError::client(
+                Provider::Zenlayer,
+                action,
+                "Client.NicNotFound",
+                ErrorClass::NotFound,
+                format!("NIC {} no longer exists", op.nic.id),
+            ));
+        };
+        match op.action {
+            Action::UnassignIpv6 => {
+                let wanted: BTreeSet<Ipv6Addr> = op.ipv6_addresses().into_iter().collect();
+                if nic.ipv6 != wanted {
+                    return Err(not_owned(format!(
+                        "NIC {} carries IPv6 {:?}, not the {:?} this operation releases; nothing was sent",
+                        op.nic.id, nic.ipv6, wanted
+                    )));
+                }
+            }
+            Action::Detach if nic.instance_id.is_none() => {
+                return Err(CloudError::client(
+                    Provider::Zenlayer,
+                    action,
+                    "Client.NotAttached",
+                    ErrorClass::NotFound,
+                    format!("NIC {} is not attached; nothing was sent", op.nic.id),
+                ));
+            }
+            Action::Detach if nic.instance_id != op.instance_id => {
+                return Err(not_owned(format!(
+                    "NIC {} is attached to {:?}, not to the {:?} this operation detaches; nothing was sent",
+                    op.nic.id,
+                    nic.instance_id.as_ref().map(|i| &i.0),
+                    op.instance_id.as_ref().map(|i| &i.0)
+                )));
+            }
+            _ => {}
+        }
+        Ok(())
     }
 }
 
@@ -542,26 +620,26 @@ fn parse_response<T: DeserializeOwned>(
         _ => None,
     };
     if let Some((code, message)) = label {
-        return Err(CloudError {
-            provider: Provider::Zenlayer,
-            action: action.to_string(),
-            code: code.to_string(),
-            message: message.to_string(),
-            http_status: Some(status),
-            request_id: None,
-            class: classify(code, status),
-        });
+        return Err(CloudError::answered(
+            Provider::Zenlayer,
+            action,
+            code.to_string(),
+            message.to_string(),
+            Some(status),
+            None,
+            classify(code, status),
+        ));
     }
     match serde_json::from_slice::<ErrorEnvelope>(&body) {
-        Ok(e) => Err(CloudError {
-            provider: Provider::Zenlayer,
-            action: action.to_string(),
-            class: classify(&e.code, status),
-            code: e.code,
-            message: e.message.unwrap_or_default(),
-            http_status: Some(status),
-            request_id: e.request_id,
-        }),
+        Ok(e) => Err(CloudError::answered(
+            Provider::Zenlayer,
+            action,
+            e.code.clone(),
+            e.message.unwrap_or_default(),
+            Some(status),
+            e.request_id,
+            classify(&e.code, status),
+        )),
         Err(_) => Err(unexpected_body(
             Provider::Zenlayer,
             action,
@@ -613,32 +691,31 @@ fn observe_nic(info: NicInfo) -> Result<ObservedNic, CloudError> {
             .transpose()?,
         instance_id: info.instance_id.filter(|s| !s.is_empty()).map(InstanceId),
         addresses_in_flux: BTreeSet::new(),
+        // NicInfo carries a region, not a zone.
+        zone: None,
     })
 }
 
-fn instance_status(s: &str) -> InstanceStatus {
-    match s {
-        "RUNNING" => InstanceStatus::Running,
-        "STOPPED" => InstanceStatus::Stopped,
-        other => InstanceStatus::Other(other.to_string()),
-    }
-}
-
 /// The JSON body of a mutating operation: `(wire action, body)`.
-pub(crate) fn operation_body(
-    nic: &NicRef,
-    op: &Operation,
-) -> Result<(&'static str, Value), CloudError> {
-    let nic_id = &nic.id.0;
+pub(crate) fn operation_body(op: &Operation) -> Result<(&'static str, Value), CloudError> {
+    let nic_id = &op.nic.id.0;
+    let invalid =
+        |action: &str, m: &str| CloudError::invalid_request(Provider::Zenlayer, action, m.into());
+    let instance = |action: &str| {
+        op.instance_id
+            .as_ref()
+            .filter(|i| !i.0.is_empty())
+            .map(|i| i.0.clone())
+            .ok_or_else(|| invalid(action, "attach and detach need an instance id"))
+    };
     Ok(match op.action {
         Action::AssignIpv4 => {
             let addresses = op.ipv4_addresses();
             let body = if addresses.is_empty() {
                 let count = op.count.filter(|c| *c >= 1).ok_or_else(|| {
-                    CloudError::invalid_request(
-                        Provider::Zenlayer,
+                    invalid(
                         "BatchAssignNetworkInterfaceIpv4",
-                        "an IPv4 assignment needs addresses or a count of at least 1".into(),
+                        "an IPv4 assignment needs addresses or a count of at least 1",
                     )
                 })?;
                 json!({"nicId": nic_id, "ipAddressCount": count})
@@ -647,10 +724,19 @@ pub(crate) fn operation_body(
             };
             ("BatchAssignNetworkInterfaceIpv4", body)
         }
-        Action::UnassignIpv4 => (
-            "UnassignNetworkInterfaceIpv4",
-            json!({"nicId": nic_id, "ipAddresses": op.ipv4_addresses()}),
-        ),
+        Action::UnassignIpv4 => {
+            let addresses = op.ipv4_addresses();
+            if addresses.is_empty() {
+                return Err(invalid(
+                    "UnassignNetworkInterfaceIpv4",
+                    "a release names the addresses it releases",
+                ));
+            }
+            (
+                "UnassignNetworkInterfaceIpv4",
+                json!({"nicId": nic_id, "ipAddresses": addresses}),
+            )
+        }
         Action::AssignIpv6 => {
             let mut body = json!({"nicId": nic_id});
             if let Some(billing) = &op.ipv6_billing
@@ -661,12 +747,25 @@ pub(crate) fn operation_body(
             }
             ("AssignNetworkInterfaceIpv6", body)
         }
-        Action::UnassignIpv6 => ("UnassignNetworkInterfaceIpv6", json!({"nicId": nic_id})),
+        Action::UnassignIpv6 => {
+            // The call names only the NIC: the operation must name the one
+            // address it releases, which `submit` checks is the NIC's.
+            if op.ipv6_addresses().len() != 1 || op.addresses.len() != 1 {
+                return Err(invalid(
+                    "UnassignNetworkInterfaceIpv6",
+                    "a Zenlayer IPv6 release names exactly the one IPv6 address the claim owns",
+                ));
+            }
+            ("UnassignNetworkInterfaceIpv6", json!({"nicId": nic_id}))
+        }
         Action::Attach => (
             "AttachNetworkInterface",
-            json!({"nicId": nic_id, "instanceId": op.instance_id.as_deref().unwrap_or_default()}),
+            json!({"nicId": nic_id, "instanceId": instance("AttachNetworkInterface")?}),
         ),
-        Action::Detach => ("DetachNetworkInterface", json!({"nicId": nic_id})),
+        Action::Detach => {
+            instance("DetachNetworkInterface")?;
+            ("DetachNetworkInterface", json!({"nicId": nic_id}))
+        }
     })
 }
 
@@ -676,9 +775,35 @@ impl NicProvider for Zenlayer {
         Provider::Zenlayer
     }
 
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            ipv6: true,
+            max_ipv6_per_nic: 1,
+            attach: true,
+            max_addresses_per_call: MAX_ADDRESSES_PER_CALL,
+            async_tasks: false,
+        }
+    }
+
+    fn in_flight_window(&self) -> Duration {
+        self.transport.in_flight_window()
+    }
+
+    async fn check_credentials(&self) -> Result<(), CloudError> {
+        let _: (Value, _) = self
+            .call(
+                "DescribeNetworkInterfaceRegions",
+                json!({}),
+                Idempotence::Safe,
+                None,
+            )
+            .await?;
+        Ok(())
+    }
+
     async fn describe_nics(&self, nics: &[NicRef]) -> Result<Vec<ObservedNic>, CloudError> {
         let ids: Vec<String> = nics.iter().map(|n| n.id.0.clone()).collect();
-        self.describe_nic_ids(&ids).await
+        self.describe_nic_ids(&ids, None).await
     }
 
     async fn describe_instance(
@@ -690,6 +815,7 @@ impl NicProvider for Zenlayer {
                 "DescribeInstances",
                 json!({"instanceIds": [id.0], "pageSize": 1, "pageNum": 1}),
                 Idempotence::Safe,
+                None,
             )
             .await?;
         Ok(page
@@ -699,18 +825,62 @@ impl NicProvider for Zenlayer {
             .find(|i| i.instance_id == id.0)
             .map(|i| ObservedInstance {
                 id: InstanceId(i.instance_id),
-                status: instance_status(i.status.as_deref().unwrap_or("")),
+                status: InstanceStatus::from_cloud(i.status.as_deref().unwrap_or("")),
                 zone: i.zone_id,
             }))
     }
 
-    async fn submit(&self, nic: &NicRef, op: &Operation) -> Result<Submitted, CloudError> {
-        let (action, body) = operation_body(nic, op)?;
+    async fn describe_subnet(
+        &self,
+        nic: &ObservedNic,
+    ) -> Result<Option<ObservedSubnet>, CloudError> {
+        const A: &str = "DescribeSubnets";
+        let Some(subnet_id) = nic.subnet_id.as_deref() else {
+            return Ok(None);
+        };
+        let (page, _): (Page<SubnetInfo>, _) = self
+            .call(
+                A,
+                json!({"subnetIds": [subnet_id], "pageSize": 1, "pageNum": 1}),
+                Idempotence::Safe,
+                None,
+            )
+            .await?;
+        let Some(info) = page
+            .data_set
+            .unwrap_or_default()
+            .into_iter()
+            .find(|s| s.subnet_id == subnet_id)
+        else {
+            return Ok(None);
+        };
+        let field = |v: Option<String>| v.filter(|s| !s.is_empty());
+        Ok(Some(ObservedSubnet {
+            id: info.subnet_id,
+            cidr: field(info.cidr_block)
+                .map(|c| parse_address(Provider::Zenlayer, A, &c))
+                .transpose()?,
+            gateway: field(info.gateway_ip_address)
+                .map(|g| parse_address(Provider::Zenlayer, A, &g))
+                .transpose()?,
+            zone: None,
+        }))
+    }
+
+    async fn submit(&self, op: &Operation) -> Result<Submitted, CloudError> {
+        let (action, body) = operation_body(op)?;
+        let deadline = self
+            .transport
+            .send_deadline(Provider::Zenlayer, action, op.started_at)?;
+        if matches!(op.action, Action::UnassignIpv6 | Action::Detach) {
+            self.check_owned(op, deadline).await?;
+        }
         // Mutations carry no token: never repeated when their outcome is open.
         match op.action {
             Action::AssignIpv4 => {
-                let (result, request_id): (AssignResult, _) =
-                    self.call(action, body, Idempotence::Unsafe).await?;
+                let (result, request_id): (AssignResult, _) = self
+                    .call(action, body, Idempotence::Unsafe, Some(deadline))
+                    .await?;
                 let addresses = result
                     .ip_addresses
                     .unwrap_or_default()
@@ -726,8 +896,9 @@ impl NicProvider for Zenlayer {
                 })
             }
             Action::UnassignIpv4 => {
-                let (_, request_id): (Empty, _) =
-                    self.call(action, body, Idempotence::Unsafe).await?;
+                let (_, request_id): (Empty, _) = self
+                    .call(action, body, Idempotence::Unsafe, Some(deadline))
+                    .await?;
                 Ok(Submitted {
                     request_id,
                     addresses: op.addresses.iter().copied().collect(),
@@ -735,8 +906,9 @@ impl NicProvider for Zenlayer {
                 })
             }
             Action::AssignIpv6 | Action::UnassignIpv6 | Action::Attach | Action::Detach => {
-                let (_, request_id): (Empty, _) =
-                    self.call(action, body, Idempotence::Unsafe).await?;
+                let (_, request_id): (Empty, _) = self
+                    .call(action, body, Idempotence::Unsafe, Some(deadline))
+                    .await?;
                 Ok(Submitted {
                     request_id,
                     addresses: BTreeSet::new(),
@@ -746,16 +918,18 @@ impl NicProvider for Zenlayer {
         }
     }
 
-    async fn resolve(&self, nic: &NicRef, op: &Operation) -> Result<Resolution, CloudError> {
-        let observed = self
-            .describe_nic_ids(std::slice::from_ref(&nic.id.0))
-            .await?;
-        Ok(settle_untokened(
+    async fn resolve_observed(
+        &self,
+        op: &Operation,
+        nic: Option<&ObservedNic>,
+    ) -> Result<Resolution, CloudError> {
+        Ok(settle(
             Provider::Zenlayer,
             op,
             nic,
-            &observed,
-            self.transport.in_flight_window(),
+            None,
+            jiff::Timestamp::now(),
+            self.in_flight_window(),
         ))
     }
 }
@@ -799,6 +973,13 @@ mod tests {
         assert!(req.headers().get("X-ZC-Signature-Method").is_none());
     }
 
+    fn body_on(nic: &NicRef, op: &Operation) -> Result<(&'static str, Value), CloudError> {
+        operation_body(&Operation {
+            nic: nic.clone(),
+            ..op.clone()
+        })
+    }
+
     #[test]
     fn request_builder_matches_tv4_and_tv5() {
         let z = client(DEFAULT_ENDPOINT);
@@ -806,7 +987,7 @@ mod tests {
             addresses: vec!["10.0.0.3".parse().unwrap(), "10.0.0.4".parse().unwrap()],
             ..Operation::blank(Action::AssignIpv4)
         };
-        let (action, body) = operation_body(&NicRef::new("nic-abc123"), &op).unwrap();
+        let (action, body) = body_on(&NicRef::new("nic-abc123"), &op).unwrap();
         let bytes = serde_json::to_vec(&body).unwrap();
         assert_eq!(
             bytes,
@@ -886,7 +1067,7 @@ mod tests {
     #[test]
     fn operation_bodies() {
         let nic = NicRef::new("nic-1");
-        let (a, b) = operation_body(
+        let (a, b) = body_on(
             &nic,
             &Operation {
                 count: Some(3),
@@ -902,7 +1083,7 @@ mod tests {
             )
         );
         assert!(
-            operation_body(&nic, &Operation::blank(Action::AssignIpv4)).is_err(),
+            body_on(&nic, &Operation::blank(Action::AssignIpv4)).is_err(),
             "neither addresses nor count"
         );
         let billing = crate::cloud::Ipv6Billing {
@@ -911,7 +1092,7 @@ mod tests {
             package_size: None,
             cluster_id: Some("bwc-1".into()),
         };
-        let (a, b) = operation_body(
+        let (a, b) = body_on(
             &nic,
             &Operation {
                 ipv6_billing: Some(billing),
@@ -924,10 +1105,10 @@ mod tests {
             b,
             json!({"nicId": "nic-1", "internetChargeType": "BandwidthCluster", "bandwidth": 100, "clusterId": "bwc-1"})
         );
-        let (a, b) = operation_body(
+        let (a, b) = body_on(
             &nic,
             &Operation {
-                instance_id: Some("ins-9".into()),
+                instance_id: Some(InstanceId("ins-9".into())),
                 ..Operation::blank(Action::Attach)
             },
         )
@@ -939,11 +1120,24 @@ mod tests {
                 json!({"nicId": "nic-1", "instanceId": "ins-9"})
             )
         );
-        let (a, b) = operation_body(&nic, &Operation::blank(Action::Detach)).unwrap();
+        let detach = Operation {
+            instance_id: Some(InstanceId("ins-9".into())),
+            ..Operation::blank(Action::Detach)
+        };
+        let (a, b) = body_on(&nic, &detach).unwrap();
         assert_eq!(
             (a, b),
             ("DetachNetworkInterface", json!({"nicId": "nic-1"}))
         );
+        // Attach or detach without an instance, an IPv6 release that does
+        // not name the one address it releases: refused, never sent.
+        for action in [Action::Attach, Action::Detach, Action::UnassignIpv6] {
+            assert_eq!(
+                body_on(&nic, &Operation::blank(action)).unwrap_err().code,
+                "Client.InvalidRequest",
+                "{action}"
+            );
+        }
     }
 
     #[test]

@@ -53,6 +53,10 @@ pub struct Fault {
     /// the change back.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub fail_task: bool,
+    /// With `failTask`: the error code the failed task reports in its
+    /// output (default `InternalError`), e.g. `LimitExceeded.EniPrivateIpLimit`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_error: Option<String>,
 }
 
 fn always() -> f64 {
@@ -74,6 +78,7 @@ impl Default for Fault {
             latency_ms: None,
             drop_response: false,
             fail_task: false,
+            task_error: None,
         }
     }
 }
@@ -89,6 +94,9 @@ impl Fault {
             && !self.fail_task
         {
             return Err("a fault needs one of error, latencyMs, dropResponse, failTask".into());
+        }
+        if self.task_error.is_some() && !self.fail_task {
+            return Err("taskError needs failTask".into());
         }
         if self.error.as_deref().is_some_and(str::is_empty) {
             return Err("error must not be empty".into());
@@ -121,7 +129,8 @@ pub struct Decision {
     pub error: Option<InjectedError>,
     pub latency: Duration,
     pub drop_response: bool,
-    pub fail_task: bool,
+    /// The code a failed task reports; `None`: the task succeeds.
+    pub fail_task: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -181,7 +190,13 @@ impl Faults {
             }
             d.latency += Duration::from_millis(rule.latency_ms.unwrap_or(0));
             d.drop_response |= rule.drop_response;
-            d.fail_task |= rule.fail_task;
+            if rule.fail_task && d.fail_task.is_none() {
+                d.fail_task = Some(
+                    rule.task_error
+                        .clone()
+                        .unwrap_or_else(|| "InternalError".into()),
+                );
+            }
         }
         rules.retain(|r| r.times != Some(0));
         d

@@ -303,7 +303,7 @@ impl Wire for Legacy {
         let run_async = Async {
             request_id: &info.request_id,
             action: &info.action,
-            fail: decision.fail_task,
+            fail: decision.fail_task.as_deref(),
         };
         match execute(sim, &self.region, &info.action, &self.params, run_async) {
             Ok(data) => Reply {

@@ -611,7 +611,7 @@ impl Wire for Tencent {
             rid: &info.request_id,
             action: &info.action,
             key_id: &info.key_id,
-            fail_task: decision.fail_task,
+            fail_task: decision.fail_task.as_deref(),
         };
         match execute(&ctx, params) {
             Ok(Value::Object(mut fields)) => {
@@ -650,7 +650,7 @@ struct Ctx<'a> {
     rid: &'a str,
     action: &'a str,
     key_id: &'a str,
-    fail_task: bool,
+    fail_task: Option<&'a str>,
 }
 
 impl Ctx<'_> {

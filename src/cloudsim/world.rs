@@ -429,9 +429,10 @@ pub struct Task {
     pub status: TaskStatus,
     /// `SUCCESS` or the failure's message.
     pub output: String,
-    /// Set by fault injection: the task ends FAILED and is rolled back.
+    /// Set by fault injection: the task ends FAILED with this code and is
+    /// rolled back.
     #[serde(skip)]
-    fail: bool,
+    fail: Option<String>,
 }
 
 /// A remembered Tencent `ClientToken` request.
@@ -872,16 +873,15 @@ impl Cloud {
         let Some(task) = self.tasks.get_mut(task_id) else {
             return;
         };
-        let fail = task.fail;
+        let fail = task.fail.is_some();
         task.status = if fail {
             TaskStatus::Failed
         } else {
             TaskStatus::Success
         };
-        task.output = if fail {
-            "InternalError: the task failed (injected fault)".into()
-        } else {
-            "SUCCESS".into()
+        task.output = match &task.fail {
+            Some(code) => format!("{code}: the task failed (injected fault)"),
+            None => "SUCCESS".into(),
         };
         let effect = task.effect.clone();
         let nic_id = task.nic_id.clone();
@@ -933,7 +933,7 @@ impl Cloud {
         action: &str,
         nic_id: &str,
         effect: Effect,
-        fail: bool,
+        fail: Option<&str>,
         hold_nic: bool,
     ) -> u64 {
         self.next_task += 1;
@@ -949,7 +949,7 @@ impl Cloud {
                 effect,
                 status: TaskStatus::Running,
                 output: String::new(),
-                fail,
+                fail: fail.map(str::to_string),
             },
         );
         self.legacy_tasks.insert(legacy_id, request_id.to_string());
@@ -1012,8 +1012,8 @@ pub struct Async<'a> {
     /// The task id (the request id of the call).
     pub request_id: &'a str,
     pub action: &'a str,
-    /// Fault injection: let the task end FAILED and roll back.
-    pub fail: bool,
+    /// Fault injection: let the task end FAILED with this code and roll back.
+    pub fail: Option<&'a str>,
 }
 
 /// Parses addresses as the clouds do: a list of strings, each a valid

@@ -443,7 +443,7 @@ fn execute(
     let run_async = Async {
         request_id: rid,
         action,
-        fail: decision.fail_task,
+        fail: decision.fail_task.as_deref(),
     };
     match action {
         "BatchAssignNetworkInterfaceIpv4" => {
