@@ -309,6 +309,7 @@ tencent:
         max_attempts: 4,
         base_backoff: Duration::from_millis(10),
         max_backoff: Duration::from_millis(50),
+        ..TransportConfig::default()
     })
     .expect("transport")
     .with_metrics(metrics.clone() as Arc<dyn MetricsSink>);

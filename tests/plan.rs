@@ -35,11 +35,11 @@ fn manifest(dir: &tempfile::TempDir, name: &str, spec: &Value) -> PathBuf {
 /// Previews, checks the preview wrote nothing, and returns the plan.
 async fn plan_of(env: &Env, dir: &tempfile::TempDir, name: &str, spec: &Value, delete: bool) -> ClaimPlan {
     let path = manifest(dir, name, spec);
-    let (calls, writes) = (env.audit().len(), writes(env));
+    let (calls, before) = (env.audit().len(), writes(env));
     let mut plans = preview::preview(&env.client, &args(vec![path], delete)).await.expect("preview");
     let mutating = env.audit()[calls..].iter().filter(|e| MUTATIONS.contains(&e.action.as_str())).count();
     assert_eq!(mutating, 0, "the preview made a mutating call");
-    assert_eq!(writes(env), writes, "the preview wrote to Kubernetes");
+    assert_eq!(writes(env), before, "the preview wrote to Kubernetes");
     assert_eq!(plans.len(), 1);
     plans.remove(0)
 }

@@ -52,6 +52,7 @@ pub struct KubeSim {
     bookmark_interval: Duration,
     watch_timeout: Duration,
     history_limit: usize,
+    listen: SocketAddr,
 }
 
 impl KubeSim {
@@ -63,6 +64,7 @@ impl KubeSim {
             bookmark_interval: Duration::from_secs(60),
             watch_timeout: Duration::from_secs(1800),
             history_limit: 10_000,
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         }
     }
 
@@ -85,13 +87,20 @@ impl KubeSim {
         self
     }
 
-    /// Bind a free port on 127.0.0.1 and serve until the returned handle is dropped.
+    /// Where to listen; a free port on 127.0.0.1 by default. The server has no
+    /// authentication: keep it on loopback unless the network is trusted.
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.listen = addr;
+        self
+    }
+
+    /// Bind the listen address and serve until the returned handle is dropped.
     pub async fn start(self) -> anyhow::Result<RunningKubeSim> {
         let mut types = discovery::builtins();
         for crd in &self.crds {
             types.extend(discovery::from_crd(crd));
         }
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let listener = tokio::net::TcpListener::bind(self.listen).await?;
         // Set when the handle is dropped: open watches end, so the graceful
         // shutdown below does not wait for their timeouts.
         let (stop, stopping) = tokio::sync::watch::channel(false);

@@ -108,6 +108,11 @@ impl Env {
     }
 
     pub async fn with_world(yaml: &str) -> Env {
+        // `RUST_LOG=nicip=debug cargo test ...` shows the controller's logs.
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .try_init();
         let world = World::from_yaml(yaml).expect("test world");
         let cloud = cloudsim::start(world, "127.0.0.1:0".parse().unwrap()).await.expect("cloudsim");
         let kube = KubeSim::new(nicip::api::crds()).start().await.expect("kubesim");
