@@ -2224,3 +2224,172 @@ async fn watcher_resumes_from_bookmarks_and_relists_after_gone() {
     t1.abort();
     t2.abort();
 }
+
+/// A condition as the controller writes it.
+fn condition(type_: &str, status: &str, reason: &str, generation: Option<i64>) -> Value {
+    let mut c = json!({"type": type_, "status": status, "reason": reason, "message": "m",
+        "lastTransitionTime": "2026-01-01T00:00:00Z"});
+    if let Some(g) = generation {
+        c["observedGeneration"] = json!(g);
+    }
+    c
+}
+
+fn claim_status(status: Value) -> Value {
+    json!({"apiVersion": "nicip.io/v1alpha1", "kind": "NicIpClaim", "status": status})
+}
+
+/// The `fieldsV1` of one manager's entry.
+fn fields_of(obj: &impl Resource, manager: &str, operation: &str) -> Value {
+    let entry = obj
+        .meta()
+        .managed_fields
+        .iter()
+        .flatten()
+        .find(|m| {
+            m.manager.as_deref() == Some(manager) && m.operation.as_deref() == Some(operation)
+        })
+        .unwrap_or_else(|| panic!("no {operation} entry for {manager}"));
+    serde_json::to_value(entry.fields_v1.as_ref().expect("fieldsV1")).expect("json")
+}
+
+#[tokio::test]
+async fn status_apply_removes_what_the_controller_stops_applying() {
+    use nicip::api::v1alpha1::NicIpClaim;
+    let sim = start_project().await;
+    let api: Api<NicIpClaim> = Api::namespaced(sim.client().expect("client"), "default");
+    let claim: NicIpClaim = serde_json::from_value(
+        json!({"apiVersion": "nicip.io/v1alpha1", "kind": "NicIpClaim",
+        "metadata": {"name": "c"}, "spec": {"nicId": "nic-1", "ipv4": {"count": 1}}}),
+    )
+    .expect("claim");
+    api.create(&PostParams::default(), &claim)
+        .await
+        .expect("create");
+    let controller = PatchParams::apply("nicip-controller").force();
+    let conditions = |o: &NicIpClaim| -> Value {
+        serde_json::to_value(&o.status.as_ref().expect("status").conditions).expect("json")
+    };
+    let first = claim_status(json!({"observedGeneration": 1,
+        "lastError": {"action": "AssignIpv4", "code": "X", "message": "m", "retryable": true, "time": "2026-01-01T00:00:00Z"},
+        "conditions": [condition("Ready", "False", "CloudError", Some(1)), condition("Reconciling", "True", "Assigning", Some(1)),
+            condition("Stalled", "False", "Progressing", Some(1))]}));
+    let written = api
+        .patch_status("c", &controller, &Patch::Apply(&first))
+        .await
+        .expect("first status");
+    assert_eq!(
+        fields_of(&written, "nicip-controller", "Apply")["f:status"]["f:conditions"][r#"k:{"type":"Ready"}"#],
+        json!({".": {}, "f:lastTransitionTime": {}, "f:message": {}, "f:observedGeneration": {},
+            "f:reason": {}, "f:status": {}, "f:type": {}}),
+        "list-map items are owned themselves"
+    );
+
+    // Reconciling goes, Stalled and Ready swap places, Ready drops its observedGeneration,
+    // lastError goes: kube-apiserver removes all of it.
+    let second = claim_status(json!({"observedGeneration": 1,
+        "conditions": [condition("Stalled", "True", "Conflict", Some(1)), condition("Ready", "False", "CloudError", None)]}));
+    let written = api
+        .patch_status("c", &controller, &Patch::Apply(&second))
+        .await
+        .expect("status without Reconciling");
+    assert_eq!(conditions(&written), second["status"]["conditions"]);
+    assert_eq!(
+        written.status.as_ref().and_then(|s| s.last_error.as_ref()),
+        None
+    );
+    assert_eq!(
+        serde_json::to_value(&written.status).expect("json"),
+        serde_json::to_value(&api.get_status("c").await.expect("get").status).expect("json"),
+        "the answer is what is stored"
+    );
+
+    // Back to three conditions, in a new order.
+    let third = claim_status(json!({"observedGeneration": 2,
+        "conditions": [condition("Reconciling", "True", "Assigning", Some(1)), condition("Ready", "True", "Converged", Some(1)),
+            condition("Stalled", "False", "Progressing", Some(1))]}));
+    let written = api
+        .patch_status("c", &controller, &Patch::Apply(&third))
+        .await
+        .expect("three again");
+    assert_eq!(conditions(&written), third["status"]["conditions"]);
+
+    // A configuration without status removes everything the controller owned.
+    let empty = api
+        .patch_status(
+            "c",
+            &controller,
+            &Patch::Apply(json!({"apiVersion": "nicip.io/v1alpha1", "kind": "NicIpClaim"})),
+        )
+        .await
+        .expect("no status");
+    let left = empty.status.clone().unwrap_or_default();
+    assert!(
+        left.conditions.is_empty() && left.observed_generation.is_none(),
+        "{left:?}"
+    );
+    assert!(
+        empty
+            .managed_fields()
+            .iter()
+            .all(|m| m.manager.as_deref() != Some("nicip-controller")),
+        "a manager owning nothing has no entry"
+    );
+}
+
+#[tokio::test]
+async fn updates_own_the_maps_and_lists_they_create() {
+    let sim = start().await;
+    let api: Api<Widget> = Api::namespaced(sim.client().expect("client"), "default");
+    let created = api
+        .create(
+            &PostParams {
+                field_manager: Some("maker".into()),
+                ..Default::default()
+            },
+            &widget("u", 1),
+        )
+        .await
+        .expect("create");
+    assert_eq!(
+        fields_of(&created, "maker", "Update"),
+        json!({"f:spec": {".": {}, "f:color": {}, "f:mode": {}, "f:size": {}}})
+    );
+    // kube-runtime's finalizer helper adds its finalizer with a JSON patch.
+    let patched = api
+        .patch(
+            "u",
+            &PatchParams {
+                field_manager: Some("finalizer".into()),
+                ..Default::default()
+            },
+            &Patch::<()>::Json(
+                serde_json::from_value(
+                    json!([{"op": "test", "path": "/metadata/finalizers", "value": null},
+                    {"op": "add", "path": "/metadata/finalizers", "value": ["nicip.io/release"]}]),
+                )
+                .expect("patch"),
+            ),
+        )
+        .await
+        .expect("finalizer");
+    assert_eq!(
+        fields_of(&patched, "finalizer", "Update"),
+        json!({"f:metadata": {"f:finalizers": {".": {}, r#"v:"nicip.io/release""#: {}}}})
+    );
+    let labelled = api
+        .patch(
+            "u",
+            &PatchParams {
+                field_manager: Some("labeller".into()),
+                ..Default::default()
+            },
+            &Patch::Merge(json!({"metadata": {"labels": {"a": "b"}}})),
+        )
+        .await
+        .expect("label");
+    assert_eq!(
+        fields_of(&labelled, "labeller", "Update"),
+        json!({"f:metadata": {"f:labels": {".": {}, "f:a": {}}}})
+    );
+}
