@@ -2393,3 +2393,72 @@ async fn updates_own_the_maps_and_lists_they_create() {
         json!({"f:metadata": {"f:labels": {".": {}, "f:a": {}}}})
     );
 }
+
+/// The project's NicIpClaims as untyped objects, to send what typed clients never would.
+fn dynamic_claims(sim: &RunningKubeSim) -> Api<kube::api::DynamicObject> {
+    use nicip::api::v1alpha1::NicIpClaim;
+    Api::namespaced_with(
+        sim.client().expect("client"),
+        "default",
+        &kube::api::ApiResource::erase::<NicIpClaim>(&()),
+    )
+}
+
+fn dynamic(v: Value) -> kube::api::DynamicObject {
+    serde_json::from_value(v).expect("object")
+}
+
+#[tokio::test]
+async fn nulls_in_non_nullable_fields_are_dropped_before_validation() {
+    let sim = start_project().await;
+    let api = dynamic_claims(&sim);
+    let created = api
+        .create(&PostParams::default(), &dynamic(json!({"apiVersion": "nicip.io/v1alpha1", "kind": "NicIpClaim",
+            "metadata": {"name": "n"}, "spec": {"nicId": "nic-1", "ipv4": {"count": 1, "qosLevel": null},
+            "vpcId": null, "attachment": null}, "status": null})))
+        .await
+        .expect("nulls are dropped on create");
+    assert_eq!(
+        created.data["spec"],
+        json!({"nicId": "nic-1", "ipv4": {"count": 1}, "deletionPolicy": "Release", "managementPolicy": "Full",
+            "providerConfigRef": {"name": "default"}})
+    );
+    let mut replaced = created.clone();
+    replaced.data["spec"]["vpcId"] = Value::Null;
+    replaced.data["spec"]["ipv4"]["count"] = json!(2);
+    let replaced = api
+        .replace("n", &PostParams::default(), &replaced)
+        .await
+        .expect("nulls are dropped on PUT");
+    assert_eq!(replaced.data["spec"]["ipv4"], json!({"count": 2}));
+    let mut status = replaced.clone();
+    status.data["status"] = json!({"observedGeneration": 2, "lastError": null, "conditions": null});
+    let status = api
+        .replace_status("n", &PostParams::default(), &status)
+        .await
+        .expect("nulls are dropped on status PUT");
+    assert_eq!(status.data["status"], json!({"observedGeneration": 2}));
+
+    let err = api_error(
+        api.create(
+            &PostParams::default(),
+            &dynamic(
+                json!({"apiVersion": "nicip.io/v1alpha1", "kind": "NicIpClaim",
+            "metadata": {"name": "m"}, "spec": null}),
+            ),
+        )
+        .await
+        .expect_err("spec is required"),
+    );
+    let causes: Vec<(String, String)> = err
+        .details
+        .expect("details")
+        .causes
+        .iter()
+        .map(|c| (c.reason.clone(), c.field.clone()))
+        .collect();
+    assert_eq!(
+        causes[0],
+        ("FieldValueRequired".to_string(), "spec".to_string())
+    );
+}
