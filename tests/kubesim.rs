@@ -1887,7 +1887,7 @@ async fn unsupported_requests_are_refused_with_kube_apiserver_errors() {
     let unchanged = api.get("u").await.expect("still there");
     assert_eq!(unchanged.spec.size, 3);
 
-    // Delete preconditions, refused as kube-apiserver passes etcd's error on.
+    // Delete preconditions, refused as kube-apiserver's BeforeDelete words it.
     let err = api_error(
         api.delete(
             "u",
@@ -1908,7 +1908,7 @@ async fn unsupported_requests_are_refused_with_kube_apiserver_errors() {
             409,
             "Conflict",
             format!(
-                "Operation cannot be fulfilled on widgets.test.nicip.io \"u\": StorageError: invalid object, Code: 4, Key: /registry/test.nicip.io/widgets/default/u, ResourceVersion: 0, AdditionalErrorMsg: Precondition failed: UID in precondition: not-the-uid, UID in object meta: {}",
+                "Operation cannot be fulfilled on widgets.test.nicip.io \"u\": the UID in the precondition (not-the-uid) does not match the UID in record ({}). The object might have been deleted and then recreated",
                 unchanged.uid().expect("uid")
             )
         )
@@ -2460,5 +2460,91 @@ async fn nulls_in_non_nullable_fields_are_dropped_before_validation() {
     assert_eq!(
         causes[0],
         ("FieldValueRequired".to_string(), "spec".to_string())
+    );
+}
+
+#[tokio::test]
+async fn delete_answers_a_status_unless_finalizers_keep_the_object() {
+    use kube::api::{Preconditions, PropagationPolicy};
+    use nicip::api::v1alpha1::ProviderConfig;
+    let sim = start().await;
+    let api: Api<Widget> = Api::namespaced(sim.client().expect("client"), "default");
+    let expect_status = |status: Status, name: &str, uid: &str| {
+        assert_eq!(
+            status.status,
+            Some(kube::core::response::StatusSummary::Success)
+        );
+        let details = status.details.expect("details");
+        assert_eq!(
+            (
+                details.name.as_str(),
+                details.group.as_str(),
+                details.kind.as_str(),
+                details.uid.as_str()
+            ),
+            (name, "test.nicip.io", "widgets", uid)
+        );
+    };
+    for (name, params) in [
+        ("plain", DeleteParams::default()),
+        ("background", DeleteParams::background()),
+        ("dry", DeleteParams::default().dry_run()),
+    ] {
+        let w = api
+            .create(&PostParams::default(), &widget(name, 1))
+            .await
+            .expect("create");
+        let uid = w.uid().expect("uid");
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: Some(uid.clone()),
+                resource_version: w.resource_version(),
+            }),
+            propagation_policy: params
+                .propagation_policy
+                .or(Some(PropagationPolicy::Background)),
+            ..params
+        };
+        let answer = api.delete(name, &params).await.expect("delete");
+        expect_status(
+            answer.right().expect("a Status, not the object"),
+            name,
+            &uid,
+        );
+    }
+    api.get("dry").await.expect("a dry run deletes nothing");
+
+    let mut kept = widget("kept", 1);
+    kept.metadata.finalizers = Some(vec!["test.nicip.io/hold".into()]);
+    api.create(&PostParams::default(), &kept)
+        .await
+        .expect("create");
+    let marked = api
+        .delete("kept", &DeleteParams::default())
+        .await
+        .expect("delete")
+        .left()
+        .expect("the object, marked");
+    assert!(marked.metadata.deletion_timestamp.is_some());
+
+    let sim = start_project().await;
+    let configs: Api<ProviderConfig> = Api::all(sim.client().expect("client"));
+    let pc: ProviderConfig = serde_json::from_value(json!({"apiVersion": "nicip.io/v1alpha1", "kind": "ProviderConfig",
+        "metadata": {"name": "pc"}, "spec": {"provider": "Zenlayer", "credentialsSecretRef": {"name": "c"}}}))
+    .expect("provider config");
+    let pc = configs
+        .create(&PostParams::default(), &pc)
+        .await
+        .expect("create");
+    let status = configs
+        .delete("pc", &DeleteParams::default())
+        .await
+        .expect("delete")
+        .right()
+        .expect("a Status for a cluster-scoped kind");
+    let details = status.details.expect("details");
+    assert_eq!(
+        (details.name.as_str(), details.kind.as_str(), details.uid),
+        ("pc", "providerconfigs", pc.uid().expect("uid"))
     );
 }

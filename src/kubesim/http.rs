@@ -1085,31 +1085,19 @@ impl Server {
         if let Some(pre) = opts.get("preconditions") {
             let uid = meta_str(&old, "uid").unwrap_or_default();
             let rv = meta_str(&old, "resourceVersion").unwrap_or_default();
-            for (key, label, actual) in [
-                ("uid", "UID", uid),
-                ("resourceVersion", "ResourceVersion", rv),
+            for (key, label, actual, hint) in [
+                ("uid", "UID", uid, "deleted and then recreated"),
+                ("resourceVersion", "ResourceVersion", rv, "modified"),
             ] {
                 if let Some(want) = pre.get(key).and_then(Value::as_str)
                     && want != actual
                 {
-                    // Worded as kube-apiserver passes etcd's storage error on.
-                    let key = [
-                        "/registry",
-                        if r.t.custom { &r.t.group } else { "" },
-                        &r.t.plural,
-                        &r.ns,
-                        r.name(),
-                    ]
-                    .iter()
-                    .filter(|part| !part.is_empty())
-                    .copied()
-                    .collect::<Vec<_>>()
-                    .join("/");
+                    // Worded as kube-apiserver's BeforeDelete check words it.
                     return Err(ApiError::new(
                         409,
                         "Conflict",
                         format!(
-                            "Operation cannot be fulfilled on {} \"{}\": StorageError: invalid object, Code: 4, Key: {key}, ResourceVersion: 0, AdditionalErrorMsg: Precondition failed: {label} in precondition: {want}, {label} in object meta: {actual}",
+                            "Operation cannot be fulfilled on {} \"{}\": the {label} in the precondition ({want}) does not match the {label} in record ({actual}). The object might have been {hint}",
                             r.t.group_resource(),
                             r.name()
                         ),
@@ -1147,15 +1135,7 @@ impl Server {
                 old.clone(),
             )
         };
-        if r.t.custom {
-            return Ok((200, view(r.t, &gone), vec![]));
-        }
-        Ok((
-            200,
-            json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                "details": {"name": r.name(), "group": r.t.group, "kind": r.t.plural, "uid": meta_str(&old, "uid")}}),
-            vec![],
-        ))
+        Ok((200, deleted_status(r.t, &gone), vec![]))
     }
 
     fn check_kind(&self, r: &Req, body: &Value) -> Result<(), ApiError> {
@@ -1496,6 +1476,12 @@ impl Server {
         let stored = st.commit(&r.t.storage, &r.ns, &name, kind, new);
         (if old.is_some() { 200 } else { 201 }, stored)
     }
+}
+
+/// What kube-apiserver answers a delete that removed the object at once.
+fn deleted_status(t: &ResourceType, gone: &Value) -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+        "details": {"name": meta_str(gone, "name"), "group": t.group, "kind": t.plural, "uid": meta_str(gone, "uid")}})
 }
 
 /// The object as this API version shows it (Events are stored as core v1).
