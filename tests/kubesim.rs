@@ -371,17 +371,91 @@ async fn crud_generation_and_optimistic_concurrency() {
     let err = api_error(api.get("a").await.expect_err("gone"));
     assert_eq!(err.code, 404);
 
-    // Namespaces are created on first use.
+    // Nothing is created in a namespace that does not exist, by create or apply.
     let other: Api<Widget> = Api::namespaced(sim.client().expect("client"), "elsewhere");
     let mut w = widget("b", 2);
     w.metadata.namespace = Some("elsewhere".into());
+    let err = api_error(
+        other
+            .create(&PostParams::default(), &w)
+            .await
+            .expect_err("no such namespace"),
+    );
+    assert_status(&err, 404, "NotFound", r#"namespaces "elsewhere" not found"#);
+    let details = err.details.expect("details");
+    assert_eq!(
+        (details.name.as_str(), details.kind.as_str()),
+        ("elsewhere", "namespaces")
+    );
+    let err = api_error(
+        other
+            .patch("b", &PatchParams::apply("alice"), &Patch::Apply(&w))
+            .await
+            .expect_err("no such namespace"),
+    );
+    assert_status(&err, 404, "NotFound", r#"namespaces "elsewhere" not found"#);
+    let ns = create_namespace(&sim, "elsewhere").await;
+    assert_eq!(
+        ns.labels()
+            .get("kubernetes.io/metadata.name")
+            .map(String::as_str),
+        Some("elsewhere"),
+        "the automatic name label"
+    );
     other
         .create(&PostParams::default(), &w)
         .await
-        .expect("create in a new namespace");
+        .expect("create in the new namespace");
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> =
         Api::all(sim.client().expect("client"));
-    namespaces.get("elsewhere").await.expect("namespace exists");
+    let names: Vec<String> = namespaces
+        .list(&ListParams::default().labels("kubernetes.io/metadata.name"))
+        .await
+        .expect("list")
+        .iter()
+        .map(|n| n.name_any())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "default",
+            "elsewhere",
+            "kube-node-lease",
+            "kube-public",
+            "kube-system"
+        ],
+        "the namespaces kube-apiserver starts with, and the new one"
+    );
+    // The label is kept on updates too.
+    let relabelled = namespaces
+        .patch(
+            "elsewhere",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"kubernetes.io/metadata.name": "other", "team": "a"}}})),
+        )
+        .await
+        .expect("label");
+    assert_eq!(
+        relabelled
+            .labels()
+            .get("kubernetes.io/metadata.name")
+            .map(String::as_str),
+        Some("elsewhere")
+    );
+}
+
+/// Create a namespace, as a test's setup must before using it.
+async fn create_namespace(
+    sim: &RunningKubeSim,
+    name: &str,
+) -> k8s_openapi::api::core::v1::Namespace {
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> =
+        Api::all(sim.client().expect("client"));
+    let ns = serde_json::from_value(json!({"metadata": {"name": name}})).expect("namespace");
+    namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("create namespace")
 }
 
 #[tokio::test]
@@ -812,6 +886,7 @@ async fn list_pages_and_selectors() {
     merge(&api, "w4", json!({"metadata": {"labels": {"tier": "web"}}}))
         .await
         .expect("label");
+    create_namespace(&sim, "other").await;
     let elsewhere: Api<Widget> = Api::namespaced(sim.client().expect("client"), "other");
     let mut far = widget("w9", 1);
     far.metadata.namespace = Some("other".into());
@@ -1318,6 +1393,8 @@ async fn start_project() -> RunningKubeSim {
 async fn kubectl_apply_get_patch_describe_delete_project_resources() {
     let sim = start_project().await;
     let k = Kubectl::new(&sim);
+    // The examples' credentials live in the controller's namespace.
+    create_namespace(&sim, "nicip-system").await;
     let out = k.ok(&["apply", "-f", &examples()]).await;
     assert!(
         out.contains("nicipclaim.nicip.io/web-frontend created"),

@@ -713,20 +713,30 @@ impl Server {
         }
     }
 
+    /// A namespace kube-apiserver has from the start (`default`, `kube-system`, ...).
     pub(crate) fn create_namespace(&self, name: &str) {
         let mut st = self.store.lock();
-        self.ensure_namespace(&mut st, name);
-    }
-
-    /// Namespaces are created on first use (kube-apiserver would answer 404).
-    fn ensure_namespace(&self, st: &mut State, name: &str) {
-        if name.is_empty() || st.get("/namespaces", "", name).is_some() {
+        if st.get("/namespaces", "", name).is_some() {
             return;
         }
         let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "uid": uuid::Uuid::new_v4().to_string(),
             "creationTimestamp": now(), "labels": {"kubernetes.io/metadata.name": name}},
             "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}});
         st.commit("/namespaces", "", name, ChangeType::Added, ns);
+    }
+
+    /// kube-apiserver's NamespaceLifecycle admission: nothing is created in a
+    /// namespace that does not exist.
+    fn check_namespace(&self, st: &State, r: &Req) -> Result<(), ApiError> {
+        if !r.t.namespaced || st.get("/namespaces", "", &r.ns).is_some() {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            404,
+            "NotFound",
+            format!("namespaces \"{}\" not found", r.ns),
+        )
+        .details(json!({"name": r.ns, "kind": "namespaces"})))
     }
 
     fn get(&self, r: &Req) -> Reply {
@@ -870,6 +880,7 @@ impl Server {
         let mut st = self.store.lock();
         let new = self.unview(r.t, body);
         let (new, warnings) = self.prepare(&st, r, None, new)?;
+        self.check_namespace(&st, r)?;
         let name = meta_str(&new, "name").unwrap_or_default().to_string();
         if st.get(&r.t.storage, &r.ns, &name).is_some() {
             return Err(ApiError::new(
@@ -1065,6 +1076,9 @@ impl Server {
         }
         let new = self.unview(r.t, merged);
         let (new, warnings) = self.prepare(&st, r, old.as_ref(), new)?;
+        if old.is_none() {
+            self.check_namespace(&st, r)?;
+        }
         let (code, obj) = self.commit(&mut st, r, old.as_ref(), new, None);
         Ok((code, view(r.t, &obj), warnings))
     }
@@ -1357,6 +1371,16 @@ impl Server {
         if t.plural == "secrets" {
             secret_defaults(&mut new)?;
         }
+        if t.plural == "namespaces" {
+            // Set on every write, as kube-apiserver does: selectors can rely on it.
+            let m = meta_mut(&mut new);
+            if !m.get("labels").is_some_and(Value::is_object) {
+                m.insert("labels".into(), json!({}));
+            }
+            if let Some(labels) = m.get_mut("labels").and_then(Value::as_object_mut) {
+                labels.insert("kubernetes.io/metadata.name".into(), json!(name));
+            }
+        }
         if t.plural == "namespaces" && old.is_none() {
             new["status"] = json!({"phase": "Active"});
             if new.pointer("/spec/finalizers").is_none() {
@@ -1464,9 +1488,6 @@ impl Server {
         }
         if r.dry_run() {
             return (if old.is_some() { 200 } else { 201 }, new);
-        }
-        if old.is_none() && r.t.namespaced {
-            self.ensure_namespace(st, &r.ns);
         }
         let kind = if old.is_some() {
             ChangeType::Modified

@@ -105,8 +105,9 @@ impl KubeSim {
             watch_timeout: self.watch_timeout,
             stopping,
         });
-        server.create_namespace("default");
-        server.create_namespace("kube-system");
+        for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            server.create_namespace(ns);
+        }
         let app = http::router(server.clone());
         let mut stopped = server.stopping.clone();
         tokio::spawn(async move {
