@@ -2625,3 +2625,233 @@ async fn delete_answers_a_status_unless_finalizers_keep_the_object() {
         ("pc", "providerconfigs", pc.uid().expect("uid"))
     );
 }
+
+/// The causes of an `Invalid` Status as `field: message` lines.
+fn causes(err: &Status) -> Vec<String> {
+    err.details
+        .as_ref()
+        .map(|d| {
+            d.causes
+                .iter()
+                .map(|c| format!("{}: {}", c.field, c.message))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn built_in_kinds_are_validated_as_kube_apiserver_validates_them() {
+    use k8s_openapi::api::events::v1::Event as NewEvent;
+    let sim = start().await;
+    let client = sim.client().expect("client");
+
+    // events.k8s.io/v1 as a controller writes it, and what a cluster refuses.
+    let events: Api<NewEvent> = Api::namespaced(client.clone(), "default");
+    let good = json!({"metadata": {"name": "e1"}, "eventTime": "2026-01-01T00:00:00.000000Z", "type": "Normal",
+        "reason": "Assigned", "action": "Assign", "note": "n", "reportingController": "nicip.io/controller",
+        "reportingInstance": "nicip-0", "regarding": {"kind": "Widget", "name": "w", "namespace": "default"}});
+    let created = events
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(good.clone()).expect("event"),
+        )
+        .await
+        .expect("a complete event");
+    let core: Api<CoreEvent> = Api::namespaced(client.clone(), "default");
+    let seen = core.get("e1").await.expect("through core v1");
+    assert_eq!(
+        seen.source.and_then(|s| s.component),
+        None,
+        "kube-apiserver's conversion leaves source empty"
+    );
+    assert_eq!(
+        seen.reporting_component.as_deref(),
+        Some("nicip.io/controller")
+    );
+    let mut bad = good.clone();
+    bad["metadata"]["name"] = json!("e2");
+    bad["type"] = json!("Info");
+    for field in [
+        "eventTime",
+        "reason",
+        "action",
+        "reportingController",
+        "reportingInstance",
+    ] {
+        bad.as_object_mut().expect("object").remove(field);
+    }
+    let err = api_error(
+        events
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(bad).expect("event"),
+            )
+            .await
+            .expect_err("incomplete event"),
+    );
+    assert_eq!((err.code, err.reason.as_str()), (422, "Invalid"));
+    assert!(
+        err.message
+            .starts_with(r#"Event.events.k8s.io "e2" is invalid: "#),
+        "{}",
+        err.message
+    );
+    assert_eq!(
+        causes(&err),
+        [
+            "eventTime: Required value",
+            "type: Invalid value: \"\": has invalid value: Info",
+        ]
+        .map(String::from),
+        "without an eventTime an Event is checked as an old-style one"
+    );
+    let mut bad = good.clone();
+    bad["metadata"]["name"] = json!("e3");
+    bad.as_object_mut()
+        .expect("object")
+        .remove("reportingInstance");
+    bad.as_object_mut().expect("object").remove("action");
+    let err = api_error(
+        events
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(bad).expect("event"),
+            )
+            .await
+            .expect_err("no instance, no action"),
+    );
+    assert_eq!(
+        causes(&err),
+        [
+            "reportingInstance: Required value",
+            "action: Required value"
+        ]
+        .map(String::from)
+    );
+    // An eventTime is a MicroTime: six fractional digits, else the body does not decode.
+    let (code, status) = raw_post(&sim, "/apis/events.k8s.io/v1/namespaces/default/events", &{
+        let mut e = good.clone();
+        e["metadata"]["name"] = json!("e4");
+        e["eventTime"] = json!("2026-01-01T00:00:00Z");
+        e
+    })
+    .await;
+    assert_eq!(
+        (code, status["message"].as_str().unwrap_or_default()),
+        (
+            400,
+            r#"Event in version "v1" cannot be handled as a Event: parsing time "2026-01-01T00:00:00Z" as "2006-01-02T15:04:05.000000Z07:00": cannot parse "Z" as ".000000""#
+        )
+    );
+    // Once written, what the event says cannot change.
+    let err = api_error(
+        merge(&events, "e1", json!({"reason": "Released"}))
+            .await
+            .expect_err("immutable"),
+    );
+    assert_eq!(
+        causes(&err),
+        [r#"reason: Invalid value: "Released": field is immutable"#].map(String::from)
+    );
+    assert_eq!(created.reason.as_deref(), Some("Assigned"));
+
+    // Leases: a positive duration, MicroTimes.
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-system");
+    let lease = |name: &str, spec: Value| -> Lease {
+        serde_json::from_value(json!({"metadata": {"name": name}, "spec": spec})).expect("lease")
+    };
+    let err = api_error(
+        leases
+            .create(
+                &PostParams::default(),
+                &lease(
+                    "zero",
+                    json!({"holderIdentity": "a", "leaseDurationSeconds": 0}),
+                ),
+            )
+            .await
+            .expect_err("zero duration"),
+    );
+    assert_status(
+        &err,
+        422,
+        "Invalid",
+        r#"Lease.coordination.k8s.io "zero" is invalid: spec.leaseDurationSeconds: Invalid value: 0: must be greater than 0"#,
+    );
+    leases
+        .create(
+            &PostParams::default(),
+            &lease("ok", json!({"holderIdentity": "a", "leaseDurationSeconds": 15,
+                "acquireTime": "2026-01-01T00:00:00.000000Z", "renewTime": "2026-01-01T00:00:01.123456Z"})),
+        )
+        .await
+        .expect("MicroTimes");
+    let (code, status) = raw_post(
+        &sim,
+        "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases",
+        &json!({"metadata": {"name": "seconds"}, "spec": {"renewTime": "2026-01-01T00:00:01.5Z"}}),
+    )
+    .await;
+    assert_eq!(code, 400, "{status}");
+    assert!(
+        status["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with(r#"Lease in version "v1" cannot be handled as a Lease: parsing time "2026-01-01T00:00:01.5Z""#)),
+        "{status}"
+    );
+
+    // Secrets: data keys, TLS keys, immutable type and immutable Secrets.
+    let secrets: Api<Secret> = Api::namespaced(client, "default");
+    let secret = |v: Value| -> Secret { serde_json::from_value(v).expect("secret") };
+    let err = api_error(
+        secrets
+            .create(
+                &PostParams::default(),
+                &secret(
+                    json!({"metadata": {"name": "tls"}, "type": "kubernetes.io/tls",
+                    "stringData": {"bad key": "x", "tls.crt": "c"}}),
+                ),
+            )
+            .await
+            .expect_err("invalid secret"),
+    );
+    assert_eq!(
+        err.message,
+        r#"Secret "tls" is invalid: [data[bad key]: Invalid value: "bad key": a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+'), data[tls.key]: Required value]"#
+    );
+    secrets
+        .create(
+            &PostParams::default(),
+            &secret(json!({"metadata": {"name": "frozen"}, "immutable": true, "stringData": {"k": "v"}})),
+        )
+        .await
+        .expect("immutable secret");
+    let err = api_error(
+        merge(
+            &secrets,
+            "frozen",
+            json!({"type": "kubernetes.io/tls", "stringData": {"k": "w"}}),
+        )
+        .await
+        .expect_err("frozen"),
+    );
+    assert_eq!(
+        causes(&err),
+        [
+            r#"type: Invalid value: "kubernetes.io/tls": field is immutable"#,
+            "data: Forbidden: field is immutable when `immutable` is set",
+            "data[tls.crt]: Required value",
+            "data[tls.key]: Required value",
+        ]
+        .map(String::from)
+    );
+    let err = api_error(
+        merge(&secrets, "frozen", json!({"immutable": false}))
+            .await
+            .expect_err("stays immutable"),
+    );
+    assert_eq!(
+        causes(&err),
+        ["immutable: Forbidden: field is immutable when `immutable` is set"].map(String::from)
+    );
+}

@@ -548,13 +548,6 @@ pub(crate) fn convert_event(obj: &Value, to_events_v1: bool) -> Value {
             "v1"
         }),
     );
-    if !to_events_v1
-        && !map.contains_key("source")
-        && let Some(c) = map.get("reportingComponent").cloned()
-    {
-        let host = map.get("reportingInstance").cloned().unwrap_or(Value::Null);
-        map.insert("source".into(), json!({"component": c, "host": host}));
-    }
     out
 }
 
@@ -585,7 +578,8 @@ mod tests {
         let core = convert_event(&v1, false);
         assert_eq!(core["involvedObject"]["name"], "a");
         assert_eq!(core["message"], "hi");
-        assert_eq!(core["source"]["component"], "c");
+        assert_eq!(core["reportingComponent"], "c");
+        assert_eq!(core.get("source"), None, "as kube-apiserver converts it");
         let back = convert_event(&core, true);
         assert_eq!(back["regarding"], v1["regarding"]);
         assert_eq!(back["note"], "hi");

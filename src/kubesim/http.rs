@@ -2,6 +2,7 @@
 //! kube-apiserver's status codes and `Status` bodies.
 
 use super::RequestRecord;
+use super::builtin;
 use super::discovery::{self, ResourceType};
 use super::fields::{self, Scope, Writer};
 use super::schema::{self, FieldError};
@@ -1370,6 +1371,13 @@ impl Server {
         }
         if t.plural == "secrets" {
             secret_defaults(&mut new)?;
+        }
+        if !t.custom {
+            builtin::check_micro_times(t, &new).map_err(ApiError::bad_request)?;
+            let errs = builtin::validate(t, &new, old);
+            if !errs.is_empty() {
+                return Err(ApiError::invalid(t, &name, &errs));
+            }
         }
         if t.plural == "namespaces" {
             // Set on every write, as kube-apiserver does: selectors can rely on it.

@@ -14,6 +14,7 @@
 //! # Ok(()) }
 //! ```
 
+mod builtin;
 mod discovery;
 mod fields;
 mod http;
