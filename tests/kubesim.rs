@@ -2855,3 +2855,123 @@ async fn built_in_kinds_are_validated_as_kube_apiserver_validates_them() {
         ["immutable: Forbidden: field is immutable when `immutable` is set"].map(String::from)
     );
 }
+
+/// The next event of a raw watch (at most 5 s away).
+async fn next_event<S>(stream: &mut S) -> WatchEvent<Widget>
+where
+    S: futures::Stream<Item = Result<WatchEvent<Widget>, kube::Error>> + Unpin,
+{
+    match tokio::time::timeout(Duration::from_secs(5), stream.next()).await {
+        Ok(Some(Ok(ev))) => ev,
+        other => panic!("no watch event: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn watch_events_show_objects_as_kube_apiserver_does() {
+    let sim = start().await;
+    let api: Api<Widget> = Api::namespaced(sim.client().expect("client"), "default");
+    let labelled = |name: &str| {
+        let mut w = widget(name, 1);
+        w.metadata.labels = Some([("sel".to_string(), "yes".to_string())].into());
+        w.metadata.finalizers = Some(vec!["test.nicip.io/hold".into()]);
+        w
+    };
+    for name in ["moved", "held"] {
+        api.create(&PostParams::default(), &labelled(name))
+            .await
+            .expect("create");
+    }
+    let from = sim.resource_version().to_string();
+    let mut stream = api
+        .watch(&WatchParams::default().labels("sel=yes"), &from)
+        .await
+        .expect("watch")
+        .boxed();
+
+    // Leaving the selector: a DELETED event with the labels that matched.
+    let moved = merge(
+        &api,
+        "moved",
+        json!({"metadata": {"labels": {"sel": "no"}}}),
+    )
+    .await
+    .expect("relabel");
+    match next_event(&mut stream).await {
+        WatchEvent::Deleted(w) => {
+            assert_eq!(w.labels().get("sel").map(String::as_str), Some("yes"));
+            assert_eq!(w.resource_version(), moved.resource_version());
+        }
+        other => panic!("expected DELETED, got {other:?}"),
+    }
+
+    // The last finalizer removed: the answer has no finalizers, the DELETED
+    // event shows the object as it was stored last.
+    api.delete("held", &DeleteParams::default())
+        .await
+        .expect("delete");
+    assert!(matches!(
+        next_event(&mut stream).await,
+        WatchEvent::Modified(_)
+    ));
+    let released = api
+        .patch(
+            "held",
+            &PatchParams::default(),
+            &Patch::<()>::Json(
+                serde_json::from_value(json!([{"op": "test", "path": "/metadata/finalizers/0", "value": "test.nicip.io/hold"},
+                    {"op": "remove", "path": "/metadata/finalizers/0"}]))
+                .expect("patch"),
+            ),
+        )
+        .await
+        .expect("release");
+    assert_eq!(released.metadata.finalizers, None, "no finalizers: []");
+    match next_event(&mut stream).await {
+        WatchEvent::Deleted(w) => {
+            assert_eq!(
+                w.metadata.finalizers,
+                Some(vec!["test.nicip.io/hold".to_string()])
+            );
+            assert!(w.metadata.deletion_timestamp.is_some());
+        }
+        other => panic!("expected DELETED, got {other:?}"),
+    }
+
+    // The end of the initial events carries the list blueprint.
+    let mut stream = api
+        .watch(&WatchParams::streaming_lists(), "0")
+        .await
+        .expect("streaming list")
+        .boxed();
+    loop {
+        match next_event(&mut stream).await {
+            WatchEvent::Added(_) => {}
+            WatchEvent::Bookmark(b) => {
+                use base64::Engine;
+                let annotations = b.metadata.annotations;
+                assert_eq!(
+                    annotations
+                        .get("k8s.io/initial-events-end")
+                        .map(String::as_str),
+                    Some("true")
+                );
+                let blueprint = annotations
+                    .get("kubernetes.io/initial-events-list-blueprint")
+                    .expect("blueprint");
+                let list: Value = serde_json::from_slice(
+                    &base64::engine::general_purpose::STANDARD
+                        .decode(blueprint)
+                        .expect("base64"),
+                )
+                .expect("json");
+                assert_eq!(
+                    (&list["kind"], &list["apiVersion"]),
+                    (&json!("WidgetList"), &json!("test.nicip.io/v1"))
+                );
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}

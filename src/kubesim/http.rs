@@ -1485,13 +1485,21 @@ impl Server {
                 return (200, old.clone());
             }
             if meta_str(&new, "deletionTimestamp").is_some() && finalizers(&new).is_empty() {
+                // Go's omitempty: no `finalizers: []` in the answer.
+                let m = meta_mut(&mut new);
+                m.remove("finalizers");
                 if r.dry_run() {
                     return (200, new);
                 }
-                return (
-                    200,
-                    st.commit(&r.t.storage, &r.ns, &name, ChangeType::Deleted, new),
+                // As kube-apiserver's store: the update is not written, the
+                // object is deleted as it was stored last, finalizers and all,
+                // and that is what the DELETED event shows.
+                let gone = st.commit(&r.t.storage, &r.ns, &name, ChangeType::Deleted, old.clone());
+                meta_mut(&mut new).insert(
+                    "resourceVersion".into(),
+                    json!(meta_str(&gone, "resourceVersion")),
                 );
+                return (200, new);
             }
         }
         if r.dry_run() {
