@@ -1111,7 +1111,8 @@ async fn watch_bookmarks_and_gone() {
         .expect("relabel");
     match tokio::time::timeout(Duration::from_secs(5), selected.try_next()).await {
         Ok(Ok(Some(WatchEvent::Deleted(w)))) => {
-            assert_eq!(w.labels().get("team").map(String::as_str), Some("b"))
+            // As kube-apiserver's cacher: the object as it matched.
+            assert_eq!(w.labels().get("team").map(String::as_str), Some("a"))
         }
         other => panic!("expected DELETED, got {other:?}"),
     }
@@ -2974,4 +2975,90 @@ async fn watch_events_show_objects_as_kube_apiserver_does() {
             other => panic!("unexpected {other:?}"),
         }
     }
+}
+
+#[tokio::test]
+async fn lists_are_consistent_snapshots_while_history_lasts() {
+    use kube::api::VersionMatch;
+    let sim = start().await;
+    let api: Api<Widget> = Api::namespaced(sim.client().expect("client"), "default");
+    let names = |l: &kube::core::ObjectList<Widget>| -> Vec<String> {
+        l.items.iter().map(|w| w.name_any()).collect()
+    };
+    for i in 0..4 {
+        api.create(&PostParams::default(), &widget(&format!("w{i}"), 1))
+            .await
+            .expect("create");
+    }
+    let first = api
+        .list(&ListParams::default().limit(2))
+        .await
+        .expect("page 1");
+    assert_eq!(names(&first), ["w0", "w1"]);
+    let at = first.metadata.resource_version.clone().expect("rv");
+    // Changes after the first page do not show on the next ones.
+    api.create(&PostParams::default(), &widget("w5", 1))
+        .await
+        .expect("create later");
+    api.delete("w3", &DeleteParams::default())
+        .await
+        .expect("delete later");
+    merge(&api, "w2", json!({"spec": {"size": 9}}))
+        .await
+        .expect("change later");
+    let token = first.metadata.continue_.clone().expect("token");
+    let second = api
+        .list(&ListParams::default().limit(5).continue_token(&token))
+        .await
+        .expect("page 2");
+    assert_eq!(names(&second), ["w2", "w3"], "the first page's snapshot");
+    assert_eq!(second.items[0].spec.size, 1);
+    assert_eq!(
+        second.metadata.resource_version.as_deref(),
+        Some(at.as_str())
+    );
+
+    // An exact older version that history still holds.
+    let exact = api
+        .list(&ListParams::default().at(&at).matching(VersionMatch::Exact))
+        .await
+        .expect("exact list");
+    assert_eq!(names(&exact), ["w0", "w1", "w2", "w3"]);
+    assert_eq!(
+        exact.metadata.resource_version.as_deref(),
+        Some(at.as_str())
+    );
+    let now = api.list(&ListParams::default()).await.expect("list");
+    assert_eq!(names(&now), ["w0", "w1", "w2", "w5"]);
+
+    // resourceVersion=0 is served from the cache, whole (kube-rs's ListParams
+    // leaves the version out with a limit, so the request is spelled out).
+    let cached: kube::core::ObjectList<Widget> = sim
+        .client()
+        .expect("client")
+        .request(
+            axum::http::Request::get(
+                "/apis/test.nicip.io/v1/namespaces/default/widgets?limit=1&resourceVersion=0",
+            )
+            .body(Vec::new())
+            .expect("request"),
+        )
+        .await
+        .expect("cached list");
+    assert_eq!(names(&cached), ["w0", "w1", "w2", "w5"]);
+    assert_eq!(cached.metadata.continue_, None);
+
+    sim.compact();
+    let err = api_error(
+        api.list(&ListParams::default().at(&at).matching(VersionMatch::Exact))
+            .await
+            .expect_err("compacted"),
+    );
+    assert_eq!((err.code, err.reason.as_str()), (410, "Expired"));
+    assert!(
+        err.message
+            .starts_with(&format!("too old resource version: {at} (")),
+        "{}",
+        err.message
+    );
 }

@@ -796,15 +796,11 @@ impl Server {
                     .map_err(|_| ApiError::bad_request(format!("invalid resource version: {v}")))
             })
             .transpose()?;
-        if let Some(rv) = rv {
-            if rv > current {
-                return Err(too_large(rv, current));
-            }
-            if r.q("resourceVersionMatch") == Some("Exact") && rv != current {
-                return Err(ApiError::expired(format!(
-                    "resourceVersion {rv} is not available: kubesim keeps no snapshots, only the current state (resourceVersion {current})"
-                )));
-            }
+        let exact = r.q("resourceVersionMatch") == Some("Exact");
+        if let Some(rv) = rv
+            && rv > current
+        {
+            return Err(too_large(rv, current));
         }
         let (list_rv, after) = match r.q("continue") {
             Some(_) if rv.is_some_and(|v| v != 0) => {
@@ -817,9 +813,18 @@ impl Server {
                 (None, after) => (current, after),
                 (Some(rv), after) => (rv, after),
             },
-            None => (current, None),
+            None => match rv {
+                Some(rv) if exact => (rv, None),
+                _ => (current, None),
+            },
         };
         if list_rv < st.oldest_resumable() {
+            if r.q("continue").is_none() {
+                return Err(ApiError::expired(format!(
+                    "too old resource version: {list_rv} ({})",
+                    st.oldest_resumable()
+                )));
+            }
             // As kube-apiserver: a 410 whose Status carries a token that continues
             // the list at the current version, inconsistently.
             let mut e = ApiError::expired(
@@ -830,8 +835,10 @@ impl Server {
             return Err(e);
         }
         let ns = (!r.ns.is_empty()).then_some(r.ns.as_str());
-        let matching: Vec<(String, Value)> = st
-            .list(&r.t.storage, ns)
+        // Every page of a list is cut from the snapshot of its first page.
+        let snapshot = st.list_at(&r.t.storage, ns, list_rv).unwrap_or_default();
+        let matching: Vec<(String, Value)> = snapshot
+            .iter()
             .filter(|(key, _)| {
                 after
                     .as_ref()
@@ -840,10 +847,12 @@ impl Server {
             .map(|(key, o)| (format!("{}/{}", key.0, key.1), view(r.t, o)))
             .filter(|(_, o)| selector.matches(o))
             .collect();
+        // `resourceVersion=0` is served from the watch cache, which ignores `limit`.
+        let from_cache = rv == Some(0) && r.q("continue").is_none();
         let limit = r
             .q("limit")
             .and_then(|l| l.parse::<usize>().ok())
-            .filter(|l| *l > 0);
+            .filter(|l| *l > 0 && !from_cache);
         let mut meta = json!({"resourceVersion": list_rv.to_string()});
         let page: Vec<&Value> = match limit {
             Some(limit) if matching.len() > limit => {
