@@ -1406,6 +1406,12 @@ async fn kubectl_apply_get_patch_describe_delete_project_resources() {
         "{out}"
     );
     assert!(out.contains("secret/zenlayer-credentials created"), "{out}");
+    // kubectl (and Helm) look CRDs up.
+    let crds = k.ok(&["get", "crd", "-o", "name"]).await;
+    assert!(
+        crds.contains("customresourcedefinition.apiextensions.k8s.io/nicipclaims.nicip.io"),
+        "{crds}"
+    );
     let again = k.ok(&["apply", "-f", &examples()]).await;
     assert!(
         again.contains("nicipclaim.nicip.io/web-frontend unchanged"),
@@ -1548,6 +1554,7 @@ async fn kubectl_apply_get_patch_describe_delete_project_resources() {
     assert_eq!(
         names,
         [
+            "customresourcedefinitions.apiextensions.k8s.io",
             "events",
             "events.events.k8s.io",
             "leases.coordination.k8s.io",
@@ -1909,13 +1916,13 @@ async fn unsupported_requests_are_refused_with_kube_apiserver_errors() {
             "propagationPolicy Foreground needs the garbage collector, which kubesim does not have; use Background",
         ),
         (
-            Method::DELETE,
-            "/apis/test.nicip.io/v1/namespaces/default/widgets".into(),
+            Method::POST,
+            item.to_string(),
             "application/json",
-            "",
+            "{}",
             405,
             "MethodNotAllowed",
-            "DELETE /apis/test.nicip.io/v1/namespaces/default/widgets is not supported by kubesim (no deletecollection, no POST to a named object)",
+            "POST /apis/test.nicip.io/v1/namespaces/default/widgets/u is not supported by kubesim (no POST to a named object)",
         ),
     ];
     for (method, path, content_type, body, code, reason, message) in cases {
@@ -3061,4 +3068,120 @@ async fn lists_are_consistent_snapshots_while_history_lasts() {
         "{}",
         err.message
     );
+}
+
+#[tokio::test]
+async fn deletecollection_and_crds_are_served_and_discovered() {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::APIResourceList;
+    let sim = start().await;
+    let client = sim.client().expect("client");
+    let discover = |path: &'static str| {
+        let client = client.clone();
+        async move {
+            let list: APIResourceList = client
+                .request(
+                    axum::http::Request::get(path)
+                        .body(Vec::new())
+                        .expect("request"),
+                )
+                .await
+                .expect("discovery");
+            list.resources
+                .into_iter()
+                .map(|r| (r.name, r.verbs))
+                .collect::<std::collections::BTreeMap<_, _>>()
+        }
+    };
+    let widgets = discover("/apis/test.nicip.io/v1").await;
+    assert!(widgets["widgets"].contains(&"deletecollection".to_string()));
+    let core = discover("/api/v1").await;
+    assert!(core["secrets"].contains(&"deletecollection".to_string()));
+    assert!(!core["namespaces"].contains(&"deletecollection".to_string()));
+    let crds = discover("/apis/apiextensions.k8s.io/v1").await;
+    assert_eq!(crds["customresourcedefinitions"], ["get", "list", "watch"]);
+
+    // The served CRDs, read-only.
+    let defs: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd = defs.get("widgets.test.nicip.io").await.expect("the CRD");
+    assert_eq!(crd.spec.names.kind, "Widget");
+    let established = crd
+        .status
+        .and_then(|s| s.conditions)
+        .unwrap_or_default()
+        .iter()
+        .any(|c| c.type_ == "Established" && c.status == "True");
+    assert!(established);
+    let err = api_error(
+        defs.delete("widgets.test.nicip.io", &DeleteParams::default())
+            .await
+            .expect_err("read-only"),
+    );
+    assert_eq!((err.code, err.reason.as_str()), (405, "MethodNotAllowed"));
+
+    // deletecollection with label and field selectors.
+    let api: Api<Widget> = Api::namespaced(client, "default");
+    for (name, team, held) in [
+        ("a", "x", false),
+        ("b", "x", true),
+        ("c", "y", false),
+        ("d", "x", false),
+    ] {
+        let mut w = widget(name, 1);
+        w.metadata.labels = Some([("team".to_string(), team.to_string())].into());
+        if held {
+            w.metadata.finalizers = Some(vec!["test.nicip.io/hold".into()]);
+        }
+        api.create(&PostParams::default(), &w)
+            .await
+            .expect("create");
+    }
+    let deleted = api
+        .delete_collection(
+            &DeleteParams::default(),
+            &ListParams::default()
+                .labels("team=x")
+                .fields("metadata.name!=d"),
+        )
+        .await
+        .expect("deletecollection")
+        .left()
+        .expect("the list of what was deleted");
+    let names: Vec<String> = deleted.items.iter().map(|w| w.name_any()).collect();
+    assert_eq!(names, ["a", "b"]);
+    assert!(
+        deleted.items[1].metadata.deletion_timestamp.is_some(),
+        "b is only marked"
+    );
+    let left: Vec<String> = api
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .iter()
+        .map(|w| w.name_any())
+        .collect();
+    assert_eq!(left, ["b", "c", "d"]);
+    let dry = api
+        .delete_collection(&DeleteParams::default().dry_run(), &ListParams::default())
+        .await
+        .expect("dry run")
+        .left()
+        .expect("list");
+    assert_eq!(dry.items.len(), 3);
+    assert_eq!(
+        api.list(&ListParams::default())
+            .await
+            .expect("list")
+            .items
+            .len(),
+        3
+    );
+    let verbs: Vec<String> = sim
+        .requests()
+        .iter()
+        .filter(|r| r.resource == "widgets")
+        .map(|r| r.verb.clone())
+        .filter(|v| v == "deletecollection")
+        .collect();
+    assert_eq!(verbs.len(), 2, "logged with the RBAC verb");
 }

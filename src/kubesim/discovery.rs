@@ -65,6 +65,27 @@ impl ResourceType {
         }
     }
 
+    /// The verbs discovery lists, and the only ones served. CRDs are
+    /// served read-only: they are the ones the server was started with.
+    pub(crate) fn verbs(&self) -> &'static [&'static str] {
+        match self.plural.as_str() {
+            "customresourcedefinitions" => &["get", "list", "watch"],
+            "namespaces" => &[
+                "create", "delete", "get", "list", "patch", "update", "watch",
+            ],
+            _ => &[
+                "create",
+                "delete",
+                "deletecollection",
+                "get",
+                "list",
+                "patch",
+                "update",
+                "watch",
+            ],
+        }
+    }
+
     pub(crate) fn is_event_v1(&self) -> bool {
         self.group == "events.k8s.io"
     }
@@ -127,9 +148,23 @@ fn event_columns(extra: &[(&str, &str)]) -> Vec<Column> {
     columns
 }
 
-/// The built-in kinds: Namespace, Secret, Event (core and `events.k8s.io`), Lease.
+/// The built-in kinds: Namespace, Secret, Event (core and `events.k8s.io`),
+/// Lease, and (read-only) CustomResourceDefinition.
 pub(crate) fn builtins() -> Vec<ResourceType> {
     vec![
+        ResourceType::builtin(
+            "apiextensions.k8s.io",
+            "CustomResourceDefinition",
+            "customresourcedefinitions",
+            false,
+            &["crd", "crds"],
+            vec![column(
+                "Created At",
+                "date",
+                ".metadata.creationTimestamp",
+                0,
+            )],
+        ),
         ResourceType::builtin(
             "",
             "Namespace",
@@ -283,7 +318,7 @@ pub(crate) fn resource_list_doc(
     {
         let mut r = json!({
             "name": t.plural, "singularName": t.singular, "namespaced": t.namespaced, "kind": t.kind,
-            "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
+            "verbs": t.verbs(),
         });
         if !t.short_names.is_empty() {
             r["shortNames"] = json!(t.short_names);

@@ -13,6 +13,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Request, State as AxumState};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -154,6 +155,7 @@ fn error_response(e: &ApiError) -> Response {
 }
 
 /// A request for a resource, parsed from its path, query and headers.
+#[derive(Clone)]
 struct Req<'a> {
     t: &'a ResourceType,
     ns: String,
@@ -415,6 +417,13 @@ async fn handle(AxumState(srv): AxumState<Arc<Server>>, req: Request) -> Respons
         (&Method::DELETE, false) => "deletecollection",
         _ => "unsupported",
     };
+    if verb != "unsupported" && !t.verbs().contains(&verb) {
+        return error_response(&ApiError::new(
+            405,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource",
+        ));
+    }
     if t.namespaced && ns.is_none() && !matches!(verb, "list" | "watch") {
         return error_response(&ApiError::new(
             405,
@@ -453,10 +462,14 @@ async fn handle(AxumState(srv): AxumState<Arc<Server>>, req: Request) -> Respons
         (Ok(_), "create") => srv.create(&r),
         (Ok(_), "update") => srv.update(&r),
         (Ok(_), "patch") => srv.patch(&r),
-        (Ok(_), "delete") => match delete_options(&r) {
+        (Ok(_), "delete" | "deletecollection") => match delete_options(&r) {
             Ok(opts) => {
                 r.dry_run = opts.get("dryRun").is_some_and(|d| d == &json!(["All"]));
-                srv.delete(&r, &opts)
+                if verb == "delete" {
+                    srv.delete(&r, &opts)
+                } else {
+                    srv.delete_collection(&r, &opts)
+                }
             }
             Err(e) => Err(e),
         },
@@ -464,7 +477,7 @@ async fn handle(AxumState(srv): AxumState<Arc<Server>>, req: Request) -> Respons
             405,
             "MethodNotAllowed",
             format!(
-                "{} {path} is not supported by kubesim (no deletecollection, no POST to a named object)",
+                "{} {path} is not supported by kubesim (no POST to a named object)",
                 parts.method
             ),
         )),
@@ -724,6 +737,40 @@ impl Server {
             "creationTimestamp": now(), "labels": {"kubernetes.io/metadata.name": name}},
             "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}});
         st.commit("/namespaces", "", name, ChangeType::Added, ns);
+    }
+
+    /// A CRD the server serves, readable as kube-apiserver shows it once established.
+    pub(crate) fn create_crd(&self, crd: &CustomResourceDefinition) {
+        let Ok(mut obj) = serde_json::to_value(crd) else {
+            return;
+        };
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        let now = now();
+        obj["apiVersion"] = json!("apiextensions.k8s.io/v1");
+        obj["kind"] = json!("CustomResourceDefinition");
+        let m = meta_mut(&mut obj);
+        m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+        m.insert("creationTimestamp".into(), json!(now));
+        m.insert("generation".into(), json!(1));
+        let stored: Vec<&str> = crd
+            .spec
+            .versions
+            .iter()
+            .filter(|v| v.storage)
+            .map(|v| v.name.as_str())
+            .collect();
+        let condition = |type_: &str, reason: &str, message: &str| json!({"type": type_, "status": "True", "lastTransitionTime": now, "reason": reason, "message": message});
+        obj["status"] = json!({"acceptedNames": crd.spec.names, "storedVersions": stored, "conditions": [
+            condition("NamesAccepted", "NoConflicts", "no conflicts found"),
+            condition("Established", "InitialNamesAccepted", "the initial names have been accepted")]});
+        let mut st = self.store.lock();
+        st.commit(
+            "apiextensions.k8s.io/customresourcedefinitions",
+            "",
+            &name,
+            ChangeType::Added,
+            obj,
+        );
     }
 
     /// kube-apiserver's NamespaceLifecycle admission: nothing is created in a
@@ -1106,60 +1153,51 @@ impl Server {
                 "kubesim does not delete namespaces (it would have to delete their contents)",
             ));
         }
-        if let Some(pre) = opts.get("preconditions") {
-            let uid = meta_str(&old, "uid").unwrap_or_default();
-            let rv = meta_str(&old, "resourceVersion").unwrap_or_default();
-            for (key, label, actual, hint) in [
-                ("uid", "UID", uid, "deleted and then recreated"),
-                ("resourceVersion", "ResourceVersion", rv, "modified"),
-            ] {
-                if let Some(want) = pre.get(key).and_then(Value::as_str)
-                    && want != actual
-                {
-                    // Worded as kube-apiserver's BeforeDelete check words it.
-                    return Err(ApiError::new(
-                        409,
-                        "Conflict",
-                        format!(
-                            "Operation cannot be fulfilled on {} \"{}\": the {label} in the precondition ({want}) does not match the {label} in record ({actual}). The object might have been {hint}",
-                            r.t.group_resource(),
-                            r.name()
-                        ),
-                    )
-                    .details(json!({"name": r.name(), "group": r.t.group, "kind": r.t.plural})));
-                }
-            }
+        let (obj, removed) = delete_object(&mut st, r, old, opts)?;
+        if removed {
+            return Ok((200, deleted_status(r.t, &obj), vec![]));
         }
-        if !finalizers(&old).is_empty() {
-            if meta_str(&old, "deletionTimestamp").is_some() {
-                return Ok((200, view(r.t, &old), vec![]));
-            }
-            let mut marked = old.clone();
-            let m = meta_mut(&mut marked);
-            m.insert("deletionTimestamp".into(), json!(now()));
-            m.insert("deletionGracePeriodSeconds".into(), json!(0));
-            if let Some(g) = m.get("generation").and_then(Value::as_i64) {
-                m.insert("generation".into(), json!(g + 1));
-            }
-            let stored = if r.dry_run() {
-                marked
-            } else {
-                st.commit(&r.t.storage, &r.ns, r.name(), ChangeType::Modified, marked)
+        Ok((200, view(r.t, &obj), vec![]))
+    }
+
+    /// `deletecollection`: every object the selectors match, deleted one by
+    /// one as a delete would, answered with the list of what was deleted or
+    /// marked, as kube-apiserver's `DeleteCollection` answers.
+    fn delete_collection(&self, r: &Req, opts: &Value) -> Reply {
+        if r.sub.is_some() || r.t.plural == "namespaces" {
+            return Err(ApiError::new(
+                405,
+                "MethodNotAllowed",
+                "the server does not allow this method on the requested resource",
+            ));
+        }
+        let selector = self.selector(r)?;
+        let mut st = self.store.lock();
+        let ns = (!r.ns.is_empty()).then_some(r.ns.as_str());
+        let targets: Vec<Value> = st
+            .list(&r.t.storage, ns)
+            .map(|(_, o)| o)
+            .filter(|o| selector.matches(&view(r.t, o)))
+            .cloned()
+            .collect();
+        let mut items = Vec::new();
+        for old in targets {
+            let name = meta_str(&old, "name").unwrap_or_default().to_string();
+            // The same request, for this object.
+            let one = Req {
+                name: Some(name),
+                ns: meta_str(&old, "namespace").unwrap_or_default().to_string(),
+                ..r.clone()
             };
-            return Ok((200, view(r.t, &stored), vec![]));
+            let (obj, _) = delete_object(&mut st, &one, old, opts)?;
+            items.push(view(r.t, &obj));
         }
-        let gone = if r.dry_run() {
-            old.clone()
-        } else {
-            st.commit(
-                &r.t.storage,
-                &r.ns,
-                r.name(),
-                ChangeType::Deleted,
-                old.clone(),
-            )
-        };
-        Ok((200, deleted_status(r.t, &gone), vec![]))
+        Ok((
+            200,
+            json!({"kind": format!("{}List", r.t.kind), "apiVersion": r.t.api_version(),
+                "metadata": {"resourceVersion": st.current_rv().to_string()}, "items": items}),
+            vec![],
+        ))
     }
 
     fn check_kind(&self, r: &Req, body: &Value) -> Result<(), ApiError> {
@@ -1522,6 +1560,65 @@ impl Server {
         let stored = st.commit(&r.t.storage, &r.ns, &name, kind, new);
         (if old.is_some() { 200 } else { 201 }, stored)
     }
+}
+
+/// Delete one stored object as kube-apiserver's store does: preconditions
+/// first, then either mark it (finalizers left) or remove it. The object as
+/// stored (or as it was when removed), and whether it is gone.
+fn delete_object(
+    st: &mut State,
+    r: &Req,
+    old: Value,
+    opts: &Value,
+) -> Result<(Value, bool), ApiError> {
+    if let Some(pre) = opts.get("preconditions") {
+        let uid = meta_str(&old, "uid").unwrap_or_default();
+        let rv = meta_str(&old, "resourceVersion").unwrap_or_default();
+        for (key, label, actual, hint) in [
+            ("uid", "UID", uid, "deleted and then recreated"),
+            ("resourceVersion", "ResourceVersion", rv, "modified"),
+        ] {
+            if let Some(want) = pre.get(key).and_then(Value::as_str)
+                && want != actual
+            {
+                // Worded as kube-apiserver's BeforeDelete check words it.
+                return Err(ApiError::new(
+                    409,
+                    "Conflict",
+                    format!(
+                        "Operation cannot be fulfilled on {} \"{}\": the {label} in the precondition ({want}) does not match the {label} in record ({actual}). The object might have been {hint}",
+                        r.t.group_resource(),
+                        r.name()
+                    ),
+                )
+                .details(json!({"name": r.name(), "group": r.t.group, "kind": r.t.plural})));
+            }
+        }
+    }
+    if !finalizers(&old).is_empty() {
+        if meta_str(&old, "deletionTimestamp").is_some() {
+            return Ok((old, false));
+        }
+        let mut marked = old;
+        let m = meta_mut(&mut marked);
+        m.insert("deletionTimestamp".into(), json!(now()));
+        m.insert("deletionGracePeriodSeconds".into(), json!(0));
+        if let Some(g) = m.get("generation").and_then(Value::as_i64) {
+            m.insert("generation".into(), json!(g + 1));
+        }
+        let stored = if r.dry_run() {
+            marked
+        } else {
+            st.commit(&r.t.storage, &r.ns, r.name(), ChangeType::Modified, marked)
+        };
+        return Ok((stored, false));
+    }
+    let gone = if r.dry_run() {
+        old
+    } else {
+        st.commit(&r.t.storage, &r.ns, r.name(), ChangeType::Deleted, old)
+    };
+    Ok((gone, true))
 }
 
 /// What kube-apiserver answers a delete that removed the object at once.

@@ -31,7 +31,7 @@ use std::time::Duration;
 /// One served request, for tests that count writes or compare calls with RBAC.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestRecord {
-    /// The RBAC verb: get, list, watch, create, update, patch, delete.
+    /// The RBAC verb: get, list, watch, create, update, patch, delete, deletecollection.
     pub verb: String,
     /// API group (`""` for core).
     pub group: String,
@@ -108,6 +108,9 @@ impl KubeSim {
         });
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             server.create_namespace(ns);
+        }
+        for crd in &self.crds {
+            server.create_crd(crd);
         }
         let app = http::router(server.clone());
         let mut stopped = server.stopping.clone();
