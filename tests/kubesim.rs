@@ -3185,3 +3185,47 @@ async fn deletecollection_and_crds_are_served_and_discovered() {
         .collect();
     assert_eq!(verbs.len(), 2, "logged with the RBAC verb");
 }
+
+#[tokio::test]
+async fn events_k8s_io_field_selectors() {
+    use k8s_openapi::api::events::v1::Event as NewEvent;
+    let sim = start().await;
+    let client = sim.client().expect("client");
+    let widgets: Api<Widget> = Api::namespaced(client.clone(), "default");
+    let mut regarding = Vec::new();
+    for name in ["p", "q"] {
+        regarding.push(
+            widgets
+                .create(&PostParams::default(), &widget(name, 1))
+                .await
+                .expect("create"),
+        );
+    }
+    let recorder = kube::runtime::events::Recorder::new(client.clone(), "test-controller".into());
+    for w in &regarding {
+        recorder
+            .publish(&assigned_event("assigned"), &w.object_ref(&()))
+            .await
+            .expect("publish");
+    }
+    let events: Api<NewEvent> = Api::namespaced(client, "default");
+    let found = events
+        .list(&ListParams::default().fields(
+            "regarding.name=q,regarding.kind=Widget,reportingController=test-controller,type=Normal,reason=Assigned",
+        ))
+        .await
+        .expect("field selectors of events.k8s.io");
+    let names: Vec<Option<String>> = found
+        .items
+        .iter()
+        .map(|e| e.regarding.as_ref().and_then(|r| r.name.clone()))
+        .collect();
+    assert_eq!(names, [Some("q".to_string())]);
+    let err = api_error(
+        events
+            .list(&ListParams::default().fields("involvedObject.name=q"))
+            .await
+            .expect_err("a core field label"),
+    );
+    assert_eq!(err.code, 400);
+}

@@ -824,6 +824,19 @@ impl Server {
                 "source",
                 "type",
             ],
+            // events.k8s.io's field labels, converted as kube-apiserver converts them.
+            "events" => &[
+                "regarding.kind",
+                "regarding.namespace",
+                "regarding.name",
+                "regarding.uid",
+                "regarding.apiVersion",
+                "regarding.resourceVersion",
+                "regarding.fieldPath",
+                "reason",
+                "reportingController",
+                "type",
+            ],
             "secrets" => &["type"],
             _ => &[],
         };
