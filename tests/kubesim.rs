@@ -772,24 +772,28 @@ async fn server_side_apply_owns_fields_and_reports_conflicts() {
     );
     assert_eq!(
         err.message,
-        format!(
-            r#"Apply failed with 1 conflict: conflict with "carol" using test.nicip.io/v1 at {}: .spec.size"#,
-            carol_time
-        )
+        r#"Apply failed with 1 conflict: conflict with "carol" using test.nicip.io/v1: .spec.size"#,
+        "an updater is named with its API version, not its time (written {carol_time})"
     );
 
     // Apply types its configuration: an undeclared field fails it outright,
     // with kube-apiserver's untyped 500.
     let err = api_error(
-        api.patch("s", &PatchParams::apply("bob").force(), &Patch::Apply(json!({"apiVersion": "test.nicip.io/v1", "kind": "Widget", "spec": {"size": 5, "colour": "red"}})))
-            .await
-            .expect_err("undeclared field"),
+        api.patch(
+            "s",
+            &PatchParams::apply("bob").force(),
+            &Patch::Apply(json!({"apiVersion": "test.nicip.io/v1", "kind": "Widget",
+            "metadata": {"name": "s"}, "spec": {"size": 5, "colour": "red"}})),
+        )
+        .await
+        .expect_err("undeclared field"),
     );
+    // The object as the configuration names it: no namespace there.
     assert_status(
         &err,
         500,
         "",
-        "failed to create typed patch object (default/s; test.nicip.io/v1, Kind=Widget): .spec.colour: field not declared in schema",
+        "failed to create typed patch object (/s; test.nicip.io/v1, Kind=Widget): .spec.colour: field not declared in schema",
     );
 
     // Status through the status subresource with apply, as the controller writes it.
@@ -2178,8 +2182,42 @@ async fn representations_follow_the_accept_header() {
     // A fallback is honoured; a representation kubesim lacks is a 406, not JSON in disguise.
     let (code, t) = raw_get("application/vnd.kubernetes.protobuf, application/json", "").await;
     assert_eq!((code, t["kind"].as_str()), (200, Some("Widget")));
-    let (code, t) = raw_get("application/yaml", "").await;
+    let (code, t) = raw_get("application/cbor", "").await;
     assert_eq!((code, t["reason"].as_str()), (406, Some("NotAcceptable")));
+
+    // YAML is served, for objects, lists and errors, as kube-apiserver serves it.
+    let client = sim.client().expect("client");
+    let yaml = |path: &'static str| {
+        let client = client.clone();
+        async move {
+            let text = client
+                .request_text(
+                    axum::http::Request::get(path)
+                        .header("Accept", "application/yaml")
+                        .body(Vec::new())
+                        .expect("request"),
+                )
+                .await;
+            text.map(|t| serde_saphyr::from_str::<Value>(&t).expect("YAML"))
+        }
+    };
+    let obj = yaml("/apis/test.nicip.io/v1/namespaces/default/widgets/m")
+        .await
+        .expect("get as YAML");
+    assert_eq!(
+        (&obj["kind"], &obj["spec"]["size"]),
+        (&json!("Widget"), &json!(2))
+    );
+    let list = yaml("/apis/test.nicip.io/v1/namespaces/default/widgets")
+        .await
+        .expect("list as YAML");
+    assert_eq!(list["items"][0]["metadata"]["name"], "m");
+    let err = api_error(
+        yaml("/apis/test.nicip.io/v1/namespaces/default/widgets/none")
+            .await
+            .expect_err("404"),
+    );
+    assert_eq!(err.code, 404);
 }
 
 /// Drive a kube-rs `watcher` in the background, reporting its events as text
@@ -3228,4 +3266,64 @@ async fn events_k8s_io_field_selectors() {
             .expect_err("a core field label"),
     );
     assert_eq!(err.code, 400);
+}
+
+#[tokio::test]
+async fn wrong_kinds_and_unknown_patch_ops_are_invalid() {
+    let sim = start().await;
+    let api: Api<Widget> = Api::namespaced(sim.client().expect("client"), "default");
+    let untyped: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        sim.client().expect("client"),
+        "default",
+        &kube::api::ApiResource::erase::<Widget>(&()),
+    );
+    let err = api_error(
+        untyped
+            .create(
+                &PostParams::default(),
+                &dynamic(json!({"apiVersion": "test.nicip.io/v1", "kind": "Gadget",
+                    "metadata": {"name": "k"}, "spec": {"size": 1, "color": "red"}})),
+            )
+            .await
+            .expect_err("wrong kind"),
+    );
+    assert_status(
+        &err,
+        422,
+        "Invalid",
+        r#"Widget.test.nicip.io "k" is invalid: kind: Invalid value: "Gadget": must be Widget"#,
+    );
+    api.create(&PostParams::default(), &widget("k", 1))
+        .await
+        .expect("create");
+    let patched = api
+        .patch(
+            "k",
+            &PatchParams::default(),
+            &Patch::<()>::Json(
+                serde_json::from_value(json!([{"op": "add", "path": "/spec/size", "value": 2}]))
+                    .expect("patch"),
+            ),
+        )
+        .await
+        .expect("a known op");
+    assert_eq!(patched.spec.size, 2);
+    // kube-rs cannot spell an unknown op, so it goes as a raw body through its client.
+    let answer = sim
+        .client()
+        .expect("client")
+        .request::<Widget>(
+            axum::http::Request::patch("/apis/test.nicip.io/v1/namespaces/default/widgets/k")
+                .header("Content-Type", "application/json-patch+json")
+                .body(br#"[{"op": "frobnicate", "path": "/spec/size", "value": 3}]"#.to_vec())
+                .expect("request"),
+        )
+        .await;
+    let err = api_error(answer.expect_err("unknown op"));
+    assert_status(
+        &err,
+        422,
+        "Invalid",
+        "the server rejected our request due to an error in our request",
+    );
 }

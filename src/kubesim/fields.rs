@@ -432,11 +432,10 @@ pub(crate) struct Conflict {
     pub apply: bool,
     pub subresource: Option<String>,
     pub api_version: String,
-    pub time: String,
 }
 
 impl Conflict {
-    /// `"alice"` for an applier; `"bob" using v1 at <time>` for an updater;
+    /// `"alice"` for an applier; `"bob" using v1` for an updater;
     /// `with subresource "status"` when it wrote through one.
     pub(crate) fn manager_text(&self) -> String {
         let mut text = serde_json::Value::String(self.manager.clone()).to_string();
@@ -445,9 +444,6 @@ impl Conflict {
         }
         if !self.apply {
             text.push_str(&format!(" using {}", self.api_version));
-            if !self.time.is_empty() {
-                text.push_str(&format!(" at {}", self.time));
-            }
         }
         text
     }
@@ -486,7 +482,6 @@ pub(crate) fn apply(
                     apply: m.apply,
                     subresource: m.subresource.clone(),
                     api_version: m.api_version.clone(),
-                    time: m.time.clone(),
                 });
             }
         }

@@ -150,6 +150,23 @@ fn json_response(code: u16, body: &Value, warnings: &[String]) -> Response {
     resp
 }
 
+/// A response as `application/yaml`, which kube-apiserver serves for anything
+/// but watches.
+fn yaml_response(code: u16, body: &Value, warnings: &[String]) -> Response {
+    let mut resp = json_response(code, body, warnings);
+    match serde_saphyr::to_string(body) {
+        Ok(text) => {
+            *resp.body_mut() = Body::from(text);
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/yaml"),
+            );
+        }
+        Err(e) => tracing::warn!(error = %e, "kubesim: rendering YAML, answering JSON"),
+    }
+    resp
+}
+
 fn error_response(e: &ApiError) -> Response {
     json_response(e.code, &e.body(), &[])
 }
@@ -482,9 +499,11 @@ async fn handle(AxumState(srv): AxumState<Arc<Server>>, req: Request) -> Respons
             ),
         )),
     };
-    let resp = match result {
-        Ok((code, body, warnings)) => json_response(code, &body, &warnings),
-        Err(e) => error_response(&e),
+    let resp = match (result, r.output) {
+        (Ok((code, body, warnings)), Output::Yaml) => yaml_response(code, &body, &warnings),
+        (Err(e), Output::Yaml) => yaml_response(e.code, &e.body(), &[]),
+        (Ok((code, body, warnings)), _) => json_response(code, &body, &warnings),
+        (Err(e), _) => error_response(&e),
     };
     srv.record(&r, verb, resp.status().as_u16());
     resp
@@ -494,6 +513,8 @@ async fn handle(AxumState(srv): AxumState<Arc<Server>>, req: Request) -> Respons
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Output {
     Object,
+    /// The object (or list, or Status) as YAML.
+    Yaml,
     Table(discovery::IncludeObject),
     PartialMetadata,
 }
@@ -508,6 +529,9 @@ fn negotiate(accept: &str, include: Option<&str>) -> Result<Output, ApiError> {
     for range in accept.split(',') {
         let mut parts = range.split(';').map(str::trim);
         let media = parts.next().unwrap_or_default();
+        if media == "application/yaml" && !range.contains("as=") {
+            return Ok(Output::Yaml);
+        }
         if !matches!(media, "application/json" | "application/*" | "*/*") {
             continue;
         }
@@ -544,7 +568,7 @@ fn negotiate(accept: &str, include: Option<&str>) -> Result<Output, ApiError> {
         406,
         "NotAcceptable",
         format!(
-            "only the following media types are accepted by kubesim: application/json (plain, as=Table, as=PartialObjectMetadata); requested {accept}"
+            "only the following media types are accepted by kubesim: application/json (plain, as=Table, as=PartialObjectMetadata), application/yaml; requested {accept}"
         ),
     ))
 }
@@ -805,7 +829,7 @@ impl Server {
                 vec![],
             )),
             Output::PartialMetadata => Ok((200, discovery::partial_metadata(&obj), vec![])),
-            Output::Object => Ok((200, obj, vec![])),
+            Output::Object | Output::Yaml => Ok((200, obj, vec![])),
         }
     }
 
@@ -929,7 +953,7 @@ impl Server {
                 let items: Vec<Value> = page.into_iter().map(discovery::partial_metadata).collect();
                 json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "items": items})
             }
-            Output::Object => {
+            Output::Object | Output::Yaml => {
                 json!({"kind": format!("{}List", r.t.kind), "apiVersion": r.t.api_version(), "metadata": meta, "items": page})
             }
         };
@@ -1034,18 +1058,22 @@ impl Server {
                 json_patch::merge(&mut doc, &p)
             }
             _ => {
-                let p: json_patch::Patch = serde_json::from_slice(&r.body)
-                    .map_err(|e| ApiError::bad_request(e.to_string()))?;
                 // kube-apiserver answers any patch that does not apply (a failed
-                // `test`, a missing path) with this generic 422 and no causes.
-                json_patch_go(&mut doc, p).map_err(|_| {
+                // `test`, a missing path, an unknown op) with this generic 422
+                // and no causes; only a body that is no list of operations is a 400.
+                let rejected = || {
                     ApiError::new(
                         422,
                         "Invalid",
                         "the server rejected our request due to an error in our request",
                     )
                     .details(json!({}))
-                })?;
+                };
+                let ops: Vec<serde_json::Map<String, Value>> = serde_json::from_slice(&r.body)
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+                let p: json_patch::Patch =
+                    serde_json::from_value(json!(ops)).map_err(|_| rejected())?;
+                json_patch_go(&mut doc, p).map_err(|_| rejected())?;
             }
         }
         if !doc.is_object() {
@@ -1105,8 +1133,9 @@ impl Server {
                     "",
                     format!(
                         "failed to create typed patch object ({}/{}; {}, Kind={}): {detail}",
-                        r.ns,
-                        r.name(),
+                        // The configuration's own namespace and name, as kube-apiserver prints them.
+                        meta_str(&config, "namespace").unwrap_or_default(),
+                        meta_str(&config, "name").unwrap_or_default(),
                         r.t.api_version(),
                         r.t.kind
                     ),
@@ -1213,21 +1242,45 @@ impl Server {
         ))
     }
 
+    /// The body's apiVersion and kind against the URL's: another version is
+    /// the decoder's 400; another kind of a custom resource is the 422 of its
+    /// strategy's `ValidateTypeMeta`, of a built-in the decoder's 400.
     fn check_kind(&self, r: &Req, body: &Value) -> Result<(), ApiError> {
         let api_version = body
             .get("apiVersion")
             .and_then(Value::as_str)
             .unwrap_or_default();
         let kind = body.get("kind").and_then(Value::as_str).unwrap_or_default();
-        if (!api_version.is_empty() && api_version != r.t.api_version())
-            || (!kind.is_empty() && kind != r.t.kind)
-        {
+        if !api_version.is_empty() && api_version != r.t.api_version() {
             return Err(ApiError::bad_request(format!(
                 "the API version in the data ({api_version}) does not match the expected API version ({})",
                 r.t.api_version()
             )));
         }
-        Ok(())
+        if kind.is_empty() || kind == r.t.kind {
+            return Ok(());
+        }
+        if !r.t.custom {
+            return Err(ApiError::bad_request(format!(
+                "no kind {} is registered for version {} in scheme \"pkg/api/legacyscheme/scheme.go:30\"",
+                Value::String(kind.into()),
+                Value::String(r.t.api_version())
+            )));
+        }
+        let name = meta_str(body, "name").unwrap_or(r.name());
+        Err(ApiError::invalid(
+            r.t,
+            name,
+            &[FieldError {
+                field: "kind".into(),
+                reason: "FieldValueInvalid".into(),
+                message: format!(
+                    "Invalid value: {}: must be {}",
+                    Value::String(kind.into()),
+                    r.t.kind
+                ),
+            }],
+        ))
     }
 
     /// Everything kube-apiserver does to an object before storing it: identity

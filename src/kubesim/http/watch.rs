@@ -47,7 +47,7 @@ impl Feed {
                 discovery::table(&self.t, &[&obj], json!({"resourceVersion": rv}), include)
             }
             Output::PartialMetadata => discovery::partial_metadata(&obj),
-            Output::Object => obj,
+            Output::Object | Output::Yaml => obj,
         }
     }
 
@@ -114,6 +114,14 @@ fn gone(since: u64, oldest: u64) -> Value {
 
 impl Server {
     pub(super) fn watch(&self, r: &Req) -> Response {
+        if r.output == Output::Yaml {
+            // YAML has no stream framing: kube-apiserver refuses it for watches.
+            return error_response(&ApiError::new(
+                406,
+                "NotAcceptable",
+                "only the following media types are accepted for watches: application/json",
+            ));
+        }
         if let Err(e) = check_list_options(r, true) {
             return error_response(&e);
         }
