@@ -80,7 +80,8 @@ impl KubeSim {
         self
     }
 
-    /// How many changes are kept for watches resuming from a resourceVersion.
+    /// How many changes are kept for watches resuming from a resourceVersion
+    /// and for lists of older versions (continue tokens, `Exact`).
     pub fn history_limit(mut self, changes: usize) -> Self {
         self.history_limit = changes.max(1);
         self
