@@ -65,6 +65,27 @@ impl ResourceType {
         }
     }
 
+    /// The verbs discovery lists, and the only ones served. CRDs are
+    /// served read-only: they are the ones the server was started with.
+    pub(crate) fn verbs(&self) -> &'static [&'static str] {
+        match self.plural.as_str() {
+            "customresourcedefinitions" => &["get", "list", "watch"],
+            "namespaces" => &[
+                "create", "delete", "get", "list", "patch", "update", "watch",
+            ],
+            _ => &[
+                "create",
+                "delete",
+                "deletecollection",
+                "get",
+                "list",
+                "patch",
+                "update",
+                "watch",
+            ],
+        }
+    }
+
     pub(crate) fn is_event_v1(&self) -> bool {
         self.group == "events.k8s.io"
     }
@@ -127,9 +148,23 @@ fn event_columns(extra: &[(&str, &str)]) -> Vec<Column> {
     columns
 }
 
-/// The built-in kinds: Namespace, Secret, Event (core and `events.k8s.io`), Lease.
+/// The built-in kinds: Namespace, Secret, Event (core and `events.k8s.io`),
+/// Lease, and (read-only) CustomResourceDefinition.
 pub(crate) fn builtins() -> Vec<ResourceType> {
     vec![
+        ResourceType::builtin(
+            "apiextensions.k8s.io",
+            "CustomResourceDefinition",
+            "customresourcedefinitions",
+            false,
+            &["crd", "crds"],
+            vec![column(
+                "Created At",
+                "date",
+                ".metadata.creationTimestamp",
+                0,
+            )],
+        ),
         ResourceType::builtin(
             "",
             "Namespace",
@@ -283,7 +318,7 @@ pub(crate) fn resource_list_doc(
     {
         let mut r = json!({
             "name": t.plural, "singularName": t.singular, "namespaced": t.namespaced, "kind": t.kind,
-            "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
+            "verbs": t.verbs(),
         });
         if !t.short_names.is_empty() {
             r["shortNames"] = json!(t.short_names);
@@ -548,13 +583,6 @@ pub(crate) fn convert_event(obj: &Value, to_events_v1: bool) -> Value {
             "v1"
         }),
     );
-    if !to_events_v1
-        && !map.contains_key("source")
-        && let Some(c) = map.get("reportingComponent").cloned()
-    {
-        let host = map.get("reportingInstance").cloned().unwrap_or(Value::Null);
-        map.insert("source".into(), json!({"component": c, "host": host}));
-    }
     out
 }
 
@@ -585,7 +613,8 @@ mod tests {
         let core = convert_event(&v1, false);
         assert_eq!(core["involvedObject"]["name"], "a");
         assert_eq!(core["message"], "hi");
-        assert_eq!(core["source"]["component"], "c");
+        assert_eq!(core["reportingComponent"], "c");
+        assert_eq!(core.get("source"), None, "as kube-apiserver converts it");
         let back = convert_event(&core, true);
         assert_eq!(back["regarding"], v1["regarding"]);
         assert_eq!(back["note"], "hi");

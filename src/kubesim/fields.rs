@@ -5,9 +5,9 @@
 //! lists, `v:"x"` for `set` lists; other lists are atomic). The set of a manager is
 //! stored in the object as `fieldsV1`, so the object stays the only state.
 //!
-//! Simplifications, documented in docs/kubesim.md: a manager owns the leaves it
-//! set (plus list items and empty maps), conflicts are detected on leaves only,
-//! and `managedFields` sent by a client are ignored (the server keeps its own).
+//! Simplifications, documented in docs/kubesim.md: conflicts are detected on
+//! leaves only, and `managedFields` sent by a client are ignored (the server
+//! keeps its own).
 
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -76,9 +76,24 @@ pub(crate) enum Scope {
     Status,
 }
 
+/// What a write can own in an object: its leaves with their values (list
+/// items and empty maps included, as structured-merge-diff counts them), and
+/// the maps and lists holding them, which an update that creates them owns too.
+#[derive(Default)]
+pub(crate) struct Owned {
+    pub leaves: BTreeMap<Path, Value>,
+    pub containers: BTreeSet<Path>,
+}
+
 /// Every owned leaf of `obj` with its value.
 pub(crate) fn leaves(schema: Option<&Value>, obj: &Value, scope: Scope) -> BTreeMap<Path, Value> {
-    let mut out = BTreeMap::new();
+    owned(schema, obj, scope).leaves
+}
+
+/// The leaves and containers of `obj` that a write in `scope` may own
+/// (`metadata` itself never: kube-apiserver strips it from every set).
+pub(crate) fn owned(schema: Option<&Value>, obj: &Value, scope: Scope) -> Owned {
+    let mut out = Owned::default();
     let Some(map) = obj.as_object() else {
         return out;
     };
@@ -115,9 +130,10 @@ pub(crate) fn leaves(schema: Option<&Value>, obj: &Value, scope: Scope) -> BTree
     out
 }
 
-fn walk(schema: Option<&Value>, value: &Value, path: Path, out: &mut BTreeMap<Path, Value>) {
+fn walk(schema: Option<&Value>, value: &Value, path: Path, out: &mut Owned) {
     match value {
         Value::Object(map) if !map.is_empty() && !is_atomic(schema) => {
+            out.containers.insert(path.clone());
             for (k, v) in map {
                 let mut p = path.clone();
                 p.push(Step::Field(k.clone()));
@@ -126,34 +142,43 @@ fn walk(schema: Option<&Value>, value: &Value, path: Path, out: &mut BTreeMap<Pa
         }
         Value::Array(items) => {
             let item_schema = schema.and_then(|s| s.get("items"));
-            match schema
-                .and_then(|s| s.get("x-kubernetes-list-type"))
-                .and_then(Value::as_str)
-            {
+            match list_type(schema) {
                 Some("set") => {
+                    if !items.is_empty() {
+                        out.containers.insert(path.clone());
+                    }
                     for item in items {
                         let mut p = path.clone();
                         p.push(Step::Item(item.to_string()));
-                        out.insert(p, Value::Null);
+                        out.leaves.insert(p, Value::Null);
                     }
                 }
                 Some("map") => {
+                    if !items.is_empty() {
+                        out.containers.insert(path.clone());
+                    }
                     for item in items {
                         let mut p = path.clone();
                         p.push(Step::Key(Value::Object(list_key(schema, item)).to_string()));
-                        out.insert(p.clone(), Value::Null);
+                        out.leaves.insert(p.clone(), Value::Null);
                         walk(item_schema, item, p, out);
                     }
                 }
                 _ => {
-                    out.insert(path, value.clone());
+                    out.leaves.insert(path, value.clone());
                 }
             }
         }
         _ => {
-            out.insert(path, value.clone());
+            out.leaves.insert(path, value.clone());
         }
     }
+}
+
+fn list_type(schema: Option<&Value>) -> Option<&str> {
+    schema
+        .and_then(|s| s.get("x-kubernetes-list-type"))
+        .and_then(Value::as_str)
 }
 
 fn is_atomic(schema: Option<&Value>) -> bool {
@@ -318,7 +343,9 @@ pub(crate) struct Writer<'a> {
 }
 
 /// Record an `Update` (create, replace, merge/JSON patch): the writer takes the
-/// fields it changed from every other manager.
+/// fields it changed from every other manager, and owns the maps, lists and
+/// list items it created (`.` entries in `fieldsV1`), as structured-merge-diff
+/// compares the old object with the new one.
 pub(crate) fn record_update(
     schema: Option<&Value>,
     old: Option<&Value>,
@@ -326,13 +353,20 @@ pub(crate) fn record_update(
     w: &Writer,
 ) {
     let mut managers = old.map(read_managers).unwrap_or_default();
-    let before = old.map(|o| leaves(schema, o, w.scope)).unwrap_or_default();
-    let after = leaves(schema, new, w.scope);
+    let before = old.map(|o| owned(schema, o, w.scope)).unwrap_or_default();
+    let after = owned(schema, new, w.scope);
     let changed: BTreeSet<Path> = after
+        .leaves
         .iter()
-        .filter(|(p, v)| before.get(*p) != Some(*v))
+        .filter(|(p, v)| before.leaves.get(*p) != Some(*v))
         .map(|(p, _)| p.clone())
-        .chain(before.keys().filter(|p| !after.contains_key(*p)).cloned())
+        .chain(
+            before
+                .leaves
+                .keys()
+                .filter(|p| !after.leaves.contains_key(*p))
+                .cloned(),
+        )
         .collect();
     let in_scope = |p: &Path| {
         let top = match p.first() {
@@ -348,12 +382,16 @@ pub(crate) fn record_update(
             )
     };
     for m in &mut managers {
-        m.fields
-            .retain(|p| !in_scope(p) || (after.contains_key(p) && !changed.contains(p)));
+        m.fields.retain(|p| {
+            !in_scope(p)
+                || (after.leaves.contains_key(p) && !changed.contains(p))
+                || after.containers.contains(p)
+        });
     }
     let mine: BTreeSet<Path> = changed
         .into_iter()
-        .filter(|p| after.contains_key(p))
+        .filter(|p| after.leaves.contains_key(p))
+        .chain(after.containers.difference(&before.containers).cloned())
         .collect();
     if !mine.is_empty() {
         entry_for(&mut managers, w, false).fields.extend(mine);
@@ -394,11 +432,10 @@ pub(crate) struct Conflict {
     pub apply: bool,
     pub subresource: Option<String>,
     pub api_version: String,
-    pub time: String,
 }
 
 impl Conflict {
-    /// `"alice"` for an applier; `"bob" using v1 at <time>` for an updater;
+    /// `"alice"` for an applier; `"bob" using v1` for an updater;
     /// `with subresource "status"` when it wrote through one.
     pub(crate) fn manager_text(&self) -> String {
         let mut text = serde_json::Value::String(self.manager.clone()).to_string();
@@ -407,9 +444,6 @@ impl Conflict {
         }
         if !self.apply {
             text.push_str(&format!(" using {}", self.api_version));
-            if !self.time.is_empty() {
-                text.push_str(&format!(" at {}", self.time));
-            }
         }
         text
     }
@@ -448,7 +482,6 @@ pub(crate) fn apply(
                     apply: m.apply,
                     subresource: m.subresource.clone(),
                     api_version: m.api_version.clone(),
-                    time: m.time.clone(),
                 });
             }
         }
@@ -458,19 +491,26 @@ pub(crate) fn apply(
     }
     let mut merged = current.clone();
     merge(schema, &mut merged, config, true);
+    // As structured-merge-diff prunes: what this manager applied last time and
+    // no longer applies goes, unless another applier (or this configuration)
+    // claims it. Items go whole; a map or list emptied by the removal goes too.
     let previous = managers
         .iter()
         .find(|m| m.same_identity(w.manager, true, w.subresource))
         .map(|m| m.fields.clone())
         .unwrap_or_default();
-    for gone in previous.iter().rev() {
-        let owned_elsewhere = managers.iter().any(|m| {
-            !m.same_identity(w.manager, true, w.subresource)
-                && m.fields.iter().any(|p| p.starts_with(gone))
-        });
-        if !applied.contains_key(gone) && !owned_elsewhere {
-            remove_path(schema, &mut merged, gone);
-        }
+    let claimed: BTreeSet<&Path> = managers
+        .iter()
+        .filter(|m| m.apply && !m.same_identity(w.manager, true, w.subresource))
+        .flat_map(|m| m.fields.iter())
+        .chain(applied.keys())
+        .collect();
+    let gone: BTreeSet<Path> = previous
+        .into_iter()
+        .filter(|p| !claimed.contains(p))
+        .collect();
+    if !gone.is_empty() {
+        merged = remove_items(schema, &merged, &gone, true).unwrap_or_else(|| json!({}));
     }
     let fields: BTreeSet<Path> = applied.into_keys().collect();
     entry_for(&mut managers, w, true).fields = fields;
@@ -486,8 +526,8 @@ fn schema_for_top<'a>(schema: Option<&'a Value>, key: &str, meta: &'a Value) -> 
     }
 }
 
-/// Structured merge: maps recursively, associative lists by key, set lists
-/// by value, everything else replaced.
+/// Structured merge: maps recursively, associative and set lists item by
+/// item, everything else replaced.
 fn merge(schema: Option<&Value>, into: &mut Value, from: &Value, root: bool) {
     let meta = metadata_schema();
     match (into, from) {
@@ -508,84 +548,176 @@ fn merge(schema: Option<&Value>, into: &mut Value, from: &Value, root: bool) {
                 }
             }
         }
-        (Value::Array(dst), Value::Array(src)) => {
-            let item_schema = schema.and_then(|s| s.get("items"));
-            match schema
-                .and_then(|s| s.get("x-kubernetes-list-type"))
-                .and_then(Value::as_str)
-            {
-                Some("set") => {
-                    for v in src {
-                        if !dst.contains(v) {
-                            dst.push(v.clone());
-                        }
-                    }
-                }
-                Some("map") => {
-                    for v in src {
-                        let key = list_key(schema, v);
-                        match dst.iter_mut().find(|d| list_key(schema, d) == key) {
-                            Some(d) => merge(item_schema, d, v, false),
-                            None => dst.push(v.clone()),
-                        }
-                    }
-                }
-                _ => *dst = src.clone(),
-            }
+        (Value::Array(dst), Value::Array(src))
+            if matches!(list_type(schema), Some("set" | "map")) =>
+        {
+            *dst = merge_list(schema, dst, src);
         }
         (dst, src) => *dst = src.clone(),
     }
 }
 
-fn remove_path(schema: Option<&Value>, obj: &mut Value, path: &Path) {
-    let meta = metadata_schema();
-    let mut node = obj;
-    let mut s = schema;
-    for (i, step) in path.iter().enumerate() {
-        let last = i + 1 == path.len();
-        match step {
-            Step::Field(f) => {
-                let next_schema = if i == 0 {
-                    schema_for_top(schema, f, &meta)
-                } else {
-                    child_schema(s, f)
-                };
-                let Some(map) = node.as_object_mut() else {
-                    return;
-                };
-                if last {
-                    map.remove(f);
-                    return;
-                }
-                let Some(next) = map.get_mut(f) else { return };
-                node = next;
-                s = next_schema;
-            }
-            Step::Key(k) | Step::Item(k) => {
-                let Ok(want) = serde_json::from_str::<Value>(k) else {
-                    return;
-                };
-                let is_key = matches!(step, Step::Key(_));
-                let list_schema = s;
-                let Some(items) = node.as_array_mut() else {
-                    return;
-                };
-                let pos = items.iter().position(|item| {
-                    if is_key {
-                        Value::Object(list_key(list_schema, item)) == want
-                    } else {
-                        *item == want
-                    }
-                });
-                let Some(pos) = pos else { return };
-                if last {
-                    items.remove(pos);
-                    return;
-                }
-                s = s.and_then(|s| s.get("items"));
-                node = &mut items[pos];
+/// The identity of a list item: its key fields in a map list, its value in a set.
+fn item_key(schema: Option<&Value>, item: &Value) -> Value {
+    if list_type(schema) == Some("map") {
+        Value::Object(list_key(schema, item))
+    } else {
+        item.clone()
+    }
+}
+
+/// Merge two associative or set lists as structured-merge-diff orders them:
+/// items only the live list has keep their place, the applied items come in
+/// the configuration's order.
+fn merge_list(schema: Option<&Value>, lhs: &[Value], rhs: &[Value]) -> Vec<Value> {
+    let item_schema = schema.and_then(|s| s.get("items"));
+    let index = |list: &[Value]| {
+        let mut out: Vec<(Value, Value)> = Vec::new();
+        for item in list {
+            let key = item_key(schema, item);
+            // Repeated keys count once, as structured-merge-diff indexes them.
+            if !out.iter().any(|(k, _)| *k == key) {
+                out.push((key, item.clone()));
             }
         }
+        out
+    };
+    let (lhs, rhs) = (index(lhs), index(rhs));
+    let in_rhs = |k: &Value| rhs.iter().any(|(rk, _)| rk == k);
+    let merged_item = |key: &Value, from: &Value| match lhs.iter().find(|(lk, _)| lk == key) {
+        Some((_, live)) if list_type(schema) == Some("map") => {
+            let mut item = live.clone();
+            merge(item_schema, &mut item, from, false);
+            item
+        }
+        _ => from.clone(),
+    };
+    let mut shared: std::collections::VecDeque<&Value> = rhs
+        .iter()
+        .map(|(k, _)| k)
+        .filter(|k| lhs.iter().any(|(lk, _)| lk == *k))
+        .collect();
+    let mut next_shared = shared.pop_front();
+    let mut merged_rhs: Vec<&Value> = Vec::new();
+    let mut out = Vec::with_capacity(lhs.len().max(rhs.len()));
+    let (mut l, mut r) = (0, 0);
+    while l < lhs.len() || r < rhs.len() {
+        if l < lhs.len() && r < rhs.len() {
+            let key = &lhs[l].0;
+            if *key == rhs[r].0 {
+                merged_rhs.push(key);
+                out.push(merged_item(key, &rhs[r].1));
+                l += 1;
+                r += 1;
+                next_shared = shared.pop_front();
+                continue;
+            }
+            if in_rhs(key) && next_shared.is_some_and(|n| n != key) {
+                // A shared item, but not the one due now: it comes in the configuration's order.
+                l += 1;
+                continue;
+            }
+        }
+        if l < lhs.len() {
+            let key = &lhs[l].0;
+            if !in_rhs(key) {
+                out.push(lhs[l].1.clone());
+                l += 1;
+                continue;
+            }
+            if merged_rhs.contains(&key) {
+                l += 1;
+                continue;
+            }
+        }
+        if r < rhs.len() {
+            let key = &rhs[r].0;
+            merged_rhs.push(key);
+            out.push(merged_item(key, &rhs[r].1));
+            r += 1;
+            if next_shared == Some(key) {
+                next_shared = shared.pop_front();
+            }
+        }
+    }
+    out
+}
+
+/// `value` without the items and fields in `paths` (relative to it), as
+/// structured-merge-diff's `RemoveItems` and kube-apiserver's pruning of the
+/// resulting `null`s leave it: `None` when nothing is left of it.
+fn remove_items(
+    schema: Option<&Value>,
+    value: &Value,
+    paths: &BTreeSet<Path>,
+    root: bool,
+) -> Option<Value> {
+    let below = |step: &Step| -> BTreeSet<Path> {
+        paths
+            .iter()
+            .filter(|p| p.len() > 1 && p[0] == *step)
+            .map(|p| p[1..].to_vec())
+            .collect()
+    };
+    let meta = metadata_schema();
+    match value {
+        Value::Object(map) if !is_atomic(schema) => {
+            let mut out = Map::new();
+            // A child emptied by the removal becomes a null, which pruning
+            // drops from a non-nullable field: it still keeps its parent.
+            let mut kept = false;
+            for (k, v) in map {
+                let step = Step::Field(k.clone());
+                if paths.contains(&vec![step.clone()]) {
+                    continue;
+                }
+                let sub = below(&step);
+                if sub.is_empty() {
+                    out.insert(k.clone(), v.clone());
+                    kept = true;
+                    continue;
+                }
+                let s = if root {
+                    schema_for_top(schema, k, &meta)
+                } else {
+                    child_schema(schema, k)
+                };
+                kept = true;
+                match remove_items(s, v, &sub, false) {
+                    Some(rest) => {
+                        out.insert(k.clone(), rest);
+                    }
+                    None if s.is_some_and(|s| s.get("nullable") == Some(&Value::Bool(true))) => {
+                        out.insert(k.clone(), Value::Null);
+                    }
+                    None => {}
+                }
+            }
+            kept.then_some(Value::Object(out))
+        }
+        Value::Array(items) if matches!(list_type(schema), Some("set" | "map")) => {
+            let item_schema = schema.and_then(|s| s.get("items"));
+            let mut out = Vec::new();
+            for item in items {
+                let key = item_key(schema, item).to_string();
+                let step = if list_type(schema) == Some("map") {
+                    Step::Key(key)
+                } else {
+                    Step::Item(key)
+                };
+                if paths.contains(&vec![step.clone()]) {
+                    continue;
+                }
+                let sub = below(&step);
+                if sub.is_empty() {
+                    out.push(item.clone());
+                } else if let Some(rest) = remove_items(item_schema, item, &sub, false) {
+                    out.push(rest);
+                }
+            }
+            (!out.is_empty()).then_some(Value::Array(out))
+        }
+        other => Some(other.clone()),
     }
 }
 

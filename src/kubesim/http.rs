@@ -2,6 +2,7 @@
 //! kube-apiserver's status codes and `Status` bodies.
 
 use super::RequestRecord;
+use super::builtin;
 use super::discovery::{self, ResourceType};
 use super::fields::{self, Scope, Writer};
 use super::schema::{self, FieldError};
@@ -12,6 +13,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Request, State as AxumState};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -148,11 +150,29 @@ fn json_response(code: u16, body: &Value, warnings: &[String]) -> Response {
     resp
 }
 
+/// A response as `application/yaml`, which kube-apiserver serves for anything
+/// but watches.
+fn yaml_response(code: u16, body: &Value, warnings: &[String]) -> Response {
+    let mut resp = json_response(code, body, warnings);
+    match serde_saphyr::to_string(body) {
+        Ok(text) => {
+            *resp.body_mut() = Body::from(text);
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/yaml"),
+            );
+        }
+        Err(e) => tracing::warn!(error = %e, "kubesim: rendering YAML, answering JSON"),
+    }
+    resp
+}
+
 fn error_response(e: &ApiError) -> Response {
     json_response(e.code, &e.body(), &[])
 }
 
 /// A request for a resource, parsed from its path, query and headers.
+#[derive(Clone)]
 struct Req<'a> {
     t: &'a ResourceType,
     ns: String,
@@ -414,6 +434,13 @@ async fn handle(AxumState(srv): AxumState<Arc<Server>>, req: Request) -> Respons
         (&Method::DELETE, false) => "deletecollection",
         _ => "unsupported",
     };
+    if verb != "unsupported" && !t.verbs().contains(&verb) {
+        return error_response(&ApiError::new(
+            405,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource",
+        ));
+    }
     if t.namespaced && ns.is_none() && !matches!(verb, "list" | "watch") {
         return error_response(&ApiError::new(
             405,
@@ -452,10 +479,14 @@ async fn handle(AxumState(srv): AxumState<Arc<Server>>, req: Request) -> Respons
         (Ok(_), "create") => srv.create(&r),
         (Ok(_), "update") => srv.update(&r),
         (Ok(_), "patch") => srv.patch(&r),
-        (Ok(_), "delete") => match delete_options(&r) {
+        (Ok(_), "delete" | "deletecollection") => match delete_options(&r) {
             Ok(opts) => {
                 r.dry_run = opts.get("dryRun").is_some_and(|d| d == &json!(["All"]));
-                srv.delete(&r, &opts)
+                if verb == "delete" {
+                    srv.delete(&r, &opts)
+                } else {
+                    srv.delete_collection(&r, &opts)
+                }
             }
             Err(e) => Err(e),
         },
@@ -463,14 +494,16 @@ async fn handle(AxumState(srv): AxumState<Arc<Server>>, req: Request) -> Respons
             405,
             "MethodNotAllowed",
             format!(
-                "{} {path} is not supported by kubesim (no deletecollection, no POST to a named object)",
+                "{} {path} is not supported by kubesim (no POST to a named object)",
                 parts.method
             ),
         )),
     };
-    let resp = match result {
-        Ok((code, body, warnings)) => json_response(code, &body, &warnings),
-        Err(e) => error_response(&e),
+    let resp = match (result, r.output) {
+        (Ok((code, body, warnings)), Output::Yaml) => yaml_response(code, &body, &warnings),
+        (Err(e), Output::Yaml) => yaml_response(e.code, &e.body(), &[]),
+        (Ok((code, body, warnings)), _) => json_response(code, &body, &warnings),
+        (Err(e), _) => error_response(&e),
     };
     srv.record(&r, verb, resp.status().as_u16());
     resp
@@ -480,6 +513,8 @@ async fn handle(AxumState(srv): AxumState<Arc<Server>>, req: Request) -> Respons
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Output {
     Object,
+    /// The object (or list, or Status) as YAML.
+    Yaml,
     Table(discovery::IncludeObject),
     PartialMetadata,
 }
@@ -494,6 +529,9 @@ fn negotiate(accept: &str, include: Option<&str>) -> Result<Output, ApiError> {
     for range in accept.split(',') {
         let mut parts = range.split(';').map(str::trim);
         let media = parts.next().unwrap_or_default();
+        if media == "application/yaml" && !range.contains("as=") {
+            return Ok(Output::Yaml);
+        }
         if !matches!(media, "application/json" | "application/*" | "*/*") {
             continue;
         }
@@ -530,7 +568,7 @@ fn negotiate(accept: &str, include: Option<&str>) -> Result<Output, ApiError> {
         406,
         "NotAcceptable",
         format!(
-            "only the following media types are accepted by kubesim: application/json (plain, as=Table, as=PartialObjectMetadata); requested {accept}"
+            "only the following media types are accepted by kubesim: application/json (plain, as=Table, as=PartialObjectMetadata), application/yaml; requested {accept}"
         ),
     ))
 }
@@ -713,20 +751,64 @@ impl Server {
         }
     }
 
+    /// A namespace kube-apiserver has from the start (`default`, `kube-system`, ...).
     pub(crate) fn create_namespace(&self, name: &str) {
         let mut st = self.store.lock();
-        self.ensure_namespace(&mut st, name);
-    }
-
-    /// Namespaces are created on first use (kube-apiserver would answer 404).
-    fn ensure_namespace(&self, st: &mut State, name: &str) {
-        if name.is_empty() || st.get("/namespaces", "", name).is_some() {
+        if st.get("/namespaces", "", name).is_some() {
             return;
         }
         let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "uid": uuid::Uuid::new_v4().to_string(),
             "creationTimestamp": now(), "labels": {"kubernetes.io/metadata.name": name}},
             "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}});
         st.commit("/namespaces", "", name, ChangeType::Added, ns);
+    }
+
+    /// A CRD the server serves, readable as kube-apiserver shows it once established.
+    pub(crate) fn create_crd(&self, crd: &CustomResourceDefinition) {
+        let Ok(mut obj) = serde_json::to_value(crd) else {
+            return;
+        };
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        let now = now();
+        obj["apiVersion"] = json!("apiextensions.k8s.io/v1");
+        obj["kind"] = json!("CustomResourceDefinition");
+        let m = meta_mut(&mut obj);
+        m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+        m.insert("creationTimestamp".into(), json!(now));
+        m.insert("generation".into(), json!(1));
+        let stored: Vec<&str> = crd
+            .spec
+            .versions
+            .iter()
+            .filter(|v| v.storage)
+            .map(|v| v.name.as_str())
+            .collect();
+        let condition = |type_: &str, reason: &str, message: &str| json!({"type": type_, "status": "True", "lastTransitionTime": now, "reason": reason, "message": message});
+        obj["status"] = json!({"acceptedNames": crd.spec.names, "storedVersions": stored, "conditions": [
+            condition("NamesAccepted", "NoConflicts", "no conflicts found"),
+            condition("Established", "InitialNamesAccepted", "the initial names have been accepted")]});
+        let mut st = self.store.lock();
+        st.commit(
+            "apiextensions.k8s.io/customresourcedefinitions",
+            "",
+            &name,
+            ChangeType::Added,
+            obj,
+        );
+    }
+
+    /// kube-apiserver's NamespaceLifecycle admission: nothing is created in a
+    /// namespace that does not exist.
+    fn check_namespace(&self, st: &State, r: &Req) -> Result<(), ApiError> {
+        if !r.t.namespaced || st.get("/namespaces", "", &r.ns).is_some() {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            404,
+            "NotFound",
+            format!("namespaces \"{}\" not found", r.ns),
+        )
+        .details(json!({"name": r.ns, "kind": "namespaces"})))
     }
 
     fn get(&self, r: &Req) -> Reply {
@@ -747,7 +829,7 @@ impl Server {
                 vec![],
             )),
             Output::PartialMetadata => Ok((200, discovery::partial_metadata(&obj), vec![])),
-            Output::Object => Ok((200, obj, vec![])),
+            Output::Object | Output::Yaml => Ok((200, obj, vec![])),
         }
     }
 
@@ -764,6 +846,19 @@ impl Server {
                 "reason",
                 "reportingComponent",
                 "source",
+                "type",
+            ],
+            // events.k8s.io's field labels, converted as kube-apiserver converts them.
+            "events" => &[
+                "regarding.kind",
+                "regarding.namespace",
+                "regarding.name",
+                "regarding.uid",
+                "regarding.apiVersion",
+                "regarding.resourceVersion",
+                "regarding.fieldPath",
+                "reason",
+                "reportingController",
                 "type",
             ],
             "secrets" => &["type"],
@@ -785,15 +880,11 @@ impl Server {
                     .map_err(|_| ApiError::bad_request(format!("invalid resource version: {v}")))
             })
             .transpose()?;
-        if let Some(rv) = rv {
-            if rv > current {
-                return Err(too_large(rv, current));
-            }
-            if r.q("resourceVersionMatch") == Some("Exact") && rv != current {
-                return Err(ApiError::expired(format!(
-                    "resourceVersion {rv} is not available: kubesim keeps no snapshots, only the current state (resourceVersion {current})"
-                )));
-            }
+        let exact = r.q("resourceVersionMatch") == Some("Exact");
+        if let Some(rv) = rv
+            && rv > current
+        {
+            return Err(too_large(rv, current));
         }
         let (list_rv, after) = match r.q("continue") {
             Some(_) if rv.is_some_and(|v| v != 0) => {
@@ -806,9 +897,18 @@ impl Server {
                 (None, after) => (current, after),
                 (Some(rv), after) => (rv, after),
             },
-            None => (current, None),
+            None => match rv {
+                Some(rv) if exact => (rv, None),
+                _ => (current, None),
+            },
         };
         if list_rv < st.oldest_resumable() {
+            if r.q("continue").is_none() {
+                return Err(ApiError::expired(format!(
+                    "too old resource version: {list_rv} ({})",
+                    st.oldest_resumable()
+                )));
+            }
             // As kube-apiserver: a 410 whose Status carries a token that continues
             // the list at the current version, inconsistently.
             let mut e = ApiError::expired(
@@ -819,8 +919,10 @@ impl Server {
             return Err(e);
         }
         let ns = (!r.ns.is_empty()).then_some(r.ns.as_str());
-        let matching: Vec<(String, Value)> = st
-            .list(&r.t.storage, ns)
+        // Every page of a list is cut from the snapshot of its first page.
+        let snapshot = st.list_at(&r.t.storage, ns, list_rv).unwrap_or_default();
+        let matching: Vec<(String, Value)> = snapshot
+            .iter()
             .filter(|(key, _)| {
                 after
                     .as_ref()
@@ -829,10 +931,12 @@ impl Server {
             .map(|(key, o)| (format!("{}/{}", key.0, key.1), view(r.t, o)))
             .filter(|(_, o)| selector.matches(o))
             .collect();
+        // `resourceVersion=0` is served from the watch cache, which ignores `limit`.
+        let from_cache = rv == Some(0) && r.q("continue").is_none();
         let limit = r
             .q("limit")
             .and_then(|l| l.parse::<usize>().ok())
-            .filter(|l| *l > 0);
+            .filter(|l| *l > 0 && !from_cache);
         let mut meta = json!({"resourceVersion": list_rv.to_string()});
         let page: Vec<&Value> = match limit {
             Some(limit) if matching.len() > limit => {
@@ -849,7 +953,7 @@ impl Server {
                 let items: Vec<Value> = page.into_iter().map(discovery::partial_metadata).collect();
                 json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "items": items})
             }
-            Output::Object => {
+            Output::Object | Output::Yaml => {
                 json!({"kind": format!("{}List", r.t.kind), "apiVersion": r.t.api_version(), "metadata": meta, "items": page})
             }
         };
@@ -870,6 +974,7 @@ impl Server {
         let mut st = self.store.lock();
         let new = self.unview(r.t, body);
         let (new, warnings) = self.prepare(&st, r, None, new)?;
+        self.check_namespace(&st, r)?;
         let name = meta_str(&new, "name").unwrap_or_default().to_string();
         if st.get(&r.t.storage, &r.ns, &name).is_some() {
             return Err(ApiError::new(
@@ -953,18 +1058,22 @@ impl Server {
                 json_patch::merge(&mut doc, &p)
             }
             _ => {
-                let p: json_patch::Patch = serde_json::from_slice(&r.body)
-                    .map_err(|e| ApiError::bad_request(e.to_string()))?;
                 // kube-apiserver answers any patch that does not apply (a failed
-                // `test`, a missing path) with this generic 422 and no causes.
-                json_patch_go(&mut doc, p).map_err(|_| {
+                // `test`, a missing path, an unknown op) with this generic 422
+                // and no causes; only a body that is no list of operations is a 400.
+                let rejected = || {
                     ApiError::new(
                         422,
                         "Invalid",
                         "the server rejected our request due to an error in our request",
                     )
                     .details(json!({}))
-                })?;
+                };
+                let ops: Vec<serde_json::Map<String, Value>> = serde_json::from_slice(&r.body)
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+                let p: json_patch::Patch =
+                    serde_json::from_value(json!(ops)).map_err(|_| rejected())?;
+                json_patch_go(&mut doc, p).map_err(|_| rejected())?;
             }
         }
         if !doc.is_object() {
@@ -1024,8 +1133,9 @@ impl Server {
                     "",
                     format!(
                         "failed to create typed patch object ({}/{}; {}, Kind={}): {detail}",
-                        r.ns,
-                        r.name(),
+                        // The configuration's own namespace and name, as kube-apiserver prints them.
+                        meta_str(&config, "namespace").unwrap_or_default(),
+                        meta_str(&config, "name").unwrap_or_default(),
                         r.t.api_version(),
                         r.t.kind
                     ),
@@ -1065,6 +1175,9 @@ impl Server {
         }
         let new = self.unview(r.t, merged);
         let (new, warnings) = self.prepare(&st, r, old.as_ref(), new)?;
+        if old.is_none() {
+            self.check_namespace(&st, r)?;
+        }
         let (code, obj) = self.commit(&mut st, r, old.as_ref(), new, None);
         Ok((code, view(r.t, &obj), warnings))
     }
@@ -1082,97 +1195,92 @@ impl Server {
                 "kubesim does not delete namespaces (it would have to delete their contents)",
             ));
         }
-        if let Some(pre) = opts.get("preconditions") {
-            let uid = meta_str(&old, "uid").unwrap_or_default();
-            let rv = meta_str(&old, "resourceVersion").unwrap_or_default();
-            for (key, label, actual) in [
-                ("uid", "UID", uid),
-                ("resourceVersion", "ResourceVersion", rv),
-            ] {
-                if let Some(want) = pre.get(key).and_then(Value::as_str)
-                    && want != actual
-                {
-                    // Worded as kube-apiserver passes etcd's storage error on.
-                    let key = [
-                        "/registry",
-                        if r.t.custom { &r.t.group } else { "" },
-                        &r.t.plural,
-                        &r.ns,
-                        r.name(),
-                    ]
-                    .iter()
-                    .filter(|part| !part.is_empty())
-                    .copied()
-                    .collect::<Vec<_>>()
-                    .join("/");
-                    return Err(ApiError::new(
-                        409,
-                        "Conflict",
-                        format!(
-                            "Operation cannot be fulfilled on {} \"{}\": StorageError: invalid object, Code: 4, Key: {key}, ResourceVersion: 0, AdditionalErrorMsg: Precondition failed: {label} in precondition: {want}, {label} in object meta: {actual}",
-                            r.t.group_resource(),
-                            r.name()
-                        ),
-                    )
-                    .details(json!({"name": r.name(), "group": r.t.group, "kind": r.t.plural})));
-                }
-            }
+        let (obj, removed) = delete_object(&mut st, r, old, opts)?;
+        if removed {
+            return Ok((200, deleted_status(r.t, &obj), vec![]));
         }
-        if !finalizers(&old).is_empty() {
-            if meta_str(&old, "deletionTimestamp").is_some() {
-                return Ok((200, view(r.t, &old), vec![]));
-            }
-            let mut marked = old.clone();
-            let m = meta_mut(&mut marked);
-            m.insert("deletionTimestamp".into(), json!(now()));
-            m.insert("deletionGracePeriodSeconds".into(), json!(0));
-            if let Some(g) = m.get("generation").and_then(Value::as_i64) {
-                m.insert("generation".into(), json!(g + 1));
-            }
-            let stored = if r.dry_run() {
-                marked
-            } else {
-                st.commit(&r.t.storage, &r.ns, r.name(), ChangeType::Modified, marked)
+        Ok((200, view(r.t, &obj), vec![]))
+    }
+
+    /// `deletecollection`: every object the selectors match, deleted one by
+    /// one as a delete would, answered with the list of what was deleted or
+    /// marked, as kube-apiserver's `DeleteCollection` answers.
+    fn delete_collection(&self, r: &Req, opts: &Value) -> Reply {
+        if r.sub.is_some() || r.t.plural == "namespaces" {
+            return Err(ApiError::new(
+                405,
+                "MethodNotAllowed",
+                "the server does not allow this method on the requested resource",
+            ));
+        }
+        let selector = self.selector(r)?;
+        let mut st = self.store.lock();
+        let ns = (!r.ns.is_empty()).then_some(r.ns.as_str());
+        let targets: Vec<Value> = st
+            .list(&r.t.storage, ns)
+            .map(|(_, o)| o)
+            .filter(|o| selector.matches(&view(r.t, o)))
+            .cloned()
+            .collect();
+        let mut items = Vec::new();
+        for old in targets {
+            let name = meta_str(&old, "name").unwrap_or_default().to_string();
+            // The same request, for this object.
+            let one = Req {
+                name: Some(name),
+                ns: meta_str(&old, "namespace").unwrap_or_default().to_string(),
+                ..r.clone()
             };
-            return Ok((200, view(r.t, &stored), vec![]));
-        }
-        let gone = if r.dry_run() {
-            old.clone()
-        } else {
-            st.commit(
-                &r.t.storage,
-                &r.ns,
-                r.name(),
-                ChangeType::Deleted,
-                old.clone(),
-            )
-        };
-        if r.t.custom {
-            return Ok((200, view(r.t, &gone), vec![]));
+            let (obj, _) = delete_object(&mut st, &one, old, opts)?;
+            items.push(view(r.t, &obj));
         }
         Ok((
             200,
-            json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                "details": {"name": r.name(), "group": r.t.group, "kind": r.t.plural, "uid": meta_str(&old, "uid")}}),
+            json!({"kind": format!("{}List", r.t.kind), "apiVersion": r.t.api_version(),
+                "metadata": {"resourceVersion": st.current_rv().to_string()}, "items": items}),
             vec![],
         ))
     }
 
+    /// The body's apiVersion and kind against the URL's: another version is
+    /// the decoder's 400; another kind of a custom resource is the 422 of its
+    /// strategy's `ValidateTypeMeta`, of a built-in the decoder's 400.
     fn check_kind(&self, r: &Req, body: &Value) -> Result<(), ApiError> {
         let api_version = body
             .get("apiVersion")
             .and_then(Value::as_str)
             .unwrap_or_default();
         let kind = body.get("kind").and_then(Value::as_str).unwrap_or_default();
-        if (!api_version.is_empty() && api_version != r.t.api_version())
-            || (!kind.is_empty() && kind != r.t.kind)
-        {
+        if !api_version.is_empty() && api_version != r.t.api_version() {
             return Err(ApiError::bad_request(format!(
                 "the API version in the data ({api_version}) does not match the expected API version ({})",
                 r.t.api_version()
             )));
         }
-        Ok(())
+        if kind.is_empty() || kind == r.t.kind {
+            return Ok(());
+        }
+        if !r.t.custom {
+            return Err(ApiError::bad_request(format!(
+                "no kind {} is registered for version {} in scheme \"pkg/api/legacyscheme/scheme.go:30\"",
+                Value::String(kind.into()),
+                Value::String(r.t.api_version())
+            )));
+        }
+        let name = meta_str(body, "name").unwrap_or(r.name());
+        Err(ApiError::invalid(
+            r.t,
+            name,
+            &[FieldError {
+                field: "kind".into(),
+                reason: "FieldValueInvalid".into(),
+                message: format!(
+                    "Invalid value: {}: must be {}",
+                    Value::String(kind.into()),
+                    r.t.kind
+                ),
+            }],
+        ))
     }
 
     /// Everything kube-apiserver does to an object before storing it: identity
@@ -1377,6 +1485,23 @@ impl Server {
         if t.plural == "secrets" {
             secret_defaults(&mut new)?;
         }
+        if !t.custom {
+            builtin::check_micro_times(t, &new).map_err(ApiError::bad_request)?;
+            let errs = builtin::validate(t, &new, old);
+            if !errs.is_empty() {
+                return Err(ApiError::invalid(t, &name, &errs));
+            }
+        }
+        if t.plural == "namespaces" {
+            // Set on every write, as kube-apiserver does: selectors can rely on it.
+            let m = meta_mut(&mut new);
+            if !m.get("labels").is_some_and(Value::is_object) {
+                m.insert("labels".into(), json!({}));
+            }
+            if let Some(labels) = m.get_mut("labels").and_then(Value::as_object_mut) {
+                labels.insert("kubernetes.io/metadata.name".into(), json!(name));
+            }
+        }
         if t.plural == "namespaces" && old.is_none() {
             new["status"] = json!({"phase": "Active"});
             if new.pointer("/spec/finalizers").is_none() {
@@ -1473,20 +1598,25 @@ impl Server {
                 return (200, old.clone());
             }
             if meta_str(&new, "deletionTimestamp").is_some() && finalizers(&new).is_empty() {
+                // Go's omitempty: no `finalizers: []` in the answer.
+                let m = meta_mut(&mut new);
+                m.remove("finalizers");
                 if r.dry_run() {
                     return (200, new);
                 }
-                return (
-                    200,
-                    st.commit(&r.t.storage, &r.ns, &name, ChangeType::Deleted, new),
+                // As kube-apiserver's store: the update is not written, the
+                // object is deleted as it was stored last, finalizers and all,
+                // and that is what the DELETED event shows.
+                let gone = st.commit(&r.t.storage, &r.ns, &name, ChangeType::Deleted, old.clone());
+                meta_mut(&mut new).insert(
+                    "resourceVersion".into(),
+                    json!(meta_str(&gone, "resourceVersion")),
                 );
+                return (200, new);
             }
         }
         if r.dry_run() {
             return (if old.is_some() { 200 } else { 201 }, new);
-        }
-        if old.is_none() && r.t.namespaced {
-            self.ensure_namespace(st, &r.ns);
         }
         let kind = if old.is_some() {
             ChangeType::Modified
@@ -1496,6 +1626,71 @@ impl Server {
         let stored = st.commit(&r.t.storage, &r.ns, &name, kind, new);
         (if old.is_some() { 200 } else { 201 }, stored)
     }
+}
+
+/// Delete one stored object as kube-apiserver's store does: preconditions
+/// first, then either mark it (finalizers left) or remove it. The object as
+/// stored (or as it was when removed), and whether it is gone.
+fn delete_object(
+    st: &mut State,
+    r: &Req,
+    old: Value,
+    opts: &Value,
+) -> Result<(Value, bool), ApiError> {
+    if let Some(pre) = opts.get("preconditions") {
+        let uid = meta_str(&old, "uid").unwrap_or_default();
+        let rv = meta_str(&old, "resourceVersion").unwrap_or_default();
+        for (key, label, actual, hint) in [
+            ("uid", "UID", uid, "deleted and then recreated"),
+            ("resourceVersion", "ResourceVersion", rv, "modified"),
+        ] {
+            if let Some(want) = pre.get(key).and_then(Value::as_str)
+                && want != actual
+            {
+                // Worded as kube-apiserver's BeforeDelete check words it.
+                return Err(ApiError::new(
+                    409,
+                    "Conflict",
+                    format!(
+                        "Operation cannot be fulfilled on {} \"{}\": the {label} in the precondition ({want}) does not match the {label} in record ({actual}). The object might have been {hint}",
+                        r.t.group_resource(),
+                        r.name()
+                    ),
+                )
+                .details(json!({"name": r.name(), "group": r.t.group, "kind": r.t.plural})));
+            }
+        }
+    }
+    if !finalizers(&old).is_empty() {
+        if meta_str(&old, "deletionTimestamp").is_some() {
+            return Ok((old, false));
+        }
+        let mut marked = old;
+        let m = meta_mut(&mut marked);
+        m.insert("deletionTimestamp".into(), json!(now()));
+        m.insert("deletionGracePeriodSeconds".into(), json!(0));
+        if let Some(g) = m.get("generation").and_then(Value::as_i64) {
+            m.insert("generation".into(), json!(g + 1));
+        }
+        let stored = if r.dry_run() {
+            marked
+        } else {
+            st.commit(&r.t.storage, &r.ns, r.name(), ChangeType::Modified, marked)
+        };
+        return Ok((stored, false));
+    }
+    let gone = if r.dry_run() {
+        old
+    } else {
+        st.commit(&r.t.storage, &r.ns, r.name(), ChangeType::Deleted, old)
+    };
+    Ok((gone, true))
+}
+
+/// What kube-apiserver answers a delete that removed the object at once.
+fn deleted_status(t: &ResourceType, gone: &Value) -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+        "details": {"name": meta_str(gone, "name"), "group": t.group, "kind": t.plural, "uid": meta_str(gone, "uid")}})
 }
 
 /// The object as this API version shows it (Events are stored as core v1).

@@ -14,6 +14,7 @@
 //! # Ok(()) }
 //! ```
 
+mod builtin;
 mod discovery;
 mod fields;
 mod http;
@@ -30,7 +31,7 @@ use std::time::Duration;
 /// One served request, for tests that count writes or compare calls with RBAC.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestRecord {
-    /// The RBAC verb: get, list, watch, create, update, patch, delete.
+    /// The RBAC verb: get, list, watch, create, update, patch, delete, deletecollection.
     pub verb: String,
     /// API group (`""` for core).
     pub group: String,
@@ -81,7 +82,8 @@ impl KubeSim {
         self
     }
 
-    /// How many changes are kept for watches resuming from a resourceVersion.
+    /// How many changes are kept for watches resuming from a resourceVersion
+    /// and for lists of older versions (continue tokens, `Exact`).
     pub fn history_limit(mut self, changes: usize) -> Self {
         self.history_limit = changes.max(1);
         self
@@ -114,8 +116,12 @@ impl KubeSim {
             watch_timeout: self.watch_timeout,
             stopping,
         });
-        server.create_namespace("default");
-        server.create_namespace("kube-system");
+        for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            server.create_namespace(ns);
+        }
+        for crd in &self.crds {
+            server.create_crd(crd);
+        }
         let app = http::router(server.clone());
         let mut stopped = server.stopping.clone();
         tokio::spawn(async move {

@@ -141,6 +141,7 @@ fn prune_and_default_root(schema: &Value, obj: &mut Value) -> Vec<String> {
                     if let Some(v) = map.get_mut(&key) {
                         prune_and_default(child, v, &key, &mut pruned);
                     }
+                    drop_null(map, &key, child);
                 }
                 None => {
                     map.remove(&key);
@@ -185,6 +186,14 @@ fn required(schema: &Value) -> impl Iterator<Item = &str> {
         .filter_map(Value::as_str)
 }
 
+/// kube-apiserver drops a `null` it could not default from a field that is
+/// not nullable before validating, so it never fails a type check.
+fn drop_null(map: &mut Map<String, Value>, key: &str, schema: &Value) {
+    if map.get(key).is_some_and(Value::is_null) && !is_true(schema, "nullable") {
+        map.remove(key);
+    }
+}
+
 fn prune_and_default(schema: &Value, value: &mut Value, path: &str, pruned: &mut Vec<String>) {
     // kube-apiserver defaults a null in a non-nullable field.
     if value.is_null() && !is_true(schema, "nullable") {
@@ -210,10 +219,12 @@ fn prune_and_default(schema: &Value, value: &mut Value, path: &str, pruned: &mut
                     if let Some(v) = map.get_mut(&key) {
                         prune_and_default(child, v, &sub, pruned);
                     }
+                    drop_null(map, &key, child);
                 } else if let Some(add) = additional.filter(|a| a.is_object()) {
                     if let Some(v) = map.get_mut(&key) {
                         prune_and_default(add, v, &sub, pruned);
                     }
+                    drop_null(map, &key, add);
                 } else if !preserve && additional.and_then(Value::as_bool) != Some(true) {
                     map.remove(&key);
                     pruned.push(sub);

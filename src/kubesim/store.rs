@@ -24,6 +24,8 @@ pub(crate) struct Change {
     pub rv: u64,
     /// The resource's storage key (`group/plural`).
     pub resource: String,
+    /// The object's key (namespace, name).
+    pub key: ObjectKey,
     pub kind: ChangeType,
     /// The new object; for a deletion, the last state with the deletion's resourceVersion.
     pub object: Value,
@@ -100,6 +102,40 @@ impl State {
             .filter(move |((n, _), _)| ns.is_none_or(|want| want == n))
     }
 
+    /// The objects of a resource (optionally in one namespace) as they were at
+    /// resourceVersion `at`, in key order: the current state with the retained
+    /// changes after `at` undone, as etcd serves an older revision. `None`
+    /// when `at` is older than the history (compacted).
+    pub(crate) fn list_at(
+        &self,
+        resource: &str,
+        ns: Option<&str>,
+        at: u64,
+    ) -> Option<Vec<(ObjectKey, Value)>> {
+        if at < self.oldest_resumable {
+            return None;
+        }
+        let mut objects: BTreeMap<ObjectKey, Value> = self
+            .list(resource, ns)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let later = self.history.iter().rev().take_while(|c| c.rv > at);
+        for c in later.filter(|c| c.resource == resource) {
+            if ns.is_some_and(|want| want != c.key.0) {
+                continue;
+            }
+            match (c.kind, &c.old) {
+                (ChangeType::Added, _) | (_, None) => {
+                    objects.remove(&c.key);
+                }
+                (_, Some(old)) => {
+                    objects.insert(c.key.clone(), old.clone());
+                }
+            }
+        }
+        Some(objects.into_iter().collect())
+    }
+
     /// Store `object` (stamping its resourceVersion) or delete it, and publish the change.
     pub(crate) fn commit(
         &mut self,
@@ -118,11 +154,12 @@ impl State {
         let objects = self.objects.entry(resource.to_string()).or_default();
         let old = match kind {
             ChangeType::Deleted => objects.remove(&key),
-            _ => objects.insert(key, object.clone()),
+            _ => objects.insert(key.clone(), object.clone()),
         };
         let change = Arc::new(Change {
             rv,
             resource: resource.to_string(),
+            key,
             kind,
             object: object.clone(),
             old,

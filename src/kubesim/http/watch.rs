@@ -47,7 +47,7 @@ impl Feed {
                 discovery::table(&self.t, &[&obj], json!({"resourceVersion": rv}), include)
             }
             Output::PartialMetadata => discovery::partial_metadata(&obj),
-            Output::Object => obj,
+            Output::Object | Output::Yaml => obj,
         }
     }
 
@@ -73,13 +73,32 @@ impl Feed {
             (ChangeType::Deleted, _, true) => "DELETED",
             _ => return true,
         };
-        self.send(kind, self.render(&c.object)).await
+        // An object leaving the selector is shown as it was (the state that
+        // matched), at the change's resourceVersion, as kube-apiserver's cacher does.
+        let shown = match (kind, c.kind, &c.old) {
+            ("DELETED", ChangeType::Modified, Some(old)) => {
+                let mut o = old.clone();
+                if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
+                    m.insert("resourceVersion".into(), json!(c.rv.to_string()));
+                }
+                o
+            }
+            _ => c.object.clone(),
+        };
+        self.send(kind, self.render(&shown)).await
     }
 
     async fn bookmark(&self, rv: u64, initial_end: bool) -> bool {
         let mut meta = json!({"resourceVersion": rv.to_string()});
         if initial_end {
-            meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+            // The empty list a client would have got, base64 of its JSON, as
+            // kube-apiserver's `kubernetes.io/initial-events-list-blueprint`.
+            use base64::Engine;
+            let blueprint = json!({"kind": format!("{}List", self.t.kind), "apiVersion": self.t.api_version(),
+                "metadata": {}, "items": []});
+            meta["annotations"] = json!({"k8s.io/initial-events-end": "true",
+                "kubernetes.io/initial-events-list-blueprint":
+                    base64::engine::general_purpose::STANDARD.encode(blueprint.to_string())});
         }
         self.send(
             "BOOKMARK",
@@ -95,6 +114,14 @@ fn gone(since: u64, oldest: u64) -> Value {
 
 impl Server {
     pub(super) fn watch(&self, r: &Req) -> Response {
+        if r.output == Output::Yaml {
+            // YAML has no stream framing: kube-apiserver refuses it for watches.
+            return error_response(&ApiError::new(
+                406,
+                "NotAcceptable",
+                "only the following media types are accepted for watches: application/json",
+            ));
+        }
         if let Err(e) = check_list_options(r, true) {
             return error_response(&e);
         }
