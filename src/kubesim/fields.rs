@@ -505,10 +505,19 @@ pub(crate) fn apply(
         .flat_map(|m| m.fields.iter())
         .chain(applied.keys())
         .collect();
-    let gone: BTreeSet<Path> = previous
+    let mut gone: BTreeSet<Path> = previous
         .into_iter()
         .filter(|p| !claimed.contains(p))
         .collect();
+    // structured-merge-diff's EnsureNamedFieldsAreMembers: a struct (a field
+    // with declared properties) whose fields go, goes whole, unless anything
+    // under it is still claimed (its addBackOwnedItems).
+    let parents: BTreeSet<Path> = gone
+        .iter()
+        .flat_map(|p| struct_parents(schema, p))
+        .filter(|parent| !claimed.iter().any(|c| c.starts_with(parent)))
+        .collect();
+    gone.extend(parents);
     if !gone.is_empty() {
         merged = remove_items(schema, &merged, &gone, true).unwrap_or_else(|| json!({}));
     }
@@ -516,6 +525,26 @@ pub(crate) fn apply(
     entry_for(&mut managers, w, true).fields = fields;
     write_managers(&mut merged, &managers);
     Ok(merged)
+}
+
+/// The prefixes of `path` that are structs: fields whose schema declares
+/// `properties` (not maps of `additionalProperties`, not list items).
+fn struct_parents(schema: Option<&Value>, path: &Path) -> Vec<Path> {
+    let meta = metadata_schema();
+    let mut out = Vec::new();
+    let mut current = schema;
+    for i in 0..path.len().saturating_sub(1) {
+        current = match &path[i] {
+            Step::Field(k) if i == 0 => schema_for_top(current, k, &meta),
+            Step::Field(k) => child_schema(current, k),
+            _ => current.and_then(|s| s.get("items")),
+        };
+        let is_struct = current.is_some_and(|s| s.get("properties").is_some());
+        if is_struct && matches!(path[i], Step::Field(_)) {
+            out.push(path[..=i].to_vec());
+        }
+    }
+    out
 }
 
 fn schema_for_top<'a>(schema: Option<&'a Value>, key: &str, meta: &'a Value) -> Option<&'a Value> {
