@@ -213,7 +213,7 @@ async fn cloud_errors_surface_verbatim_and_are_not_retried() {
         ("broadcast", json!({"providerConfigRef": pc(ZENLAYER), "nicId": "nic-z3", "ipv4": {"addresses": ["10.0.0.255"]}}), "INVALID_IP_BROADCAST_ADDRESS"),
         ("no-nic", json!({"providerConfigRef": pc(TENCENT), "nicId": "eni-nope", "ipv4": {"count": 1}}), ""),
         ("tc-range", json!({"providerConfigRef": pc(TENCENT), "nicId": "eni-t3", "ipv4": {"addresses": ["10.200.0.5"]}}), "InvalidParameterValue.Range"),
-        ("tc-quota", json!({"providerConfigRef": pc(TENCENT), "nicId": "eni-tq", "ipv4": {"count": 5}}), "LimitExceeded.Address"),
+        ("tc-quota", json!({"providerConfigRef": pc(TENCENT), "nicId": "eni-tq", "ipv4": {"count": 5}}), "LimitExceeded"),
         ("zl-ipv6-present", json!({"providerConfigRef": pc(ZENLAYER), "nicId": "nic-z6has", "ipv6": {"count": 1}}), "INVALID_NIC_IPV6_EXISTS"),
         ("zl-billing", json!({"providerConfigRef": pc(ZENLAYER), "nicId": "nic-zpub", "ipv6": {"count": 1}}), ""),
         ("legacy-vpc", json!({"providerConfigRef": pc(LEGACY), "nicId": "eni-l1", "vpcId": "vpc-missing", "ipv4": {"count": 1}}), "InvalidVpc.NotFound"),

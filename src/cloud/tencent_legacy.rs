@@ -408,7 +408,9 @@ impl TencentLegacy {
         .await;
         let mut out = match result {
             Ok(out) => out,
-            Err(e) if e.class == NotFound => return Ok(Vec::new()),
+            // A VPC that does not exist is the claim's error (a wrong vpcId),
+            // not an answer about its NICs: the caller reports the code.
+            Err(e) if e.class == NotFound && e.code != "InvalidVpc.NotFound" => return Ok(Vec::new()),
             Err(e) => return Err(e),
         };
         let mut seen = BTreeSet::new();

@@ -476,26 +476,31 @@ async fn sweep_all(ctx: &Context, claims: &Store<NicIpClaim>, wake: &mpsc::Unbou
     for (name, list) in by_config {
         let Some(config) = ctx.providers.config(&name) else { continue };
         let Ok(provider) = ctx.providers.build(&config) else { continue };
-        let mut nics: Vec<NicRef> = Vec::new();
+        // One sweep per batch of NICs the batcher would also describe together.
+        let mut groups: BTreeMap<String, Vec<NicRef>> = BTreeMap::new();
         for c in &list {
             let mut nic = NicRef::new(c.spec.nic_id.trim());
             if let Some(vpc) = &c.spec.vpc_id {
                 nic = nic.in_vpc(vpc.trim());
             }
-            if !nics.iter().any(|n| n.id == nic.id) {
-                nics.push(nic);
+            let group = groups.entry(observe::batch_key(&name, provider.provider(), &nic)).or_default();
+            if !group.iter().any(|n| n.id == nic.id) {
+                group.push(nic);
             }
         }
-        match ctx.observer.sweep(&name, &provider, &nics).await {
-            Ok(observed) => {
-                for c in &list {
-                    let nic = observed.get(&crate::cloud::NicId(c.spec.nic_id.trim().to_string())).cloned().flatten();
-                    if drifted(c, nic.as_ref()) {
-                        let _ = wake.send(ObjectRef::from_obj(c.as_ref()));
-                    }
-                }
+        let mut observed = HashMap::new();
+        for nics in groups.values() {
+            match ctx.observer.sweep(&name, &provider, nics).await {
+                Ok(found) => observed.extend(found),
+                Err(e) => warn!(provider_config = %name, code = %e.code, "drift sweep failed"),
             }
-            Err(e) => warn!(provider_config = %name, code = %e.code, "drift sweep failed"),
+        }
+        for c in &list {
+            if let Some(nic) = observed.get(&crate::cloud::NicId(c.spec.nic_id.trim().to_string()))
+                && drifted(c, nic.as_ref())
+            {
+                let _ = wake.send(ObjectRef::from_obj(c.as_ref()));
+            }
         }
     }
 }

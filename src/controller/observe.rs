@@ -62,6 +62,7 @@ impl Observer {
     /// know the NIC.
     pub async fn observe(&self, scope: &str, provider: Arc<dyn NicProvider>, nic: &NicRef) -> Answer {
         let key = (scope.to_string(), nic.id.clone());
+        let batch = batch_key(scope, provider.provider(), nic);
         let sender = {
             let mut state = self.lock();
             let epoch = state.epochs.get(&key).copied().unwrap_or(0);
@@ -71,24 +72,23 @@ impl Observer {
             {
                 return Ok(c.nic);
             }
-            let this = self.clone();
-            let scope = scope.to_string();
             state
                 .batchers
-                .entry(scope.clone())
+                .entry(batch)
                 .or_insert_with(|| {
                     let (tx, rx) = mpsc::unbounded_channel();
-                    tokio::spawn(this.batch_loop(scope, rx));
+                    tokio::spawn(batch_loop(rx));
                     tx
                 })
                 .clone()
         };
         let (reply, answer) = oneshot::channel();
+        let kind = provider.provider();
         let request = Request { nic: nic.clone(), provider, reply };
         if sender.send(request).is_err() {
-            return Err(gone(nic));
+            return Err(gone(kind, nic));
         }
-        answer.await.unwrap_or_else(|_| Err(gone(nic)))
+        answer.await.unwrap_or_else(|_| Err(gone(kind, nic)))
     }
 
     /// Marks the NIC as changed by this controller: earlier observations of it
@@ -142,22 +142,31 @@ impl Observer {
         // A panic elsewhere while holding the lock leaves plain maps behind; keep going.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
 
-    async fn batch_loop(self, scope: String, mut rx: mpsc::UnboundedReceiver<Request>) {
-        while let Some(first) = rx.recv().await {
-            let mut batch = vec![first];
-            let deadline = Instant::now() + WINDOW;
-            while batch.len() < MAX_BATCH {
-                match tokio::time::timeout_at(deadline, rx.recv()).await {
-                    Ok(Some(r)) => batch.push(r),
-                    Ok(None) | Err(_) => break,
-                }
+/// Gathers the ids asked for within the window into one Describe.
+async fn batch_loop(mut rx: mpsc::UnboundedReceiver<Request>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        let deadline = Instant::now() + WINDOW;
+        while batch.len() < MAX_BATCH {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(r)) => batch.push(r),
+                Ok(None) | Err(_) => break,
             }
-            // Describe without holding up the next batch.
-            tokio::spawn(describe_batch(batch));
         }
-        // The sender lives in the map for the observer's lifetime.
-        let _ = scope;
+        // Describe without holding up the next batch.
+        tokio::spawn(describe_batch(batch));
+    }
+}
+
+/// NICs described together: one account; on the legacy API, which describes
+/// one VPC per call, also one VPC, so that a wrong `vpcId` fails only the
+/// claims that name it.
+pub fn batch_key(scope: &str, provider: crate::cloud::Provider, nic: &NicRef) -> String {
+    match (provider, &nic.vpc_id) {
+        (crate::cloud::Provider::TencentLegacy, Some(vpc)) => format!("{scope}/{vpc}"),
+        _ => scope.to_string(),
     }
 }
 
@@ -184,9 +193,9 @@ async fn describe_batch(batch: Vec<Request>) {
     }
 }
 
-fn gone(nic: &NicRef) -> CloudError {
+fn gone(provider: crate::cloud::Provider, nic: &NicRef) -> CloudError {
     CloudError {
-        provider: crate::cloud::Provider::Tencent,
+        provider,
         action: "DescribeNetworkInterfaces".into(),
         code: "Client.Shutdown".into(),
         message: format!("the observer stopped before NIC {} was described", nic.id),
