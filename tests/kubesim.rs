@@ -3352,4 +3352,56 @@ async fn apply_drops_a_nested_struct_the_manager_stops_applying() {
     let status = after.status.unwrap();
     assert_eq!(status.pending_operation, None);
     assert_eq!(status.operation_sequence, Some(1));
+
+#[tokio::test]
+async fn pages_walk_every_namespace_once_and_selectors_before_limits() {
+    let sim = start().await;
+    let client = sim.client().expect("client");
+    // "a" sorts before "a-x", but "a/…" after "a-x/…" as text.
+    for (ns, name, team) in [
+        ("a", "w1", "x"),
+        ("a", "w2", "y"),
+        ("a-x", "w3", "x"),
+        ("a-x", "w4", "x"),
+    ] {
+        if name == "w1" || name == "w3" {
+            create_namespace(&sim, ns).await;
+        }
+        let api: Api<Widget> = Api::namespaced(client.clone(), ns);
+        let mut w = widget(name, 1);
+        w.metadata.namespace = Some(ns.into());
+        w.metadata.labels = Some([("team".to_string(), team.to_string())].into());
+        api.create(&PostParams::default(), &w)
+            .await
+            .expect("create");
+    }
+    let all: Api<Widget> = Api::all(client);
+    let walk = |params: ListParams| {
+        let all = all.clone();
+        async move {
+            let mut seen = Vec::new();
+            let mut remaining = Vec::new();
+            let mut token: Option<String> = None;
+            loop {
+                let mut p = params.clone();
+                if let Some(t) = &token {
+                    p = p.continue_token(t);
+                }
+                let page = all.list(&p).await.expect("page");
+                seen.extend(page.items.iter().map(|w| w.name_any()));
+                remaining.push(page.metadata.remaining_item_count);
+                match page.metadata.continue_ {
+                    Some(t) if !t.is_empty() => token = Some(t),
+                    _ => return (seen, remaining),
+                }
+            }
+        }
+    };
+    let (seen, remaining) = walk(ListParams::default().limit(1)).await;
+    assert_eq!(seen, ["w1", "w2", "w3", "w4"]);
+    assert_eq!(remaining, [Some(3), Some(2), Some(1), None]);
+    // Selectors apply before the limit; what remains is not counted then.
+    let (seen, remaining) = walk(ListParams::default().limit(2).labels("team=x")).await;
+    assert_eq!(seen, ["w1", "w3", "w4"]);
+    assert_eq!(remaining, [None, None]);
 }

@@ -827,6 +827,31 @@ mod tests {
     }
 
     #[test]
+    fn applied_items_follow_the_configuration_and_others_keep_their_place() {
+        let s = schema();
+        let conditions = s.pointer("/properties/status/properties/conditions");
+        let item = |t: &str, st: &str| json!({"type": t, "status": st});
+        let merged = merge_list(
+            conditions,
+            &[item("A", "1"), item("X", "1"), item("B", "1")],
+            &[item("B", "2"), item("A", "2")],
+        );
+        assert_eq!(merged, [item("X", "1"), item("B", "2"), item("A", "2")]);
+        let gone: BTreeSet<Path> = [vec![
+            Step::Field("status".into()),
+            Step::Field("conditions".into()),
+            Step::Key(r#"{"type":"X"}"#.into()),
+        ]]
+        .into();
+        let obj = json!({"status": {"conditions": [item("X", "1")], "other": 1}});
+        assert_eq!(
+            remove_items(Some(&s), &obj, &gone, true),
+            Some(json!({"status": {"other": 1}})),
+            "a list emptied by the removal goes"
+        );
+    }
+
+    #[test]
     fn fields_v1_round_trips() {
         let s = schema();
         let obj = json!({"metadata": {"labels": {"a": "b"}}, "status": {"conditions": [{"type": "Ready", "status": "True"}]}});

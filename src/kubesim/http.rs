@@ -7,7 +7,7 @@ use super::discovery::{self, ResourceType};
 use super::fields::{self, Scope, Writer};
 use super::schema::{self, FieldError};
 use super::select::Selector;
-use super::store::{ChangeType, State, Store};
+use super::store::{ChangeType, PageQuery, State, Store};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State as AxumState};
@@ -812,11 +812,13 @@ impl Server {
     }
 
     fn get(&self, r: &Req) -> Reply {
-        let st = self.store.lock();
-        let obj = st
-            .get(&r.t.storage, &r.ns, r.name())
+        let shared = self
+            .store
+            .lock()
+            .get_shared(&r.t.storage, &r.ns, r.name())
+            .cloned()
             .ok_or_else(|| ApiError::not_found(r.t, r.name()))?;
-        let obj = view(r.t, obj);
+        let obj = view(r.t, &shared);
         match r.output {
             Output::Table(include) => Ok((
                 200,
@@ -919,34 +921,41 @@ impl Server {
             return Err(e);
         }
         let ns = (!r.ns.is_empty()).then_some(r.ns.as_str());
-        // Every page of a list is cut from the snapshot of its first page.
-        let snapshot = st.list_at(&r.t.storage, ns, list_rv).unwrap_or_default();
-        let matching: Vec<(String, Value)> = snapshot
-            .iter()
-            .filter(|(key, _)| {
-                after
-                    .as_ref()
-                    .is_none_or(|a| format!("{}/{}", key.0, key.1) > *a)
-            })
-            .map(|(key, o)| (format!("{}/{}", key.0, key.1), view(r.t, o)))
-            .filter(|(_, o)| selector.matches(o))
-            .collect();
         // `resourceVersion=0` is served from the watch cache, which ignores `limit`.
         let from_cache = rv == Some(0) && r.q("continue").is_none();
         let limit = r
             .q("limit")
             .and_then(|l| l.parse::<usize>().ok())
             .filter(|l| *l > 0 && !from_cache);
-        let mut meta = json!({"resourceVersion": list_rv.to_string()});
-        let page: Vec<&Value> = match limit {
-            Some(limit) if matching.len() > limit => {
-                let last = &matching[limit - 1].0;
-                meta["continue"] = json!(encode_continue(Some(list_rv), last));
-                meta["remainingItemCount"] = json!(matching.len() - limit);
-                matching[..limit].iter().map(|(_, o)| o).collect()
-            }
-            _ => matching.iter().map(|(_, o)| o).collect(),
+        let after = after.as_deref().and_then(|a| a.split_once('/'));
+        let after = after.map(|(ns, name)| (ns.to_string(), name.to_string()));
+        let keep = |o: &Value| selector.matches_in(r.t, o);
+        // Every page of a list is cut from the snapshot of its first page;
+        // kube-apiserver counts what remains only when nothing is selected.
+        let query = PageQuery {
+            ns,
+            at: list_rv,
+            after: after.as_ref(),
+            limit,
+            count_rest: selector.is_empty(),
         };
+        let page = st.page(&r.t.storage, &query, &keep).unwrap_or_default();
+        // Copies and serialization happen after the lock is released.
+        drop(st);
+        let mut meta = json!({"resourceVersion": list_rv.to_string()});
+        if page.more
+            && let Some((last, _)) = page.items.last()
+        {
+            meta["continue"] = json!(encode_continue(
+                Some(list_rv),
+                &format!("{}/{}", last.0, last.1)
+            ));
+            if selector.is_empty() {
+                meta["remainingItemCount"] = json!(page.remaining);
+            }
+        }
+        let viewed: Vec<Value> = page.items.iter().map(|(_, o)| view(r.t, o)).collect();
+        let page: Vec<&Value> = viewed.iter().collect();
         let list = match r.output {
             Output::Table(include) => discovery::table(r.t, &page, meta, include),
             Output::PartialMetadata => {
@@ -1219,8 +1228,8 @@ impl Server {
         let targets: Vec<Value> = st
             .list(&r.t.storage, ns)
             .map(|(_, o)| o)
-            .filter(|o| selector.matches(&view(r.t, o)))
-            .cloned()
+            .filter(|o| selector.matches_in(r.t, o))
+            .map(|o| (**o).clone())
             .collect();
         let mut items = Vec::new();
         for old in targets {

@@ -1,5 +1,6 @@
 //! Label and field selectors for list and watch.
 
+use super::discovery::{self, ResourceType};
 use serde_json::Value;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -154,6 +155,22 @@ impl Selector {
             }
         }
         Ok(Selector { labels, fields })
+    }
+
+    /// Whether a stored object matches, as the resource's API shows it (an
+    /// `events.k8s.io` Event's fields are named differently from storage's);
+    /// other kinds are matched as stored, without a copy.
+    pub(crate) fn matches_in(&self, t: &ResourceType, stored: &Value) -> bool {
+        if t.is_event_v1() {
+            self.matches(&discovery::convert_event(stored, true))
+        } else {
+            self.matches(stored)
+        }
+    }
+
+    /// No label or field requirement: everything matches.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.labels.is_empty() && self.fields.is_empty()
     }
 
     pub(crate) fn matches(&self, obj: &Value) -> bool {

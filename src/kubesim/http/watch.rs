@@ -56,7 +56,7 @@ impl Feed {
             .pointer("/metadata/namespace")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        (self.ns.is_empty() || self.ns == ns) && self.selector.matches(&view(&self.t, obj))
+        (self.ns.is_empty() || self.ns == ns) && self.selector.matches_in(&self.t, obj)
     }
 
     async fn change(&self, c: &Change) -> bool {
@@ -77,15 +77,15 @@ impl Feed {
         // matched), at the change's resourceVersion, as kube-apiserver's cacher does.
         let shown = match (kind, c.kind, &c.old) {
             ("DELETED", ChangeType::Modified, Some(old)) => {
-                let mut o = old.clone();
+                let mut o = (**old).clone();
                 if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
                     m.insert("resourceVersion".into(), json!(c.rv.to_string()));
                 }
-                o
+                self.render(&o)
             }
-            _ => c.object.clone(),
+            _ => self.render(&c.object),
         };
-        self.send(kind, self.render(&shown)).await
+        self.send(kind, shown).await
     }
 
     async fn bookmark(&self, rv: u64, initial_end: bool) -> bool {
@@ -160,12 +160,10 @@ impl Server {
             return error_response(&too_large(since, st.current_rv()));
         }
         let subscription = st.subscribe(&r.t.storage, if initial_state { None } else { since });
-        let initial: Vec<Value> = if initial_state {
+        // References only: the feed filters and renders them after the lock is released.
+        let initial: Vec<std::sync::Arc<Value>> = if initial_state {
             let ns = (!r.ns.is_empty()).then_some(r.ns.as_str());
-            st.list(&r.t.storage, ns)
-                .map(|(_, o)| o.clone())
-                .filter(|o| feed.wanted(o))
-                .collect()
+            st.list(&r.t.storage, ns).map(|(_, o)| o.clone()).collect()
         } else {
             Vec::new()
         };
@@ -183,7 +181,7 @@ impl Server {
                 }
             };
             let mut last_rv = sub.start_rv;
-            for obj in &initial {
+            for obj in initial.iter().filter(|o| feed.wanted(o)) {
                 if !feed.send("ADDED", feed.render(obj)).await {
                     return;
                 }
