@@ -237,28 +237,30 @@ async fn cloud_errors_surface_verbatim_and_are_not_retried() {
     }
     // No retry loop: a re-reconcile (an annotation change) sends nothing new.
     let before = env.count(MUTATIONS);
+    let reconciled = reconciles(&env);
     for (name, _, _) in &rows {
         env.claims()
             .patch(name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(json!({"metadata": {"annotations": {"poke": "1"}}})))
             .await
             .unwrap();
     }
-    wait_for_reconciles(&env, rows.len()).await;
+    wait_for_reconciles(&env, reconciled + rows.len()).await;
     assert_eq!(env.count(MUTATIONS), before, "refused calls are not repeated without a spec change");
 }
 
-/// Waits until the controller has finished `n` more reconciles than now.
-async fn wait_for_reconciles(env: &Env, n: usize) {
-    let total = |m: &str| -> usize {
-        m.lines()
-            .filter(|l| l.starts_with("nicip_reconciles_total"))
-            .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
-            .sum::<f64>() as usize
-    };
-    let start = total(&env.metrics());
+fn reconciles(env: &Env) -> usize {
+    env.metrics()
+        .lines()
+        .filter(|l| l.starts_with("nicip_reconciles_total"))
+        .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+        .sum::<f64>() as usize
+}
+
+/// Waits until the controller has finished `total` reconciles since it started.
+async fn wait_for_reconciles(env: &Env, total: usize) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while total(&env.metrics()) < start + n {
-        assert!(tokio::time::Instant::now() < deadline, "reconciles did not happen");
+    while reconciles(env) < total {
+        assert!(tokio::time::Instant::now() < deadline, "reconciles did not happen:\n{}", env.metrics());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

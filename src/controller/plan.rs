@@ -137,16 +137,42 @@ pub fn plan(input: &Inputs<'_>) -> Plan {
         blocked: None,
         notes: Vec::new(),
     };
-    let Some(nic) = input.nic else {
-        // Nothing can be owned on a NIC that does not exist.
-        out.owned = Ownership::default();
-        if !input.deleting {
+    let absent;
+    let nic = match input.nic {
+        Some(nic) => nic,
+        // Nothing is left to release on a NIC that does not exist.
+        None if input.deleting => {
+            out.owned = Ownership::default();
+            return out;
+        }
+        // A claim that owns addresses on a NIC that vanished: keep what it
+        // owns (a describe can lag) and touch nothing.
+        None if !input.owned.is_empty() => {
             out.blocked = Some(Blocked {
                 reason: "NicNotFound",
-                message: format!("the cloud does not know NIC {}", input.spec.nic.id),
+                message: format!("the cloud no longer shows NIC {}", input.spec.nic.id),
             });
+            return out;
         }
-        return out;
+        // A new claim on a NIC the describe does not show: plan as for an
+        // empty NIC, so that the first call brings back the cloud's own code
+        // (a NIC or VPC that does not exist), which the claim then reports.
+        None => {
+            absent = ObservedNic {
+                id: input.spec.nic.id.clone(),
+                status: NicStatus::Available,
+                vpc_id: input.spec.nic.vpc_id.clone(),
+                subnet_id: None,
+                primary_ipv4: None,
+                secondary_ipv4: BTreeSet::new(),
+                ipv6: BTreeSet::new(),
+                ipv6_cidr: None,
+                instance_id: None,
+                addresses_in_flux: BTreeSet::new(),
+                zone: None,
+            };
+            &absent
+        }
     };
     let chunk = input.caps.max_addresses_per_call.max(1);
 
@@ -843,9 +869,15 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_nic_blocks_a_live_claim() {
-        let p = run(&case(spec(Ipv4Want::Count(1)), owned(&[("10.0.0.5", AddressSource::Count, 0)]), None));
+    fn a_missing_nic_keeps_what_is_owned_or_lets_the_cloud_answer() {
+        let owning = owned(&[("10.0.0.5", AddressSource::Count, 0)]);
+        let p = run(&case(spec(Ipv4Want::Count(1)), owning.clone(), None));
         assert_eq!(p.blocked.unwrap().reason, "NicNotFound");
         assert!(p.steps.is_empty());
+        assert_eq!(p.owned, owning, "a lagging describe never drops ownership");
+        // Owning nothing, the first call is made so the cloud names the problem.
+        let p = run(&case(spec(Ipv4Want::Count(1)), Ownership::default(), None));
+        assert_eq!(p.steps, vec![Step::AssignIpv4 { request: Ipv4Request::Count(1) }]);
+        assert!(p.blocked.is_none());
     }
 }
