@@ -1196,6 +1196,90 @@ async fn tencent_assign_is_async_with_task_result() {
     assert_eq!(tc_code(&t), "ResourceNotFound");
 }
 
+/// `QosLevel` is kept, not only validated: the answer and every later
+/// `DescribeNetworkInterfaces` report the level asked for, in count mode
+/// and per address; addresses assigned without one report `DEFAULT`.
+#[tokio::test]
+async fn tencent_assign_keeps_the_qos_level() {
+    let sim = sim().await;
+    let r = tc(
+        &sim,
+        "AssignPrivateIpAddresses",
+        json!({"NetworkInterfaceId": "eni-m6dyj72l", "SecondaryPrivateIpAddressCount": 1, "QosLevel": "AU"}),
+    )
+    .await;
+    let counted = tc_ok(&r)["PrivateIpAddressSet"][0].clone();
+    assert_eq!(counted["QosLevel"], "AU");
+    poll("the first task ends", || {
+        sim.world().tencent.nics["eni-m6dyj72l"].busy_task.is_none()
+    })
+    .await;
+    let r = tc(
+        &sim,
+        "AssignPrivateIpAddresses",
+        json!({"NetworkInterfaceId": "eni-m6dyj72l", "PrivateIpAddresses": [
+            {"PrivateIpAddress": "172.16.0.40", "QosLevel": "PT"},
+            {"PrivateIpAddress": "172.16.0.41"}
+        ]}),
+    )
+    .await;
+    tc_ok(&r);
+    let d = tc(
+        &sim,
+        "DescribeNetworkInterfaces",
+        json!({"NetworkInterfaceIds": ["eni-m6dyj72l"]}),
+    )
+    .await;
+    let levels: std::collections::BTreeMap<String, String> = d["NetworkInterfaceSet"][0]
+        ["PrivateIpAddressSet"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["Primary"] == false)
+        .map(|i| {
+            (
+                i["PrivateIpAddress"].as_str().unwrap().to_string(),
+                i["QosLevel"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(levels[counted["PrivateIpAddress"].as_str().unwrap()], "AU");
+    assert_eq!(levels["172.16.0.40"], "PT");
+    assert_eq!(levels["172.16.0.41"], "DEFAULT");
+}
+
+/// A requested address cannot be a primary one (the vendor's
+/// AssignPrivateIpAddresses pages): both API generations refuse
+/// `Primary: true` and assign nothing, instead of API 3.0 silently adding a
+/// secondary.
+#[tokio::test]
+async fn both_generations_refuse_a_request_for_a_primary_address() {
+    let sim = sim().await;
+    let before = secondaries(&sim, "eni-m6dyj72l");
+    let r = tc(
+        &sim,
+        "AssignPrivateIpAddresses",
+        json!({"NetworkInterfaceId": "eni-m6dyj72l", "PrivateIpAddresses": [
+            {"PrivateIpAddress": "172.16.0.42", "Primary": true}
+        ]}),
+    )
+    .await;
+    assert_eq!(tc_code(&r), "InvalidParameterValue", "{r}");
+    let r = legacy(
+        &sim,
+        &[
+            ("Action", "AssignPrivateIpAddresses"),
+            ("vpcId", "vpc-7t9nf3pu"),
+            ("networkInterfaceId", "eni-m6dyj72l"),
+            ("privateIpAddressSet.0.privateIpAddress", "172.16.0.43"),
+            ("privateIpAddressSet.0.primary", "true"),
+        ],
+    )
+    .await;
+    assert_ne!(r["code"].as_i64(), Some(0), "{r}");
+    assert_eq!(secondaries(&sim, "eni-m6dyj72l"), before);
+}
+
 #[tokio::test]
 async fn tencent_assign_rules() {
     let sim = sim().await;
