@@ -1230,19 +1230,19 @@ async fn tencent_assign_keeps_the_qos_level() {
         json!({"NetworkInterfaceIds": ["eni-m6dyj72l"]}),
     )
     .await;
-    let levels: std::collections::BTreeMap<String, String> = d["NetworkInterfaceSet"][0]
-        ["PrivateIpAddressSet"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|i| i["Primary"] == false)
-        .map(|i| {
-            (
-                i["PrivateIpAddress"].as_str().unwrap().to_string(),
-                i["QosLevel"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
+    let levels: std::collections::BTreeMap<String, String> =
+        d["NetworkInterfaceSet"][0]["PrivateIpAddressSet"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["Primary"] == false)
+            .map(|i| {
+                (
+                    i["PrivateIpAddress"].as_str().unwrap().to_string(),
+                    i["QosLevel"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
     assert_eq!(levels[counted["PrivateIpAddress"].as_str().unwrap()], "AU");
     assert_eq!(levels["172.16.0.40"], "PT");
     assert_eq!(levels["172.16.0.41"], "DEFAULT");

@@ -226,12 +226,14 @@ pub fn tencent_default_limit(action: &str) -> Option<f64> {
 }
 
 type Limiter = governor::DefaultDirectRateLimiter;
+/// A limiter and the rate it was built for, per (protocol, key id, action).
+type Buckets = HashMap<(Protocol, String, String), (f64, Arc<Limiter>)>;
 
 /// Fixed token buckets per (protocol, key id, action), from `governor`;
 /// burst = one second's worth (at least one call).
 #[derive(Default)]
 pub struct RateLimiter {
-    buckets: Mutex<HashMap<(Protocol, String, String), (f64, Arc<Limiter>)>>,
+    buckets: Mutex<Buckets>,
 }
 
 fn limiter(per_second: f64) -> Limiter {

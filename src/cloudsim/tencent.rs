@@ -965,7 +965,10 @@ fn execute(ctx: &Ctx<'_>, p: &Map<String, Value>) -> Result<Value, TcError> {
             };
             // A requested address cannot be a primary one (the vendor's
             // AssignPrivateIpAddresses page); refused as the legacy API does.
-            if items.iter().any(|i| i.get("Primary") == Some(&Value::Bool(true))) {
+            if items
+                .iter()
+                .any(|i| i.get("Primary") == Some(&Value::Bool(true)))
+            {
                 return Err(tc_err(
                     "InvalidParameterValue",
                     "the primary address already exists and cannot be assigned",
