@@ -1,4 +1,5 @@
-//! The one error type of the cloud layer and its classes (DESIGN §3 "Errors").
+//! The one error type of the cloud layer, its classes and outcomes
+//! (`docs/errors.md`).
 
 use std::fmt;
 

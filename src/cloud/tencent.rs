@@ -1,4 +1,4 @@
-//! Tencent Cloud VPC API 3.0 (`cloud-apis/tencent.md` §2–§3, §8, §10):
+//! Tencent Cloud VPC API 3.0 (Tencent Cloud API documentation, VPC and CVM):
 //! `POST /` with `X-TC-*` headers, version `2017-03-12`, `TC3-HMAC-SHA256`.
 //! Business errors arrive as HTTP 200 with `Response.Error`.
 //!
@@ -58,7 +58,7 @@ use ErrorClass::{
     Transient,
 };
 
-/// Every code of seed 004 and `cloud-apis/tencent.md` (§8, §10.1, §10.2).
+/// Every code of the vendor's VPC API pages (common and per-action error codes).
 /// Lookup is exact first, then by the family before the first `.`.
 pub const ERROR_CODES: &[CodeInfo] = &[
     row(
@@ -461,7 +461,7 @@ pub const ERROR_CODES: &[CodeInfo] = &[
         "UnsupportedOperation.IdempotentParameterMismatch",
         Terminal,
         "The ClientToken was used with other parameters.",
-        "Report a bug (tokens are derived per claim generation and step).",
+        "Report a bug (tokens are derived per claim operation sequence and chunk; a retry with other parameters takes a new sequence number).",
     ),
     row(
         "UnsupportedOperation.IdempotentProcessing",
