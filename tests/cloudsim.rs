@@ -364,6 +364,11 @@ async fn zenlayer_assign_rules() {
             "{what}: {r:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn zenlayer_batches_are_all_or_nothing_and_subnets_run_out() {
+    let sim = sim().await;
     // One bad address fails the whole batch: nothing was assigned.
     let r = zl(
         &sim,
@@ -1819,12 +1824,11 @@ async fn tencent_client_tokens_are_forgotten_oldest_first() {
     );
 }
 
-/// Tencent vectors of `cloud-apis/tencent.md` §7, verbatim.
-#[tokio::test]
-async fn tencent_signature_vectors() {
-    let yaml = |token: &str| {
-        format!(
-            r#"
+/// The world of the vendors' signature examples (their keys, regions and
+/// timestamps); `token` adds session tokens to the first key.
+fn signature_world(token: &str) -> String {
+    format!(
+        r#"
 settings: {{timestampWindowSeconds: 2000000000}}
 accounts:
   tencent:
@@ -1833,10 +1837,14 @@ accounts:
 tencent:
   regions: [{{id: ap-guangzhou, zones: [ap-guangzhou-3]}}, {{id: ap-singapore, zones: [ap-singapore-1]}}, {{id: ap-shanghai, zones: [ap-shanghai-2]}}]
 "#
-        )
-    };
-    let plain = yaml("");
-    let temp = yaml(", sessionTokens: [tmp-session-token-EXAMPLE]");
+    )
+}
+
+/// Tencent API 3.0 TC3-HMAC-SHA256 vectors, verbatim; each also fails once tampered with.
+#[tokio::test]
+async fn tencent_tc3_signature_vectors() {
+    let plain = signature_world("");
+    let temp = signature_world(", sessionTokens: [tmp-session-token-EXAMPLE]");
     // (world, method, host, content type, action, region, token, body or query, Authorization)
     type Tc3 = (
         &'static str,
@@ -2004,7 +2012,20 @@ tencent:
             "{name} tampered: {v}"
         );
     }
+}
 
+/// Signature v1 on API 3.0, verbatim vectors.
+#[tokio::test]
+async fn tencent_v1_signature_vectors() {
+    let plain = signature_world("");
+    let temp = signature_world(", sessionTokens: [tmp-session-token-EXAMPLE]");
+    let auth_codes = [
+        "AuthFailure.SignatureFailure",
+        "AuthFailure.InvalidAuthorization",
+        "AuthFailure.SecretIdNotFound",
+        "AuthFailure.TokenFailure",
+        "AuthFailure.SignatureExpire",
+    ];
     // Signature v1 on API 3.0 (W1 POST form, W2 GET, W3 the Python SDK's exact body with a token) and O3.
     let v1: &[(&str, &str, &str, &str)] = &[
         (
@@ -2064,7 +2085,12 @@ tencent:
             "{name} tampered: {v}"
         );
     }
+}
 
+/// Legacy API 2.0 vectors (vpc.api.qcloud.com, the cvm host), verbatim.
+#[tokio::test]
+async fn legacy_signature_vectors() {
+    let plain = signature_world("");
     // Legacy API 2.0 vectors X1-X3 (vpc.api.qcloud.com) and O4/O5 (the cvm host).
     let legacy: &[(&str, &str, &str, &str)] = &[
         (
@@ -2460,7 +2486,11 @@ async fn legacy_assign_task_describe() {
         secondaries(&sim, "eni-bbbbbbbb").is_empty()
     })
     .await;
+}
 
+#[tokio::test]
+async fn legacy_attach_and_detach() {
+    let sim = sim().await;
     // Attach and detach through the legacy API.
     let r = legacy(
         &sim,
@@ -2492,7 +2522,11 @@ async fn legacy_assign_task_describe() {
         sim.world().tencent.nics["eni-bbbbbbbb"].status == "AVAILABLE"
     })
     .await;
+}
 
+#[tokio::test]
+async fn legacy_authentication() {
+    let sim = sim().await;
     // Authentication.
     let r = legacy_with(
         &sim,
