@@ -1288,22 +1288,17 @@ impl NicProvider for Tencent {
             addresses: BTreeSet::new(),
             complete: false,
         };
+        let accepted = CloudError::after_acceptance;
         for spec in result.private_ip_address_set.unwrap_or_default() {
             if let Some(raw) = spec.private_ip_address.as_deref() {
-                submitted.addresses.insert(IpAddr::V4(parse_address(
-                    Provider::Tencent,
-                    action,
-                    raw,
-                )?));
+                let ip = parse_address(Provider::Tencent, action, raw).map_err(accepted)?;
+                submitted.addresses.insert(IpAddr::V4(ip));
             }
         }
         for spec in result.ipv6_address_set.unwrap_or_default() {
             if let Some(raw) = spec.address.as_deref() {
-                submitted.addresses.insert(IpAddr::V6(parse_address(
-                    Provider::Tencent,
-                    action,
-                    raw,
-                )?));
+                let ip = parse_address(Provider::Tencent, action, raw).map_err(accepted)?;
+                submitted.addresses.insert(IpAddr::V6(ip));
             }
         }
         if matches!(op.action, Action::UnassignIpv4 | Action::UnassignIpv6) {

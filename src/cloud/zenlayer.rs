@@ -873,7 +873,9 @@ impl NicProvider for Zenlayer {
             .transport
             .send_deadline(Provider::Zenlayer, action, op.started_at)?;
         if matches!(op.action, Action::UnassignIpv6 | Action::Detach) {
-            self.check_owned(op, deadline).await?;
+            self.check_owned(op, deadline)
+                .await
+                .map_err(CloudError::before_sending)?;
         }
         // Mutations carry no token: never repeated when their outcome is open.
         match op.action {
@@ -888,7 +890,8 @@ impl NicProvider for Zenlayer {
                     .map(|s| {
                         parse_address::<Ipv4Addr>(Provider::Zenlayer, action, s).map(IpAddr::V4)
                     })
-                    .collect::<Result<_, _>>()?;
+                    .collect::<Result<_, _>>()
+                    .map_err(CloudError::after_acceptance)?;
                 Ok(Submitted {
                     request_id,
                     addresses,
