@@ -291,6 +291,13 @@ pub trait NicProvider: Send + Sync {
     /// Settles `op` against an observation the caller already has (`None`:
     /// the NIC is gone); asks for the task only when the observation cannot
     /// decide (nothing visible yet and a task id is known). Never acts.
+    ///
+    /// The observation must be taken after `submit` returned (for an
+    /// answered call) or after `started_at` (for a call whose answer was
+    /// lost): on Zenlayer, which has no idempotency token, an older one that
+    /// shows nothing would read as "not applied", inviting a second call.
+    /// (With a task id, both Tencent APIs ask the task, and describe the NIC
+    /// again when it succeeded.)
     async fn resolve_observed(
         &self,
         op: &Operation,
