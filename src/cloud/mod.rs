@@ -24,9 +24,7 @@ pub use error::{CLIENT_CODES, CloudError, CodeInfo, ErrorClass, Outcome, markdow
 pub use operation::{
     Action, IdempotencyKey, Ipv6Billing, Operation, Resolution, Submitted, TaskState, settle,
 };
-pub use transport::{
-    CallRecord, Endpoint, MetricsSink, RateLimits, ScopedTransport, Transport, TransportConfig,
-};
+pub use transport::{CallRecord, Endpoint, MetricsSink, RateLimits, Transport, TransportConfig};
 
 /// Which cloud API a provider speaks: the `ProviderConfig` field itself.
 pub use crate::api::v1alpha1::Provider;

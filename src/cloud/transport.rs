@@ -279,9 +279,6 @@ pub struct Transport {
     metrics: Option<Arc<dyn MetricsSink>>,
 }
 
-/// A [`Transport`] whose limiters belong to one scope (see [`Transport::scoped`]).
-pub type ScopedTransport = Transport;
-
 impl std::fmt::Debug for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Transport")
