@@ -2722,6 +2722,32 @@ async fn rate_limits_answer_with_throttling_errors() {
     assert!(err.contains("SlowDown"), "{err}");
 }
 
+/// A latency fault delays the answer on tokio's clock: measured on a paused
+/// clock, the delay is exact and the test takes no wall-clock time.
+#[tokio::test(start_paused = true)]
+async fn latency_faults_delay_the_answer_on_tokio_time() {
+    let sim = sim().await;
+    sim.set_faults(vec![Fault {
+        action: Some("DescribeNetworkInterfaceRegions".into()),
+        latency_ms: Some(300),
+        ..Fault::default()
+    }])
+    .unwrap();
+    let started = tokio::time::Instant::now();
+    zl_ok(&zl(&sim, "DescribeNetworkInterfaceRegions", json!({})).await);
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(300) && elapsed < Duration::from_millis(400),
+        "{elapsed:?}"
+    );
+    let started = tokio::time::Instant::now();
+    zl_ok(&zl(&sim, "DescribeSubnets", json!({})).await);
+    assert!(
+        started.elapsed() < Duration::from_millis(100),
+        "no fault, no delay"
+    );
+}
+
 #[tokio::test]
 async fn faults_over_the_control_endpoint() {
     let dir = tempfile::tempdir().unwrap();
@@ -2754,9 +2780,7 @@ async fn faults_over_the_control_endpoint() {
         (tc_code(&r), r["Error"]["Message"].as_str()),
         ("InternalError", Some("boom"))
     );
-    let started = Instant::now();
     zl_ok(&zl(&sim, "DescribeNetworkInterfaceRegions", json!({})).await);
-    assert!(started.elapsed() >= Duration::from_millis(300));
     let listed: Value = sim_get(&sim, "/_sim/faults").await;
     assert_eq!(
         listed.as_array().unwrap().len(),
