@@ -3246,6 +3246,7 @@ async fn credential_checks_subnets_zones_and_endpoints() {
             Some("ap-guangzhou-3")
         )
     );
+    assert_eq!(subnet.gateway, Some(Ipv4Addr::new(10, 1, 0, 1)));
     let nic = observe(zl.as_ref(), &NicRef::new("nic-1")).await;
     let subnet = zl.describe_subnet(&nic).await.unwrap().expect("subnet");
     assert_eq!(subnet.cidr, Some("10.0.0.0/24".parse().unwrap()));

@@ -1216,8 +1216,8 @@ impl NicProvider for Tencent {
             }))
     }
 
-    /// Tencent reports no gateway address; the subnet's CIDR and zone name
-    /// a bad explicit address.
+    /// Tencent reports no gateway address: it is the subnet's first host
+    /// (`.1`), which the VPC reserves with the network and broadcast ones.
     async fn describe_subnet(
         &self,
         nic: &ObservedNic,
@@ -1248,14 +1248,15 @@ impl NicProvider for Tencent {
         else {
             return Ok(None);
         };
+        let cidr: Option<ipnet::Ipv4Net> = subnet
+            .cidr_block
+            .filter(|c| !c.is_empty())
+            .map(|c| parse_address(Provider::Tencent, A, &c))
+            .transpose()?;
         Ok(Some(ObservedSubnet {
             id: subnet.subnet_id,
-            cidr: subnet
-                .cidr_block
-                .filter(|c| !c.is_empty())
-                .map(|c| parse_address(Provider::Tencent, A, &c))
-                .transpose()?,
-            gateway: None,
+            gateway: cidr.and_then(|c| c.hosts().next()),
+            cidr,
             zone: subnet.zone.filter(|z| !z.is_empty()),
         }))
     }
