@@ -3,8 +3,7 @@
 //! These are pure functions over the bytes that go on the wire, shared by the
 //! cloud clients (which sign) and the simulated cloud (which verifies by
 //! signing again and comparing in constant time). Each is pinned by the test
-//! vectors that were computed with the vendors' official SDKs
-//! (`shared/cloud-apis/`).
+//! vectors that were computed with the vendors' official SDKs.
 
 use hmac::{Hmac, Mac};
 use sha1::Sha1;

@@ -364,6 +364,11 @@ async fn zenlayer_assign_rules() {
             "{what}: {r:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn zenlayer_batches_are_all_or_nothing_and_subnets_run_out() {
+    let sim = sim().await;
     // One bad address fails the whole batch: nothing was assigned.
     let r = zl(
         &sim,
@@ -1196,6 +1201,90 @@ async fn tencent_assign_is_async_with_task_result() {
     assert_eq!(tc_code(&t), "ResourceNotFound");
 }
 
+/// `QosLevel` is kept, not only validated: the answer and every later
+/// `DescribeNetworkInterfaces` report the level asked for, in count mode
+/// and per address; addresses assigned without one report `DEFAULT`.
+#[tokio::test]
+async fn tencent_assign_keeps_the_qos_level() {
+    let sim = sim().await;
+    let r = tc(
+        &sim,
+        "AssignPrivateIpAddresses",
+        json!({"NetworkInterfaceId": "eni-m6dyj72l", "SecondaryPrivateIpAddressCount": 1, "QosLevel": "AU"}),
+    )
+    .await;
+    let counted = tc_ok(&r)["PrivateIpAddressSet"][0].clone();
+    assert_eq!(counted["QosLevel"], "AU");
+    poll("the first task ends", || {
+        sim.world().tencent.nics["eni-m6dyj72l"].busy_task.is_none()
+    })
+    .await;
+    let r = tc(
+        &sim,
+        "AssignPrivateIpAddresses",
+        json!({"NetworkInterfaceId": "eni-m6dyj72l", "PrivateIpAddresses": [
+            {"PrivateIpAddress": "172.16.0.40", "QosLevel": "PT"},
+            {"PrivateIpAddress": "172.16.0.41"}
+        ]}),
+    )
+    .await;
+    tc_ok(&r);
+    let d = tc(
+        &sim,
+        "DescribeNetworkInterfaces",
+        json!({"NetworkInterfaceIds": ["eni-m6dyj72l"]}),
+    )
+    .await;
+    let levels: std::collections::BTreeMap<String, String> =
+        d["NetworkInterfaceSet"][0]["PrivateIpAddressSet"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["Primary"] == false)
+            .map(|i| {
+                (
+                    i["PrivateIpAddress"].as_str().unwrap().to_string(),
+                    i["QosLevel"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+    assert_eq!(levels[counted["PrivateIpAddress"].as_str().unwrap()], "AU");
+    assert_eq!(levels["172.16.0.40"], "PT");
+    assert_eq!(levels["172.16.0.41"], "DEFAULT");
+}
+
+/// A requested address cannot be a primary one (the vendor's
+/// AssignPrivateIpAddresses pages): both API generations refuse
+/// `Primary: true` and assign nothing, instead of API 3.0 silently adding a
+/// secondary.
+#[tokio::test]
+async fn both_generations_refuse_a_request_for_a_primary_address() {
+    let sim = sim().await;
+    let before = secondaries(&sim, "eni-m6dyj72l");
+    let r = tc(
+        &sim,
+        "AssignPrivateIpAddresses",
+        json!({"NetworkInterfaceId": "eni-m6dyj72l", "PrivateIpAddresses": [
+            {"PrivateIpAddress": "172.16.0.42", "Primary": true}
+        ]}),
+    )
+    .await;
+    assert_eq!(tc_code(&r), "InvalidParameterValue", "{r}");
+    let r = legacy(
+        &sim,
+        &[
+            ("Action", "AssignPrivateIpAddresses"),
+            ("vpcId", "vpc-7t9nf3pu"),
+            ("networkInterfaceId", "eni-m6dyj72l"),
+            ("privateIpAddressSet.0.privateIpAddress", "172.16.0.43"),
+            ("privateIpAddressSet.0.primary", "true"),
+        ],
+    )
+    .await;
+    assert_ne!(r["code"].as_i64(), Some(0), "{r}");
+    assert_eq!(secondaries(&sim, "eni-m6dyj72l"), before);
+}
+
 #[tokio::test]
 async fn tencent_assign_rules() {
     let sim = sim().await;
@@ -1735,12 +1824,11 @@ async fn tencent_client_tokens_are_forgotten_oldest_first() {
     );
 }
 
-/// Tencent vectors of `cloud-apis/tencent.md` §7, verbatim.
-#[tokio::test]
-async fn tencent_signature_vectors() {
-    let yaml = |token: &str| {
-        format!(
-            r#"
+/// The world of the vendors' signature examples (their keys, regions and
+/// timestamps); `token` adds session tokens to the first key.
+fn signature_world(token: &str) -> String {
+    format!(
+        r#"
 settings: {{timestampWindowSeconds: 2000000000}}
 accounts:
   tencent:
@@ -1749,10 +1837,14 @@ accounts:
 tencent:
   regions: [{{id: ap-guangzhou, zones: [ap-guangzhou-3]}}, {{id: ap-singapore, zones: [ap-singapore-1]}}, {{id: ap-shanghai, zones: [ap-shanghai-2]}}]
 "#
-        )
-    };
-    let plain = yaml("");
-    let temp = yaml(", sessionTokens: [tmp-session-token-EXAMPLE]");
+    )
+}
+
+/// Tencent API 3.0 TC3-HMAC-SHA256 vectors, verbatim; each also fails once tampered with.
+#[tokio::test]
+async fn tencent_tc3_signature_vectors() {
+    let plain = signature_world("");
+    let temp = signature_world(", sessionTokens: [tmp-session-token-EXAMPLE]");
     // (world, method, host, content type, action, region, token, body or query, Authorization)
     type Tc3 = (
         &'static str,
@@ -1920,7 +2012,20 @@ tencent:
             "{name} tampered: {v}"
         );
     }
+}
 
+/// Signature v1 on API 3.0, verbatim vectors.
+#[tokio::test]
+async fn tencent_v1_signature_vectors() {
+    let plain = signature_world("");
+    let temp = signature_world(", sessionTokens: [tmp-session-token-EXAMPLE]");
+    let auth_codes = [
+        "AuthFailure.SignatureFailure",
+        "AuthFailure.InvalidAuthorization",
+        "AuthFailure.SecretIdNotFound",
+        "AuthFailure.TokenFailure",
+        "AuthFailure.SignatureExpire",
+    ];
     // Signature v1 on API 3.0 (W1 POST form, W2 GET, W3 the Python SDK's exact body with a token) and O3.
     let v1: &[(&str, &str, &str, &str)] = &[
         (
@@ -1980,7 +2085,12 @@ tencent:
             "{name} tampered: {v}"
         );
     }
+}
 
+/// Legacy API 2.0 vectors (vpc.api.qcloud.com, the cvm host), verbatim.
+#[tokio::test]
+async fn legacy_signature_vectors() {
+    let plain = signature_world("");
     // Legacy API 2.0 vectors X1-X3 (vpc.api.qcloud.com) and O4/O5 (the cvm host).
     let legacy: &[(&str, &str, &str, &str)] = &[
         (
@@ -2376,7 +2486,11 @@ async fn legacy_assign_task_describe() {
         secondaries(&sim, "eni-bbbbbbbb").is_empty()
     })
     .await;
+}
 
+#[tokio::test]
+async fn legacy_attach_and_detach() {
+    let sim = sim().await;
     // Attach and detach through the legacy API.
     let r = legacy(
         &sim,
@@ -2408,7 +2522,11 @@ async fn legacy_assign_task_describe() {
         sim.world().tencent.nics["eni-bbbbbbbb"].status == "AVAILABLE"
     })
     .await;
+}
 
+#[tokio::test]
+async fn legacy_authentication() {
+    let sim = sim().await;
     // Authentication.
     let r = legacy_with(
         &sim,
@@ -2604,6 +2722,32 @@ async fn rate_limits_answer_with_throttling_errors() {
     assert!(err.contains("SlowDown"), "{err}");
 }
 
+/// A latency fault delays the answer on tokio's clock: measured on a paused
+/// clock, the delay is exact and the test takes no wall-clock time.
+#[tokio::test(start_paused = true)]
+async fn latency_faults_delay_the_answer_on_tokio_time() {
+    let sim = sim().await;
+    sim.set_faults(vec![Fault {
+        action: Some("DescribeNetworkInterfaceRegions".into()),
+        latency_ms: Some(300),
+        ..Fault::default()
+    }])
+    .unwrap();
+    let started = tokio::time::Instant::now();
+    zl_ok(&zl(&sim, "DescribeNetworkInterfaceRegions", json!({})).await);
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(300) && elapsed < Duration::from_millis(400),
+        "{elapsed:?}"
+    );
+    let started = tokio::time::Instant::now();
+    zl_ok(&zl(&sim, "DescribeSubnets", json!({})).await);
+    assert!(
+        started.elapsed() < Duration::from_millis(100),
+        "no fault, no delay"
+    );
+}
+
 #[tokio::test]
 async fn faults_over_the_control_endpoint() {
     let dir = tempfile::tempdir().unwrap();
@@ -2636,9 +2780,7 @@ async fn faults_over_the_control_endpoint() {
         (tc_code(&r), r["Error"]["Message"].as_str()),
         ("InternalError", Some("boom"))
     );
-    let started = Instant::now();
     zl_ok(&zl(&sim, "DescribeNetworkInterfaceRegions", json!({})).await);
-    assert!(started.elapsed() >= Duration::from_millis(300));
     let listed: Value = sim_get(&sim, "/_sim/faults").await;
     assert_eq!(
         listed.as_array().unwrap().len(),

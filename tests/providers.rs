@@ -1799,6 +1799,7 @@ async fn lost_responses_resolve_in_a_new_process_without_a_second_assignment() {
             let calls = audit_count(&sim, protocol, assign);
             let err = expect_err(submit(one_shot(&sim, protocol).as_ref(), &nic, &op).await);
             assert_eq!(err.class, ErrorClass::Transient, "{what}: {err}");
+            assert_eq!(err.outcome, Outcome::Unknown, "{what}: it may have acted");
 
             let fresh = one_shot(&sim, protocol);
             let Resolution::Applied { addresses } = settle(fresh.as_ref(), &nic, &stored).await
@@ -2229,18 +2230,18 @@ fn every_documented_error_code_is_classified_and_published() {
 
 // ---------------------------------------------------------------- more documented error paths
 
-/// Documented error paths the per-provider tests above do not reach, each
-/// produced by the simulated cloud's own rules: the verbatim code and the
-/// class the controller acts on.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn remaining_documented_error_paths_on_every_provider() {
+/// Asserts the verbatim code and the class the controller acts on.
+fn expect(r: Result<Submitted, CloudError>, code: &str, class: ErrorClass) {
+    let err = expect_err(r);
+    assert_eq!((err.code.as_str(), err.class), (code, class), "{err}");
+}
+
+/// Documented Zenlayer error paths the tests above do not reach, each
+/// produced by the simulated cloud's own rules.
+#[tokio::test]
+async fn remaining_documented_error_paths_on_zenlayer() {
     let sim = start_sim().await;
     let rec = Arc::new(Recorder::default());
-    let expect = |r: Result<Submitted, CloudError>, code: &str, class: ErrorClass| {
-        let err = expect_err(r);
-        assert_eq!((err.code.as_str(), err.class), (code, class), "{err}");
-    };
-
     let z = zenlayer(&sim, &rec, ZL_SECRET);
     let nic = NicRef::new("nic-1");
     let before = observe(&z, &nic).await;
@@ -2307,6 +2308,14 @@ async fn remaining_documented_error_paths_on_every_provider() {
     );
     sim.hold_async(false);
 
+    sim.shutdown().await;
+}
+
+/// Documented Tencent API 3.0 error paths the tests above do not reach.
+#[tokio::test]
+async fn remaining_documented_error_paths_on_tencent() {
+    let sim = start_sim().await;
+    let rec = Arc::new(Recorder::default());
     let t = tencent(&sim, &rec, Credentials::new(TC_ID, TC_SECRET));
     let nic = NicRef::new("eni-abc");
     let before = observe(&t, &nic).await;
@@ -2355,6 +2364,14 @@ async fn remaining_documented_error_paths_on_every_provider() {
         ErrorClass::NotFound,
     );
 
+    sim.shutdown().await;
+}
+
+/// Documented legacy API 2.0 error paths the tests above do not reach.
+#[tokio::test]
+async fn remaining_documented_error_paths_on_the_legacy_api() {
+    let sim = start_sim().await;
+    let rec = Arc::new(Recorder::default());
     let l = legacy(&sim, &rec, TC_SECRET);
     let nic = NicRef::new("eni-legacy").in_vpc("vpc-abc");
     let before = observe(&l, &nic).await;
@@ -2957,5 +2974,332 @@ async fn describes_follow_pages_within_each_batch() {
         .collect();
     assert_eq!(ids.len(), 121);
     assert_eq!(rec.calls("DescribeNetworkInterfaces").len(), 3);
+    sim.shutdown().await;
+}
+
+// ---------------------------------------------------------------- the crash-safety model
+
+/// A port nothing listens on: connecting fails before anything is sent.
+async fn closed_port() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    format!("http://{addr}")
+}
+
+/// Every failed call says whether it may have acted: a refused connection
+/// did not, a refusal by the cloud did not, a lost response may have.
+#[tokio::test]
+async fn errors_say_whether_the_call_may_have_acted() {
+    let sim = start_sim().await;
+    let nic = NicRef::new("eni-abc");
+    let t = one_shot(&sim, Protocol::Tencent);
+    let before = observe(t.as_ref(), &nic).await;
+
+    let nowhere = Tencent::new(
+        Transport::new(TransportConfig::default()).unwrap(),
+        Credentials::new(TC_ID, TC_SECRET),
+        "ap-guangzhou",
+        Some(&closed_port().await),
+    )
+    .unwrap();
+    let op = assign_ipv4(&Ipv4Request::Count(1), None, &before, &key("nowhere"));
+    let err = expect_err(submit(&nowhere, &nic, &op).await);
+    assert_eq!(
+        (err.outcome, err.may_have_acted()),
+        (Outcome::NotSent, false),
+        "{err}"
+    );
+
+    let out_of_range = Ipv4Request::Addresses(v4(&["10.9.9.9"]));
+    let op = assign_ipv4(&out_of_range, None, &before, &key("range"));
+    let err = expect_err(submit(t.as_ref(), &nic, &op).await);
+    assert_eq!(
+        (err.code.as_str(), err.outcome),
+        ("InvalidParameterValue.Range", Outcome::Rejected)
+    );
+
+    for protocol in [
+        Protocol::Tencent,
+        Protocol::Zenlayer,
+        Protocol::TencentLegacy,
+    ] {
+        let (nic, assign) = match protocol {
+            Protocol::Tencent => (NicRef::new("eni-abc"), "AssignPrivateIpAddresses"),
+            Protocol::Zenlayer => (NicRef::new("nic-1"), "BatchAssignNetworkInterfaceIpv4"),
+            Protocol::TencentLegacy => (
+                NicRef::new("eni-legacy").in_vpc("vpc-abc"),
+                "AssignPrivateIpAddresses",
+            ),
+        };
+        let p = one_shot(&sim, protocol);
+        let before = observe(p.as_ref(), &nic).await;
+        sim.set_faults(vec![drop_once(protocol, assign)]).unwrap();
+        let op = assign_ipv4(&Ipv4Request::Count(1), None, &before, &key("dropped"));
+        let err = expect_err(submit(p.as_ref(), &nic, &op).await);
+        assert_eq!(
+            (err.outcome, err.may_have_acted()),
+            (Outcome::Unknown, true),
+            "{protocol:?}: {err}"
+        );
+    }
+    sim.shutdown().await;
+}
+
+/// An operation never marked sent, or whose send window has passed, is
+/// refused without sending: the window in which a call may act is a
+/// guarantee, so that settling it after the window is safe.
+#[tokio::test]
+async fn no_attempt_starts_after_the_send_window() {
+    let sim = start_sim().await;
+    let rec = Arc::new(Recorder::default());
+    let z = zenlayer(&sim, &rec, ZL_SECRET);
+    let nic = NicRef::new("nic-1");
+    let before = observe(&z, &nic).await;
+    let mut op = Operation::assign_ipv4(
+        &nic,
+        Ipv4Request::Count(1),
+        None,
+        &before,
+        &key("window"),
+        1,
+        0,
+    );
+    let calls = audit_count(&sim, Protocol::Zenlayer, "BatchAssignNetworkInterfaceIpv4");
+    let err = expect_err(z.submit(&op).await);
+    assert_eq!(
+        (err.code.as_str(), err.outcome),
+        ("Client.InvalidRequest", Outcome::NotSent),
+        "not marked sent"
+    );
+    op.started_at = Some(
+        jiff::Timestamp::now() - jiff::SignedDuration::try_from(z.in_flight_window()).unwrap(),
+    );
+    let err = expect_err(z.submit(&op).await);
+    assert_eq!(
+        (err.code.as_str(), err.outcome),
+        ("Client.DeadlineExceeded", Outcome::NotSent)
+    );
+    assert_eq!(
+        audit_count(&sim, Protocol::Zenlayer, "BatchAssignNetworkInterfaceIpv4"),
+        calls,
+        "nothing was sent"
+    );
+    // Past its window, an unanswered call that left no trace is not applied.
+    assert_eq!(z.resolve(&op).await.unwrap(), Resolution::NotApplied);
+    sim.shutdown().await;
+}
+
+/// Zenlayer's IPv6 release names only the NIC: the operation names the
+/// address it releases, and it is sent only while the NIC carries exactly
+/// that address; resolving checks that very address.
+#[tokio::test]
+async fn zenlayer_releases_only_the_ipv6_the_operation_owns() {
+    let sim = start_sim().await;
+    let rec = Arc::new(Recorder::default());
+    let z = zenlayer(&sim, &rec, ZL_SECRET);
+    let nic = NicRef::new("nic-dual");
+    let before = observe(&z, &nic).await;
+    assert!(matches!(
+        run(&z, &nic, assign_ipv6(1, None, &before, &key("own6"))).await,
+        Resolution::Applied { .. }
+    ));
+    let after = observe(&z, &nic).await;
+    assert_eq!(after.ipv6.len(), 1);
+    let unassigns = || audit_count(&sim, Protocol::Zenlayer, "UnassignNetworkInterfaceIpv6");
+    // No proof of ownership: no address named.
+    let err = expect_err(submit(&z, &nic, &unassign_ipv6(&BTreeSet::new(), &after)).await);
+    assert_eq!(
+        (err.code.as_str(), err.outcome),
+        ("Client.InvalidRequest", Outcome::NotSent)
+    );
+    // An address the NIC does not carry (the claim's IPv6 was replaced).
+    let foreign: BTreeSet<std::net::Ipv6Addr> = ["2001:db8:5::dead".parse().unwrap()].into();
+    let err = expect_err(submit(&z, &nic, &unassign_ipv6(&foreign, &after)).await);
+    assert_eq!(
+        (err.code.as_str(), err.class, err.outcome),
+        ("Client.NotOwned", ErrorClass::Conflict, Outcome::NotSent)
+    );
+    assert_eq!(unassigns(), 0, "nothing was sent");
+    assert_eq!(
+        observe(&z, &nic).await.ipv6,
+        after.ipv6,
+        "the NIC's IPv6 is untouched"
+    );
+    // The owned address: released, and resolved by that very address.
+    let release = unassign_ipv6(&after.ipv6, &after);
+    assert!(matches!(
+        run(&z, &nic, release).await,
+        Resolution::Applied { addresses } if addresses.len() == 1
+    ));
+    assert_eq!(unassigns(), 1);
+    sim.shutdown().await;
+}
+
+/// Releasing several addresses of which one is not on the ENI: Tencent's
+/// `AttachmentNotFound` names one of them, so it does not count as "all
+/// released" (not `NotFound`); the NIC says what is left.
+#[tokio::test]
+async fn tencent_attachment_not_found_on_a_multi_address_release_is_resolved_from_the_nic() {
+    let sim = start_sim().await;
+    let rec = Arc::new(Recorder::default());
+    let t = tencent(&sim, &rec, Credentials::new(TC_ID, TC_SECRET));
+    let nic = NicRef::new("eni-abc");
+    let before = observe(&t, &nic).await;
+    let owned = v4(&["10.1.0.70"]);
+    let assign = assign_ipv4(
+        &Ipv4Request::Addresses(owned.clone()),
+        None,
+        &before,
+        &key("m1"),
+    );
+    assert!(matches!(
+        run(&t, &nic, assign).await,
+        Resolution::Applied { .. }
+    ));
+    let after = observe(&t, &nic).await;
+    let release = on(
+        &nic,
+        &unassign_ipv4(&v4(&["10.1.0.70", "10.1.0.71"]), &after),
+    );
+    let err = expect_err(t.submit(&release).await);
+    assert_eq!(err.code, "UnsupportedOperation.AttachmentNotFound");
+    assert_ne!(err.class, ErrorClass::NotFound, "not all released: {err}");
+    assert_eq!(sim_secondaries(&sim, true, "eni-abc"), owned, "still there");
+    // Resolving from the NIC: only the address that was not there is gone;
+    // the owned one is still to be released.
+    let now = observe(&t, &nic).await;
+    assert_eq!(
+        t.resolve_observed(&release, Some(&now)).await.unwrap(),
+        Resolution::Applied {
+            addresses: ips(&["10.1.0.71"])
+        }
+    );
+    sim.shutdown().await;
+}
+
+/// What the controller's pipeline needs besides describe and submit: a
+/// credential check, the NIC's zone and subnet, separate VPC and CVM
+/// endpoints, and the batched describe through `NetworkInterfaceIds`.
+#[tokio::test]
+async fn credential_checks_subnets_zones_and_endpoints() {
+    use nicip::cloud::{Provider, ProviderSettings, connect};
+    let sim = start_sim().await;
+    let transport = Transport::new(TransportConfig::default()).unwrap();
+    let tc = |endpoint: Option<String>, cvm: Option<String>, secret: &str| {
+        let settings = ProviderSettings {
+            endpoint,
+            cvm_endpoint: cvm,
+            ..ProviderSettings::new(Provider::Tencent, "ap-guangzhou", "pc-tc")
+        };
+        connect(
+            &settings,
+            transport.clone(),
+            Credentials::new(TC_ID, secret),
+        )
+        .unwrap()
+    };
+    let good = tc(Some(sim.base_url()), None, TC_SECRET);
+    good.check_credentials().await.unwrap();
+    let err = tc(Some(sim.base_url()), None, "wrong")
+        .check_credentials()
+        .await
+        .unwrap_err();
+    assert!(err.is_account_problem(), "{err}");
+    let zl = connect(
+        &ProviderSettings::new(Provider::Zenlayer, "", "pc-zl").with_endpoint(sim.base_url()),
+        transport.clone(),
+        Credentials::new(ZL_KEY, ZL_SECRET),
+    )
+    .unwrap();
+    zl.check_credentials().await.unwrap();
+    let lg = connect(
+        &ProviderSettings::new(Provider::TencentLegacy, "ap-guangzhou", "pc-lg")
+            .with_endpoint(sim.base_url()),
+        transport.clone(),
+        Credentials::new(TC_ID, TC_SECRET),
+    )
+    .unwrap();
+    lg.check_credentials().await.unwrap();
+    let bad_region = connect(
+        &ProviderSettings::new(Provider::Tencent, "xx-nowhere", "pc-r")
+            .with_endpoint(sim.base_url()),
+        transport.clone(),
+        Credentials::new(TC_ID, TC_SECRET),
+    )
+    .unwrap();
+    let err = bad_region.check_credentials().await.unwrap_err();
+    assert_eq!(
+        (err.code.as_str(), err.class, err.is_account_problem()),
+        ("UnsupportedRegion", ErrorClass::Configuration, true)
+    );
+
+    // The zone and the subnet of a NIC.
+    let eni = observe(good.as_ref(), &NicRef::new("eni-abc")).await;
+    assert_eq!(eni.zone.as_deref(), Some("ap-guangzhou-3"));
+    let subnet = good.describe_subnet(&eni).await.unwrap().expect("subnet");
+    assert_eq!(
+        (subnet.id.as_str(), subnet.cidr, subnet.zone.as_deref()),
+        (
+            "subnet-abc",
+            Some("10.1.0.0/24".parse().unwrap()),
+            Some("ap-guangzhou-3")
+        )
+    );
+    assert_eq!(subnet.gateway, Some(Ipv4Addr::new(10, 1, 0, 1)));
+    let nic = observe(zl.as_ref(), &NicRef::new("nic-1")).await;
+    let subnet = zl.describe_subnet(&nic).await.unwrap().expect("subnet");
+    assert_eq!(subnet.cidr, Some("10.0.0.0/24".parse().unwrap()));
+    assert!(
+        subnet
+            .gateway
+            .is_some_and(|g| subnet.cidr.unwrap().contains(&g))
+    );
+
+    // CVM has its own endpoint: a dead CVM endpoint breaks instance lookups only.
+    let split = tc(Some(sim.base_url()), Some(closed_port().await), TC_SECRET);
+    observe(split.as_ref(), &NicRef::new("eni-abc")).await;
+    let err = split
+        .describe_instance(&InstanceId("ins-abc".into()))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.code.as_str(), err.outcome),
+        ("Client.Network", Outcome::NotSent)
+    );
+    assert!(
+        good.describe_instance(&InstanceId("ins-abc".into()))
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    // The batched describe names its ids in the documented NetworkInterfaceIds.
+    let ids: Vec<NicRef> = (0..3)
+        .map(|i| NicRef::new(format!("eni-p{i:03}")))
+        .collect();
+    assert_eq!(good.describe_nics(&ids).await.unwrap().len(), 3);
+    let last = sim
+        .audit()
+        .into_iter()
+        .rev()
+        .find(|e| e.protocol == Protocol::Tencent && e.action == "DescribeNetworkInterfaces")
+        .unwrap();
+    assert_eq!(
+        last.params["NetworkInterfaceIds"].as_array().map(Vec::len),
+        Some(3)
+    );
+    assert!(last.params.get("Filters").is_none());
+    // An unknown id may fail the whole batch: the rest is still found.
+    sim.set_faults(vec![error_fault(
+        Some(Protocol::Tencent),
+        "DescribeNetworkInterfaces",
+        "ResourceNotFound",
+        1,
+    )])
+    .unwrap();
+    let mut with_unknown = ids.clone();
+    with_unknown.push(NicRef::new("eni-gone"));
+    assert_eq!(good.describe_nics(&with_unknown).await.unwrap().len(), 3);
     sim.shutdown().await;
 }

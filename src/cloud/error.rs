@@ -1,4 +1,5 @@
-//! The one error type of the cloud layer and its classes (DESIGN §3 "Errors").
+//! The one error type of the cloud layer, its classes and outcomes
+//! (`docs/errors.md`).
 
 use std::fmt;
 
@@ -114,6 +115,19 @@ impl CloudError {
             self.class,
             ErrorClass::Credentials | ErrorClass::Configuration
         )
+    }
+
+    /// This error, for a mutating call the cloud accepted but whose answer
+    /// could not be read: it may have acted.
+    pub(crate) fn after_acceptance(mut self) -> Self {
+        self.outcome = Outcome::Unknown;
+        self
+    }
+
+    /// This error, for a check before a mutating call: the call was not sent.
+    pub(crate) fn before_sending(mut self) -> Self {
+        self.outcome = Outcome::NotSent;
+        self
     }
 
     /// A cloud's answer refusing the call (its outcome is decided later by the transport).

@@ -24,9 +24,7 @@ pub use error::{CLIENT_CODES, CloudError, CodeInfo, ErrorClass, Outcome, markdow
 pub use operation::{
     Action, IdempotencyKey, Ipv6Billing, Operation, Resolution, Submitted, TaskState, settle,
 };
-pub use transport::{
-    CallRecord, Endpoint, MetricsSink, RateLimits, ScopedTransport, Transport, TransportConfig,
-};
+pub use transport::{CallRecord, Endpoint, MetricsSink, RateLimits, Transport, TransportConfig};
 
 /// Which cloud API a provider speaks: the `ProviderConfig` field itself.
 pub use crate::api::v1alpha1::Provider;
@@ -291,6 +289,13 @@ pub trait NicProvider: Send + Sync {
     /// Settles `op` against an observation the caller already has (`None`:
     /// the NIC is gone); asks for the task only when the observation cannot
     /// decide (nothing visible yet and a task id is known). Never acts.
+    ///
+    /// The observation must be taken after `submit` returned (for an
+    /// answered call) or after `started_at` (for a call whose answer was
+    /// lost): on Zenlayer, which has no idempotency token, an older one that
+    /// shows nothing would read as "not applied", inviting a second call.
+    /// (With a task id, both Tencent APIs ask the task, and describe the NIC
+    /// again when it succeeded.)
     async fn resolve_observed(
         &self,
         op: &Operation,

@@ -1,4 +1,4 @@
-//! Tencent Cloud VPC API 3.0 (`cloud-apis/tencent.md` §2–§3, §8, §10):
+//! Tencent Cloud VPC API 3.0 (Tencent Cloud API documentation, VPC and CVM):
 //! `POST /` with `X-TC-*` headers, version `2017-03-12`, `TC3-HMAC-SHA256`.
 //! Business errors arrive as HTTP 200 with `Response.Error`.
 //!
@@ -58,7 +58,7 @@ use ErrorClass::{
     Transient,
 };
 
-/// Every code of seed 004 and `cloud-apis/tencent.md` (§8, §10.1, §10.2).
+/// Every code of the vendor's VPC API pages (common and per-action error codes).
 /// Lookup is exact first, then by the family before the first `.`.
 pub const ERROR_CODES: &[CodeInfo] = &[
     row(
@@ -461,7 +461,7 @@ pub const ERROR_CODES: &[CodeInfo] = &[
         "UnsupportedOperation.IdempotentParameterMismatch",
         Terminal,
         "The ClientToken was used with other parameters.",
-        "Report a bug (tokens are derived per claim generation and step).",
+        "Report a bug (tokens are derived per claim operation sequence and chunk; a retry with other parameters takes a new sequence number).",
     ),
     row(
         "UnsupportedOperation.IdempotentProcessing",
@@ -1216,8 +1216,8 @@ impl NicProvider for Tencent {
             }))
     }
 
-    /// Tencent reports no gateway address; the subnet's CIDR and zone name
-    /// a bad explicit address.
+    /// Tencent reports no gateway address: it is the subnet's first host
+    /// (`.1`), which the VPC reserves with the network and broadcast ones.
     async fn describe_subnet(
         &self,
         nic: &ObservedNic,
@@ -1248,14 +1248,15 @@ impl NicProvider for Tencent {
         else {
             return Ok(None);
         };
+        let cidr: Option<ipnet::Ipv4Net> = subnet
+            .cidr_block
+            .filter(|c| !c.is_empty())
+            .map(|c| parse_address(Provider::Tencent, A, &c))
+            .transpose()?;
         Ok(Some(ObservedSubnet {
             id: subnet.subnet_id,
-            cidr: subnet
-                .cidr_block
-                .filter(|c| !c.is_empty())
-                .map(|c| parse_address(Provider::Tencent, A, &c))
-                .transpose()?,
-            gateway: None,
+            gateway: cidr.and_then(|c| c.hosts().next()),
+            cidr,
             zone: subnet.zone.filter(|z| !z.is_empty()),
         }))
     }
@@ -1288,22 +1289,17 @@ impl NicProvider for Tencent {
             addresses: BTreeSet::new(),
             complete: false,
         };
+        let accepted = CloudError::after_acceptance;
         for spec in result.private_ip_address_set.unwrap_or_default() {
             if let Some(raw) = spec.private_ip_address.as_deref() {
-                submitted.addresses.insert(IpAddr::V4(parse_address(
-                    Provider::Tencent,
-                    action,
-                    raw,
-                )?));
+                let ip = parse_address(Provider::Tencent, action, raw).map_err(accepted)?;
+                submitted.addresses.insert(IpAddr::V4(ip));
             }
         }
         for spec in result.ipv6_address_set.unwrap_or_default() {
             if let Some(raw) = spec.address.as_deref() {
-                submitted.addresses.insert(IpAddr::V6(parse_address(
-                    Provider::Tencent,
-                    action,
-                    raw,
-                )?));
+                let ip = parse_address(Provider::Tencent, action, raw).map_err(accepted)?;
+                submitted.addresses.insert(IpAddr::V6(ip));
             }
         }
         if matches!(op.action, Action::UnassignIpv4 | Action::UnassignIpv6) {

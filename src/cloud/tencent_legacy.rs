@@ -1,4 +1,4 @@
-//! Tencent Cloud VPC legacy API 2.0 (`cloud-apis/tencent.md` §6, §9, §10.3):
+//! Tencent Cloud VPC legacy API 2.0 (Tencent's legacy VPC API pages):
 //! `POST /v2/index.php` with a form body, HmacSHA1/HmacSHA256 query
 //! signature, `{code, message, codeDesc, data}` envelopes and integer task
 //! ids. Only IPv4 claims are supported here: assign, unassign, describe and

@@ -279,9 +279,6 @@ pub struct Transport {
     metrics: Option<Arc<dyn MetricsSink>>,
 }
 
-/// A [`Transport`] whose limiters belong to one scope (see [`Transport::scoped`]).
-pub type ScopedTransport = Transport;
-
 impl std::fmt::Debug for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Transport")
@@ -939,6 +936,30 @@ mod tests {
             (err.code.as_str(), err.outcome),
             ("Client.DeadlineExceeded", Outcome::NotSent)
         );
+    }
+
+    #[test]
+    fn retry_after_is_read_in_seconds_and_capped() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(retry_after_of(&headers), None);
+        headers.insert(reqwest::header::RETRY_AFTER, "3".parse().unwrap());
+        assert_eq!(retry_after_of(&headers), Some(Duration::from_secs(3)));
+        headers.insert(reqwest::header::RETRY_AFTER, "86400".parse().unwrap());
+        assert_eq!(retry_after_of(&headers), Some(Duration::from_secs(60)));
+        headers.insert(
+            reqwest::header::RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after_of(&headers), None);
+    }
+
+    #[test]
+    fn outcomes_add_up_to_the_strongest() {
+        use Outcome::{NotSent, Rejected, Unknown};
+        assert_eq!(NotSent.max(Rejected), Rejected);
+        assert_eq!(Unknown.max(Rejected), Unknown);
+        assert_eq!(Rejected.max(NotSent), Rejected);
+        assert_eq!(NotSent.max(Unknown), Unknown);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Zenlayer Cloud ZEC API 2.0 (`cloud-apis/zenlayer.md`): `POST /api/v2/zec`,
+//! Zenlayer Cloud ZEC API 2.0 (Zenlayer's API reference): `POST /api/v2/zec`,
 //! action in `X-ZC-Action`, version `2025-09-01`, `ZC2-HMAC-SHA256`.
 //!
 //! Count-mode assignment (`ipAddressCount`) has no idempotency token on
@@ -48,7 +48,7 @@ use ErrorClass::{
     Conflict, Credentials as Creds, InvalidInput, NotFound, Terminal, Throttled, Transient,
 };
 
-/// Every code of the seeds and `cloud-apis/zenlayer.md`, with its class.
+/// Every code of Zenlayer's ZEC API pages and SDKs, with its class.
 pub const ERROR_CODES: &[CodeInfo] = &[
     row(
         "REQUEST_LIMIT_EXCEEDED",
@@ -351,7 +351,7 @@ struct ErrorEnvelope {
 struct Page<T> {
     #[serde(default)]
     total_count: Option<u64>,
-    /// Absent or `null` when there is nothing to list (zenlayer.md §3.1).
+    /// Absent or `null` when there is nothing to list (Zenlayer's API reference, "Response").
     #[serde(default)]
     data_set: Option<Vec<T>>,
 }
@@ -873,7 +873,9 @@ impl NicProvider for Zenlayer {
             .transport
             .send_deadline(Provider::Zenlayer, action, op.started_at)?;
         if matches!(op.action, Action::UnassignIpv6 | Action::Detach) {
-            self.check_owned(op, deadline).await?;
+            self.check_owned(op, deadline)
+                .await
+                .map_err(CloudError::before_sending)?;
         }
         // Mutations carry no token: never repeated when their outcome is open.
         match op.action {
@@ -888,7 +890,8 @@ impl NicProvider for Zenlayer {
                     .map(|s| {
                         parse_address::<Ipv4Addr>(Provider::Zenlayer, action, s).map(IpAddr::V4)
                     })
-                    .collect::<Result<_, _>>()?;
+                    .collect::<Result<_, _>>()
+                    .map_err(CloudError::after_acceptance)?;
                 Ok(Submitted {
                     request_id,
                     addresses,
@@ -1224,7 +1227,7 @@ mod tests {
         assert_eq!(observe_nic(info).unwrap_err().code, "Client.BadResponse");
     }
 
-    /// "Action fields may be null or absent" (zenlayer.md §3.1): the SDK
+    /// "Action fields may be null or absent" (Zenlayer's API reference, "Response"): the SDK
     /// models read a null `dataSet` as no items and keep the code of an error
     /// whose message is null, and so must we.
     #[test]

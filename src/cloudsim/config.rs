@@ -82,7 +82,7 @@ pub struct Settings {
     #[serde(default = "default_window")]
     pub timestamp_window_seconds: i64,
     /// The code a throttled Tencent call (API 3.0 and legacy 2.0) answers.
-    /// tencent.md lists both: the gateway's `RequestLimitExceeded` (the
+    /// The vendor's pages list both: the gateway's `RequestLimitExceeded` (the
     /// default, §3/§11) and the VPC service's own per-action
     /// `LimitExceeded.ActionLimited` (§8.1); which one the real service sends
     /// for its per-action limit is undocumented, so either can be chosen.

@@ -2,9 +2,10 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io::Write;
+use std::num::NonZeroU32;
 use std::path::Path;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -224,40 +225,45 @@ pub fn tencent_default_limit(action: &str) -> Option<f64> {
     })
 }
 
-struct Bucket {
-    tokens: f64,
-    last: Instant,
-}
+type Limiter = governor::DefaultDirectRateLimiter;
+/// A limiter and the rate it was built for, per (protocol, key id, action).
+type Buckets = HashMap<(Protocol, String, String), (f64, Arc<Limiter>)>;
 
-/// Token buckets per (protocol, key id, action); burst = one second's worth.
+/// Fixed token buckets per (protocol, key id, action), from `governor`;
+/// burst = one second's worth (at least one call).
 #[derive(Default)]
 pub struct RateLimiter {
-    buckets: Mutex<HashMap<(Protocol, String, String), Bucket>>,
+    buckets: Mutex<Buckets>,
+}
+
+fn limiter(per_second: f64) -> Limiter {
+    let burst = NonZeroU32::new(per_second.floor().clamp(1.0, f64::from(u32::MAX)) as u32)
+        .unwrap_or(NonZeroU32::MIN);
+    let period = Duration::from_secs_f64(1.0 / per_second).max(Duration::from_nanos(1));
+    let quota = governor::Quota::with_period(period)
+        .unwrap_or_else(|| governor::Quota::per_second(NonZeroU32::MIN))
+        .allow_burst(burst);
+    governor::RateLimiter::direct(quota)
 }
 
 impl RateLimiter {
     /// `true` when the call may go ahead.
     pub fn allow(&self, protocol: Protocol, key_id: &str, action: &str, per_second: f64) -> bool {
-        if per_second <= 0.0 {
+        if per_second <= 0.0 || !per_second.is_finite() {
             return true;
         }
-        let now = Instant::now();
-        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        let bucket = buckets
-            .entry((protocol, key_id.to_string(), action.to_string()))
-            .or_insert(Bucket {
-                tokens: per_second.max(1.0),
-                last: now,
-            });
-        let refill = now.duration_since(bucket.last).as_secs_f64() * per_second;
-        bucket.tokens = (bucket.tokens + refill).min(per_second.max(1.0));
-        bucket.last = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        let bucket = {
+            let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+            let entry = buckets
+                .entry((protocol, key_id.to_string(), action.to_string()))
+                .or_insert_with(|| (per_second, Arc::new(limiter(per_second))));
+            // A changed limit (settings edited over the control endpoint) starts afresh.
+            if entry.0 != per_second {
+                *entry = (per_second, Arc::new(limiter(per_second)));
+            }
+            entry.1.clone()
+        };
+        bucket.check().is_ok()
     }
 }
 

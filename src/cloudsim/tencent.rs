@@ -959,13 +959,40 @@ fn execute(ctx: &Ctx<'_>, p: &Map<String, Value>) -> Result<Value, TcError> {
             let nic_id = req_str(p, "NetworkInterfaceId")?.to_string();
             let raw = addresses_param(p, "PrivateIpAddresses", "PrivateIpAddress", false, false)?;
             let count = opt_u64(p, "SecondaryPrivateIpAddressCount")?.unwrap_or(0) as usize;
-            if let Some(q) = p.get("QosLevel").and_then(Value::as_str)
-                && !matches!(q, "PT" | "AU" | "AG" | "DEFAULT")
+            let items: Vec<&Map<String, Value>> = match p.get("PrivateIpAddresses") {
+                Some(Value::Array(list)) => list.iter().filter_map(Value::as_object).collect(),
+                _ => Vec::new(),
+            };
+            // A requested address cannot be a primary one (the vendor's
+            // AssignPrivateIpAddresses page); refused as the legacy API does.
+            if items
+                .iter()
+                .any(|i| i.get("Primary") == Some(&Value::Bool(true)))
             {
                 return Err(tc_err(
                     "InvalidParameterValue",
-                    format!("QosLevel `{q}` is not one of PT, AU, AG, DEFAULT."),
+                    "the primary address already exists and cannot be assigned",
                 ));
+            }
+            let qos_of = |v: Option<&Value>| -> Result<Option<String>, TcError> {
+                match v.and_then(Value::as_str) {
+                    None => Ok(None),
+                    Some(q @ ("PT" | "AU" | "AG" | "DEFAULT")) => Ok(Some(q.to_string())),
+                    Some(q) => Err(tc_err(
+                        "InvalidParameterValue",
+                        format!("QosLevel `{q}` is not one of PT, AU, AG, DEFAULT."),
+                    )),
+                }
+            };
+            let qos = qos_of(p.get("QosLevel"))?;
+            let mut item_qos = std::collections::BTreeMap::new();
+            for item in &items {
+                if let (Some(a), Some(q)) = (
+                    item.get("PrivateIpAddress").and_then(Value::as_str),
+                    qos_of(item.get("QosLevel"))?,
+                ) {
+                    item_qos.insert(a.to_string(), q);
+                }
             }
             // A list and a count together add up, within the same 10.
             if !raw.is_empty() && raw.len().saturating_add(count) > 10 {
@@ -976,7 +1003,19 @@ fn execute(ctx: &Ctx<'_>, p: &Map<String, Value>) -> Result<Value, TcError> {
                 let chosen = cloud
                     .assign_ipv4(&nic_id, region, &explicit, count, Some(ctx.run_async()))
                     .map_err(|r| rule_error(r, false))?;
-                let set: Vec<Value> = chosen.iter().map(|a| json!({"PrivateIpAddress": a.to_string(), "Primary": false, "State": "PENDING"})).collect();
+                let level = |a: &Ipv4Addr| {
+                    item_qos
+                        .get(&a.to_string())
+                        .or(qos.as_ref())
+                        .cloned()
+                        .unwrap_or_else(|| "DEFAULT".into())
+                };
+                if let Some(nic) = cloud.nics.get_mut(&nic_id) {
+                    for a in &chosen {
+                        nic.qos_levels.insert(*a, level(a));
+                    }
+                }
+                let set: Vec<Value> = chosen.iter().map(|a| json!({"PrivateIpAddress": a.to_string(), "Primary": false, "State": "PENDING", "QosLevel": level(a)})).collect();
                 Ok(json!({"PrivateIpAddressSet": set}))
             })
         }
@@ -1292,7 +1331,8 @@ fn nic_json(n: &Nic) -> Value {
     ips.extend(n.secondary_ipv4.iter().map(|e| {
         json!({
             "PrivateIpAddress": e.address.to_string(), "Primary": false, "PublicIpAddress": "", "AddressId": "",
-            "Description": "", "IsWanIpBlocked": false, "State": e.state.as_str(), "QosLevel": "DEFAULT",
+            "Description": "", "IsWanIpBlocked": false, "State": e.state.as_str(),
+            "QosLevel": n.qos_levels.get(&e.address).map_or("DEFAULT", String::as_str),
         })
     }));
     let (state, eni_state) = tencent_states(n);

@@ -282,6 +282,9 @@ pub struct Nic {
     /// The Tencent task currently holding the NIC (mutating calls are refused
     /// while it runs).
     pub busy_task: Option<String>,
+    /// Tencent: the QoS level of secondary addresses assigned with one
+    /// (`PT`, `AU`, `AG`); the others report `DEFAULT`.
+    pub qos_levels: BTreeMap<Ipv4Addr, String>,
 }
 
 impl Nic {
@@ -848,6 +851,7 @@ impl Cloud {
             mac_address: mac_for(index),
             created: now_iso(),
             busy_task: None,
+            qos_levels: BTreeMap::new(),
         })
     }
 

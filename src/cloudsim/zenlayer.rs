@@ -18,8 +18,8 @@ use super::world::{Async, Cloud, Instance, Ipv6Type, Nic, Rule, Subnet, parse_ip
 use crate::signing::{self, zc2};
 
 /// The simulator's own code for every authentication failure: Zenlayer does
-/// not publish its codes for bad, unknown or expired credentials
-/// (`cloud-apis/zenlayer.md` §4), so the name says it is not Zenlayer's.
+/// not publish its codes for bad, unknown or expired credentials, so the
+/// name says it is not Zenlayer's.
 pub const AUTH_FAILED: &str = "SIMULATOR_AUTH_FAILED";
 /// Unknown or missing `X-ZC-Action` (real code unpublished).
 pub const INVALID_ACTION: &str = "SIMULATOR_INVALID_ACTION";
