@@ -3352,6 +3352,7 @@ async fn apply_drops_a_nested_struct_the_manager_stops_applying() {
     let status = after.status.unwrap();
     assert_eq!(status.pending_operation, None);
     assert_eq!(status.operation_sequence, Some(1));
+}
 
 #[tokio::test]
 async fn pages_walk_every_namespace_once_and_selectors_before_limits() {
