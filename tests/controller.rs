@@ -297,11 +297,11 @@ async fn drift_is_restored_within_a_resync_and_observe_only_reports() {
     env.apply("watch", json!({"providerConfigRef": pc(TENCENT), "nicId": "eni-t3", "managementPolicy": "ObserveOnly", "ipv4": {"addresses": ["10.1.0.31"]}})).await;
     env.wait_ready("full").await;
     env.wait("watch", "ObserveOnly report", |c| is_stalled(c, "ObserveOnly")).await;
-    env.cloud.edit_world(|w| w.zenlayer.nics.get_mut("nic-z1").unwrap().secondary_ipv4.retain(|e| e.address.to_string() != "10.0.0.12"));
+    env.zenlayer_unassign_out_of_band("nic-z1", "10.0.0.12").await;
     assert_eq!(env.ipv4("nic-z1"), set(&["10.0.0.11"]));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while env.ipv4("nic-z1") != set(&["10.0.0.11", "10.0.0.12"]) {
-        assert!(tokio::time::Instant::now() < deadline, "drift was not repaired");
+        assert!(tokio::time::Instant::now() < deadline, "drift was not repaired: {:?}\n{:?}", env.get("full").await.and_then(|c| c.status), env.audit().iter().rev().take(5).collect::<Vec<_>>());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     env.wait_ready("full").await;

@@ -339,7 +339,6 @@ impl<'a> Reconcile<'a> {
             return Ok(Settled::Done(Action::requeue(Duration::from_secs(2))));
         }
         op.mark_sent();
-        op.started_at = op.started_at.map(truncate_to_second);
         a.pending = Some(op.clone());
         let reason = step_reason(op.action);
         let details = status::details(&a.spec, &a.owned, steps, Some(reason));
@@ -835,10 +834,6 @@ fn empty_nic(spec: &ValidSpec) -> ObservedNic {
         addresses_in_flux: BTreeSet::new(),
         zone: None,
     }
-}
-
-fn truncate_to_second(t: jiff::Timestamp) -> jiff::Timestamp {
-    jiff::Timestamp::from_second(t.as_second()).unwrap_or(t)
 }
 
 fn step_reason(action: CloudAction) -> &'static str {

@@ -283,6 +283,20 @@ impl Env {
         n.instance_id.clone()
     }
 
+    /// Unassigns an address from a Zenlayer NIC through the cloud's API, as
+    /// someone outside nicip would.
+    pub async fn zenlayer_unassign_out_of_band(&self, nic: &str, address: &str) {
+        use nicip::cloud::{Credentials, IdempotencyKey, NicRef, Operation, Provider, ProviderSettings, Transport, TransportConfig};
+        let settings = ProviderSettings::new(Provider::Zenlayer, "", "out-of-band")
+            .with_endpoint(format!("{}/api/v2/zec", self.cloud.base_url()));
+        let provider = nicip::cloud::connect(&settings, Transport::new(TransportConfig::default()).unwrap(), Credentials::new(ZL_KEY, ZL_SECRET)).unwrap();
+        let nic = NicRef::new(nic);
+        let observed = provider.describe_nics(std::slice::from_ref(&nic)).await.unwrap().remove(0);
+        let mut op = Operation::unassign_ipv4(&nic, &[address.parse().unwrap()].into(), &observed, &IdempotencyKey::derive("out-of-band", 1, 0), 1, 0);
+        op.mark_sent();
+        provider.submit(&op).await.expect("out-of-band unassign");
+    }
+
     pub fn audit(&self) -> Vec<AuditEntry> {
         self.cloud.audit()
     }
@@ -298,6 +312,15 @@ pub fn test_settings() -> Settings {
     s.async_poll = Duration::from_millis(40);
     s.slow_retry = Duration::from_secs(2);
     s.max_backoff = Duration::from_secs(2);
+    // A short in-flight window (about 4 s): after a crash, a call without an
+    // idempotency token is waited for that long before it counts as not sent.
+    s.transport = nicip::cloud::TransportConfig {
+        timeout: Duration::from_secs(2),
+        max_attempts: 2,
+        base_backoff: Duration::from_millis(50),
+        max_backoff: Duration::from_millis(200),
+        ..Default::default()
+    };
     s
 }
 
