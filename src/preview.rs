@@ -214,8 +214,9 @@ where
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
     let mut writer = reflector::store::Writer::<K>::default();
+    writer.apply_watcher_event(&watcher::Event::Init);
     for item in items {
-        writer.apply_watcher_event(&watcher::Event::Apply(item));
+        writer.apply_watcher_event(&watcher::Event::InitApply(item));
     }
     writer.apply_watcher_event(&watcher::Event::InitDone);
     writer.as_reader()
@@ -388,18 +389,16 @@ fn condition(type_: &'static str, ok: bool, reason: &str, message: &str) -> Plan
 
 /// The wire action of a step on a provider.
 pub fn wire_action(provider: Provider, step: &Step) -> &'static str {
-    match (provider, step) {
-        (Provider::Zenlayer, Step::AssignIpv4 { .. }) => "BatchAssignNetworkInterfaceIpv4",
-        (Provider::Zenlayer, Step::UnassignIpv4 { .. }) => "BatchUnassignNetworkInterfaceIpv4",
-        (Provider::Zenlayer, Step::AssignIpv6 { .. }) => "AssignNetworkInterfaceIpv6",
-        (Provider::Zenlayer, Step::UnassignIpv6 { .. }) => "UnassignNetworkInterfaceIpv6",
-        (_, Step::AssignIpv4 { .. }) => "AssignPrivateIpAddresses",
-        (_, Step::UnassignIpv4 { .. }) => "UnassignPrivateIpAddresses",
-        (_, Step::AssignIpv6 { .. }) => "AssignIpv6Addresses",
-        (_, Step::UnassignIpv6 { .. }) => "UnassignIpv6Addresses",
-        (_, Step::Attach { .. }) => "AttachNetworkInterface",
-        (_, Step::Detach { .. }) => "DetachNetworkInterface",
-    }
+    use crate::cloud::Action;
+    let action = match step {
+        Step::AssignIpv4 { .. } => Action::AssignIpv4,
+        Step::UnassignIpv4 { .. } => Action::UnassignIpv4,
+        Step::AssignIpv6 { .. } => Action::AssignIpv6,
+        Step::UnassignIpv6 { .. } => Action::UnassignIpv6,
+        Step::Attach { .. } => Action::Attach,
+        Step::Detach { .. } => Action::Detach,
+    };
+    crate::cloud::wire_action(provider, action)
 }
 
 fn operation(provider: Provider, step: &Step) -> PlannedOperation {

@@ -3445,7 +3445,7 @@ async fn cli_serves_until_sigterm() {
         .json()
         .await
         .unwrap();
-    assert_eq!(w["tencent"]["nics"].as_array().unwrap().len(), 3);
+    assert_eq!(w["tencent"]["nics"].as_array().unwrap().len(), 7);
     // An unsigned call is refused, and audited in the file.
     let r = http()
         .post(format!("{url}/api/v2/zec"))

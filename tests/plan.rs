@@ -32,8 +32,10 @@ fn manifest(dir: &tempfile::TempDir, name: &str, spec: &Value) -> PathBuf {
     path
 }
 
-/// Previews, checks the preview wrote nothing, and returns the plan.
-async fn plan_of(env: &Env, dir: &tempfile::TempDir, name: &str, spec: &Value, delete: bool) -> ClaimPlan {
+/// Previews with the controller stopped, checks that the preview wrote
+/// nothing, starts the controller again, and returns the plan.
+async fn plan_of(env: &mut Env, dir: &tempfile::TempDir, name: &str, spec: &Value, delete: bool) -> ClaimPlan {
+    env.stop().await.expect("the controller stops");
     let path = manifest(dir, name, spec);
     let (calls, before) = (env.audit().len(), writes(env));
     let mut plans = preview::preview(&env.client, &args(vec![path], delete)).await.expect("preview");
@@ -41,6 +43,7 @@ async fn plan_of(env: &Env, dir: &tempfile::TempDir, name: &str, spec: &Value, d
     assert_eq!(mutating, 0, "the preview made a mutating call");
     assert_eq!(writes(env), before, "the preview wrote to Kubernetes");
     assert_eq!(plans.len(), 1);
+    env.start();
     plans.remove(0)
 }
 
@@ -49,14 +52,17 @@ fn writes(env: &Env) -> usize {
 }
 
 fn mutations_since(env: &Env, from: usize) -> Vec<AuditEntry> {
-    env.audit()[from..].iter().filter(|e| MUTATIONS.contains(&e.action.as_str()) && e.outcome == "Success").cloned().collect()
+    let all = env.audit();
+    let made: Vec<AuditEntry> = all[from..].iter().filter(|e| MUTATIONS.contains(&e.action.as_str())).cloned().collect();
+    assert!(made.iter().all(|e| e.outcome == "Success"), "{made:#?}");
+    made
 }
 
 /// The preview's calls, in order, are the calls the controller made.
 fn assert_matches(plan: &ClaimPlan, made: &[AuditEntry]) {
     let planned: Vec<&str> = plan.operations.iter().map(|o| o.call).collect();
     let actual: Vec<&str> = made.iter().map(|e| e.action.as_str()).collect();
-    assert_eq!(planned, actual, "plan {plan:?}\nmade {made:?}");
+    assert_eq!(planned, actual, "plan {plan:?}\nmade {made:#?}");
     for (o, e) in plan.operations.iter().zip(made) {
         let params = e.params.to_string();
         for a in &o.addresses {
@@ -73,7 +79,7 @@ async fn the_preview_is_what_the_controller_then_does() {
 
     // Create, in count mode on Tencent: 12 addresses are two calls.
     let spec = json!({"providerConfigRef": {"name": TENCENT}, "nicId": "eni-t1", "ipv4": {"count": 12}});
-    let p = plan_of(&env, &dir, "t", &spec, false).await;
+    let p = plan_of(&mut env, &dir, "t", &spec, false).await;
     assert_eq!(p.outcome, "Changes");
     assert_eq!(p.operations.iter().map(|o| o.count).collect::<Vec<_>>(), vec![Some(10), Some(2)]);
     let from = env.audit().len();
@@ -82,11 +88,11 @@ async fn the_preview_is_what_the_controller_then_does() {
     assert_matches(&p, &mutations_since(&env, from));
     // Converged: nothing to do.
     let spec = json!({"providerConfigRef": {"name": TENCENT}, "nicId": "eni-t1", "ipv4": {"count": 12}});
-    assert_eq!(plan_of(&env, &dir, "t", &spec, false).await.outcome, "NoChange");
+    assert_eq!(plan_of(&mut env, &dir, "t", &spec, false).await.outcome, "NoChange");
 
     // Scale down: the two newest are released.
     let spec = json!({"providerConfigRef": {"name": TENCENT}, "nicId": "eni-t1", "ipv4": {"count": 10}});
-    let p = plan_of(&env, &dir, "t", &spec, false).await;
+    let p = plan_of(&mut env, &dir, "t", &spec, false).await;
     assert_eq!(p.operations.len(), 1);
     assert_eq!(p.operations[0].op, "release");
     assert_eq!(p.operations[0].addresses.len(), 2);
@@ -100,7 +106,7 @@ async fn the_preview_is_what_the_controller_then_does() {
     env.apply("z", spec).await;
     env.wait_ready("z").await;
     let spec = json!({"providerConfigRef": {"name": ZENLAYER}, "nicId": "nic-z1", "ipv4": {"addresses": ["10.0.0.12", "10.0.0.13"]}});
-    let p = plan_of(&env, &dir, "z", &spec, false).await;
+    let p = plan_of(&mut env, &dir, "z", &spec, false).await;
     assert_eq!(p.operations.iter().map(|o| o.op).collect::<Vec<_>>(), vec!["release", "assign"]);
     let from = env.audit().len();
     env.apply("z", spec).await;
@@ -109,7 +115,7 @@ async fn the_preview_is_what_the_controller_then_does() {
 
     // Adoption, and an address left alone.
     let spec = json!({"providerConfigRef": {"name": ZENLAYER}, "nicId": "nic-zadopt", "ipv4": {"addresses": ["10.0.0.41", "10.0.0.43"]}});
-    let p = plan_of(&env, &dir, "a", &spec, false).await;
+    let p = plan_of(&mut env, &dir, "a", &spec, false).await;
     assert_eq!(p.adopt, vec!["10.0.0.41".to_string()]);
     assert_eq!(p.left_alone, vec!["10.0.0.42".to_string()]);
     let from = env.audit().len();
@@ -119,19 +125,19 @@ async fn the_preview_is_what_the_controller_then_does() {
 
     // A conflict names the older claim; the controller then makes no call.
     let spec = json!({"providerConfigRef": {"name": ZENLAYER}, "nicId": "nic-z1", "ipv4": {"count": 1}});
-    let p = plan_of(&env, &dir, "dup", &spec, false).await;
+    let p = plan_of(&mut env, &dir, "dup", &spec, false).await;
     assert_eq!(p.outcome, "Refused");
     assert!(p.conditions.iter().any(|c| c.reason == "Conflict" && c.message.contains(&format!("{NS}/z"))), "{p:?}");
 
     // The subnet's gateway is named before any call.
     let spec = json!({"providerConfigRef": {"name": ZENLAYER}, "nicId": "nic-z3", "ipv4": {"addresses": ["10.0.0.1", "10.0.0.35"]}});
-    let p = plan_of(&env, &dir, "gw", &spec, false).await;
+    let p = plan_of(&mut env, &dir, "gw", &spec, false).await;
     assert_eq!(p.outcome, "Refused");
     assert!(p.conditions.iter().any(|c| c.reason == "AddressRejected" && c.message.contains("10.0.0.1")), "{p:?}");
 
     // Delete: exactly what the claim owns is released.
     let spec = json!({"providerConfigRef": {"name": TENCENT}, "nicId": "eni-t1", "ipv4": {"count": 10}});
-    let p = plan_of(&env, &dir, "t", &spec, true).await;
+    let p = plan_of(&mut env, &dir, "t", &spec, true).await;
     assert!(p.operations.iter().all(|o| o.op == "release"));
     let from = env.audit().len();
     env.delete("t").await;
@@ -165,7 +171,7 @@ async fn exit_codes_follow_terraform_detailed_exitcode() {
     };
     let changes = manifest(&dir, "c", &json!({"providerConfigRef": {"name": ZENLAYER}, "nicId": "nic-z2", "ipv4": {"count": 2}}));
     let out = run(changes).await;
-    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(2), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("+ assign 2 IPv4 addresses chosen by the cloud"));
     let refused = manifest(&dir, "r", &json!({"providerConfigRef": {"name": "missing"}, "nicId": "nic-z2", "ipv4": {"count": 2}}));
     assert_eq!(run(refused).await.status.code(), Some(1));

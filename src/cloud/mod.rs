@@ -416,6 +416,23 @@ impl InstanceStatus {
     }
 }
 
+/// The API action a mutating operation is sent as, per provider (what the
+/// cloud's audit trail and `nicip plan` show).
+pub fn wire_action(provider: Provider, action: Action) -> &'static str {
+    match (provider, action) {
+        (Provider::Zenlayer, Action::AssignIpv4) => "BatchAssignNetworkInterfaceIpv4",
+        (Provider::Zenlayer, Action::UnassignIpv4) => "UnassignNetworkInterfaceIpv4",
+        (Provider::Zenlayer, Action::AssignIpv6) => "AssignNetworkInterfaceIpv6",
+        (Provider::Zenlayer, Action::UnassignIpv6) => "UnassignNetworkInterfaceIpv6",
+        (_, Action::AssignIpv4) => "AssignPrivateIpAddresses",
+        (_, Action::UnassignIpv4) => "UnassignPrivateIpAddresses",
+        (_, Action::AssignIpv6) => "AssignIpv6Addresses",
+        (_, Action::UnassignIpv6) => "UnassignIpv6Addresses",
+        (_, Action::Attach) => "AttachNetworkInterface",
+        (_, Action::Detach) => "DetachNetworkInterface",
+    }
+}
+
 /// The error tables of all providers as published in `docs/errors.md`
 /// (a test keeps the document in step with the code).
 pub fn error_tables_markdown() -> String {

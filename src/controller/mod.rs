@@ -400,9 +400,23 @@ pub async fn run(
 
     // Wait for the first list of claims and accounts, then sweep every account
     // once so the first reconciles read batched observations.
-    claims.wait_until_ready().await?;
-    configs.wait_until_ready().await?;
-    sweep_all(&ctx, &claims, &wake_tx).await;
+    let startup = async {
+        claims.wait_until_ready().await?;
+        configs.wait_until_ready().await?;
+        sweep_all(&ctx, &claims, &wake_tx).await;
+        Ok::<(), anyhow::Error>(())
+    };
+    tokio::select! {
+        r = startup => r?,
+        () = shutdown.clone() => {
+            // Nothing was reconciled yet; kube-runtime's applier would wait
+            // for a store that is no longer fed.
+            feeds.abort();
+            config_task.abort();
+            info!("stopped before the caches synced");
+            return Ok(());
+        }
+    }
     handles.health.mark_synced();
     info!(claims = claims.state().len(), "caches synced; reconciling");
 

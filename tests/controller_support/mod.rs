@@ -326,11 +326,9 @@ pub fn test_settings() -> Settings {
 
 pub const MUTATIONS: &[&str] = &[
     "BatchAssignNetworkInterfaceIpv4",
-    "BatchUnassignNetworkInterfaceIpv4",
+    "UnassignNetworkInterfaceIpv4",
     "AssignNetworkInterfaceIpv6",
     "UnassignNetworkInterfaceIpv6",
-    "AttachNetworkInterface",
-    "DetachNetworkInterface",
     "AssignPrivateIpAddresses",
     "UnassignPrivateIpAddresses",
     "AssignIpv6Addresses",
