@@ -724,7 +724,7 @@ impl Server {
         let addr = self.addr.to_string();
         let doc = match segs {
             ["version"] => Some(
-                json!({"major": "1", "minor": "34", "gitVersion": "v1.34.0-kubesim", "gitCommit": "",
+                json!({"major": "1", "minor": "36", "gitVersion": "v1.36.0-kubesim", "gitCommit": "",
                 "gitTreeState": "clean", "buildDate": "", "goVersion": "", "compiler": "rustc", "platform": "linux/amd64"}),
             ),
             ["api"] => Some(discovery::versions_doc(&addr)),
