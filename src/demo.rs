@@ -87,7 +87,9 @@ struct World2 {
 
 pub async fn run(args: Args) -> anyhow::Result<bool> {
     let world_text = match &args.world {
-        Some(p) => std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+        Some(p) => {
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?
+        }
         None => WORLD.to_string(),
     };
     let manifests = match &args.examples {
@@ -99,7 +101,9 @@ pub async fn run(args: Args) -> anyhow::Result<bool> {
         return serve(env, &args).await.map(|()| true);
     }
     let ok = script(&env, args.timeout).await?;
-    let World2 { stop, controller, .. } = env;
+    let World2 {
+        stop, controller, ..
+    } = env;
     let _ = stop.send(());
     controller.await.context("joining the controller")??;
     Ok(ok)
@@ -121,7 +125,9 @@ fn read_dir_manifests(dir: &std::path::Path) -> anyhow::Result<String> {
 
 async fn start(world_text: &str, manifests: &str, quick: bool) -> anyhow::Result<World2> {
     let world = World::from_yaml(world_text).context("the simulated world")?;
-    let cloud = cloudsim::start(world, "127.0.0.1:0".parse()?).await.context("starting the simulated cloud")?;
+    let cloud = cloudsim::start(world, "127.0.0.1:0".parse()?)
+        .await
+        .context("starting the simulated cloud")?;
     if quick {
         // The quiet profile: short simulated latencies, no injected faults.
         cloud.clear_faults();
@@ -130,7 +136,10 @@ async fn start(world_text: &str, manifests: &str, quick: bool) -> anyhow::Result
             w.tencent.async_latency = Duration::from_millis(40);
         });
     }
-    let kube = KubeSim::new(crate::api::crds()).start().await.context("starting the in-memory API server")?;
+    let kube = KubeSim::new(crate::api::crds())
+        .start()
+        .await
+        .context("starting the in-memory API server")?;
     let client = kube.client()?;
     let namespaces: Api<Namespace> = Api::all(client.clone());
     for ns in ["default", SECRETS_NAMESPACE] {
@@ -146,7 +155,11 @@ async fn start(world_text: &str, manifests: &str, quick: bool) -> anyhow::Result
     let mut settings = Settings::new(SECRETS_NAMESPACE, "nicip-demo");
     settings.async_poll = Duration::from_millis(50);
     settings.slow_retry = Duration::from_secs(5);
-    let handles = Handles { metrics: Metrics::new(), health: Health::new(), fence: Fence::always() };
+    let handles = Handles {
+        metrics: Metrics::new(),
+        health: Health::new(),
+        fence: Fence::always(),
+    };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let c = client.clone();
     let controller = tokio::spawn(async move {
@@ -155,20 +168,35 @@ async fn start(world_text: &str, manifests: &str, quick: bool) -> anyhow::Result
         })
         .await
     });
-    Ok(World2 { kube, cloud, client, stop, controller })
+    Ok(World2 {
+        kube,
+        cloud,
+        client,
+        stop,
+        controller,
+    })
 }
 
 /// Applies every document, pointing ProviderConfigs at the simulated cloud.
 async fn apply_manifests(client: &Client, text: &str, cloud: &str) -> anyhow::Result<()> {
-    let docs: Vec<Value> = serde_saphyr::from_multiple(text).context("parsing the example manifests")?;
+    let docs: Vec<Value> =
+        serde_saphyr::from_multiple(text).context("parsing the example manifests")?;
     let params = PatchParams::apply(MANAGER).force();
     for mut doc in docs.into_iter().filter(|d| d.is_object()) {
         let kind = doc["kind"].as_str().unwrap_or_default().to_string();
-        let name = doc["metadata"]["name"].as_str().unwrap_or_default().to_string();
-        let ns = doc["metadata"]["namespace"].as_str().unwrap_or("default").to_string();
+        let name = doc["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let ns = doc["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("default")
+            .to_string();
         match kind.as_str() {
             "Secret" => {
-                Api::<Secret>::namespaced(client.clone(), &ns).patch(&name, &params, &Patch::Apply(&doc)).await?;
+                Api::<Secret>::namespaced(client.clone(), &ns)
+                    .patch(&name, &params, &Patch::Apply(&doc))
+                    .await?;
             }
             "ProviderConfig" => {
                 let endpoint = match doc["spec"]["provider"].as_str() {
@@ -177,7 +205,9 @@ async fn apply_manifests(client: &Client, text: &str, cloud: &str) -> anyhow::Re
                     _ => format!("{cloud}/"),
                 };
                 doc["spec"]["endpoint"] = json!(endpoint);
-                Api::<ProviderConfig>::all(client.clone()).patch(&name, &params, &Patch::Apply(&doc)).await?;
+                Api::<ProviderConfig>::all(client.clone())
+                    .patch(&name, &params, &Patch::Apply(&doc))
+                    .await?;
             }
             "NicIpClaim" => {
                 Api::<NicIpClaim>::namespaced(client.clone(), &ns)
@@ -185,18 +215,30 @@ async fn apply_manifests(client: &Client, text: &str, cloud: &str) -> anyhow::Re
                     .await
                     .with_context(|| format!("applying NicIpClaim {ns}/{name}"))?;
             }
-            other => bail!("the demo applies Secrets, ProviderConfigs and NicIpClaims, not {other} ({name})"),
+            other => bail!(
+                "the demo applies Secrets, ProviderConfigs and NicIpClaims, not {other} ({name})"
+            ),
         }
     }
     Ok(())
 }
 
 async fn serve(env: World2, args: &Args) -> anyhow::Result<()> {
-    env.kube.write_kubeconfig(&args.kubeconfig).with_context(|| format!("writing {}", args.kubeconfig.display()))?;
+    env.kube
+        .write_kubeconfig(&args.kubeconfig)
+        .with_context(|| format!("writing {}", args.kubeconfig.display()))?;
     let shutdown = crate::ops::shutdown_signal();
     println!("nicip demo is serving:");
-    println!("  Kubernetes API  {}   (kubeconfig: {})", env.kube.url(), args.kubeconfig.display());
-    println!("  simulated cloud {}   (world: GET {}/_sim/world)", env.cloud.base_url(), env.cloud.base_url());
+    println!(
+        "  Kubernetes API  {}   (kubeconfig: {})",
+        env.kube.url(),
+        args.kubeconfig.display()
+    );
+    println!(
+        "  simulated cloud {}   (world: GET {}/_sim/world)",
+        env.cloud.base_url(),
+        env.cloud.base_url()
+    );
     println!();
     println!("  export KUBECONFIG={}", args.kubeconfig.display());
     println!("  kubectl get nicipclaims -w");
@@ -216,7 +258,8 @@ async fn script(env: &World2, timeout: Duration) -> anyhow::Result<bool> {
     let providers = provider_names(env).await?;
     let mut view = View::new(std::io::stdout().is_terminal());
     let initial = api.list(&Default::default()).await?.items;
-    let scripts: BTreeMap<String, Script> = initial.iter().map(|c| (key(c), Script::of(c))).collect();
+    let scripts: BTreeMap<String, Script> =
+        initial.iter().map(|c| (key(c), Script::of(c))).collect();
     let started = tokio::time::Instant::now();
 
     view.heading("converging the example claims");
@@ -226,18 +269,31 @@ async fn script(env: &World2, timeout: Duration) -> anyhow::Result<bool> {
     let mut changed = false;
     for c in &initial {
         let s = &scripts[&key(c)];
-        let ns_api: Api<NicIpClaim> = Api::namespaced(env.client.clone(), &c.namespace().unwrap_or_default());
+        let ns_api: Api<NicIpClaim> =
+            Api::namespaced(env.client.clone(), &c.namespace().unwrap_or_default());
         if let Some(n) = s.then_count {
             let patch = json!({"spec": {"ipv4": {"count": n}}});
-            ns_api.patch(&c.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+            ns_api
+                .patch(
+                    &c.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await?;
             view.note(&format!("scaling {} down to {n} addresses", key(c)));
             changed = true;
         }
         if s.then_delete {
             let current = ns_api.get(&c.name_any()).await?;
             released.insert(key(c), (c.spec.nic_id.clone(), owned(&current)));
-            ns_api.delete(&c.name_any(), &DeleteParams::default()).await?;
-            view.note(&format!("deleting {} (deletionPolicy {:?})", key(c), c.spec.deletion_policy));
+            ns_api
+                .delete(&c.name_any(), &DeleteParams::default())
+                .await?;
+            view.note(&format!(
+                "deleting {} (deletionPolicy {:?})",
+                key(c),
+                c.spec.deletion_policy
+            ));
             changed = true;
         }
     }
@@ -252,11 +308,18 @@ async fn script(env: &World2, timeout: Duration) -> anyhow::Result<bool> {
     let world = env.cloud.world();
     println!();
     println!("The cloud's own view of each NIC:");
-    println!("{:<18} {:<12} {:<12} {}", "NIC", "STATUS", "INSTANCE", "SECONDARY ADDRESSES");
+    println!(
+        "{:<18} {:<12} {:<12} SECONDARY ADDRESSES",
+        "NIC", "STATUS", "INSTANCE"
+    );
     let mut nics: BTreeSet<String> = initial.iter().map(|c| c.spec.nic_id.clone()).collect();
     nics.extend(released.values().map(|(n, _)| n.clone()));
     for id in &nics {
-        let nic = world.zenlayer.nics.get(id).or_else(|| world.tencent.nics.get(id));
+        let nic = world
+            .zenlayer
+            .nics
+            .get(id)
+            .or_else(|| world.tencent.nics.get(id));
         match nic {
             Some(n) => {
                 let addrs: Vec<String> = n
@@ -270,7 +333,11 @@ async fn script(env: &World2, timeout: Duration) -> anyhow::Result<bool> {
                     id,
                     n.status,
                     n.instance_id.clone().unwrap_or_else(|| "-".into()),
-                    if addrs.is_empty() { "-".to_string() } else { addrs.join(", ") }
+                    if addrs.is_empty() {
+                        "-".to_string()
+                    } else {
+                        addrs.join(", ")
+                    }
                 );
             }
             None => println!("{id:<18} (not in the cloud)"),
@@ -299,9 +366,16 @@ async fn script(env: &World2, timeout: Duration) -> anyhow::Result<bool> {
         };
         match &s.expect_error {
             Some(code) => {
-                let got = c.status.as_ref().and_then(|st| st.last_error.as_ref()).map(|e| e.code.clone());
+                let got = c
+                    .status
+                    .as_ref()
+                    .and_then(|st| st.last_error.as_ref())
+                    .map(|e| e.code.clone());
                 if got.as_deref() != Some(code.as_str()) {
-                    failures.push(format!("{k}: expected the cloud's {code}, got {}", got.unwrap_or_else(|| "no error".into())));
+                    failures.push(format!(
+                        "{k}: expected the cloud's {code}, got {}",
+                        got.unwrap_or_else(|| "no error".into())
+                    ));
                 }
             }
             None => {
@@ -312,12 +386,17 @@ async fn script(env: &World2, timeout: Duration) -> anyhow::Result<bool> {
                 let on_nic = cloud_addresses(&world, &c.spec.nic_id);
                 let mine = owned(c);
                 if !mine.is_subset(&on_nic) {
-                    failures.push(format!("{k}: status owns {mine:?}, the cloud shows {on_nic:?}"));
+                    failures.push(format!(
+                        "{k}: status owns {mine:?}, the cloud shows {on_nic:?}"
+                    ));
                 }
                 if let Some(n) = s.then_count
                     && c.status.as_ref().map_or(0, |st| st.ipv4.len()) != n as usize
                 {
-                    failures.push(format!("{k}: owns {} addresses after scaling to {n}", mine.len()));
+                    failures.push(format!(
+                        "{k}: owns {} addresses after scaling to {n}",
+                        mine.len()
+                    ));
                 }
             }
         }
@@ -344,18 +423,20 @@ fn key(c: &NicIpClaim) -> String {
 fn is_ready(c: &NicIpClaim) -> bool {
     c.status.as_ref().is_some_and(|s| {
         s.pending_operation.is_none()
-            && s.conditions
-                .iter()
-                .any(|x| x.type_ == "Ready" && x.status == "True" && x.observed_generation == c.metadata.generation)
+            && s.conditions.iter().any(|x| {
+                x.type_ == "Ready"
+                    && x.status == "True"
+                    && x.observed_generation == c.metadata.generation
+            })
     })
 }
 
 fn settled(c: &NicIpClaim, script: Option<&Script>) -> bool {
     let Some(s) = &c.status else { return false };
     let current = |t: &str| {
-        s.conditions
-            .iter()
-            .any(|x| x.type_ == t && x.status == "True" && x.observed_generation == c.metadata.generation)
+        s.conditions.iter().any(|x| {
+            x.type_ == t && x.status == "True" && x.observed_generation == c.metadata.generation
+        })
     };
     match script.and_then(|s| s.expect_error.as_ref()) {
         Some(code) => s.last_error.as_ref().is_some_and(|e| &e.code == code) && current("Stalled"),
@@ -374,7 +455,13 @@ fn reason(c: &NicIpClaim) -> String {
 fn owned(c: &NicIpClaim) -> BTreeSet<String> {
     c.status
         .as_ref()
-        .map(|s| s.ipv4.iter().chain(s.ipv6.iter()).map(|o| o.address.clone()).collect())
+        .map(|s| {
+            s.ipv4
+                .iter()
+                .chain(s.ipv6.iter())
+                .map(|o| o.address.clone())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -422,7 +509,9 @@ async fn converge(
             }
         };
         view.show(&rows(&claims, providers));
-        let all = claims.iter().all(|c| c.metadata.deletion_timestamp.is_none() && settled(c, scripts.get(&key(c))));
+        let all = claims
+            .iter()
+            .all(|c| c.metadata.deletion_timestamp.is_none() && settled(c, scripts.get(&key(c))));
         if all || tokio::time::Instant::now() > deadline {
             return;
         }
@@ -440,11 +529,11 @@ fn rows(claims: &[NicIpClaim], providers: &BTreeMap<String, String>) -> Vec<Row>
                 "Deleting"
             } else if is_ready(c) {
                 "Ready"
-            } else if c
-                .status
-                .as_ref()
-                .is_some_and(|s| s.conditions.iter().any(|x| x.type_ == "Stalled" && x.status == "True"))
-            {
+            } else if c.status.as_ref().is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|x| x.type_ == "Stalled" && x.status == "True")
+            }) {
                 "Stalled"
             } else {
                 "Reconciling"
@@ -456,9 +545,16 @@ fn rows(claims: &[NicIpClaim], providers: &BTreeMap<String, String>) -> Vec<Row>
             let addrs = owned(c);
             [
                 key(c),
-                providers.get(&c.spec.provider_config_ref.name).cloned().unwrap_or_else(|| "?".into()),
+                providers
+                    .get(&c.spec.provider_config_ref.name)
+                    .cloned()
+                    .unwrap_or_else(|| "?".into()),
                 phase.to_string(),
-                if addrs.is_empty() { "-".into() } else { addrs.into_iter().collect::<Vec<_>>().join(",") },
+                if addrs.is_empty() {
+                    "-".into()
+                } else {
+                    addrs.into_iter().collect::<Vec<_>>().join(",")
+                },
                 why,
             ]
         })
@@ -477,7 +573,11 @@ const HEADER: [&str; 5] = ["CLAIM", "PROVIDER", "PHASE", "ADDRESSES", "REASON"];
 
 impl View {
     fn new(tty: bool) -> View {
-        View { tty, drawn: 0, last: BTreeMap::new() }
+        View {
+            tty,
+            drawn: 0,
+            last: BTreeMap::new(),
+        }
     }
 
     fn heading(&mut self, text: &str) {
@@ -560,8 +660,12 @@ pub async fn kubesim(args: KubesimArgs) -> anyhow::Result<()> {
     if !addr.ip().is_loopback() {
         tracing::warn!(%addr, "the in-memory API server has no authentication; anyone who can reach {addr} can read and write it");
     }
-    let sim = KubeSim::new(crate::api::crds()).listen(addr).start().await?;
-    sim.write_kubeconfig(&args.kubeconfig).with_context(|| format!("writing {}", args.kubeconfig.display()))?;
+    let sim = KubeSim::new(crate::api::crds())
+        .listen(addr)
+        .start()
+        .await?;
+    sim.write_kubeconfig(&args.kubeconfig)
+        .with_context(|| format!("writing {}", args.kubeconfig.display()))?;
     tracing::info!(url = %sim.url(), kubeconfig = %args.kubeconfig.display(), "in-memory Kubernetes API server listening");
     shutdown.await;
     drop(sim);

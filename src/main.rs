@@ -60,8 +60,10 @@ fn main() -> ExitCode {
             };
         }
         Command::Plan(args) => {
-            let result = nicip::ops::init_logging(nicip::ops::LogFormat::Text, "warn")
-                .and_then(|()| tokio::runtime::Runtime::new()?.block_on(nicip::preview::main(*args)));
+            let result =
+                nicip::ops::init_logging(nicip::ops::LogFormat::Text, "warn").and_then(|()| {
+                    tokio::runtime::Runtime::new()?.block_on(nicip::preview::main(*args))
+                });
             return match result {
                 Ok(code) => ExitCode::from(code),
                 Err(e) => {

@@ -30,7 +30,12 @@ use crate::controller::{Providers, conflict_with};
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
     /// Claim manifests: a file, a directory of `.yaml` files, or `-` for standard input.
-    #[arg(short = 'f', long = "filename", value_name = "FILE|DIR|-", conflicts_with = "cluster")]
+    #[arg(
+        short = 'f',
+        long = "filename",
+        value_name = "FILE|DIR|-",
+        conflicts_with = "cluster"
+    )]
     pub files: Vec<PathBuf>,
     /// Every claim in the cluster (or in `--namespace`, matching `--selector`).
     #[arg(long)]
@@ -143,7 +148,13 @@ pub async fn main(args: Args) -> anyhow::Result<u8> {
     let plans = preview(&client, &args).await?;
     let summary = summarize(&plans);
     match args.output {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&Report { claims: plans.clone(), summary: summarize(&plans) })?),
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&Report {
+                claims: plans.clone(),
+                summary: summarize(&plans)
+            })?
+        ),
         Format::Text => print!("{}", render(&plans, &summary)),
     }
     Ok(if summary.refused > 0 {
@@ -157,28 +168,41 @@ pub async fn main(args: Args) -> anyhow::Result<u8> {
 
 /// Computes the previews.
 pub async fn preview(client: &Client, args: &Args) -> anyhow::Result<Vec<ClaimPlan>> {
-    let cluster_claims: Vec<NicIpClaim> = Api::<NicIpClaim>::all(client.clone()).list(&ListParams::default()).await?.items;
+    let cluster_claims: Vec<NicIpClaim> = Api::<NicIpClaim>::all(client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items;
     let wanted: Vec<NicIpClaim> = if args.cluster {
         let mut params = ListParams::default();
         if let Some(s) = &args.selector {
             params = params.labels(s);
         }
         match &args.namespace {
-            Some(ns) => Api::<NicIpClaim>::namespaced(client.clone(), ns).list(&params).await?.items,
-            None => Api::<NicIpClaim>::all(client.clone()).list(&params).await?.items,
+            Some(ns) => {
+                Api::<NicIpClaim>::namespaced(client.clone(), ns)
+                    .list(&params)
+                    .await?
+                    .items
+            }
+            None => {
+                Api::<NicIpClaim>::all(client.clone())
+                    .list(&params)
+                    .await?
+                    .items
+            }
         }
     } else {
         let mut out = Vec::new();
         for f in &args.files {
             for mut claim in read_claims(f)? {
                 if claim.namespace().is_none() {
-                    claim.metadata.namespace = Some(args.namespace.clone().unwrap_or_else(|| "default".into()));
+                    claim.metadata.namespace =
+                        Some(args.namespace.clone().unwrap_or_else(|| "default".into()));
                 }
                 // An update of a claim that exists keeps its identity and status.
-                if let Some(existing) = cluster_claims
-                    .iter()
-                    .find(|c| c.name_any() == claim.name_any() && c.namespace() == claim.namespace())
-                {
+                if let Some(existing) = cluster_claims.iter().find(|c| {
+                    c.name_any() == claim.name_any() && c.namespace() == claim.namespace()
+                }) {
                     let mut merged = existing.clone();
                     merged.spec = claim.spec.clone();
                     claim = merged;
@@ -189,7 +213,12 @@ pub async fn preview(client: &Client, args: &Args) -> anyhow::Result<Vec<ClaimPl
         out
     };
 
-    let configs: Store<ProviderConfig> = store(Api::<ProviderConfig>::all(client.clone()).list(&ListParams::default()).await?.items);
+    let configs: Store<ProviderConfig> = store(
+        Api::<ProviderConfig>::all(client.clone())
+            .list(&ListParams::default())
+            .await?
+            .items,
+    );
     let secrets: Store<Secret> = store(
         Api::<Secret>::namespaced(client.clone(), &args.secrets_namespace)
             .list(&ListParams::default())
@@ -197,8 +226,20 @@ pub async fn preview(client: &Client, args: &Args) -> anyhow::Result<Vec<ClaimPl
             .with_context(|| format!("reading Secrets in {}", args.secrets_namespace))?
             .items,
     );
-    let namespaces: Store<Namespace> = store(Api::<Namespace>::all(client.clone()).list(&ListParams::default()).await.map(|l| l.items).unwrap_or_default());
-    let providers = Providers::new(configs, secrets, namespaces, args.secrets_namespace.clone(), Transport::new(TransportConfig::default())?);
+    let namespaces: Store<Namespace> = store(
+        Api::<Namespace>::all(client.clone())
+            .list(&ListParams::default())
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default(),
+    );
+    let providers = Providers::new(
+        configs,
+        secrets,
+        namespaces,
+        args.secrets_namespace.clone(),
+        Transport::new(TransportConfig::default())?,
+    );
     let others: Vec<Arc<NicIpClaim>> = cluster_claims.into_iter().map(Arc::new).collect();
 
     let mut plans = Vec::new();
@@ -225,7 +266,9 @@ where
 fn read_claims(path: &std::path::Path) -> anyhow::Result<Vec<NicIpClaim>> {
     let texts: Vec<(String, String)> = if path.as_os_str() == "-" {
         let mut s = String::new();
-        std::io::stdin().read_to_string(&mut s).context("reading standard input")?;
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("reading standard input")?;
         vec![("-".into(), s)]
     } else if path.is_dir() {
         let mut files: Vec<PathBuf> = std::fs::read_dir(path)
@@ -236,29 +279,49 @@ fn read_claims(path: &std::path::Path) -> anyhow::Result<Vec<NicIpClaim>> {
         files.sort();
         files
             .into_iter()
-            .map(|f| Ok((f.display().to_string(), std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?)))
+            .map(|f| {
+                Ok((
+                    f.display().to_string(),
+                    std::fs::read_to_string(&f)
+                        .with_context(|| format!("reading {}", f.display()))?,
+                ))
+            })
             .collect::<anyhow::Result<_>>()?
     } else {
-        vec![(path.display().to_string(), std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?)]
+        vec![(
+            path.display().to_string(),
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+        )]
     };
     let mut claims = Vec::new();
     for (name, text) in texts {
-        let docs: Vec<Value> = serde_saphyr::from_multiple(&text).with_context(|| format!("{name}: not YAML"))?;
+        let docs: Vec<Value> =
+            serde_saphyr::from_multiple(&text).with_context(|| format!("{name}: not YAML"))?;
         for (i, doc) in docs.into_iter().enumerate() {
             if doc.get("kind").and_then(Value::as_str) != Some("NicIpClaim") {
                 continue;
             }
-            let claim: NicIpClaim = serde_json::from_value(doc).with_context(|| format!("{name}: document {}: not a valid NicIpClaim", i + 1))?;
+            let claim: NicIpClaim = serde_json::from_value(doc)
+                .with_context(|| format!("{name}: document {}: not a valid NicIpClaim", i + 1))?;
             claims.push(claim);
         }
     }
     Ok(claims)
 }
 
-async fn preview_claim(claim: &NicIpClaim, providers: &Providers, others: &[Arc<NicIpClaim>], delete: bool) -> ClaimPlan {
+async fn preview_claim(
+    claim: &NicIpClaim,
+    providers: &Providers,
+    others: &[Arc<NicIpClaim>],
+    delete: bool,
+) -> ClaimPlan {
     let deleting = delete || claim.metadata.deletion_timestamp.is_some();
     let mut out = ClaimPlan {
-        claim: format!("{}/{}", claim.namespace().unwrap_or_default(), claim.name_any()),
+        claim: format!(
+            "{}/{}",
+            claim.namespace().unwrap_or_default(),
+            claim.name_any()
+        ),
         provider_config: claim.spec.provider_config_ref.name.clone(),
         provider: None,
         nic_id: claim.spec.nic_id.clone(),
@@ -270,8 +333,10 @@ async fn preview_claim(claim: &NicIpClaim, providers: &Providers, others: &[Arc<
         outcome: "NoChange",
     };
     let refuse = |out: &mut ClaimPlan, reason: &str, message: String| {
-        out.conditions.push(condition("Ready", false, reason, &message));
-        out.conditions.push(condition("Stalled", true, reason, &message));
+        out.conditions
+            .push(condition("Ready", false, reason, &message));
+        out.conditions
+            .push(condition("Stalled", true, reason, &message));
         out.outcome = "Refused";
     };
     let namespace = claim.namespace().unwrap_or_default();
@@ -292,25 +357,39 @@ async fn preview_claim(claim: &NicIpClaim, providers: &Providers, others: &[Arc<
             return out;
         }
     };
-    if !deleting
-        && let Some(message) = conflict_with(claim, others.iter().cloned())
-    {
+    if !deleting && let Some(message) = conflict_with(claim, others.iter().cloned()) {
         refuse(&mut out, "Conflict", message);
         return out;
     }
-    let nic = match provider.describe_nics(std::slice::from_ref(&spec.nic)).await {
+    let nic = match provider
+        .describe_nics(std::slice::from_ref(&spec.nic))
+        .await
+    {
         Ok(found) => found.into_iter().find(|n| n.id == spec.nic.id),
         Err(e) => {
-            refuse(&mut out, "CloudError", format!("{} failed with {}: {}", e.action, e.code, e.message));
+            refuse(
+                &mut out,
+                "CloudError",
+                format!("{} failed with {}: {}", e.action, e.code, e.message),
+            );
             return out;
         }
     };
     let instance = match (&spec.instance, &nic) {
-        (Some(i), Some(n)) if n.instance_id.as_ref() != Some(i) => provider.describe_instance(i).await.ok().flatten(),
+        (Some(i), Some(n)) if n.instance_id.as_ref() != Some(i) => {
+            provider.describe_instance(i).await.ok().flatten()
+        }
         _ => None,
     };
-    if let Some(p) = claim.status.as_ref().and_then(|s| s.pending_operation.as_ref()) {
-        out.pending = Some(format!("{:?} (sequence {}) is settled first", p.action, p.sequence));
+    if let Some(p) = claim
+        .status
+        .as_ref()
+        .and_then(|s| s.pending_operation.as_ref())
+    {
+        out.pending = Some(format!(
+            "{:?} (sequence {}) is settled first",
+            p.action, p.sequence
+        ));
     }
     let (owned, _) = Ownership::from_status(claim.status.as_ref());
     let p = plan::plan(&plan::Inputs {
@@ -339,7 +418,9 @@ async fn preview_claim(claim: &NicIpClaim, providers: &Providers, others: &[Arc<
         .steps
         .iter()
         .filter_map(|s| match s {
-            Step::AssignIpv4 { request: Ipv4Request::Addresses(a) } => Some(a.iter().copied()),
+            Step::AssignIpv4 {
+                request: Ipv4Request::Addresses(a),
+            } => Some(a.iter().copied()),
             _ => None,
         })
         .flatten()
@@ -356,35 +437,64 @@ async fn preview_claim(claim: &NicIpClaim, providers: &Providers, others: &[Arc<
         let message = format!(
             "{} cannot be assigned: outside subnet {} or its network, broadcast or gateway address",
             list.join(", "),
-            nic.as_ref().and_then(|n| n.subnet_id.clone()).unwrap_or_default()
+            nic.as_ref()
+                .and_then(|n| n.subnet_id.clone())
+                .unwrap_or_default()
         );
-        out.conditions.push(condition("Ready", false, "AddressRejected", &message));
-        out.conditions.push(condition("Stalled", true, "AddressRejected", &message));
+        out.conditions
+            .push(condition("Ready", false, "AddressRejected", &message));
+        out.conditions
+            .push(condition("Stalled", true, "AddressRejected", &message));
         out.outcome = "Refused";
     } else if let Some(b) = &p.blocked {
-        out.conditions.push(condition("Ready", false, b.reason, &b.message));
-        out.conditions.push(condition("Stalled", true, b.reason, &b.message));
+        out.conditions
+            .push(condition("Ready", false, b.reason, &b.message));
+        out.conditions
+            .push(condition("Stalled", true, b.reason, &b.message));
         out.outcome = "Refused";
     } else if let Some(w) = &p.wait {
         let (reason, message) = match w {
             Wait::NicBusy(s) => ("NicBusy", format!("NIC {} is {s}", spec.nic.id)),
-            Wait::AddressesInFlux => ("WaitingForCloud", "the cloud is still changing the NIC's addresses".into()),
-            Wait::InstanceNotRunning { instance, status } => ("InstanceNotRunning", format!("instance {instance} is {status}")),
+            Wait::AddressesInFlux => (
+                "WaitingForCloud",
+                "the cloud is still changing the NIC's addresses".into(),
+            ),
+            Wait::InstanceNotRunning { instance, status } => (
+                "InstanceNotRunning",
+                format!("instance {instance} is {status}"),
+            ),
         };
-        out.conditions.push(condition("Ready", false, reason, &message));
-        out.conditions.push(condition("Reconciling", true, reason, &message));
+        out.conditions
+            .push(condition("Ready", false, reason, &message));
+        out.conditions
+            .push(condition("Reconciling", true, reason, &message));
         out.outcome = "Changes";
     } else if p.steps.is_empty() && out.adopt.is_empty() {
-        out.conditions.push(condition("Ready", true, "Converged", "the cloud matches the spec"));
+        out.conditions.push(condition(
+            "Ready",
+            true,
+            "Converged",
+            "the cloud matches the spec",
+        ));
     } else {
-        out.conditions.push(condition("Ready", true, "Converged", "after the operations above"));
+        out.conditions.push(condition(
+            "Ready",
+            true,
+            "Converged",
+            "after the operations above",
+        ));
         out.outcome = "Changes";
     }
     out
 }
 
 fn condition(type_: &'static str, ok: bool, reason: &str, message: &str) -> PlannedCondition {
-    PlannedCondition { type_, status: if ok { "True" } else { "False" }, reason: reason.to_string(), message: message.to_string() }
+    PlannedCondition {
+        type_,
+        status: if ok { "True" } else { "False" },
+        reason: reason.to_string(),
+        message: message.to_string(),
+    }
 }
 
 /// The wire action of a step on a provider.
@@ -403,13 +513,40 @@ pub fn wire_action(provider: Provider, step: &Step) -> &'static str {
 
 fn operation(provider: Provider, step: &Step) -> PlannedOperation {
     let call = wire_action(provider, step);
-    let base = PlannedOperation { op: "assign", family: "ipv4", addresses: Vec::new(), count: None, instance_id: None, reason: None, call };
+    let base = PlannedOperation {
+        op: "assign",
+        family: "ipv4",
+        addresses: Vec::new(),
+        count: None,
+        instance_id: None,
+        reason: None,
+        call,
+    };
     let list = |s: &BTreeSet<std::net::Ipv4Addr>| s.iter().map(|a| a.to_string()).collect();
     match step {
-        Step::AssignIpv4 { request: Ipv4Request::Addresses(a) } => PlannedOperation { addresses: list(a), ..base },
-        Step::AssignIpv4 { request: Ipv4Request::Count(n) } => PlannedOperation { count: Some(*n), ..base },
-        Step::UnassignIpv4 { addresses, reason } => PlannedOperation { op: "release", addresses: list(addresses), reason: Some(*reason), ..base },
-        Step::AssignIpv6 { count, .. } => PlannedOperation { family: "ipv6", count: Some(*count), ..base },
+        Step::AssignIpv4 {
+            request: Ipv4Request::Addresses(a),
+        } => PlannedOperation {
+            addresses: list(a),
+            ..base
+        },
+        Step::AssignIpv4 {
+            request: Ipv4Request::Count(n),
+        } => PlannedOperation {
+            count: Some(*n),
+            ..base
+        },
+        Step::UnassignIpv4 { addresses, reason } => PlannedOperation {
+            op: "release",
+            addresses: list(addresses),
+            reason: Some(*reason),
+            ..base
+        },
+        Step::AssignIpv6 { count, .. } => PlannedOperation {
+            family: "ipv6",
+            count: Some(*count),
+            ..base
+        },
         Step::UnassignIpv6 { addresses, reason } => PlannedOperation {
             op: "release",
             family: "ipv6",
@@ -417,13 +554,26 @@ fn operation(provider: Provider, step: &Step) -> PlannedOperation {
             reason: Some(*reason),
             ..base
         },
-        Step::Attach { instance } => PlannedOperation { op: "attach", family: "attachment", instance_id: Some(instance.0.clone()), ..base },
-        Step::Detach { instance } => PlannedOperation { op: "detach", family: "attachment", instance_id: Some(instance.0.clone()), ..base },
+        Step::Attach { instance } => PlannedOperation {
+            op: "attach",
+            family: "attachment",
+            instance_id: Some(instance.0.clone()),
+            ..base
+        },
+        Step::Detach { instance } => PlannedOperation {
+            op: "detach",
+            family: "attachment",
+            instance_id: Some(instance.0.clone()),
+            ..base
+        },
     }
 }
 
 pub fn summarize(plans: &[ClaimPlan]) -> Summary {
-    let mut s = Summary { claims: plans.len(), ..Default::default() };
+    let mut s = Summary {
+        claims: plans.len(),
+        ..Default::default()
+    };
     for p in plans {
         s.adopt += p.adopt.len();
         if p.outcome == "Refused" {
@@ -454,8 +604,14 @@ fn reason_text(r: ReleaseReason) -> &'static str {
 pub fn render(plans: &[ClaimPlan], summary: &Summary) -> String {
     let mut out = String::new();
     for p in plans {
-        let provider = p.provider.map(|x| x.to_string()).unwrap_or_else(|| "?".into());
-        out.push_str(&format!("{} (NIC {}, {provider} via ProviderConfig {})\n", p.claim, p.nic_id, p.provider_config));
+        let provider = p
+            .provider
+            .map(|x| x.to_string())
+            .unwrap_or_else(|| "?".into());
+        out.push_str(&format!(
+            "{} (NIC {}, {provider} via ProviderConfig {})\n",
+            p.claim, p.nic_id, p.provider_config
+        ));
         if let Some(pending) = &p.pending {
             out.push_str(&format!("  ~ pending: {pending}\n"));
         }
@@ -463,13 +619,30 @@ pub fn render(plans: &[ClaimPlan], summary: &Summary) -> String {
             let what = if !o.addresses.is_empty() {
                 o.addresses.join(", ")
             } else if let Some(n) = o.count {
-                format!("{n} {} chosen by the cloud", if o.family == "ipv6" { "IPv6 addresses" } else { "IPv4 addresses" })
+                format!(
+                    "{n} {} chosen by the cloud",
+                    if o.family == "ipv6" {
+                        "IPv6 addresses"
+                    } else {
+                        "IPv4 addresses"
+                    }
+                )
             } else {
                 o.instance_id.clone().unwrap_or_default()
             };
-            let sign = if o.op == "release" || o.op == "detach" { '-' } else { '+' };
-            let why = o.reason.map(|r| format!(" ({})", reason_text(r))).unwrap_or_default();
-            out.push_str(&format!("  {sign} {} {what}{why}    [{} call]\n", o.op, o.call));
+            let sign = if o.op == "release" || o.op == "detach" {
+                '-'
+            } else {
+                '+'
+            };
+            let why = o
+                .reason
+                .map(|r| format!(" ({})", reason_text(r)))
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "  {sign} {} {what}{why}    [{} call]\n",
+                o.op, o.call
+            ));
         }
         for a in &p.adopt {
             out.push_str(&format!("  = adopt {a}\n"));
@@ -478,7 +651,18 @@ pub fn render(plans: &[ClaimPlan], summary: &Summary) -> String {
             out.push_str(&format!("    leave {a} (not owned by this claim)\n"));
         }
         for c in &p.conditions {
-            out.push_str(&format!("  {} {}={} {}: {}\n", if c.status == "True" && c.type_ == "Ready" { '✓' } else { '!' }, c.type_, c.status, c.reason, c.message));
+            out.push_str(&format!(
+                "  {} {}={} {}: {}\n",
+                if c.status == "True" && c.type_ == "Ready" {
+                    '✓'
+                } else {
+                    '!'
+                },
+                c.type_,
+                c.status,
+                c.reason,
+                c.message
+            ));
         }
         let s = summarize(std::slice::from_ref(p));
         out.push_str(&format!(

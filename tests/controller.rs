@@ -19,8 +19,16 @@ async fn zenlayer_claims_converge_list_count_ipv6_and_attachment() {
     let mut env = Env::new().await;
     env.start();
     env.apply("list", json!({"providerConfigRef": pc(ZENLAYER), "nicId": "nic-z1", "ipv4": {"addresses": ["10.0.0.11", "10.0.0.12"]}})).await;
-    env.apply("count", json!({"providerConfigRef": pc(ZENLAYER), "nicId": "nic-z2", "ipv4": {"count": 3}})).await;
-    env.apply("v6", json!({"providerConfigRef": pc(ZENLAYER), "nicId": "nic-z6", "ipv6": {"count": 1}})).await;
+    env.apply(
+        "count",
+        json!({"providerConfigRef": pc(ZENLAYER), "nicId": "nic-z2", "ipv4": {"count": 3}}),
+    )
+    .await;
+    env.apply(
+        "v6",
+        json!({"providerConfigRef": pc(ZENLAYER), "nicId": "nic-z6", "ipv6": {"count": 1}}),
+    )
+    .await;
     env.apply("public6", json!({"providerConfigRef": pc(ZENLAYER), "nicId": "nic-zpub", "ipv6": {"count": 1, "internetChargeType": "ByBandwidth", "bandwidth": 10}})).await;
     env.apply("attach", json!({"providerConfigRef": pc(ZENLAYER), "nicId": "nic-zatt", "attachment": {"instanceId": "ins-z1"}})).await;
 
@@ -61,7 +69,11 @@ async fn tencent_claims_converge_and_chunk_at_ten_addresses() {
     env.wait_ready("attach").await;
     assert_eq!(env.instance_of("eni-tatt").as_deref(), Some("ins-t1"));
     // At most 10 addresses per call: 25 → 3 calls, 12 → 2 calls.
-    let assigns: Vec<_> = env.audit().into_iter().filter(|e| e.action == "AssignPrivateIpAddresses").collect();
+    let assigns: Vec<_> = env
+        .audit()
+        .into_iter()
+        .filter(|e| e.action == "AssignPrivateIpAddresses")
+        .collect();
     assert_eq!(assigns.len(), 5, "{assigns:?}");
     check_invariants(&env).await;
 }
@@ -80,12 +92,18 @@ async fn legacy_claims_converge_list_and_count() {
     assert_eq!(owned4(&count).len(), 2);
     // The legacy API has no IPv6: refused by validation, no call made.
     env.apply("v6", json!({"providerConfigRef": pc(LEGACY), "nicId": "eni-l1", "vpcId": "vpc-t", "ipv6": {"count": 1}})).await;
-    let v6 = env.wait("v6", "Stalled Unsupported", |c| is_stalled(c, "Unsupported")).await;
+    let v6 = env
+        .wait("v6", "Stalled Unsupported", |c| {
+            is_stalled(c, "Unsupported")
+        })
+        .await;
     assert!(nicip_condition_message(&v6, "Stalled").contains("IPv6"));
 }
 
 fn nicip_condition_message(c: &nicip::api::v1alpha1::NicIpClaim, t: &str) -> String {
-    condition(c, t).map(|c| c.message.clone()).unwrap_or_default()
+    condition(c, t)
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
 }
 
 #[tokio::test]
@@ -94,16 +112,40 @@ async fn count_changes_release_the_newest_first() {
     env.start();
     for (n, provider, nic) in [(1, ZENLAYER, "nic-z2"), (2, TENCENT, "eni-t2")] {
         let name = format!("c{n}");
-        env.apply(&name, json!({"providerConfigRef": pc(provider), "nicId": nic, "ipv4": {"count": 2}})).await;
+        env.apply(
+            &name,
+            json!({"providerConfigRef": pc(provider), "nicId": nic, "ipv4": {"count": 2}}),
+        )
+        .await;
         let first = owned4(&env.wait_ready(&name).await);
         // `since` has a resolution of one second: make the next ones newer.
         tokio::time::sleep(Duration::from_millis(1100)).await;
-        env.apply(&name, json!({"providerConfigRef": pc(provider), "nicId": nic, "ipv4": {"count": 4}})).await;
-        let up = env.wait(&name, "4 addresses", |c| is_ready(c) && owned4(c).len() == 4).await;
+        env.apply(
+            &name,
+            json!({"providerConfigRef": pc(provider), "nicId": nic, "ipv4": {"count": 4}}),
+        )
+        .await;
+        let up = env
+            .wait(&name, "4 addresses", |c| {
+                is_ready(c) && owned4(c).len() == 4
+            })
+            .await;
         assert_eq!(owned4(&up), env.ipv4(nic));
-        env.apply(&name, json!({"providerConfigRef": pc(provider), "nicId": nic, "ipv4": {"count": 2}})).await;
-        let down = env.wait(&name, "2 addresses", |c| is_ready(c) && owned4(c).len() == 2).await;
-        assert_eq!(owned4(&down), first, "the two newest went first on {provider}");
+        env.apply(
+            &name,
+            json!({"providerConfigRef": pc(provider), "nicId": nic, "ipv4": {"count": 2}}),
+        )
+        .await;
+        let down = env
+            .wait(&name, "2 addresses", |c| {
+                is_ready(c) && owned4(c).len() == 2
+            })
+            .await;
+        assert_eq!(
+            owned4(&down),
+            first,
+            "the two newest went first on {provider}"
+        );
         assert_eq!(env.ipv4(nic), first);
     }
 }
@@ -115,17 +157,29 @@ async fn editing_the_list_and_ipv6_and_the_instance() {
     env.apply("e", json!({"providerConfigRef": pc(TENCENT), "nicId": "eni-t1", "ipv4": {"addresses": ["10.1.0.11", "10.1.0.12"]}})).await;
     env.wait_ready("e").await;
     env.apply("e", json!({"providerConfigRef": pc(TENCENT), "nicId": "eni-t1", "ipv4": {"addresses": ["10.1.0.12", "10.1.0.13"]}, "ipv6": {"count": 1}})).await;
-    let c = env.wait("e", "edited", |c| is_ready(c) && owned4(c) == set(&["10.1.0.12", "10.1.0.13"]) && owned6(c).len() == 1).await;
+    let c = env
+        .wait("e", "edited", |c| {
+            is_ready(c) && owned4(c) == set(&["10.1.0.12", "10.1.0.13"]) && owned6(c).len() == 1
+        })
+        .await;
     assert_eq!(env.ipv4("eni-t1"), owned4(&c));
     assert_eq!(env.ipv6("eni-t1"), owned6(&c));
     env.apply("e", json!({"providerConfigRef": pc(TENCENT), "nicId": "eni-t1", "ipv4": {"addresses": ["10.1.0.12", "10.1.0.13"]}})).await;
-    env.wait("e", "IPv6 removed", |c| is_ready(c) && owned6(c).is_empty()).await;
+    env.wait("e", "IPv6 removed", |c| is_ready(c) && owned6(c).is_empty())
+        .await;
     assert!(env.ipv6("eni-t1").is_empty());
 
     env.apply("a", json!({"providerConfigRef": pc(ZENLAYER), "nicId": "nic-zatt", "attachment": {"instanceId": "ins-z1"}})).await;
     env.wait_ready("a").await;
     env.apply("a", json!({"providerConfigRef": pc(ZENLAYER), "nicId": "nic-zatt", "attachment": {"instanceId": "ins-z2"}})).await;
-    env.wait("a", "moved", |c| is_ready(c) && c.status.as_ref().and_then(|s| s.attachment.as_ref()).is_some_and(|a| a.instance_id == "ins-z2")).await;
+    env.wait("a", "moved", |c| {
+        is_ready(c)
+            && c.status
+                .as_ref()
+                .and_then(|s| s.attachment.as_ref())
+                .is_some_and(|a| a.instance_id == "ins-z2")
+    })
+    .await;
     assert_eq!(env.instance_of("nic-zatt").as_deref(), Some("ins-z2"));
 }
 
@@ -137,13 +191,27 @@ async fn adoption_and_addresses_never_touched() {
     env.apply("adopt", json!({"providerConfigRef": pc(ZENLAYER), "nicId": "nic-zadopt", "ipv4": {"addresses": ["10.0.0.41", "10.0.0.43"]}})).await;
     let c = env.wait_ready("adopt").await;
     let status = c.status.clone().unwrap();
-    let adopted = status.ipv4.iter().find(|o| o.address == "10.0.0.41").unwrap();
+    let adopted = status
+        .ipv4
+        .iter()
+        .find(|o| o.address == "10.0.0.41")
+        .unwrap();
     assert_eq!(adopted.source, nicip::api::v1alpha1::AddressSource::Adopted);
-    assert_eq!(env.ipv4("nic-zadopt"), set(&["10.0.0.41", "10.0.0.42", "10.0.0.43"]));
+    assert_eq!(
+        env.ipv4("nic-zadopt"),
+        set(&["10.0.0.41", "10.0.0.42", "10.0.0.43"])
+    );
     // Only .41 was adopted; .43 assigned; one call.
-    let assigns: Vec<_> = env.audit().into_iter().filter(|e| e.action == "BatchAssignNetworkInterfaceIpv4").collect();
+    let assigns: Vec<_> = env
+        .audit()
+        .into_iter()
+        .filter(|e| e.action == "BatchAssignNetworkInterfaceIpv4")
+        .collect();
     assert_eq!(assigns.len(), 1);
-    assert!(assigns[0].params.to_string().contains("10.0.0.43") && !assigns[0].params.to_string().contains("10.0.0.41"));
+    assert!(
+        assigns[0].params.to_string().contains("10.0.0.43")
+            && !assigns[0].params.to_string().contains("10.0.0.41")
+    );
     // Deleting releases what it owns (adopted included) and never .42.
     env.delete("adopt").await;
     env.wait_gone("adopt").await;
@@ -164,20 +232,36 @@ async fn deletion_under_release_and_retain() {
     env.wait_gone("ret").await;
     assert!(env.ipv4("eni-t1").is_empty());
     assert!(env.ipv6("eni-t1").is_empty());
-    assert_eq!(env.instance_of("eni-t1"), None, "the claim's attachment is undone");
-    assert_eq!(env.ipv4("nic-z1"), owned4(&ret), "Retain leaves the cloud alone");
+    assert_eq!(
+        env.instance_of("eni-t1"),
+        None,
+        "the claim's attachment is undone"
+    );
+    assert_eq!(
+        env.ipv4("nic-z1"),
+        owned4(&ret),
+        "Retain leaves the cloud alone"
+    );
 }
 
 #[tokio::test]
 async fn deletion_with_the_provider_config_gone_is_unblocked_by_retain() {
     let mut env = Env::new().await;
     env.start();
-    env.apply("stuck", json!({"providerConfigRef": pc(ZENLAYER), "nicId": "nic-z1", "ipv4": {"count": 1}})).await;
+    env.apply(
+        "stuck",
+        json!({"providerConfigRef": pc(ZENLAYER), "nicId": "nic-z1", "ipv4": {"count": 1}}),
+    )
+    .await;
     let c = env.wait_ready("stuck").await;
     let api: kube::Api<nicip::api::v1alpha1::ProviderConfig> = kube::Api::all(env.client.clone());
     api.delete(ZENLAYER, &Default::default()).await.unwrap();
     env.delete("stuck").await;
-    let waiting = env.wait("stuck", "stalled on its ProviderConfig", |c| is_stalled(c, "ProviderConfigNotFound")).await;
+    let waiting = env
+        .wait("stuck", "stalled on its ProviderConfig", |c| {
+            is_stalled(c, "ProviderConfigNotFound")
+        })
+        .await;
     assert!(nicip_condition_message(&waiting, "Stalled").contains("deletionPolicy: Retain"));
     env.apply("stuck", json!({"providerConfigRef": pc(ZENLAYER), "nicId": "nic-z1", "ipv4": {"count": 1}, "deletionPolicy": "Retain"})).await;
     env.wait_gone("stuck").await;
@@ -193,12 +277,19 @@ async fn conflicts_stall_the_younger_claim_without_cloud_calls() {
     env.apply("same-addr", json!({"providerConfigRef": pc(ZENLAYER), "nicId": "nic-z3", "ipv4": {"addresses": ["10.0.0.11", "10.0.0.33"]}})).await;
     env.start();
     env.wait_ready("older").await;
-    let y = env.wait("younger", "Conflict", |c| is_stalled(c, "Conflict")).await;
+    let y = env
+        .wait("younger", "Conflict", |c| is_stalled(c, "Conflict"))
+        .await;
     assert!(nicip_condition_message(&y, "Stalled").contains(&format!("{NS}/older")));
-    let s = env.wait("same-addr", "Conflict", |c| is_stalled(c, "Conflict")).await;
+    let s = env
+        .wait("same-addr", "Conflict", |c| is_stalled(c, "Conflict"))
+        .await;
     assert!(nicip_condition_message(&s, "Stalled").contains("10.0.0.11"));
     assert_eq!(env.ipv4("nic-z1"), set(&["10.0.0.11"]));
-    assert!(env.ipv4("nic-z3").is_empty(), "the losing claim made no call");
+    assert!(
+        env.ipv4("nic-z3").is_empty(),
+        "the losing claim made no call"
+    );
 }
 
 /// Each row: a claim the cloud must refuse, and the cloud's own code that
@@ -208,15 +299,51 @@ async fn cloud_errors_surface_verbatim_and_are_not_retried() {
     let mut env = Env::new().await;
     env.start();
     let rows = [
-        ("out-of-range", json!({"providerConfigRef": pc(ZENLAYER), "nicId": "nic-z1", "ipv4": {"addresses": ["10.9.9.9"]}}), "INVALID_IP_OUT_OF_RANGE"),
-        ("network", json!({"providerConfigRef": pc(ZENLAYER), "nicId": "nic-z2", "ipv4": {"addresses": ["10.0.0.0"]}}), "INVALID_IP_NETWORK_ADDRESS"),
-        ("broadcast", json!({"providerConfigRef": pc(ZENLAYER), "nicId": "nic-z3", "ipv4": {"addresses": ["10.0.0.255"]}}), "INVALID_IP_BROADCAST_ADDRESS"),
-        ("no-nic", json!({"providerConfigRef": pc(TENCENT), "nicId": "eni-nope", "ipv4": {"count": 1}}), ""),
-        ("tc-range", json!({"providerConfigRef": pc(TENCENT), "nicId": "eni-t3", "ipv4": {"addresses": ["10.200.0.5"]}}), "InvalidParameterValue.Range"),
-        ("tc-quota", json!({"providerConfigRef": pc(TENCENT), "nicId": "eni-tq", "ipv4": {"count": 5}}), "LimitExceeded"),
-        ("zl-ipv6-present", json!({"providerConfigRef": pc(ZENLAYER), "nicId": "nic-z6has", "ipv6": {"count": 1}}), "INVALID_NIC_IPV6_EXISTS"),
-        ("zl-billing", json!({"providerConfigRef": pc(ZENLAYER), "nicId": "nic-zpub", "ipv6": {"count": 1}}), ""),
-        ("legacy-vpc", json!({"providerConfigRef": pc(LEGACY), "nicId": "eni-l1", "vpcId": "vpc-missing", "ipv4": {"count": 1}}), "InvalidVpc.NotFound"),
+        (
+            "out-of-range",
+            json!({"providerConfigRef": pc(ZENLAYER), "nicId": "nic-z1", "ipv4": {"addresses": ["10.9.9.9"]}}),
+            "INVALID_IP_OUT_OF_RANGE",
+        ),
+        (
+            "network",
+            json!({"providerConfigRef": pc(ZENLAYER), "nicId": "nic-z2", "ipv4": {"addresses": ["10.0.0.0"]}}),
+            "INVALID_IP_NETWORK_ADDRESS",
+        ),
+        (
+            "broadcast",
+            json!({"providerConfigRef": pc(ZENLAYER), "nicId": "nic-z3", "ipv4": {"addresses": ["10.0.0.255"]}}),
+            "INVALID_IP_BROADCAST_ADDRESS",
+        ),
+        (
+            "no-nic",
+            json!({"providerConfigRef": pc(TENCENT), "nicId": "eni-nope", "ipv4": {"count": 1}}),
+            "",
+        ),
+        (
+            "tc-range",
+            json!({"providerConfigRef": pc(TENCENT), "nicId": "eni-t3", "ipv4": {"addresses": ["10.200.0.5"]}}),
+            "InvalidParameterValue.Range",
+        ),
+        (
+            "tc-quota",
+            json!({"providerConfigRef": pc(TENCENT), "nicId": "eni-tq", "ipv4": {"count": 5}}),
+            "LimitExceeded",
+        ),
+        (
+            "zl-ipv6-present",
+            json!({"providerConfigRef": pc(ZENLAYER), "nicId": "nic-z6has", "ipv6": {"count": 1}}),
+            "INVALID_NIC_IPV6_EXISTS",
+        ),
+        (
+            "zl-billing",
+            json!({"providerConfigRef": pc(ZENLAYER), "nicId": "nic-zpub", "ipv6": {"count": 1}}),
+            "",
+        ),
+        (
+            "legacy-vpc",
+            json!({"providerConfigRef": pc(LEGACY), "nicId": "eni-l1", "vpcId": "vpc-missing", "ipv4": {"count": 1}}),
+            "InvalidVpc.NotFound",
+        ),
     ];
     for (name, spec, _) in &rows {
         env.apply(name, spec.clone()).await;
@@ -224,15 +351,23 @@ async fn cloud_errors_surface_verbatim_and_are_not_retried() {
     for (name, _, code) in &rows {
         let c = env
             .wait(name, "stalled", |c| {
-                condition(c, "Stalled").is_some_and(|s| s.status == "True" && s.observed_generation == c.metadata.generation)
+                condition(c, "Stalled").is_some_and(|s| {
+                    s.status == "True" && s.observed_generation == c.metadata.generation
+                })
             })
             .await;
         let status = c.status.clone().unwrap();
         if !code.is_empty() {
-            let last = status.last_error.as_ref().unwrap_or_else(|| panic!("{name}: no lastError: {status:?}"));
+            let last = status
+                .last_error
+                .as_ref()
+                .unwrap_or_else(|| panic!("{name}: no lastError: {status:?}"));
             assert_eq!(last.code, *code, "{name}");
             assert!(!last.retryable, "{name}");
-            assert!(nicip_condition_message(&c, "Ready").contains(code), "{name}: the condition names the code");
+            assert!(
+                nicip_condition_message(&c, "Ready").contains(code),
+                "{name}: the condition names the code"
+            );
         }
     }
     // No retry loop: a re-reconcile (an annotation change) sends nothing new.
@@ -240,12 +375,20 @@ async fn cloud_errors_surface_verbatim_and_are_not_retried() {
     let reconciled = reconciles(&env);
     for (name, _, _) in &rows {
         env.claims()
-            .patch(name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(json!({"metadata": {"annotations": {"poke": "1"}}})))
+            .patch(
+                name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(json!({"metadata": {"annotations": {"poke": "1"}}})),
+            )
             .await
             .unwrap();
     }
     wait_for_reconciles(&env, reconciled + rows.len()).await;
-    assert_eq!(env.count(MUTATIONS), before, "refused calls are not repeated without a spec change");
+    assert_eq!(
+        env.count(MUTATIONS),
+        before,
+        "refused calls are not repeated without a spec change"
+    );
 }
 
 fn reconciles(env: &Env) -> usize {
@@ -260,7 +403,11 @@ fn reconciles(env: &Env) -> usize {
 async fn wait_for_reconciles(env: &Env, total: usize) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while reconciles(env) < total {
-        assert!(tokio::time::Instant::now() < deadline, "reconciles did not happen:\n{}", env.metrics());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "reconciles did not happen:\n{}",
+            env.metrics()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -270,7 +417,11 @@ async fn a_bad_address_in_a_zenlayer_batch_is_named_and_the_rest_converge() {
     let mut env = Env::new().await;
     env.start();
     env.apply("batch", json!({"providerConfigRef": pc(ZENLAYER), "nicId": "nic-z1", "ipv4": {"addresses": ["10.0.0.11", "10.0.0.255", "10.0.0.12"]}})).await;
-    let c = env.wait("batch", "AddressRejected", |c| is_stalled(c, "AddressRejected")).await;
+    let c = env
+        .wait("batch", "AddressRejected", |c| {
+            is_stalled(c, "AddressRejected")
+        })
+        .await;
     assert_eq!(env.ipv4("nic-z1"), set(&["10.0.0.11", "10.0.0.12"]));
     assert_eq!(owned4(&c), set(&["10.0.0.11", "10.0.0.12"]));
     assert!(nicip_condition_message(&c, "Stalled").contains("10.0.0.255"));
@@ -281,9 +432,14 @@ async fn instance_not_running_waits_and_recovers() {
     let mut env = Env::new().await;
     env.start();
     env.apply("att", json!({"providerConfigRef": pc(ZENLAYER), "nicId": "nic-zatt", "attachment": {"instanceId": "ins-zstop"}})).await;
-    env.wait("att", "waiting for the instance", |c| condition(c, "Ready").is_some_and(|r| r.reason == "InstanceNotRunning")).await;
+    env.wait("att", "waiting for the instance", |c| {
+        condition(c, "Ready").is_some_and(|r| r.reason == "InstanceNotRunning")
+    })
+    .await;
     assert_eq!(env.count(&["AttachNetworkInterface"]), 0);
-    env.cloud.edit_world(|w| w.zenlayer.instances.get_mut("ins-zstop").unwrap().status = "RUNNING".into());
+    env.cloud.edit_world(|w| {
+        w.zenlayer.instances.get_mut("ins-zstop").unwrap().status = "RUNNING".into()
+    });
     env.wait_ready("att").await;
     assert_eq!(env.instance_of("nic-zatt").as_deref(), Some("ins-zstop"));
 }
@@ -296,16 +452,28 @@ async fn drift_is_restored_within_a_resync_and_observe_only_reports() {
     env.apply("full", json!({"providerConfigRef": pc(ZENLAYER), "nicId": "nic-z1", "ipv4": {"addresses": ["10.0.0.11", "10.0.0.12"]}})).await;
     env.apply("watch", json!({"providerConfigRef": pc(TENCENT), "nicId": "eni-t3", "managementPolicy": "ObserveOnly", "ipv4": {"addresses": ["10.1.0.31"]}})).await;
     env.wait_ready("full").await;
-    env.wait("watch", "ObserveOnly report", |c| is_stalled(c, "ObserveOnly")).await;
-    env.zenlayer_unassign_out_of_band("nic-z1", "10.0.0.12").await;
+    env.wait("watch", "ObserveOnly report", |c| {
+        is_stalled(c, "ObserveOnly")
+    })
+    .await;
+    env.zenlayer_unassign_out_of_band("nic-z1", "10.0.0.12")
+        .await;
     assert_eq!(env.ipv4("nic-z1"), set(&["10.0.0.11"]));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while env.ipv4("nic-z1") != set(&["10.0.0.11", "10.0.0.12"]) {
-        assert!(tokio::time::Instant::now() < deadline, "drift was not repaired: {:?}\n{:?}", env.get("full").await.and_then(|c| c.status), env.audit().iter().rev().take(5).collect::<Vec<_>>());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "drift was not repaired: {:?}\n{:?}",
+            env.get("full").await.and_then(|c| c.status),
+            env.audit().iter().rev().take(5).collect::<Vec<_>>()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     env.wait_ready("full").await;
-    assert!(env.ipv4("eni-t3").is_empty(), "ObserveOnly never changes the cloud");
+    assert!(
+        env.ipv4("eni-t3").is_empty(),
+        "ObserveOnly never changes the cloud"
+    );
     assert_eq!(env.count(&["AssignPrivateIpAddresses"]), 0);
 }
 
@@ -322,15 +490,32 @@ async fn steady_state_makes_no_calls_and_no_writes() {
     }
     // Let in-flight requeues finish.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let writes = |env: &Env| env.kube.requests().iter().filter(|r| !matches!(r.verb.as_str(), "get" | "list" | "watch")).count();
+    let writes = |env: &Env| {
+        env.kube
+            .requests()
+            .iter()
+            .filter(|r| !matches!(r.verb.as_str(), "get" | "list" | "watch"))
+            .count()
+    };
     let (mutations, k8s_writes) = (env.count(MUTATIONS), writes(&env));
     let describes = env.count(&["DescribeNetworkInterfaces"]);
     // Two resync periods pass.
     tokio::time::sleep(Duration::from_millis(2600)).await;
-    assert_eq!(env.count(MUTATIONS), mutations, "no mutating call in steady state");
-    assert_eq!(writes(&env), k8s_writes, "no Kubernetes write in steady state");
+    assert_eq!(
+        env.count(MUTATIONS),
+        mutations,
+        "no mutating call in steady state"
+    );
+    assert_eq!(
+        writes(&env),
+        k8s_writes,
+        "no Kubernetes write in steady state"
+    );
     let sweeps = env.count(&["DescribeNetworkInterfaces"]) - describes;
-    assert!((1..=3).contains(&sweeps), "one batched describe per resync for 3 claims, saw {sweeps}");
+    assert!(
+        (1..=3).contains(&sweeps),
+        "one batched describe per resync for 3 claims, saw {sweeps}"
+    );
 }
 
 /// Kills the controller at each checkpoint of each kind of call, restarts it,
@@ -338,14 +523,42 @@ async fn steady_state_makes_no_calls_and_no_writes() {
 #[tokio::test]
 async fn crash_at_every_step_converges_without_duplicates_or_leaks() {
     let scenarios: Vec<(&str, serde_json::Value, &str)> = vec![
-        ("zl-count", json!({"providerConfigRef": pc(ZENLAYER), "nicId": "nic-z2", "ipv4": {"count": 3}}), "nic-z2"),
-        ("tc-count", json!({"providerConfigRef": pc(TENCENT), "nicId": "eni-t2", "ipv4": {"count": 3}}), "eni-t2"),
-        ("tc-list", json!({"providerConfigRef": pc(TENCENT), "nicId": "eni-t1", "ipv4": {"addresses": ["10.1.0.11", "10.1.0.12"]}}), "eni-t1"),
-        ("lg-count", json!({"providerConfigRef": pc(LEGACY), "nicId": "eni-l2", "vpcId": "vpc-t", "ipv4": {"count": 2}}), "eni-l2"),
-        ("zl-v6", json!({"providerConfigRef": pc(ZENLAYER), "nicId": "nic-z6", "ipv6": {"count": 1}}), "nic-z6"),
-        ("zl-attach", json!({"providerConfigRef": pc(ZENLAYER), "nicId": "nic-zatt", "attachment": {"instanceId": "ins-z1"}}), "nic-zatt"),
+        (
+            "zl-count",
+            json!({"providerConfigRef": pc(ZENLAYER), "nicId": "nic-z2", "ipv4": {"count": 3}}),
+            "nic-z2",
+        ),
+        (
+            "tc-count",
+            json!({"providerConfigRef": pc(TENCENT), "nicId": "eni-t2", "ipv4": {"count": 3}}),
+            "eni-t2",
+        ),
+        (
+            "tc-list",
+            json!({"providerConfigRef": pc(TENCENT), "nicId": "eni-t1", "ipv4": {"addresses": ["10.1.0.11", "10.1.0.12"]}}),
+            "eni-t1",
+        ),
+        (
+            "lg-count",
+            json!({"providerConfigRef": pc(LEGACY), "nicId": "eni-l2", "vpcId": "vpc-t", "ipv4": {"count": 2}}),
+            "eni-l2",
+        ),
+        (
+            "zl-v6",
+            json!({"providerConfigRef": pc(ZENLAYER), "nicId": "nic-z6", "ipv6": {"count": 1}}),
+            "nic-z6",
+        ),
+        (
+            "zl-attach",
+            json!({"providerConfigRef": pc(ZENLAYER), "nicId": "nic-zatt", "attachment": {"instanceId": "ins-z1"}}),
+            "nic-zatt",
+        ),
     ];
-    for point in [Checkpoint::BeforeCall, Checkpoint::AfterCall, Checkpoint::AfterStatusWrite] {
+    for point in [
+        Checkpoint::BeforeCall,
+        Checkpoint::AfterCall,
+        Checkpoint::AfterStatusWrite,
+    ] {
         for (name, spec, nic) in &scenarios {
             let mut env = Env::new().await;
             let (hook, mut hit) = freeze_at(point, name);
@@ -353,13 +566,20 @@ async fn crash_at_every_step_converges_without_duplicates_or_leaks() {
             settings.checkpoint = Some(hook);
             env.start_with(settings);
             env.apply(name, spec.clone()).await;
-            tokio::time::timeout(Duration::from_secs(20), hit.recv()).await.expect("checkpoint reached").unwrap();
+            tokio::time::timeout(Duration::from_secs(20), hit.recv())
+                .await
+                .expect("checkpoint reached")
+                .unwrap();
             env.crash().await;
             env.start();
             let c = env.wait_ready(name).await;
             let wanted = spec["ipv4"]["count"].as_u64().map(|n| n as usize);
             if let Some(n) = wanted {
-                assert_eq!(env.ipv4(nic).len(), n, "{name} at {point:?}: exactly the count, never more");
+                assert_eq!(
+                    env.ipv4(nic).len(),
+                    n,
+                    "{name} at {point:?}: exactly the count, never more"
+                );
                 assert_eq!(owned4(&c), env.ipv4(nic), "{name} at {point:?}");
             }
             if spec["ipv6"].is_object() {
@@ -369,18 +589,32 @@ async fn crash_at_every_step_converges_without_duplicates_or_leaks() {
             // Deletion after the crash releases exactly what was assigned.
             env.delete(name).await;
             env.wait_gone(name).await;
-            assert!(env.ipv4(nic).is_empty(), "{name} at {point:?}: nothing leaked");
-            assert!(env.ipv6(nic).is_empty(), "{name} at {point:?}: nothing leaked");
+            assert!(
+                env.ipv4(nic).is_empty(),
+                "{name} at {point:?}: nothing leaked"
+            );
+            assert!(
+                env.ipv6(nic).is_empty(),
+                "{name} at {point:?}: nothing leaked"
+            );
         }
     }
 }
 
 #[tokio::test]
 async fn crash_during_deletion_completes_after_restart() {
-    for point in [Checkpoint::BeforeCall, Checkpoint::AfterCall, Checkpoint::AfterStatusWrite] {
+    for point in [
+        Checkpoint::BeforeCall,
+        Checkpoint::AfterCall,
+        Checkpoint::AfterStatusWrite,
+    ] {
         let mut env = Env::new().await;
         env.start();
-        env.apply("d", json!({"providerConfigRef": pc(TENCENT), "nicId": "eni-t1", "ipv4": {"count": 3}})).await;
+        env.apply(
+            "d",
+            json!({"providerConfigRef": pc(TENCENT), "nicId": "eni-t1", "ipv4": {"count": 3}}),
+        )
+        .await;
         env.wait_ready("d").await;
         env.crash().await;
         let (hook, mut hit) = freeze_at(point, "d");
@@ -388,7 +622,10 @@ async fn crash_during_deletion_completes_after_restart() {
         settings.checkpoint = Some(hook);
         env.start_with(settings);
         env.delete("d").await;
-        tokio::time::timeout(Duration::from_secs(20), hit.recv()).await.expect("checkpoint").unwrap();
+        tokio::time::timeout(Duration::from_secs(20), hit.recv())
+            .await
+            .expect("checkpoint")
+            .unwrap();
         env.crash().await;
         env.start();
         env.wait_gone("d").await;
@@ -399,22 +636,40 @@ async fn crash_during_deletion_completes_after_restart() {
 #[tokio::test]
 async fn a_missing_secret_is_reported_and_a_new_one_takes_effect_without_restart() {
     let mut env = Env::new().await;
-    env.provider_config("rotating", "Zenlayer", "rotating-creds", json!({})).await;
+    env.provider_config("rotating", "Zenlayer", "rotating-creds", json!({}))
+        .await;
     env.start();
-    env.apply("r", json!({"providerConfigRef": pc("rotating"), "nicId": "nic-z1", "ipv4": {"count": 1}})).await;
-    env.wait("r", "SecretNotFound", |c| is_stalled(c, "SecretNotFound")).await;
-    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(env.client.clone(), SECRETS_NS);
+    env.apply(
+        "r",
+        json!({"providerConfigRef": pc("rotating"), "nicId": "nic-z1", "ipv4": {"count": 1}}),
+    )
+    .await;
+    env.wait("r", "SecretNotFound", |c| is_stalled(c, "SecretNotFound"))
+        .await;
+    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> =
+        kube::Api::namespaced(env.client.clone(), SECRETS_NS);
     let s: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({
         "metadata": {"name": "rotating-creds"},
         "stringData": {"accessKeyId": ZL_KEY, "accessKeySecret": "wrong-secret"},
     }))
     .unwrap();
     secrets.create(&Default::default(), &s).await.unwrap();
-    let bad = env.wait("r", "CredentialsRejected", |c| is_stalled(c, "CredentialsRejected")).await;
+    let bad = env
+        .wait("r", "CredentialsRejected", |c| {
+            is_stalled(c, "CredentialsRejected")
+        })
+        .await;
     let text = serde_json::to_string(&bad).unwrap();
-    assert!(!text.contains("wrong-secret") && !text.contains(ZL_SECRET), "no secret in status");
+    assert!(
+        !text.contains("wrong-secret") && !text.contains(ZL_SECRET),
+        "no secret in status"
+    );
     secrets
-        .patch("rotating-creds", &Default::default(), &kube::api::Patch::Merge(json!({"stringData": {"accessKeySecret": ZL_SECRET}})))
+        .patch(
+            "rotating-creds",
+            &Default::default(),
+            &kube::api::Patch::Merge(json!({"stringData": {"accessKeySecret": ZL_SECRET}})),
+        )
         .await
         .unwrap();
     env.wait_ready("r").await;
@@ -422,11 +677,19 @@ async fn a_missing_secret_is_reported_and_a_new_one_takes_effect_without_restart
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let pc = api.get("rotating").await.unwrap();
-        let ready = pc.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready")).is_some_and(|c| c.status == "True");
+        let ready = pc
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+            .is_some_and(|c| c.status == "True");
         if ready {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "ProviderConfig never Ready: {:?}", pc.status);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "ProviderConfig never Ready: {:?}",
+            pc.status
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -442,8 +705,15 @@ async fn allowed_namespaces_are_enforced() {
     )
     .await;
     env.start();
-    env.apply("n", json!({"providerConfigRef": pc("restricted"), "nicId": "nic-z1", "ipv4": {"count": 1}})).await;
-    env.wait("n", "NamespaceNotAllowed", |c| is_stalled(c, "NamespaceNotAllowed")).await;
+    env.apply(
+        "n",
+        json!({"providerConfigRef": pc("restricted"), "nicId": "nic-z1", "ipv4": {"count": 1}}),
+    )
+    .await;
+    env.wait("n", "NamespaceNotAllowed", |c| {
+        is_stalled(c, "NamespaceNotAllowed")
+    })
+    .await;
     assert_eq!(env.count(MUTATIONS), 0);
 }
 
@@ -451,7 +721,11 @@ async fn allowed_namespaces_are_enforced() {
 async fn graceful_stop_returns_ok() {
     let mut env = Env::new().await;
     env.start();
-    env.apply("g", json!({"providerConfigRef": pc(ZENLAYER), "nicId": "nic-z1", "ipv4": {"count": 1}})).await;
+    env.apply(
+        "g",
+        json!({"providerConfigRef": pc(ZENLAYER), "nicId": "nic-z1", "ipv4": {"count": 1}}),
+    )
+    .await;
     env.wait_ready("g").await;
     env.stop().await.expect("a graceful stop is a clean exit");
 }

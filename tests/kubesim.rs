@@ -3338,17 +3338,24 @@ async fn apply_drops_a_nested_struct_the_manager_stops_applying() {
     use nicip::api::v1alpha1::NicIpClaim;
     let sim = start_project().await;
     let api: kube::Api<NicIpClaim> = Api::namespaced(sim.client().unwrap(), "default");
-    let c: NicIpClaim = serde_json::from_value(json!({"apiVersion": "nicip.io/v1alpha1", "kind": "NicIpClaim",
-        "metadata": {"name": "a"}, "spec": {"nicId": "n"}}))
+    let c: NicIpClaim = serde_json::from_value(
+        json!({"apiVersion": "nicip.io/v1alpha1", "kind": "NicIpClaim",
+        "metadata": {"name": "a"}, "spec": {"nicId": "n"}}),
+    )
     .unwrap();
     api.create(&PostParams::default(), &c).await.unwrap();
     let pp = PatchParams::apply("m").force();
     let first = json!({"apiVersion": "nicip.io/v1alpha1", "kind": "NicIpClaim", "status": {"operationSequence": 1,
         "pendingOperation": {"action": "AssignIpv6", "nicId": "n", "sequence": 1, "chunk": 0, "count": 1,
             "ipv6Billing": {"internetChargeType": "ByBandwidth", "bandwidth": 10}, "startedAt": "2026-12-01T19:53:37.000000Z"}}});
-    api.patch_status("a", &pp, &Patch::Apply(&first)).await.unwrap();
+    api.patch_status("a", &pp, &Patch::Apply(&first))
+        .await
+        .unwrap();
     let second = json!({"apiVersion": "nicip.io/v1alpha1", "kind": "NicIpClaim", "status": {"operationSequence": 1}});
-    let after = api.patch_status("a", &pp, &Patch::Apply(&second)).await.expect("the struct goes whole");
+    let after = api
+        .patch_status("a", &pp, &Patch::Apply(&second))
+        .await
+        .expect("the struct goes whole");
     let status = after.status.unwrap();
     assert_eq!(status.pending_operation, None);
     assert_eq!(status.operation_sequence, Some(1));

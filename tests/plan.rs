@@ -34,12 +34,23 @@ fn manifest(dir: &tempfile::TempDir, name: &str, spec: &Value) -> PathBuf {
 
 /// Previews with the controller stopped, checks that the preview wrote
 /// nothing, starts the controller again, and returns the plan.
-async fn plan_of(env: &mut Env, dir: &tempfile::TempDir, name: &str, spec: &Value, delete: bool) -> ClaimPlan {
+async fn plan_of(
+    env: &mut Env,
+    dir: &tempfile::TempDir,
+    name: &str,
+    spec: &Value,
+    delete: bool,
+) -> ClaimPlan {
     env.stop().await.expect("the controller stops");
     let path = manifest(dir, name, spec);
     let (calls, before) = (env.audit().len(), writes(env));
-    let mut plans = preview::preview(&env.client, &args(vec![path], delete)).await.expect("preview");
-    let mutating = env.audit()[calls..].iter().filter(|e| MUTATIONS.contains(&e.action.as_str())).count();
+    let mut plans = preview::preview(&env.client, &args(vec![path], delete))
+        .await
+        .expect("preview");
+    let mutating = env.audit()[calls..]
+        .iter()
+        .filter(|e| MUTATIONS.contains(&e.action.as_str()))
+        .count();
     assert_eq!(mutating, 0, "the preview made a mutating call");
     assert_eq!(writes(env), before, "the preview wrote to Kubernetes");
     assert_eq!(plans.len(), 1);
@@ -48,12 +59,20 @@ async fn plan_of(env: &mut Env, dir: &tempfile::TempDir, name: &str, spec: &Valu
 }
 
 fn writes(env: &Env) -> usize {
-    env.kube.requests().iter().filter(|r| !matches!(r.verb.as_str(), "get" | "list" | "watch")).count()
+    env.kube
+        .requests()
+        .iter()
+        .filter(|r| !matches!(r.verb.as_str(), "get" | "list" | "watch"))
+        .count()
 }
 
 fn mutations_since(env: &Env, from: usize) -> Vec<AuditEntry> {
     let all = env.audit();
-    let made: Vec<AuditEntry> = all[from..].iter().filter(|e| MUTATIONS.contains(&e.action.as_str())).cloned().collect();
+    let made: Vec<AuditEntry> = all[from..]
+        .iter()
+        .filter(|e| MUTATIONS.contains(&e.action.as_str()))
+        .cloned()
+        .collect();
     assert!(made.iter().all(|e| e.outcome == "Success"), "{made:#?}");
     made
 }
@@ -66,7 +85,11 @@ fn assert_matches(plan: &ClaimPlan, made: &[AuditEntry]) {
     for (o, e) in plan.operations.iter().zip(made) {
         let params = e.params.to_string();
         for a in &o.addresses {
-            assert!(params.contains(a), "{a} planned for {}, sent {params}", o.call);
+            assert!(
+                params.contains(a),
+                "{a} planned for {}, sent {params}",
+                o.call
+            );
         }
     }
 }
@@ -78,27 +101,37 @@ async fn the_preview_is_what_the_controller_then_does() {
     env.start();
 
     // Create, in count mode on Tencent: 12 addresses are two calls.
-    let spec = json!({"providerConfigRef": {"name": TENCENT}, "nicId": "eni-t1", "ipv4": {"count": 12}});
+    let spec =
+        json!({"providerConfigRef": {"name": TENCENT}, "nicId": "eni-t1", "ipv4": {"count": 12}});
     let p = plan_of(&mut env, &dir, "t", &spec, false).await;
     assert_eq!(p.outcome, "Changes");
-    assert_eq!(p.operations.iter().map(|o| o.count).collect::<Vec<_>>(), vec![Some(10), Some(2)]);
+    assert_eq!(
+        p.operations.iter().map(|o| o.count).collect::<Vec<_>>(),
+        vec![Some(10), Some(2)]
+    );
     let from = env.audit().len();
     env.apply("t", spec).await;
     env.wait_ready("t").await;
     assert_matches(&p, &mutations_since(&env, from));
     // Converged: nothing to do.
-    let spec = json!({"providerConfigRef": {"name": TENCENT}, "nicId": "eni-t1", "ipv4": {"count": 12}});
-    assert_eq!(plan_of(&mut env, &dir, "t", &spec, false).await.outcome, "NoChange");
+    let spec =
+        json!({"providerConfigRef": {"name": TENCENT}, "nicId": "eni-t1", "ipv4": {"count": 12}});
+    assert_eq!(
+        plan_of(&mut env, &dir, "t", &spec, false).await.outcome,
+        "NoChange"
+    );
 
     // Scale down: the two newest are released.
-    let spec = json!({"providerConfigRef": {"name": TENCENT}, "nicId": "eni-t1", "ipv4": {"count": 10}});
+    let spec =
+        json!({"providerConfigRef": {"name": TENCENT}, "nicId": "eni-t1", "ipv4": {"count": 10}});
     let p = plan_of(&mut env, &dir, "t", &spec, false).await;
     assert_eq!(p.operations.len(), 1);
     assert_eq!(p.operations[0].op, "release");
     assert_eq!(p.operations[0].addresses.len(), 2);
     let from = env.audit().len();
     env.apply("t", spec).await;
-    env.wait("t", "scaled down", |c| is_ready(c) && owned4(c).len() == 10).await;
+    env.wait("t", "scaled down", |c| is_ready(c) && owned4(c).len() == 10)
+        .await;
     assert_matches(&p, &mutations_since(&env, from));
 
     // Edit the list.
@@ -107,10 +140,16 @@ async fn the_preview_is_what_the_controller_then_does() {
     env.wait_ready("z").await;
     let spec = json!({"providerConfigRef": {"name": ZENLAYER}, "nicId": "nic-z1", "ipv4": {"addresses": ["10.0.0.12", "10.0.0.13"]}});
     let p = plan_of(&mut env, &dir, "z", &spec, false).await;
-    assert_eq!(p.operations.iter().map(|o| o.op).collect::<Vec<_>>(), vec!["release", "assign"]);
+    assert_eq!(
+        p.operations.iter().map(|o| o.op).collect::<Vec<_>>(),
+        vec!["release", "assign"]
+    );
     let from = env.audit().len();
     env.apply("z", spec).await;
-    env.wait("z", "edited", |c| is_ready(c) && owned4(c) == set(&["10.0.0.12", "10.0.0.13"])).await;
+    env.wait("z", "edited", |c| {
+        is_ready(c) && owned4(c) == set(&["10.0.0.12", "10.0.0.13"])
+    })
+    .await;
     assert_matches(&p, &mutations_since(&env, from));
 
     // Adoption, and an address left alone.
@@ -124,19 +163,31 @@ async fn the_preview_is_what_the_controller_then_does() {
     assert_matches(&p, &mutations_since(&env, from));
 
     // A conflict names the older claim; the controller then makes no call.
-    let spec = json!({"providerConfigRef": {"name": ZENLAYER}, "nicId": "nic-z1", "ipv4": {"count": 1}});
+    let spec =
+        json!({"providerConfigRef": {"name": ZENLAYER}, "nicId": "nic-z1", "ipv4": {"count": 1}});
     let p = plan_of(&mut env, &dir, "dup", &spec, false).await;
     assert_eq!(p.outcome, "Refused");
-    assert!(p.conditions.iter().any(|c| c.reason == "Conflict" && c.message.contains(&format!("{NS}/z"))), "{p:?}");
+    assert!(
+        p.conditions
+            .iter()
+            .any(|c| c.reason == "Conflict" && c.message.contains(&format!("{NS}/z"))),
+        "{p:?}"
+    );
 
     // The subnet's gateway is named before any call.
     let spec = json!({"providerConfigRef": {"name": ZENLAYER}, "nicId": "nic-z3", "ipv4": {"addresses": ["10.0.0.1", "10.0.0.35"]}});
     let p = plan_of(&mut env, &dir, "gw", &spec, false).await;
     assert_eq!(p.outcome, "Refused");
-    assert!(p.conditions.iter().any(|c| c.reason == "AddressRejected" && c.message.contains("10.0.0.1")), "{p:?}");
+    assert!(
+        p.conditions
+            .iter()
+            .any(|c| c.reason == "AddressRejected" && c.message.contains("10.0.0.1")),
+        "{p:?}"
+    );
 
     // Delete: exactly what the claim owns is released.
-    let spec = json!({"providerConfigRef": {"name": TENCENT}, "nicId": "eni-t1", "ipv4": {"count": 10}});
+    let spec =
+        json!({"providerConfigRef": {"name": TENCENT}, "nicId": "eni-t1", "ipv4": {"count": 10}});
     let p = plan_of(&mut env, &dir, "t", &spec, true).await;
     assert!(p.operations.iter().all(|o| o.op == "release"));
     let from = env.audit().len();
@@ -148,7 +199,10 @@ async fn the_preview_is_what_the_controller_then_does() {
     // The text output carries a summary line.
     let plans = vec![p];
     let text = preview::render(&plans, &preview::summarize(&plans));
-    assert!(text.contains("Plan: 1 claims;") && text.contains("- release"), "{text}");
+    assert!(
+        text.contains("Plan: 1 claims;") && text.contains("- release"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -169,17 +223,46 @@ async fn exit_codes_follow_terraform_detailed_exitcode() {
                 .unwrap()
         }
     };
-    let changes = manifest(&dir, "c", &json!({"providerConfigRef": {"name": ZENLAYER}, "nicId": "nic-z2", "ipv4": {"count": 2}}));
+    let changes = manifest(
+        &dir,
+        "c",
+        &json!({"providerConfigRef": {"name": ZENLAYER}, "nicId": "nic-z2", "ipv4": {"count": 2}}),
+    );
     let out = run(changes).await;
-    assert_eq!(out.status.code(), Some(2), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("+ assign 2 IPv4 addresses chosen by the cloud"));
-    let refused = manifest(&dir, "r", &json!({"providerConfigRef": {"name": "missing"}, "nicId": "nic-z2", "ipv4": {"count": 2}}));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("+ assign 2 IPv4 addresses chosen by the cloud")
+    );
+    let refused = manifest(
+        &dir,
+        "r",
+        &json!({"providerConfigRef": {"name": "missing"}, "nicId": "nic-z2", "ipv4": {"count": 2}}),
+    );
     assert_eq!(run(refused).await.status.code(), Some(1));
-    let nothing = manifest(&dir, "n", &json!({"providerConfigRef": {"name": ZENLAYER}, "nicId": "nic-z2"}));
+    let nothing = manifest(
+        &dir,
+        "n",
+        &json!({"providerConfigRef": {"name": ZENLAYER}, "nicId": "nic-z2"}),
+    );
     assert_eq!(run(nothing).await.status.code(), Some(0));
     let garbage = dir.path().join("bad.yaml");
-    std::fs::write(&garbage, "kind: NicIpClaim\napiVersion: nicip.io/v1alpha1\nmetadata: {name: x}\nspec: {ipv4: 5}\n").unwrap();
+    std::fs::write(
+        &garbage,
+        "kind: NicIpClaim\napiVersion: nicip.io/v1alpha1\nmetadata: {name: x}\nspec: {ipv4: 5}\n",
+    )
+    .unwrap();
     let out = run(garbage).await;
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not a valid NicIpClaim"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not a valid NicIpClaim"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -410,7 +410,9 @@ impl TencentLegacy {
             Ok(out) => out,
             // A VPC that does not exist is the claim's error (a wrong vpcId),
             // not an answer about its NICs: the caller reports the code.
-            Err(e) if e.class == NotFound && e.code != "InvalidVpc.NotFound" => return Ok(Vec::new()),
+            Err(e) if e.class == NotFound && e.code != "InvalidVpc.NotFound" => {
+                return Ok(Vec::new());
+            }
             Err(e) => return Err(e),
         };
         let mut seen = BTreeSet::new();

@@ -67,7 +67,8 @@ pub struct Args {
 }
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration such as 30s or 5m: {e}"))
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{s:?} is not a duration such as 30s or 5m: {e}"))
 }
 
 fn default_namespace() -> String {
@@ -88,7 +89,9 @@ fn default_identity() -> String {
 impl Args {
     pub fn settings(&self) -> Settings {
         let mut s = Settings::new(
-            self.secrets_namespace.clone().unwrap_or_else(default_namespace),
+            self.secrets_namespace
+                .clone()
+                .unwrap_or_else(default_namespace),
             self.identity.clone().unwrap_or_else(default_identity),
         );
         s.namespace = self.namespace.clone();
@@ -107,10 +110,13 @@ pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
 pub async fn kube_client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<kube::Client> {
     let config = match kubeconfig {
         Some(path) => {
-            let kc = kube::config::Kubeconfig::read_from(path).with_context(|| format!("reading {}", path.display()))?;
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading {}", path.display()))?;
             kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?
         }
-        None => kube::Config::infer().await.context("finding a Kubernetes configuration")?,
+        None => kube::Config::infer()
+            .await
+            .context("finding a Kubernetes configuration")?,
     };
     Ok(kube::Client::try_from(config)?)
 }
@@ -142,7 +148,10 @@ pub async fn main(args: Args) -> anyhow::Result<()> {
         let elector = ops::Elector::new(
             client.clone(),
             LeaseConfig {
-                namespace: args.lease_namespace.clone().unwrap_or_else(default_namespace),
+                namespace: args
+                    .lease_namespace
+                    .clone()
+                    .unwrap_or_else(default_namespace),
                 name: args.lease_name.clone(),
                 identity: settings.identity.clone(),
                 lease_duration: args.lease_duration,
@@ -160,7 +169,11 @@ pub async fn main(args: Args) -> anyhow::Result<()> {
             Some(leadership) => {
                 health.set_role(Role::Leader);
                 info!("leading");
-                let handles = Handles { metrics, health: health.clone(), fence: leadership.fence() };
+                let handles = Handles {
+                    metrics,
+                    health: health.clone(),
+                    fence: leadership.fence(),
+                };
                 let lost = leadership.lost();
                 let stop = {
                     let shutdown = shutdown.clone();
@@ -183,7 +196,17 @@ pub async fn main(args: Args) -> anyhow::Result<()> {
         }
     } else {
         health.set_role(Role::Leader);
-        super::run(client, settings, Handles { metrics, health, fence: Fence::always() }, shutdown).await
+        super::run(
+            client,
+            settings,
+            Handles {
+                metrics,
+                health,
+                fence: Fence::always(),
+            },
+            shutdown,
+        )
+        .await
     };
     let _ = stop_admin.send(());
     let _ = admin.await;

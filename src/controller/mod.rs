@@ -8,10 +8,10 @@
 //! ProviderConfig and its Secret into a cloud provider. The rules as
 //! implemented are in `docs/controller.md`.
 
+pub mod cli;
 mod observe;
 pub mod plan;
 mod providers;
-pub mod cli;
 mod reconcile;
 pub mod spec;
 pub mod status;
@@ -30,7 +30,7 @@ use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -190,7 +190,9 @@ impl Memory {
     /// resync period ago.
     fn refused_again(&self, generation: i64, step: &Step, period: Duration) -> Option<CloudError> {
         match &self.refused {
-            Some((g, s, e, at)) if *g == generation && s == step && at.elapsed() < period => Some(e.clone()),
+            Some((g, s, e, at)) if *g == generation && s == step && at.elapsed() < period => {
+                Some(e.clone())
+            }
             _ => None,
         }
     }
@@ -215,7 +217,10 @@ impl Context {
     }
 
     fn forget(&self, uid: &str, key: &str) {
-        self.memory.lock().unwrap_or_else(|p| p.into_inner()).remove(uid);
+        self.memory
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(uid);
         self.metrics.forget_claim(key);
     }
 
@@ -227,25 +232,37 @@ impl Context {
 /// The older claim this one conflicts with, as a condition message: two
 /// claims on one NIC, or naming the same explicit address, through the same
 /// ProviderConfig. The older (creationTimestamp, then UID) wins.
-pub fn conflict_with(claim: &NicIpClaim, others: impl IntoIterator<Item = Arc<NicIpClaim>>) -> Option<String> {
+pub fn conflict_with(
+    claim: &NicIpClaim,
+    others: impl IntoIterator<Item = Arc<NicIpClaim>>,
+) -> Option<String> {
     let pc = &claim.spec.provider_config_ref.name;
     let mine = explicit(claim);
     let key = age_key(claim);
     let mut winner: Option<(Arc<NicIpClaim>, String)> = None;
     for other in others {
-        if other.uid() == claim.uid() || other.spec.provider_config_ref.name != *pc || age_key(&other) >= key {
+        if other.uid() == claim.uid()
+            || other.spec.provider_config_ref.name != *pc
+            || age_key(&other) >= key
+        {
             continue;
         }
         let what = if other.spec.nic_id == claim.spec.nic_id {
             format!("NIC {}", claim.spec.nic_id)
         } else {
-            let shared: Vec<String> = mine.intersection(&explicit(&other)).map(|a| a.to_string()).collect();
+            let shared: Vec<String> = mine
+                .intersection(&explicit(&other))
+                .map(|a| a.to_string())
+                .collect();
             if shared.is_empty() {
                 continue;
             }
             format!("address {}", shared.join(", "))
         };
-        if winner.as_ref().is_none_or(|(w, _)| age_key(&other) < age_key(w)) {
+        if winner
+            .as_ref()
+            .is_none_or(|(w, _)| age_key(&other) < age_key(w))
+        {
             winner = Some((other, what));
         }
     }
@@ -270,7 +287,10 @@ fn explicit(claim: &NicIpClaim) -> BTreeSet<Ipv4Addr> {
 
 fn age_key(claim: &NicIpClaim) -> (i64, String) {
     (
-        claim.creation_timestamp().map(|t| t.0.as_second()).unwrap_or(i64::MAX),
+        claim
+            .creation_timestamp()
+            .map(|t| t.0.as_second())
+            .unwrap_or(i64::MAX),
         claim.uid().unwrap_or_default(),
     )
 }
@@ -290,7 +310,9 @@ fn error_policy(claim: Arc<NicIpClaim>, error: &Error, ctx: Arc<Context>) -> Act
     let delay = match error {
         // Someone wrote the object since it was read: read it again soon.
         Error::Kube(kube::Error::Api(s)) if s.code == 409 => Duration::from_millis(500),
-        _ => Duration::from_secs(1).saturating_mul(1u32 << n.min(8)).min(ctx.settings.max_backoff),
+        _ => Duration::from_secs(1)
+            .saturating_mul(1u32 << n.min(8))
+            .min(ctx.settings.max_backoff),
     };
     warn!(claim = %claim.name_any(), error = %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(jitter(delay))
@@ -305,7 +327,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let mut transport_config = settings.transport.clone();
-    transport_config.user_agent = format!("nicip/{} ({})", env!("CARGO_PKG_VERSION"), settings.identity);
+    transport_config.user_agent = format!(
+        "nicip/{} ({})",
+        env!("CARGO_PKG_VERSION"),
+        settings.identity
+    );
     let transport = Transport::new(transport_config)?.with_metrics(handles.metrics.clone());
 
     // Claims: watched untyped and converted one by one, so that one object
@@ -320,48 +346,72 @@ pub async fn run(
         claim_watch = claim_watch.labels(selector);
     }
     let (claims, claims_writer) = reflector::store::<NicIpClaim>();
-    let typed = watcher(claims_api, claim_watch).default_backoff().filter_map(|event| async move {
-        match event {
-            Ok(e) => typed_event(e).map(Ok),
-            Err(e) => Some(Err(e)),
-        }
-    });
-    let (claim_tx, claim_rx) = mpsc::unbounded_channel();
-    let claim_feed = reflector::reflector(claims_writer, typed).applied_objects().for_each(move |r| {
-        match r {
-            Ok(c) => {
-                let _ = claim_tx.send(Ok(c));
+    let typed = watcher(claims_api, claim_watch)
+        .default_backoff()
+        .filter_map(|event| async move {
+            match event {
+                Ok(e) => typed_event(e).map(Ok),
+                Err(e) => Some(Err(e)),
             }
-            Err(e) => warn!(error = %e, "watching NicIpClaims"),
-        }
-        futures::future::ready(())
-    });
-
-    let (configs, configs_writer) = reflector::store::<ProviderConfig>();
-    let configs_api: Api<ProviderConfig> = Api::all(client.clone());
-    let config_stream = reflector::reflector(configs_writer, watcher(configs_api, watcher::Config::default()).default_backoff()).touched_objects();
-    let (secrets, secrets_writer) = reflector::store::<Secret>();
-    let secrets_api: Api<Secret> = Api::namespaced(client.clone(), &settings.secrets_namespace);
-    let secret_stream = reflector::reflector(secrets_writer, watcher(secrets_api, watcher::Config::default()).default_backoff()).touched_objects();
-    let (namespaces, namespaces_writer) = reflector::store::<Namespace>();
-    let namespaces_api: Api<Namespace> = Api::all(client.clone());
-    let namespace_feed = reflector::reflector(namespaces_writer, watcher(namespaces_api, watcher::Config::default()).default_backoff())
-        .for_each(|r| {
-            if let Err(e) = r {
-                warn!(error = %e, "watching Namespaces");
+        });
+    let (claim_tx, claim_rx) = mpsc::unbounded_channel();
+    let claim_feed = reflector::reflector(claims_writer, typed)
+        .applied_objects()
+        .for_each(move |r| {
+            match r {
+                Ok(c) => {
+                    let _ = claim_tx.send(Ok(c));
+                }
+                Err(e) => warn!(error = %e, "watching NicIpClaims"),
             }
             futures::future::ready(())
         });
 
+    let (configs, configs_writer) = reflector::store::<ProviderConfig>();
+    let configs_api: Api<ProviderConfig> = Api::all(client.clone());
+    let config_stream = reflector::reflector(
+        configs_writer,
+        watcher(configs_api, watcher::Config::default()).default_backoff(),
+    )
+    .touched_objects();
+    let (secrets, secrets_writer) = reflector::store::<Secret>();
+    let secrets_api: Api<Secret> = Api::namespaced(client.clone(), &settings.secrets_namespace);
+    let secret_stream = reflector::reflector(
+        secrets_writer,
+        watcher(secrets_api, watcher::Config::default()).default_backoff(),
+    )
+    .touched_objects();
+    let (namespaces, namespaces_writer) = reflector::store::<Namespace>();
+    let namespaces_api: Api<Namespace> = Api::all(client.clone());
+    let namespace_feed = reflector::reflector(
+        namespaces_writer,
+        watcher(namespaces_api, watcher::Config::default()).default_backoff(),
+    )
+    .for_each(|r| {
+        if let Err(e) = r {
+            warn!(error = %e, "watching Namespaces");
+        }
+        futures::future::ready(())
+    });
+
     let recorder = Recorder::new(
         client.clone(),
-        Reporter { controller: "nicip-controller".into(), instance: Some(settings.identity.clone()) },
+        Reporter {
+            controller: "nicip-controller".into(),
+            instance: Some(settings.identity.clone()),
+        },
     );
     let ctx = Arc::new(Context {
         client: client.clone(),
         settings: settings.clone(),
         claims: claims.clone(),
-        providers: Providers::new(configs.clone(), secrets.clone(), namespaces.clone(), settings.secrets_namespace.clone(), transport),
+        providers: Providers::new(
+            configs.clone(),
+            secrets.clone(),
+            namespaces.clone(),
+            settings.secrets_namespace.clone(),
+            transport,
+        ),
         observer: Observer::new(),
         recorder,
         metrics: handles.metrics.clone(),
@@ -376,7 +426,11 @@ pub async fn run(
 
     // ProviderConfigs: readiness from a read-only call; a change wakes the claims using it.
     let (wake_tx, wake_rx) = mpsc::unbounded_channel::<ObjectRef<NicIpClaim>>();
-    let pc_ctx = Arc::new(ConfigContext { ctx: ctx.clone(), wake: wake_tx.clone(), seen: Mutex::new(HashMap::new()) });
+    let pc_ctx = Arc::new(ConfigContext {
+        ctx: ctx.clone(),
+        wake: wake_tx.clone(),
+        seen: Mutex::new(HashMap::new()),
+    });
     let providers_for_secrets = configs.clone();
     let secrets_namespace = settings.secrets_namespace.clone();
     let config_controller = Controller::for_stream(config_stream, configs.clone())
@@ -480,16 +534,27 @@ fn typed_event(event: watcher::Event<DynamicObject>) -> Option<watcher::Event<Ni
 
 /// Describes every claimed NIC of each account in batches and wakes the
 /// claims whose NIC no longer matches what their status reports.
-async fn sweep_all(ctx: &Context, claims: &Store<NicIpClaim>, wake: &mpsc::UnboundedSender<ObjectRef<NicIpClaim>>) {
+async fn sweep_all(
+    ctx: &Context,
+    claims: &Store<NicIpClaim>,
+    wake: &mpsc::UnboundedSender<ObjectRef<NicIpClaim>>,
+) {
     let mut by_config: BTreeMap<String, Vec<Arc<NicIpClaim>>> = BTreeMap::new();
     for c in claims.state() {
         if c.meta().deletion_timestamp.is_none() {
-            by_config.entry(c.spec.provider_config_ref.name.clone()).or_default().push(c);
+            by_config
+                .entry(c.spec.provider_config_ref.name.clone())
+                .or_default()
+                .push(c);
         }
     }
     for (name, list) in by_config {
-        let Some(config) = ctx.providers.config(&name) else { continue };
-        let Ok(provider) = ctx.providers.build(&config) else { continue };
+        let Some(config) = ctx.providers.config(&name) else {
+            continue;
+        };
+        let Ok(provider) = ctx.providers.build(&config) else {
+            continue;
+        };
         // One sweep per batch of NICs the batcher would also describe together.
         let mut groups: BTreeMap<String, Vec<NicRef>> = BTreeMap::new();
         for c in &list {
@@ -497,7 +562,9 @@ async fn sweep_all(ctx: &Context, claims: &Store<NicIpClaim>, wake: &mpsc::Unbou
             if let Some(vpc) = &c.spec.vpc_id {
                 nic = nic.in_vpc(vpc.trim());
             }
-            let group = groups.entry(observe::batch_key(&name, provider.provider(), &nic)).or_default();
+            let group = groups
+                .entry(observe::batch_key(&name, provider.provider(), &nic))
+                .or_default();
             if !group.iter().any(|n| n.id == nic.id) {
                 group.push(nic);
             }
@@ -522,23 +589,36 @@ async fn sweep_all(ctx: &Context, claims: &Store<NicIpClaim>, wake: &mpsc::Unbou
 /// Whether a claim that reports itself as converged no longer matches the NIC.
 /// Claims that are not Ready are on their own requeue timers and need no wake.
 fn drifted(claim: &NicIpClaim, nic: Option<&crate::cloud::ObservedNic>) -> bool {
-    let Some(status) = &claim.status else { return true };
-    let ready = status.conditions.iter().any(|c| c.type_ == status::READY && c.status == "True");
+    let Some(status) = &claim.status else {
+        return true;
+    };
+    let ready = status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == status::READY && c.status == "True");
     let current = status.observed_generation == claim.metadata.generation;
     if !ready || !current {
         return false;
     }
     let Some(nic) = nic else { return true };
     let (owned, _) = spec::Ownership::from_status(Some(status));
-    let v4_ok = owned.ipv4.iter().all(|o| nic.secondary_ipv4.contains(&o.address));
+    let v4_ok = owned
+        .ipv4
+        .iter()
+        .all(|o| nic.secondary_ipv4.contains(&o.address));
     let v6_ok = owned.ipv6.iter().all(|o| nic.ipv6.contains(&o.address));
-    let listed_ok = explicit(claim).iter().all(|a| nic.secondary_ipv4.contains(a));
-    let count_ok = claim.spec.ipv4.as_ref().and_then(|v| v.count).is_none_or(|n| owned.ipv4.len() == n as usize);
-    let attach_ok = claim
+    let listed_ok = explicit(claim)
+        .iter()
+        .all(|a| nic.secondary_ipv4.contains(a));
+    let count_ok = claim
         .spec
-        .attachment
+        .ipv4
         .as_ref()
-        .is_none_or(|a| nic.instance_id.as_ref().map(|i| i.0.as_str()) == Some(a.instance_id.trim()));
+        .and_then(|v| v.count)
+        .is_none_or(|n| owned.ipv4.len() == n as usize);
+    let attach_ok = claim.spec.attachment.as_ref().is_none_or(|a| {
+        nic.instance_id.as_ref().map(|i| i.0.as_str()) == Some(a.instance_id.trim())
+    });
     !(v4_ok && v6_ok && listed_ok && count_ok && attach_ok)
 }
 
@@ -550,20 +630,38 @@ struct ConfigContext {
 }
 
 /// A ProviderConfig's `Ready` condition, from a cheap read-only call.
-async fn reconcile_config(config: Arc<ProviderConfig>, pc: Arc<ConfigContext>) -> Result<Action, Error> {
+async fn reconcile_config(
+    config: Arc<ProviderConfig>,
+    pc: Arc<ConfigContext>,
+) -> Result<Action, Error> {
     let ctx = &pc.ctx;
     let name = config.name_any();
     let (ready, reason, message) = match ctx.providers.build(&config) {
         Err(p) => (false, p.reason.to_string(), p.message),
         Ok(provider) => match provider.check_credentials().await {
-            Ok(()) => (true, "CredentialsVerified".to_string(), "a read-only call with these credentials succeeded".to_string()),
-            Err(e) => (false, config_reason(&e).to_string(), format!("{} failed with {}: {}", e.action, e.code, e.message)),
+            Ok(()) => (
+                true,
+                "CredentialsVerified".to_string(),
+                "a read-only call with these credentials succeeded".to_string(),
+            ),
+            Err(e) => (
+                false,
+                config_reason(&e).to_string(),
+                format!("{} failed with {}: {}", e.action, e.code, e.message),
+            ),
         },
     };
-    let now = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second()).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    let now = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second())
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
     let status_text = if ready { "True" } else { "False" };
-    let previous = config.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == status::READY));
-    let since = previous.filter(|c| c.status == status_text).map(|c| c.last_transition_time.clone()).unwrap_or(Time(now));
+    let previous = config
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == status::READY));
+    let since = previous
+        .filter(|c| c.status == status_text)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or(Time(now));
     let status = ProviderConfigStatus {
         observed_generation: config.metadata.generation,
         conditions: vec![Condition {
@@ -576,15 +674,33 @@ async fn reconcile_config(config: Arc<ProviderConfig>, pc: Arc<ConfigContext>) -
         }],
     };
     let new = serde_json::to_value(&status).map_err(Error::Serialize)?;
-    if Some(&new) != config.status.as_ref().map(|s| serde_json::to_value(s).unwrap_or_default()).as_ref() {
+    if Some(&new)
+        != config
+            .status
+            .as_ref()
+            .map(|s| serde_json::to_value(s).unwrap_or_default())
+            .as_ref()
+    {
         let api: Api<ProviderConfig> = Api::all(ctx.client.clone());
-        let patch = json!({"apiVersion": "nicip.io/v1alpha1", "kind": "ProviderConfig", "status": new});
-        api.patch_status(&name, &PatchParams::apply(status::FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
+        let patch =
+            json!({"apiVersion": "nicip.io/v1alpha1", "kind": "ProviderConfig", "status": new});
+        api.patch_status(
+            &name,
+            &PatchParams::apply(status::FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
     }
     // Claims follow their account: wake them when what it is built from changed.
     let secret_ref = &config.spec.credentials_secret_ref;
-    let secret_ns = secret_ref.namespace.clone().unwrap_or_else(|| ctx.providers.secrets_namespace().to_string());
-    let fingerprint = format!("{:?}/{secret_ns}/{}/{ready}", config.metadata.generation, secret_ref.name);
+    let secret_ns = secret_ref
+        .namespace
+        .clone()
+        .unwrap_or_else(|| ctx.providers.secrets_namespace().to_string());
+    let fingerprint = format!(
+        "{:?}/{secret_ns}/{}/{ready}",
+        config.metadata.generation, secret_ref.name
+    );
     let changed = {
         let mut seen = pc.seen.lock().unwrap_or_else(|p| p.into_inner());
         seen.insert(name.clone(), fingerprint.clone()) != Some(fingerprint)
@@ -596,7 +712,11 @@ async fn reconcile_config(config: Arc<ProviderConfig>, pc: Arc<ConfigContext>) -
             }
         }
     }
-    Ok(Action::requeue(jitter(if ready { Duration::from_secs(600) } else { ctx.settings.slow_retry })))
+    Ok(Action::requeue(jitter(if ready {
+        Duration::from_secs(600)
+    } else {
+        ctx.settings.slow_retry
+    })))
 }
 
 fn config_reason(e: &CloudError) -> &'static str {
@@ -608,7 +728,11 @@ fn config_reason(e: &CloudError) -> &'static str {
     }
 }
 
-fn config_error_policy(config: Arc<ProviderConfig>, error: &Error, _ctx: Arc<ConfigContext>) -> Action {
+fn config_error_policy(
+    config: Arc<ProviderConfig>,
+    error: &Error,
+    _ctx: Arc<ConfigContext>,
+) -> Action {
     warn!(provider_config = %config.name_any(), error = %error, "ProviderConfig reconcile failed");
     Action::requeue(jitter(Duration::from_secs(10)))
 }

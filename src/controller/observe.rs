@@ -60,7 +60,12 @@ impl Observer {
     /// The NIC as the cloud shows it now (or as a sweep showed it since the
     /// last call this controller made on it). `Ok(None)`: the cloud does not
     /// know the NIC.
-    pub async fn observe(&self, scope: &str, provider: Arc<dyn NicProvider>, nic: &NicRef) -> Answer {
+    pub async fn observe(
+        &self,
+        scope: &str,
+        provider: Arc<dyn NicProvider>,
+        nic: &NicRef,
+    ) -> Answer {
         let key = (scope.to_string(), nic.id.clone());
         let batch = batch_key(scope, provider.provider(), nic);
         let sender = {
@@ -84,7 +89,11 @@ impl Observer {
         };
         let (reply, answer) = oneshot::channel();
         let kind = provider.provider();
-        let request = Request { nic: nic.clone(), provider, reply };
+        let request = Request {
+            nic: nic.clone(),
+            provider,
+            reply,
+        };
         if sender.send(request).is_err() {
             return Err(gone(kind, nic));
         }
@@ -111,11 +120,18 @@ impl Observer {
         let epochs: Vec<u64> = {
             let state = self.lock();
             nics.iter()
-                .map(|n| state.epochs.get(&(scope.to_string(), n.id.clone())).copied().unwrap_or(0))
+                .map(|n| {
+                    state
+                        .epochs
+                        .get(&(scope.to_string(), n.id.clone()))
+                        .copied()
+                        .unwrap_or(0)
+                })
                 .collect()
         };
         let found = provider.describe_nics(nics).await?;
-        let mut by_id: HashMap<NicId, ObservedNic> = found.into_iter().map(|n| (n.id.clone(), n)).collect();
+        let mut by_id: HashMap<NicId, ObservedNic> =
+            found.into_iter().map(|n| (n.id.clone(), n)).collect();
         let mut out = HashMap::new();
         let mut state = self.lock();
         let now = Instant::now();
@@ -123,7 +139,14 @@ impl Observer {
             let observed = by_id.remove(&nic.id);
             let key = (scope.to_string(), nic.id.clone());
             if state.epochs.get(&key).copied().unwrap_or(0) == epoch {
-                state.cache.insert(key, Cached { at: now, epoch, nic: observed.clone() });
+                state.cache.insert(
+                    key,
+                    Cached {
+                        at: now,
+                        epoch,
+                        nic: observed.clone(),
+                    },
+                );
             }
             out.insert(nic.id.clone(), observed);
         }

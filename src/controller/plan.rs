@@ -41,12 +41,27 @@ pub enum ReleaseReason {
 /// One cloud call the plan still needs.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
-    UnassignIpv4 { addresses: BTreeSet<Ipv4Addr>, reason: ReleaseReason },
-    UnassignIpv6 { addresses: BTreeSet<Ipv6Addr>, reason: ReleaseReason },
-    Detach { instance: InstanceId },
-    Attach { instance: InstanceId },
-    AssignIpv4 { request: Ipv4Request },
-    AssignIpv6 { count: u32, billing: Option<Ipv6Billing> },
+    UnassignIpv4 {
+        addresses: BTreeSet<Ipv4Addr>,
+        reason: ReleaseReason,
+    },
+    UnassignIpv6 {
+        addresses: BTreeSet<Ipv6Addr>,
+        reason: ReleaseReason,
+    },
+    Detach {
+        instance: InstanceId,
+    },
+    Attach {
+        instance: InstanceId,
+    },
+    AssignIpv4 {
+        request: Ipv4Request,
+    },
+    AssignIpv6 {
+        count: u32,
+        billing: Option<Ipv6Billing>,
+    },
 }
 
 impl Step {
@@ -241,7 +256,10 @@ pub fn plan(input: &Inputs<'_>) -> Plan {
 /// in (say `CREATE_FAILED`) is not waited for: the call is made, and the
 /// cloud's own error code is reported.
 fn in_transition(status: &NicStatus) -> bool {
-    matches!(status, NicStatus::Attaching | NicStatus::Detaching | NicStatus::Busy(_))
+    matches!(
+        status,
+        NicStatus::Attaching | NicStatus::Detaching | NicStatus::Busy(_)
+    )
 }
 
 fn plan_release(input: &Inputs<'_>, nic: &ObservedNic, chunk: usize, out: &mut Plan) {
@@ -252,11 +270,16 @@ fn plan_release(input: &Inputs<'_>, nic: &ObservedNic, chunk: usize, out: &mut P
     push_unassign_v4(&mut out.steps, &v4, chunk, ReleaseReason::Deletion);
     let v6 = out.owned.ipv6_set();
     if !v6.is_empty() {
-        out.steps.push(Step::UnassignIpv6 { addresses: v6, reason: ReleaseReason::Deletion });
+        out.steps.push(Step::UnassignIpv6 {
+            addresses: v6,
+            reason: ReleaseReason::Deletion,
+        });
     }
     if let Some(att) = &out.owned.attachment {
         if att.by_claim && nic.instance_id.as_ref() == Some(&att.instance) {
-            out.steps.push(Step::Detach { instance: att.instance.clone() });
+            out.steps.push(Step::Detach {
+                instance: att.instance.clone(),
+            });
         } else if nic.instance_id.as_ref() != Some(&att.instance) {
             // Detached by someone else already: nothing left to undo.
             out.owned.attachment = None;
@@ -273,7 +296,12 @@ fn plan_apply(input: &Inputs<'_>, nic: &ObservedNic, chunk: usize, out: &mut Pla
     match &spec.ipv4 {
         Ipv4Want::Nothing => {
             let release = out.owned.ipv4_set();
-            push_unassign_v4(&mut out.steps, &release, chunk, ReleaseReason::NoLongerRequested);
+            push_unassign_v4(
+                &mut out.steps,
+                &release,
+                chunk,
+                ReleaseReason::NoLongerRequested,
+            );
         }
         Ipv4Want::Addresses(wanted) => {
             let owned = out.owned.ipv4_set();
@@ -302,10 +330,14 @@ fn plan_apply(input: &Inputs<'_>, nic: &ObservedNic, chunk: usize, out: &mut Pla
             let (single, batch): (BTreeSet<Ipv4Addr>, BTreeSet<Ipv4Addr>) =
                 missing.iter().partition(|a| input.isolate.contains(a));
             for part in chunks(&batch, chunk) {
-                assigns.push(Step::AssignIpv4 { request: Ipv4Request::Addresses(part) });
+                assigns.push(Step::AssignIpv4 {
+                    request: Ipv4Request::Addresses(part),
+                });
             }
             for a in single {
-                assigns.push(Step::AssignIpv4 { request: Ipv4Request::Addresses([a].into()) });
+                assigns.push(Step::AssignIpv4 {
+                    request: Ipv4Request::Addresses([a].into()),
+                });
             }
             if !input.rejected.is_empty() {
                 let named: Vec<String> = input
@@ -338,7 +370,9 @@ fn plan_apply(input: &Inputs<'_>, nic: &ObservedNic, chunk: usize, out: &mut Pla
                 let mut left = n - have;
                 while left > 0 {
                     let take = left.min(chunk);
-                    assigns.push(Step::AssignIpv4 { request: Ipv4Request::Count(take as u32) });
+                    assigns.push(Step::AssignIpv4 {
+                        request: Ipv4Request::Count(take as u32),
+                    });
                     left -= take;
                 }
             }
@@ -357,13 +391,20 @@ fn plan_apply(input: &Inputs<'_>, nic: &ObservedNic, chunk: usize, out: &mut Pla
             ReleaseReason::ScaleDown
         };
         out.steps.push(Step::UnassignIpv6 {
-            addresses: newest.iter().take(have6 - want6).map(|o| o.address).collect(),
+            addresses: newest
+                .iter()
+                .take(have6 - want6)
+                .map(|o| o.address)
+                .collect(),
             reason,
         });
     } else if have6 < want6
         && let Some(w) = &spec.ipv6
     {
-        assigns.push(Step::AssignIpv6 { count: (want6 - have6) as u32, billing: w.billing.clone() });
+        assigns.push(Step::AssignIpv6 {
+            count: (want6 - have6) as u32,
+            billing: w.billing.clone(),
+        });
     }
 
     // Attachment.
@@ -382,11 +423,19 @@ fn plan_attachment(input: &Inputs<'_>, nic: &ObservedNic, out: &mut Plan) {
     match &nic.instance_id {
         Some(current) if current == want => {
             let by_claim = previous.is_some_and(|p| p.instance == *want && p.by_claim);
-            out.owned.attachment = Some(OwnedAttachment { instance: want.clone(), by_claim });
+            out.owned.attachment = Some(OwnedAttachment {
+                instance: want.clone(),
+                by_claim,
+            });
         }
         Some(current) => {
-            if previous.as_ref().is_some_and(|p| p.by_claim && p.instance == *current) {
-                out.steps.push(Step::Detach { instance: current.clone() });
+            if previous
+                .as_ref()
+                .is_some_and(|p| p.by_claim && p.instance == *current)
+            {
+                out.steps.push(Step::Detach {
+                    instance: current.clone(),
+                });
                 attach_if_eligible(input, nic, want, out, true);
             } else {
                 out.owned.attachment = None;
@@ -447,7 +496,9 @@ fn attach_if_eligible(
         out.wait = Some(Wait::NicBusy(nic_status_text(&nic.status)));
         return;
     }
-    out.steps.push(Step::Attach { instance: want.clone() });
+    out.steps.push(Step::Attach {
+        instance: want.clone(),
+    });
 }
 
 fn push_unassign_v4(
@@ -457,22 +508,32 @@ fn push_unassign_v4(
     reason: ReleaseReason,
 ) {
     for part in chunks(release, chunk) {
-        steps.push(Step::UnassignIpv4 { addresses: part, reason });
+        steps.push(Step::UnassignIpv4 {
+            addresses: part,
+            reason,
+        });
     }
 }
 
 fn chunks<A: Ord + Copy>(set: &BTreeSet<A>, size: usize) -> Vec<BTreeSet<A>> {
     let all: Vec<A> = set.iter().copied().collect();
-    all.chunks(size.max(1)).map(|c| c.iter().copied().collect()).collect()
+    all.chunks(size.max(1))
+        .map(|c| c.iter().copied().collect())
+        .collect()
 }
 
 /// Explicit addresses the subnet shows to be impossible: outside its CIDR,
 /// or its network, broadcast or gateway address.
-pub fn bad_in_subnet(addresses: &[std::net::Ipv4Addr], subnet: &crate::cloud::ObservedSubnet) -> Vec<std::net::Ipv4Addr> {
+pub fn bad_in_subnet(
+    addresses: &[std::net::Ipv4Addr],
+    subnet: &crate::cloud::ObservedSubnet,
+) -> Vec<std::net::Ipv4Addr> {
     addresses
         .iter()
         .filter(|a| {
-            let outside = subnet.cidr.is_some_and(|c| !c.contains(*a) || c.network() == **a || c.broadcast() == **a);
+            let outside = subnet
+                .cidr
+                .is_some_and(|c| !c.contains(*a) || c.network() == **a || c.broadcast() == **a);
             outside || subnet.gateway == Some(**a)
         })
         .copied()
@@ -550,7 +611,11 @@ mod tests {
         Ownership {
             ipv4: list
                 .iter()
-                .map(|(a, s, since)| Owned { address: v4(a), source: *s, since: t(*since) })
+                .map(|(a, s, since)| Owned {
+                    address: v4(a),
+                    source: *s,
+                    since: t(*since),
+                })
                 .collect(),
             ..Default::default()
         }
@@ -598,11 +663,16 @@ mod tests {
     }
 
     fn assign(list: &[&str]) -> Step {
-        Step::AssignIpv4 { request: Ipv4Request::Addresses(set(list)) }
+        Step::AssignIpv4 {
+            request: Ipv4Request::Addresses(set(list)),
+        }
     }
 
     fn unassign(list: &[&str], reason: ReleaseReason) -> Step {
-        Step::UnassignIpv4 { addresses: set(list), reason }
+        Step::UnassignIpv4 {
+            addresses: set(list),
+            reason,
+        }
     }
 
     #[test]
@@ -617,7 +687,10 @@ mod tests {
         assert_eq!(p.owned.ipv4[0].source, AddressSource::Adopted);
         assert!(p.notes.contains(&Note::Adopted(set(&["10.0.0.5"]))));
         // 10.0.0.9 is neither owned nor asked for: reported, never touched.
-        assert!(p.notes.contains(&Note::Unowned([v4("10.0.0.9").into()].into())));
+        assert!(
+            p.notes
+                .contains(&Note::Unowned([v4("10.0.0.9").into()].into()))
+        );
     }
 
     #[test]
@@ -629,7 +702,10 @@ mod tests {
         ));
         assert_eq!(
             p.steps,
-            vec![unassign(&["10.0.0.5"], ReleaseReason::ListEdited), assign(&["10.0.0.6"])]
+            vec![
+                unassign(&["10.0.0.5"], ReleaseReason::ListEdited),
+                assign(&["10.0.0.6"])
+            ]
         );
     }
 
@@ -637,21 +713,33 @@ mod tests {
     fn calls_carry_at_most_the_providers_maximum() {
         let wanted: Vec<String> = (10..35).map(|i| format!("10.0.0.{i}")).collect();
         let wanted: Vec<&str> = wanted.iter().map(String::as_str).collect();
-        let p = run(&case(spec(Ipv4Want::Addresses(set(&wanted))), Ownership::default(), Some(nic(&[]))));
+        let p = run(&case(
+            spec(Ipv4Want::Addresses(set(&wanted))),
+            Ownership::default(),
+            Some(nic(&[])),
+        ));
         let sizes: Vec<usize> = p
             .steps
             .iter()
             .map(|s| match s {
-                Step::AssignIpv4 { request: Ipv4Request::Addresses(a) } => a.len(),
+                Step::AssignIpv4 {
+                    request: Ipv4Request::Addresses(a),
+                } => a.len(),
                 other => panic!("{other:?}"),
             })
             .collect();
         assert_eq!(sizes, vec![10, 10, 5]);
-        let p = run(&case(spec(Ipv4Want::Count(25)), Ownership::default(), Some(nic(&[]))));
+        let p = run(&case(
+            spec(Ipv4Want::Count(25)),
+            Ownership::default(),
+            Some(nic(&[])),
+        ));
         assert_eq!(
             p.steps,
             [10, 10, 5]
-                .map(|n| Step::AssignIpv4 { request: Ipv4Request::Count(n) })
+                .map(|n| Step::AssignIpv4 {
+                    request: Ipv4Request::Count(n)
+                })
                 .to_vec()
         );
     }
@@ -664,7 +752,12 @@ mod tests {
             owned(&[("10.0.0.5", AddressSource::Count, 0)]),
             Some(nic(&["10.0.0.5", "10.0.0.7", "10.0.0.8"])),
         ));
-        assert_eq!(p.steps, vec![Step::AssignIpv4 { request: Ipv4Request::Count(1) }]);
+        assert_eq!(
+            p.steps,
+            vec![Step::AssignIpv4 {
+                request: Ipv4Request::Count(1)
+            }]
+        );
     }
 
     #[test]
@@ -678,26 +771,46 @@ mod tests {
             ]),
             Some(nic(&["10.0.0.5", "10.0.0.6", "10.0.0.7"])),
         ));
-        assert_eq!(p.steps, vec![unassign(&["10.0.0.6", "10.0.0.7"], ReleaseReason::ScaleDown)]);
+        assert_eq!(
+            p.steps,
+            vec![unassign(
+                &["10.0.0.6", "10.0.0.7"],
+                ReleaseReason::ScaleDown
+            )]
+        );
     }
 
     #[test]
     fn drift_forgets_the_vanished_address_and_restores_it() {
         let p = run(&case(
             spec(Ipv4Want::Addresses(set(&["10.0.0.5", "10.0.0.6"]))),
-            owned(&[("10.0.0.5", AddressSource::Explicit, 0), ("10.0.0.6", AddressSource::Explicit, 0)]),
+            owned(&[
+                ("10.0.0.5", AddressSource::Explicit, 0),
+                ("10.0.0.6", AddressSource::Explicit, 0),
+            ]),
             Some(nic(&["10.0.0.5"])),
         ));
         assert_eq!(p.steps, vec![assign(&["10.0.0.6"])]);
         assert_eq!(p.owned.ipv4_set(), set(&["10.0.0.5"]));
-        assert!(p.notes.contains(&Note::Drift([v4("10.0.0.6").into()].into())));
+        assert!(
+            p.notes
+                .contains(&Note::Drift([v4("10.0.0.6").into()].into()))
+        );
         // Count mode asks for a replacement.
         let p = run(&case(
             spec(Ipv4Want::Count(2)),
-            owned(&[("10.0.0.5", AddressSource::Count, 0), ("10.0.0.6", AddressSource::Count, 0)]),
+            owned(&[
+                ("10.0.0.5", AddressSource::Count, 0),
+                ("10.0.0.6", AddressSource::Count, 0),
+            ]),
             Some(nic(&["10.0.0.5"])),
         ));
-        assert_eq!(p.steps, vec![Step::AssignIpv4 { request: Ipv4Request::Count(1) }]);
+        assert_eq!(
+            p.steps,
+            vec![Step::AssignIpv4 {
+                request: Ipv4Request::Count(1)
+            }]
+        );
     }
 
     #[test]
@@ -718,36 +831,60 @@ mod tests {
             Ownership::default(),
             Some(nic(&[])),
         );
-        c.rejected.insert(v4("10.0.0.1"), "INVALID_IP_GATEWAY".into());
+        c.rejected
+            .insert(v4("10.0.0.1"), "INVALID_IP_GATEWAY".into());
         let p = run(&c);
         assert_eq!(p.steps, vec![assign(&["10.0.0.6"])]);
         let b = p.blocked.unwrap();
         assert_eq!(b.reason, "AddressRejected");
-        assert!(b.message.contains("10.0.0.1 (INVALID_IP_GATEWAY)"), "{}", b.message);
+        assert!(
+            b.message.contains("10.0.0.1 (INVALID_IP_GATEWAY)"),
+            "{}",
+            b.message
+        );
     }
 
     #[test]
     fn suspects_are_sent_one_per_call() {
         let mut c = case(
-            spec(Ipv4Want::Addresses(set(&["10.0.0.5", "10.0.0.6", "10.0.0.7"]))),
+            spec(Ipv4Want::Addresses(set(&[
+                "10.0.0.5", "10.0.0.6", "10.0.0.7",
+            ]))),
             Ownership::default(),
             Some(nic(&[])),
         );
         c.isolate = set(&["10.0.0.6", "10.0.0.7"]);
         let p = run(&c);
-        assert_eq!(p.steps, vec![assign(&["10.0.0.5"]), assign(&["10.0.0.6"]), assign(&["10.0.0.7"])]);
+        assert_eq!(
+            p.steps,
+            vec![
+                assign(&["10.0.0.5"]),
+                assign(&["10.0.0.6"]),
+                assign(&["10.0.0.7"])
+            ]
+        );
     }
 
     #[test]
     fn deletion_releases_exactly_what_is_owned() {
         let mut c = case(
             spec(Ipv4Want::Addresses(set(&["10.0.0.5"]))),
-            owned(&[("10.0.0.5", AddressSource::Adopted, 0), ("10.0.0.6", AddressSource::Count, 0)]),
+            owned(&[
+                ("10.0.0.5", AddressSource::Adopted, 0),
+                ("10.0.0.6", AddressSource::Count, 0),
+            ]),
             Some(nic(&["10.0.0.5", "10.0.0.6", "10.0.0.7"])),
         );
         c.deleting = true;
-        c.owned.ipv6.push(Owned { address: "2001:db8::1".parse().unwrap(), source: AddressSource::Count, since: t(0) });
-        c.owned.attachment = Some(OwnedAttachment { instance: InstanceId("ins-1".into()), by_claim: true });
+        c.owned.ipv6.push(Owned {
+            address: "2001:db8::1".parse().unwrap(),
+            source: AddressSource::Count,
+            since: t(0),
+        });
+        c.owned.attachment = Some(OwnedAttachment {
+            instance: InstanceId("ins-1".into()),
+            by_claim: true,
+        });
         let mut n = nic(&["10.0.0.5", "10.0.0.6", "10.0.0.7"]);
         n.ipv6.insert("2001:db8::1".parse().unwrap());
         n.instance_id = Some(InstanceId("ins-1".into()));
@@ -758,8 +895,13 @@ mod tests {
             p.steps,
             vec![
                 unassign(&["10.0.0.5", "10.0.0.6"], ReleaseReason::Deletion),
-                Step::UnassignIpv6 { addresses: ["2001:db8::1".parse().unwrap()].into(), reason: ReleaseReason::Deletion },
-                Step::Detach { instance: InstanceId("ins-1".into()) },
+                Step::UnassignIpv6 {
+                    addresses: ["2001:db8::1".parse().unwrap()].into(),
+                    reason: ReleaseReason::Deletion
+                },
+                Step::Detach {
+                    instance: InstanceId("ins-1".into())
+                },
             ]
         );
         // Retain leaves the cloud alone; a missing NIC has nothing left to release.
@@ -773,9 +915,16 @@ mod tests {
 
     #[test]
     fn an_attachment_the_claim_did_not_make_is_never_detached() {
-        let mut c = case(spec(Ipv4Want::Nothing), Ownership::default(), Some(nic(&[])));
+        let mut c = case(
+            spec(Ipv4Want::Nothing),
+            Ownership::default(),
+            Some(nic(&[])),
+        );
         c.deleting = true;
-        c.owned.attachment = Some(OwnedAttachment { instance: InstanceId("ins-1".into()), by_claim: false });
+        c.owned.attachment = Some(OwnedAttachment {
+            instance: InstanceId("ins-1".into()),
+            by_claim: false,
+        });
         let mut n = nic(&[]);
         n.instance_id = Some(InstanceId("ins-1".into()));
         c.nic = Some(n);
@@ -783,7 +932,11 @@ mod tests {
     }
 
     fn instance(status: InstanceStatus, zone: &str) -> ObservedInstance {
-        ObservedInstance { id: InstanceId("ins-1".into()), status, zone: Some(zone.into()) }
+        ObservedInstance {
+            id: InstanceId("ins-1".into()),
+            status,
+            zone: Some(zone.into()),
+        }
     }
 
     #[test]
@@ -792,7 +945,12 @@ mod tests {
         s.instance = Some(InstanceId("ins-1".into()));
         let mut c = case(s, Ownership::default(), Some(nic(&[])));
         c.instance = Some(instance(InstanceStatus::Running, "z1"));
-        assert_eq!(run(&c).steps, vec![Step::Attach { instance: InstanceId("ins-1".into()) }]);
+        assert_eq!(
+            run(&c).steps,
+            vec![Step::Attach {
+                instance: InstanceId("ins-1".into())
+            }]
+        );
         c.instance = Some(instance(InstanceStatus::Stopped, "z1"));
         let p = run(&c);
         assert!(p.steps.is_empty());
@@ -811,14 +969,25 @@ mod tests {
         n.instance_id = Some(InstanceId("ins-1".into()));
         n.status = NicStatus::InUse;
         let mut c = case(s, Ownership::default(), Some(n));
-        c.instance = Some(ObservedInstance { id: InstanceId("ins-2".into()), status: InstanceStatus::Running, zone: Some("z1".into()) });
+        c.instance = Some(ObservedInstance {
+            id: InstanceId("ins-2".into()),
+            status: InstanceStatus::Running,
+            zone: Some("z1".into()),
+        });
         assert_eq!(run(&c).blocked.unwrap().reason, "AttachedElsewhere");
-        c.owned.attachment = Some(OwnedAttachment { instance: InstanceId("ins-1".into()), by_claim: true });
+        c.owned.attachment = Some(OwnedAttachment {
+            instance: InstanceId("ins-1".into()),
+            by_claim: true,
+        });
         assert_eq!(
             run(&c).steps,
             vec![
-                Step::Detach { instance: InstanceId("ins-1".into()) },
-                Step::Attach { instance: InstanceId("ins-2".into()) }
+                Step::Detach {
+                    instance: InstanceId("ins-1".into())
+                },
+                Step::Attach {
+                    instance: InstanceId("ins-2".into())
+                }
             ]
         );
     }
@@ -826,27 +995,53 @@ mod tests {
     #[test]
     fn ipv6_count_up_down_and_removed() {
         let mut s = spec(Ipv4Want::Nothing);
-        s.ipv6 = Some(Ipv6Want { count: 2, billing: None });
+        s.ipv6 = Some(Ipv6Want {
+            count: 2,
+            billing: None,
+        });
         let mut c = case(s, Ownership::default(), Some(nic(&[])));
-        assert_eq!(run(&c).steps, vec![Step::AssignIpv6 { count: 2, billing: None }]);
+        assert_eq!(
+            run(&c).steps,
+            vec![Step::AssignIpv6 {
+                count: 2,
+                billing: None
+            }]
+        );
         let a: Ipv6Addr = "2001:db8::1".parse().unwrap();
         let b: Ipv6Addr = "2001:db8::2".parse().unwrap();
         c.owned.ipv6 = vec![
-            Owned { address: a, source: AddressSource::Count, since: t(1) },
-            Owned { address: b, source: AddressSource::Count, since: t(2) },
+            Owned {
+                address: a,
+                source: AddressSource::Count,
+                since: t(1),
+            },
+            Owned {
+                address: b,
+                source: AddressSource::Count,
+                since: t(2),
+            },
         ];
         let mut n = nic(&[]);
         n.ipv6 = [a, b].into();
         c.nic = Some(n);
-        c.spec.ipv6 = Some(Ipv6Want { count: 1, billing: None });
+        c.spec.ipv6 = Some(Ipv6Want {
+            count: 1,
+            billing: None,
+        });
         assert_eq!(
             run(&c).steps,
-            vec![Step::UnassignIpv6 { addresses: [b].into(), reason: ReleaseReason::ScaleDown }]
+            vec![Step::UnassignIpv6 {
+                addresses: [b].into(),
+                reason: ReleaseReason::ScaleDown
+            }]
         );
         c.spec.ipv6 = None;
         assert_eq!(
             run(&c).steps,
-            vec![Step::UnassignIpv6 { addresses: [a, b].into(), reason: ReleaseReason::NoLongerRequested }]
+            vec![Step::UnassignIpv6 {
+                addresses: [a, b].into(),
+                reason: ReleaseReason::NoLongerRequested
+            }]
         );
     }
 
@@ -854,16 +1049,28 @@ mod tests {
     fn a_busy_nic_or_addresses_in_flux_make_the_plan_wait() {
         let mut n = nic(&[]);
         n.status = NicStatus::Attaching;
-        let p = run(&case(spec(Ipv4Want::Count(1)), Ownership::default(), Some(n)));
+        let p = run(&case(
+            spec(Ipv4Want::Count(1)),
+            Ownership::default(),
+            Some(n),
+        ));
         assert_eq!(p.wait, Some(Wait::NicBusy("ATTACHING".into())));
         let mut n = nic(&[]);
         n.addresses_in_flux.insert(v4("10.0.0.9").into());
-        let p = run(&case(spec(Ipv4Want::Count(1)), Ownership::default(), Some(n)));
+        let p = run(&case(
+            spec(Ipv4Want::Count(1)),
+            Ownership::default(),
+            Some(n),
+        ));
         assert_eq!(p.wait, Some(Wait::AddressesInFlux));
         // A state that does not pass by itself is left to the cloud to refuse.
         let mut n = nic(&[]);
         n.status = NicStatus::Other("CREATE_FAILED".into());
-        let p = run(&case(spec(Ipv4Want::Count(1)), Ownership::default(), Some(n)));
+        let p = run(&case(
+            spec(Ipv4Want::Count(1)),
+            Ownership::default(),
+            Some(n),
+        ));
         assert_eq!(p.wait, None);
         assert_eq!(p.steps.len(), 1);
     }
@@ -877,7 +1084,12 @@ mod tests {
         assert_eq!(p.owned, owning, "a lagging describe never drops ownership");
         // Owning nothing, the first call is made so the cloud names the problem.
         let p = run(&case(spec(Ipv4Want::Count(1)), Ownership::default(), None));
-        assert_eq!(p.steps, vec![Step::AssignIpv4 { request: Ipv4Request::Count(1) }]);
+        assert_eq!(
+            p.steps,
+            vec![Step::AssignIpv4 {
+                request: Ipv4Request::Count(1)
+            }]
+        );
         assert!(p.blocked.is_none());
     }
 }

@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::runtime::reflector::{ObjectRef, Store};
 use kube::ResourceExt;
+use kube::runtime::reflector::{ObjectRef, Store};
 
 use crate::api::v1alpha1::ProviderConfig;
 use crate::cloud::{self, Credentials, NicProvider, ProviderSettings, Transport};
@@ -34,14 +34,17 @@ pub struct Resolved {
     pub provider: Arc<dyn NicProvider>,
 }
 
+/// A provider and the fingerprint (resourceVersions) it was built from.
+type Built = (String, Arc<dyn NicProvider>);
+
 pub struct Providers {
     configs: Store<ProviderConfig>,
     secrets: Store<Secret>,
     namespaces: Store<Namespace>,
     secrets_namespace: String,
     transport: Transport,
-    /// ProviderConfig name → (fingerprint of what it was built from, provider).
-    built: Mutex<HashMap<String, (String, Arc<dyn NicProvider>)>>,
+    /// ProviderConfig name → the provider and what it was built from.
+    built: Mutex<HashMap<String, Built>>,
 }
 
 impl Providers {
@@ -99,7 +102,8 @@ impl Providers {
                 ));
             }
         }
-        self.build(&config).map(|provider| Resolved { config, provider })
+        self.build(&config)
+            .map(|provider| Resolved { config, provider })
     }
 
     /// Builds (or reuses) the provider of a ProviderConfig.
@@ -153,12 +157,13 @@ impl Providers {
                 .collect(),
             scope: name.clone(),
         };
-        let provider = cloud::connect(&settings, self.transport.clone(), credentials).map_err(|e| {
-            problem(
-                "ProviderConfigInvalid",
-                format!("ProviderConfig {name}: {}: {}", e.code, e.message),
-            )
-        })?;
+        let provider =
+            cloud::connect(&settings, self.transport.clone(), credentials).map_err(|e| {
+                problem(
+                    "ProviderConfigInvalid",
+                    format!("ProviderConfig {name}: {}: {}", e.code, e.message),
+                )
+            })?;
         if let Ok(mut built) = self.built.lock() {
             built.insert(name, (fingerprint, provider.clone()));
         }
@@ -172,7 +177,8 @@ impl Providers {
             .iter()
             .filter(|c| {
                 let r = &c.spec.credentials_secret_ref;
-                r.name == name && r.namespace.as_deref().unwrap_or(&self.secrets_namespace) == namespace
+                r.name == name
+                    && r.namespace.as_deref().unwrap_or(&self.secrets_namespace) == namespace
             })
             .map(|c| c.name_any())
             .collect()
@@ -255,25 +261,51 @@ mod tests {
     #[test]
     fn selectors_match_as_kube_apiserver_does() {
         let labels = BTreeMap::from([("team".to_string(), "net".to_string())]);
-        let sel = |labels: Option<&[(&str, &str)]>, exprs: Vec<(&str, &str, &[&str])>| LabelSelector {
-            match_labels: labels.map(|l| l.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
-            match_expressions: Some(
-                exprs
-                    .into_iter()
-                    .map(|(k, op, vs)| LabelSelectorRequirement {
-                        key: k.into(),
-                        operator: op.into(),
-                        values: Some(vs.iter().map(|s| s.to_string()).collect()),
-                    })
-                    .collect(),
-            ),
-        };
-        assert!(selector_matches(&sel(Some(&[("team", "net")]), vec![]), &labels));
-        assert!(!selector_matches(&sel(Some(&[("team", "web")]), vec![]), &labels));
-        assert!(selector_matches(&sel(None, vec![("team", "In", &["net", "x"])]), &labels));
-        assert!(!selector_matches(&sel(None, vec![("team", "NotIn", &["net"])]), &labels));
-        assert!(selector_matches(&sel(None, vec![("env", "DoesNotExist", &[])]), &labels));
-        assert!(!selector_matches(&sel(None, vec![("env", "Exists", &[])]), &labels));
-        assert!(!selector_matches(&sel(None, vec![("team", "Bogus", &[])]), &labels));
+        let sel =
+            |labels: Option<&[(&str, &str)]>, exprs: Vec<(&str, &str, &[&str])>| LabelSelector {
+                match_labels: labels.map(|l| {
+                    l.iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect()
+                }),
+                match_expressions: Some(
+                    exprs
+                        .into_iter()
+                        .map(|(k, op, vs)| LabelSelectorRequirement {
+                            key: k.into(),
+                            operator: op.into(),
+                            values: Some(vs.iter().map(|s| s.to_string()).collect()),
+                        })
+                        .collect(),
+                ),
+            };
+        assert!(selector_matches(
+            &sel(Some(&[("team", "net")]), vec![]),
+            &labels
+        ));
+        assert!(!selector_matches(
+            &sel(Some(&[("team", "web")]), vec![]),
+            &labels
+        ));
+        assert!(selector_matches(
+            &sel(None, vec![("team", "In", &["net", "x"])]),
+            &labels
+        ));
+        assert!(!selector_matches(
+            &sel(None, vec![("team", "NotIn", &["net"])]),
+            &labels
+        ));
+        assert!(selector_matches(
+            &sel(None, vec![("env", "DoesNotExist", &[])]),
+            &labels
+        ));
+        assert!(!selector_matches(
+            &sel(None, vec![("env", "Exists", &[])]),
+            &labels
+        ));
+        assert!(!selector_matches(
+            &sel(None, vec![("team", "Bogus", &[])]),
+            &labels
+        ));
     }
 }

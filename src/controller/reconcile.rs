@@ -43,7 +43,8 @@ pub async fn reconcile(claim: Arc<NicIpClaim>, ctx: Arc<Context>) -> Result<Acti
         Ok(None) => Ok(Action::await_change()),
         Err(e) => Err(e),
     };
-    ctx.metrics.reconcile_finished(started.elapsed(), result.as_ref().err().map(Error::class));
+    ctx.metrics
+        .reconcile_finished(started.elapsed(), result.as_ref().err().map(Error::class));
     result
 }
 
@@ -67,8 +68,13 @@ struct Outcome {
 }
 
 impl<'a> Reconcile<'a> {
-    async fn start(claim: Arc<NicIpClaim>, ctx: &'a Context) -> Result<Option<Reconcile<'a>>, Error> {
-        let namespace = claim.namespace().ok_or(Error::Malformed("metadata.namespace"))?;
+    async fn start(
+        claim: Arc<NicIpClaim>,
+        ctx: &'a Context,
+    ) -> Result<Option<Reconcile<'a>>, Error> {
+        let namespace = claim
+            .namespace()
+            .ok_or(Error::Malformed("metadata.namespace"))?;
         let uid = claim.uid().ok_or(Error::Malformed("metadata.uid"))?;
         let api: Api<NicIpClaim> = Api::namespaced(ctx.client.clone(), &namespace);
         let key = format!("{namespace}/{}", claim.name_any());
@@ -92,7 +98,15 @@ impl<'a> Reconcile<'a> {
         };
         let now = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second())
             .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
-        Ok(Some(Reconcile { ctx, api, claim, key, uid, now, after_call: false }))
+        Ok(Some(Reconcile {
+            ctx,
+            api,
+            claim,
+            key,
+            uid,
+            now,
+            after_call: false,
+        }))
     }
 
     fn status(&self) -> Option<&NicIpClaimStatus> {
@@ -125,7 +139,11 @@ impl<'a> Reconcile<'a> {
         if !unreadable.is_empty() {
             warn!(addresses = ?unreadable, "status lists addresses that do not parse; they are not owned");
         }
-        let nothing_to_release = owned.is_empty() && self.status().and_then(|s| s.pending_operation.as_ref()).is_none();
+        let nothing_to_release = owned.is_empty()
+            && self
+                .status()
+                .and_then(|s| s.pending_operation.as_ref())
+                .is_none();
 
         // Deletion that needs no cloud: Retain, ObserveOnly, or nothing owned.
         if deleting
@@ -142,7 +160,10 @@ impl<'a> Reconcile<'a> {
             Ok(r) => r,
             Err(p) => {
                 let message = if deleting {
-                    format!("{}; deletion waits for it, or set deletionPolicy: Retain to leave the cloud as it is", p.message)
+                    format!(
+                        "{}; deletion waits for it, or set deletionPolicy: Retain to leave the cloud as it is",
+                        p.message
+                    )
                 } else {
                     p.message.clone()
                 };
@@ -192,7 +213,10 @@ impl<'a> Reconcile<'a> {
             nic: None,
             instance: None,
             pending: None,
-            sequence: self.status().and_then(|s| s.operation_sequence).unwrap_or(0),
+            sequence: self
+                .status()
+                .and_then(|s| s.operation_sequence)
+                .unwrap_or(0),
             last_error: self.status().and_then(|s| s.last_error.clone()),
         };
         self.apply(&mut apply).await
@@ -201,7 +225,12 @@ impl<'a> Reconcile<'a> {
     async fn apply(&mut self, a: &mut Apply) -> Result<Action, Error> {
         let deleting = self.deleting();
         // Observe.
-        match self.ctx.observer.observe(&a.scope, a.provider.clone(), &a.spec.nic).await {
+        match self
+            .ctx
+            .observer
+            .observe(&a.scope, a.provider.clone(), &a.spec.nic)
+            .await
+        {
             Ok(nic) => a.nic = nic,
             Err(e) => return self.cloud_failure(a, e, None).await,
         }
@@ -220,14 +249,18 @@ impl<'a> Reconcile<'a> {
             match Operation::try_from(&stored) {
                 Ok(mut op) => {
                     if op.request_id.is_none() {
-                        op.request_id = self.ctx.memory(&self.uid, |m| m.request_ids.get(&op.sequence).cloned());
+                        op.request_id = self
+                            .ctx
+                            .memory(&self.uid, |m| m.request_ids.get(&op.sequence).cloned());
                     }
                     match self.settle(a, op).await? {
                         Settled::Continue => {}
                         Settled::Done(action) => return Ok(action),
                     }
                 }
-                Err(e) => warn!(error = %e, "status.pendingOperation cannot be read; it is dropped"),
+                Err(e) => {
+                    warn!(error = %e, "status.pendingOperation cannot be read; it is dropped")
+                }
             }
         }
 
@@ -261,41 +294,93 @@ impl<'a> Reconcile<'a> {
                 } else {
                     Standing::stalled(
                         "ObserveOnly",
-                        format!("the cloud differs from the spec: {}; managementPolicy ObserveOnly never changes it", describe_steps(&p.steps)),
+                        format!(
+                            "the cloud differs from the spec: {}; managementPolicy ObserveOnly never changes it",
+                            describe_steps(&p.steps)
+                        ),
                     )
                 };
-                let details = status::details(&a.spec, &a.owned, &p.steps, (!p.converged()).then_some("ObserveOnly"));
+                let details = status::details(
+                    &a.spec,
+                    &a.owned,
+                    &p.steps,
+                    (!p.converged()).then_some("ObserveOnly"),
+                );
                 let action = self.ready_action();
-                return self.report(Some(&a.spec), &a.owned.clone(), a.nic.clone().as_ref(), None, Outcome { standing, details, action }).await;
+                return self
+                    .report(
+                        Some(&a.spec),
+                        &a.owned.clone(),
+                        a.nic.clone().as_ref(),
+                        None,
+                        Outcome {
+                            standing,
+                            details,
+                            action,
+                        },
+                    )
+                    .await;
             }
             if let Some(wait) = &p.wait {
                 let (reason, message, delay) = match wait {
-                    Wait::NicBusy(s) => ("NicBusy", format!("NIC {} is {s}; waiting for a stable state", a.spec.nic.id), self.next_wait()),
-                    Wait::AddressesInFlux => ("WaitingForCloud", "the cloud is still changing the NIC's addresses".to_string(), self.next_wait()),
+                    Wait::NicBusy(s) => (
+                        "NicBusy",
+                        format!("NIC {} is {s}; waiting for a stable state", a.spec.nic.id),
+                        self.next_wait(),
+                    ),
+                    Wait::AddressesInFlux => (
+                        "WaitingForCloud",
+                        "the cloud is still changing the NIC's addresses".to_string(),
+                        self.next_wait(),
+                    ),
                     Wait::InstanceNotRunning { instance, status } => (
                         "InstanceNotRunning",
-                        format!("instance {instance} is {status}; the NIC is attached once it runs"),
+                        format!(
+                            "instance {instance} is {status}; the NIC is attached once it runs"
+                        ),
                         self.ctx.settings.slow_retry,
                     ),
                 };
                 let details = status::details(&a.spec, &a.owned, &p.steps, Some(reason));
-                let outcome = Outcome { standing: Standing::progressing(reason, message), details, action: Action::requeue(delay) };
+                let outcome = Outcome {
+                    standing: Standing::progressing(reason, message),
+                    details,
+                    action: Action::requeue(delay),
+                };
                 return self.report_apply(a, outcome).await;
             }
             let Some(step) = p.steps.first().cloned() else {
                 let (standing, why) = match &p.blocked {
-                    Some(b) => (Standing::stalled(b.reason, b.message.clone()), Some(b.reason)),
+                    Some(b) => (
+                        Standing::stalled(b.reason, b.message.clone()),
+                        Some(b.reason),
+                    ),
                     None => (Standing::Converged, None),
                 };
                 if why.is_none() {
                     a.last_error = None;
                 }
                 let details = status::details(&a.spec, &a.owned, &[], why);
-                let action = if why.is_some() { Action::requeue(self.ctx.settings.resync) } else { self.ready_action() };
+                let action = if why.is_some() {
+                    Action::requeue(self.ctx.settings.resync)
+                } else {
+                    self.ready_action()
+                };
                 self.ctx.memory(&self.uid, |m| m.waits = 0);
-                return self.report_apply(a, Outcome { standing, details, action }).await;
+                return self
+                    .report_apply(
+                        a,
+                        Outcome {
+                            standing,
+                            details,
+                            action,
+                        },
+                    )
+                    .await;
             };
-            if let Some(refused) = self.ctx.memory(&self.uid, |m| m.refused_again(generation, &step, self.ctx.settings.resync)) {
+            if let Some(refused) = self.ctx.memory(&self.uid, |m| {
+                m.refused_again(generation, &step, self.ctx.settings.resync)
+            }) {
                 let details = status::details(&a.spec, &a.owned, &p.steps, Some("CloudRefused"));
                 let outcome = Outcome {
                     standing: Standing::stalled("CloudRefused", refused_message(&refused)),
@@ -323,17 +408,30 @@ impl<'a> Reconcile<'a> {
         let before = a.nic.clone().unwrap_or_else(|| empty_nic(&a.spec));
         let nic = &a.spec.nic;
         match step {
-            Step::AssignIpv4 { request } => Operation::assign_ipv4(nic, request.clone(), a.spec.qos, &before, &key, seq, 0),
-            Step::UnassignIpv4 { addresses, .. } => Operation::unassign_ipv4(nic, addresses, &before, &key, seq, 0),
-            Step::AssignIpv6 { count, billing } => Operation::assign_ipv6(nic, *count, billing.clone(), &before, &key, seq),
-            Step::UnassignIpv6 { addresses, .. } => Operation::unassign_ipv6(nic, addresses, &before, &key, seq),
+            Step::AssignIpv4 { request } => {
+                Operation::assign_ipv4(nic, request.clone(), a.spec.qos, &before, &key, seq, 0)
+            }
+            Step::UnassignIpv4 { addresses, .. } => {
+                Operation::unassign_ipv4(nic, addresses, &before, &key, seq, 0)
+            }
+            Step::AssignIpv6 { count, billing } => {
+                Operation::assign_ipv6(nic, *count, billing.clone(), &before, &key, seq)
+            }
+            Step::UnassignIpv6 { addresses, .. } => {
+                Operation::unassign_ipv6(nic, addresses, &before, &key, seq)
+            }
             Step::Attach { instance } => Operation::attach(nic, instance, &before, &key, seq),
             Step::Detach { instance } => Operation::detach(nic, instance, &before, &key, seq),
         }
     }
 
     /// Records the call, sends it, and takes in what the cloud answered.
-    async fn send(&mut self, a: &mut Apply, mut op: Operation, steps: &[Step]) -> Result<Settled, Error> {
+    async fn send(
+        &mut self,
+        a: &mut Apply,
+        mut op: Operation,
+        steps: &[Step],
+    ) -> Result<Settled, Error> {
         if let Err(e) = self.ctx.fence.check() {
             debug!(error = %e, "not the leader: no cloud call");
             return Ok(Settled::Done(Action::requeue(Duration::from_secs(2))));
@@ -343,7 +441,8 @@ impl<'a> Reconcile<'a> {
         let reason = step_reason(op.action);
         let details = status::details(&a.spec, &a.owned, steps, Some(reason));
         let message = format!("{} on NIC {}", reason_text(op.action), a.spec.nic.id);
-        self.write(a, Standing::progressing(reason, message), details).await?;
+        self.write(a, Standing::progressing(reason, message), details)
+            .await?;
         self.checkpoint(Checkpoint::BeforeCall).await;
         self.ctx.observer.invalidate(&a.scope, &a.spec.nic.id);
         if self.ctx.fence.check().is_err() {
@@ -363,7 +462,11 @@ impl<'a> Reconcile<'a> {
                 }
                 if submitted.complete {
                     let addresses: BTreeSet<IpAddr> = match op.action {
-                        CloudAction::AssignIpv4 | CloudAction::AssignIpv6 if !submitted.addresses.is_empty() => submitted.addresses.clone(),
+                        CloudAction::AssignIpv4 | CloudAction::AssignIpv6
+                            if !submitted.addresses.is_empty() =>
+                        {
+                            submitted.addresses.clone()
+                        }
                         _ => op.addresses.iter().copied().collect(),
                     };
                     self.applied(a, &op, &addresses).await;
@@ -406,7 +509,11 @@ impl<'a> Reconcile<'a> {
                 a.pending = Some(op);
                 let delay = self.next_wait();
                 let details = status::details(&a.spec, &a.owned, &[], Some(reason));
-                let outcome = Outcome { standing: Standing::progressing(reason, message), details, action: Action::requeue(delay) };
+                let outcome = Outcome {
+                    standing: Standing::progressing(reason, message),
+                    details,
+                    action: Action::requeue(delay),
+                };
                 self.report_apply(a, outcome).await.map(Settled::Done)
             }
             Resolution::Applied { addresses } => {
@@ -423,7 +530,10 @@ impl<'a> Reconcile<'a> {
                 if op.token.is_some() && op.request_id.is_none() {
                     // The answer was lost: the same request with the same
                     // token is safe to send again, and a new one is not.
-                    info!(sequence = op.sequence, "resending the recorded request with its token");
+                    info!(
+                        sequence = op.sequence,
+                        "resending the recorded request with its token"
+                    );
                     let steps = Vec::new();
                     return self.send(a, op, &steps).await;
                 }
@@ -441,22 +551,40 @@ impl<'a> Reconcile<'a> {
     }
 
     /// The cloud refused a call (or its task failed): nothing changed.
-    async fn refused(&mut self, a: &mut Apply, op: &Operation, e: CloudError, steps: &[Step]) -> Result<Settled, Error> {
+    async fn refused(
+        &mut self,
+        a: &mut Apply,
+        op: &Operation,
+        e: CloudError,
+        steps: &[Step],
+    ) -> Result<Settled, Error> {
         let generation = self.claim.metadata.generation.unwrap_or(0);
         a.last_error = Some(status::last_error(&e, self.now));
-        self.warn_event("CloudError", &format!("{} failed with {}: {}", e.action, e.code, e.message)).await;
+        self.warn_event(
+            "CloudError",
+            &format!("{} failed with {}: {}", e.action, e.code, e.message),
+        )
+        .await;
         // A batch of explicit addresses refused as a whole: find the bad
         // address instead of refusing them all.
         if op.action == CloudAction::AssignIpv4
             && !op.addresses.is_empty()
-            && matches!(e.class, ErrorClass::InvalidInput | ErrorClass::Conflict | ErrorClass::Terminal)
+            && matches!(
+                e.class,
+                ErrorClass::InvalidInput | ErrorClass::Conflict | ErrorClass::Terminal
+            )
         {
-            let v4: Vec<std::net::Ipv4Addr> = op.addresses.iter().filter_map(|a| match a {
-                IpAddr::V4(v) => Some(*v),
-                IpAddr::V6(_) => None,
-            }).collect();
+            let v4: Vec<std::net::Ipv4Addr> = op
+                .addresses
+                .iter()
+                .filter_map(|a| match a {
+                    IpAddr::V4(v) => Some(*v),
+                    IpAddr::V6(_) => None,
+                })
+                .collect();
             if v4.len() == 1 {
-                self.ctx.memory(&self.uid, |m| m.reject(generation, v4[0], &e.code));
+                self.ctx
+                    .memory(&self.uid, |m| m.reject(generation, v4[0], &e.code));
                 return Ok(Settled::Continue);
             }
             let culprits = match &a.nic {
@@ -478,23 +606,55 @@ impl<'a> Reconcile<'a> {
             return Ok(Settled::Continue);
         }
         let step = steps.first().cloned().unwrap_or_else(|| step_of(op));
-        self.cloud_failure(a, e, Some(step)).await.map(Settled::Done)
+        self.cloud_failure(a, e, Some(step))
+            .await
+            .map(Settled::Done)
     }
 
     /// Reports a cloud error by its class and chooses when to come back.
-    async fn cloud_failure(&mut self, a: &mut Apply, e: CloudError, step: Option<Step>) -> Result<Action, Error> {
+    async fn cloud_failure(
+        &mut self,
+        a: &mut Apply,
+        e: CloudError,
+        step: Option<Step>,
+    ) -> Result<Action, Error> {
         let generation = self.claim.metadata.generation.unwrap_or(0);
         let text = format!("{} failed with {}: {}", e.action, e.code, e.message);
         let (standing, action) = match e.class {
-            ErrorClass::Throttled => (Standing::progressing("Throttled", format!("the cloud is throttling {}; slowing down", e.action)), Action::requeue(self.next_error_delay(&e))),
-            ErrorClass::Transient => (Standing::progressing("CloudUnavailable", format!("{} failed with {}; retrying with backoff", e.action, e.code)), Action::requeue(self.next_error_delay(&e))),
-            ErrorClass::Credentials => (Standing::stalled("CredentialsRejected", text), Action::requeue(self.ctx.settings.slow_retry)),
-            ErrorClass::Configuration => (Standing::stalled("ProviderConfigInvalid", text), Action::requeue(self.ctx.settings.slow_retry)),
-            ErrorClass::InvalidInput | ErrorClass::Terminal | ErrorClass::Conflict | ErrorClass::NotFound => {
+            ErrorClass::Throttled => (
+                Standing::progressing(
+                    "Throttled",
+                    format!("the cloud is throttling {}; slowing down", e.action),
+                ),
+                Action::requeue(self.next_error_delay(&e)),
+            ),
+            ErrorClass::Transient => (
+                Standing::progressing(
+                    "CloudUnavailable",
+                    format!("{} failed with {}; retrying with backoff", e.action, e.code),
+                ),
+                Action::requeue(self.next_error_delay(&e)),
+            ),
+            ErrorClass::Credentials => (
+                Standing::stalled("CredentialsRejected", text),
+                Action::requeue(self.ctx.settings.slow_retry),
+            ),
+            ErrorClass::Configuration => (
+                Standing::stalled("ProviderConfigInvalid", text),
+                Action::requeue(self.ctx.settings.slow_retry),
+            ),
+            ErrorClass::InvalidInput
+            | ErrorClass::Terminal
+            | ErrorClass::Conflict
+            | ErrorClass::NotFound => {
                 if let Some(step) = step {
-                    self.ctx.memory(&self.uid, |m| m.refuse(generation, step, e.clone()));
+                    self.ctx
+                        .memory(&self.uid, |m| m.refuse(generation, step, e.clone()));
                 }
-                (Standing::stalled("CloudRefused", text), Action::requeue(self.ctx.settings.resync))
+                (
+                    Standing::stalled("CloudRefused", text),
+                    Action::requeue(self.ctx.settings.resync),
+                )
             }
         };
         if !matches!(e.class, ErrorClass::Throttled) {
@@ -502,12 +662,24 @@ impl<'a> Reconcile<'a> {
         }
         let reason = standing.reason().to_string();
         let details = status::details(&a.spec, &a.owned, &[], Some(&reason));
-        self.report_apply(a, Outcome { standing, details, action }).await
+        self.report_apply(
+            a,
+            Outcome {
+                standing,
+                details,
+                action,
+            },
+        )
+        .await
     }
 
     /// Takes a call's effect into the claim's ownership and the local view of the NIC.
     async fn applied(&mut self, a: &mut Apply, op: &Operation, addresses: &BTreeSet<IpAddr>) {
-        let source = if op.count.is_some() { crate::api::v1alpha1::AddressSource::Count } else { crate::api::v1alpha1::AddressSource::Explicit };
+        let source = if op.count.is_some() {
+            crate::api::v1alpha1::AddressSource::Count
+        } else {
+            crate::api::v1alpha1::AddressSource::Explicit
+        };
         let nic = a.nic.get_or_insert_with(|| empty_nic(&a.spec));
         let shown: Vec<String> = addresses.iter().map(IpAddr::to_string).collect();
         match op.action {
@@ -515,23 +687,39 @@ impl<'a> Reconcile<'a> {
                 for addr in addresses {
                     match addr {
                         IpAddr::V4(v) if !a.owned.ipv4.iter().any(|o| o.address == *v) => {
-                            a.owned.ipv4.push(Owned { address: *v, source, since: self.now });
+                            a.owned.ipv4.push(Owned {
+                                address: *v,
+                                source,
+                                since: self.now,
+                            });
                             nic.secondary_ipv4.insert(*v);
                         }
                         IpAddr::V6(v) if !a.owned.ipv6.iter().any(|o| o.address == *v) => {
-                            a.owned.ipv6.push(Owned { address: *v, source: crate::api::v1alpha1::AddressSource::Count, since: self.now });
+                            a.owned.ipv6.push(Owned {
+                                address: *v,
+                                source: crate::api::v1alpha1::AddressSource::Count,
+                                since: self.now,
+                            });
                             nic.ipv6.insert(*v);
                         }
                         _ => {}
                     }
                 }
                 if !shown.is_empty() {
-                    self.event("Assigned", &format!("assigned {} to NIC {}", shown.join(", "), a.spec.nic.id)).await;
+                    self.event(
+                        "Assigned",
+                        &format!("assigned {} to NIC {}", shown.join(", "), a.spec.nic.id),
+                    )
+                    .await;
                 }
             }
             CloudAction::UnassignIpv4 | CloudAction::UnassignIpv6 => {
-                a.owned.ipv4.retain(|o| !addresses.contains(&IpAddr::V4(o.address)));
-                a.owned.ipv6.retain(|o| !addresses.contains(&IpAddr::V6(o.address)));
+                a.owned
+                    .ipv4
+                    .retain(|o| !addresses.contains(&IpAddr::V4(o.address)));
+                a.owned
+                    .ipv6
+                    .retain(|o| !addresses.contains(&IpAddr::V6(o.address)));
                 for addr in addresses {
                     match addr {
                         IpAddr::V4(v) => {
@@ -543,15 +731,26 @@ impl<'a> Reconcile<'a> {
                     }
                 }
                 if !shown.is_empty() {
-                    self.event("Released", &format!("released {} from NIC {}", shown.join(", "), a.spec.nic.id)).await;
+                    self.event(
+                        "Released",
+                        &format!("released {} from NIC {}", shown.join(", "), a.spec.nic.id),
+                    )
+                    .await;
                 }
             }
             CloudAction::Attach => {
                 if let Some(i) = &op.instance_id {
-                    a.owned.attachment = Some(OwnedAttachment { instance: i.clone(), by_claim: true });
+                    a.owned.attachment = Some(OwnedAttachment {
+                        instance: i.clone(),
+                        by_claim: true,
+                    });
                     nic.instance_id = Some(i.clone());
                     nic.status = crate::cloud::NicStatus::InUse;
-                    self.event("Attached", &format!("attached NIC {} to instance {i}", a.spec.nic.id)).await;
+                    self.event(
+                        "Attached",
+                        &format!("attached NIC {} to instance {i}", a.spec.nic.id),
+                    )
+                    .await;
                 }
             }
             CloudAction::Detach => {
@@ -559,20 +758,33 @@ impl<'a> Reconcile<'a> {
                 nic.instance_id = None;
                 nic.status = crate::cloud::NicStatus::Available;
                 if let Some(i) = &op.instance_id {
-                    self.event("Detached", &format!("detached NIC {} from instance {i}", a.spec.nic.id)).await;
+                    self.event(
+                        "Detached",
+                        &format!("detached NIC {} from instance {i}", a.spec.nic.id),
+                    )
+                    .await;
                 }
             }
         }
     }
 
     async fn report_apply(&mut self, a: &mut Apply, outcome: Outcome) -> Result<Action, Error> {
-        let Outcome { standing, details, action } = outcome;
+        let Outcome {
+            standing,
+            details,
+            action,
+        } = outcome;
         self.write(a, standing, details).await?;
         Ok(action)
     }
 
     /// Writes the status of an apply in progress.
-    async fn write(&mut self, a: &Apply, standing: Standing, details: Vec<Detail>) -> Result<(), Error> {
+    async fn write(
+        &mut self,
+        a: &Apply,
+        standing: Standing,
+        details: Vec<Detail>,
+    ) -> Result<(), Error> {
         let report = Report {
             generation: self.claim.metadata.generation,
             spec: Some(&a.spec),
@@ -597,7 +809,9 @@ impl<'a> Reconcile<'a> {
         outcome: Outcome,
     ) -> Result<Action, Error> {
         let status = self.status();
-        let pending = status.and_then(|s| s.pending_operation.as_ref()).and_then(|p| Operation::try_from(p).ok());
+        let pending = status
+            .and_then(|s| s.pending_operation.as_ref())
+            .and_then(|p| Operation::try_from(p).ok());
         let report = Report {
             generation: self.claim.metadata.generation,
             spec,
@@ -618,12 +832,15 @@ impl<'a> Reconcile<'a> {
         let standing = report.standing.clone();
         let owned = report.owned.clone();
         let status = status::build(report, self.status(), self.now);
-        self.ctx.metrics.set_claim(&self.key, crate::ops::ClaimMetrics {
-            ready: standing == Standing::Converged,
-            stalled: matches!(standing, Standing::Stalled { .. }),
-            ipv4: owned.ipv4.len() as u32,
-            ipv6: owned.ipv6.len() as u32,
-        });
+        self.ctx.metrics.set_claim(
+            &self.key,
+            crate::ops::ClaimMetrics {
+                ready: standing == Standing::Converged,
+                stalled: matches!(standing, Standing::Stalled { .. }),
+                ipv4: owned.ipv4.len() as u32,
+                ipv6: owned.ipv6.len() as u32,
+            },
+        );
         let new = serde_json::to_value(&status).map_err(Error::Serialize)?;
         let old = serde_json::to_value(self.status()).map_err(Error::Serialize)?;
         if new == old {
@@ -640,7 +857,11 @@ impl<'a> Reconcile<'a> {
         });
         let updated = self
             .api
-            .patch_status(&self.claim.name_any(), &PatchParams::apply(status::FIELD_MANAGER).force(), &Patch::Apply(&patch))
+            .patch_status(
+                &self.claim.name_any(),
+                &PatchParams::apply(status::FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
             .await?;
         self.remember(updated);
         if records_outcome {
@@ -651,7 +872,9 @@ impl<'a> Reconcile<'a> {
     }
 
     fn remember(&mut self, updated: NicIpClaim) {
-        self.ctx.memory(&self.uid, |m| m.resource_version = updated.resource_version());
+        self.ctx.memory(&self.uid, |m| {
+            m.resource_version = updated.resource_version()
+        });
         self.claim = Arc::new(updated);
     }
 
@@ -669,7 +892,14 @@ impl<'a> Reconcile<'a> {
             ])
         };
         let patch: json_patch::Patch = serde_json::from_value(patch).map_err(Error::Serialize)?;
-        let updated = self.api.patch(&self.claim.name_any(), &PatchParams::default(), &Patch::Json::<()>(patch)).await?;
+        let updated = self
+            .api
+            .patch(
+                &self.claim.name_any(),
+                &PatchParams::default(),
+                &Patch::Json::<()>(patch),
+            )
+            .await?;
         self.remember(updated);
         Ok(())
     }
@@ -683,8 +913,17 @@ impl<'a> Reconcile<'a> {
                     {"op": "test", "path": format!("/metadata/finalizers/{index}"), "value": FINALIZER},
                     {"op": "remove", "path": format!("/metadata/finalizers/{index}")},
                 ]);
-                let patch: json_patch::Patch = serde_json::from_value(patch).map_err(Error::Serialize)?;
-                match self.api.patch(&self.claim.name_any(), &PatchParams::default(), &Patch::Json::<()>(patch)).await {
+                let patch: json_patch::Patch =
+                    serde_json::from_value(patch).map_err(Error::Serialize)?;
+                match self
+                    .api
+                    .patch(
+                        &self.claim.name_any(),
+                        &PatchParams::default(),
+                        &Patch::Json::<()>(patch),
+                    )
+                    .await
+                {
                     Ok(_) => {}
                     Err(kube::Error::Api(s)) if s.code == 404 => {}
                     Err(e) => return Err(e.into()),
@@ -692,14 +931,23 @@ impl<'a> Reconcile<'a> {
             }
         }
         let scope = self.claim.spec.provider_config_ref.name.clone();
-        self.ctx.observer.forget(&scope, &crate::cloud::NicId(self.claim.spec.nic_id.clone()));
+        self.ctx
+            .observer
+            .forget(&scope, &crate::cloud::NicId(self.claim.spec.nic_id.clone()));
         self.ctx.forget(&self.uid, &self.key);
         Ok(Action::await_change())
     }
 
     fn ready_action(&self) -> Action {
-        match self.claim.annotations().get(RESYNC_ANNOTATION).and_then(|v| humantime::parse_duration(v).ok()) {
-            Some(period) if period >= Duration::from_secs(1) => Action::requeue(super::jitter(period)),
+        match self
+            .claim
+            .annotations()
+            .get(RESYNC_ANNOTATION)
+            .and_then(|v| humantime::parse_duration(v).ok())
+        {
+            Some(period) if period >= Duration::from_secs(1) => {
+                Action::requeue(super::jitter(period))
+            }
             // The drift sweep re-observes every claim on the resync period.
             _ => Action::await_change(),
         }
@@ -712,7 +960,9 @@ impl<'a> Reconcile<'a> {
             m.waits
         });
         let base = self.ctx.settings.async_poll;
-        let delay = base.saturating_mul(1u32 << n.min(6).saturating_sub(1)).min(Duration::from_secs(10));
+        let delay = base
+            .saturating_mul(1u32 << n.min(6).saturating_sub(1))
+            .min(Duration::from_secs(10));
         super::jitter(delay)
     }
 
@@ -722,7 +972,9 @@ impl<'a> Reconcile<'a> {
             m.errors = m.errors.saturating_add(1);
             m.errors
         });
-        let delay = Duration::from_secs(1).saturating_mul(1u32 << n.min(9)).min(self.ctx.settings.max_backoff);
+        let delay = Duration::from_secs(1)
+            .saturating_mul(1u32 << n.min(9))
+            .min(self.ctx.settings.max_backoff);
         super::jitter(delay)
     }
 
@@ -737,12 +989,32 @@ impl<'a> Reconcile<'a> {
             match note {
                 Note::Adopted(addrs) if management == ManagementPolicy::Full => {
                     let list: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
-                    self.event("Adopted", &format!("adopted {} already on NIC {}", list.join(", "), self.claim.spec.nic_id)).await;
+                    self.event(
+                        "Adopted",
+                        &format!(
+                            "adopted {} already on NIC {}",
+                            list.join(", "),
+                            self.claim.spec.nic_id
+                        ),
+                    )
+                    .await;
                 }
                 Note::Drift(addrs) => {
                     let list: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
-                    let what = if management == ManagementPolicy::Full { "restoring" } else { "reporting only (ObserveOnly)" };
-                    self.warn_event("DriftDetected", &format!("{} removed from NIC {} outside nicip; {what}", list.join(", "), self.claim.spec.nic_id)).await;
+                    let what = if management == ManagementPolicy::Full {
+                        "restoring"
+                    } else {
+                        "reporting only (ObserveOnly)"
+                    };
+                    self.warn_event(
+                        "DriftDetected",
+                        &format!(
+                            "{} removed from NIC {} outside nicip; {what}",
+                            list.join(", "),
+                            self.claim.spec.nic_id
+                        ),
+                    )
+                    .await;
                 }
                 Note::Unowned(addrs) => {
                     let changed = self.ctx.memory(&self.uid, |m| {
@@ -776,7 +1048,12 @@ impl<'a> Reconcile<'a> {
             action: "Reconcile".to_string(),
             secondary: None,
         };
-        if let Err(e) = self.ctx.recorder.publish(&event, &self.claim.object_ref(&())).await {
+        if let Err(e) = self
+            .ctx
+            .recorder
+            .publish(&event, &self.claim.object_ref(&()))
+            .await
+        {
             debug!(error = %e, "could not publish event");
         }
     }
@@ -858,9 +1135,26 @@ fn reason_text(action: CloudAction) -> &'static str {
 
 /// The step a recorded operation carried out (for refusal bookkeeping).
 fn step_of(op: &Operation) -> Step {
-    let v4: BTreeSet<std::net::Ipv4Addr> = op.addresses.iter().filter_map(|a| match a { IpAddr::V4(v) => Some(*v), _ => None }).collect();
-    let v6: BTreeSet<std::net::Ipv6Addr> = op.addresses.iter().filter_map(|a| match a { IpAddr::V6(v) => Some(*v), _ => None }).collect();
-    let instance = op.instance_id.clone().unwrap_or_else(|| InstanceId(String::new()));
+    let v4: BTreeSet<std::net::Ipv4Addr> = op
+        .addresses
+        .iter()
+        .filter_map(|a| match a {
+            IpAddr::V4(v) => Some(*v),
+            _ => None,
+        })
+        .collect();
+    let v6: BTreeSet<std::net::Ipv6Addr> = op
+        .addresses
+        .iter()
+        .filter_map(|a| match a {
+            IpAddr::V6(v) => Some(*v),
+            _ => None,
+        })
+        .collect();
+    let instance = op
+        .instance_id
+        .clone()
+        .unwrap_or_else(|| InstanceId(String::new()));
     match op.action {
         CloudAction::AssignIpv4 => Step::AssignIpv4 {
             request: match op.count {
@@ -868,24 +1162,40 @@ fn step_of(op: &Operation) -> Step {
                 None => Ipv4Request::Addresses(v4),
             },
         },
-        CloudAction::UnassignIpv4 => Step::UnassignIpv4 { addresses: v4, reason: plan::ReleaseReason::ScaleDown },
-        CloudAction::AssignIpv6 => Step::AssignIpv6 { count: op.count.unwrap_or(1), billing: op.ipv6_billing.clone() },
-        CloudAction::UnassignIpv6 => Step::UnassignIpv6 { addresses: v6, reason: plan::ReleaseReason::ScaleDown },
+        CloudAction::UnassignIpv4 => Step::UnassignIpv4 {
+            addresses: v4,
+            reason: plan::ReleaseReason::ScaleDown,
+        },
+        CloudAction::AssignIpv6 => Step::AssignIpv6 {
+            count: op.count.unwrap_or(1),
+            billing: op.ipv6_billing.clone(),
+        },
+        CloudAction::UnassignIpv6 => Step::UnassignIpv6 {
+            addresses: v6,
+            reason: plan::ReleaseReason::ScaleDown,
+        },
         CloudAction::Attach => Step::Attach { instance },
         CloudAction::Detach => Step::Detach { instance },
     }
 }
 
 fn refused_message(e: &CloudError) -> String {
-    format!("{} failed with {}: {}; not retried until the spec changes", e.action, e.code, e.message)
+    format!(
+        "{} failed with {}: {}; not retried until the spec changes",
+        e.action, e.code, e.message
+    )
 }
 
 fn describe_steps(steps: &[Step]) -> String {
     let parts: Vec<String> = steps
         .iter()
         .map(|s| match s {
-            Step::AssignIpv4 { request: Ipv4Request::Addresses(a) } => format!("assign {}", join(a)),
-            Step::AssignIpv4 { request: Ipv4Request::Count(n) } => format!("assign {n} IPv4"),
+            Step::AssignIpv4 {
+                request: Ipv4Request::Addresses(a),
+            } => format!("assign {}", join(a)),
+            Step::AssignIpv4 {
+                request: Ipv4Request::Count(n),
+            } => format!("assign {n} IPv4"),
             Step::UnassignIpv4 { addresses, .. } => format!("release {}", join(addresses)),
             Step::AssignIpv6 { count, .. } => format!("assign {count} IPv6"),
             Step::UnassignIpv6 { addresses, .. } => format!("release {}", join(addresses)),
@@ -897,5 +1207,8 @@ fn describe_steps(steps: &[Step]) -> String {
 }
 
 fn join<A: std::fmt::Display>(set: &BTreeSet<A>) -> String {
-    set.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
+    set.iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }

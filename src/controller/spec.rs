@@ -11,8 +11,8 @@ use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::api::v1alpha1::{
-    AddressSource, DeletionPolicy, InternetChargeType, ManagementPolicy, NicIpClaimSpec,
-    NicIpClaimStatus, OwnedAddress, QosLevel, MAX_IPV4_ADDRESSES, MAX_IPV6_ADDRESSES,
+    AddressSource, DeletionPolicy, InternetChargeType, MAX_IPV4_ADDRESSES, MAX_IPV6_ADDRESSES,
+    ManagementPolicy, NicIpClaimSpec, NicIpClaimStatus, OwnedAddress, QosLevel,
 };
 use crate::cloud::{Capabilities, InstanceId, Ipv6Billing, NicRef, Provider};
 
@@ -92,7 +92,9 @@ pub fn validate(
         Some(v4) => {
             let want = match (&v4.addresses, v4.count) {
                 (Some(_), Some(_)) | (None, None) => {
-                    return Err(invalid("set exactly one of spec.ipv4.addresses and spec.ipv4.count"));
+                    return Err(invalid(
+                        "set exactly one of spec.ipv4.addresses and spec.ipv4.count",
+                    ));
                 }
                 (Some(list), None) => Ipv4Want::Addresses(parse_ipv4_list(list)?),
                 (None, Some(n)) if (1..=MAX_IPV4_ADDRESSES).contains(&n) => Ipv4Want::Count(n),
@@ -143,7 +145,9 @@ pub fn validate(
             }
             let id = a.instance_id.trim();
             if id.is_empty() || id.len() > 64 {
-                return Err(invalid("spec.attachment.instanceId must be 1 to 64 characters"));
+                return Err(invalid(
+                    "spec.attachment.instanceId must be 1 to 64 characters",
+                ));
             }
             Some(InstanceId(id.to_string()))
         }
@@ -228,7 +232,9 @@ fn ipv6_billing(
     if let Some(size) = v6.package_size
         && (!size.is_finite() || size < 0.0 || ((size * 10.0).round() - size * 10.0).abs() > 1e-6)
     {
-        return Err(invalid("spec.ipv6.packageSize must be 0 or a multiple of 0.1 TB"));
+        return Err(invalid(
+            "spec.ipv6.packageSize must be 0 or a multiple of 0.1 TB",
+        ));
     }
     Ok(Some(Ipv6Billing {
         internet_charge_type: charge.map(|c| format!("{c:?}")),
@@ -284,7 +290,11 @@ impl Ownership {
                     Ok(a) if seen.insert(a) => out.push(Owned {
                         address: a,
                         source: e.source,
-                        since: e.since.as_ref().map(|t| t.0).unwrap_or(jiff::Timestamp::UNIX_EPOCH),
+                        since: e
+                            .since
+                            .as_ref()
+                            .map(|t| t.0)
+                            .unwrap_or(jiff::Timestamp::UNIX_EPOCH),
                     }),
                     Ok(_) => {}
                     Err(_) => unreadable.push(e.address.clone()),
@@ -354,23 +364,36 @@ mod tests {
         let all = caps(true, true);
         let cases: Vec<(NicIpClaimSpec, Provider, &str)> = vec![
             (
-                NicIpClaimSpec { ipv4: list(&["10.0.0.5", "10.0.0.x"]), ..spec() },
+                NicIpClaimSpec {
+                    ipv4: list(&["10.0.0.5", "10.0.0.x"]),
+                    ..spec()
+                },
                 Provider::Tencent,
                 "spec.ipv4.addresses[1]",
             ),
             (
-                NicIpClaimSpec { ipv4: list(&["10.0.0.5", "10.0.0.5"]), ..spec() },
+                NicIpClaimSpec {
+                    ipv4: list(&["10.0.0.5", "10.0.0.5"]),
+                    ..spec()
+                },
                 Provider::Tencent,
                 "listed twice",
             ),
             (
-                NicIpClaimSpec { ipv4: list(&["127.0.0.1"]), ..spec() },
+                NicIpClaimSpec {
+                    ipv4: list(&["127.0.0.1"]),
+                    ..spec()
+                },
                 Provider::Tencent,
                 "not a unicast",
             ),
             (
                 NicIpClaimSpec {
-                    ipv4: Some(Ipv4Spec { addresses: None, count: Some(51), qos_level: None }),
+                    ipv4: Some(Ipv4Spec {
+                        addresses: None,
+                        count: Some(51),
+                        qos_level: None,
+                    }),
                     ..spec()
                 },
                 Provider::Tencent,
@@ -378,7 +401,11 @@ mod tests {
             ),
             (
                 NicIpClaimSpec {
-                    ipv4: Some(Ipv4Spec { addresses: None, count: None, qos_level: None }),
+                    ipv4: Some(Ipv4Spec {
+                        addresses: None,
+                        count: None,
+                        qos_level: None,
+                    }),
                     ..spec()
                 },
                 Provider::Tencent,
@@ -387,7 +414,11 @@ mod tests {
             (spec(), Provider::TencentLegacy, "spec.vpcId"),
             (
                 NicIpClaimSpec {
-                    ipv4: Some(Ipv4Spec { addresses: None, count: Some(2), qos_level: Some(QosLevel::Au) }),
+                    ipv4: Some(Ipv4Spec {
+                        addresses: None,
+                        count: Some(2),
+                        qos_level: Some(QosLevel::Au),
+                    }),
                     ..spec()
                 },
                 Provider::Zenlayer,
@@ -395,7 +426,11 @@ mod tests {
             ),
             (
                 NicIpClaimSpec {
-                    ipv6: Some(Ipv6Spec { count: 1, bandwidth: Some(5), ..Default::default() }),
+                    ipv6: Some(Ipv6Spec {
+                        count: 1,
+                        bandwidth: Some(5),
+                        ..Default::default()
+                    }),
                     ..spec()
                 },
                 Provider::Zenlayer,
@@ -403,7 +438,10 @@ mod tests {
             ),
             (
                 NicIpClaimSpec {
-                    ipv6: Some(Ipv6Spec { count: 11, ..Default::default() }),
+                    ipv6: Some(Ipv6Spec {
+                        count: 11,
+                        ..Default::default()
+                    }),
                     ..spec()
                 },
                 Provider::Tencent,
@@ -421,28 +459,67 @@ mod tests {
         let legacy = caps(false, false);
         let s = NicIpClaimSpec {
             vpc_id: Some("vpc-1".into()),
-            ipv6: Some(Ipv6Spec { count: 1, ..Default::default() }),
+            ipv6: Some(Ipv6Spec {
+                count: 1,
+                ..Default::default()
+            }),
             ..spec()
         };
-        assert_eq!(validate(&s, Provider::TencentLegacy, &legacy).unwrap_err().reason, "Unsupported");
+        assert_eq!(
+            validate(&s, Provider::TencentLegacy, &legacy)
+                .unwrap_err()
+                .reason,
+            "Unsupported"
+        );
         let s = NicIpClaimSpec {
             vpc_id: Some("vpc-1".into()),
-            attachment: Some(AttachmentSpec { instance_id: "ins-1".into() }),
+            attachment: Some(AttachmentSpec {
+                instance_id: "ins-1".into(),
+            }),
             ..spec()
         };
-        assert_eq!(validate(&s, Provider::TencentLegacy, &legacy).unwrap_err().reason, "Unsupported");
-        let zen = Capabilities { max_ipv6_per_nic: 1, ..caps(true, true) };
-        let s = NicIpClaimSpec { ipv6: Some(Ipv6Spec { count: 2, ..Default::default() }), ..spec() };
+        assert_eq!(
+            validate(&s, Provider::TencentLegacy, &legacy)
+                .unwrap_err()
+                .reason,
+            "Unsupported"
+        );
+        let zen = Capabilities {
+            max_ipv6_per_nic: 1,
+            ..caps(true, true)
+        };
+        let s = NicIpClaimSpec {
+            ipv6: Some(Ipv6Spec {
+                count: 2,
+                ..Default::default()
+            }),
+            ..spec()
+        };
         assert!(validate(&s, Provider::Zenlayer, &zen).is_err());
-        let s = NicIpClaimSpec { ipv6: Some(Ipv6Spec { count: 1, ..Default::default() }), ..spec() };
-        assert_eq!(validate(&s, Provider::Zenlayer, &zen).unwrap().ipv6.unwrap().count, 1);
+        let s = NicIpClaimSpec {
+            ipv6: Some(Ipv6Spec {
+                count: 1,
+                ..Default::default()
+            }),
+            ..spec()
+        };
+        assert_eq!(
+            validate(&s, Provider::Zenlayer, &zen)
+                .unwrap()
+                .ipv6
+                .unwrap()
+                .count,
+            1
+        );
     }
 
     #[test]
     fn a_valid_spec_is_typed() {
         let s = NicIpClaimSpec {
             ipv4: list(&["10.0.0.6", "10.0.0.5"]),
-            attachment: Some(AttachmentSpec { instance_id: " ins-1 ".into() }),
+            attachment: Some(AttachmentSpec {
+                instance_id: " ins-1 ".into(),
+            }),
             ..spec()
         };
         let v = validate(&s, Provider::Tencent, &caps(true, true)).unwrap();
@@ -457,8 +534,18 @@ mod tests {
     fn unreadable_owned_entries_are_reported_not_owned() {
         let status = NicIpClaimStatus {
             ipv4: vec![
-                OwnedAddress { address: "10.0.0.5".into(), source: AddressSource::Count, state: crate::api::v1alpha1::AddressState::Assigned, since: None },
-                OwnedAddress { address: "bogus".into(), source: AddressSource::Count, state: crate::api::v1alpha1::AddressState::Assigned, since: None },
+                OwnedAddress {
+                    address: "10.0.0.5".into(),
+                    source: AddressSource::Count,
+                    state: crate::api::v1alpha1::AddressState::Assigned,
+                    since: None,
+                },
+                OwnedAddress {
+                    address: "bogus".into(),
+                    source: AddressSource::Count,
+                    state: crate::api::v1alpha1::AddressState::Assigned,
+                    since: None,
+                },
             ],
             ..Default::default()
         };

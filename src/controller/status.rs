@@ -37,11 +37,17 @@ pub enum Standing {
 
 impl Standing {
     pub fn progressing(reason: &str, message: impl Into<String>) -> Self {
-        Standing::Progressing { reason: reason.to_string(), message: message.into() }
+        Standing::Progressing {
+            reason: reason.to_string(),
+            message: message.into(),
+        }
     }
 
     pub fn stalled(reason: &str, message: impl Into<String>) -> Self {
-        Standing::Stalled { reason: reason.to_string(), message: message.into() }
+        Standing::Stalled {
+            reason: reason.to_string(),
+            message: message.into(),
+        }
     }
 
     pub fn reason(&self) -> &str {
@@ -76,20 +82,34 @@ pub struct Report<'a> {
 
 /// Builds the whole status. `previous` keeps condition transition times and
 /// the observed NIC when this reconcile did not observe it.
-pub fn build(report: Report<'_>, previous: Option<&NicIpClaimStatus>, now: jiff::Timestamp) -> NicIpClaimStatus {
-    let previous_conditions = previous.map(|p| p.conditions.as_slice()).unwrap_or_default();
+pub fn build(
+    report: Report<'_>,
+    previous: Option<&NicIpClaimStatus>,
+    now: jiff::Timestamp,
+) -> NicIpClaimStatus {
+    let previous_conditions = previous
+        .map(|p| p.conditions.as_slice())
+        .unwrap_or_default();
     let pending_assign: Vec<IpAddr> = match report.pending {
-        Some(op) if matches!(op.action, Action::AssignIpv4 | Action::AssignIpv6) => op.addresses.clone(),
+        Some(op) if matches!(op.action, Action::AssignIpv4 | Action::AssignIpv6) => {
+            op.addresses.clone()
+        }
         _ => Vec::new(),
     };
     let releasing: Vec<IpAddr> = match report.pending {
-        Some(op) if matches!(op.action, Action::UnassignIpv4 | Action::UnassignIpv6) => op.addresses.clone(),
+        Some(op) if matches!(op.action, Action::UnassignIpv4 | Action::UnassignIpv6) => {
+            op.addresses.clone()
+        }
         _ => Vec::new(),
     };
     let entry = |address: IpAddr, source: AddressSource, since: jiff::Timestamp| OwnedAddress {
         address: address.to_string(),
         source,
-        state: if releasing.contains(&address) { AddressState::Releasing } else { AddressState::Assigned },
+        state: if releasing.contains(&address) {
+            AddressState::Releasing
+        } else {
+            AddressState::Assigned
+        },
         since: Some(Time(since)),
     };
     let mut ipv4: Vec<OwnedAddress> = report
@@ -120,8 +140,8 @@ pub fn build(report: Report<'_>, previous: Option<&NicIpClaimStatus>, now: jiff:
             _ => {}
         }
     }
-    ipv4.sort_by(|a, b| sort_key(&a.address).cmp(&sort_key(&b.address)));
-    ipv6.sort_by(|a, b| sort_key(&a.address).cmp(&sort_key(&b.address)));
+    ipv4.sort_by_key(|a| sort_key(&a.address));
+    ipv6.sort_by_key(|a| sort_key(&a.address));
 
     let attachment = attachment_status(report.owned, report.pending);
     let nic = match report.nic {
@@ -132,7 +152,15 @@ pub fn build(report: Report<'_>, previous: Option<&NicIpClaimStatus>, now: jiff:
     let generation = report.generation;
     let mut conditions = Vec::new();
     let mut put = |type_: &str, ok: bool, reason: &str, message: &str| {
-        conditions.push(condition(previous_conditions, generation, now, type_, ok, reason, message));
+        conditions.push(condition(
+            previous_conditions,
+            generation,
+            now,
+            type_,
+            ok,
+            reason,
+            message,
+        ));
     };
     match &report.standing {
         Standing::Converged => {
@@ -261,31 +289,66 @@ pub fn last_error(e: &CloudError, now: jiff::Timestamp) -> LastError {
 }
 
 /// The detail conditions of a plan's outcome.
-pub fn details(spec: &ValidSpec, owned: &Ownership, remaining: &[super::plan::Step], why: Option<&str>) -> Vec<Detail> {
+pub fn details(
+    spec: &ValidSpec,
+    owned: &Ownership,
+    remaining: &[super::plan::Step],
+    why: Option<&str>,
+) -> Vec<Detail> {
     use super::plan::Step;
     let mut out = Vec::new();
-    let v4_left = remaining.iter().any(|s| matches!(s, Step::AssignIpv4 { .. } | Step::UnassignIpv4 { .. }));
-    let v6_left = remaining.iter().any(|s| matches!(s, Step::AssignIpv6 { .. } | Step::UnassignIpv6 { .. }));
-    let att_left = remaining.iter().any(|s| matches!(s, Step::Attach { .. } | Step::Detach { .. }));
+    let v4_left = remaining
+        .iter()
+        .any(|s| matches!(s, Step::AssignIpv4 { .. } | Step::UnassignIpv4 { .. }));
+    let v6_left = remaining
+        .iter()
+        .any(|s| matches!(s, Step::AssignIpv6 { .. } | Step::UnassignIpv6 { .. }));
+    let att_left = remaining
+        .iter()
+        .any(|s| matches!(s, Step::Attach { .. } | Step::Detach { .. }));
     let pending_reason = why.unwrap_or("Pending");
     let detail = |type_, ok: bool, done: &str| Detail {
         type_,
         ok,
-        reason: if ok { "Assigned".to_string() } else { pending_reason.to_string() },
-        message: if ok { done.to_string() } else { format!("in progress: {pending_reason}") },
+        reason: if ok {
+            "Assigned".to_string()
+        } else {
+            pending_reason.to_string()
+        },
+        message: if ok {
+            done.to_string()
+        } else {
+            format!("in progress: {pending_reason}")
+        },
     };
     if !matches!(spec.ipv4, Ipv4Want::Nothing) || !owned.ipv4.is_empty() {
-        out.push(detail(IPV4_ASSIGNED, !v4_left && why.is_none(), "the NIC carries the requested IPv4 addresses"));
+        out.push(detail(
+            IPV4_ASSIGNED,
+            !v4_left && why.is_none(),
+            "the NIC carries the requested IPv4 addresses",
+        ));
     }
     if spec.ipv6.is_some() || !owned.ipv6.is_empty() {
-        out.push(detail(IPV6_ASSIGNED, !v6_left && why.is_none(), "the NIC carries the requested IPv6 addresses"));
+        out.push(detail(
+            IPV6_ASSIGNED,
+            !v6_left && why.is_none(),
+            "the NIC carries the requested IPv6 addresses",
+        ));
     }
     if let Some(instance) = &spec.instance {
-        let ok = !att_left && owned.attachment.as_ref().is_some_and(|a| &a.instance == instance);
+        let ok = !att_left
+            && owned
+                .attachment
+                .as_ref()
+                .is_some_and(|a| &a.instance == instance);
         out.push(Detail {
             type_: ATTACHED,
             ok,
-            reason: if ok { "Attached".into() } else { pending_reason.to_string() },
+            reason: if ok {
+                "Attached".into()
+            } else {
+                pending_reason.to_string()
+            },
             message: if ok {
                 format!("the NIC is attached to instance {instance}")
             } else {
@@ -337,27 +400,69 @@ mod tests {
     fn transition_times_move_only_when_a_status_flips() {
         let s = spec();
         let owned = Ownership {
-            ipv4: vec![Owned { address: "10.0.0.5".parse().unwrap(), source: AddressSource::Count, since: t(0) }],
+            ipv4: vec![Owned {
+                address: "10.0.0.5".parse().unwrap(),
+                source: AddressSource::Count,
+                since: t(0),
+            }],
             ..Default::default()
         };
-        let first = build(report(&s, &owned, Standing::progressing("Assigning", "assigning")), None, t(10));
-        let second = build(report(&s, &owned, Standing::progressing("WaitingForCloud", "waiting")), Some(&first), t(20));
-        let ready = |st: &NicIpClaimStatus| st.conditions.iter().find(|c| c.type_ == READY).unwrap().clone();
+        let first = build(
+            report(&s, &owned, Standing::progressing("Assigning", "assigning")),
+            None,
+            t(10),
+        );
+        let second = build(
+            report(
+                &s,
+                &owned,
+                Standing::progressing("WaitingForCloud", "waiting"),
+            ),
+            Some(&first),
+            t(20),
+        );
+        let ready = |st: &NicIpClaimStatus| {
+            st.conditions
+                .iter()
+                .find(|c| c.type_ == READY)
+                .unwrap()
+                .clone()
+        };
         assert_eq!(ready(&second).last_transition_time, Time(t(10)));
         assert_eq!(ready(&second).reason, "WaitingForCloud");
-        let third = build(report(&s, &owned, Standing::Converged), Some(&second), t(30));
+        let third = build(
+            report(&s, &owned, Standing::Converged),
+            Some(&second),
+            t(30),
+        );
         assert_eq!(ready(&third).status, "True");
         assert_eq!(ready(&third).last_transition_time, Time(t(30)));
-        assert!(third.conditions.iter().all(|c| c.observed_generation == Some(3)));
+        assert!(
+            third
+                .conditions
+                .iter()
+                .all(|c| c.observed_generation == Some(3))
+        );
         // The same inputs give the same status: nothing to write.
-        assert_eq!(third, build(report(&s, &owned, Standing::Converged), Some(&third), t(40)));
+        assert_eq!(
+            third,
+            build(report(&s, &owned, Standing::Converged), Some(&third), t(40))
+        );
     }
 
     #[test]
     fn stalled_claims_say_so_in_three_conditions() {
         let s = spec();
         let owned = Ownership::default();
-        let st = build(report(&s, &owned, Standing::stalled("Conflict", "claim ns/a owns NIC eni-1")), None, t(0));
+        let st = build(
+            report(
+                &s,
+                &owned,
+                Standing::stalled("Conflict", "claim ns/a owns NIC eni-1"),
+            ),
+            None,
+            t(0),
+        );
         let get = |ty: &str| st.conditions.iter().find(|c| c.type_ == ty).unwrap();
         assert_eq!(get(STALLED).status, "True");
         assert_eq!(get(READY).status, "False");

@@ -15,7 +15,7 @@ use nicip::cloudsim::{self, AuditEntry, RunningSim, World};
 use nicip::controller::{CheckpointHook, Handles, Settings};
 use nicip::kubesim::{KubeSim, RunningKubeSim};
 use nicip::ops::{Fence, Health, Metrics};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -114,23 +114,37 @@ impl Env {
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .try_init();
         let world = World::from_yaml(yaml).expect("test world");
-        let cloud = cloudsim::start(world, "127.0.0.1:0".parse().unwrap()).await.expect("cloudsim");
-        let kube = KubeSim::new(nicip::api::crds()).start().await.expect("kubesim");
+        let cloud = cloudsim::start(world, "127.0.0.1:0".parse().unwrap())
+            .await
+            .expect("cloudsim");
+        let kube = KubeSim::new(nicip::api::crds())
+            .start()
+            .await
+            .expect("kubesim");
         let client = kube.client().expect("client");
         for ns in [NS, SECRETS_NS, "other"] {
             let api: Api<Namespace> = Api::all(client.clone());
             let _ = api
-                .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap())
+                .create(
+                    &PostParams::default(),
+                    &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
+                )
                 .await;
         }
         let secrets: Api<Secret> = Api::namespaced(client.clone(), SECRETS_NS);
-        for (name, id, key) in [("zenlayer-creds", ZL_KEY, ZL_SECRET), ("tencent-creds", TC_ID, TC_SECRET)] {
+        for (name, id, key) in [
+            ("zenlayer-creds", ZL_KEY, ZL_SECRET),
+            ("tencent-creds", TC_ID, TC_SECRET),
+        ] {
             let s: Secret = serde_json::from_value(json!({
                 "metadata": {"name": name},
                 "stringData": {"accessKeyId": id, "accessKeySecret": key},
             }))
             .unwrap();
-            secrets.create(&PostParams::default(), &s).await.expect("secret");
+            secrets
+                .create(&PostParams::default(), &s)
+                .await
+                .expect("secret");
         }
         let env = Env {
             kube,
@@ -168,7 +182,13 @@ impl Env {
         }
         let api: Api<ProviderConfig> = Api::all(self.client.clone());
         let pc = json!({"apiVersion": "nicip.io/v1alpha1", "kind": "ProviderConfig", "metadata": {"name": name}, "spec": spec});
-        api.patch(name, &PatchParams::apply("test").force(), &Patch::Apply(&pc)).await.expect("providerconfig");
+        api.patch(
+            name,
+            &PatchParams::apply("test").force(),
+            &Patch::Apply(&pc),
+        )
+        .await
+        .expect("providerconfig");
     }
 
     pub fn start(&mut self) {
@@ -179,7 +199,11 @@ impl Env {
     pub fn start_with(&mut self, settings: Settings) {
         assert!(self.controller.is_none(), "a controller is already running");
         let metrics = Metrics::new();
-        let handles = Handles { metrics: metrics.clone(), health: Health::new(), fence: Fence::always() };
+        let handles = Handles {
+            metrics: metrics.clone(),
+            health: Health::new(),
+            fence: Fence::always(),
+        };
         let (stop, stopped) = oneshot::channel::<()>();
         let client = self.client.clone();
         let task = tokio::spawn(async move {
@@ -188,7 +212,11 @@ impl Env {
             })
             .await
         });
-        self.controller = Some(Running { task, stop, metrics });
+        self.controller = Some(Running {
+            task,
+            stop,
+            metrics,
+        });
     }
 
     /// Kills the controller where it is, as a crash would: nothing after this
@@ -204,11 +232,17 @@ impl Env {
     pub async fn stop(&mut self) -> anyhow::Result<()> {
         let r = self.controller.take().expect("a running controller");
         let _ = r.stop.send(());
-        tokio::time::timeout(Duration::from_secs(30), r.task).await.expect("stops in time").expect("joins")
+        tokio::time::timeout(Duration::from_secs(30), r.task)
+            .await
+            .expect("stops in time")
+            .expect("joins")
     }
 
     pub fn metrics(&self) -> String {
-        self.controller.as_ref().map(|r| r.metrics.encode()).unwrap_or_default()
+        self.controller
+            .as_ref()
+            .map(|r| r.metrics.encode())
+            .unwrap_or_default()
     }
 
     pub fn claims(&self) -> Api<NicIpClaim> {
@@ -219,13 +253,20 @@ impl Env {
     pub async fn apply(&self, name: &str, spec: Value) {
         let claim = json!({"apiVersion": "nicip.io/v1alpha1", "kind": "NicIpClaim", "metadata": {"name": name}, "spec": spec});
         self.claims()
-            .patch(name, &PatchParams::apply("test").force(), &Patch::Apply(&claim))
+            .patch(
+                name,
+                &PatchParams::apply("test").force(),
+                &Patch::Apply(&claim),
+            )
             .await
             .unwrap_or_else(|e| panic!("applying claim {name}: {e}"));
     }
 
     pub async fn delete(&self, name: &str) {
-        self.claims().delete(name, &DeleteParams::default()).await.expect("delete");
+        self.claims()
+            .delete(name, &DeleteParams::default())
+            .await
+            .expect("delete");
     }
 
     pub async fn get(&self, name: &str) -> Option<NicIpClaim> {
@@ -233,7 +274,12 @@ impl Env {
     }
 
     /// Waits until the claim satisfies `check` (20 s at most), returning it.
-    pub async fn wait(&self, name: &str, what: &str, check: impl Fn(&NicIpClaim) -> bool) -> NicIpClaim {
+    pub async fn wait(
+        &self,
+        name: &str,
+        what: &str,
+        check: impl Fn(&NicIpClaim) -> bool,
+    ) -> NicIpClaim {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
             let claim = self.get(name).await;
@@ -259,7 +305,11 @@ impl Env {
     pub async fn wait_gone(&self, name: &str) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         while self.get(name).await.is_some() {
-            assert!(tokio::time::Instant::now() < deadline, "claim {name} was never deleted: {:?}", self.get(name).await);
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "claim {name} was never deleted: {:?}",
+                self.get(name).await
+            );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
@@ -267,32 +317,69 @@ impl Env {
     /// Secondary IPv4 addresses of a NIC in the simulated cloud.
     pub fn ipv4(&self, nic: &str) -> BTreeSet<String> {
         let w = self.cloud.world();
-        let n = w.zenlayer.nics.get(nic).or_else(|| w.tencent.nics.get(nic)).unwrap_or_else(|| panic!("no NIC {nic}"));
-        n.secondary_ipv4.iter().map(|e| e.address.to_string()).collect()
+        let n = w
+            .zenlayer
+            .nics
+            .get(nic)
+            .or_else(|| w.tencent.nics.get(nic))
+            .unwrap_or_else(|| panic!("no NIC {nic}"));
+        n.secondary_ipv4
+            .iter()
+            .map(|e| e.address.to_string())
+            .collect()
     }
 
     pub fn ipv6(&self, nic: &str) -> BTreeSet<String> {
         let w = self.cloud.world();
-        let n = w.zenlayer.nics.get(nic).or_else(|| w.tencent.nics.get(nic)).unwrap_or_else(|| panic!("no NIC {nic}"));
+        let n = w
+            .zenlayer
+            .nics
+            .get(nic)
+            .or_else(|| w.tencent.nics.get(nic))
+            .unwrap_or_else(|| panic!("no NIC {nic}"));
         n.ipv6.iter().map(|e| e.address.to_string()).collect()
     }
 
     pub fn instance_of(&self, nic: &str) -> Option<String> {
         let w = self.cloud.world();
-        let n = w.zenlayer.nics.get(nic).or_else(|| w.tencent.nics.get(nic)).unwrap_or_else(|| panic!("no NIC {nic}"));
+        let n = w
+            .zenlayer
+            .nics
+            .get(nic)
+            .or_else(|| w.tencent.nics.get(nic))
+            .unwrap_or_else(|| panic!("no NIC {nic}"));
         n.instance_id.clone()
     }
 
     /// Unassigns an address from a Zenlayer NIC through the cloud's API, as
     /// someone outside nicip would.
     pub async fn zenlayer_unassign_out_of_band(&self, nic: &str, address: &str) {
-        use nicip::cloud::{Credentials, IdempotencyKey, NicRef, Operation, Provider, ProviderSettings, Transport, TransportConfig};
+        use nicip::cloud::{
+            Credentials, IdempotencyKey, NicRef, Operation, Provider, ProviderSettings, Transport,
+            TransportConfig,
+        };
         let settings = ProviderSettings::new(Provider::Zenlayer, "", "out-of-band")
             .with_endpoint(format!("{}/api/v2/zec", self.cloud.base_url()));
-        let provider = nicip::cloud::connect(&settings, Transport::new(TransportConfig::default()).unwrap(), Credentials::new(ZL_KEY, ZL_SECRET)).unwrap();
+        let provider = nicip::cloud::connect(
+            &settings,
+            Transport::new(TransportConfig::default()).unwrap(),
+            Credentials::new(ZL_KEY, ZL_SECRET),
+        )
+        .unwrap();
         let nic = NicRef::new(nic);
-        let observed = provider.describe_nics(std::slice::from_ref(&nic)).await.unwrap().remove(0);
-        let mut op = Operation::unassign_ipv4(&nic, &[address.parse().unwrap()].into(), &observed, &IdempotencyKey::derive("out-of-band", 1, 0), 1, 0);
+        let observed = provider
+            .describe_nics(std::slice::from_ref(&nic))
+            .await
+            .unwrap()
+            .remove(0);
+        let mut op = Operation::unassign_ipv4(
+            &nic,
+            &[address.parse().unwrap()].into(),
+            &observed,
+            &IdempotencyKey::derive("out-of-band", 1, 0),
+            1,
+            0,
+        );
         op.mark_sent();
         provider.submit(&op).await.expect("out-of-band unassign");
     }
@@ -303,7 +390,10 @@ impl Env {
 
     /// Successful calls of these actions.
     pub fn count(&self, actions: &[&str]) -> usize {
-        self.audit().iter().filter(|e| actions.contains(&e.action.as_str())).count()
+        self.audit()
+            .iter()
+            .filter(|e| actions.contains(&e.action.as_str()))
+            .count()
     }
 }
 
@@ -337,25 +427,43 @@ pub const MUTATIONS: &[&str] = &[
     "DetachNetworkInterface",
 ];
 
-pub fn condition<'a>(c: &'a NicIpClaim, type_: &str) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
-    c.status.as_ref()?.conditions.iter().find(|x| x.type_ == type_)
+pub fn condition<'a>(
+    c: &'a NicIpClaim,
+    type_: &str,
+) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    c.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|x| x.type_ == type_)
 }
 
 pub fn is_ready(c: &NicIpClaim) -> bool {
-    condition(c, "Ready").is_some_and(|r| r.status == "True" && r.observed_generation == c.metadata.generation)
-        && c.status.as_ref().is_some_and(|s| s.pending_operation.is_none())
+    condition(c, "Ready")
+        .is_some_and(|r| r.status == "True" && r.observed_generation == c.metadata.generation)
+        && c.status
+            .as_ref()
+            .is_some_and(|s| s.pending_operation.is_none())
 }
 
 pub fn is_stalled(c: &NicIpClaim, reason: &str) -> bool {
-    condition(c, "Stalled").is_some_and(|r| r.status == "True" && r.reason == reason && r.observed_generation == c.metadata.generation)
+    condition(c, "Stalled").is_some_and(|r| {
+        r.status == "True" && r.reason == reason && r.observed_generation == c.metadata.generation
+    })
 }
 
 pub fn owned4(c: &NicIpClaim) -> BTreeSet<String> {
-    c.status.as_ref().map(|s| s.ipv4.iter().map(|o| o.address.clone()).collect()).unwrap_or_default()
+    c.status
+        .as_ref()
+        .map(|s| s.ipv4.iter().map(|o| o.address.clone()).collect())
+        .unwrap_or_default()
 }
 
 pub fn owned6(c: &NicIpClaim) -> BTreeSet<String> {
-    c.status.as_ref().map(|s| s.ipv6.iter().map(|o| o.address.clone()).collect()).unwrap_or_default()
+    c.status
+        .as_ref()
+        .map(|s| s.ipv6.iter().map(|o| o.address.clone()).collect())
+        .unwrap_or_default()
 }
 
 pub fn set(list: &[&str]) -> BTreeSet<String> {
@@ -364,7 +472,10 @@ pub fn set(list: &[&str]) -> BTreeSet<String> {
 
 /// A hook that freezes every reconcile reaching `point` for `claim`, and tells
 /// the test it did (the test then kills the controller).
-pub fn freeze_at(point: nicip::controller::Checkpoint, claim: &str) -> (CheckpointHook, tokio::sync::mpsc::UnboundedReceiver<()>) {
+pub fn freeze_at(
+    point: nicip::controller::Checkpoint,
+    claim: &str,
+) -> (CheckpointHook, tokio::sync::mpsc::UnboundedReceiver<()>) {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let claim = format!("{NS}/{claim}");
     let hook: CheckpointHook = Arc::new(move |p, key| {
@@ -390,7 +501,12 @@ pub async fn check_invariants(env: &Env) {
             assert!(seen.insert(a.clone()), "{a} owned twice");
         }
         if is_ready(c) {
-            assert_eq!(owned4(c), env.ipv4(&c.spec.nic_id), "claim {} owns what its NIC carries", c.name_any());
+            assert_eq!(
+                owned4(c),
+                env.ipv4(&c.spec.nic_id),
+                "claim {} owns what its NIC carries",
+                c.name_any()
+            );
         }
     }
 }
