@@ -329,7 +329,7 @@ async fn script(env: &World2, timeout: Duration) -> anyhow::Result<bool> {
                     .chain(n.ipv6.iter().map(|e| e.address.to_string()))
                     .collect();
                 println!(
-                    "{:<18} {:<12} {:<12} {}",
+                    "{:<18} {:<14} {:<12} {}",
                     id,
                     n.status,
                     n.instance_id.clone().unwrap_or_else(|| "-".into()),
@@ -444,10 +444,12 @@ fn settled(c: &NicIpClaim, script: Option<&Script>) -> bool {
     }
 }
 
+/// The Ready condition's reason, once it speaks of the current generation.
 fn reason(c: &NicIpClaim) -> String {
     c.status
         .as_ref()
         .and_then(|s| s.conditions.iter().find(|x| x.type_ == "Ready"))
+        .filter(|x| x.observed_generation == c.metadata.generation)
         .map(|x| x.reason.clone())
         .unwrap_or_else(|| "Pending".into())
 }

@@ -620,7 +620,18 @@ impl<'a> Reconcile<'a> {
     ) -> Result<Action, Error> {
         let generation = self.claim.metadata.generation.unwrap_or(0);
         let text = format!("{} failed with {}: {}", e.action, e.code, e.message);
-        let (standing, action) = match e.class {
+        // A state the cloud refuses changes in that does not pass by itself
+        // (say `CREATE_FAILED`): retrying cannot help, whatever the code's class.
+        let stuck_nic = a
+            .nic
+            .as_ref()
+            .is_some_and(|n| matches!(n.status, crate::cloud::NicStatus::Other(_)));
+        let class = if stuck_nic && e.class == ErrorClass::Transient {
+            ErrorClass::Terminal
+        } else {
+            e.class
+        };
+        let (standing, action) = match class {
             ErrorClass::Throttled => (
                 Standing::progressing(
                     "Throttled",
