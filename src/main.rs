@@ -48,8 +48,11 @@ fn main() -> ExitCode {
             .and_then(|rt| rt.block_on(nicip::controller::cli::main(*args))),
         #[cfg(feature = "sim")]
         Command::Demo(args) => {
-            return match nicip::ops::init_logging(nicip::ops::LogFormat::Text, "warn")
-                .and_then(|()| tokio::runtime::Runtime::new()?.block_on(nicip::demo::run(args)))
+            return match nicip::ops::init_logging(
+                nicip::ops::LogFormat::Text,
+                &std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .and_then(|()| tokio::runtime::Runtime::new()?.block_on(nicip::demo::run(args)))
             {
                 Ok(true) => ExitCode::SUCCESS,
                 Ok(false) => ExitCode::FAILURE,
@@ -60,10 +63,11 @@ fn main() -> ExitCode {
             };
         }
         Command::Plan(args) => {
-            let result =
-                nicip::ops::init_logging(nicip::ops::LogFormat::Text, "warn").and_then(|()| {
-                    tokio::runtime::Runtime::new()?.block_on(nicip::preview::main(*args))
-                });
+            let result = nicip::ops::init_logging(
+                nicip::ops::LogFormat::Text,
+                &std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .and_then(|()| tokio::runtime::Runtime::new()?.block_on(nicip::preview::main(*args)));
             return match result {
                 Ok(code) => ExitCode::from(code),
                 Err(e) => {

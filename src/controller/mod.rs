@@ -369,9 +369,18 @@ pub async fn run(
 
     let (configs, configs_writer) = reflector::store::<ProviderConfig>();
     let configs_api: Api<ProviderConfig> = Api::all(client.clone());
+    // The controller below waits on this store's readiness itself, and a
+    // kube-runtime store wakes only one waiter: this flag is ours.
+    let (configs_listed, mut configs_ready) = tokio::sync::watch::channel(false);
     let config_stream = reflector::reflector(
         configs_writer,
-        watcher(configs_api, watcher::Config::default()).default_backoff(),
+        watcher(configs_api, watcher::Config::default())
+            .default_backoff()
+            .inspect(move |e| {
+                if matches!(e, Ok(watcher::Event::InitDone)) {
+                    let _ = configs_listed.send(true);
+                }
+            }),
     )
     .touched_objects();
     let (secrets, secrets_writer) = reflector::store::<Secret>();
@@ -456,7 +465,9 @@ pub async fn run(
     // once so the first reconciles read batched observations.
     let startup = async {
         claims.wait_until_ready().await?;
-        configs.wait_until_ready().await?;
+        tracing::debug!("claims listed");
+        configs_ready.wait_for(|listed| *listed).await?;
+        tracing::debug!("ProviderConfigs listed; first sweep");
         sweep_all(&ctx, &claims, &wake_tx).await;
         Ok::<(), anyhow::Error>(())
     };
