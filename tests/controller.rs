@@ -729,3 +729,166 @@ async fn graceful_stop_returns_ok() {
     env.wait_ready("g").await;
     env.stop().await.expect("a graceful stop is a clean exit");
 }
+
+fn fault(rule: serde_json::Value) -> nicip::cloudsim::Fault {
+    serde_json::from_value(rule).expect("fault rule")
+}
+
+fn tokens_of(env: &Env, action: &str) -> Vec<String> {
+    env.audit()
+        .iter()
+        .filter(|e| e.action == action)
+        .filter_map(|e| {
+            e.params
+                .get("ClientToken")
+                .and_then(|t| t.as_str())
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+/// A response lost after the cloud applied the change: the claim converges
+/// to exactly its count, on a provider with a token (Tencent) and without
+/// one (Zenlayer, which waits until the call can no longer be in flight).
+#[tokio::test]
+async fn lost_responses_assign_exactly_once() {
+    let mut env = Env::new().await;
+    env.cloud
+        .set_faults(vec![
+            fault(json!({"protocol": "tencent", "action": "AssignPrivateIpAddresses", "dropResponse": true, "times": 1})),
+            fault(json!({"protocol": "zenlayer", "action": "BatchAssignNetworkInterfaceIpv4", "dropResponse": true, "times": 1})),
+        ])
+        .unwrap();
+    env.start();
+    env.apply(
+        "t",
+        json!({"providerConfigRef": pc(TENCENT), "nicId": "eni-t1", "ipv4": {"count": 3}}),
+    )
+    .await;
+    env.apply(
+        "z",
+        json!({"providerConfigRef": pc(ZENLAYER), "nicId": "nic-z2", "ipv4": {"count": 2}}),
+    )
+    .await;
+    let t = env.wait_ready("t").await;
+    assert_eq!(env.ipv4("eni-t1").len(), 3, "never more than asked");
+    assert_eq!(owned4(&t), env.ipv4("eni-t1"));
+    let z = env.wait_ready("z").await;
+    assert_eq!(env.ipv4("nic-z2").len(), 2, "never more than asked");
+    assert_eq!(owned4(&z), env.ipv4("nic-z2"));
+    // Tencent: the lost call is repeated with its own token, never a new one.
+    let tokens = tokens_of(&env, "AssignPrivateIpAddresses");
+    assert!(
+        tokens.len() >= 2 && tokens.iter().all(|t| *t == tokens[0]),
+        "{tokens:?}"
+    );
+}
+
+/// An asynchronous task that ends FAILED: the claim reports it, and the next
+/// attempt is a new call with a new token.
+#[tokio::test]
+async fn a_failed_task_is_reported_and_retried_with_a_new_token() {
+    let mut env = Env::new().await;
+    env.cloud
+        .set_faults(vec![fault(json!({"protocol": "tencent", "action": "AssignPrivateIpAddresses", "failTask": true, "times": 1}))])
+        .unwrap();
+    env.start();
+    env.apply(
+        "f",
+        json!({"providerConfigRef": pc(TENCENT), "nicId": "eni-t2", "ipv4": {"count": 2}}),
+    )
+    .await;
+    let c = env.wait_ready("f").await;
+    assert_eq!(owned4(&c), env.ipv4("eni-t2"));
+    assert_eq!(env.ipv4("eni-t2").len(), 2);
+    let tokens = tokens_of(&env, "AssignPrivateIpAddresses");
+    assert_eq!(tokens.len(), 2, "{tokens:?}");
+    assert_ne!(
+        tokens[0], tokens[1],
+        "a new call after a failed task has a new token"
+    );
+    // The failure was reported on the way: a Warning event with the cloud's code.
+    let events: kube::Api<k8s_openapi::api::events::v1::Event> =
+        kube::Api::namespaced(env.client.clone(), NS);
+    let list = events.list(&Default::default()).await.unwrap();
+    assert!(
+        list.items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("CloudError")
+                && e.type_.as_deref() == Some("Warning")),
+        "{:?}",
+        list.items
+            .iter()
+            .map(|e| (&e.reason, &e.note))
+            .collect::<Vec<_>>()
+    );
+}
+
+/// Throttling and 5xx answers back off and converge, without a claim error
+/// for throttling and without a burst of calls.
+#[tokio::test]
+async fn throttling_and_server_errors_back_off() {
+    let mut env = Env::new().await;
+    env.cloud
+        .set_faults(vec![
+            fault(json!({"protocol": "tencent", "action": "AssignPrivateIpAddresses", "error": "RequestLimitExceeded", "times": 3})),
+            fault(json!({"protocol": "zenlayer", "action": "BatchAssignNetworkInterfaceIpv4", "error": "INTERNAL_SERVER_ERROR", "httpStatus": 500, "times": 3})),
+        ])
+        .unwrap();
+    env.start();
+    env.apply(
+        "t",
+        json!({"providerConfigRef": pc(TENCENT), "nicId": "eni-t1", "ipv4": {"count": 2}}),
+    )
+    .await;
+    env.apply(
+        "z",
+        json!({"providerConfigRef": pc(ZENLAYER), "nicId": "nic-z1", "ipv4": {"count": 2}}),
+    )
+    .await;
+    let t = env.wait_ready("t").await;
+    let z = env.wait_ready("z").await;
+    assert_eq!(owned4(&t).len(), 2);
+    assert_eq!(owned4(&z).len(), 2);
+    // Three refusals and one success each: no retry storm.
+    assert_eq!(env.count(&["AssignPrivateIpAddresses"]), 4);
+    assert_eq!(env.count(&["BatchAssignNetworkInterfaceIpv4"]), 4);
+    assert!(
+        t.status.unwrap().last_error.is_none(),
+        "cleared once converged"
+    );
+}
+
+/// Milestones are Events on the claim, through one reporter.
+#[tokio::test]
+async fn milestones_are_recorded_as_events() {
+    let mut env = Env::new().await;
+    env.start();
+    env.apply("ev", json!({"providerConfigRef": pc(ZENLAYER), "nicId": "nic-zadopt", "ipv4": {"addresses": ["10.0.0.41", "10.0.0.44"]}})).await;
+    env.wait_ready("ev").await;
+    let events: kube::Api<k8s_openapi::api::events::v1::Event> =
+        kube::Api::namespaced(env.client.clone(), NS);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let list = events.list(&Default::default()).await.unwrap();
+        let reasons: Vec<String> = list
+            .items
+            .iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("ev"))
+            .filter_map(|e| e.reason.clone())
+            .collect();
+        if reasons.iter().any(|r| r == "Adopted") && reasons.iter().any(|r| r == "Assigned") {
+            assert!(
+                list.items
+                    .iter()
+                    .all(|e| e.reporting_controller.as_deref() == Some("nicip-controller"))
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "events: {reasons:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
