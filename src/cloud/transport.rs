@@ -480,6 +480,7 @@ impl Transport {
     /// The error's outcome covers every attempt: `Unknown` if any may have
     /// acted.
     #[allow(clippy::too_many_arguments)]
+    #[tracing::instrument(name = "cloud_call", level = "info", skip_all, fields(provider = %provider, action = %action))]
     pub(crate) async fn call<T, B, P>(
         &self,
         provider: Provider,

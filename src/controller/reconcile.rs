@@ -122,10 +122,8 @@ impl<'a> Reconcile<'a> {
     }
 
     async fn run(&mut self) -> Result<Action, Error> {
-        let span = tracing::info_span!("reconcile", namespace = %self.claim.namespace().unwrap_or_default(), name = %self.claim.name_any());
-        let _enter = span.enter();
-        drop(_enter);
         use tracing::Instrument;
+        let span = tracing::info_span!("reconcile", namespace = %self.claim.namespace().unwrap_or_default(), name = %self.claim.name_any());
         self.run_inner().instrument(span).await
     }
 
@@ -172,7 +170,7 @@ impl<'a> Reconcile<'a> {
                     details: Vec::new(),
                     action: Action::requeue(self.ctx.settings.slow_retry),
                 };
-                return self.report(None, &owned, None, None, outcome).await;
+                return self.report(None, &owned, outcome).await;
             }
         };
         let provider = resolved.provider.clone();
@@ -187,7 +185,7 @@ impl<'a> Reconcile<'a> {
                     details: Vec::new(),
                     action: Action::await_change(),
                 };
-                return self.report(None, &owned, None, None, outcome).await;
+                return self.report(None, &owned, outcome).await;
             }
         };
 
@@ -197,7 +195,7 @@ impl<'a> Reconcile<'a> {
                 details: Vec::new(),
                 action: Action::requeue(self.ctx.settings.resync),
             };
-            return self.report(Some(&spec), &owned, None, None, outcome).await;
+            return self.report(Some(&spec), &owned, outcome).await;
         }
 
         if spec.management == ManagementPolicy::Full && !deleting && !self.has_finalizer() {
@@ -284,6 +282,18 @@ impl<'a> Reconcile<'a> {
             self.publish_notes(&p.notes, a.spec.management).await;
 
             if deleting && p.steps.is_empty() && p.wait.is_none() {
+                // Record what was released before the finalizer goes, so that
+                // the status never claims addresses the cloud no longer has.
+                let stored = self
+                    .status()
+                    .and_then(|s| s.pending_operation.as_ref())
+                    .is_some()
+                    || !Ownership::from_status(self.status()).0.is_empty();
+                if stored {
+                    let standing =
+                        Standing::progressing("Releasing", "released; removing the finalizer");
+                    self.write(a, standing, Vec::new()).await?;
+                }
                 return self.finish_deletion().await;
             }
             if a.spec.management == ManagementPolicy::ObserveOnly {
@@ -308,11 +318,8 @@ impl<'a> Reconcile<'a> {
                 );
                 let action = self.ready_action();
                 return self
-                    .report(
-                        Some(&a.spec),
-                        &a.owned.clone(),
-                        a.nic.clone().as_ref(),
-                        None,
+                    .report_apply(
+                        a,
                         Outcome {
                             standing,
                             details,
@@ -810,13 +817,12 @@ impl<'a> Reconcile<'a> {
         self.write_status(report).await
     }
 
-    /// Writes a status computed without an apply (no provider, invalid spec, conflict).
+    /// Writes a status computed without an apply (no provider, invalid spec,
+    /// conflict): what is owned, pending and last failed stays as stored.
     async fn report(
         &mut self,
         spec: Option<&ValidSpec>,
         owned: &Ownership,
-        nic: Option<&ObservedNic>,
-        last_error: Option<LastError>,
         outcome: Outcome,
     ) -> Result<Action, Error> {
         let status = self.status();
@@ -827,10 +833,10 @@ impl<'a> Reconcile<'a> {
             generation: self.claim.metadata.generation,
             spec,
             owned,
-            nic,
+            nic: None,
             pending: pending.as_ref(),
             sequence: status.and_then(|s| s.operation_sequence).unwrap_or(0),
-            last_error: last_error.or_else(|| status.and_then(|s| s.last_error.clone())),
+            last_error: status.and_then(|s| s.last_error.clone()),
             standing: outcome.standing,
             details: outcome.details,
         };
