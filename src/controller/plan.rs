@@ -173,19 +173,7 @@ pub fn plan(input: &Inputs<'_>) -> Plan {
         // empty NIC, so that the first call brings back the cloud's own code
         // (a NIC or VPC that does not exist), which the claim then reports.
         None => {
-            absent = ObservedNic {
-                id: input.spec.nic.id.clone(),
-                status: NicStatus::Available,
-                vpc_id: input.spec.nic.vpc_id.clone(),
-                subnet_id: None,
-                primary_ipv4: None,
-                secondary_ipv4: BTreeSet::new(),
-                ipv6: BTreeSet::new(),
-                ipv6_cidr: None,
-                instance_id: None,
-                addresses_in_flux: BTreeSet::new(),
-                zone: None,
-            };
+            absent = empty_nic(input.spec);
             &absent
         }
     };
@@ -250,6 +238,24 @@ pub fn plan(input: &Inputs<'_>) -> Plan {
         }
     }
     out
+}
+
+/// A NIC as the cloud would show it with nothing on it: what a call is
+/// planned against when no observation is at hand.
+pub fn empty_nic(spec: &ValidSpec) -> ObservedNic {
+    ObservedNic {
+        id: spec.nic.id.clone(),
+        status: NicStatus::Available,
+        vpc_id: spec.nic.vpc_id.clone(),
+        subnet_id: None,
+        primary_ipv4: None,
+        secondary_ipv4: BTreeSet::new(),
+        ipv6: BTreeSet::new(),
+        ipv6_cidr: None,
+        instance_id: None,
+        addresses_in_flux: BTreeSet::new(),
+        zone: None,
+    }
 }
 
 /// States that pass by themselves. Any other state the cloud refuses changes

@@ -412,7 +412,7 @@ impl<'a> Reconcile<'a> {
         a.sequence += 1;
         let seq = a.sequence;
         let key = IdempotencyKey::derive(&self.uid, seq, 0);
-        let before = a.nic.clone().unwrap_or_else(|| empty_nic(&a.spec));
+        let before = a.nic.clone().unwrap_or_else(|| plan::empty_nic(&a.spec));
         let nic = &a.spec.nic;
         match step {
             Step::AssignIpv4 { request } => {
@@ -698,7 +698,7 @@ impl<'a> Reconcile<'a> {
         } else {
             crate::api::v1alpha1::AddressSource::Explicit
         };
-        let nic = a.nic.get_or_insert_with(|| empty_nic(&a.spec));
+        let nic = a.nic.get_or_insert_with(|| plan::empty_nic(&a.spec));
         let shown: Vec<String> = addresses.iter().map(IpAddr::to_string).collect();
         match op.action {
             CloudAction::AssignIpv4 | CloudAction::AssignIpv6 => {
@@ -1111,22 +1111,6 @@ fn release_only_spec(claim: &NicIpClaim) -> ValidSpec {
         instance: None,
         deletion: claim.spec.deletion_policy,
         management: claim.spec.management_policy,
-    }
-}
-
-fn empty_nic(spec: &ValidSpec) -> ObservedNic {
-    ObservedNic {
-        id: spec.nic.id.clone(),
-        status: crate::cloud::NicStatus::Available,
-        vpc_id: spec.nic.vpc_id.clone(),
-        subnet_id: None,
-        primary_ipv4: None,
-        secondary_ipv4: BTreeSet::new(),
-        ipv6: BTreeSet::new(),
-        ipv6_cidr: None,
-        instance_id: None,
-        addresses_in_flux: BTreeSet::new(),
-        zone: None,
     }
 }
 

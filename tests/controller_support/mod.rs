@@ -314,41 +314,36 @@ impl Env {
         }
     }
 
-    /// Secondary IPv4 addresses of a NIC in the simulated cloud.
-    pub fn ipv4(&self, nic: &str) -> BTreeSet<String> {
+    /// A NIC of the simulated cloud, as it is now.
+    pub fn nic(&self, nic: &str) -> nicip::cloudsim::Nic {
         let w = self.cloud.world();
-        let n = w
-            .zenlayer
+        w.zenlayer
             .nics
             .get(nic)
             .or_else(|| w.tencent.nics.get(nic))
-            .unwrap_or_else(|| panic!("no NIC {nic}"));
-        n.secondary_ipv4
+            .unwrap_or_else(|| panic!("no NIC {nic}"))
+            .clone()
+    }
+
+    /// Secondary IPv4 addresses of a NIC in the simulated cloud.
+    pub fn ipv4(&self, nic: &str) -> BTreeSet<String> {
+        self.nic(nic)
+            .secondary_ipv4
             .iter()
             .map(|e| e.address.to_string())
             .collect()
     }
 
     pub fn ipv6(&self, nic: &str) -> BTreeSet<String> {
-        let w = self.cloud.world();
-        let n = w
-            .zenlayer
-            .nics
-            .get(nic)
-            .or_else(|| w.tencent.nics.get(nic))
-            .unwrap_or_else(|| panic!("no NIC {nic}"));
-        n.ipv6.iter().map(|e| e.address.to_string()).collect()
+        self.nic(nic)
+            .ipv6
+            .iter()
+            .map(|e| e.address.to_string())
+            .collect()
     }
 
     pub fn instance_of(&self, nic: &str) -> Option<String> {
-        let w = self.cloud.world();
-        let n = w
-            .zenlayer
-            .nics
-            .get(nic)
-            .or_else(|| w.tencent.nics.get(nic))
-            .unwrap_or_else(|| panic!("no NIC {nic}"));
-        n.instance_id.clone()
+        self.nic(nic).instance_id
     }
 
     /// Unassigns an address from a Zenlayer NIC through the cloud's API, as
