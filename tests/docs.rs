@@ -11,7 +11,7 @@ use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams
 use kube::core::GroupVersionKind;
 use kube::discovery::{ApiResource, Discovery, Scope};
 use nicip::kubesim::{KubeSim, RunningKubeSim};
-use pulldown_cmark::{CodeBlockKind, Event, Parser, Tag, TagEnd};
+use pulldown_cmark::{CodeBlockKind, Event, HeadingLevel, Parser, Tag, TagEnd};
 use serde_json::Value;
 
 /// Kinds the documentation shows that the in-memory API server does not
@@ -258,6 +258,103 @@ fn documentation() -> Vec<PathBuf> {
     files
 }
 
+/// GitHub's anchor of a heading: lower case, punctuation dropped, spaces to
+/// hyphens.
+fn anchor(heading: &str) -> String {
+    heading
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c.to_ascii_lowercase()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn anchors(markdown: &str) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    let mut heading: Option<String> = None;
+    for event in Parser::new(markdown) {
+        match event {
+            Event::Start(Tag::Heading { level, .. }) if level <= HeadingLevel::H4 => {
+                heading = Some(String::new())
+            }
+            Event::Text(t) | Event::Code(t) => {
+                if let Some(h) = heading.as_mut() {
+                    h.push_str(&t);
+                }
+            }
+            Event::End(TagEnd::Heading(_)) => found.extend(heading.take().map(|h| anchor(&h))),
+            _ => {}
+        }
+    }
+    found
+}
+
+/// Relative links of `markdown` (in `file`) that lead nowhere: a missing
+/// file, or a heading anchor the target page lacks.
+fn broken_links(root: &Path, file: &Path, markdown: &str) -> Vec<String> {
+    let mut broken = Vec::new();
+    let here = file.strip_prefix(root).unwrap_or(file).display();
+    for event in Parser::new(markdown) {
+        let Event::Start(Tag::Link { dest_url, .. }) = event else {
+            continue;
+        };
+        if dest_url.contains("://") || dest_url.starts_with("mailto:") {
+            continue;
+        }
+        let (path, fragment) = match dest_url.split_once('#') {
+            Some((p, f)) => (p, Some(f)),
+            None => (dest_url.as_ref(), None),
+        };
+        let target = if path.is_empty() {
+            file.to_path_buf()
+        } else {
+            file.parent().unwrap_or(root).join(path)
+        };
+        let shown = target.strip_prefix(root).unwrap_or(&target).display();
+        if !target.exists() {
+            broken.push(format!("{here}: {dest_url}: no {shown}"));
+            continue;
+        }
+        if let Some(fragment) = fragment
+            && target.extension().and_then(|e| e.to_str()) == Some("md")
+        {
+            let text = std::fs::read_to_string(&target).unwrap_or_default();
+            if !anchors(&text).contains(fragment) {
+                broken.push(format!(
+                    "{here}: {dest_url}: no heading #{fragment} in {shown}"
+                ));
+            }
+        }
+    }
+    broken
+}
+
+#[test]
+fn links_between_the_docs_lead_somewhere() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut broken = Vec::new();
+    let mut checked = 0;
+    for path in documentation() {
+        let text = std::fs::read_to_string(&path).expect("readable docs");
+        checked += Parser::new(&text)
+            .filter(|e| matches!(e, Event::Start(Tag::Link { .. })))
+            .count();
+        broken.extend(broken_links(root, &path, &text));
+    }
+    assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
+    assert!(checked > 20, "only {checked} links found");
+    assert_eq!(
+        anchor("`nicip plan`: preview before you apply"),
+        "nicip-plan-preview-before-you-apply"
+    );
+    assert_eq!(
+        anchor("Leader election, replicas and shards"),
+        "leader-election-replicas-and-shards"
+    );
+}
+
 #[tokio::test]
 async fn every_object_in_the_docs_passes_admission() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -265,7 +362,11 @@ async fn every_object_in_the_docs_passes_admission() {
     let mut all = Report::default();
     for path in documentation() {
         let text = std::fs::read_to_string(&path).expect("readable docs");
-        let name = path.strip_prefix(root).unwrap_or(&path).display().to_string();
+        let name = path
+            .strip_prefix(root)
+            .unwrap_or(&path)
+            .display()
+            .to_string();
         let report = checker.check(&name, &text).await;
         all.applied.extend(report.applied);
         all.skipped.extend(report.skipped);
