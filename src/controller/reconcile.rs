@@ -37,14 +37,19 @@ const MAX_STEPS: usize = 8;
 
 pub async fn reconcile(claim: Arc<NicIpClaim>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = tokio::time::Instant::now();
-    let result = Reconcile::start(claim, &ctx).await;
-    let result = match result {
-        Ok(Some(mut r)) => r.run().await,
+    let mut cloud_class = None;
+    let result = match Reconcile::start(claim, &ctx).await {
+        Ok(Some(mut r)) => {
+            let result = r.run().await;
+            cloud_class = r.cloud_class;
+            result
+        }
         Ok(None) => Ok(Action::await_change()),
         Err(e) => Err(e),
     };
-    ctx.metrics
-        .reconcile_finished(started.elapsed(), result.as_ref().err().map(Error::class));
+    // A cloud error the claim reports counts as the reconcile's error too.
+    let class = result.as_ref().err().map(Error::class).or(cloud_class);
+    ctx.metrics.reconcile_finished(started.elapsed(), class);
     result
 }
 
@@ -58,6 +63,8 @@ struct Reconcile<'a> {
     now: jiff::Timestamp,
     /// A call was sent and its outcome not yet written (for the test checkpoint).
     after_call: bool,
+    /// The class of a cloud error this reconcile reported, for the metrics.
+    cloud_class: Option<&'static str>,
 }
 
 /// What the reconcile decided to report.
@@ -106,6 +113,7 @@ impl<'a> Reconcile<'a> {
             uid,
             now,
             after_call: false,
+            cloud_class: None,
         }))
     }
 
@@ -123,7 +131,8 @@ impl<'a> Reconcile<'a> {
 
     async fn run(&mut self) -> Result<Action, Error> {
         use tracing::Instrument;
-        let span = tracing::info_span!("reconcile", namespace = %self.claim.namespace().unwrap_or_default(), name = %self.claim.name_any());
+        // `claim`, not `name`: JSON logs already use `name` for the span's own name.
+        let span = tracing::info_span!("reconcile", namespace = %self.claim.namespace().unwrap_or_default(), claim = %self.claim.name_any());
         self.run_inner().instrument(span).await
     }
 
@@ -137,18 +146,19 @@ impl<'a> Reconcile<'a> {
         if !unreadable.is_empty() {
             warn!(addresses = ?unreadable, "status lists addresses that do not parse; they are not owned");
         }
-        let nothing_to_release = owned.is_empty()
-            && self
-                .status()
-                .and_then(|s| s.pending_operation.as_ref())
-                .is_none();
+        let has_pending = self
+            .status()
+            .and_then(|s| s.pending_operation.as_ref())
+            .is_some();
+        let nothing_to_release = owned.is_empty() && !has_pending;
 
-        // Deletion that needs no cloud: Retain, ObserveOnly, or nothing owned.
-        if deleting
-            && (self.claim.spec.deletion_policy == DeletionPolicy::Retain
-                || self.claim.spec.management_policy == ManagementPolicy::ObserveOnly
-                || nothing_to_release)
-        {
+        // Deletion that needs no cloud: nothing owned and nothing in flight,
+        // or ObserveOnly. Under Retain a call in flight is settled first when
+        // the account is at hand, so that the claim never goes while the
+        // cloud may still act on its behalf.
+        let leave_cloud = self.claim.spec.deletion_policy == DeletionPolicy::Retain
+            || self.claim.spec.management_policy == ManagementPolicy::ObserveOnly;
+        if deleting && (nothing_to_release || (leave_cloud && !has_pending)) {
             return self.finish_deletion().await;
         }
 
@@ -156,6 +166,8 @@ impl<'a> Reconcile<'a> {
         let namespace = self.claim.namespace().unwrap_or_default();
         let resolved = match self.ctx.providers.for_claim(&pc_name, &namespace) {
             Ok(r) => r,
+            // Retain is the way out when the account is gone: leave the cloud.
+            Err(_) if deleting && leave_cloud => return self.finish_deletion().await,
             Err(p) => {
                 let message = if deleting {
                     format!(
@@ -567,6 +579,7 @@ impl<'a> Reconcile<'a> {
     ) -> Result<Settled, Error> {
         let generation = self.claim.metadata.generation.unwrap_or(0);
         a.last_error = Some(status::last_error(&e, self.now));
+        self.cloud_class = Some(e.class.as_str());
         self.warn_event(
             "CloudError",
             &format!("{} failed with {}: {}", e.action, e.code, e.message),
@@ -638,6 +651,7 @@ impl<'a> Reconcile<'a> {
         } else {
             e.class
         };
+        self.cloud_class = Some(class.as_str());
         let (standing, action) = match class {
             ErrorClass::Throttled => (
                 Standing::progressing(
