@@ -892,3 +892,50 @@ async fn milestones_are_recorded_as_events() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// An object that does not decode (here, under a CRD whose spec schema
+/// preserves anything) is logged and skipped; the other claims converge.
+#[tokio::test]
+async fn a_claim_that_does_not_decode_is_skipped() {
+    let mut crds = nicip::api::crds();
+    let claim_crd = crds
+        .iter_mut()
+        .find(|c| c.spec.names.kind == "NicIpClaim")
+        .unwrap();
+    for v in &mut claim_crd.spec.versions {
+        let schema = v
+            .schema
+            .as_mut()
+            .unwrap()
+            .open_api_v3_schema
+            .as_mut()
+            .unwrap();
+        let spec = schema.properties.as_mut().unwrap().get_mut("spec").unwrap();
+        *spec = serde_json::from_value(
+            json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),
+        )
+        .unwrap();
+    }
+    let mut env = Env::with(&world_yaml(), crds).await;
+    let raw: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(
+        env.client.clone(),
+        NS,
+        &kube::api::ApiResource::erase::<nicip::api::v1alpha1::NicIpClaim>(&()),
+    );
+    let bad: kube::api::DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "nicip.io/v1alpha1", "kind": "NicIpClaim", "metadata": {"name": "aaa-bad"},
+        "spec": {"nicId": 42, "ipv4": "lots"}
+    }))
+    .unwrap();
+    raw.create(&Default::default(), &bad)
+        .await
+        .expect("the loose schema takes it");
+    env.start();
+    env.apply(
+        "good",
+        json!({"providerConfigRef": pc(ZENLAYER), "nicId": "nic-z1", "ipv4": {"count": 1}}),
+    )
+    .await;
+    let good = env.wait_ready("good").await;
+    assert_eq!(owned4(&good), env.ipv4("nic-z1"));
+}

@@ -108,6 +108,14 @@ impl Env {
     }
 
     pub async fn with_world(yaml: &str) -> Env {
+        Env::with(yaml, nicip::api::crds()).await
+    }
+
+    /// A test world served with these CRDs (e.g. a loosened schema).
+    pub async fn with(
+        yaml: &str,
+        crds: Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>,
+    ) -> Env {
         // `RUST_LOG=nicip=debug cargo test ...` shows the controller's logs.
         let _ = tracing_subscriber::fmt()
             .with_test_writer()
@@ -117,10 +125,7 @@ impl Env {
         let cloud = cloudsim::start(world, "127.0.0.1:0".parse().unwrap())
             .await
             .expect("cloudsim");
-        let kube = KubeSim::new(nicip::api::crds())
-            .start()
-            .await
-            .expect("kubesim");
+        let kube = KubeSim::new(crds).start().await.expect("kubesim");
         let client = kube.client().expect("client");
         for ns in [NS, SECRETS_NS, "other"] {
             let api: Api<Namespace> = Api::all(client.clone());
