@@ -284,6 +284,10 @@ pub struct AuditEntry {
     /// `Success` or the error code answered.
     pub outcome: String,
     pub request_id: String,
+    /// The caller's `User-Agent` header (empty when absent), capped: it tells
+    /// which replica made a call.
+    #[serde(default)]
+    pub user_agent: String,
 }
 
 const KEEP_AUDIT: usize = 10_000;
