@@ -284,6 +284,10 @@ pub struct AuditEntry {
     /// `Success` or the error code answered.
     pub outcome: String,
     pub request_id: String,
+    /// The caller's `User-Agent` header, capped: it tells which replica made
+    /// a call. Empty, and then not written, when the request had none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub user_agent: String,
 }
 
 const KEEP_AUDIT: usize = 10_000;

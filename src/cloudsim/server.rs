@@ -22,6 +22,12 @@ use super::{legacy, tencent, zenlayer};
 
 const MAX_BODY: usize = 1 << 20;
 
+tokio::task_local! {
+    /// The `User-Agent` of the request being handled, for the audit log; set
+    /// around the protocol handlers so that they need not carry it.
+    static USER_AGENT: String;
+}
+
 /// A request as the protocol handlers see it.
 pub(crate) struct HttpRequest {
     pub method: Method,
@@ -180,6 +186,7 @@ pub(crate) fn audit(sim: &Sim, info: &CallInfo, outcome: String) {
         params: info.params.clone(),
         outcome,
         request_id: info.request_id.clone(),
+        user_agent: USER_AGENT.try_with(Clone::clone).unwrap_or_default(),
     });
 }
 
@@ -225,10 +232,29 @@ async fn handle(
         body,
         body_too_large,
     };
+    // Unverified input: capped like the presented key id.
+    let user_agent: String = req
+        .header("user-agent")
+        .unwrap_or("")
+        .chars()
+        .take(256)
+        .collect();
     let (reply, dropped) = match req.path.as_str() {
-        "/api/v2/zec" => zenlayer::handle(&sim, &req).await,
-        "/v2/index.php" => legacy::handle(&sim, &req).await,
-        "/" => tencent::handle(&sim, &req).await,
+        "/api/v2/zec" => {
+            USER_AGENT
+                .scope(user_agent, zenlayer::handle(&sim, &req))
+                .await
+        }
+        "/v2/index.php" => {
+            USER_AGENT
+                .scope(user_agent, legacy::handle(&sim, &req))
+                .await
+        }
+        "/" => {
+            USER_AGENT
+                .scope(user_agent, tencent::handle(&sim, &req))
+                .await
+        }
         _ if req.body_too_large => (
             Reply {
                 status: 413,
