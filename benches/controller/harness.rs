@@ -881,7 +881,7 @@ async fn measure(run: &mut Run, e: usize) -> anyhow::Result<SizeFigures> {
         ..Default::default()
     };
     let all = (e * PROVIDERS.len()) as f64;
-    let timeout = Duration::from_secs(60).max(Duration::from_millis(e as u64 * 200));
+    let timeout = Duration::from_secs(60).max(Duration::from_millis(e as u64 * 1000));
 
     // Idle: ProviderConfigs verified, no claims.
     run.start_controller()?;
