@@ -94,7 +94,7 @@ impl Settings {
             concurrency: 16,
             secrets_namespace: secrets_namespace.into(),
             resync: Duration::from_secs(300),
-            async_poll: Duration::from_millis(500),
+            async_poll: Duration::from_millis(250),
             slow_retry: Duration::from_secs(60),
             max_backoff: Duration::from_secs(300),
             identity: identity.into(),
