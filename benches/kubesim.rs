@@ -109,15 +109,16 @@ impl Drop for Server {
 /// Runs `op(i)` for every i in 0..n from `CLIENTS` clients; returns operations per second.
 async fn from_clients<F, Fut>(clients: &[kube::Client], n: usize, op: F) -> f64
 where
-    F: Fn(kube::Client, usize) -> Fut + Send + Sync + Copy + 'static,
+    F: Fn(kube::Client, usize) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = ()> + Send,
 {
     let next = Arc::new(AtomicUsize::new(0));
+    let op = Arc::new(op);
     let start = Instant::now();
     let tasks: Vec<_> = clients
         .iter()
         .map(|c| {
-            let (c, next) = (c.clone(), next.clone());
+            let (c, next, op) = (c.clone(), next.clone(), op.clone());
             tokio::spawn(async move {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
