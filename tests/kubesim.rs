@@ -3413,3 +3413,36 @@ async fn pages_walk_every_namespace_once_and_selectors_before_limits() {
     assert_eq!(seen, ["w1", "w3", "w4"]);
     assert_eq!(remaining, [None, None]);
 }
+
+#[tokio::test]
+async fn history_is_bounded_by_bytes_and_the_request_log_by_count() {
+    let sim = KubeSim::new(vec![Widget::crd()])
+        .history_bytes(1)
+        .request_log_limit(2)
+        .start()
+        .await
+        .expect("server starts");
+    let api: Api<Widget> = Api::namespaced(sim.client().expect("client"), "default");
+    let before = sim.resource_version().to_string();
+    for name in ["a", "b", "c"] {
+        api.create(&PostParams::default(), &widget(name, 1))
+            .await
+            .expect("create");
+    }
+    // One change is always kept; the first two are over the byte bound.
+    let mut old = api
+        .watch(&WatchParams::default().timeout(5), &before)
+        .await
+        .expect("watch")
+        .boxed();
+    match old.try_next().await.expect("event") {
+        Some(WatchEvent::Error(e)) => assert_eq!(e.code, 410, "{e:?}"),
+        other => panic!("expected 410 Gone, got {other:?}"),
+    }
+    let log = sim.requests();
+    assert_eq!(
+        log.iter().map(|r| r.verb.as_str()).collect::<Vec<_>>(),
+        ["create", "watch"]
+    );
+    assert_eq!(sim.requests_served(), 4);
+}

@@ -1,13 +1,13 @@
 //! Routing and the request handlers: the REST verbs over the store, with
 //! kube-apiserver's status codes and `Status` bodies.
 
-use super::RequestRecord;
 use super::builtin;
 use super::discovery::{self, ResourceType};
 use super::fields::{self, Scope, Writer};
 use super::schema::{self, FieldError};
 use super::select::Selector;
-use super::store::{ChangeType, PageQuery, State, Store};
+use super::store::{ChangeType, PageQuery, State, Store, Stored};
+use super::{RequestLog, RequestRecord};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State as AxumState};
@@ -23,7 +23,7 @@ use std::time::Duration;
 pub(crate) struct Server {
     pub store: Store,
     pub types: Vec<ResourceType>,
-    pub log: Mutex<Vec<RequestRecord>>,
+    pub log: Mutex<RequestLog>,
     pub addr: SocketAddr,
     pub bookmark_interval: Duration,
     pub watch_timeout: Duration,
@@ -135,18 +135,24 @@ fn summary_and_causes(errs: &[FieldError]) -> (String, Vec<Value>) {
 }
 
 fn json_response(code: u16, body: &Value, warnings: &[String]) -> Response {
-    let mut resp = Response::new(Body::from(body.to_string()));
+    let mut resp = raw_json_response(body.to_string());
     *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
     for w in warnings {
         let text = format!("299 - {}", Value::String(w.clone()));
         if let Ok(v) = HeaderValue::from_str(&text) {
             resp.headers_mut().append("Warning", v);
         }
     }
+    resp
+}
+
+/// A 200 with a JSON text already rendered.
+fn raw_json_response(body: String) -> Response {
+    let mut resp = Response::new(Body::from(body));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     resp
 }
 
@@ -470,7 +476,13 @@ async fn handle(AxumState(srv): AxumState<Arc<Server>>, req: Request) -> Respons
     let result = match (output, verb) {
         (Err(e), _) => Err(e),
         (Ok(_), "get") => srv.get(&r),
-        (Ok(_), "list") => srv.list(&r),
+        (Ok(_), "list") => match srv.list(&r) {
+            Ok(resp) => {
+                srv.record(&r, verb, resp.status().as_u16());
+                return resp;
+            }
+            Err(e) => Err(e),
+        },
         (Ok(_), "watch") => {
             let resp = srv.watch(&r);
             srv.record(&r, verb, resp.status().as_u16());
@@ -754,7 +766,7 @@ impl Server {
     /// A namespace kube-apiserver has from the start (`default`, `kube-system`, ...).
     pub(crate) fn create_namespace(&self, name: &str) {
         let mut st = self.store.lock();
-        if st.get("/namespaces", "", name).is_some() {
+        if st.contains("/namespaces", "", name) {
             return;
         }
         let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "uid": uuid::Uuid::new_v4().to_string(),
@@ -800,7 +812,7 @@ impl Server {
     /// kube-apiserver's NamespaceLifecycle admission: nothing is created in a
     /// namespace that does not exist.
     fn check_namespace(&self, st: &State, r: &Req) -> Result<(), ApiError> {
-        if !r.t.namespaced || st.get("/namespaces", "", &r.ns).is_some() {
+        if !r.t.namespaced || st.contains("/namespaces", "", &r.ns) {
             return Ok(());
         }
         Err(ApiError::new(
@@ -818,7 +830,7 @@ impl Server {
             .get_shared(&r.t.storage, &r.ns, r.name())
             .cloned()
             .ok_or_else(|| ApiError::not_found(r.t, r.name()))?;
-        let obj = view(r.t, &shared);
+        let obj = into_view(r.t, shared.value());
         match r.output {
             Output::Table(include) => Ok((
                 200,
@@ -870,7 +882,9 @@ impl Server {
             .map_err(ApiError::bad_request)
     }
 
-    fn list(&self, r: &Req) -> Reply {
+    /// Rendered here rather than by the caller: an object list is spliced from
+    /// the stored texts, never built as one `Value`.
+    fn list(&self, r: &Req) -> Result<Response, ApiError> {
         check_list_options(r, false)?;
         let selector = self.selector(r)?;
         let st = self.store.lock();
@@ -929,7 +943,7 @@ impl Server {
             .filter(|l| *l > 0 && !from_cache);
         let after = after.as_deref().and_then(|a| a.split_once('/'));
         let after = after.map(|(ns, name)| (ns.to_string(), name.to_string()));
-        let keep = |o: &Value| selector.matches_in(r.t, o);
+        let keep = |o: &Stored| selector.is_empty() || selector.matches_in(r.t, &o.value());
         // Every page of a list is cut from the snapshot of its first page;
         // kube-apiserver counts what remains only when nothing is selected.
         let query = PageQuery {
@@ -954,19 +968,52 @@ impl Server {
                 meta["remainingItemCount"] = json!(page.remaining);
             }
         }
-        let viewed: Vec<Value> = page.items.iter().map(|(_, o)| view(r.t, o)).collect();
-        let page: Vec<&Value> = viewed.iter().collect();
         let list = match r.output {
-            Output::Table(include) => discovery::table(r.t, &page, meta, include),
+            Output::Object | Output::Yaml => {
+                // The stored texts spliced into the list: no object is parsed
+                // unless it was stored in another version.
+                let size: usize = page.items.iter().map(|(_, o)| o.json().len() + 1).sum();
+                let mut body = String::with_capacity(size + 256);
+                body.push_str("{\"apiVersion\":");
+                body.push_str(&Value::String(r.t.api_version()).to_string());
+                body.push_str(",\"items\":[");
+                for (i, (_, o)) in page.items.iter().enumerate() {
+                    if i > 0 {
+                        body.push(',');
+                    }
+                    body.push_str(&view_json(r.t, o));
+                }
+                body.push_str("],\"kind\":");
+                body.push_str(&Value::String(format!("{}List", r.t.kind)).to_string());
+                body.push_str(",\"metadata\":");
+                body.push_str(&meta.to_string());
+                body.push('}');
+                if r.output == Output::Object {
+                    return Ok(raw_json_response(body));
+                }
+                serde_json::from_str(&body).unwrap_or(Value::Null)
+            }
+            Output::Table(include) => {
+                let viewed: Vec<Value> = page
+                    .items
+                    .iter()
+                    .map(|(_, o)| into_view(r.t, o.value()))
+                    .collect();
+                discovery::table(r.t, &viewed.iter().collect::<Vec<_>>(), meta, include)
+            }
             Output::PartialMetadata => {
-                let items: Vec<Value> = page.into_iter().map(discovery::partial_metadata).collect();
+                let items: Vec<Value> = page
+                    .items
+                    .iter()
+                    .map(|(_, o)| discovery::partial_metadata(&into_view(r.t, o.value())))
+                    .collect();
                 json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "items": items})
             }
-            Output::Object | Output::Yaml => {
-                json!({"kind": format!("{}List", r.t.kind), "apiVersion": r.t.api_version(), "metadata": meta, "items": page})
-            }
         };
-        Ok((200, list, vec![]))
+        Ok(match r.output {
+            Output::Yaml => yaml_response(200, &list, &[]),
+            _ => json_response(200, &list, &[]),
+        })
     }
 
     fn create(&self, r: &Req) -> Reply {
@@ -985,7 +1032,7 @@ impl Server {
         let (new, warnings) = self.prepare(&st, r, None, new)?;
         self.check_namespace(&st, r)?;
         let name = meta_str(&new, "name").unwrap_or_default().to_string();
-        if st.get(&r.t.storage, &r.ns, &name).is_some() {
+        if st.contains(&r.t.storage, &r.ns, &name) {
             return Err(ApiError::new(
                 409,
                 "AlreadyExists",
@@ -1004,7 +1051,6 @@ impl Server {
         let mut st = self.store.lock();
         let old = st
             .get(&r.t.storage, &r.ns, r.name())
-            .cloned()
             .ok_or_else(|| ApiError::not_found(r.t, r.name()))?;
         let new = self.unview(r.t, body);
         let (new, warnings) = self.prepare(&st, r, Some(&old), new)?;
@@ -1050,7 +1096,6 @@ impl Server {
         let mut st = self.store.lock();
         let old = st
             .get(&r.t.storage, &r.ns, r.name())
-            .cloned()
             .ok_or_else(|| ApiError::not_found(r.t, r.name()))?;
         let mut doc = view(r.t, &old);
         match kind.as_str() {
@@ -1153,7 +1198,7 @@ impl Server {
         }
         let force = r.q("force").and_then(go_bool) == Some(true);
         let mut st = self.store.lock();
-        let old = st.get(&r.t.storage, &r.ns, r.name()).cloned();
+        let old = st.get(&r.t.storage, &r.ns, r.name());
         if old.is_none() && r.sub.is_some() {
             return Err(ApiError::not_found(r.t, r.name()));
         }
@@ -1195,7 +1240,6 @@ impl Server {
         let mut st = self.store.lock();
         let old = st
             .get(&r.t.storage, &r.ns, r.name())
-            .cloned()
             .ok_or_else(|| ApiError::not_found(r.t, r.name()))?;
         if r.t.plural == "namespaces" {
             return Err(ApiError::new(
@@ -1227,9 +1271,8 @@ impl Server {
         let ns = (!r.ns.is_empty()).then_some(r.ns.as_str());
         let targets: Vec<Value> = st
             .list(&r.t.storage, ns)
-            .map(|(_, o)| o)
+            .map(|(_, o)| o.value())
             .filter(|o| selector.matches_in(r.t, o))
-            .map(|o| (**o).clone())
             .collect();
         let mut items = Vec::new();
         for old in targets {
@@ -1704,10 +1747,25 @@ fn deleted_status(t: &ResourceType, gone: &Value) -> Value {
 
 /// The object as this API version shows it (Events are stored as core v1).
 fn view(t: &ResourceType, obj: &Value) -> Value {
-    let mut o = if t.is_event_v1() {
-        discovery::convert_event(obj, true)
+    into_view(t, obj.clone())
+}
+
+/// [`view`] as JSON text: the stored text itself when it was stored in the
+/// version asked for (kind and the rest are the same in every version).
+pub(crate) fn view_json<'a>(t: &ResourceType, obj: &'a Stored) -> std::borrow::Cow<'a, str> {
+    if !t.is_event_v1() && obj.api_version() == t.api_version() {
+        std::borrow::Cow::Borrowed(obj.json())
     } else {
-        obj.clone()
+        std::borrow::Cow::Owned(into_view(t, obj.value()).to_string())
+    }
+}
+
+/// [`view`] of an object the caller owns.
+fn into_view(t: &ResourceType, obj: Value) -> Value {
+    let mut o = if t.is_event_v1() {
+        discovery::convert_event(&obj, true)
+    } else {
+        obj
     };
     if let Some(m) = o.as_object_mut() {
         m.insert("apiVersion".into(), json!(t.api_version()));

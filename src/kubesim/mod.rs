@@ -26,6 +26,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+
 use std::time::Duration;
 
 /// One served request, for tests that count writes or compare calls with RBAC.
@@ -47,12 +48,40 @@ pub struct RequestRecord {
     pub code: u16,
 }
 
+/// The request log: the last `limit` records and how many were served in all,
+/// so a long-running server (the demo, benchmarks) does not grow with every request.
+pub(crate) struct RequestLog {
+    records: std::collections::VecDeque<RequestRecord>,
+    limit: usize,
+    served: u64,
+}
+
+impl RequestLog {
+    fn new(limit: usize) -> RequestLog {
+        RequestLog {
+            records: std::collections::VecDeque::new(),
+            limit,
+            served: 0,
+        }
+    }
+
+    pub(crate) fn push(&mut self, rec: RequestRecord) {
+        self.served += 1;
+        if self.records.len() >= self.limit {
+            self.records.pop_front();
+        }
+        self.records.push_back(rec);
+    }
+}
+
 /// Configuration of a server to start.
 pub struct KubeSim {
     crds: Vec<CustomResourceDefinition>,
     bookmark_interval: Duration,
     watch_timeout: Duration,
     history_limit: usize,
+    history_bytes: usize,
+    request_log_limit: usize,
     listen: SocketAddr,
 }
 
@@ -65,6 +94,8 @@ impl KubeSim {
             bookmark_interval: Duration::from_secs(60),
             watch_timeout: Duration::from_secs(1800),
             history_limit: 10_000,
+            history_bytes: 64 << 20,
+            request_log_limit: 10_000,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         }
     }
@@ -89,6 +120,19 @@ impl KubeSim {
         self
     }
 
+    /// How many bytes of objects (their JSON) the history keeps at most,
+    /// whatever `history_limit` allows: 64 MiB by default.
+    pub fn history_bytes(mut self, bytes: usize) -> Self {
+        self.history_bytes = bytes;
+        self
+    }
+
+    /// How many requests [`RunningKubeSim::requests`] keeps (the latest).
+    pub fn request_log_limit(mut self, requests: usize) -> Self {
+        self.request_log_limit = requests;
+        self
+    }
+
     /// Where to listen; a free port on 127.0.0.1 by default. The server has no
     /// authentication: keep it on loopback unless the network is trusted.
     pub fn listen(mut self, addr: SocketAddr) -> Self {
@@ -108,9 +152,12 @@ impl KubeSim {
         let (stop, stopping) = tokio::sync::watch::channel(false);
         let addr = listener.local_addr()?;
         let server = Arc::new(http::Server {
-            store: store::Store::new(self.history_limit),
+            store: store::Store::new(store::HistoryLimits {
+                changes: self.history_limit,
+                bytes: self.history_bytes,
+            }),
             types,
-            log: Mutex::new(Vec::new()),
+            log: Mutex::new(RequestLog::new(self.request_log_limit)),
             addr,
             bookmark_interval: self.bookmark_interval,
             watch_timeout: self.watch_timeout,
@@ -170,13 +217,21 @@ impl RunningKubeSim {
         std::fs::write(path, self.kubeconfig_yaml())
     }
 
-    /// Every request served so far, oldest first.
+    /// The requests served so far, oldest first: the latest
+    /// [`KubeSim::request_log_limit`] (10 000 by default) of them.
     pub fn requests(&self) -> Vec<RequestRecord> {
+        let log = self.server.log.lock().unwrap_or_else(|e| e.into_inner());
+        log.records.iter().cloned().collect()
+    }
+
+    /// How many requests were served in all, including those
+    /// [`requests`](Self::requests) no longer holds.
+    pub fn requests_served(&self) -> u64 {
         self.server
             .log
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
+            .served
     }
 
     /// Forget the change history, as an etcd compaction does: watches and list

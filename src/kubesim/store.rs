@@ -2,20 +2,27 @@
 //!
 //! One lock guards every object and the cluster-wide resourceVersion counter,
 //! so a handler's read-check-write is atomic, as etcd's transactions make it
-//! for kube-apiserver. Every committed change is kept in a bounded history (for
-//! watches resuming from a resourceVersion and lists of older versions) and
-//! broadcast to live watches in resourceVersion order.
+//! for kube-apiserver. Every committed change is kept in a history bounded by
+//! count and by bytes, which serves watches resuming from a resourceVersion,
+//! lists of older versions and live watches alike: a commit only announces
+//! its resourceVersion, and each watch reads the changes after the last one
+//! it sent. So no per-watch buffer holds objects, and a watch that falls
+//! behind the history gets `410 Gone`, as one that falls behind
+//! kube-apiserver's watch cache does.
 //!
-//! Stored objects are shared (`Arc`) between the store, the history and the
-//! watch feed: a reader takes references under the lock and copies or
-//! serializes after releasing it, so a list never holds writes up for longer
-//! than taking its page's references.
+//! Stored objects are kept serialized ([`Stored`]) and shared (`Arc`) between
+//! the store, the history and the watch feed: a reader takes references under
+//! the lock and parses or splices them after releasing it, so a list never
+//! holds writes up for longer than taking its page's references. The
+//! serialized form is what keeps memory proportional to the data: a parsed
+//! `serde_json::Value` gives every non-empty map (managedFields is made of
+//! them) a B-tree node of its own, some 30 times the object's JSON.
 
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
-use tokio::sync::broadcast;
+use tokio::sync::watch;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ChangeType {
@@ -34,21 +41,76 @@ pub(crate) struct Change {
     pub key: ObjectKey,
     pub kind: ChangeType,
     /// The new object; for a deletion, the last state with the deletion's resourceVersion.
-    pub object: Arc<Value>,
+    pub object: Arc<Stored>,
     /// The state before the change (for selector transitions and older snapshots).
-    pub old: Option<Arc<Value>>,
+    pub old: Option<Arc<Stored>>,
 }
 
 pub(crate) type ObjectKey = (String, String);
 
+impl Change {
+    /// What the change adds to the history's size (shared objects counted
+    /// in full, so the bound errs on the safe side).
+    fn bytes(&self) -> usize {
+        self.object.json.len() + self.old.as_ref().map_or(0, |o| o.json.len())
+    }
+}
+
+/// A stored object as its JSON text, and the `apiVersion` it was stored
+/// with (a reader in that version can send the text as it is).
+#[derive(Debug)]
+pub(crate) struct Stored {
+    json: Box<str>,
+    api_version: Box<str>,
+}
+
+impl Stored {
+    fn new(object: &Value) -> Stored {
+        Stored {
+            json: object.to_string().into_boxed_str(),
+            api_version: object
+                .get("apiVersion")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .into(),
+        }
+    }
+
+    /// The object, parsed (a copy the caller owns).
+    pub(crate) fn value(&self) -> Value {
+        // The text was serialized from a Value, so it parses.
+        serde_json::from_str(&self.json).unwrap_or(Value::Null)
+    }
+
+    /// The JSON text, as stored.
+    pub(crate) fn json(&self) -> &str {
+        &self.json
+    }
+
+    pub(crate) fn api_version(&self) -> &str {
+        &self.api_version
+    }
+}
+
 pub(crate) struct State {
     rv: u64,
-    objects: HashMap<String, BTreeMap<ObjectKey, Arc<Value>>>,
+    objects: HashMap<String, BTreeMap<ObjectKey, Arc<Stored>>>,
     history: VecDeque<Arc<Change>>,
+    /// The history's size: the JSON of every change's new and old object.
+    history_bytes: usize,
     /// Watches may resume only from resourceVersions at or after this one.
     oldest_resumable: u64,
-    history_limit: usize,
-    tx: broadcast::Sender<Arc<Change>>,
+    limits: HistoryLimits,
+    /// The last committed resourceVersion, for live watches to wake on.
+    tx: watch::Sender<u64>,
+}
+
+/// How much change history is kept: at most `changes` changes and, beyond
+/// the latest, `bytes` of their objects' JSON.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HistoryLimits {
+    pub changes: usize,
+    pub bytes: usize,
 }
 
 pub(crate) struct Store {
@@ -71,30 +133,24 @@ pub(crate) struct PageQuery<'a> {
 /// What [`State::page`] found.
 #[derive(Default)]
 pub(crate) struct Page {
-    pub items: Vec<(ObjectKey, Arc<Value>)>,
+    pub items: Vec<(ObjectKey, Arc<Stored>)>,
     /// Whether more objects match after the last one.
     pub more: bool,
     /// How many (when counted).
     pub remaining: usize,
 }
 
-/// A watch's starting point: the changes it must replay and the live feed.
-pub(crate) struct Subscription {
-    pub backlog: Vec<Arc<Change>>,
-    pub live: broadcast::Receiver<Arc<Change>>,
-    pub start_rv: u64,
-}
-
 impl Store {
-    pub(crate) fn new(history_limit: usize) -> Store {
-        let (tx, _) = broadcast::channel(4096);
+    pub(crate) fn new(limits: HistoryLimits) -> Store {
+        let (tx, _) = watch::channel(1);
         Store {
             state: Mutex::new(State {
                 rv: 1,
                 objects: HashMap::new(),
                 history: VecDeque::new(),
+                history_bytes: 0,
                 oldest_resumable: 1,
-                history_limit,
+                limits,
                 tx,
             }),
         }
@@ -112,12 +168,17 @@ impl State {
         self.rv
     }
 
-    pub(crate) fn get(&self, resource: &str, ns: &str, name: &str) -> Option<&Value> {
-        self.get_shared(resource, ns, name).map(|o| &**o)
+    /// A copy of a stored object.
+    pub(crate) fn get(&self, resource: &str, ns: &str, name: &str) -> Option<Value> {
+        self.get_shared(resource, ns, name).map(|o| o.value())
     }
 
-    /// The stored object itself, to copy after the lock is released.
-    pub(crate) fn get_shared(&self, resource: &str, ns: &str, name: &str) -> Option<&Arc<Value>> {
+    pub(crate) fn contains(&self, resource: &str, ns: &str, name: &str) -> bool {
+        self.get_shared(resource, ns, name).is_some()
+    }
+
+    /// The stored object itself, to parse after the lock is released.
+    pub(crate) fn get_shared(&self, resource: &str, ns: &str, name: &str) -> Option<&Arc<Stored>> {
         self.objects
             .get(resource)?
             .get(&(ns.to_string(), name.to_string()))
@@ -128,7 +189,7 @@ impl State {
         &'a self,
         resource: &str,
         ns: Option<&'a str>,
-    ) -> impl Iterator<Item = (&'a ObjectKey, &'a Arc<Value>)> + 'a {
+    ) -> impl Iterator<Item = (&'a ObjectKey, &'a Arc<Stored>)> + 'a {
         self.objects
             .get(resource)
             .into_iter()
@@ -145,7 +206,7 @@ impl State {
         &self,
         resource: &str,
         q: &PageQuery,
-        keep: &dyn Fn(&Value) -> bool,
+        keep: &dyn Fn(&Stored) -> bool,
     ) -> Option<Page> {
         let PageQuery {
             ns,
@@ -159,7 +220,7 @@ impl State {
         }
         // The state at `at` of every key changed since (None: it did not
         // exist); the oldest change after `at` tells, so it is applied last.
-        let mut overlay: BTreeMap<ObjectKey, Option<Arc<Value>>> = BTreeMap::new();
+        let mut overlay: BTreeMap<ObjectKey, Option<Arc<Stored>>> = BTreeMap::new();
         let later = self.history.iter().rev().take_while(|c| c.rv > at);
         for c in later.filter(|c| c.resource == resource) {
             let before = match c.kind {
@@ -239,7 +300,7 @@ impl State {
             meta.insert("resourceVersion".into(), Value::String(rv.to_string()));
         }
         let key = (ns.to_string(), name.to_string());
-        let shared = Arc::new(object);
+        let shared = Arc::new(Stored::new(&object));
         let objects = self.objects.entry(resource.to_string()).or_default();
         let old = match kind {
             ChangeType::Deleted => objects.remove(&key),
@@ -253,54 +314,52 @@ impl State {
             object: shared.clone(),
             old,
         });
-        self.history.push_back(change.clone());
-        while self.history.len() > self.history_limit {
+        self.history_bytes += change.bytes();
+        self.history.push_back(change);
+        while self.history.len() > self.limits.changes
+            || (self.history_bytes > self.limits.bytes && self.history.len() > 1)
+        {
             if let Some(dropped) = self.history.pop_front() {
+                self.history_bytes -= dropped.bytes();
                 self.oldest_resumable = dropped.rv;
             }
         }
-        // No receivers is fine: nobody is watching.
-        let _ = self.tx.send(change);
-        (*shared).clone()
+        self.tx.send_replace(rv);
+        object
     }
 
     /// Forget the history, as an etcd compaction does: watches from any
     /// earlier resourceVersion get `410 Gone`.
     pub(crate) fn compact(&mut self) {
         self.history.clear();
+        self.history_bytes = 0;
         self.oldest_resumable = self.rv;
     }
 
-    /// Start a watch of `resource` after `since` (replaying retained changes),
-    /// or from now when `since` is `None`. `Err` carries the oldest resumable
-    /// resourceVersion when `since` is older.
-    pub(crate) fn subscribe(
+    /// Wakes when a change is committed (the receiver has seen the changes so far).
+    pub(crate) fn announcements(&self) -> watch::Receiver<u64> {
+        self.tx.subscribe()
+    }
+
+    /// The retained changes of `resource` after resourceVersion `since`, and
+    /// the resourceVersion they bring a watch to. `Err` carries the oldest
+    /// resumable resourceVersion when `since` is older.
+    pub(crate) fn changes_after(
         &self,
         resource: &str,
-        since: Option<u64>,
-    ) -> Result<Subscription, u64> {
-        let live = self.tx.subscribe();
-        let Some(since) = since else {
-            return Ok(Subscription {
-                backlog: Vec::new(),
-                live,
-                start_rv: self.rv,
-            });
-        };
+        since: u64,
+    ) -> Result<(Vec<Arc<Change>>, u64), u64> {
         if since < self.oldest_resumable {
             return Err(self.oldest_resumable);
         }
-        let backlog = self
+        let first = self.history.partition_point(|c| c.rv <= since);
+        let changes = self
             .history
-            .iter()
-            .filter(|c| c.rv > since && c.resource == resource)
+            .range(first..)
+            .filter(|c| c.resource == resource)
             .cloned()
             .collect();
-        Ok(Subscription {
-            backlog,
-            live,
-            start_rv: self.rv,
-        })
+        Ok((changes, self.rv))
     }
 
     pub(crate) fn oldest_resumable(&self) -> u64 {

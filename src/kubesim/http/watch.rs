@@ -8,18 +8,20 @@
 //! ends the initial events with the `k8s.io/initial-events-end` bookmark.
 
 use super::{
-    ApiError, Output, Req, Server, check_list_options, error_response, go_bool, too_large, view,
+    ApiError, Output, Req, Server, check_list_options, error_response, go_bool, into_view,
+    too_large, view_json,
 };
 use crate::kubesim::discovery::{self, ResourceType};
 use crate::kubesim::select::Selector;
-use crate::kubesim::store::{Change, ChangeType};
+use crate::kubesim::store::{Change, ChangeType, ObjectKey, Stored};
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderValue, header};
 use axum::response::Response;
 use serde_json::{Value, json};
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 
 struct Feed {
     t: ResourceType,
@@ -36,8 +38,21 @@ impl Feed {
         self.tx.send(Ok(Bytes::from(line))).await.is_ok()
     }
 
-    fn render(&self, obj: &Value) -> Value {
-        let obj = view(&self.t, obj);
+    /// An event of a stored object: its stored text spliced into the line
+    /// when the client asked for plain objects.
+    async fn send_stored(&self, kind: &str, obj: &Stored) -> bool {
+        if self.output != Output::Object {
+            return self.send(kind, self.render(obj.value())).await;
+        }
+        let line = format!(
+            "{{\"object\":{},\"type\":\"{kind}\"}}\n",
+            view_json(&self.t, obj)
+        );
+        self.tx.send(Ok(Bytes::from(line))).await.is_ok()
+    }
+
+    fn render(&self, obj: Value) -> Value {
+        let obj = into_view(&self.t, obj);
         match self.output {
             Output::Table(include) => {
                 let rv = obj
@@ -51,20 +66,19 @@ impl Feed {
         }
     }
 
-    fn wanted(&self, obj: &Value) -> bool {
-        let ns = obj
-            .pointer("/metadata/namespace")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        (self.ns.is_empty() || self.ns == ns) && self.selector.matches_in(&self.t, obj)
+    /// Whether the object at `key` is one this watch shows (parsed only when
+    /// a selector needs it).
+    fn wanted(&self, key: &ObjectKey, obj: &Stored) -> bool {
+        (self.ns.is_empty() || self.ns == key.0)
+            && (self.selector.is_empty() || self.selector.matches_in(&self.t, &obj.value()))
     }
 
     async fn change(&self, c: &Change) -> bool {
         if c.resource != self.t.storage {
             return true;
         }
-        let now = self.wanted(&c.object);
-        let before = c.old.as_ref().is_some_and(|o| self.wanted(o));
+        let now = self.wanted(&c.key, &c.object);
+        let before = c.old.as_ref().is_some_and(|o| self.wanted(&c.key, o));
         let kind = match (c.kind, before, now) {
             (ChangeType::Added, _, true) => "ADDED",
             (ChangeType::Modified, true, true) => "MODIFIED",
@@ -75,17 +89,16 @@ impl Feed {
         };
         // An object leaving the selector is shown as it was (the state that
         // matched), at the change's resourceVersion, as kube-apiserver's cacher does.
-        let shown = match (kind, c.kind, &c.old) {
+        match (kind, c.kind, &c.old) {
             ("DELETED", ChangeType::Modified, Some(old)) => {
-                let mut o = (**old).clone();
+                let mut o = old.value();
                 if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
                     m.insert("resourceVersion".into(), json!(c.rv.to_string()));
                 }
-                self.render(&o)
+                self.send(kind, self.render(o)).await
             }
-            _ => self.render(&c.object),
-        };
-        self.send(kind, shown).await
+            _ => self.send_stored(kind, &c.object).await,
+        }
     }
 
     async fn bookmark(&self, rv: u64, initial_end: bool) -> bool {
@@ -113,7 +126,7 @@ fn gone(since: u64, oldest: u64) -> Value {
 }
 
 impl Server {
-    pub(super) fn watch(&self, r: &Req) -> Response {
+    pub(super) fn watch(self: &Arc<Self>, r: &Req) -> Response {
         if r.output == Output::Yaml {
             // YAML has no stream framing: kube-apiserver refuses it for watches.
             return error_response(&ApiError::new(
@@ -159,46 +172,70 @@ impl Server {
         {
             return error_response(&too_large(since, st.current_rv()));
         }
-        let subscription = st.subscribe(&r.t.storage, if initial_state { None } else { since });
+        let mut announced = st.announcements();
+        // Where the changes to send start: now, after the initial objects, or
+        // after the client's resourceVersion.
+        let start = if initial_state {
+            Ok(st.current_rv())
+        } else {
+            match since {
+                Some(since) if since < st.oldest_resumable() => Err(st.oldest_resumable()),
+                Some(since) => Ok(since),
+                None => Ok(st.current_rv()),
+            }
+        };
         // References only: the feed filters and renders them after the lock is released.
-        let initial: Vec<std::sync::Arc<Value>> = if initial_state {
+        let initial: Vec<(ObjectKey, Arc<Stored>)> = if initial_state {
             let ns = (!r.ns.is_empty()).then_some(r.ns.as_str());
-            st.list(&r.t.storage, ns).map(|(_, o)| o.clone()).collect()
+            st.list(&r.t.storage, ns)
+                .map(|(k, o)| (k.clone(), o.clone()))
+                .collect()
         } else {
             Vec::new()
         };
-        let oldest = st.oldest_resumable();
         drop(st);
         let interval = self.bookmark_interval;
         let mut stopping = self.stopping.clone();
+        let server = self.clone();
         tokio::spawn(async move {
-            let mut sub = match subscription {
-                Ok(s) => s,
-                Err(_) => {
+            let mut last_rv = match start {
+                Ok(rv) => rv,
+                Err(oldest) => {
                     feed.send("ERROR", gone(since.unwrap_or_default(), oldest))
                         .await;
                     return;
                 }
             };
-            let mut last_rv = sub.start_rv;
-            for obj in initial.iter().filter(|o| feed.wanted(o)) {
-                if !feed.send("ADDED", feed.render(obj)).await {
+            for (_, obj) in initial.iter().filter(|(k, o)| feed.wanted(k, o)) {
+                if !feed.send_stored("ADDED", obj).await {
                     return;
                 }
             }
+            drop(initial);
             if send_initial && !feed.bookmark(last_rv, true).await {
                 return;
-            }
-            for c in &sub.backlog {
-                if !feed.change(c).await {
-                    return;
-                }
             }
             let deadline = tokio::time::sleep(timeout);
             tokio::pin!(deadline);
             let mut ticker =
                 tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
             loop {
+                // Catch up with the history; a watch it has left behind is gone.
+                let caught_up = server.store.lock().changes_after(&feed.t.storage, last_rv);
+                match caught_up {
+                    Ok((changes, rv)) => {
+                        for c in &changes {
+                            if !feed.change(c).await {
+                                return;
+                            }
+                        }
+                        last_rv = rv;
+                    }
+                    Err(_) => {
+                        feed.send("ERROR", gone(last_rv, last_rv + 1)).await;
+                        return;
+                    }
+                }
                 tokio::select! {
                     _ = &mut deadline => return,
                     _ = feed.tx.closed() => return,
@@ -206,17 +243,7 @@ impl Server {
                     _ = ticker.tick(), if bookmarks => {
                         if !feed.bookmark(last_rv, false).await { return; }
                     }
-                    msg = sub.live.recv() => match msg {
-                        Ok(c) => {
-                            last_rv = c.rv;
-                            if !feed.change(&c).await { return; }
-                        }
-                        Err(broadcast::error::RecvError::Lagged(_)) => {
-                            feed.send("ERROR", gone(last_rv, last_rv + 1)).await;
-                            return;
-                        }
-                        Err(broadcast::error::RecvError::Closed) => return,
-                    }
+                    woke = announced.changed() => if woke.is_err() { return },
                 }
             }
         });
