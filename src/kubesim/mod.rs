@@ -1,4 +1,4 @@
-//! An in-memory Kubernetes API server for tests and `nicip demo` (DESIGN §7).
+//! An in-memory Kubernetes API server for tests and `nicip demo`.
 //!
 //! It serves plain HTTP on 127.0.0.1 (no TLS, no authentication) to kube-rs's
 //! `Client` and to kubectl: discovery, the built-in kinds Namespace, Secret,
