@@ -77,7 +77,8 @@ impl Script {
     }
 }
 
-struct World2 {
+/// The simulated cloud, the in-memory API server and the controller of one demo run.
+struct Playground {
     kube: RunningKubeSim,
     cloud: RunningSim,
     client: Client,
@@ -101,7 +102,7 @@ pub async fn run(args: Args) -> anyhow::Result<bool> {
         return serve(env, &args).await.map(|()| true);
     }
     let ok = script(&env, args.timeout).await?;
-    let World2 {
+    let Playground {
         stop, controller, ..
     } = env;
     let _ = stop.send(());
@@ -123,7 +124,7 @@ fn read_dir_manifests(dir: &std::path::Path) -> anyhow::Result<String> {
     Ok(out.join("\n---\n"))
 }
 
-async fn start(world_text: &str, manifests: &str, quick: bool) -> anyhow::Result<World2> {
+async fn start(world_text: &str, manifests: &str, quick: bool) -> anyhow::Result<Playground> {
     let world = World::from_yaml(world_text).context("the simulated world")?;
     let cloud = cloudsim::start(world, "127.0.0.1:0".parse()?)
         .await
@@ -168,7 +169,7 @@ async fn start(world_text: &str, manifests: &str, quick: bool) -> anyhow::Result
         })
         .await
     });
-    Ok(World2 {
+    Ok(Playground {
         kube,
         cloud,
         client,
@@ -223,7 +224,7 @@ async fn apply_manifests(client: &Client, text: &str, cloud: &str) -> anyhow::Re
     Ok(())
 }
 
-async fn serve(env: World2, args: &Args) -> anyhow::Result<()> {
+async fn serve(env: Playground, args: &Args) -> anyhow::Result<()> {
     env.kube
         .write_kubeconfig(&args.kubeconfig)
         .with_context(|| format!("writing {}", args.kubeconfig.display()))?;
@@ -253,7 +254,7 @@ async fn serve(env: World2, args: &Args) -> anyhow::Result<()> {
 }
 
 /// Converges, runs the claims' scripts, converges again, and checks the result.
-async fn script(env: &World2, timeout: Duration) -> anyhow::Result<bool> {
+async fn script(env: &Playground, timeout: Duration) -> anyhow::Result<bool> {
     let api: Api<NicIpClaim> = Api::all(env.client.clone());
     let providers = provider_names(env).await?;
     let mut view = View::new(std::io::stdout().is_terminal());
@@ -483,7 +484,7 @@ fn cloud_addresses(world: &cloudsim::WorldState, nic: &str) -> BTreeSet<String> 
         .unwrap_or_default()
 }
 
-async fn provider_names(env: &World2) -> anyhow::Result<BTreeMap<String, String>> {
+async fn provider_names(env: &Playground) -> anyhow::Result<BTreeMap<String, String>> {
     let pcs: Api<ProviderConfig> = Api::all(env.client.clone());
     Ok(pcs
         .list(&Default::default())

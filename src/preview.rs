@@ -122,9 +122,9 @@ pub struct ClaimPlan {
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-struct Report {
-    claims: Vec<ClaimPlan>,
-    summary: Summary,
+struct Report<'a> {
+    claims: &'a [ClaimPlan],
+    summary: &'a Summary,
 }
 
 #[derive(Debug, Default, Serialize, PartialEq, Eq)]
@@ -151,8 +151,8 @@ pub async fn main(args: Args) -> anyhow::Result<u8> {
         Format::Json => println!(
             "{}",
             serde_json::to_string_pretty(&Report {
-                claims: plans.clone(),
-                summary: summarize(&plans)
+                claims: &plans,
+                summary: &summary
             })?
         ),
         Format::Text => print!("{}", render(&plans, &summary)),

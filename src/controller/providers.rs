@@ -134,7 +134,9 @@ impl Providers {
             })?;
         let fingerprint = format!(
             "{}/{}",
-            config.resource_version().unwrap_or_default(),
+            // The generation, not the resourceVersion: the ProviderConfig's
+            // own status writes must not rebuild its provider.
+            config.metadata.generation.unwrap_or_default(),
             secret.resource_version().unwrap_or_default()
         );
         if let Ok(built) = self.built.lock()

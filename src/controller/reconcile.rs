@@ -385,7 +385,10 @@ impl<'a> Reconcile<'a> {
                 } else {
                     self.ready_action()
                 };
-                self.ctx.memory(&self.uid, |m| m.waits = 0);
+                self.ctx.memory(&self.uid, |m| {
+                    m.waits = 0;
+                    m.errors = 0;
+                });
                 return self
                     .report_apply(
                         a,
@@ -495,7 +498,10 @@ impl<'a> Reconcile<'a> {
                 } else {
                     op.request_id = submitted.request_id.clone();
                     a.pending = Some(op);
-                    self.ctx.memory(&self.uid, |m| m.waits = 0);
+                    self.ctx.memory(&self.uid, |m| {
+                        m.waits = 0;
+                        m.errors = 0;
+                    });
                     Ok(Settled::Done(Action::requeue(self.next_wait())))
                 }
             }
@@ -503,7 +509,7 @@ impl<'a> Reconcile<'a> {
                 // The call may have acted: it stays pending and is resolved
                 // from the cloud's state before anything else.
                 warn!(code = %e.code, action = %e.action, "outcome unknown; resolving from the cloud's state");
-                Ok(Settled::Done(Action::requeue(self.next_error_delay(&e))))
+                Ok(Settled::Done(Action::requeue(self.next_error_delay())))
             }
             Err(e) => {
                 a.pending = None;
@@ -542,6 +548,7 @@ impl<'a> Reconcile<'a> {
                 self.ctx.memory(&self.uid, |m| {
                     m.request_ids.remove(&op.sequence);
                     m.waits = 0;
+                    m.errors = 0;
                 });
                 Ok(Settled::Continue)
             }
@@ -658,14 +665,14 @@ impl<'a> Reconcile<'a> {
                     "Throttled",
                     format!("the cloud is throttling {}; slowing down", e.action),
                 ),
-                Action::requeue(self.next_error_delay(&e)),
+                Action::requeue(self.next_error_delay()),
             ),
             ErrorClass::Transient => (
                 Standing::progressing(
                     "CloudUnavailable",
                     format!("{} failed with {}; retrying with backoff", e.action, e.code),
                 ),
-                Action::requeue(self.next_error_delay(&e)),
+                Action::requeue(self.next_error_delay()),
             ),
             ErrorClass::Credentials => (
                 Standing::stalled("CredentialsRejected", text),
@@ -997,8 +1004,10 @@ impl<'a> Reconcile<'a> {
         super::jitter(delay)
     }
 
-    /// Exponential backoff with jitter, capped, honouring a throttling answer.
-    fn next_error_delay(&self, _e: &CloudError) -> Duration {
+    /// Exponential backoff with jitter, capped; it starts over once the claim
+    /// converges or a call completes. (The transport already honours a
+    /// throttling answer's `Retry-After` within a call.)
+    fn next_error_delay(&self) -> Duration {
         let n = self.ctx.memory(&self.uid, |m| {
             m.errors = m.errors.saturating_add(1);
             m.errors
