@@ -7,6 +7,7 @@ mod controller_support;
 use std::time::Duration;
 
 use controller_support::*;
+use kube::api::{Patch, PatchParams};
 use nicip::controller::Checkpoint;
 use serde_json::json;
 
@@ -148,6 +149,7 @@ async fn count_changes_release_the_newest_first() {
         );
         assert_eq!(env.ipv4(nic), first);
     }
+    env.check_invariants().await;
 }
 
 #[tokio::test]
@@ -181,6 +183,7 @@ async fn editing_the_list_and_ipv6_and_the_instance() {
     })
     .await;
     assert_eq!(env.instance_of("nic-zatt").as_deref(), Some("ins-z2"));
+    env.check_invariants().await;
 }
 
 #[tokio::test]
@@ -216,6 +219,7 @@ async fn adoption_and_addresses_never_touched() {
     env.delete("adopt").await;
     env.wait_gone("adopt").await;
     assert_eq!(env.ipv4("nic-zadopt"), set(&["10.0.0.42"]));
+    env.check_invariants().await;
 }
 
 #[tokio::test]
@@ -242,6 +246,7 @@ async fn deletion_under_release_and_retain() {
         owned4(&ret),
         "Retain leaves the cloud alone"
     );
+    env.check_invariants().await;
 }
 
 #[tokio::test]
@@ -290,6 +295,7 @@ async fn conflicts_stall_the_younger_claim_without_cloud_calls() {
         env.ipv4("nic-z3").is_empty(),
         "the losing claim made no call"
     );
+    env.check_invariants().await;
 }
 
 /// Each row: a claim the cloud must refuse, and the cloud's own code that
@@ -389,6 +395,7 @@ async fn cloud_errors_surface_verbatim_and_are_not_retried() {
         before,
         "refused calls are not repeated without a spec change"
     );
+    env.check_invariants().await;
 }
 
 fn reconciles(env: &Env) -> usize {
@@ -425,6 +432,7 @@ async fn a_bad_address_in_a_zenlayer_batch_is_named_and_the_rest_converge() {
     assert_eq!(env.ipv4("nic-z1"), set(&["10.0.0.11", "10.0.0.12"]));
     assert_eq!(owned4(&c), set(&["10.0.0.11", "10.0.0.12"]));
     assert!(nicip_condition_message(&c, "Stalled").contains("10.0.0.255"));
+    env.check_invariants().await;
 }
 
 #[tokio::test]
@@ -475,6 +483,7 @@ async fn drift_is_restored_within_a_resync_and_observe_only_reports() {
         "ObserveOnly never changes the cloud"
     );
     assert_eq!(env.count(&["AssignPrivateIpAddresses"]), 0);
+    env.check_invariants().await;
 }
 
 #[tokio::test]
@@ -597,6 +606,7 @@ async fn crash_at_every_step_converges_without_duplicates_or_leaks() {
                 env.ipv6(nic).is_empty(),
                 "{name} at {point:?}: nothing leaked"
             );
+            env.check_invariants().await;
         }
     }
 }
@@ -630,6 +640,7 @@ async fn crash_during_deletion_completes_after_restart() {
         env.start();
         env.wait_gone("d").await;
         assert!(env.ipv4("eni-t1").is_empty(), "{point:?}");
+        env.check_invariants().await;
     }
 }
 
@@ -692,6 +703,7 @@ async fn a_missing_secret_is_reported_and_a_new_one_takes_effect_without_restart
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    env.check_invariants().await;
 }
 
 #[tokio::test]
@@ -782,6 +794,7 @@ async fn lost_responses_assign_exactly_once() {
         tokens.len() >= 2 && tokens.iter().all(|t| *t == tokens[0]),
         "{tokens:?}"
     );
+    env.check_invariants().await;
 }
 
 /// An asynchronous task that ends FAILED: the claim reports it, and the next
@@ -822,6 +835,7 @@ async fn a_failed_task_is_reported_and_retried_with_a_new_token() {
             .map(|e| (&e.reason, &e.note))
             .collect::<Vec<_>>()
     );
+    env.check_invariants().await;
 }
 
 /// Throttling and 5xx answers back off and converge, without a claim error
@@ -857,6 +871,7 @@ async fn throttling_and_server_errors_back_off() {
         t.status.unwrap().last_error.is_none(),
         "cleared once converged"
     );
+    env.check_invariants().await;
 }
 
 /// Milestones are Events on the claim, through one reporter.
@@ -938,4 +953,63 @@ async fn a_claim_that_does_not_decode_is_skipped() {
     .await;
     let good = env.wait_ready("good").await;
     assert_eq!(owned4(&good), env.ipv4("nic-z1"));
+}
+
+/// The invariants checker itself: each kind of violation is named.
+#[tokio::test]
+async fn the_invariants_checker_names_each_violation() {
+    let mut env = Env::new().await;
+    env.start();
+    env.apply(
+        "kept",
+        json!({"providerConfigRef": pc(ZENLAYER), "nicId": "nic-z1", "ipv4": {"count": 1}}),
+    )
+    .await;
+    env.apply(
+        "gone",
+        json!({"providerConfigRef": pc(ZENLAYER), "nicId": "nic-z2", "ipv4": {"count": 1}}),
+    )
+    .await;
+    let kept = env.wait_ready("kept").await;
+    let gone = env.wait_ready("gone").await;
+    env.check_invariants().await;
+    env.delete("gone").await;
+    env.wait_gone("gone").await;
+    let owned = owned4(&kept).into_iter().next().unwrap();
+    let released = owned4(&gone).into_iter().next().unwrap();
+    env.crash().await;
+    // Out of band: the kept address also on nic-z3, the released one back on
+    // nic-z2, and a secret in an annotation.
+    env.cloud.edit_world(|w| {
+        for (nic, a) in [("nic-z3", &owned), ("nic-z2", &released)] {
+            w.zenlayer
+                .nics
+                .get_mut(nic)
+                .unwrap()
+                .secondary_ipv4
+                .push(nicip::cloudsim::IpEntry {
+                    address: a.parse().unwrap(),
+                    state: nicip::cloudsim::IpState::Available,
+                });
+        }
+    });
+    let annotation = json!({"metadata": {"annotations": {"note": ZL_SECRET}}});
+    env.claims()
+        .patch("kept", &PatchParams::default(), &Patch::Merge(&annotation))
+        .await
+        .unwrap();
+    let violations = env.invariants.as_ref().unwrap().violations(&env).await;
+    let has = |prefix: &str, what: &str| {
+        violations
+            .iter()
+            .any(|v| v.starts_with(prefix) && v.contains(what))
+    };
+    assert!(has("I2:", &owned), "{violations:#?}");
+    assert!(has("I3:", &owned), "{violations:#?}");
+    assert!(has("I4:", &released), "{violations:#?}");
+    assert!(has("I5:", "nicipclaims"), "{violations:#?}");
+    assert!(
+        violations.iter().all(|v| !v.contains(ZL_SECRET)),
+        "the checker does not print the secret itself"
+    );
 }

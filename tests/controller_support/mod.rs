@@ -3,13 +3,15 @@
 //! the real controller running in-process over HTTP against both.
 #![allow(dead_code)]
 
+pub mod invariants;
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::{Client, ResourceExt};
 use nicip::api::v1alpha1::{NicIpClaim, ProviderConfig};
 use nicip::cloudsim::{self, AuditEntry, RunningSim, World};
 use nicip::controller::{CheckpointHook, Handles, Settings};
@@ -94,6 +96,8 @@ pub struct Env {
     pub client: Client,
     controller: Option<Running>,
     pub settings: Settings,
+    /// I1–I5, following the world from before the controller first starts.
+    pub invariants: Option<invariants::Invariants>,
 }
 
 struct Running {
@@ -116,11 +120,9 @@ impl Env {
         yaml: &str,
         crds: Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>,
     ) -> Env {
-        // `RUST_LOG=nicip=debug cargo test ...` shows the controller's logs.
-        let _ = tracing_subscriber::fmt()
-            .with_test_writer()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .try_init();
+        // `RUST_LOG=nicip=debug cargo test ...` shows the controller's logs;
+        // they are captured in any case, for the secrets invariant.
+        invariants::capture_logs();
         let world = World::from_yaml(yaml).expect("test world");
         let cloud = cloudsim::start(world, "127.0.0.1:0".parse().unwrap())
             .await
@@ -157,6 +159,7 @@ impl Env {
             client,
             controller: None,
             settings: test_settings(),
+            invariants: None,
         };
         for (name, provider, secret) in [
             (ZENLAYER, "Zenlayer", "zenlayer-creds"),
@@ -165,7 +168,25 @@ impl Env {
         ] {
             env.provider_config(name, provider, secret, json!({})).await;
         }
+        let mut env = env;
+        env.invariants = Some(invariants::Invariants::new(&env).await);
         env
+    }
+
+    /// Waits until quiet and asserts I1–I5 (see [`invariants`]).
+    pub async fn check_invariants(&self) {
+        self.invariants
+            .as_ref()
+            .expect("the invariants checker")
+            .check(self)
+            .await;
+    }
+
+    /// Declares an address put on a NIC by someone other than nicip.
+    pub fn foreign(&self, nic: &str, address: &str) {
+        if let Some(i) = &self.invariants {
+            i.foreign(nic, address);
+        }
     }
 
     pub async fn provider_config(&self, name: &str, provider: &str, secret: &str, extra: Value) {
@@ -491,22 +512,7 @@ pub fn freeze_at(
     (hook, rx)
 }
 
-/// The claims' invariants against the cloud: what each claim owns is on its
-/// NIC, and no address is owned by two claims.
+/// I1–I5 once the controller is quiet (see [`invariants`]).
 pub async fn check_invariants(env: &Env) {
-    let claims = env.claims().list(&Default::default()).await.expect("list");
-    let mut seen = BTreeSet::new();
-    for c in &claims {
-        for a in owned4(c).into_iter().chain(owned6(c)) {
-            assert!(seen.insert(a.clone()), "{a} owned twice");
-        }
-        if is_ready(c) {
-            assert_eq!(
-                owned4(c),
-                env.ipv4(&c.spec.nic_id),
-                "claim {} owns what its NIC carries",
-                c.name_any()
-            );
-        }
-    }
+    env.check_invariants().await;
 }
