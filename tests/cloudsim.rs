@@ -1,6 +1,7 @@
 //! The simulated cloud over real HTTP: every rule and error code of the three
-//! protocols, signature verification (all vectors of `shared/cloud-apis/`,
-//! tampering, wrong keys, stale timestamps), async tasks, ClientToken,
+//! protocols, signature verification (vectors computed with the vendors'
+//! official SDKs and the examples of their signature pages; tampering, wrong
+//! keys, stale timestamps), async tasks, ClientToken,
 //! rate limits, faults, audit log, control endpoints, and the official
 //! Python SDKs driven against it.
 
@@ -784,8 +785,10 @@ async fn zenlayer_describe_paging_and_other_reads() {
     );
 }
 
-/// The vectors of `cloud-apis/zenlayer.md` §2.1, sent verbatim (Host header
-/// included) to a simulator with a wide timestamp window: the signature is
+/// ZC2-HMAC-SHA256 vectors computed with the official Python SDK's signer
+/// (`zenlayercloud-sdk-python` 2.0.77; the algorithm is in Zenlayer's API
+/// reference, <https://docs.console.zenlayer.com/api-reference/>),
+/// sent verbatim (Host header included) to a simulator with a wide timestamp window: the signature is
 /// accepted, so the answer is about the action, not authentication.
 #[tokio::test]
 async fn zenlayer_signature_vectors() {

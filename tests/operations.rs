@@ -163,6 +163,15 @@ impl Controller {
         (status, resp.text().await.expect("body"))
     }
 
+    /// `nicip_leader` from `/metrics`.
+    async fn leader_gauge(&self) -> f64 {
+        let (status, text) = self.get("/metrics").await;
+        assert_eq!(status, 200, "{}: {text}", self.identity);
+        let samples = parse_openmetrics(&text).unwrap_or_else(|e| panic!("{e}:\n{text}"));
+        sample(&samples, "nicip_leader", &[])
+            .unwrap_or_else(|| panic!("{} exports no nicip_leader:\n{text}", self.identity))
+    }
+
     async fn wait_ready(&self) {
         wait_for(&format!("{} to be ready", self.identity), || async {
             self.get("/readyz").await.0 == 200
@@ -327,6 +336,11 @@ async fn probes_follow_the_first_sync_and_metrics_count_a_scenario() {
     .await;
     let s = scrape().await;
     assert_eq!(claims(&s, "NotReady"), Some(0.0));
+    assert_eq!(
+        sample(&s, "nicip_leader", &[]),
+        Some(1.0),
+        "without leader election the replica leads"
+    );
     assert!(
         sample(&s, "nicip_reconciles_total", &[]).is_some_and(|n| n >= 3.0),
         "reconciles: {:?}",
@@ -479,6 +493,8 @@ async fn one_of_two_processes_mutates_and_a_killed_leader_is_replaced() {
     let b = Controller::start(&kc, "b", ELECTION).await;
     // A standby that reaches the API server is ready too.
     b.wait_ready().await;
+    assert_eq!(a.leader_gauge().await, 1.0, "the leader's nicip_leader");
+    assert_eq!(b.leader_gauge().await, 0.0, "the standby's nicip_leader");
 
     env.apply(
         "one",
@@ -503,6 +519,10 @@ async fn one_of_two_processes_mutates_and_a_killed_leader_is_replaced() {
     let killed = Instant::now();
     wait_holder(&env, "b").await;
     let took = killed.elapsed();
+    wait_for("b's nicip_leader to become 1", || async {
+        b.leader_gauge().await == 1.0
+    })
+    .await;
     println!("b took over {took:?} after a was killed");
     // The Lease lasts 3 s from a's last renewal (every 500 ms); the rest is
     // slack for a loaded machine.

@@ -236,24 +236,40 @@ tencent:
     assert_eq!(at(r#"nicip_claims{condition="NotReady"}"#), 0.0);
     assert_eq!(at(r#"nicip_owned_addresses{family="ipv4"}"#), 2.0);
     assert_eq!(at(r#"nicip_owned_addresses{family="ipv6"}"#), 1.0);
+    assert_eq!(at("nicip_leader"), 0.0, "a replica that has not started");
+    assert_documented(&body);
     assert!(!body.contains(TC_SECRET));
     sim.shutdown().await;
 }
 
+/// `nicip_leader` as `/metrics` serves it.
+async fn leader_gauge(addr: SocketAddr) -> f64 {
+    let (status, _, body) = get(addr, "/metrics").await;
+    assert_eq!(status, 200);
+    let samples = parse_openmetrics(&body).unwrap_or_else(|e| panic!("{e}\n{body}"));
+    *samples
+        .get("nicip_leader")
+        .unwrap_or_else(|| panic!("no nicip_leader in\n{body}"))
+}
+
 #[tokio::test]
-async fn readyz_follows_sync_role_and_election_health() {
+async fn readyz_and_the_leader_gauge_follow_sync_role_and_election_health() {
     let health = Health::new();
     let mut server = admin(health.clone(), Metrics::new()).await;
     let ready = || async { get(server.addr, "/readyz").await.0 };
 
     assert_eq!(get(server.addr, "/healthz").await.0, 200);
     assert_eq!(ready().await, 503, "starting");
+    assert_eq!(leader_gauge(server.addr).await, 0.0, "starting");
+    // Also what the controller does without leader election.
     health.set_role(Role::Leader);
     assert_eq!(ready().await, 503, "leader before the first sync");
+    assert_eq!(leader_gauge(server.addr).await, 1.0, "leader");
     health.mark_synced();
     assert_eq!(ready().await, 200, "leader after the first sync");
 
     health.set_role(Role::Standby);
+    assert_eq!(leader_gauge(server.addr).await, 0.0, "standby");
     assert_eq!(
         ready().await,
         503,
@@ -685,4 +701,28 @@ async fn shutdown_signal_catches_a_sigterm_sent_before_it_is_polled() {
     tokio::time::timeout(PATIENCE, signal)
         .await
         .expect("the SIGTERM ends the wait");
+}
+
+/// The metrics table of docs/operations.md lists exactly the metric families
+/// in `body` (an exposition in which every family has samples).
+fn assert_documented(body: &str) {
+    let served: std::collections::BTreeSet<String> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| {
+            let (name, kind) = l.split_once(' ')?;
+            Some(match kind {
+                "counter" => format!("{name}_total"),
+                _ => name.to_string(),
+            })
+        })
+        .collect();
+    let guide = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md"))
+        .expect("docs/operations.md");
+    let documented: std::collections::BTreeSet<String> = guide
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `nicip_"))
+        .filter_map(|l| Some(format!("nicip_{}", l.split_once('`')?.0)))
+        .collect();
+    assert_eq!(documented, served, "docs/operations.md's metrics table");
 }

@@ -1855,10 +1855,15 @@ async fn lost_responses_resolve_in_a_new_process_without_a_second_assignment() {
 
 // ---------------------------------------------------------------- documented error codes
 
-/// Every error code the vendors' pages (`shared/seeds/`) and the wire notes
-/// (`shared/cloud-apis/`) document, per provider, as [`extract_documented_codes`]
-/// finds them. Kept here so that a fresh clone without `../shared` still
-/// checks the tables; where `../shared` exists the extraction must match it.
+/// Every error code the vendors document, per provider: the error tables of
+/// Zenlayer's ZEC action pages (<https://docs.console.zenlayer.com/api-reference/>),
+/// Tencent Cloud API 3.0's common and VPC codes
+/// (<https://www.tencentcloud.com/document/api/215/15813> and the other VPC
+/// action pages) and the legacy API 2.0's (<https://cloud.tencent.com/doc/api/245/4781>),
+/// plus the codes the official SDKs handle. A snapshot, so that every clone
+/// checks the tables; where the maintainers' copy of those pages and notes is
+/// at hand ([`vendor_docs_dir`]), [`extract_documented_codes`] must find exactly
+/// these in it.
 const DOCUMENTED_CODES: [(&str, &[&str]); 3] = [
     (
         "zenlayer",
@@ -2031,8 +2036,10 @@ const DOCUMENTED_CODES: [(&str, &[&str]); 3] = [
     ),
 ];
 
-/// Where the shared design documents live beside the checkout, if they do.
-fn shared_dir() -> Option<std::path::PathBuf> {
+/// The maintainers' copy of the vendors' pages (`seeds/`) and of the wire
+/// notes taken from the SDKs (`cloud-apis/`), if it is at hand: where
+/// `NICIP_SHARED_DIR` points, else beside the checkout.
+fn vendor_docs_dir() -> Option<std::path::PathBuf> {
     let dir = std::env::var_os("NICIP_SHARED_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"));
@@ -2053,16 +2060,16 @@ fn doc_section<'a>(doc: &'a str, start: &str, end: &str) -> &'a str {
 }
 
 /// Extracts the error codes of each provider from the documents:
-/// - Zenlayer: the rows of the seeds' error tables (`| HTTP | CODE | … |`), and
-///   in `zenlayer.md` §4–§5 every `UPPER_SNAKE` code in a table row or in a
-///   "codes `…`" list;
-/// - Tencent API 3.0: the seed's "Error Code" table, the first column of
-///   `tencent.md` §10.1–§10.2 (`.Suffix` shorthands expanded), and every
-///   dotted code of those families anywhere outside the legacy sections;
-/// - legacy API 2.0: the seed's `错误码表`, the dotted codes of `tencent.md`
-///   §6 and §9, and the numeric codes of §10.3.
+/// - Zenlayer: the rows of the pages' error tables (`| HTTP | CODE | … |`), and
+///   in the Zenlayer notes' sections 4 and 5 (common errors, actions) every
+///   `UPPER_SNAKE` code in a table row or in a "codes `…`" list;
+/// - Tencent API 3.0: the page's "Error Code" table, the first column of the
+///   Tencent notes' sections 10.1–10.2 (`.Suffix` shorthands expanded), and
+///   every dotted code of those families anywhere outside the legacy sections;
+/// - legacy API 2.0: the page's `错误码表`, the dotted codes of the Tencent
+///   notes' sections 6 and 9, and the numeric codes of section 10.3.
 fn extract_documented_codes(
-    shared: &std::path::Path,
+    vendor_docs: &std::path::Path,
 ) -> std::collections::BTreeMap<&'static str, BTreeSet<String>> {
     let tick = regex::Regex::new(r"`([^`]+)`").unwrap();
     let snake = regex::Regex::new(r"^[A-Z][A-Z0-9]*(_[A-Z0-9]+)+$").unwrap();
@@ -2077,7 +2084,7 @@ fn extract_documented_codes(
             .collect()
     };
 
-    let mut seeds: Vec<_> = std::fs::read_dir(shared.join("seeds"))
+    let mut seeds: Vec<_> = std::fs::read_dir(vendor_docs.join("seeds"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
@@ -2113,7 +2120,7 @@ fn extract_documented_codes(
         }
     }
 
-    let zenlayer = std::fs::read_to_string(shared.join("cloud-apis/zenlayer.md")).unwrap();
+    let zenlayer = std::fs::read_to_string(vendor_docs.join("cloud-apis/zenlayer.md")).unwrap();
     let part = doc_section(&zenlayer, "## 4.", "## 6.");
     let code_list = regex::Regex::new(r"codes? ((?:`[A-Z0-9_]+`[,\s]*)+)").unwrap();
     let listed = part
@@ -2129,7 +2136,7 @@ fn extract_documented_codes(
         }
     }
 
-    let tencent = std::fs::read_to_string(shared.join("cloud-apis/tencent.md")).unwrap();
+    let tencent = std::fs::read_to_string(vendor_docs.join("cloud-apis/tencent.md")).unwrap();
     let mut families = BTreeSet::new();
     for line in doc_section(&tencent, "### 10.1", "### 10.3").lines() {
         if !line.starts_with("| `") {
@@ -2190,14 +2197,14 @@ fn every_documented_error_code_is_classified_and_published() {
         .iter()
         .map(|(p, codes)| (*p, codes.iter().map(|c| c.to_string()).collect()))
         .collect();
-    if let Some(shared) = shared_dir() {
-        let extracted = extract_documented_codes(&shared);
+    if let Some(vendor_docs) = vendor_docs_dir() {
+        let extracted = extract_documented_codes(&vendor_docs);
         assert_eq!(
             extracted,
             snapshot,
             "the documents in {} list other codes than DOCUMENTED_CODES: classify the new ones \
              in their provider's table and update the snapshot",
-            shared.display()
+            vendor_docs.display()
         );
     }
     let doc =

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use hyper::Method;
+use axum::http::Method;
 use serde_json::{Map, Value, json};
 
 use super::faults::{Decision, Protocol};

@@ -13,6 +13,7 @@
 //! ```
 
 mod config;
+mod conn;
 mod faults;
 mod legacy;
 mod server;

@@ -5,17 +5,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
-use hyper::header::{CONTENT_TYPE, HeaderMap};
-use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
+use axum::http::{Method, StatusCode};
+use axum::response::Response;
+use axum::routing::any;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::config::{Accounts, RateLimits, Settings, World};
+use super::conn::{Cut, CuttableListener};
 use super::faults::{Audit, AuditEntry, Decision, Fault, Faults, Protocol, RateLimiter};
 use super::world::{WorldState, now_iso};
 use super::{legacy, tencent, zenlayer};
@@ -190,48 +192,60 @@ pub(crate) fn audit(sim: &Sim, info: &CallInfo, outcome: String) {
     });
 }
 
-/// Marker error: close the connection without an answer.
-#[derive(Debug)]
-struct DropResponse;
-
-impl std::fmt::Display for DropResponse {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("response dropped by fault injection")
-    }
-}
-
-impl std::error::Error for DropResponse {}
-
-fn json_response(status: u16, body: &Value) -> Response<Full<Bytes>> {
+fn json_response(status: u16, body: &Value) -> Response {
     let bytes = serde_json::to_vec(body).unwrap_or_default();
-    let mut resp = Response::new(Full::new(Bytes::from(bytes)));
+    let mut resp = Response::new(Body::from(bytes));
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     // Exactly `application/json`: the Tencent Python SDK only parses errors
     // for that exact value.
-    resp.headers_mut().insert(
-        CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("application/json"),
-    );
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
 }
 
-async fn handle(
-    sim: Arc<Sim>,
-    req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, DropResponse> {
+/// Reads the body (up to `MAX_BODY`: a larger one is left unread and flagged).
+async fn read_request(req: Request) -> HttpRequest {
     let (parts, body) = req.into_parts();
-    let (body, body_too_large) = match Limited::new(body, MAX_BODY).collect().await {
-        Ok(b) => (b.to_bytes(), false),
+    let (body, body_too_large) = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(b) => (b, false),
         Err(_) => (Bytes::new(), true),
     };
-    let req = HttpRequest {
+    HttpRequest {
         method: parts.method,
         path: parts.uri.path().to_string(),
         query: parts.uri.query().unwrap_or("").to_string(),
         headers: parts.headers,
         body,
         body_too_large,
+    }
+}
+
+/// The cloud APIs, one per path.
+#[derive(Clone, Copy)]
+enum Api {
+    Zenlayer,
+    Tencent,
+    TencentLegacy,
+}
+
+fn router(sim: Arc<Sim>) -> Router {
+    let api = |api| {
+        any(
+            move |State(sim): State<Arc<Sim>>, ConnectInfo(cut): ConnectInfo<Cut>, req| {
+                cloud_call(api, sim, cut, req)
+            },
+        )
     };
+    Router::new()
+        .route("/api/v2/zec", api(Api::Zenlayer))
+        .route("/v2/index.php", api(Api::TencentLegacy))
+        .route("/", api(Api::Tencent))
+        .fallback(other)
+        .with_state(sim)
+}
+
+async fn cloud_call(api: Api, sim: Arc<Sim>, cut: Cut, req: Request) -> Response {
+    let req = read_request(req).await;
     // Unverified input: capped like the presented key id.
     let user_agent: String = req
         .header("user-agent")
@@ -239,42 +253,39 @@ async fn handle(
         .chars()
         .take(256)
         .collect();
-    let (reply, dropped) = match req.path.as_str() {
-        "/api/v2/zec" => {
-            USER_AGENT
-                .scope(user_agent, zenlayer::handle(&sim, &req))
-                .await
+    let call = async {
+        match api {
+            Api::Zenlayer => zenlayer::handle(&sim, &req).await,
+            Api::Tencent => tencent::handle(&sim, &req).await,
+            Api::TencentLegacy => legacy::handle(&sim, &req).await,
         }
-        "/v2/index.php" => {
-            USER_AGENT
-                .scope(user_agent, legacy::handle(&sim, &req))
-                .await
-        }
-        "/" => {
-            USER_AGENT
-                .scope(user_agent, tencent::handle(&sim, &req))
-                .await
-        }
-        _ if req.body_too_large => (
-            Reply {
-                status: 413,
-                body: json!({"error": "request body too large or unreadable"}),
-            },
-            false,
-        ),
-        p if p.starts_with("/_sim/") => (control(&sim, &req), false),
-        _ => (
-            Reply {
-                status: 404,
-                body: json!({"error": format!("no such path: {}", req.path)}),
-            },
-            false,
-        ),
     };
+    let (reply, dropped) = USER_AGENT.scope(user_agent, call).await;
     if dropped {
-        return Err(DropResponse);
+        // The connection closes before this (empty) answer is written.
+        cut.cut();
+        return Response::new(Body::empty());
     }
-    Ok(json_response(reply.status, &reply.body))
+    json_response(reply.status, &reply.body)
+}
+
+/// The control endpoints, and 404 for every other path.
+async fn other(State(sim): State<Arc<Sim>>, req: Request) -> Response {
+    let req = read_request(req).await;
+    let reply = if req.body_too_large {
+        Reply {
+            status: 413,
+            body: json!({"error": "request body too large or unreadable"}),
+        }
+    } else if req.path.starts_with("/_sim/") {
+        control(&sim, &req)
+    } else {
+        Reply {
+            status: 404,
+            body: json!({"error": format!("no such path: {}", req.path)}),
+        }
+    };
+    json_response(reply.status, &reply.body)
 }
 
 /// `/_sim/world` (GET), `/_sim/faults` (GET, PUT/POST to replace, DELETE to
@@ -337,32 +348,29 @@ fn control(sim: &Sim, req: &HttpRequest) -> Reply {
     }
 }
 
+/// How long a shutdown waits for in-flight requests.
+const GRACE: Duration = Duration::from_secs(5);
+
 /// Accepts connections until `shutdown` flips, then lets in-flight requests
-/// finish (up to a few seconds).
-pub(crate) async fn serve(
-    listener: TcpListener,
-    sim: Arc<Sim>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((stream, _peer)) = accepted else { continue };
-                let _ = stream.set_nodelay(true);
-                let sim = sim.clone();
-                let service = hyper::service::service_fn(move |req| handle(sim.clone(), req));
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .keep_alive(true)
-                    .serve_connection(TokioIo::new(stream), service);
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
+/// finish (up to [`GRACE`]).
+pub(crate) async fn serve(listener: TcpListener, sim: Arc<Sim>, shutdown: watch::Receiver<bool>) {
+    let stopping = |mut rx: watch::Receiver<bool>| async move {
+        // A dropped sender stops the server too.
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let app = router(sim).into_make_service_with_connect_info::<Cut>();
+    let server = axum::serve(CuttableListener(listener), app)
+        .with_graceful_shutdown(stopping(shutdown.clone()));
+    let deadline = async {
+        stopping(shutdown).await;
+        tokio::time::sleep(GRACE).await;
+    };
+    tokio::select! {
+        served = server => {
+            if let Err(e) = served {
+                tracing::error!(error = %e, "cloudsim server stopped");
             }
-            _ = shutdown.changed() => break,
         }
+        () = deadline => {}
     }
-    drop(listener);
-    let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
 }

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use hyper::Method;
+use axum::http::Method;
 use serde_json::{Map, Value, json};
 
 use super::faults::{Decision, Protocol, tencent_default_limit};

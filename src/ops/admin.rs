@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio::task::JoinHandle;
 
-use super::{Health, Metrics};
+use super::{Health, Metrics, Role};
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -65,6 +65,9 @@ pub async fn serve_admin(
 }
 
 async fn metrics_handler(State(state): State<AdminState>) -> Response {
+    state
+        .metrics
+        .set_leader(state.health.role() == Role::Leader);
     (
         [(header::CONTENT_TYPE, OPENMETRICS)],
         state.metrics.encode(),

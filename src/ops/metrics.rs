@@ -87,6 +87,7 @@ pub struct Metrics {
     cloud_throttles: Family<ActionLabels, Counter>,
     claims_by_condition: Family<ConditionLabels, Gauge<i64, AtomicI64>>,
     owned_addresses: Family<FamilyLabels, Gauge<i64, AtomicI64>>,
+    leader: Gauge<i64, AtomicI64>,
     claims: Mutex<HashMap<String, ClaimMetrics>>,
 }
 
@@ -160,6 +161,12 @@ impl Metrics {
             "Addresses the claims own on their NICs, by IP family",
             owned_addresses.clone(),
         );
+        let leader = Gauge::<i64, AtomicI64>::default();
+        registry.register(
+            "leader",
+            "1 while this replica leads (holds the Lease, or runs without leader election), else 0",
+            leader.clone(),
+        );
         // Zero series exist from the start, so dashboards see 0, not "no data".
         for condition in ["Ready", "Stalled", "NotReady"] {
             claims_by_condition
@@ -181,6 +188,7 @@ impl Metrics {
             cloud_throttles,
             claims_by_condition,
             owned_addresses,
+            leader,
             claims: Mutex::new(HashMap::new()),
         })
     }
@@ -197,6 +205,12 @@ impl Metrics {
                 })
                 .inc();
         }
+    }
+
+    /// Whether this replica leads; the admin server sets it from the
+    /// elector's role at every scrape, so it cannot drift from `/readyz`.
+    pub fn set_leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
     }
 
     /// Sets what the claim `key` (e.g. `namespace/name`) contributes to the

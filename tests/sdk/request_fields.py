@@ -19,8 +19,13 @@ from zenlayercloud.zec.v20250901 import models as zec
 from sdk_models import check_tencent, check_zenlayer
 
 
-# Legacy API 2.0 (tencent.md section 9): the documented action parameters,
-# `.n` standing for a 0-based list index; plus the common parameters.
+# Legacy API 2.0: the action parameters documented on Tencent Cloud's pages
+# (AssignPrivateIpAddresses https://cloud.tencent.com/doc/api/245/4817,
+# UnassignPrivateIpAddresses https://cloud.tencent.com/doc/api/245/4819,
+# DescribeNetworkInterfaces https://cloud.tencent.com/doc/api/245/4814,
+# DescribeVpcTaskResult https://cloud.tencent.com/document/api/215/5094),
+# `.n` standing for a 0-based list index; plus the common parameters
+# (https://cloud.tencent.com/document/api/597/10084).
 LEGACY_COMMON = {"Action", "Region", "Timestamp", "Nonce", "SignatureMethod"}
 LEGACY = {
     "AssignPrivateIpAddresses": {"vpcId", "networkInterfaceId", "privateIpAddressSet.n.privateIpAddress",
