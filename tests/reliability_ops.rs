@@ -318,18 +318,17 @@ async fn r17_a_cloud_outage_backs_off_to_the_cap_with_one_transition_and_recover
     })
     .await;
     let recovery = lifted.elapsed();
-    // One reconcile sends a call and the transport's one retry: attempts
-    // are calls less than a second apart.
-    let mut attempts: Vec<Instant> = Vec::new();
+    // One reconcile sends a call and the transport's one retry (and a wake
+    // by the ProviderConfig's own failure may follow at once): an attempt is
+    // calls less than a second apart, and its backoff runs from its last call.
+    let mut attempts: Vec<(Instant, Instant)> = Vec::new();
     for t in calls {
-        if attempts
-            .last()
-            .is_none_or(|last| t - *last > Duration::from_secs(1))
-        {
-            attempts.push(t);
+        match attempts.last_mut() {
+            Some((_, last)) if t - *last <= Duration::from_secs(1) => *last = t,
+            _ => attempts.push((t, t)),
         }
     }
-    let gaps: Vec<Duration> = attempts.windows(2).map(|w| w[1] - w[0]).collect();
+    let gaps: Vec<Duration> = attempts.windows(2).map(|w| w[1].0 - w[0].1).collect();
     println!("R17: attempts {} apart; recovered in {recovery:?}", {
         format!("{gaps:?}")
     });
