@@ -97,7 +97,7 @@ impl Controller {
             .env_remove("POD_NAMESPACE")
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
@@ -115,6 +115,15 @@ impl Controller {
                 {
                     let _ = tx.send(a);
                 }
+                kept.lock().unwrap().push(line);
+            }
+        });
+        // Nothing is expected on stdout; whatever comes is kept for I5.
+        let stdout = child.stdout.take().expect("stdout");
+        let kept = logs.clone();
+        tokio::spawn(async move {
+            let mut lines = tokio::io::BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
                 kept.lock().unwrap().push(line);
             }
         });
@@ -183,6 +192,21 @@ impl Controller {
         self.logs.lock().unwrap().iter().any(|l| {
             serde_json::from_str::<Value>(l).is_ok_and(|v| v["fields"]["message"] == message)
         })
+    }
+
+    /// I5 for the process: no secret, plain or base64, in its output.
+    fn assert_no_secrets(&self) {
+        use base64::Engine as _;
+        let text = self.logs.lock().unwrap().join("\n");
+        for secret in [ZL_SECRET, TC_SECRET] {
+            let b64 = base64::engine::general_purpose::STANDARD.encode(secret);
+            assert!(
+                !text.contains(secret) && !text.contains(&b64),
+                "I5: controller {} wrote secret {}… to its output",
+                self.identity,
+                &secret[..4]
+            );
+        }
     }
 
     /// `nicip/<version> (<identity>)`, what the controller sends.
@@ -443,6 +467,8 @@ async fn sigterm_during_a_burst_exits_zero_and_a_new_process_converges_without_d
         env.wait_ready(&format!("burst-{i:02}")).await;
     }
     check_invariants(&env).await;
+    first.assert_no_secrets();
+    second.assert_no_secrets();
     let audit = env.audit();
     for (i, nic) in nics.iter().enumerate() {
         let claim = env.get(&format!("burst-{i:02}")).await.expect("claim");
@@ -543,14 +569,156 @@ async fn one_of_two_processes_mutates_and_a_killed_leader_is_replaced() {
         "a mutation not from the new leader: {after:?}"
     );
     check_invariants(&env).await;
+    a.assert_no_secrets();
+    b.assert_no_secrets();
 }
 
-/// The leader is paused in the middle of a reconcile that will want to
+/// A TCP relay to `upstream` that can be cut: while cut, it passes no byte
+/// either way on any connection, old or new (the API server is unreachable,
+/// as behind a dropped route); restored, what was held goes through.
+async fn cuttable_relay(upstream: SocketAddr) -> (SocketAddr, watch::Sender<bool>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (cut, cut_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        while let Ok((inbound, _)) = listener.accept().await {
+            let cut = cut_rx.clone();
+            tokio::spawn(async move {
+                let Ok(outbound) = TcpStream::connect(upstream).await else {
+                    return;
+                };
+                let (ri, wi) = inbound.into_split();
+                let (ro, wo) = outbound.into_split();
+                tokio::join!(pass(ri, wo, cut.clone()), pass(ro, wi, cut));
+            });
+        }
+    });
+    (addr, cut)
+}
+
+/// Copies `from` to `to`, holding each chunk while the relay is cut.
+async fn pass(
+    mut from: impl tokio::io::AsyncRead + Unpin,
+    mut to: impl tokio::io::AsyncWrite + Unpin,
+    mut cut: watch::Receiver<bool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 << 10];
+    loop {
+        if cut.wait_for(|c| !*c).await.is_err() {
+            return;
+        }
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if cut.wait_for(|c| !*c).await.is_err() || to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+    let _ = to.shutdown().await;
+}
+
+/// R20: two replicas; the leader's route to the API server is cut in the
+/// middle of a burst of asynchronous assignments (its cloud calls still go
+/// through). From its last renewal on it has `--renew-deadline` (2 s) to
+/// stop mutating: after that no mutating call of it reaches the cloud, not
+/// even once the route is back and its held writes complete; the standby
+/// takes the Lease and finishes the burst, and the old leader exits
+/// non-zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r20_a_leader_cut_off_from_the_api_server_stops_mutating_within_the_renew_deadline() {
+    let env = Env::with_world(&burst_world()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let upstream: SocketAddr = env
+        .kube
+        .url()
+        .strip_prefix("http://")
+        .and_then(|a| a.parse().ok())
+        .expect("kubesim address");
+    let (relay, cut) = cuttable_relay(upstream).await;
+    let cut_kc = dir.path().join("kubeconfig-cut");
+    std::fs::write(
+        &cut_kc,
+        env.kube
+            .kubeconfig_yaml()
+            .replace(&env.kube.url(), &format!("http://{relay}")),
+    )
+    .expect("kubeconfig");
+    let kc = kubeconfig(&env, dir.path());
+    let fence_log = [ELECTION, &["--log-level", "info,nicip::controller=debug"]].concat();
+    let mut a = Controller::start(&cut_kc, "a", &fence_log).await;
+    wait_holder(&env, "a").await;
+    a.wait_ready().await;
+    let b = Controller::start(&kc, "b", ELECTION).await;
+    b.wait_ready().await;
+
+    let nics: Vec<String> = (0..20).map(|i| format!("eni-b{i:02}")).collect();
+    for (i, nic) in nics.iter().enumerate() {
+        env.apply(
+            &format!("burst-{i:02}"),
+            json!({"providerConfigRef": pc(TENCENT), "nicId": nic, "ipv4": {"count": 3}}),
+        )
+        .await;
+    }
+    wait_for("a few assignments to be under way", || async {
+        successes(&env.audit(), "AssignPrivateIpAddresses").len() >= 3
+    })
+    .await;
+    cut.send_replace(true);
+    let cut_at = Instant::now();
+    // The renew deadline, and a little for a call already on the wire.
+    tokio::time::sleep(Duration::from_millis(2300)).await;
+    let deadline_index = env.audit().len();
+    let deadline = cut_at.elapsed();
+    wait_holder(&env, "b").await;
+    println!("b took over {:?} after the cut", cut_at.elapsed());
+    for i in 0..20 {
+        env.wait_ready(&format!("burst-{i:02}")).await;
+    }
+    // The route comes back: whatever `a` held is delivered now.
+    cut.send_replace(false);
+    let status = a.exited().await;
+    assert!(
+        !status.success(),
+        "a replica that lost its Lease exits non-zero"
+    );
+    println!(
+        "R20: a's fence refused a call: {}; a's mutations {}",
+        a.logged("not the leader: no cloud call"),
+        mutations(&env.audit()).iter().filter(|e| a.sent(e)).count()
+    );
+    check_invariants(&env).await;
+    let audit = env.audit();
+    let late: Vec<&AuditEntry> = audit[deadline_index..]
+        .iter()
+        .filter(|e| a.sent(e) && MUTATIONS.contains(&e.action.as_str()))
+        .collect();
+    assert!(
+        late.is_empty(),
+        "a mutated more than {deadline:?} after it was cut off: {late:?}"
+    );
+    assert!(
+        audit[deadline_index..]
+            .iter()
+            .any(|e| b.sent(e) && MUTATIONS.contains(&e.action.as_str())),
+        "b finished the burst"
+    );
+    for (i, nic) in nics.iter().enumerate() {
+        let claim = env.get(&format!("burst-{i:02}")).await.expect("claim");
+        assert_eq!(owned4(&claim), env.ipv4(nic), "{nic}");
+        assert_eq!(owned4(&claim).len(), 3, "{nic}");
+    }
+    a.assert_no_secrets();
+    b.assert_no_secrets();
+}
+
+/// R21: the leader is paused in the middle of a reconcile that will want to
 /// assign (its NIC description is on the way), the other replica takes over
 /// and does the work, then the first resumes with its stale view: its fence
-/// must refuse the call it planned.
+/// must refuse the call it planned, before it has renewed (it never can).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_paused_leader_mutates_nothing_after_it_resumes() {
+async fn r21_a_paused_leader_mutates_nothing_before_it_rechecks_the_lease() {
     let env = Env::new().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let kc = kubeconfig(&env, dir.path());
@@ -634,4 +802,6 @@ async fn a_paused_leader_mutates_nothing_after_it_resumes() {
     assert_eq!(env.get("one").await.map(|c| owned4(&c)), Some(owned4(&one)));
     assert_eq!(owned4(&one), env.ipv4("eni-t1"));
     check_invariants(&env).await;
+    a.assert_no_secrets();
+    b.assert_no_secrets();
 }

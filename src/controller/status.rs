@@ -192,8 +192,40 @@ pub fn build(
         nic,
         pending_operation: report.pending.map(Into::into),
         operation_sequence: (report.sequence > 0).then_some(report.sequence),
-        last_error: report.last_error,
+        last_error: repeated_error(report.last_error, previous),
         conditions,
+    }
+}
+
+/// The stored error when the new one is the same error again: a retry that
+/// fails alike changes nothing in the status, so the write (and the watch
+/// event it would wake this controller with, cutting its backoff short) is
+/// skipped. `lastError` tells when and with which request a run of the same
+/// failure began.
+fn repeated_error(
+    new: Option<LastError>,
+    previous: Option<&NicIpClaimStatus>,
+) -> Option<LastError> {
+    let new = new?;
+    match previous.and_then(|p| p.last_error.as_ref()) {
+        Some(old)
+            if (
+                &old.action,
+                &old.code,
+                &old.message,
+                old.http_status,
+                old.retryable,
+            ) == (
+                &new.action,
+                &new.code,
+                &new.message,
+                new.http_status,
+                new.retryable,
+            ) =>
+        {
+            Some(old.clone())
+        }
+        _ => Some(new),
     }
 }
 

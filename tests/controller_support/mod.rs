@@ -516,3 +516,202 @@ pub fn freeze_at(
 pub async fn check_invariants(env: &Env) {
     env.check_invariants().await;
 }
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type ProxyBody = http_body_util::combinators::UnsyncBoxBody<bytes::Bytes, BoxError>;
+
+/// Faults between the controller's Kubernetes client and the API server:
+/// 409 answers to chosen status patches of claims (each after a real write
+/// by another client, so the controller's copy is stale indeed), and a
+/// delay line on the claim watch, so the controller's cache trails the API
+/// server. Build the client with [`Env::client_through`].
+#[derive(Default)]
+pub struct KubeFaults {
+    /// 1-based numbers of the claim status patches to answer with a 409.
+    conflict_on: std::sync::Mutex<BTreeSet<usize>>,
+    status_patches: std::sync::atomic::AtomicUsize,
+    /// How many 409s were answered.
+    pub conflicts: std::sync::atomic::AtomicUsize,
+    /// Each frame of a claim watch is passed on this long after it arrived.
+    watch_delay: std::sync::Mutex<Duration>,
+    /// Claim GETs the controller made (it reads its own writes back this way).
+    pub claim_gets: std::sync::atomic::AtomicUsize,
+}
+
+impl KubeFaults {
+    pub fn conflict_on(&self, patches: &[usize]) {
+        self.conflict_on.lock().unwrap().extend(patches);
+    }
+
+    pub fn delay_watch(&self, delay: Duration) {
+        *self.watch_delay.lock().unwrap() = delay;
+    }
+
+    async fn handle(
+        &self,
+        inner: &Client,
+        req: axum::http::Request<kube::client::Body>,
+    ) -> Result<axum::http::Response<ProxyBody>, BoxError> {
+        use http_body_util::BodyExt as _;
+        use std::sync::atomic::Ordering::SeqCst;
+        let path = req.uri().path().to_string();
+        let query = req.uri().query().unwrap_or_default().to_string();
+        let claim = path
+            .split_once("/nicipclaims/")
+            .map(|(_, rest)| rest.split('/').next().unwrap_or_default().to_string());
+        let is_status_patch =
+            req.method() == axum::http::Method::PATCH && path.ends_with("/status");
+        if let Some(name) = claim.as_deref().filter(|_| is_status_patch) {
+            let n = self.status_patches.fetch_add(1, SeqCst) + 1;
+            if self.conflict_on.lock().unwrap().remove(&n) {
+                self.conflicts.fetch_add(1, SeqCst);
+                // Another writer changes the claim first, then the answer is
+                // the API server's to a write based on the older version.
+                let namespace = path
+                    .split("/namespaces/")
+                    .nth(1)
+                    .and_then(|r| r.split('/').next())
+                    .unwrap_or(NS);
+                let api: Api<NicIpClaim> = Api::namespaced(inner.clone(), namespace);
+                let touch =
+                    json!({"metadata": {"annotations": {"test/concurrent-writer": n.to_string()}}});
+                api.patch(name, &PatchParams::default(), &Patch::Merge(&touch))
+                    .await?;
+                let status = json!({
+                    "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                    "message": format!("Operation cannot be fulfilled on nicipclaims.nicip.io \"{name}\": the object has been modified; please apply your changes to the latest version and try again"),
+                    "reason": "Conflict",
+                    "details": {"name": name, "group": "nicip.io", "kind": "nicipclaims"},
+                    "code": 409,
+                });
+                let body = http_body_util::Full::new(bytes::Bytes::from(status.to_string()))
+                    .map_err(|never| match never {})
+                    .boxed_unsync();
+                return Ok(axum::http::Response::builder()
+                    .status(409)
+                    .header("content-type", "application/json")
+                    .body(body)?);
+            }
+        }
+        let is_watch = query.split('&').any(|p| p == "watch=true");
+        if claim.is_some() && req.method() == axum::http::Method::GET && !is_watch {
+            self.claim_gets.fetch_add(1, SeqCst);
+        }
+        let claim_watch = is_watch && path.ends_with("/nicipclaims");
+        let resp = inner.send(req).await?;
+        let (parts, body) = resp.into_parts();
+        if !claim_watch {
+            return Ok(axum::http::Response::from_parts(
+                parts,
+                body.map_err(BoxError::from).boxed_unsync(),
+            ));
+        }
+        // The delay line: frames keep their order, each held for the delay
+        // in force when it arrived.
+        let delay = *self.watch_delay.lock().unwrap();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut body = body;
+            while let Some(frame) = body.frame().await {
+                let due = tokio::time::Instant::now() + delay;
+                if tx.send((due, frame.map_err(BoxError::from))).is_err() {
+                    break;
+                }
+            }
+        });
+        let frames = futures::StreamExt::then(
+            tokio_stream::wrappers::UnboundedReceiverStream::new(rx),
+            |(due, frame)| async move {
+                tokio::time::sleep_until(due).await;
+                frame
+            },
+        );
+        Ok(axum::http::Response::from_parts(
+            parts,
+            http_body_util::StreamBody::new(frames).boxed_unsync(),
+        ))
+    }
+}
+
+impl Env {
+    /// A Kubernetes client whose requests pass through `faults`.
+    pub fn client_through(&self, faults: Arc<KubeFaults>) -> Client {
+        let inner = self.client.clone();
+        let service = tower::service_fn(move |req| {
+            let (inner, faults) = (inner.clone(), faults.clone());
+            async move { faults.handle(&inner, req).await }
+        });
+        Client::new(service, NS)
+    }
+
+    /// Starts the controller with this Kubernetes client instead of the plain one.
+    pub fn start_through(&mut self, client: Client, settings: Settings) {
+        let own = std::mem::replace(&mut self.client, client);
+        self.start_with(settings);
+        self.client = own;
+    }
+
+    /// Whether the controller started last is still running (it did not
+    /// return or panic).
+    pub fn controller_running(&self) -> bool {
+        self.controller
+            .as_ref()
+            .is_some_and(|r| !r.task.is_finished())
+    }
+
+    /// Records every version of every claim from now on, with when it was seen.
+    pub async fn record_claims(&self) -> ClaimHistory {
+        use futures::StreamExt as _;
+        let seen: Arc<std::sync::Mutex<Vec<(tokio::time::Instant, NicIpClaim)>>> = Arc::default();
+        let kept = seen.clone();
+        let api: Api<NicIpClaim> = Api::all(self.client.clone());
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            let mut ready = Some(ready_tx);
+            let events = kube::runtime::watcher(api, Default::default());
+            let mut events = std::pin::pin!(events);
+            while let Some(e) = events.next().await {
+                match e {
+                    Ok(kube::runtime::watcher::Event::Apply(c))
+                    | Ok(kube::runtime::watcher::Event::InitApply(c)) => {
+                        kept.lock().unwrap().push((tokio::time::Instant::now(), c))
+                    }
+                    Ok(kube::runtime::watcher::Event::InitDone) => {
+                        if let Some(tx) = ready.take() {
+                            let _ = tx.send(());
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        });
+        let _ = tokio::time::timeout(Duration::from_secs(20), ready_rx).await;
+        ClaimHistory { seen, task }
+    }
+}
+
+/// Every version of the claims seen since [`Env::record_claims`].
+pub struct ClaimHistory {
+    seen: Arc<std::sync::Mutex<Vec<(tokio::time::Instant, NicIpClaim)>>>,
+    task: JoinHandle<()>,
+}
+
+impl ClaimHistory {
+    /// The versions of one claim, oldest first.
+    pub fn of(&self, name: &str) -> Vec<(tokio::time::Instant, NicIpClaim)> {
+        use kube::ResourceExt as _;
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, c)| c.name_any() == name)
+            .cloned()
+            .collect()
+    }
+}
+
+impl Drop for ClaimHistory {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
