@@ -619,9 +619,23 @@ async fn pass(
     let _ = to.shutdown().await;
 }
 
+/// Longer election timings, for the test that measures the renew deadline:
+/// on a loaded machine the new leader must not miss its own deadline.
+const SLOW_ELECTION: &[&str] = &[
+    "--leader-elect",
+    "--lease-namespace",
+    SECRETS_NS,
+    "--lease-duration",
+    "8s",
+    "--renew-deadline",
+    "5s",
+    "--retry-period",
+    "1s",
+];
+
 /// R20: two replicas; the leader's route to the API server is cut in the
 /// middle of a burst of asynchronous assignments (its cloud calls still go
-/// through). From its last renewal on it has `--renew-deadline` (2 s) to
+/// through). From its last renewal on it has `--renew-deadline` (5 s) to
 /// stop mutating: after that no mutating call of it reaches the cloud, not
 /// even once the route is back and its held writes complete; the standby
 /// takes the Lease and finishes the burst, and the old leader exits
@@ -646,11 +660,11 @@ async fn r20_a_leader_cut_off_from_the_api_server_stops_mutating_within_the_rene
     )
     .expect("kubeconfig");
     let kc = kubeconfig(&env, dir.path());
-    let fence_log = [ELECTION, &["--log-level", "info,nicip::controller=debug"]].concat();
+    let fence_log = [SLOW_ELECTION, &["--log-level", "info,nicip::controller=debug"]].concat();
     let mut a = Controller::start(&cut_kc, "a", &fence_log).await;
     wait_holder(&env, "a").await;
     a.wait_ready().await;
-    let b = Controller::start(&kc, "b", ELECTION).await;
+    let b = Controller::start(&kc, "b", SLOW_ELECTION).await;
     b.wait_ready().await;
 
     let nics: Vec<String> = (0..20).map(|i| format!("eni-b{i:02}")).collect();
@@ -668,7 +682,7 @@ async fn r20_a_leader_cut_off_from_the_api_server_stops_mutating_within_the_rene
     cut.send_replace(true);
     let cut_at = Instant::now();
     // The renew deadline, and a little for a call already on the wire.
-    tokio::time::sleep(Duration::from_millis(2300)).await;
+    tokio::time::sleep(Duration::from_millis(5300)).await;
     let deadline_index = env.audit().len();
     let deadline = cut_at.elapsed();
     wait_holder(&env, "b").await;
