@@ -275,6 +275,24 @@ pub fn conflict_with(
     })
 }
 
+/// A claim is gone: the claims it stalled with a conflict (same account,
+/// same NIC or a shared explicit address) may go ahead now, so they are
+/// reconciled at once instead of on their next resync.
+fn wake_rivals(
+    gone: &NicIpClaim,
+    claims: &Store<NicIpClaim>,
+    wake: &mpsc::UnboundedSender<ObjectRef<NicIpClaim>>,
+) {
+    let addresses = explicit(gone);
+    for c in claims.state() {
+        if c.spec.provider_config_ref.name == gone.spec.provider_config_ref.name
+            && (c.spec.nic_id == gone.spec.nic_id || !explicit(&c).is_disjoint(&addresses))
+        {
+            let _ = wake.send(ObjectRef::from_obj(c.as_ref()));
+        }
+    }
+}
+
 fn explicit(claim: &NicIpClaim) -> BTreeSet<Ipv4Addr> {
     claim
         .spec
@@ -355,7 +373,14 @@ pub async fn run(
             }
         });
     let (claim_tx, claim_rx) = mpsc::unbounded_channel();
+    let (wake_tx, wake_rx) = mpsc::unbounded_channel::<ObjectRef<NicIpClaim>>();
+    let (rivals_store, rivals_wake) = (claims.clone(), wake_tx.clone());
     let claim_feed = reflector::reflector(claims_writer, typed)
+        .inspect(move |e| {
+            if let Ok(watcher::Event::Delete(gone)) = e {
+                wake_rivals(gone, &rivals_store, &rivals_wake);
+            }
+        })
         .applied_objects()
         .for_each(move |r| {
             match r {
@@ -434,7 +459,6 @@ pub async fn run(
     });
 
     // ProviderConfigs: readiness from a read-only call; a change wakes the claims using it.
-    let (wake_tx, wake_rx) = mpsc::unbounded_channel::<ObjectRef<NicIpClaim>>();
     let pc_ctx = Arc::new(ConfigContext {
         ctx: ctx.clone(),
         wake: wake_tx.clone(),
