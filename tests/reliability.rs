@@ -11,7 +11,7 @@ use std::time::Duration;
 use kube::ResourceExt;
 use kube::api::{Patch, PatchParams};
 use nicip::api::v1alpha1::{AddressState, NicIpClaim};
-use nicip::cloudsim::{AuditEntry, Fault, IpState, Protocol};
+use nicip::cloudsim::{AuditEntry, Fault};
 use nicip::controller::Checkpoint;
 use serde_json::{Value, json};
 
@@ -323,6 +323,14 @@ async fn r06_a_failed_task_is_reported_and_retried_with_a_new_token() {
             .unwrap()
             .retryable,
         "a failed task is retried by itself"
+    );
+    // The retry waits for its backoff (about 2 s here), even though the
+    // status write that reported the failure wakes the claim at once.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        calls(&env, &["AssignPrivateIpAddresses"], "eni-t2").len(),
+        1,
+        "no immediate retry"
     );
     let c = env.wait_ready("f").await;
     assert_eq!(owned4(&c), env.ipv4("eni-t2"));

@@ -147,6 +147,8 @@ struct Memory {
     /// Consecutive in-progress requeues and error backoffs.
     waits: u32,
     errors: u32,
+    /// The end of the current error backoff.
+    not_before: Option<tokio::time::Instant>,
     /// Explicit addresses the cloud refused, and suspects to send one by one,
     /// for one generation.
     generation: i64,
@@ -222,6 +224,21 @@ impl Context {
             .unwrap_or_else(|p| p.into_inner())
             .remove(uid);
         self.metrics.forget_claim(key);
+    }
+
+    /// What is left of the claim's error backoff when nothing changed since
+    /// this controller last wrote it: the watch event of its own status
+    /// write must not start the retry early.
+    fn backoff_left(&self, claim: &NicIpClaim) -> Option<Duration> {
+        let uid = claim.uid()?;
+        let rv = claim.resource_version();
+        self.memory(&uid, |m| {
+            let until = m
+                .not_before
+                .filter(|_| m.errors > 0 && m.resource_version == rv)?;
+            let left = until.saturating_duration_since(tokio::time::Instant::now());
+            (!left.is_zero()).then_some(left)
+        })
     }
 
     fn conflict(&self, claim: &NicIpClaim) -> Option<String> {

@@ -36,6 +36,9 @@ use super::{Checkpoint, Context, Error, FINALIZER, RESYNC_ANNOTATION};
 const MAX_STEPS: usize = 8;
 
 pub async fn reconcile(claim: Arc<NicIpClaim>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if let Some(left) = ctx.backoff_left(&claim) {
+        return Ok(Action::requeue(left));
+    }
     let started = tokio::time::Instant::now();
     let mut cloud_class = None;
     let result = match Reconcile::start(claim, &ctx).await {
@@ -1056,14 +1059,17 @@ impl<'a> Reconcile<'a> {
     /// converges or a call completes. (The transport already honours a
     /// throttling answer's `Retry-After` within a call.)
     fn next_error_delay(&self) -> Duration {
-        let n = self.ctx.memory(&self.uid, |m| {
+        let cap = self.ctx.settings.max_backoff;
+        self.ctx.memory(&self.uid, |m| {
             m.errors = m.errors.saturating_add(1);
-            m.errors
-        });
-        let delay = Duration::from_secs(1)
-            .saturating_mul(1u32 << n.min(9))
-            .min(self.ctx.settings.max_backoff);
-        super::jitter(delay)
+            let delay = super::jitter(
+                Duration::from_secs(1)
+                    .saturating_mul(1u32 << m.errors.min(9))
+                    .min(cap),
+            );
+            m.not_before = Some(tokio::time::Instant::now() + delay);
+            delay
+        })
     }
 
     async fn checkpoint(&self, point: Checkpoint) {
