@@ -660,7 +660,11 @@ async fn r20_a_leader_cut_off_from_the_api_server_stops_mutating_within_the_rene
     )
     .expect("kubeconfig");
     let kc = kubeconfig(&env, dir.path());
-    let fence_log = [SLOW_ELECTION, &["--log-level", "info,nicip::controller=debug"]].concat();
+    let fence_log = [
+        SLOW_ELECTION,
+        &["--log-level", "info,nicip::controller=debug"],
+    ]
+    .concat();
     let mut a = Controller::start(&cut_kc, "a", &fence_log).await;
     wait_holder(&env, "a").await;
     a.wait_ready().await;

@@ -147,6 +147,8 @@ struct Memory {
     /// Consecutive in-progress requeues and error backoffs.
     waits: u32,
     errors: u32,
+    /// The end of the current error backoff.
+    not_before: Option<tokio::time::Instant>,
     /// Explicit addresses the cloud refused, and suspects to send one by one,
     /// for one generation.
     generation: i64,
@@ -224,6 +226,21 @@ impl Context {
         self.metrics.forget_claim(key);
     }
 
+    /// What is left of the claim's error backoff when nothing changed since
+    /// this controller last wrote it: the watch event of its own status
+    /// write must not start the retry early.
+    fn backoff_left(&self, claim: &NicIpClaim) -> Option<Duration> {
+        let uid = claim.uid()?;
+        let rv = claim.resource_version();
+        self.memory(&uid, |m| {
+            let until = m
+                .not_before
+                .filter(|_| m.errors > 0 && m.resource_version == rv)?;
+            let left = until.saturating_duration_since(tokio::time::Instant::now());
+            (!left.is_zero()).then_some(left)
+        })
+    }
+
     fn conflict(&self, claim: &NicIpClaim) -> Option<String> {
         conflict_with(claim, self.claims.state())
     }
@@ -273,6 +290,24 @@ pub fn conflict_with(
             w.name_any()
         )
     })
+}
+
+/// A claim is gone: the claims it stalled with a conflict (same account,
+/// same NIC or a shared explicit address) may go ahead now, so they are
+/// reconciled at once instead of on their next resync.
+fn wake_rivals(
+    gone: &NicIpClaim,
+    claims: &Store<NicIpClaim>,
+    wake: &mpsc::UnboundedSender<ObjectRef<NicIpClaim>>,
+) {
+    let addresses = explicit(gone);
+    for c in claims.state() {
+        if c.spec.provider_config_ref.name == gone.spec.provider_config_ref.name
+            && (c.spec.nic_id == gone.spec.nic_id || !explicit(&c).is_disjoint(&addresses))
+        {
+            let _ = wake.send(ObjectRef::from_obj(c.as_ref()));
+        }
+    }
 }
 
 fn explicit(claim: &NicIpClaim) -> BTreeSet<Ipv4Addr> {
@@ -355,7 +390,14 @@ pub async fn run(
             }
         });
     let (claim_tx, claim_rx) = mpsc::unbounded_channel();
+    let (wake_tx, wake_rx) = mpsc::unbounded_channel::<ObjectRef<NicIpClaim>>();
+    let (rivals_store, rivals_wake) = (claims.clone(), wake_tx.clone());
     let claim_feed = reflector::reflector(claims_writer, typed)
+        .inspect(move |e| {
+            if let Ok(watcher::Event::Delete(gone)) = e {
+                wake_rivals(gone, &rivals_store, &rivals_wake);
+            }
+        })
         .applied_objects()
         .for_each(move |r| {
             match r {
@@ -434,7 +476,6 @@ pub async fn run(
     });
 
     // ProviderConfigs: readiness from a read-only call; a change wakes the claims using it.
-    let (wake_tx, wake_rx) = mpsc::unbounded_channel::<ObjectRef<NicIpClaim>>();
     let pc_ctx = Arc::new(ConfigContext {
         ctx: ctx.clone(),
         wake: wake_tx.clone(),

@@ -36,6 +36,9 @@ use super::{Checkpoint, Context, Error, FINALIZER, RESYNC_ANNOTATION};
 const MAX_STEPS: usize = 8;
 
 pub async fn reconcile(claim: Arc<NicIpClaim>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if let Some(left) = ctx.backoff_left(&claim) {
+        return Ok(Action::requeue(left));
+    }
     let started = tokio::time::Instant::now();
     let mut cloud_class = None;
     let result = match Reconcile::start(claim, &ctx).await {
@@ -511,10 +514,58 @@ impl<'a> Reconcile<'a> {
                 warn!(code = %e.code, action = %e.action, "outcome unknown; resolving from the cloud's state");
                 Ok(Settled::Done(Action::requeue(self.next_error_delay())))
             }
+            Err(e)
+                if e.class == ErrorClass::NotFound
+                    && matches!(
+                        op.action,
+                        CloudAction::UnassignIpv4 | CloudAction::UnassignIpv6 | CloudAction::Detach
+                    ) =>
+            {
+                a.pending = None;
+                self.release_not_found(a, op, e, steps).await
+            }
             Err(e) => {
                 a.pending = None;
                 self.refused(a, &op, e, steps).await
             }
+        }
+    }
+
+    /// A release answered "not found": what the NIC, described again, no
+    /// longer carries counts as released (someone else removed it, or the
+    /// NIC is gone); only a release that still has work left is an error.
+    async fn release_not_found(
+        &mut self,
+        a: &mut Apply,
+        op: Operation,
+        e: CloudError,
+        steps: &[Step],
+    ) -> Result<Settled, Error> {
+        let observed = self
+            .ctx
+            .observer
+            .observe(&a.scope, a.provider.clone(), &a.spec.nic)
+            .await;
+        let Ok(nic) = observed else {
+            return self.refused(a, &op, e, steps).await;
+        };
+        a.nic = nic;
+        // The call was answered: it is not in flight any more.
+        let resolution = crate::cloud::settle(
+            a.provider.provider(),
+            &op,
+            a.nic.as_ref(),
+            None,
+            jiff::Timestamp::now(),
+            Duration::ZERO,
+        );
+        match resolution {
+            Resolution::Applied { addresses } => {
+                info!(code = %e.code, "the release found nothing to release; done");
+                self.applied(a, &op, &addresses).await;
+                Ok(Settled::Continue)
+            }
+            _ => self.refused(a, &op, e, steps).await,
         }
     }
 
@@ -1008,14 +1059,17 @@ impl<'a> Reconcile<'a> {
     /// converges or a call completes. (The transport already honours a
     /// throttling answer's `Retry-After` within a call.)
     fn next_error_delay(&self) -> Duration {
-        let n = self.ctx.memory(&self.uid, |m| {
+        let cap = self.ctx.settings.max_backoff;
+        self.ctx.memory(&self.uid, |m| {
             m.errors = m.errors.saturating_add(1);
-            m.errors
-        });
-        let delay = Duration::from_secs(1)
-            .saturating_mul(1u32 << n.min(9))
-            .min(self.ctx.settings.max_backoff);
-        super::jitter(delay)
+            let delay = super::jitter(
+                Duration::from_secs(1)
+                    .saturating_mul(1u32 << m.errors.min(9))
+                    .min(cap),
+            );
+            m.not_before = Some(tokio::time::Instant::now() + delay);
+            delay
+        })
     }
 
     async fn checkpoint(&self, point: Checkpoint) {

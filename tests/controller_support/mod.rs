@@ -715,3 +715,51 @@ impl Drop for ClaimHistory {
         self.task.abort();
     }
 }
+
+/// A reconcile held at a checkpoint until the test lets it go on.
+pub struct Paused {
+    /// Receives once the reconcile reached the checkpoint.
+    pub reached: tokio::sync::mpsc::UnboundedReceiver<()>,
+    resume: Arc<tokio::sync::Notify>,
+}
+
+impl Paused {
+    /// Waits (20 s at most) until the reconcile is held.
+    pub async fn wait(&mut self) {
+        tokio::time::timeout(Duration::from_secs(20), self.reached.recv())
+            .await
+            .expect("the checkpoint is reached in time")
+            .expect("the hook is alive");
+    }
+
+    /// Lets the held reconcile go on.
+    pub fn resume(&self) {
+        self.resume.notify_one();
+    }
+}
+
+/// A hook that holds the first reconcile of `claim` reaching `point` until
+/// [`Paused::resume`], so that a test can change the world exactly there
+/// (later ones pass straight through).
+pub fn pause_once_at(
+    point: nicip::controller::Checkpoint,
+    claim: &str,
+) -> (CheckpointHook, Paused) {
+    let (tx, reached) = tokio::sync::mpsc::unbounded_channel();
+    let resume = Arc::new(tokio::sync::Notify::new());
+    let armed = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let claim = format!("{NS}/{claim}");
+    let waker = resume.clone();
+    let hook: CheckpointHook = Arc::new(move |p, key| {
+        let hit =
+            p == point && key == claim && armed.swap(false, std::sync::atomic::Ordering::SeqCst);
+        let (tx, waker) = (tx.clone(), waker.clone());
+        Box::pin(async move {
+            if hit {
+                let _ = tx.send(());
+                waker.notified().await;
+            }
+        })
+    });
+    (hook, Paused { reached, resume })
+}
