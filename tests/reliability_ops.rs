@@ -540,7 +540,8 @@ async fn r23_an_owned_address_removed_out_of_band_is_restored() {
     env.zenlayer_unassign_out_of_band("nic-z1", "10.0.0.12")
         .await;
     env.zenlayer_unassign_out_of_band("nic-z2", &lost).await;
-    assert_eq!(env.ipv4("nic-z1"), set(&["10.0.0.11"]));
+    // (No look at the NIC here: with a 1 s resync the repair may already be
+    // under way; the out-of-band calls themselves fail the test if refused.)
     wait_until("the drift to be repaired", || {
         env.ipv4("nic-z1") == set(&["10.0.0.11", "10.0.0.12"]) && env.ipv4("nic-z2").len() == 2
     })
