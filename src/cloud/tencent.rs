@@ -846,6 +846,8 @@ impl Tencent {
     /// batch is then split in halves until the unknown ids stand alone.
     async fn describe_batch(&self, ids: &[String]) -> Result<Vec<ObservedNic>, CloudError> {
         let result = collect_pages(
+            Provider::Tencent,
+            "DescribeNetworkInterfaces",
             |kept: &[ObservedNic]| kept.len() >= ids.len(),
             |_, offset| async move {
                 let (page, _): (NicPage, _) = self

@@ -493,6 +493,8 @@ impl Zenlayer {
         let mut out = Vec::new();
         for chunk in ids.chunks(MAX_IDS) {
             let found = collect_pages(
+                Provider::Zenlayer,
+                "DescribeNetworkInterfaces",
                 |kept: &[ObservedNic]| kept.len() >= chunk.len(),
                 |page, _| async move {
                     let (page, _): (Page<NicInfo>, _) = self
