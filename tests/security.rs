@@ -86,10 +86,10 @@ async fn an_untrusted_certificate_for_a_public_name_is_refused() {
     let addr = listener.local_addr().unwrap();
     let (refused, requests) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let (r, q) = (refused.clone(), requests.clone());
-    let answer = Arc::new(Mutex::new(Answer::json(
+    let answer = Arc::new(Mutex::new(vec![Answer::json(
         200,
         r#"{"Response":{"TotalCount":0,"NetworkInterfaceSet":[],"RequestId":"r"}}"#,
-    )));
+    )]));
     tokio::spawn(async move {
         while let Ok((socket, _)) = listener.accept().await {
             match acceptor.accept(socket).await {

@@ -92,6 +92,14 @@ pub(crate) const MAX_MESSAGE_CHARS: usize = 1024;
 /// The same for a code or request id (the status keeps 128).
 const MAX_CODE_CHARS: usize = 128;
 
+/// A request (task) id from a successful answer, as the claim's status can
+/// record it: an id longer than the status keeps is not one the cloud
+/// issued, and recording it would make every status write fail. Without
+/// it, the pending operation is resolved from the NIC's state.
+pub(crate) fn request_id(id: Option<String>) -> Option<String> {
+    id.filter(|id| !id.is_empty() && id.chars().count() <= MAX_CODE_CHARS)
+}
+
 /// `text` cut to `max` characters (marked with `…`).
 pub(crate) fn bounded(text: String, max: usize) -> String {
     if text.chars().count() <= max {
@@ -180,7 +188,7 @@ impl CloudError {
             provider,
             action: action.to_string(),
             code: code.to_string(),
-            message,
+            message: bounded(message, MAX_MESSAGE_CHARS),
             http_status: None,
             request_id: None,
             class,

@@ -973,7 +973,7 @@ fn parse_response<T: DeserializeOwned>(
             &format!("unexpected fields ({e})"),
         )
     })?;
-    Ok((value, request_id))
+    Ok((value, super::error::request_id(request_id)))
 }
 
 fn observe_nic(nic: NetworkInterface) -> Result<ObservedNic, CloudError> {

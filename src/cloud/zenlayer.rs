@@ -607,7 +607,7 @@ fn parse_response<T: DeserializeOwned>(
                 "no `response` object",
             )
         })?;
-        return Ok((response, envelope.request_id));
+        return Ok((response, super::error::request_id(envelope.request_id)));
     }
     let challenged = headers.get("cf-mitigated").and_then(|v| v.to_str().ok()) == Some("challenge");
     let label = match status {

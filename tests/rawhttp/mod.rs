@@ -88,10 +88,11 @@ impl Answer {
     }
 }
 
-/// A running endpoint: every connection gets the current answer, then is closed.
+/// A running endpoint: the n-th request gets the n-th answer of the current
+/// list (the last one once the list runs out), then the connection is closed.
 pub struct Endpoint {
     pub addr: std::net::SocketAddr,
-    answer: Arc<Mutex<Answer>>,
+    answer: Arc<Mutex<Vec<Answer>>>,
     requests: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -106,7 +107,7 @@ impl Endpoint {
     pub async fn start(answer: Answer) -> Endpoint {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("address");
-        let answer = Arc::new(Mutex::new(answer));
+        let answer = Arc::new(Mutex::new(vec![answer]));
         let requests = Arc::new(AtomicUsize::new(0));
         let (a, r) = (answer.clone(), requests.clone());
         let task = tokio::spawn(async move {
@@ -130,7 +131,14 @@ impl Endpoint {
     }
 
     pub fn set(&self, answer: Answer) {
-        *self.answer.lock().unwrap() = answer;
+        self.set_all(vec![answer]);
+    }
+
+    /// Answers for the next requests, in order; the count of requests restarts.
+    pub fn set_all(&self, answers: Vec<Answer>) {
+        assert!(!answers.is_empty());
+        *self.answer.lock().unwrap() = answers;
+        self.requests.store(0, Ordering::SeqCst);
     }
 
     /// Requests read so far.
@@ -142,14 +150,17 @@ impl Endpoint {
 /// Serves one connection (plain or TLS): reads one request, answers, closes.
 pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     mut socket: S,
-    answer: Arc<Mutex<Answer>>,
+    answers: Arc<Mutex<Vec<Answer>>>,
     requests: Arc<AtomicUsize>,
 ) {
     if read_request(&mut socket).await.is_none() {
         return;
     }
-    requests.fetch_add(1, Ordering::SeqCst);
-    let answer = answer.lock().unwrap().clone();
+    let n = requests.fetch_add(1, Ordering::SeqCst);
+    let answer = {
+        let all = answers.lock().unwrap();
+        all[n.min(all.len() - 1)].clone()
+    };
     let _ = respond(&mut socket, &answer).await;
     let _ = socket.shutdown().await;
 }
