@@ -622,6 +622,10 @@ const MAX_REQUESTS_PER_CALL: usize = 1100;
 
 #[test]
 fn cloud_client_parsers_classify_every_answer() {
+    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+    // Calls that succeeded: mutations must keep reaching the parsers of
+    // valid answers, not only the error paths.
+    static SUCCEEDED: AtomicUsize = AtomicUsize::new(0);
     let strategy = (0usize..3).prop_flat_map(|i| {
         let provider = PROVIDERS[i];
         (
@@ -661,8 +665,11 @@ fn cloud_client_parsers_classify_every_answer() {
                     tokio::time::timeout(Duration::from_secs(3600), run_call(&*p, provider, &call))
                         .await
                         .unwrap_or_else(|_| panic!("{provider} {call:?} hung"));
-                if let Err(e) = &result {
-                    assert_classified(e);
+                match &result {
+                    Ok(()) => {
+                        SUCCEEDED.fetch_add(1, Relaxed);
+                    }
+                    Err(e) => assert_classified(e),
                 }
                 assert!(
                     server.requests() <= MAX_REQUESTS_PER_CALL,
@@ -671,6 +678,12 @@ fn cloud_client_parsers_classify_every_answer() {
                 );
             }
         },
+    );
+    let ok = SUCCEEDED.load(Relaxed);
+    eprintln!("{ok} of {} client calls succeeded", cases());
+    assert!(
+        ok > 0,
+        "no call ever succeeded: the answers never reach the success parsers"
     );
 }
 
@@ -1344,18 +1357,18 @@ fn kubesim_answers_every_request_with_an_object_or_a_status() {
 
 fn text_near_bounds() -> impl Strategy<Value = String> {
     prop_oneof![
-        proptest::sample::select(&["eni-1", "", " ", "\t", " eni-1 ", "é", "vpc-1", "ins-1"][..])
-            .prop_map(str::to_string),
-        (60usize..68).prop_map(|n| "a".repeat(n)),
-        (60usize..68).prop_map(|n| format!(" {} ", "a".repeat(n - 2))),
-        (30usize..36).prop_map(|n| "é".repeat(n)),
-        (250usize..256).prop_map(|n| "p".repeat(n)),
+        12 => proptest::sample::select(&["eni-1", "nic-1", "vpc-1", "ins-1", "default", "c-1"][..]).prop_map(str::to_string),
+        2 => (60usize..68).prop_map(|n| "a".repeat(n)),
+        1 => proptest::sample::select(&["", " ", "\t", " eni-1 ", "é"][..]).prop_map(str::to_string),
+        1 => (60usize..68).prop_map(|n| format!(" {} ", "a".repeat(n - 2))),
+        1 => (30usize..36).prop_map(|n| "é".repeat(n)),
+        1 => (250usize..256).prop_map(|n| "p".repeat(n)),
     ]
 }
 
 fn address_near_bounds() -> impl Strategy<Value = String> {
     prop_oneof![
-        4 => (1u8..=254).prop_map(|i| format!("10.0.0.{i}")),
+        12 => (1u8..=254).prop_map(|i| format!("10.0.0.{i}")),
         1 => proptest::sample::select(&[
             "0.0.0.0", "127.0.0.1", "169.254.1.1", "224.0.0.1", "255.255.255.255", "10.0.0.256",
             "010.0.0.1", "1.2.3", "::1", "2001:db8::1", "10.0.0.1 ", " 10.0.0.1", "1.1.1.1", "",
@@ -1365,101 +1378,106 @@ fn address_near_bounds() -> impl Strategy<Value = String> {
     ]
 }
 
+/// Mostly absent, so that a spec often has no invalid field at all.
 fn maybe<T: std::fmt::Debug + Clone>(
+    p: f64,
     s: impl Strategy<Value = T>,
 ) -> impl Strategy<Value = Option<T>> {
-    proptest::option::weighted(0.6, s)
+    proptest::option::weighted(p, s)
+}
+
+/// Integers around the rules' bounds, most of them inside.
+fn int_near_bounds() -> impl Strategy<Value = i64> {
+    prop_oneof![
+        8 => 1i64..=10,
+        1 => proptest::sample::select(&[-1i64, 0, 11, 49, 50, 51, 100_000, 100_001, 4_294_967_296][..]),
+    ]
 }
 
 /// Specs as JSON, structured, with values around every rule's boundaries.
 fn spec_near_bounds() -> impl Strategy<Value = Value> {
-    let int = prop_oneof![
-        Just(-1i64),
-        Just(0),
-        Just(1),
-        Just(2),
-        Just(9),
-        Just(10),
-        Just(11),
-        Just(49),
-        Just(50),
-        Just(51),
-        Just(100000),
-        Just(100001),
-        Just(4294967296)
+    let ipv4 = prop_oneof![
+        4 => proptest::collection::vec(address_near_bounds(), 1..6).prop_map(|a| json!({"addresses": a})),
+        4 => int_near_bounds().prop_map(|c| json!({"count": c})),
+        1 => (
+            maybe(0.5, proptest::collection::vec(address_near_bounds(), 0..52)),
+            maybe(0.5, int_near_bounds()),
+        )
+            .prop_map(|(a, c)| {
+                let mut m = Map::new();
+                if let Some(a) = a {
+                    m.insert("addresses".into(), json!(a));
+                }
+                if let Some(c) = c {
+                    m.insert("count".into(), json!(c));
+                }
+                Value::Object(m)
+            }),
     ];
     let ipv4 = (
-        maybe(proptest::collection::vec(address_near_bounds(), 0..52)),
-        maybe(int.clone()),
-        maybe(proptest::sample::select(
-            &["PT", "AU", "AG", "DEFAULT", "pt", "X"][..],
-        )),
+        ipv4,
+        maybe(
+            0.2,
+            proptest::sample::select(&["PT", "AU", "AG", "DEFAULT", "pt", "X"][..]),
+        ),
     )
-        .prop_map(|(addresses, count, qos)| {
-            let mut m = Map::new();
-            if let Some(a) = addresses {
-                m.insert("addresses".into(), json!(a));
-            }
-            if let Some(c) = count {
-                m.insert("count".into(), json!(c));
-            }
-            if let Some(q) = qos {
+        .prop_map(|(mut v, qos)| {
+            if let (Some(q), Some(m)) = (qos, v.as_object_mut()) {
                 m.insert("qosLevel".into(), json!(q));
             }
-            Value::Object(m)
+            v
         });
     let package = prop_oneof![
-        proptest::sample::select(
-            &[
-                -0.1, 0.0, 0.1, 0.15, 0.3, 1.0000001, 99999.9, 100000.0, 100000.1, 1e-7, 2.5
-            ][..]
-        ),
-        (0u32..1_000_001).prop_map(|n| f64::from(n) / 10.0),
+        3 => (0u32..1_000_001).prop_map(|n| f64::from(n) / 10.0),
+        1 => proptest::sample::select(&[-0.1, 0.15, 1.0000001, 100000.1, 1e-7, 2.55][..]),
     ];
-    let ipv6 = (
-        int.clone(),
-        maybe(proptest::sample::select(
-            &[
-                "ByBandwidth",
-                "ByTrafficPackage",
-                "BandwidthCluster",
-                "Other",
-            ][..],
-        )),
-        maybe(int.clone()),
-        maybe(package),
-        maybe(text_near_bounds()),
-    )
-        .prop_map(|(count, charge, bandwidth, package, cluster)| {
-            let mut m = Map::new();
-            m.insert("count".into(), json!(count));
-            if let Some(c) = charge {
-                m.insert("internetChargeType".into(), json!(c));
-            }
-            if let Some(b) = bandwidth {
-                m.insert("bandwidth".into(), json!(b));
-            }
-            if let Some(p) = package {
-                m.insert("packageSize".into(), json!(p));
-            }
-            if let Some(c) = cluster {
-                m.insert("clusterId".into(), json!(c));
-            }
-            Value::Object(m)
-        });
+    let billing = prop_oneof![
+        2 => Just(Map::new()),
+        1 => (1i64..=100_000).prop_map(|b| json!({"internetChargeType": "ByBandwidth", "bandwidth": b}).as_object().cloned().unwrap_or_default()),
+        1 => (1i64..=100_000, package.clone()).prop_map(|(b, p)| json!({"internetChargeType": "ByTrafficPackage", "bandwidth": b, "packageSize": p}).as_object().cloned().unwrap_or_default()),
+        1 => (1i64..=100_000, text_near_bounds()).prop_map(|(b, c)| json!({"internetChargeType": "BandwidthCluster", "bandwidth": b, "clusterId": c}).as_object().cloned().unwrap_or_default()),
+        1 => (
+            maybe(0.5, proptest::sample::select(&["ByBandwidth", "ByTrafficPackage", "BandwidthCluster", "Other"][..])),
+            maybe(0.5, int_near_bounds()),
+            maybe(0.5, package),
+            maybe(0.5, text_near_bounds()),
+        )
+            .prop_map(|(charge, bandwidth, package, cluster)| {
+                let mut m = Map::new();
+                if let Some(c) = charge {
+                    m.insert("internetChargeType".into(), json!(c));
+                }
+                if let Some(b) = bandwidth {
+                    m.insert("bandwidth".into(), json!(b));
+                }
+                if let Some(p) = package {
+                    m.insert("packageSize".into(), json!(p));
+                }
+                if let Some(c) = cluster {
+                    m.insert("clusterId".into(), json!(c));
+                }
+                m
+            }),
+    ];
+    let ipv6 = (int_near_bounds(), billing).prop_map(|(count, mut m)| {
+        m.insert("count".into(), json!(count));
+        Value::Object(m)
+    });
     (
         text_near_bounds(),
-        maybe(text_near_bounds()),
-        maybe(text_near_bounds()),
-        maybe(ipv4),
-        maybe(ipv6),
-        maybe(text_near_bounds()),
-        maybe(proptest::sample::select(
-            &["Release", "Retain", "Delete"][..],
-        )),
-        maybe(proptest::sample::select(
-            &["Full", "ObserveOnly", "None"][..],
-        )),
+        maybe(0.4, text_near_bounds()),
+        maybe(0.2, text_near_bounds()),
+        maybe(0.8, ipv4),
+        maybe(0.3, ipv6),
+        maybe(0.3, text_near_bounds()),
+        maybe(
+            0.2,
+            proptest::sample::select(&["Release", "Retain", "Retain", "Delete"][..]),
+        ),
+        maybe(
+            0.2,
+            proptest::sample::select(&["Full", "ObserveOnly", "ObserveOnly", "None"][..]),
+        ),
     )
         .prop_map(
             |(nic, vpc, pc, ipv4, ipv6, instance, deletion, management)| {
@@ -1525,6 +1543,12 @@ fn plan_worlds(spec: &nicip::controller::spec::ValidSpec) -> Vec<(Option<Observe
 
 #[test]
 fn what_the_crd_rejects_validation_refuses_and_what_it_accepts_plans() {
+    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+    // Specs the CRD accepted (and the controller found valid), and rejected:
+    // a generator that only ever makes one kind tests nothing.
+    static ACCEPTED: AtomicUsize = AtomicUsize::new(0);
+    static VALID: AtomicUsize = AtomicUsize::new(0);
+    static REJECTED: AtomicUsize = AtomicUsize::new(0);
     struct State {
         kube: nicip::kubesim::RunningKubeSim,
         http: reqwest::Client,
@@ -1555,6 +1579,7 @@ fn what_the_crd_rejects_validation_refuses_and_what_it_accepts_plans() {
             let caps = |p: Provider| client(p, "http://127.0.0.1:1/").capabilities();
             match status {
                 201 => {
+                    ACCEPTED.fetch_add(1, Relaxed);
                     let stored: NicIpClaimSpec = serde_json::from_value(answer["spec"].clone())
                         .unwrap_or_else(|e| {
                             panic!(
@@ -1567,6 +1592,7 @@ fn what_the_crd_rejects_validation_refuses_and_what_it_accepts_plans() {
                         let Ok(valid) = validate(&stored, provider, &caps) else {
                             continue;
                         };
+                        VALID.fetch_add(1, Relaxed);
                         for (nic, owned) in plan_worlds(&valid) {
                             for deleting in [false, true] {
                                 let rejected = BTreeMap::from([(
@@ -1592,6 +1618,7 @@ fn what_the_crd_rejects_validation_refuses_and_what_it_accepts_plans() {
                     let _ = s.http.delete(format!("{url}/{name}")).send().await;
                 }
                 400 | 422 => {
+                    REJECTED.fetch_add(1, Relaxed);
                     let Ok(typed) = serde_json::from_value::<NicIpClaimSpec>(spec.clone()) else {
                         return; // the controller cannot even read it
                     };
@@ -1606,5 +1633,15 @@ fn what_the_crd_rejects_validation_refuses_and_what_it_accepts_plans() {
                 other => panic!("unexpected {other}: {answer}"),
             }
         },
+    );
+    let (a, v, r) = (
+        ACCEPTED.load(Relaxed),
+        VALID.load(Relaxed),
+        REJECTED.load(Relaxed),
+    );
+    eprintln!("CRD accepted {a} specs ({v} valid provider checks), rejected {r}");
+    assert!(
+        a > 0 && v > 0 && r > 0,
+        "accepted {a}, valid {v}, rejected {r}"
     );
 }
