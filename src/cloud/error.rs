@@ -86,6 +86,30 @@ pub struct CloudError {
     pub outcome: Outcome,
 }
 
+/// The most characters of a cloud's message kept in an error: what the
+/// cloud says is untrusted input that ends up in logs, Events and status.
+pub(crate) const MAX_MESSAGE_CHARS: usize = 1024;
+/// The same for a code or request id (the status keeps 128).
+const MAX_CODE_CHARS: usize = 128;
+
+/// A request (task) id from a successful answer, as the claim's status can
+/// record it: an id longer than the status keeps is not one the cloud
+/// issued, and recording it would make every status write fail. Without
+/// it, the pending operation is resolved from the NIC's state.
+pub(crate) fn request_id(id: Option<String>) -> Option<String> {
+    id.filter(|id| !id.is_empty() && id.chars().count() <= MAX_CODE_CHARS)
+}
+
+/// `text` cut to `max` characters (marked with `…`).
+pub(crate) fn bounded(text: String, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text;
+    }
+    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
 fn http_suffix(status: &Option<u16>, request_id: &Option<String>) -> String {
     let mut s = String::new();
     if let Some(status) = status {
@@ -143,10 +167,10 @@ impl CloudError {
         CloudError {
             provider,
             action: action.to_string(),
-            code,
-            message,
+            code: bounded(code, MAX_CODE_CHARS),
+            message: bounded(message, MAX_MESSAGE_CHARS),
             http_status,
-            request_id,
+            request_id: request_id.map(|id| bounded(id, MAX_CODE_CHARS)),
             class,
             outcome: Outcome::Rejected,
         }
@@ -164,7 +188,7 @@ impl CloudError {
             provider,
             action: action.to_string(),
             code: code.to_string(),
-            message,
+            message: bounded(message, MAX_MESSAGE_CHARS),
             http_status: None,
             request_id: None,
             class,
@@ -255,6 +279,12 @@ pub const CLIENT_CODES: &[CodeInfo] = &[
         ErrorClass::Transient,
         "The response was not the cloud's JSON envelope (a proxy page, a truncated or non-JSON body).",
         "Retried with backoff; the message quotes the start of the body. Check proxies between the controller and the cloud.",
+    ),
+    row(
+        "Client.ResponseTooLarge",
+        ErrorClass::Transient,
+        "The response body was larger than the transport's limit (4 MiB by default) and was not read: not an answer of the cloud's API (a proxy, a misdirected endpoint).",
+        "Retried with backoff; a write is first resolved from the cloud's state. Check the endpoint and any proxy in between.",
     ),
     row(
         "Client.HttpStatus",

@@ -379,12 +379,20 @@ pub fn connect(
     })
 }
 
+/// The most pages one Describe follows (25 000 NICs at the legacy API's 50
+/// a page): an endpoint that keeps answering full pages of other NICs under
+/// a lying total must not be paged through forever.
+const MAX_PAGES: usize = 500;
+
 /// Follows a Describe's pages: `fetch(page_index, offset)` returns the kept
 /// items of one page, how many the page held and the reported total. Stops
 /// at an empty page, at the total, or when `enough` holds for what was kept
 /// (a batch names at most so many NICs: a misbehaving total must not page
-/// on forever).
+/// on forever). Past [`MAX_PAGES`] it fails rather than answer with some
+/// NICs missing, which would read as NICs that no longer exist.
 pub(crate) async fn collect_pages<T, F, Fut>(
+    provider: Provider,
+    action: &str,
     enough: impl Fn(&[T]) -> bool,
     mut fetch: F,
 ) -> Result<Vec<T>, CloudError>
@@ -394,15 +402,19 @@ where
 {
     let mut out = Vec::new();
     let mut seen = 0usize;
-    for page in 0.. {
+    for page in 0..MAX_PAGES {
         let (items, count, total) = fetch(page, seen).await?;
-        seen += count;
+        seen = seen.saturating_add(count);
         out.extend(items);
         if count == 0 || seen as u64 >= total.unwrap_or(0) || enough(&out) {
-            break;
+            return Ok(out);
         }
     }
-    Ok(out)
+    Err(CloudError::bad_response(
+        provider,
+        action,
+        format!("still more pages after {MAX_PAGES}: the reported total is not believable"),
+    ))
 }
 
 impl InstanceStatus {

@@ -846,6 +846,8 @@ impl Tencent {
     /// batch is then split in halves until the unknown ids stand alone.
     async fn describe_batch(&self, ids: &[String]) -> Result<Vec<ObservedNic>, CloudError> {
         let result = collect_pages(
+            Provider::Tencent,
+            "DescribeNetworkInterfaces",
             |kept: &[ObservedNic]| kept.len() >= ids.len(),
             |_, offset| async move {
                 let (page, _): (NicPage, _) = self
@@ -971,7 +973,7 @@ fn parse_response<T: DeserializeOwned>(
             &format!("unexpected fields ({e})"),
         )
     })?;
-    Ok((value, request_id))
+    Ok((value, super::error::request_id(request_id)))
 }
 
 fn observe_nic(nic: NetworkInterface) -> Result<ObservedNic, CloudError> {

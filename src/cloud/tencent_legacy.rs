@@ -375,6 +375,8 @@ impl TencentLegacy {
     ) -> Result<Vec<ObservedNic>, CloudError> {
         const A: &str = "DescribeNetworkInterfaces";
         let result = collect_pages(
+            Provider::TencentLegacy,
+            A,
             // Every NIC asked for is found: the rest of the VPC is not needed.
             |kept: &[ObservedNic]| kept.len() >= nic_ids.len(),
             |_, offset| async move {

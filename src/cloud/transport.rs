@@ -3,10 +3,15 @@
 //! retries on a capped, jittered exponential schedule (re-signing every
 //! attempt, honouring `Retry-After`), a send deadline per call, one adaptive
 //! rate limiter per (scope, action) shared by every caller of the transport,
-//! and a metrics hook per attempt. All waiting is on `tokio::time`.
+//! a cap on the size of every response body, and a metrics hook per attempt.
+//! All waiting is on `tokio::time`.
+//!
+//! TLS: certificates are always verified against the bundled Web PKI roots
+//! (rustls); there is deliberately no option to turn verification off. The
+//! only unencrypted endpoints accepted are loopback ones ([`Endpoint::parse`]).
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -169,6 +174,15 @@ pub struct TransportConfig {
     pub max_backoff: Duration,
     /// Sent as `User-Agent`.
     pub user_agent: String,
+    /// The most bytes read from one response body: a longer answer (a
+    /// misbehaving proxy, an endless stream) is cut off and is the
+    /// `Client.ResponseTooLarge` error. The largest documented answer (a
+    /// Describe page of 100 NICs with 50 addresses each) is well under 1 MiB.
+    pub max_response_bytes: usize,
+    /// Host names resolved to these addresses instead of through DNS (e.g. a
+    /// private endpoint in a split-horizon network). The certificate is
+    /// still verified against the host name of the URL.
+    pub resolve: Vec<(String, SocketAddr)>,
 }
 
 impl Default for TransportConfig {
@@ -179,9 +193,14 @@ impl Default for TransportConfig {
             base_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(10),
             user_agent: concat!("nicip/", env!("CARGO_PKG_VERSION")).to_string(),
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            resolve: Vec::new(),
         }
     }
 }
+
+/// [`TransportConfig::max_response_bytes`] by default: 4 MiB.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 4 << 20;
 
 /// Concurrent throttling answers are one signal: a limiter slows down at most
 /// once per this window.
@@ -221,7 +240,11 @@ impl Bucket {
             self.tokens -= 1.0;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64((1.0 - self.tokens) / self.rate))
+            // At least a millisecond (tokio's timer granularity): rounding can
+            // leave the bucket a hair under one token, and a zero wait then
+            // spins without the clock moving (forever on a paused clock).
+            Err(Duration::from_secs_f64((1.0 - self.tokens) / self.rate)
+                .max(Duration::from_millis(1)))
         }
     }
 
@@ -306,8 +329,14 @@ pub(crate) enum Idempotence {
 
 impl Transport {
     pub fn new(config: TransportConfig) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder();
+        for (host, addr) in &config.resolve {
+            http = http.resolve(host, *addr);
+        }
+        let http = http
             .use_rustls_tls()
+            // Certificate verification stays reqwest's default (on): this is
+            // the only place a cloud client is built, and nothing relaxes it.
             // Plain http:// is refused by `Endpoint::parse` instead, so the
             // loopback simulator stays reachable.
             .https_only(false)
@@ -516,17 +545,26 @@ impl Transport {
                     let status = resp.status().as_u16();
                     let headers = resp.headers().clone();
                     retry_after = retry_after_of(&headers);
-                    match resp.bytes().await {
+                    match read_body(resp, self.config.max_response_bytes).await {
                         Ok(body) => (
                             parse(RawResponse {
                                 status,
                                 headers,
-                                body: body.to_vec(),
+                                body,
                             }),
                             true,
                         ),
-                        Err(e) => (
+                        Err(BodyError::Transport(e)) => (
                             Err(transport_error(provider, action, &e, Some(status))),
+                            true,
+                        ),
+                        Err(BodyError::TooLarge) => (
+                            Err(too_large(
+                                provider,
+                                action,
+                                status,
+                                self.config.max_response_bytes,
+                            )),
                             true,
                         ),
                     }
@@ -671,6 +709,43 @@ fn outcome_open(err: &CloudError) -> bool {
         || OUTCOME_OPEN_CODES.contains(&family)
 }
 
+enum BodyError {
+    Transport(reqwest::Error),
+    TooLarge,
+}
+
+/// Reads a response body of at most `limit` bytes, chunk by chunk, so that
+/// an endless or huge answer costs at most `limit` bytes of memory. The
+/// request timeout covers the whole read.
+async fn read_body(mut resp: reqwest::Response, limit: usize) -> Result<Vec<u8>, BodyError> {
+    if resp
+        .content_length()
+        .is_some_and(|n| n > u64::try_from(limit).unwrap_or(u64::MAX))
+    {
+        return Err(BodyError::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(BodyError::Transport)? {
+        if body.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+fn too_large(provider: Provider, action: &str, status: u16, limit: usize) -> CloudError {
+    let mut err = CloudError::client(
+        provider,
+        action,
+        "Client.ResponseTooLarge",
+        ErrorClass::Transient,
+        format!("the response body is larger than {limit} bytes and was not read"),
+    );
+    err.http_status = Some(status);
+    err
+}
+
 fn transport_error(
     provider: Provider,
     action: &str,
@@ -689,13 +764,20 @@ fn transport_error(
     } else {
         ("Client.Network", "the request failed in transit")
     };
-    // reqwest's error text names the URL (no credentials: they are in headers).
+    // reqwest's error text names the URL (no credentials: they are in
+    // headers); its causes say why, e.g. a certificate's `UnknownIssuer`.
+    let mut text = format!("{what}: {e}");
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
     let mut err = CloudError::client(
         provider,
         action,
         code,
         ErrorClass::Transient,
-        format!("{what}: {e}"),
+        super::error::bounded(text, super::error::MAX_MESSAGE_CHARS),
     );
     err.http_status = status;
     err
@@ -823,6 +905,19 @@ mod tests {
         assert!(b.try_take().is_ok() && b.try_take().is_ok());
         let wait = b.try_take().unwrap_err();
         assert_eq!(wait, Duration::from_millis(500));
+        tokio::time::advance(wait).await;
+        assert!(b.try_take().is_ok());
+    }
+
+    /// Found by the fuzzer: refills that add up to a hair under one token
+    /// asked for a zero wait, which never moves a paused clock: a hang.
+    #[tokio::test(start_paused = true)]
+    async fn a_bucket_never_asks_for_a_zero_wait() {
+        let mut b = Bucket::new(10.0);
+        b.tokens = 1.0 - 1e-12;
+        b.last = Instant::now();
+        let wait = b.try_take().unwrap_err();
+        assert!(wait >= Duration::from_millis(1), "{wait:?}");
         tokio::time::advance(wait).await;
         assert!(b.try_take().is_ok());
     }

@@ -493,6 +493,8 @@ impl Zenlayer {
         let mut out = Vec::new();
         for chunk in ids.chunks(MAX_IDS) {
             let found = collect_pages(
+                Provider::Zenlayer,
+                "DescribeNetworkInterfaces",
                 |kept: &[ObservedNic]| kept.len() >= chunk.len(),
                 |page, _| async move {
                     let (page, _): (Page<NicInfo>, _) = self
@@ -605,7 +607,7 @@ fn parse_response<T: DeserializeOwned>(
                 "no `response` object",
             )
         })?;
-        return Ok((response, envelope.request_id));
+        return Ok((response, super::error::request_id(envelope.request_id)));
     }
     let challenged = headers.get("cf-mitigated").and_then(|v| v.to_str().ok()) == Some("challenge");
     let label = match status {

@@ -56,6 +56,9 @@ const COMMON_V1: &[&str] = &[
     "RequestClient",
 ];
 
+/// The most `.`-separated segments a form parameter name may have.
+const MAX_NAME_DEPTH: usize = 16;
+
 /// Decodes `a=1&b=2` into ordered pairs.
 pub(crate) fn form_pairs(raw: &[u8]) -> Vec<(String, String)> {
     form_urlencoded::parse(raw)
@@ -71,6 +74,11 @@ pub(crate) fn unflatten(pairs: &[(String, String)]) -> Map<String, Value> {
     for (name, value) in pairs {
         let mut node = &mut root;
         let segments: Vec<&str> = name.split('.').collect();
+        // No API parameter nests deeper; a name of thousands of segments
+        // would build a document whose drop overflows the stack.
+        if segments.len() > MAX_NAME_DEPTH {
+            continue;
+        }
         for (i, seg) in segments.iter().enumerate() {
             let last = i + 1 == segments.len();
             let next_is_index = segments
@@ -1471,6 +1479,10 @@ mod tests {
             got.get("B")
                 .is_none_or(|b| b.as_array().is_some_and(Vec::is_empty))
         );
+        // A name nested deeper than any parameter is dropped: built, it
+        // overflowed the stack when dropped (found by tests/fuzz.rs).
+        let deep = vec!["a"; 100_000].join(".");
+        assert!(unflatten(&[(deep, "1".into())]).is_empty());
     }
 
     #[test]

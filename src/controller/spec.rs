@@ -72,9 +72,24 @@ pub fn validate(
     provider: Provider,
     caps: &Capabilities,
 ) -> Result<ValidSpec, Invalid> {
+    // Lengths are those of the raw values, in bytes, as the CRD's schema
+    // bounds them: what admission would refuse is never accepted here.
     let nic_id = spec.nic_id.trim();
-    if nic_id.is_empty() || nic_id.len() > 64 {
+    if nic_id.is_empty() || spec.nic_id.len() > 64 {
         return Err(invalid("spec.nicId must be 1 to 64 characters"));
+    }
+    let pc = &spec.provider_config_ref.name;
+    if pc.is_empty() || pc.len() > 253 {
+        return Err(invalid(
+            "spec.providerConfigRef.name must be 1 to 253 characters",
+        ));
+    }
+    if spec
+        .vpc_id
+        .as_ref()
+        .is_some_and(|v| v.is_empty() || v.len() > 64)
+    {
+        return Err(invalid("spec.vpcId must be 1 to 64 characters"));
     }
     let mut nic = NicRef::new(nic_id);
     match (&spec.vpc_id, provider) {
@@ -144,7 +159,7 @@ pub fn validate(
                 )));
             }
             let id = a.instance_id.trim();
-            if id.is_empty() || id.len() > 64 {
+            if id.is_empty() || a.instance_id.len() > 64 {
                 return Err(invalid(
                     "spec.attachment.instanceId must be 1 to 64 characters",
                 ));
@@ -230,11 +245,23 @@ fn ipv6_billing(
         ));
     }
     if let Some(size) = v6.package_size
-        && (!size.is_finite() || size < 0.0 || ((size * 10.0).round() - size * 10.0).abs() > 1e-6)
+        && (!size.is_finite()
+            || !(0.0..=100_000.0).contains(&size)
+            || ((size * 10.0).round() - size * 10.0).abs() >= 1e-6)
     {
         return Err(invalid(
-            "spec.ipv6.packageSize must be 0 or a multiple of 0.1 TB",
+            "spec.ipv6.packageSize must be 0 to 100000, a multiple of 0.1 TB",
         ));
+    }
+    if v6.bandwidth.is_some_and(|b| !(1..=100_000).contains(&b)) {
+        return Err(invalid("spec.ipv6.bandwidth must be 1 to 100000 Mbps"));
+    }
+    if v6
+        .cluster_id
+        .as_ref()
+        .is_some_and(|c| c.is_empty() || c.len() > 64)
+    {
+        return Err(invalid("spec.ipv6.clusterId must be 1 to 64 characters"));
     }
     Ok(Some(Ipv6Billing {
         internet_charge_type: charge.map(|c| format!("{c:?}")),
