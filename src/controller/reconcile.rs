@@ -939,9 +939,17 @@ impl<'a> Reconcile<'a> {
         let previous_pending = self.status().and_then(|s| s.pending_operation.clone());
         let records_outcome = (self.after_call || previous_pending.is_some())
             && status.pending_operation != previous_pending;
+        // The resourceVersion this status was computed from is a
+        // precondition: a write from a stale view (a leader that lost its
+        // Lease while the write was on its way, or a cache behind another
+        // writer) gets a 409 instead of replacing a newer status.
         let patch = json!({
             "apiVersion": "nicip.io/v1alpha1",
             "kind": "NicIpClaim",
+            "metadata": {
+                "name": self.claim.name_any(),
+                "resourceVersion": self.claim.resource_version(),
+            },
             "status": new,
         });
         let updated = self

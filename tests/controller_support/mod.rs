@@ -521,16 +521,18 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type ProxyBody = http_body_util::combinators::UnsyncBoxBody<bytes::Bytes, BoxError>;
 
 /// Faults between the controller's Kubernetes client and the API server:
-/// 409 answers to chosen status patches of claims (each after a real write
-/// by another client, so the controller's copy is stale indeed), and a
+/// a real write by another client just before chosen status patches of
+/// claims (which the API server then refuses with a 409, the patch being
+/// based on the older version), and a
 /// delay line on the claim watch, so the controller's cache trails the API
 /// server. Build the client with [`Env::client_through`].
 #[derive(Default)]
 pub struct KubeFaults {
-    /// 1-based numbers of the claim status patches to answer with a 409.
+    /// 1-based numbers of the claim status patches to precede with another
+    /// client's write.
     conflict_on: std::sync::Mutex<BTreeSet<usize>>,
     status_patches: std::sync::atomic::AtomicUsize,
-    /// How many 409s were answered.
+    /// How many of those patches the API server answered with a 409.
     pub conflicts: std::sync::atomic::AtomicUsize,
     /// Each frame of a claim watch is passed on this long after it arrived.
     watch_delay: std::sync::Mutex<Duration>,
@@ -564,9 +566,8 @@ impl KubeFaults {
         if let Some(name) = claim.as_deref().filter(|_| is_status_patch) {
             let n = self.status_patches.fetch_add(1, SeqCst) + 1;
             if self.conflict_on.lock().unwrap().remove(&n) {
-                self.conflicts.fetch_add(1, SeqCst);
-                // Another writer changes the claim first, then the answer is
-                // the API server's to a write based on the older version.
+                // Another writer changes the claim first; the patch then goes
+                // on to the API server, based on the older version.
                 let namespace = path
                     .split("/namespaces/")
                     .nth(1)
@@ -577,20 +578,15 @@ impl KubeFaults {
                     json!({"metadata": {"annotations": {"test/concurrent-writer": n.to_string()}}});
                 api.patch(name, &PatchParams::default(), &Patch::Merge(&touch))
                     .await?;
-                let status = json!({
-                    "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                    "message": format!("Operation cannot be fulfilled on nicipclaims.nicip.io \"{name}\": the object has been modified; please apply your changes to the latest version and try again"),
-                    "reason": "Conflict",
-                    "details": {"name": name, "group": "nicip.io", "kind": "nicipclaims"},
-                    "code": 409,
-                });
-                let body = http_body_util::Full::new(bytes::Bytes::from(status.to_string()))
-                    .map_err(|never| match never {})
-                    .boxed_unsync();
-                return Ok(axum::http::Response::builder()
-                    .status(409)
-                    .header("content-type", "application/json")
-                    .body(body)?);
+                let resp = inner.send(req).await?;
+                if resp.status() == axum::http::StatusCode::CONFLICT {
+                    self.conflicts.fetch_add(1, SeqCst);
+                }
+                let (parts, body) = resp.into_parts();
+                return Ok(axum::http::Response::from_parts(
+                    parts,
+                    body.map_err(BoxError::from).boxed_unsync(),
+                ));
             }
         }
         let is_watch = query.split('&').any(|p| p == "watch=true");
