@@ -11,8 +11,8 @@ use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::api::v1alpha1::{
-    AddressSource, DeletionPolicy, InternetChargeType, MAX_IPV4_ADDRESSES, MAX_IPV6_ADDRESSES,
-    ManagementPolicy, NicIpClaimSpec, NicIpClaimStatus, OwnedAddress, QosLevel,
+    AddressSource, AddressState, DeletionPolicy, InternetChargeType, MAX_IPV4_ADDRESSES,
+    MAX_IPV6_ADDRESSES, ManagementPolicy, NicIpClaimSpec, NicIpClaimStatus, OwnedAddress, QosLevel,
 };
 use crate::cloud::{Capabilities, InstanceId, Ipv6Billing, NicRef, Provider};
 
@@ -272,7 +272,11 @@ pub struct Ownership {
 impl Ownership {
     /// Reads the owned addresses from a status. Entries that do not parse (a
     /// status edited by hand) are dropped and returned, so the caller can warn:
-    /// the claim never releases what it cannot name.
+    /// the claim never releases what it cannot name. `Assigning` entries are
+    /// the addresses of the call in flight, not owned yet: settling that call
+    /// takes in the ones the cloud shows (read as owned, a restarted
+    /// controller would take them for drift, or leak them once the spec drops
+    /// them).
     pub fn from_status(status: Option<&NicIpClaimStatus>) -> (Ownership, Vec<String>) {
         let mut owned = Ownership::default();
         let mut unreadable = Vec::new();
@@ -286,6 +290,9 @@ impl Ownership {
         ) {
             let mut seen = BTreeSet::new();
             for e in entries {
+                if e.state == AddressState::Assigning {
+                    continue;
+                }
                 match e.address.parse::<A>() {
                     Ok(a) if seen.insert(a) => out.push(Owned {
                         address: a,
@@ -552,5 +559,29 @@ mod tests {
         let (owned, bad) = Ownership::from_status(Some(&status));
         assert_eq!(owned.ipv4_set(), ["10.0.0.5".parse().unwrap()].into());
         assert_eq!(bad, vec!["bogus".to_string()]);
+    }
+
+    #[test]
+    fn addresses_of_the_call_in_flight_are_not_owned_yet() {
+        let entry = |address: &str, state| OwnedAddress {
+            address: address.into(),
+            source: AddressSource::Explicit,
+            state,
+            since: None,
+        };
+        let status = NicIpClaimStatus {
+            ipv4: vec![
+                entry("10.0.0.5", AddressState::Assigned),
+                entry("10.0.0.6", AddressState::Assigning),
+                entry("10.0.0.7", AddressState::Releasing),
+            ],
+            ..Default::default()
+        };
+        let (owned, bad) = Ownership::from_status(Some(&status));
+        assert_eq!(
+            owned.ipv4_set(),
+            ["10.0.0.5".parse().unwrap(), "10.0.0.7".parse().unwrap()].into()
+        );
+        assert!(bad.is_empty());
     }
 }
