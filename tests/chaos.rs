@@ -7,7 +7,8 @@
 //!
 //! `NICIP_CHAOS_SEED` (decimal or `0x` hex; random by default),
 //! `NICIP_CHAOS_STEPS` (default 30), `NICIP_CHAOS_KEEP` (comma-separated step
-//! numbers: replay only those), `NICIP_CHAOS_SHRINK_RUNS` (default 6).
+//! numbers: replay only those), `NICIP_CHAOS_SHRINK_RUNS` (default 6),
+//! `NICIP_CHAOS_LOG_FILE` (where a failing run writes the controller's logs).
 //! See docs/reliability-chaos.md.
 
 mod controller_support;
@@ -1023,6 +1024,13 @@ async fn chaos_run_keeps_the_invariants() {
         "chaos: seed {seed} failed:\n  {}\nshrinking ({budget} runs at most)…",
         violations.join("\n  ")
     );
+    if let Some(path) = std::env::var_os("NICIP_CHAOS_LOG_FILE").map(std::path::PathBuf::from) {
+        let logs = controller_support::invariants::captured_logs();
+        match std::fs::write(&path, logs) {
+            Ok(()) => println!("chaos: the controller's logs are in {}", path.display()),
+            Err(e) => println!("chaos: cannot write {}: {e}", path.display()),
+        }
+    }
     let (keep, violations) = shrink(&plan, keep, violations, budget).await;
     let steps_text: Vec<String> = keep
         .iter()
