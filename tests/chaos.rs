@@ -8,7 +8,8 @@
 //! `NICIP_CHAOS_SEED` (decimal or `0x` hex; random by default),
 //! `NICIP_CHAOS_STEPS` (default 30), `NICIP_CHAOS_KEEP` (comma-separated step
 //! numbers: replay only those), `NICIP_CHAOS_SHRINK_RUNS` (default 6),
-//! `NICIP_CHAOS_LOG_FILE` (where a failing run writes the controller's logs).
+//! `NICIP_CHAOS_LOG_FILE` (where a failing run writes the controller's logs,
+//! and the cloud's audit log next to it).
 //! See docs/reliability-chaos.md.
 
 mod controller_support;
@@ -865,6 +866,23 @@ async fn execute(plan: &[Planned], keep: &[usize], verbose: bool) -> Vec<String>
             env.audit().len()
         );
     }
+    if !violations.is_empty()
+        && let Some(path) = std::env::var_os("NICIP_CHAOS_LOG_FILE")
+    {
+        let mut audit = std::path::PathBuf::from(path).into_os_string();
+        audit.push(".audit.jsonl");
+        let lines: Vec<String> = env
+            .audit()
+            .iter()
+            .filter_map(|e| serde_json::to_string(e).ok())
+            .collect();
+        if std::fs::write(&audit, lines.join("\n")).is_ok() {
+            println!(
+                "chaos: the cloud's audit log is in {}",
+                std::path::Path::new(&audit).display()
+            );
+        }
+    }
     cluster.kill(&mut env).await;
     violations
 }
@@ -1079,4 +1097,42 @@ fn the_same_seed_gives_the_same_plan() {
             .any(|l| l.starts_with("crash ") && !l.starts_with("crash at")),
         "no plain crash in the plan"
     );
+}
+
+/// Found by the chaos run (seed 104): a reconcile that could not observe the
+/// NIC wrote its status without the call in flight, so the answer to that call
+/// belonged to nobody (a deleted claim left its addresses behind; a count was
+/// assigned twice). The task is held RUNNING while every Describe fails.
+#[tokio::test]
+async fn a_failed_observation_keeps_the_call_in_flight() {
+    let mut env = Env::new().await;
+    env.start();
+    env.cloud.hold_async(true);
+    let spec =
+        json!({"providerConfigRef": {"name": TENCENT}, "nicId": "eni-t3", "ipv4": {"count": 2}});
+    env.apply("held", spec).await;
+    env.wait("held", "an assignment in flight", |c| {
+        c.status
+            .as_ref()
+            .is_some_and(|s| s.pending_operation.is_some())
+    })
+    .await;
+    let describe_fails: Fault = serde_json::from_value(json!({"protocol": "tencent", "action": "DescribeNetworkInterfaces", "error": "InternalError"})).unwrap();
+    env.cloud.set_faults(vec![describe_fails]).unwrap();
+    let c = env
+        .wait("held", "CloudUnavailable", |c| {
+            condition(c, "Reconciling").is_some_and(|r| r.reason == "CloudUnavailable")
+        })
+        .await;
+    assert!(
+        c.status.and_then(|s| s.pending_operation).is_some(),
+        "the call in flight is still recorded"
+    );
+    env.cloud.clear_faults();
+    env.cloud.hold_async(false);
+    let c = env.wait_ready("held").await;
+    assert_eq!(env.ipv4("eni-t3").len(), 2, "assigned once");
+    assert_eq!(owned4(&c), env.ipv4("eni-t3"));
+    assert_eq!(env.count(&["AssignPrivateIpAddresses"]), 1);
+    env.check_invariants().await;
 }
