@@ -225,7 +225,13 @@ impl<'a> Reconcile<'a> {
             owned,
             nic: None,
             instance: None,
-            pending: None,
+            // The stored call in flight until it is settled: a status written
+            // before that (a failed observation) must not drop it, or the
+            // cloud's later answer to it would belong to nobody.
+            pending: self
+                .status()
+                .and_then(|s| s.pending_operation.as_ref())
+                .and_then(|p| Operation::try_from(p).ok()),
             sequence: self
                 .status()
                 .and_then(|s| s.operation_sequence)

@@ -299,9 +299,11 @@ pub struct Ownership {
 impl Ownership {
     /// Reads the owned addresses from a status. Entries that do not parse (a
     /// status edited by hand) are dropped and returned, so the caller can warn:
-    /// the claim never releases what it cannot name. Entries shown as
-    /// `Assigning` belong to the call in flight, not yet to the claim: the
-    /// pending operation decides them from the cloud's state.
+    /// the claim never releases what it cannot name. `Assigning` entries are
+    /// the addresses of the call in flight, not owned yet: settling that call
+    /// takes in the ones the cloud shows (read as owned, a restarted
+    /// controller would take them for drift, or leak them once the spec drops
+    /// them).
     pub fn from_status(status: Option<&NicIpClaimStatus>) -> (Ownership, Vec<String>) {
         let mut owned = Ownership::default();
         let mut unreadable = Vec::new();
@@ -587,7 +589,7 @@ mod tests {
     }
 
     #[test]
-    fn addresses_of_a_call_in_flight_are_not_owned_yet() {
+    fn addresses_of_the_call_in_flight_are_not_owned_yet() {
         let entry = |address: &str, state| OwnedAddress {
             address: address.into(),
             source: AddressSource::Explicit,
@@ -602,10 +604,11 @@ mod tests {
             ],
             ..Default::default()
         };
-        let (owned, _) = Ownership::from_status(Some(&status));
+        let (owned, bad) = Ownership::from_status(Some(&status));
         assert_eq!(
             owned.ipv4_set(),
             ["10.0.0.5".parse().unwrap(), "10.0.0.7".parse().unwrap()].into()
         );
+        assert!(bad.is_empty());
     }
 }

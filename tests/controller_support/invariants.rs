@@ -316,11 +316,19 @@ impl Invariants {
                 }
             }
         }
-        // I3: every address nicip put on a NIC has an owner, or was retained.
+        // I3: every address nicip put on a NIC has an owner, or was retained:
+        // owned by a claim when it was deleted under `Retain` (not every
+        // address it ever owned: one it released before may since have been
+        // assigned, and leaked, by another claim).
         let mut retained: BTreeSet<(String, String)> = BTreeSet::new();
-        for (uid, c) in &seen.deleted {
+        for c in seen.deleted.values() {
             if c.spec.deletion_policy == DeletionPolicy::Retain {
-                retained.extend(seen.ever_owned.get(uid).into_iter().flatten().cloned());
+                retained.extend(
+                    owned4(c)
+                        .into_iter()
+                        .chain(owned6(c))
+                        .map(|a| (c.spec.nic_id.clone(), a)),
+                );
             }
         }
         let live_owned: BTreeSet<(String, String)> = claims
@@ -345,7 +353,8 @@ impl Invariants {
                 }
             }
         }
-        // I4: deleted claims are gone, and what a Release claim owned is off.
+        // I4: deleted claims are gone, and what a Release claim owned is off,
+        // unless another claim owns it now or retained it.
         for (uid, c) in &seen.deleted {
             if c.spec.deletion_policy != DeletionPolicy::Release
                 || c.spec.management_policy == ManagementPolicy::ObserveOnly
@@ -354,7 +363,7 @@ impl Invariants {
             }
             for (nic, a) in seen.ever_owned.get(uid).into_iter().flatten() {
                 let pair = (nic.clone(), a.clone());
-                if on(nic).contains(a) && !live_owned.contains(&pair) {
+                if on(nic).contains(a) && !live_owned.contains(&pair) && !retained.contains(&pair) {
                     out.push(format!(
                         "I4: {} was deleted under Release and {a} is still on {nic}",
                         key(c)
