@@ -142,6 +142,14 @@ impl Error {
 struct Memory {
     /// The resourceVersion of the last status this controller wrote or read.
     resource_version: Option<String>,
+    /// The last few resourceVersions this controller wrote, read or
+    /// reconciled: a watch event of one of them brings nothing new.
+    known: std::collections::VecDeque<String>,
+    /// When the last reconcile asked to come back (`None`: on a change only).
+    due: Option<tokio::time::Instant>,
+    /// A change elsewhere (the ProviderConfig, its Secret, the NIC) asks for a
+    /// reconcile before `due`.
+    woken: bool,
     /// Request or task ids of calls in flight, by operation sequence.
     request_ids: HashMap<u64, String>,
     /// Consecutive in-progress requeues and error backoffs.
@@ -157,7 +165,21 @@ struct Memory {
     unowned_reported: Option<BTreeSet<std::net::IpAddr>>,
 }
 
+/// How many resourceVersions of a claim [`Memory::known`] holds.
+const KNOWN_VERSIONS: usize = 8;
+
 impl Memory {
+    fn know(&mut self, resource_version: Option<String>) {
+        let Some(rv) = resource_version else { return };
+        if self.known.contains(&rv) {
+            return;
+        }
+        if self.known.len() >= KNOWN_VERSIONS {
+            self.known.pop_front();
+        }
+        self.known.push_back(rv);
+    }
+
     fn isolation(&mut self, generation: i64) -> (plan::Rejected, BTreeSet<Ipv4Addr>) {
         self.roll(generation);
         (self.rejected.clone(), self.isolate.clone())
@@ -226,6 +248,41 @@ impl Context {
 
     fn conflict(&self, claim: &NicIpClaim) -> Option<String> {
         conflict_with(claim, self.claims.state())
+    }
+
+    /// When a reconcile of `claim` would learn nothing new: how long until the
+    /// time its last reconcile asked to come back. That is the case when the
+    /// claim is as this controller last wrote or read it (the watch event of
+    /// its own write) and nothing else asked for it. kube-runtime's
+    /// scheduler replaces a requeue by the reconcile such an event triggers,
+    /// so without this a poll timed for the cloud's task would run at once,
+    /// find the task unfinished and back off.
+    fn nothing_new(&self, claim: &NicIpClaim) -> Option<Duration> {
+        let (uid, rv) = (claim.uid()?, claim.resource_version()?);
+        let mut all = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+        let m = all.get_mut(&uid)?;
+        if std::mem::take(&mut m.woken) || !m.known.contains(&rv) {
+            return None;
+        }
+        m.due?
+            .checked_duration_since(tokio::time::Instant::now())
+            .filter(|left| !left.is_zero())
+    }
+
+    /// Records when the claim asked to come back, if it is still remembered.
+    fn set_due(&self, uid: &str, after: Option<Duration>) {
+        let mut all = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(m) = all.get_mut(uid) {
+            m.due = after.map(|d| tokio::time::Instant::now() + d);
+        }
+    }
+
+    /// Asks for a reconcile of `claim` now, whatever its last one asked for.
+    fn wake(&self, claim: &NicIpClaim, tx: &mpsc::UnboundedSender<ObjectRef<NicIpClaim>>) {
+        if let Some(uid) = claim.uid() {
+            self.memory(&uid, |m| m.woken = true);
+        }
+        let _ = tx.send(ObjectRef::from_obj(claim));
     }
 }
 
@@ -315,7 +372,9 @@ fn error_policy(claim: Arc<NicIpClaim>, error: &Error, ctx: Arc<Context>) -> Act
             .min(ctx.settings.max_backoff),
     };
     warn!(claim = %claim.name_any(), error = %error, retry_in = ?delay, "reconcile failed");
-    Action::requeue(jitter(delay))
+    let delay = jitter(delay);
+    ctx.set_due(&uid, Some(delay));
+    Action::requeue(delay)
 }
 
 /// Runs the controller until `shutdown` resolves: in-flight reconciles finish
@@ -591,7 +650,7 @@ async fn sweep_all(
             if let Some(nic) = observed.get(&crate::cloud::NicId(c.spec.nic_id.trim().to_string()))
                 && drifted(c, nic.as_ref())
             {
-                let _ = wake.send(ObjectRef::from_obj(c.as_ref()));
+                ctx.wake(c, wake);
             }
         }
     }
@@ -719,7 +778,7 @@ async fn reconcile_config(
     if changed {
         for c in ctx.claims.state() {
             if c.spec.provider_config_ref.name == name {
-                let _ = pc.wake.send(ObjectRef::from_obj(c.as_ref()));
+                ctx.wake(&c, &pc.wake);
             }
         }
     }
