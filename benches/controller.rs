@@ -34,6 +34,8 @@ fn config() -> anyhow::Result<harness::Config> {
         bin,
         resync,
         concurrency,
+        log_level: var("NICIP_BENCH_LOG", "warn"),
+        keep: std::env::var_os("NICIP_BENCH_KEEP").map(PathBuf::from),
     })
 }
 

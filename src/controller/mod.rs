@@ -250,23 +250,27 @@ impl Context {
         conflict_with(claim, self.claims.state())
     }
 
-    /// When a reconcile of `claim` would learn nothing new: how long until the
-    /// time its last reconcile asked to come back. That is the case when the
-    /// claim is as this controller last wrote or read it (the watch event of
-    /// its own write) and nothing else asked for it. kube-runtime's
-    /// scheduler replaces a requeue by the reconcile such an event triggers,
-    /// so without this a poll timed for the cloud's task would run at once,
-    /// find the task unfinished and back off.
-    fn nothing_new(&self, claim: &NicIpClaim) -> Option<Duration> {
+    /// When a reconcile of `claim` would learn nothing new, what its last
+    /// reconcile asked for instead: the claim is as this controller last
+    /// wrote or read it (the watch event of its own write), nothing else
+    /// asked for it, and the time its last reconcile asked to come back has
+    /// not come. kube-runtime's scheduler replaces a requeue by the reconcile
+    /// such an event triggers, so without this a poll timed for the cloud's
+    /// task would run at once, find the task unfinished and back off.
+    fn nothing_new(&self, claim: &NicIpClaim) -> Option<Option<Duration>> {
         let (uid, rv) = (claim.uid()?, claim.resource_version()?);
         let mut all = self.memory.lock().unwrap_or_else(|p| p.into_inner());
         let m = all.get_mut(&uid)?;
         if std::mem::take(&mut m.woken) || !m.known.contains(&rv) {
             return None;
         }
-        m.due?
-            .checked_duration_since(tokio::time::Instant::now())
-            .filter(|left| !left.is_zero())
+        match m.due {
+            None => Some(None),
+            Some(due) => due
+                .checked_duration_since(tokio::time::Instant::now())
+                .filter(|left| !left.is_zero())
+                .map(Some),
+        }
     }
 
     /// Records when the claim asked to come back, if it is still remembered.
@@ -583,8 +587,14 @@ pub async fn run(
 }
 
 fn typed_event(event: watcher::Event<DynamicObject>) -> Option<watcher::Event<NicIpClaim>> {
-    let convert = |o: DynamicObject| -> Option<NicIpClaim> {
+    let convert = |mut o: DynamicObject| -> Option<NicIpClaim> {
         let name = format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any());
+        // Never read here, and most of an object's size: the cache of a
+        // large fleet is kept small without them.
+        o.metadata.managed_fields = None;
+        if let Some(a) = o.metadata.annotations.as_mut() {
+            a.remove("kubectl.kubernetes.io/last-applied-configuration");
+        }
         match serde_json::to_value(&o).and_then(serde_json::from_value::<NicIpClaim>) {
             Ok(c) => Some(c),
             Err(e) => {

@@ -55,7 +55,7 @@ pub async fn reconcile(
 ) -> Result<kube::runtime::controller::Action, Error> {
     use kube::runtime::controller::Action as Next;
     if let Some(left) = ctx.nothing_new(&claim) {
-        return Ok(Next::requeue(left));
+        return Ok(left.map_or_else(Next::await_change, Next::requeue));
     }
     let uid = claim.uid().unwrap_or_default();
     let started = tokio::time::Instant::now();
