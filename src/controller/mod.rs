@@ -91,7 +91,7 @@ impl Settings {
         Settings {
             namespace: None,
             selector: None,
-            concurrency: 16,
+            concurrency: 64,
             secrets_namespace: secrets_namespace.into(),
             resync: Duration::from_secs(300),
             async_poll: Duration::from_millis(250),
