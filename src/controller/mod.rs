@@ -816,3 +816,23 @@ fn config_error_policy(
     warn!(provider_config = %config.name_any(), error = %error, "ProviderConfig reconcile failed");
     Action::requeue(jitter(Duration::from_secs(10)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_claim_remembers_its_last_few_versions_once_each() {
+        let mut m = Memory::default();
+        m.know(None);
+        assert!(m.known.is_empty());
+        for rv in 0..KNOWN_VERSIONS + 3 {
+            m.know(Some(rv.to_string()));
+            m.know(Some(rv.to_string()));
+        }
+        assert_eq!(m.known.len(), KNOWN_VERSIONS);
+        assert!(!m.known.contains(&"2".to_string()));
+        assert!(m.known.contains(&"3".to_string()));
+        assert!(m.known.contains(&(KNOWN_VERSIONS + 2).to_string()));
+    }
+}
