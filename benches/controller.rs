@@ -3,7 +3,7 @@
 //!
 //! `NICIP_BENCH_CLAIMS` (default `100,1000`): claims per provider, one run
 //! each. `NICIP_BENCH_RESYNC` (default `20s`) and `NICIP_BENCH_CONCURRENCY`
-//! (default 16, the controller's own default) are passed to the controller;
+//! (default 64, the controller's own default) are passed to the controller;
 //! `NICIP_BIN` overrides the binary. Prints a table per size and writes all of
 //! them to `target/bench/controller.json`.
 
@@ -23,7 +23,7 @@ fn config() -> anyhow::Result<harness::Config> {
         .context("NICIP_BENCH_CLAIMS: a comma-separated list of numbers")?;
     let resync = humantime::parse_duration(&var("NICIP_BENCH_RESYNC", "20s"))
         .context("NICIP_BENCH_RESYNC")?;
-    let concurrency = var("NICIP_BENCH_CONCURRENCY", "16")
+    let concurrency = var("NICIP_BENCH_CONCURRENCY", "64")
         .parse()
         .context("NICIP_BENCH_CONCURRENCY")?;
     let bin = std::env::var_os("NICIP_BIN")
@@ -34,6 +34,8 @@ fn config() -> anyhow::Result<harness::Config> {
         bin,
         resync,
         concurrency,
+        log_level: var("NICIP_BENCH_LOG", "warn"),
+        keep: std::env::var_os("NICIP_BENCH_KEEP").map(PathBuf::from),
     })
 }
 

@@ -14,7 +14,9 @@ async fn the_controller_benchmark_runs_every_scenario() {
         sizes: vec![3],
         bin: env!("CARGO_BIN_EXE_nicip").into(),
         resync: Duration::from_secs(3),
-        concurrency: 16,
+        concurrency: 64,
+        log_level: "warn".into(),
+        keep: None,
     };
     let figures = harness::run(&cfg).await.expect("the harness runs");
     assert_eq!(figures.len(), 1);

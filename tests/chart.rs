@@ -528,7 +528,7 @@ fn default_values_lint_and_render_a_valid_least_privilege_installation() {
         args(&all),
         strings(&[
             "--secrets-namespace=nicip-system",
-            "--concurrency=16",
+            "--concurrency=64",
             "--resync=5m",
             "--log-level=info",
             "--log-format=json",

@@ -52,6 +52,22 @@ pub struct Config {
     pub resync: Duration,
     /// The controller's `--concurrency`.
     pub concurrency: u16,
+    /// The controller's `--log-level`.
+    pub log_level: String,
+    /// Keep each size's logs, world and audit log in `<keep>/<size>/`.
+    pub keep: Option<PathBuf>,
+}
+
+/// A run's files: in a temporary directory, or kept.
+struct Dir {
+    _tmp: Option<tempfile::TempDir>,
+    root: PathBuf,
+}
+
+impl Dir {
+    fn path(&self) -> &Path {
+        &self.root
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -647,7 +663,7 @@ async fn wait_provider_configs(client: &Client) -> anyhow::Result<()> {
 
 struct Run {
     bin: PathBuf,
-    dir: tempfile::TempDir,
+    dir: Dir,
     kubeconfig: PathBuf,
     client: Client,
     seen: Arc<Mutex<Seen>>,
@@ -658,6 +674,7 @@ struct Run {
     restarts: usize,
     resync: Duration,
     concurrency: u16,
+    log_level: String,
 }
 
 impl Run {
@@ -685,7 +702,7 @@ impl Run {
                 "--metrics-addr",
                 "127.0.0.1:0",
                 "--log-level",
-                "warn",
+                &self.log_level,
                 "--identity",
                 "nicip-bench",
             ],
@@ -803,7 +820,20 @@ fn bound(p: Prov, e: usize, addresses: u32) -> f64 {
 }
 
 async fn run_size(cfg: &Config, e: usize) -> anyhow::Result<SizeFigures> {
-    let dir = tempfile::tempdir()?;
+    // The logs, the world and the audit log: kept for a look when asked.
+    let (tmp, root) = match &cfg.keep {
+        Some(parent) => {
+            let root = parent.join(e.to_string());
+            std::fs::create_dir_all(&root)?;
+            (None, root)
+        }
+        None => {
+            let tmp = tempfile::tempdir()?;
+            let root = tmp.path().to_path_buf();
+            (Some(tmp), root)
+        }
+    };
+    let dir = Dir { _tmp: tmp, root };
     let world = dir.path().join("world.yaml");
     std::fs::write(&world, world_yaml(e))?;
     let audit_path = dir.path().join("audit.jsonl");
@@ -859,6 +889,7 @@ async fn run_size(cfg: &Config, e: usize) -> anyhow::Result<SizeFigures> {
         restarts: 0,
         resync: cfg.resync,
         concurrency: cfg.concurrency,
+        log_level: cfg.log_level.clone(),
     };
     let result = measure(&mut run, e).await;
     watcher.abort();

@@ -26,7 +26,7 @@ pub struct Args {
     #[arg(long, env = "NICIP_SELECTOR", value_name = "SELECTOR")]
     pub selector: Option<String>,
     /// Claims reconciled at once.
-    #[arg(long, env = "NICIP_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    #[arg(long, env = "NICIP_CONCURRENCY", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub concurrency: u16,
     /// Namespace of the credential Secrets that ProviderConfigs name [default: $POD_NAMESPACE, else nicip-system].
     #[arg(long, env = "NICIP_SECRETS_NAMESPACE", value_name = "NS")]

@@ -91,7 +91,7 @@ impl Settings {
         Settings {
             namespace: None,
             selector: None,
-            concurrency: 16,
+            concurrency: 64,
             secrets_namespace: secrets_namespace.into(),
             resync: Duration::from_secs(300),
             async_poll: Duration::from_millis(250),
@@ -142,6 +142,14 @@ impl Error {
 struct Memory {
     /// The resourceVersion of the last status this controller wrote or read.
     resource_version: Option<String>,
+    /// The last few resourceVersions this controller wrote, read or
+    /// reconciled: a watch event of one of them brings nothing new.
+    known: std::collections::VecDeque<String>,
+    /// When the last reconcile asked to come back (`None`: on a change only).
+    due: Option<tokio::time::Instant>,
+    /// A change elsewhere (the ProviderConfig, its Secret, the NIC) asks for a
+    /// reconcile before `due`.
+    woken: bool,
     /// Request or task ids of calls in flight, by operation sequence.
     request_ids: HashMap<u64, String>,
     /// Consecutive in-progress requeues and error backoffs.
@@ -159,7 +167,21 @@ struct Memory {
     unowned_reported: Option<BTreeSet<std::net::IpAddr>>,
 }
 
+/// How many resourceVersions of a claim [`Memory::known`] holds.
+const KNOWN_VERSIONS: usize = 8;
+
 impl Memory {
+    fn know(&mut self, resource_version: Option<String>) {
+        let Some(rv) = resource_version else { return };
+        if self.known.contains(&rv) {
+            return;
+        }
+        if self.known.len() >= KNOWN_VERSIONS {
+            self.known.pop_front();
+        }
+        self.known.push_back(rv);
+    }
+
     fn isolation(&mut self, generation: i64) -> (plan::Rejected, BTreeSet<Ipv4Addr>) {
         self.roll(generation);
         (self.rejected.clone(), self.isolate.clone())
@@ -243,6 +265,45 @@ impl Context {
 
     fn conflict(&self, claim: &NicIpClaim) -> Option<String> {
         conflict_with(claim, self.claims.state())
+    }
+
+    /// When a reconcile of `claim` would learn nothing new, what its last
+    /// reconcile asked for instead: the claim is as this controller last
+    /// wrote or read it (the watch event of its own write), nothing else
+    /// asked for it, and the time its last reconcile asked to come back has
+    /// not come. kube-runtime's scheduler replaces a requeue by the reconcile
+    /// such an event triggers, so without this a poll timed for the cloud's
+    /// task would run at once, find the task unfinished and back off.
+    fn nothing_new(&self, claim: &NicIpClaim) -> Option<Option<Duration>> {
+        let (uid, rv) = (claim.uid()?, claim.resource_version()?);
+        let mut all = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+        let m = all.get_mut(&uid)?;
+        if std::mem::take(&mut m.woken) || !m.known.contains(&rv) {
+            return None;
+        }
+        match m.due {
+            None => Some(None),
+            Some(due) => due
+                .checked_duration_since(tokio::time::Instant::now())
+                .filter(|left| !left.is_zero())
+                .map(Some),
+        }
+    }
+
+    /// Records when the claim asked to come back, if it is still remembered.
+    fn set_due(&self, uid: &str, after: Option<Duration>) {
+        let mut all = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(m) = all.get_mut(uid) {
+            m.due = after.map(|d| tokio::time::Instant::now() + d);
+        }
+    }
+
+    /// Asks for a reconcile of `claim` now, whatever its last one asked for.
+    fn wake(&self, claim: &NicIpClaim, tx: &mpsc::UnboundedSender<ObjectRef<NicIpClaim>>) {
+        if let Some(uid) = claim.uid() {
+            self.memory(&uid, |m| m.woken = true);
+        }
+        let _ = tx.send(ObjectRef::from_obj(claim));
     }
 }
 
@@ -350,7 +411,9 @@ fn error_policy(claim: Arc<NicIpClaim>, error: &Error, ctx: Arc<Context>) -> Act
             .min(ctx.settings.max_backoff),
     };
     warn!(claim = %claim.name_any(), error = %error, retry_in = ?delay, "reconcile failed");
-    Action::requeue(jitter(delay))
+    let delay = jitter(delay);
+    ctx.set_due(&uid, Some(delay));
+    Action::requeue(delay)
 }
 
 /// Runs the controller until `shutdown` resolves: in-flight reconciles finish
@@ -565,8 +628,14 @@ pub async fn run(
 }
 
 fn typed_event(event: watcher::Event<DynamicObject>) -> Option<watcher::Event<NicIpClaim>> {
-    let convert = |o: DynamicObject| -> Option<NicIpClaim> {
+    let convert = |mut o: DynamicObject| -> Option<NicIpClaim> {
         let name = format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any());
+        // Never read here, and most of an object's size: the cache of a
+        // large fleet is kept small without them.
+        o.metadata.managed_fields = None;
+        if let Some(a) = o.metadata.annotations.as_mut() {
+            a.remove("kubectl.kubernetes.io/last-applied-configuration");
+        }
         match serde_json::to_value(&o).and_then(serde_json::from_value::<NicIpClaim>) {
             Ok(c) => Some(c),
             Err(e) => {
@@ -632,7 +701,7 @@ async fn sweep_all(
             if let Some(nic) = observed.get(&crate::cloud::NicId(c.spec.nic_id.trim().to_string()))
                 && drifted(c, nic.as_ref())
             {
-                let _ = wake.send(ObjectRef::from_obj(c.as_ref()));
+                ctx.wake(c, wake);
             }
         }
     }
@@ -760,7 +829,7 @@ async fn reconcile_config(
     if changed {
         for c in ctx.claims.state() {
             if c.spec.provider_config_ref.name == name {
-                let _ = pc.wake.send(ObjectRef::from_obj(c.as_ref()));
+                ctx.wake(&c, &pc.wake);
             }
         }
     }
@@ -787,4 +856,24 @@ fn config_error_policy(
 ) -> Action {
     warn!(provider_config = %config.name_any(), error = %error, "ProviderConfig reconcile failed");
     Action::requeue(jitter(Duration::from_secs(10)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_claim_remembers_its_last_few_versions_once_each() {
+        let mut m = Memory::default();
+        m.know(None);
+        assert!(m.known.is_empty());
+        for rv in 0..KNOWN_VERSIONS + 3 {
+            m.know(Some(rv.to_string()));
+            m.know(Some(rv.to_string()));
+        }
+        assert_eq!(m.known.len(), KNOWN_VERSIONS);
+        assert!(!m.known.contains(&"2".to_string()));
+        assert!(m.known.contains(&"3".to_string()));
+        assert!(m.known.contains(&(KNOWN_VERSIONS + 2).to_string()));
+    }
 }

@@ -21,6 +21,10 @@ use crate::cloud::{CloudError, NicId, NicProvider, NicRef, ObservedNic};
 
 /// How long the batcher waits for more ids after the first.
 const WINDOW: Duration = Duration::from_millis(15);
+/// Describes of one batcher under way at once. While they are (waiting for
+/// the describe limiter or the cloud's answer), the ids asked for gather into
+/// the next batch, so a busy account gets fuller describes rather than more.
+const IN_FLIGHT: usize = 2;
 /// Most ids one batch gathers (the providers split further if they must).
 const MAX_BATCH: usize = 100;
 /// How long a swept observation may stand in for a fresh Describe.
@@ -167,8 +171,10 @@ impl Observer {
     }
 }
 
-/// Gathers the ids asked for within the window into one Describe.
+/// Gathers the ids asked for within the window, and while earlier describes
+/// are under way, into one Describe.
 async fn batch_loop(mut rx: mpsc::UnboundedReceiver<Request>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         let deadline = Instant::now() + WINDOW;
@@ -178,8 +184,20 @@ async fn batch_loop(mut rx: mpsc::UnboundedReceiver<Request>) {
                 Ok(None) | Err(_) => break,
             }
         }
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            break;
+        };
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
         // Describe without holding up the next batch.
-        tokio::spawn(describe_batch(batch));
+        tokio::spawn(async move {
+            describe_batch(batch).await;
+            drop(slot);
+        });
     }
 }
 

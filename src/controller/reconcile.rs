@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
@@ -35,10 +34,33 @@ use super::{Checkpoint, Context, Error, FINALIZER, RESYNC_ANNOTATION};
 /// Most calls one reconcile makes before it yields the worker.
 const MAX_STEPS: usize = 8;
 
-pub async fn reconcile(claim: Arc<NicIpClaim>, ctx: Arc<Context>) -> Result<Action, Error> {
-    if let Some(left) = ctx.backoff_left(&claim) {
-        return Ok(Action::requeue(left));
+/// What a reconcile asks for next, as kube-runtime's `Action`, which does not
+/// tell its delay: the controller remembers it (see `Context::nothing_new`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Action(Option<Duration>);
+
+impl Action {
+    fn requeue(after: Duration) -> Action {
+        Action(Some(after))
     }
+
+    fn await_change() -> Action {
+        Action(None)
+    }
+}
+
+pub async fn reconcile(
+    claim: Arc<NicIpClaim>,
+    ctx: Arc<Context>,
+) -> Result<kube::runtime::controller::Action, Error> {
+    use kube::runtime::controller::Action as Next;
+    if let Some(left) = ctx.nothing_new(&claim) {
+        return Ok(left.map_or_else(Next::await_change, Next::requeue));
+    }
+    if let Some(left) = ctx.backoff_left(&claim) {
+        return Ok(Next::requeue(left));
+    }
+    let uid = claim.uid().unwrap_or_default();
     let started = tokio::time::Instant::now();
     let mut cloud_class = None;
     let result = match Reconcile::start(claim, &ctx).await {
@@ -53,7 +75,12 @@ pub async fn reconcile(claim: Arc<NicIpClaim>, ctx: Arc<Context>) -> Result<Acti
     // A cloud error the claim reports counts as the reconcile's error too.
     let class = result.as_ref().err().map(Error::class).or(cloud_class);
     ctx.metrics.reconcile_finished(started.elapsed(), class);
-    result
+    let action = result?;
+    ctx.set_due(&uid, action.0);
+    Ok(match action.0 {
+        Some(after) => Next::requeue(after),
+        None => Next::await_change(),
+    })
 }
 
 /// The state of one reconcile.
@@ -106,6 +133,7 @@ impl<'a> Reconcile<'a> {
             }
             _ => claim,
         };
+        ctx.memory(&uid, |m| m.know(claim.resource_version()));
         let now = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second())
             .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
         Ok(Some(Reconcile {
@@ -213,10 +241,8 @@ impl<'a> Reconcile<'a> {
             return self.report(Some(&spec), &owned, outcome).await;
         }
 
-        if spec.management == ManagementPolicy::Full && !deleting && !self.has_finalizer() {
-            self.add_finalizer().await?;
-        }
-
+        let needs_finalizer =
+            spec.management == ManagementPolicy::Full && !deleting && !self.has_finalizer();
         let scope = resolved.config.name_any();
         let mut apply = Apply {
             scope,
@@ -238,18 +264,25 @@ impl<'a> Reconcile<'a> {
                 .unwrap_or(0),
             last_error: self.status().and_then(|s| s.last_error.clone()),
         };
-        self.apply(&mut apply).await
+        self.apply(&mut apply, needs_finalizer).await
     }
 
-    async fn apply(&mut self, a: &mut Apply) -> Result<Action, Error> {
+    async fn apply(&mut self, a: &mut Apply, needs_finalizer: bool) -> Result<Action, Error> {
         let deleting = self.deleting();
-        // Observe.
-        match self
-            .ctx
+        // Observe; the finalizer, when it is missing, is written meanwhile:
+        // both come before any call.
+        let ctx = self.ctx;
+        let observing = ctx
             .observer
-            .observe(&a.scope, a.provider.clone(), &a.spec.nic)
-            .await
-        {
+            .observe(&a.scope, a.provider.clone(), &a.spec.nic);
+        let observed = if needs_finalizer {
+            let (finalizer, observed) = futures::join!(self.add_finalizer(), observing);
+            finalizer?;
+            observed
+        } else {
+            observing.await
+        };
+        match observed {
             Ok(nic) => a.nic = nic,
             Err(e) => return self.cloud_failure(a, e, None).await,
         }
@@ -976,7 +1009,8 @@ impl<'a> Reconcile<'a> {
 
     fn remember(&mut self, updated: NicIpClaim) {
         self.ctx.memory(&self.uid, |m| {
-            m.resource_version = updated.resource_version()
+            m.resource_version = updated.resource_version();
+            m.know(updated.resource_version());
         });
         self.claim = Arc::new(updated);
     }
