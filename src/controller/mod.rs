@@ -358,15 +358,15 @@ pub fn conflict_with(
 /// reconciled at once instead of on their next resync.
 fn wake_rivals(
     gone: &NicIpClaim,
-    claims: &Store<NicIpClaim>,
+    ctx: &Context,
     wake: &mpsc::UnboundedSender<ObjectRef<NicIpClaim>>,
 ) {
     let addresses = explicit(gone);
-    for c in claims.state() {
+    for c in ctx.claims.state() {
         if c.spec.provider_config_ref.name == gone.spec.provider_config_ref.name
             && (c.spec.nic_id == gone.spec.nic_id || !explicit(&c).is_disjoint(&addresses))
         {
-            let _ = wake.send(ObjectRef::from_obj(c.as_ref()));
+            ctx.wake(&c, wake);
         }
     }
 }
@@ -454,11 +454,14 @@ pub async fn run(
         });
     let (claim_tx, claim_rx) = mpsc::unbounded_channel();
     let (wake_tx, wake_rx) = mpsc::unbounded_channel::<ObjectRef<NicIpClaim>>();
-    let (rivals_store, rivals_wake) = (claims.clone(), wake_tx.clone());
+    // The context is made below, from the store this feed fills; a delete
+    // seen before then has no rival to wake yet.
+    let rivals_ctx: Arc<std::sync::OnceLock<Arc<Context>>> = Arc::default();
+    let (rivals, rivals_wake) = (rivals_ctx.clone(), wake_tx.clone());
     let claim_feed = reflector::reflector(claims_writer, typed)
         .inspect(move |e| {
-            if let Ok(watcher::Event::Delete(gone)) = e {
-                wake_rivals(gone, &rivals_store, &rivals_wake);
+            if let (Ok(watcher::Event::Delete(gone)), Some(ctx)) = (e, rivals.get()) {
+                wake_rivals(gone, ctx, &rivals_wake);
             }
         })
         .applied_objects()
@@ -532,6 +535,7 @@ pub async fn run(
         fence: handles.fence.clone(),
         memory: Mutex::new(HashMap::new()),
     });
+    let _ = rivals_ctx.set(ctx.clone());
 
     let shutdown = shutdown.shared();
     let feeds = tokio::spawn(async move {
