@@ -1558,6 +1558,8 @@ async fn kubectl_apply_get_patch_describe_delete_project_resources() {
     assert_eq!(
         names,
         [
+            "clusterrolebindings.rbac.authorization.k8s.io",
+            "clusterroles.rbac.authorization.k8s.io",
             "customresourcedefinitions.apiextensions.k8s.io",
             "events",
             "events.events.k8s.io",
@@ -1565,7 +1567,10 @@ async fn kubectl_apply_get_patch_describe_delete_project_resources() {
             "namespaces",
             "nicipclaims.nicip.io",
             "providerconfigs.nicip.io",
-            "secrets"
+            "rolebindings.rbac.authorization.k8s.io",
+            "roles.rbac.authorization.k8s.io",
+            "secrets",
+            "serviceaccounts"
         ]
     );
 

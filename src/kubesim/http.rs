@@ -4,6 +4,7 @@
 use super::builtin;
 use super::discovery::{self, ResourceType};
 use super::fields::{self, Scope, Writer};
+use super::rbac::{Attributes, Rbac, Refusal};
 use super::schema::{self, FieldError};
 use super::select::Selector;
 use super::store::{ChangeType, PageQuery, State, Store, Stored};
@@ -29,6 +30,8 @@ pub(crate) struct Server {
     pub watch_timeout: Duration,
     /// Becomes `true` when the server is stopping.
     pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// Authentication and authorization, when on.
+    pub rbac: Option<Rbac>,
 }
 
 pub(crate) fn router(server: Arc<Server>) -> Router {
@@ -388,6 +391,25 @@ async fn handle(AxumState(srv): AxumState<Arc<Server>>, req: Request) -> Respons
             return error_response(&ApiError::new(413, "RequestEntityTooLarge", e.to_string()));
         }
     };
+    if let Some(rbac) = &srv.rbac {
+        // As kube-apiserver: authentication and authorization come before
+        // routing, so a refused request learns nothing about what is served.
+        let attrs = Attributes::of(&parts.method, &path, &query);
+        let checked = rbac.check(
+            &srv.store.lock(),
+            &header_text(header::AUTHORIZATION),
+            &attrs,
+        );
+        match checked {
+            Ok(()) => {}
+            Err(Refusal::Unauthorized) => {
+                return error_response(&ApiError::new(401, "Unauthorized", "Unauthorized"));
+            }
+            Err(Refusal::Forbidden { message, details }) => {
+                return error_response(&ApiError::new(403, "Forbidden", message).details(details));
+            }
+        }
+    }
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     if parts.method == Method::GET
         && let Some(resp) = srv.discovery(&segs)
@@ -773,6 +795,18 @@ impl Server {
             "creationTimestamp": now(), "labels": {"kubernetes.io/metadata.name": name}},
             "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}});
         st.commit("/namespaces", "", name, ChangeType::Added, ns);
+    }
+
+    /// An object the server has from the start (the RBAC bootstrap policy).
+    pub(crate) fn create_builtin(&self, storage: &str, ns: &str, mut obj: Value) {
+        let name = meta_str(&obj, "name").unwrap_or_default().to_string();
+        let m = meta_mut(&mut obj);
+        m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+        m.insert("creationTimestamp".into(), json!(now()));
+        let mut st = self.store.lock();
+        if !st.contains(storage, ns, &name) {
+            st.commit(storage, ns, &name, ChangeType::Added, obj);
+        }
     }
 
     /// A CRD the server serves, readable as kube-apiserver shows it once established.

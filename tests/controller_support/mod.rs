@@ -116,6 +116,12 @@ impl Env {
         yaml: &str,
         crds: Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>,
     ) -> Env {
+        Env::on(yaml, KubeSim::new(crds)).await
+    }
+
+    /// A test world on this server (e.g. one with RBAC on, whose
+    /// [`Env::client`] is then an administrator's).
+    pub async fn on(yaml: &str, kube: KubeSim) -> Env {
         // `RUST_LOG=nicip=debug cargo test ...` shows the controller's logs.
         let _ = tracing_subscriber::fmt()
             .with_test_writer()
@@ -125,7 +131,7 @@ impl Env {
         let cloud = cloudsim::start(world, "127.0.0.1:0".parse().unwrap())
             .await
             .expect("cloudsim");
-        let kube = KubeSim::new(crds).start().await.expect("kubesim");
+        let kube = kube.start().await.expect("kubesim");
         let client = kube.client().expect("client");
         for ns in [NS, SECRETS_NS, "other"] {
             let api: Api<Namespace> = Api::all(client.clone());
@@ -202,15 +208,20 @@ impl Env {
     }
 
     pub fn start_with(&mut self, settings: Settings) {
+        self.start_as(self.client.clone(), settings, Fence::always());
+    }
+
+    /// Runs the controller with its own client (e.g. a ServiceAccount's) and
+    /// fence (e.g. a Lease's).
+    pub fn start_as(&mut self, client: Client, settings: Settings, fence: Fence) {
         assert!(self.controller.is_none(), "a controller is already running");
         let metrics = Metrics::new();
         let handles = Handles {
             metrics: metrics.clone(),
             health: Health::new(),
-            fence: Fence::always(),
+            fence,
         };
         let (stop, stopped) = oneshot::channel::<()>();
-        let client = self.client.clone();
         let task = tokio::spawn(async move {
             nicip::controller::run(client, settings, handles, async move {
                 let _ = stopped.await;
