@@ -197,6 +197,12 @@ impl KubeSim {
             let shutdown = async move {
                 let _ = stopped.wait_for(|stop| *stop).await;
             };
+            // Without TCP_NODELAY, the last piece of a streamed list waits
+            // for the client's delayed ACK (some 40 ms on Linux).
+            use axum::serve::ListenerExt;
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             if let Err(e) = axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown)
                 .await
