@@ -655,6 +655,11 @@ pub struct KubesimArgs {
     /// Write a kubeconfig for this server here.
     #[arg(long, value_name = "FILE")]
     pub kubeconfig: PathBuf,
+    /// Authenticate by bearer token and authorize with the stored RBAC
+    /// objects, as kube-apiserver does; the kubeconfig is then an
+    /// administrator's (group `system:masters`).
+    #[arg(long)]
+    pub rbac: bool,
 }
 
 pub async fn kubesim(args: KubesimArgs) -> anyhow::Result<()> {
@@ -663,10 +668,11 @@ pub async fn kubesim(args: KubesimArgs) -> anyhow::Result<()> {
     if !addr.ip().is_loopback() {
         tracing::warn!(%addr, "the in-memory API server has no authentication; anyone who can reach {addr} can read and write it");
     }
-    let sim = KubeSim::new(crate::api::crds())
-        .listen(addr)
-        .start()
-        .await?;
+    let mut sim = KubeSim::new(crate::api::crds()).listen(addr);
+    if args.rbac {
+        sim = sim.with_rbac();
+    }
+    let sim = sim.start().await?;
     sim.write_kubeconfig(&args.kubeconfig)
         .with_context(|| format!("writing {}", args.kubeconfig.display()))?;
     tracing::info!(url = %sim.url(), kubeconfig = %args.kubeconfig.display(), "in-memory Kubernetes API server listening");

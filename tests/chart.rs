@@ -324,7 +324,7 @@ fn rule(group: &str, resource: &str, verbs: &[&str]) -> Rule {
     (strings(&[group]), strings(&[resource]), strings(verbs))
 }
 
-/// What `nicip controller` calls: nothing else may be granted.
+/// What `nicip controller` calls (tests/rbac.rs proves it): nothing else may be granted.
 fn controller_cluster_rules() -> Vec<Rule> {
     vec![
         rule(
@@ -332,17 +332,16 @@ fn controller_cluster_rules() -> Vec<Rule> {
             "nicipclaims",
             &["get", "list", "watch", "patch"],
         ),
-        rule("nicip.io", "nicipclaims/status", &["get", "patch"]),
-        rule("nicip.io", "nicipclaims/finalizers", &["update"]),
-        rule("nicip.io", "providerconfigs", &["get", "list", "watch"]),
-        rule("nicip.io", "providerconfigs/status", &["get", "patch"]),
+        rule("nicip.io", "nicipclaims/status", &["patch"]),
+        rule("nicip.io", "providerconfigs", &["list", "watch"]),
+        rule("nicip.io", "providerconfigs/status", &["patch"]),
         rule("events.k8s.io", "events", &["create", "patch"]),
         rule("", "namespaces", &["list", "watch"]),
     ]
 }
 
 fn secrets_rules() -> Vec<Rule> {
-    vec![rule("", "secrets", &["get", "list", "watch"])]
+    vec![rule("", "secrets", &["list", "watch"])]
 }
 
 fn lease_rules() -> Vec<Rule> {

@@ -1558,6 +1558,8 @@ async fn kubectl_apply_get_patch_describe_delete_project_resources() {
     assert_eq!(
         names,
         [
+            "clusterrolebindings.rbac.authorization.k8s.io",
+            "clusterroles.rbac.authorization.k8s.io",
             "customresourcedefinitions.apiextensions.k8s.io",
             "events",
             "events.events.k8s.io",
@@ -1565,7 +1567,10 @@ async fn kubectl_apply_get_patch_describe_delete_project_resources() {
             "namespaces",
             "nicipclaims.nicip.io",
             "providerconfigs.nicip.io",
-            "secrets"
+            "rolebindings.rbac.authorization.k8s.io",
+            "roles.rbac.authorization.k8s.io",
+            "secrets",
+            "serviceaccounts"
         ]
     );
 
@@ -3445,4 +3450,179 @@ async fn history_is_bounded_by_bytes_and_the_request_log_by_count() {
         ["create", "watch"]
     );
     assert_eq!(sim.requests_served(), 4);
+}
+
+/// A bearer token out of a kubeconfig kubesim wrote.
+fn token_of(kubeconfig: &str) -> String {
+    kubeconfig
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("token: "))
+        .expect("a token")
+        .to_string()
+}
+
+#[tokio::test]
+async fn rbac_authorizes_as_kube_apiserver_and_records_every_decision() {
+    use nicip::kubesim::Identity;
+    let sim = KubeSim::new(nicip::api::crds())
+        .with_rbac()
+        .start()
+        .await
+        .unwrap();
+    let admin = sim.client().unwrap();
+    let alice = Identity::user("alice", &["devs"]);
+    let http = reqwest::Client::new();
+    let get = |path: &str, who: Option<&Identity>| {
+        let mut req = http.get(format!("{}{path}", sim.url()));
+        if let Some(who) = who {
+            req = req.bearer_auth(token_of(&sim.kubeconfig_for(who)));
+        }
+        req.send()
+    };
+    let body = |r: reqwest::Response| async move {
+        let code = r.status().as_u16();
+        (code, r.json::<Value>().await.unwrap())
+    };
+
+    // Nothing bound yet: refused with kube-apiserver's Status.
+    let (code, status) = body(
+        get("/api/v1/namespaces/default/secrets/creds", Some(&alice))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(code, 403);
+    assert_eq!(
+        status,
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": "secrets \"creds\" is forbidden: User \"alice\" cannot get resource \"secrets\" in API group \"\" in the namespace \"default\"",
+            "reason": "Forbidden", "details": {"name": "creds", "kind": "secrets"}, "code": 403})
+    );
+    // Refused before routing: an unknown resource is a 403, not a 404.
+    let (code, status) = body(
+        get("/apis/example.com/v1/widgets", Some(&alice))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(code, 403);
+    assert_eq!(
+        status["message"],
+        "widgets.example.com is forbidden: User \"alice\" cannot list resource \"widgets\" in API group \"example.com\" at the cluster scope"
+    );
+    // An unknown token is a 401; discovery is open to every authenticated user.
+    let r = http
+        .get(format!("{}/version", sim.url()))
+        .bearer_auth("made-up")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    assert_eq!(get("/apis", Some(&alice)).await.unwrap().status(), 200);
+    let (code, status) = body(get("/apis", None).await.unwrap()).await;
+    assert_eq!(
+        (code, status["message"].as_str()),
+        (
+            403,
+            Some("forbidden: User \"system:anonymous\" cannot get path \"/apis\"")
+        )
+    );
+    assert_eq!(get("/version", None).await.unwrap().status(), 200);
+
+    // A ClusterRole bound by a RoleBinding grants in that namespace only,
+    // and resourceNames restrict it to the names listed.
+    let cr: k8s_openapi::api::rbac::v1::ClusterRole = serde_json::from_value(json!({
+        "metadata": {"name": "secret-reader"},
+        "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"], "resourceNames": ["creds"]},
+                  {"apiGroups": ["nicip.io"], "resources": ["*/status"], "verbs": ["patch"]}]}))
+    .unwrap();
+    Api::all(admin.clone())
+        .create(&PostParams::default(), &cr)
+        .await
+        .unwrap();
+    let rb: k8s_openapi::api::rbac::v1::RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": "devs-read", "namespace": "default"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "secret-reader"},
+        "subjects": [{"kind": "Group", "name": "devs", "apiGroup": "rbac.authorization.k8s.io"}]}))
+    .unwrap();
+    Api::namespaced(admin.clone(), "default")
+        .create(&PostParams::default(), &rb)
+        .await
+        .unwrap();
+    let code = |path: &'static str| {
+        let get = &get;
+        let alice = &alice;
+        async move { get(path, Some(alice)).await.unwrap().status().as_u16() }
+    };
+    assert_eq!(
+        code("/api/v1/namespaces/default/secrets/creds").await,
+        404,
+        "granted"
+    );
+    assert_eq!(code("/api/v1/namespaces/default/secrets/other").await, 403);
+    assert_eq!(code("/api/v1/namespaces/default/secrets").await, 403);
+    assert_eq!(
+        code("/api/v1/namespaces/kube-system/secrets/creds").await,
+        403
+    );
+    let patch = http
+        .patch(format!(
+            "{}/apis/nicip.io/v1alpha1/namespaces/default/nicipclaims/c/status",
+            sim.url()
+        ))
+        .bearer_auth(token_of(&sim.kubeconfig_for(&alice)))
+        .header("content-type", "application/merge-patch+json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        patch.status().as_u16(),
+        404,
+        "`*/status` grants the status subresource"
+    );
+
+    // roleRef cannot change.
+    let rbs: Api<k8s_openapi::api::rbac::v1::RoleBinding> = Api::namespaced(admin, "default");
+    let err = rbs
+        .patch(
+            "devs-read",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"roleRef": {"name": "cluster-admin"}})),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, kube::Error::Api(s) if s.code == 422));
+
+    let decisions = sim.authorizations();
+    let granted = decisions
+        .iter()
+        .find(|d| d.user == "alice" && d.allowed && d.resource == "secrets")
+        .expect("the granted get is recorded");
+    let grant = granted.granted_by.as_ref().unwrap();
+    assert_eq!(
+        (
+            granted.verb.as_str(),
+            granted.name.as_deref(),
+            grant.binding_kind.as_str(),
+            grant.binding_name.as_str(),
+            grant.role_kind.as_str(),
+            grant.role_name.as_str(),
+            grant.rule_index
+        ),
+        (
+            "get",
+            Some("creds"),
+            "RoleBinding",
+            "devs-read",
+            "ClusterRole",
+            "secret-reader",
+            0
+        )
+    );
+    assert!(
+        decisions
+            .iter()
+            .any(|d| d.user == "alice" && !d.allowed && d.name.as_deref() == Some("other"))
+    );
 }

@@ -401,7 +401,7 @@ async fn r18_a_409_on_the_status_patch_sends_nothing_unrecorded_and_nothing_twic
     faults.conflict_on(&[1, 3]);
     let client = env.client_through(faults.clone());
     let settings = env.settings.clone();
-    env.start_through(client, settings);
+    env.start_as(client, settings, nicip::ops::Fence::always());
     env.apply(
         "c",
         json!({"providerConfigRef": pc(ZENLAYER), "nicId": "nic-z1", "ipv4": {"count": 2}}),
@@ -441,7 +441,7 @@ async fn r19_a_stale_cache_after_the_controllers_own_write_is_not_acted_on() {
     faults.delay_watch(Duration::from_millis(1500));
     let client = env.client_through(faults.clone());
     let settings = env.settings.clone();
-    env.start_through(client, settings);
+    env.start_as(client, settings, nicip::ops::Fence::always());
     env.apply(
         "s",
         json!({"providerConfigRef": pc(TENCENT), "nicId": "eni-t1", "ipv4": {"count": 3}}),

@@ -91,6 +91,31 @@ pub(crate) fn validate(t: &ResourceType, new: &Value, old: Option<&Value>) -> Ve
         "secrets" => secret(new, old),
         "leases" => lease(new),
         "events" => event(t.is_event_v1(), new, old),
+        "rolebindings" | "clusterrolebindings" => role_binding(new, old),
+        _ => Vec::new(),
+    }
+}
+
+/// `ValidateRoleBinding(Update)`: a binding names a role, and never another one.
+fn role_binding(new: &Value, old: Option<&Value>) -> Vec<FieldError> {
+    let role_ref = new.get("roleRef").cloned().unwrap_or(Value::Null);
+    if text(&role_ref, "/name").is_empty() {
+        return vec![required("roleRef.name")];
+    }
+    if !matches!(text(&role_ref, "/kind"), "Role" | "ClusterRole") {
+        return vec![FieldError {
+            field: "roleRef.kind".into(),
+            reason: "FieldValueNotSupported".into(),
+            message: format!(
+                "Unsupported value: {}: supported values: \"Role\", \"ClusterRole\"",
+                role_ref.get("kind").cloned().unwrap_or(Value::Null)
+            ),
+        }];
+    }
+    match old.and_then(|o| o.get("roleRef")) {
+        Some(before) if *before != role_ref => {
+            vec![invalid("roleRef", &role_ref, "cannot change roleRef")]
+        }
         _ => Vec::new(),
     }
 }

@@ -148,8 +148,8 @@ fn event_columns(extra: &[(&str, &str)]) -> Vec<Column> {
     columns
 }
 
-/// The built-in kinds: Namespace, Secret, Event (core and `events.k8s.io`),
-/// Lease, and (read-only) CustomResourceDefinition.
+/// The built-in kinds: Namespace, Secret, ServiceAccount, Event (core and
+/// `events.k8s.io`), Lease, the RBAC kinds, and (read-only) CustomResourceDefinition.
 pub(crate) fn builtins() -> Vec<ResourceType> {
     vec![
         ResourceType::builtin(
@@ -204,6 +204,56 @@ pub(crate) fn builtins() -> Vec<ResourceType> {
             true,
             &[],
             vec![column("Holder", "string", ".spec.holderIdentity", 0), age()],
+        ),
+        ResourceType::builtin(
+            "",
+            "ServiceAccount",
+            "serviceaccounts",
+            true,
+            &["sa"],
+            vec![age()],
+        ),
+        ResourceType::builtin(
+            "rbac.authorization.k8s.io",
+            "Role",
+            "roles",
+            true,
+            &[],
+            vec![column(
+                "Created At",
+                "date",
+                ".metadata.creationTimestamp",
+                0,
+            )],
+        ),
+        ResourceType::builtin(
+            "rbac.authorization.k8s.io",
+            "ClusterRole",
+            "clusterroles",
+            false,
+            &[],
+            vec![column(
+                "Created At",
+                "date",
+                ".metadata.creationTimestamp",
+                0,
+            )],
+        ),
+        ResourceType::builtin(
+            "rbac.authorization.k8s.io",
+            "RoleBinding",
+            "rolebindings",
+            true,
+            &[],
+            vec![column("Role", "string", ".roleRef.name", 0), age()],
+        ),
+        ResourceType::builtin(
+            "rbac.authorization.k8s.io",
+            "ClusterRoleBinding",
+            "clusterrolebindings",
+            false,
+            &[],
+            vec![column("Role", "string", ".roleRef.name", 0), age()],
         ),
     ]
 }

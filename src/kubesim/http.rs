@@ -4,6 +4,7 @@
 use super::builtin;
 use super::discovery::{self, ResourceType};
 use super::fields::{self, Scope, Writer};
+use super::rbac::{Attributes, Rbac, Refusal};
 use super::schema::{self, FieldError};
 use super::select::Selector;
 use super::store::{ChangeType, PageQuery, State, Store, Stored};
@@ -29,6 +30,8 @@ pub(crate) struct Server {
     pub watch_timeout: Duration,
     /// Becomes `true` when the server is stopping.
     pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// Authentication and authorization, when on.
+    pub rbac: Option<Rbac>,
 }
 
 pub(crate) fn router(server: Arc<Server>) -> Router {
@@ -388,6 +391,25 @@ async fn handle(AxumState(srv): AxumState<Arc<Server>>, req: Request) -> Respons
             return error_response(&ApiError::new(413, "RequestEntityTooLarge", e.to_string()));
         }
     };
+    if let Some(rbac) = &srv.rbac {
+        // As kube-apiserver: authentication and authorization come before
+        // routing, so a refused request learns nothing about what is served.
+        let attrs = Attributes::of(&parts.method, &path, &query);
+        let checked = rbac.check(
+            &srv.store.lock(),
+            &header_text(header::AUTHORIZATION),
+            &attrs,
+        );
+        match checked {
+            Ok(()) => {}
+            Err(Refusal::Unauthorized) => {
+                return error_response(&ApiError::new(401, "Unauthorized", "Unauthorized"));
+            }
+            Err(Refusal::Forbidden { message, details }) => {
+                return error_response(&ApiError::new(403, "Forbidden", message).details(details));
+            }
+        }
+    }
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     if parts.method == Method::GET
         && let Some(resp) = srv.discovery(&segs)
@@ -775,6 +797,18 @@ impl Server {
         st.commit("/namespaces", "", name, ChangeType::Added, ns);
     }
 
+    /// An object the server has from the start (the RBAC bootstrap policy).
+    pub(crate) fn create_builtin(&self, storage: &str, ns: &str, mut obj: Value) {
+        let name = meta_str(&obj, "name").unwrap_or_default().to_string();
+        let m = meta_mut(&mut obj);
+        m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+        m.insert("creationTimestamp".into(), json!(now()));
+        let mut st = self.store.lock();
+        if !st.contains(storage, ns, &name) {
+            st.commit(storage, ns, &name, ChangeType::Added, obj);
+        }
+    }
+
     /// A CRD the server serves, readable as kube-apiserver shows it once established.
     pub(crate) fn create_crd(&self, crd: &CustomResourceDefinition) {
         let Ok(mut obj) = serde_json::to_value(crd) else {
@@ -943,19 +977,35 @@ impl Server {
             .filter(|l| *l > 0 && !from_cache);
         let after = after.as_deref().and_then(|a| a.split_once('/'));
         let after = after.map(|(ns, name)| (ns.to_string(), name.to_string()));
-        let keep = |o: &Stored| selector.is_empty() || selector.matches_in(r.t, &o.value());
         // Every page of a list is cut from the snapshot of its first page;
         // kube-apiserver counts what remains only when nothing is selected.
+        // A selector needs each object parsed, so under the lock the page
+        // takes references to every candidate, and they are filtered and cut
+        // after it is released: the lock is held only for taking references.
+        let selecting = !selector.is_empty();
         let query = PageQuery {
             ns,
             at: list_rv,
             after: after.as_ref(),
-            limit,
-            count_rest: selector.is_empty(),
+            limit: limit.filter(|_| !selecting),
+            count_rest: !selecting,
         };
-        let page = st.page(&r.t.storage, &query, &keep).unwrap_or_default();
-        // Copies and serialization happen after the lock is released.
+        let mut page = st.page(&r.t.storage, &query, &|_| true).unwrap_or_default();
         drop(st);
+        if selecting {
+            let mut kept = Vec::new();
+            for item in page.items {
+                if !selector.matches_in(r.t, &item.1.value()) {
+                    continue;
+                }
+                if limit.is_some_and(|l| kept.len() >= l) {
+                    page.more = true;
+                    break;
+                }
+                kept.push(item);
+            }
+            page.items = kept;
+        }
         let mut meta = json!({"resourceVersion": list_rv.to_string()});
         if page.more
             && let Some((last, _)) = page.items.last()
@@ -970,28 +1020,11 @@ impl Server {
         }
         let list = match r.output {
             Output::Object | Output::Yaml => {
-                // The stored texts spliced into the list: no object is parsed
-                // unless it was stored in another version.
-                let size: usize = page.items.iter().map(|(_, o)| o.json().len() + 1).sum();
-                let mut body = String::with_capacity(size + 256);
-                body.push_str("{\"apiVersion\":");
-                body.push_str(&Value::String(r.t.api_version()).to_string());
-                body.push_str(",\"items\":[");
-                for (i, (_, o)) in page.items.iter().enumerate() {
-                    if i > 0 {
-                        body.push(',');
-                    }
-                    body.push_str(&view_json(r.t, o));
-                }
-                body.push_str("],\"kind\":");
-                body.push_str(&Value::String(format!("{}List", r.t.kind)).to_string());
-                body.push_str(",\"metadata\":");
-                body.push_str(&meta.to_string());
-                body.push('}');
+                let body = ListBody::new(r.t, page.items, &meta);
                 if r.output == Output::Object {
-                    return Ok(raw_json_response(body));
+                    return Ok(body.stream());
                 }
-                serde_json::from_str(&body).unwrap_or(Value::Null)
+                serde_json::from_str(&body.collect()).unwrap_or(Value::Null)
             }
             Output::Table(include) => {
                 let viewed: Vec<Value> = page
@@ -1743,6 +1776,82 @@ fn delete_object(
 fn deleted_status(t: &ResourceType, gone: &Value) -> Value {
     json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
         "details": {"name": meta_str(gone, "name"), "group": t.group, "kind": t.plural, "uid": meta_str(gone, "uid")}})
+}
+
+/// A list's JSON, spliced from the stored texts of its items (no object is
+/// parsed unless it was stored in another version) piece by piece as the
+/// client reads it: no list-sized buffer, and no handler busy rendering a
+/// long list while writes wait for a worker.
+struct ListBody {
+    t: ResourceType,
+    items: std::vec::IntoIter<(super::store::ObjectKey, Arc<Stored>)>,
+    head: Option<String>,
+    tail: Option<String>,
+    first: bool,
+}
+
+impl ListBody {
+    /// How much JSON one piece carries, at least.
+    const PIECE: usize = 64 << 10;
+
+    fn new(
+        t: &ResourceType,
+        items: Vec<(super::store::ObjectKey, Arc<Stored>)>,
+        meta: &Value,
+    ) -> ListBody {
+        ListBody {
+            t: t.clone(),
+            items: items.into_iter(),
+            head: Some(format!(
+                "{{\"apiVersion\":{},\"items\":[",
+                Value::String(t.api_version())
+            )),
+            tail: Some(format!(
+                "],\"kind\":{},\"metadata\":{meta}}}",
+                Value::String(format!("{}List", t.kind))
+            )),
+            first: true,
+        }
+    }
+
+    /// The next piece of the list, `None` after its end.
+    fn piece(&mut self) -> Option<String> {
+        let mut out = self.head.take().unwrap_or_default();
+        while out.len() < Self::PIECE {
+            let Some((_, o)) = self.items.next() else {
+                out.push_str(&self.tail.take()?);
+                return Some(out);
+            };
+            if !std::mem::take(&mut self.first) {
+                out.push(',');
+            }
+            out.push_str(&view_json(&self.t, &o));
+        }
+        Some(out)
+    }
+
+    fn collect(mut self) -> String {
+        let mut all = String::new();
+        while let Some(p) = self.piece() {
+            all.push_str(&p);
+        }
+        all
+    }
+
+    fn stream(self) -> Response {
+        let pieces = futures::stream::unfold(self, |mut body| async move {
+            // Each piece is a turn of the runtime: other requests run between pieces.
+            tokio::task::yield_now().await;
+            body.piece()
+                .map(|p| (Ok::<_, std::convert::Infallible>(Bytes::from(p)), body))
+        });
+        let mut resp = Response::new(Body::from_stream(pieces));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        resp
+    }
 }
 
 /// The object as this API version shows it (Events are stored as core v1).

@@ -1,8 +1,9 @@
 //! An in-memory Kubernetes API server for tests and `nicip demo`.
 //!
-//! It serves plain HTTP on 127.0.0.1 (no TLS, no authentication) to kube-rs's
-//! `Client` and to kubectl: discovery, the built-in kinds Namespace, Secret,
-//! Event (core `v1` and `events.k8s.io/v1`) and Lease, and every
+//! It serves plain HTTP on 127.0.0.1 (no TLS; authentication and RBAC only
+//! when [`KubeSim::with_rbac`] asks for them) to kube-rs's `Client` and to
+//! kubectl: discovery, the built-in kinds Namespace, Secret, ServiceAccount,
+//! Event (core `v1` and `events.k8s.io/v1`), Lease and the RBAC kinds, and every
 //! `CustomResourceDefinition` it is given, with kube-apiserver's semantics for
 //! what it supports and a `Status` error for what it does not. It is never on
 //! the path of `nicip controller`. What it does and refuses: `docs/kubesim.md`.
@@ -18,6 +19,7 @@ mod builtin;
 mod discovery;
 mod fields;
 mod http;
+mod rbac;
 pub mod schema;
 mod select;
 mod store;
@@ -28,6 +30,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use std::time::Duration;
+
+pub use rbac::{Decision, Grant, Identity};
 
 /// One served request, for tests that count writes or compare calls with RBAC.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +87,7 @@ pub struct KubeSim {
     history_bytes: usize,
     request_log_limit: usize,
     listen: SocketAddr,
+    rbac: bool,
 }
 
 impl KubeSim {
@@ -97,7 +102,18 @@ impl KubeSim {
             history_bytes: 64 << 20,
             request_log_limit: 10_000,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            rbac: false,
         }
+    }
+
+    /// Authenticate requests by bearer token and authorize them with the
+    /// Roles, ClusterRoles and bindings stored in the server, as
+    /// kube-apiserver's RBAC authorizer does. Clients come from
+    /// [`RunningKubeSim::client_for`]; [`RunningKubeSim::client`] is then an
+    /// administrator's (group `system:masters`). Off by default.
+    pub fn with_rbac(mut self) -> Self {
+        self.rbac = true;
+        self
     }
 
     /// How often watches with `allowWatchBookmarks` get a BOOKMARK.
@@ -162,7 +178,13 @@ impl KubeSim {
             bookmark_interval: self.bookmark_interval,
             watch_timeout: self.watch_timeout,
             stopping,
+            rbac: self.rbac.then(rbac::Rbac::new),
         });
+        if self.rbac {
+            for (plural, object) in rbac::bootstrap_policy() {
+                server.create_builtin(&format!("rbac.authorization.k8s.io/{plural}"), "", object);
+            }
+        }
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             server.create_namespace(ns);
         }
@@ -175,6 +197,12 @@ impl KubeSim {
             let shutdown = async move {
                 let _ = stopped.wait_for(|stop| *stop).await;
             };
+            // Without TCP_NODELAY, the last piece of a streamed list waits
+            // for the client's delayed ACK (some 40 ms on Linux).
+            use axum::serve::ListenerExt;
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             if let Err(e) = axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown)
                 .await
@@ -199,18 +227,51 @@ impl RunningKubeSim {
         format!("http://{}", self.addr)
     }
 
-    /// A kube client for this server (namespace `default`).
+    /// A kube client for this server (namespace `default`); with RBAC on,
+    /// an administrator's.
     pub fn client(&self) -> anyhow::Result<kube::Client> {
-        let config = kube::Config::new(self.url().parse()?);
+        self.client_for(&Identity::admin())
+    }
+
+    /// A kube client that authenticates as `identity` (with RBAC off, every
+    /// client is the same unauthenticated one).
+    pub fn client_for(&self, identity: &Identity) -> anyhow::Result<kube::Client> {
+        let mut config = kube::Config::new(self.url().parse()?);
+        if let Some(token) = self.token(identity) {
+            config.auth_info.token = Some(token.into());
+        }
         Ok(kube::Client::try_from(config)?)
     }
 
-    /// A kubeconfig for kubectl and other clients (context `kubesim`, no credentials).
+    fn token(&self, identity: &Identity) -> Option<String> {
+        self.server.rbac.as_ref().map(|r| r.token_for(identity))
+    }
+
+    /// A kubeconfig for kubectl and other clients (context `kubesim`; with
+    /// RBAC on, an administrator's token).
     pub fn kubeconfig_yaml(&self) -> String {
+        self.kubeconfig_for(&Identity::admin())
+    }
+
+    /// A kubeconfig that authenticates as `identity`.
+    pub fn kubeconfig_for(&self, identity: &Identity) -> String {
+        let user = match self.token(identity) {
+            Some(token) => format!("\n    token: {token}"),
+            None => " {}".to_string(),
+        };
         format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: kubesim\n  cluster:\n    server: {}\ncontexts:\n- name: kubesim\n  context:\n    cluster: kubesim\n    user: kubesim\n    namespace: default\ncurrent-context: kubesim\nusers:\n- name: kubesim\n  user: {{}}\n",
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: kubesim\n  cluster:\n    server: {}\ncontexts:\n- name: kubesim\n  context:\n    cluster: kubesim\n    user: kubesim\n    namespace: default\ncurrent-context: kubesim\nusers:\n- name: kubesim\n  user:{user}\n",
             self.url()
         )
+    }
+
+    /// Every authorization decision so far, oldest first (empty with RBAC off).
+    pub fn authorizations(&self) -> Vec<Decision> {
+        self.server
+            .rbac
+            .as_ref()
+            .map(|r| r.decisions())
+            .unwrap_or_default()
     }
 
     pub fn write_kubeconfig(&self, path: &Path) -> std::io::Result<()> {

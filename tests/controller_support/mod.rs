@@ -120,6 +120,12 @@ impl Env {
         yaml: &str,
         crds: Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>,
     ) -> Env {
+        Env::on(yaml, KubeSim::new(crds)).await
+    }
+
+    /// A test world on this server (e.g. one with RBAC on, whose
+    /// [`Env::client`] is then an administrator's).
+    pub async fn on(yaml: &str, kube: KubeSim) -> Env {
         // `RUST_LOG=nicip=debug cargo test ...` shows the controller's logs;
         // they are captured in any case, for the secrets invariant.
         invariants::capture_logs();
@@ -127,7 +133,7 @@ impl Env {
         let cloud = cloudsim::start(world, "127.0.0.1:0".parse().unwrap())
             .await
             .expect("cloudsim");
-        let kube = KubeSim::new(crds).start().await.expect("kubesim");
+        let kube = kube.start().await.expect("kubesim");
         let client = kube.client().expect("client");
         for ns in [NS, SECRETS_NS, "other"] {
             let api: Api<Namespace> = Api::all(client.clone());
@@ -223,15 +229,20 @@ impl Env {
     }
 
     pub fn start_with(&mut self, settings: Settings) {
+        self.start_as(self.client.clone(), settings, Fence::always());
+    }
+
+    /// Runs the controller with its own client (e.g. a ServiceAccount's) and
+    /// fence (e.g. a Lease's).
+    pub fn start_as(&mut self, client: Client, settings: Settings, fence: Fence) {
         assert!(self.controller.is_none(), "a controller is already running");
         let metrics = Metrics::new();
         let handles = Handles {
             metrics: metrics.clone(),
             health: Health::new(),
-            fence: Fence::always(),
+            fence,
         };
         let (stop, stopped) = oneshot::channel::<()>();
-        let client = self.client.clone();
         let task = tokio::spawn(async move {
             nicip::controller::run(client, settings, handles, async move {
                 let _ = stopped.await;
@@ -638,13 +649,6 @@ impl Env {
             async move { faults.handle(&inner, req).await }
         });
         Client::new(service, NS)
-    }
-
-    /// Starts the controller with this Kubernetes client instead of the plain one.
-    pub fn start_through(&mut self, client: Client, settings: Settings) {
-        let own = std::mem::replace(&mut self.client, client);
-        self.start_with(settings);
-        self.client = own;
     }
 
     /// Whether the controller started last is still running (it did not
