@@ -41,6 +41,16 @@ async fn the_controller_benchmark_runs_every_scenario() {
             "{name}: {p:?}"
         );
         assert!(p.scale_down.calls.mutations >= 3, "{name} released: {p:?}");
+        match (name.as_str(), &p.ipv6_burst) {
+            // The legacy API has no IPv6: the scenario skips it.
+            ("legacy", v6) => assert!(v6.is_none(), "{p:?}"),
+            (_, None) => panic!("{name}: no IPv6 burst: {p:?}"),
+            (_, Some(v6)) => {
+                assert!(v6.seconds > 0.0 && v6.bound_seconds > 0.0, "{name}: {v6:?}");
+                assert!(v6.calls.mutations >= 3, "{name} assigned IPv6: {v6:?}");
+                assert_eq!(v6.calls.min_mutations, 3, "{name}");
+            }
+        }
     }
     let c = &f.controller;
     for m in [&c.idle, &c.after_burst, &c.steady] {
@@ -52,6 +62,11 @@ async fn the_controller_benchmark_runs_every_scenario() {
     for p in ["tencent", "zenlayer", "legacy"] {
         assert!(table.contains(p), "{table}");
     }
+    for action in ["AssignIpv6Addresses", "AssignNetworkInterfaceIpv6"] {
+        assert!(table.contains(action), "{table}");
+    }
     let json = serde_json::to_value(&figures).expect("JSON");
     assert!(json[0]["providers"]["tencent"]["burst"]["efficiency"].is_f64());
+    assert!(json[0]["providers"]["zenlayer"]["ipv6_burst"]["efficiency"].is_f64());
+    assert!(json[0]["providers"]["legacy"]["ipv6_burst"].is_null());
 }

@@ -31,6 +31,8 @@ use serde_json::{Value, json};
 /// The documented Tencent limits the world and the ProviderConfigs use.
 const RATE: f64 = 100.0;
 const TASK_RATE: f64 = 20.0;
+/// Tencent's documented `AssignIpv6Addresses` limit.
+const IPV6_RATE: f64 = 20.0;
 /// Simulated completion time of asynchronous work (Tencent tasks).
 const ASYNC_LATENCY_MS: u64 = 100;
 const ADDRESSES: u32 = 10;
@@ -81,6 +83,16 @@ struct Prov {
     page: usize,
     /// Simulated latency of an assignment (0: the call is synchronous).
     latency_s: f64,
+    /// The IPv6 assign action and its configured rate; `None` where the API has no IPv6.
+    ipv6: Option<Ipv6Action>,
+}
+
+#[derive(Clone, Copy)]
+struct Ipv6Action {
+    assign: &'static str,
+    rate: f64,
+    /// Simulated latency of an IPv6 assignment (0: the call is synchronous).
+    latency_s: f64,
 }
 
 const PROVIDERS: [Prov; 3] = [
@@ -92,6 +104,11 @@ const PROVIDERS: [Prov; 3] = [
         unassign: "UnassignPrivateIpAddresses",
         page: 100,
         latency_s: ASYNC_LATENCY_MS as f64 / 1000.0,
+        ipv6: Some(Ipv6Action {
+            assign: "AssignIpv6Addresses",
+            rate: IPV6_RATE,
+            latency_s: ASYNC_LATENCY_MS as f64 / 1000.0,
+        }),
     },
     Prov {
         name: "zenlayer",
@@ -101,6 +118,12 @@ const PROVIDERS: [Prov; 3] = [
         unassign: "UnassignNetworkInterfaceIpv4",
         page: 100,
         latency_s: 0.0,
+        // Zenlayer publishes no limits: the same rate as its other actions.
+        ipv6: Some(Ipv6Action {
+            assign: "AssignNetworkInterfaceIpv6",
+            rate: RATE,
+            latency_s: 0.0,
+        }),
     },
     Prov {
         name: "legacy",
@@ -110,6 +133,8 @@ const PROVIDERS: [Prov; 3] = [
         unassign: "UnassignPrivateIpAddresses",
         page: 50,
         latency_s: ASYNC_LATENCY_MS as f64 / 1000.0,
+        // The legacy API 2.0 has no IPv6 actions.
+        ipv6: None,
     },
 ];
 
@@ -138,6 +163,19 @@ fn nic_id(p: Prov, i: usize) -> String {
         "legacy" => format!("eni-l{i:07}"),
         _ => format!("nic-z{i:07}"),
     }
+}
+
+/// The NICs of the IPv6 burst, in subnets with IPv6.
+fn nic_id_v6(p: Prov, i: usize) -> String {
+    match p.name {
+        "tencent" => format!("eni-v{i:07}"),
+        _ => format!("nic-v{i:07}"),
+    }
+}
+
+/// The providers whose API assigns IPv6.
+fn ipv6_providers() -> Vec<Prov> {
+    PROVIDERS.into_iter().filter(|p| p.ipv6.is_some()).collect()
 }
 
 fn namespace(p: Prov) -> String {
@@ -196,6 +234,8 @@ pub struct ProviderFigures {
     pub steady: Steady,
     pub restart: Restart,
     pub scale_down: Burst,
+    /// E claims × 1 IPv6 on NICs of their own; `None` where the API has no IPv6 (legacy).
+    pub ipv6_burst: Option<Burst>,
 }
 
 #[derive(Serialize, Default, Clone, Debug)]
@@ -523,22 +563,26 @@ fn world_yaml(e: usize) -> String {
     };
     let _ = write!(
         y,
-        "zenlayer:\n  asyncLatencyMs: {ASYNC_LATENCY_MS}\n  rateLimits: {{BatchAssignNetworkInterfaceIpv4: {RATE}, UnassignNetworkInterfaceIpv4: {RATE}, DescribeNetworkInterfaces: {RATE}}}\n  regions: [{{id: asia-east-1, zones: [asia-east-1a]}}]\n  vpcs: [{{id: vpc-z, region: asia-east-1}}]\n  subnets:\n"
+        "zenlayer:\n  asyncLatencyMs: {ASYNC_LATENCY_MS}\n  rateLimits: {{BatchAssignNetworkInterfaceIpv4: {RATE}, UnassignNetworkInterfaceIpv4: {RATE}, DescribeNetworkInterfaces: {RATE}, AssignNetworkInterfaceIpv6: {RATE}}}\n  regions: [{{id: asia-east-1, zones: [asia-east-1a]}}]\n  vpcs: [{{id: vpc-z, region: asia-east-1}}]\n  subnets:\n"
     );
     let zl_base = u32::from(std::net::Ipv4Addr::new(10, 0, 0, 0));
+    let zl_v6_base = u32::from(std::net::Ipv4Addr::new(10, 64, 0, 0));
     for c in 0..chunks {
         let _ = writeln!(
             y,
-            "    - {{id: subnet-z{c}, vpc: vpc-z, cidr: {}}}",
-            subnet(zl_base, c)
+            "    - {{id: subnet-z{c}, vpc: vpc-z, cidr: {}}}\n    - {{id: subnet-zv{c}, vpc: vpc-z, cidr: {}, ipv6Cidr: '2001:db8:1:{c:x}::/64'}}",
+            subnet(zl_base, c),
+            subnet(zl_v6_base, c)
         );
     }
     y.push_str("  nics:\n");
     for i in 0..e {
         let _ = writeln!(
             y,
-            "    - {{id: {}, subnet: subnet-z{}, ipQuota: 30}}",
+            "    - {{id: {}, subnet: subnet-z{}, ipQuota: 30}}\n    - {{id: {}, subnet: subnet-zv{}}}",
             nic_id(PROVIDERS[1], i),
+            i / NICS_PER_SUBNET,
+            nic_id_v6(PROVIDERS[1], i),
             i / NICS_PER_SUBNET
         );
     }
@@ -548,12 +592,14 @@ fn world_yaml(e: usize) -> String {
     );
     let tc_base = u32::from(std::net::Ipv4Addr::new(172, 16, 0, 0));
     let lg_base = u32::from(std::net::Ipv4Addr::new(10, 128, 0, 0));
+    let tc_v6_base = u32::from(std::net::Ipv4Addr::new(172, 24, 0, 0));
     for c in 0..chunks {
         let _ = writeln!(
             y,
-            "    - {{id: subnet-t{c}, vpc: vpc-bencht, zone: ap-guangzhou-3, cidr: {}}}\n    - {{id: subnet-l{c}, vpc: vpc-benchl, zone: ap-guangzhou-3, cidr: {}}}",
+            "    - {{id: subnet-t{c}, vpc: vpc-bencht, zone: ap-guangzhou-3, cidr: {}}}\n    - {{id: subnet-l{c}, vpc: vpc-benchl, zone: ap-guangzhou-3, cidr: {}}}\n    - {{id: subnet-tv{c}, vpc: vpc-bencht, zone: ap-guangzhou-3, cidr: {}, ipv6Cidr: '2001:db8:0:{c:x}::/64'}}",
             subnet(tc_base, c),
-            subnet(lg_base, c)
+            subnet(lg_base, c),
+            subnet(tc_v6_base, c)
         );
     }
     y.push_str("  nics:\n");
@@ -566,6 +612,14 @@ fn world_yaml(e: usize) -> String {
                 i / NICS_PER_SUBNET
             );
         }
+    }
+    for i in 0..e {
+        let _ = writeln!(
+            y,
+            "    - {{id: {}, subnet: subnet-tv{}}}",
+            nic_id_v6(PROVIDERS[0], i),
+            i / NICS_PER_SUBNET
+        );
     }
     y
 }
@@ -593,7 +647,7 @@ async fn setup_kube(client: &Client, cloud: &str) -> anyhow::Result<()> {
     }
     let pcs: Api<ProviderConfig> = Api::all(client.clone());
     for p in PROVIDERS {
-        let (endpoint, secret, limits) = match p.name {
+        let (endpoint, secret, mut limits) = match p.name {
             "zenlayer" => (
                 format!("{cloud}/api/v2/zec"),
                 "zenlayer",
@@ -618,6 +672,9 @@ async fn setup_kube(client: &Client, cloud: &str) -> anyhow::Result<()> {
                 ]),
             ),
         };
+        if let (Some(v6), Some(list)) = (p.ipv6, limits.as_array_mut()) {
+            list.push(json!({"action": v6.assign, "requestsPerSecond": v6.rate as u32}));
+        }
         let pc = json!({
             "apiVersion": "nicip.io/v1alpha1", "kind": "ProviderConfig",
             "metadata": {"name": p.name},
@@ -719,10 +776,11 @@ impl Run {
         self.seen.lock().unwrap_or_else(|e| e.into_inner()).changes
     }
 
-    /// Waits until every claim of each provider is Ready at least at its
+    /// Waits until every claim of each of `provs` is Ready at least at its
     /// target generation; returns the seconds since `t0` per provider.
     async fn wait_ready(
         &mut self,
+        provs: &[Prov],
         targets: &HashMap<String, i64>,
         t0: Instant,
         timeout: Duration,
@@ -732,11 +790,11 @@ impl Run {
             self.audit.refresh();
             {
                 let s = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-                for p in PROVIDERS {
+                for p in provs {
                     if done.contains_key(p.name) {
                         continue;
                     }
-                    let prefix = format!("{}/", namespace(p));
+                    let prefix = format!("{}/", namespace(*p));
                     let all = targets
                         .iter()
                         .filter(|(k, _)| k.starts_with(&prefix))
@@ -746,7 +804,7 @@ impl Run {
                     }
                 }
             }
-            if done.len() == PROVIDERS.len() {
+            if done.len() == provs.len() {
                 return Ok(done);
             }
             if t0.elapsed() > timeout {
@@ -764,24 +822,26 @@ impl Run {
         }
     }
 
-    /// Applies `spec` to every claim, `width` at a time; returns each claim's generation.
+    /// Applies `spec` to the claims `<prefix>-<i>`, i < `e`, of each of `provs`,
+    /// 32 at a time; returns each claim's generation.
     async fn apply_all(
         &self,
+        provs: &[Prov],
         e: usize,
+        prefix: &str,
         spec: impl Fn(Prov, usize) -> Value,
     ) -> anyhow::Result<HashMap<String, i64>> {
         let mut jobs = Vec::new();
-        for p in PROVIDERS {
+        for &p in provs {
             for i in 0..e {
-                jobs.push((p, i, spec(p, i)));
+                jobs.push((p, format!("{prefix}-{i:07}"), spec(p, i)));
             }
         }
         let client = self.client.clone();
         let results: Vec<anyhow::Result<(String, i64)>> = futures::stream::iter(jobs)
-            .map(|(p, i, spec)| {
+            .map(|(p, name, spec)| {
                 let api: Api<NicIpClaim> = Api::namespaced(client.clone(), &namespace(p));
                 async move {
-                    let name = format!("claim-{i:07}");
                     let body = json!({
                         "apiVersion": "nicip.io/v1alpha1", "kind": "NicIpClaim",
                         "metadata": {"name": name}, "spec": spec,
@@ -812,11 +872,24 @@ fn claim_spec(p: Prov, i: usize, count: u32) -> Value {
     spec
 }
 
+fn ipv6_claim_spec(p: Prov, i: usize) -> Value {
+    json!({
+        "providerConfigRef": {"name": p.name},
+        "nicId": nic_id_v6(p, i),
+        "ipv6": {"count": 1},
+    })
+}
+
 /// T*: the slowest action at its rate, plus the async latency.
 fn bound(p: Prov, e: usize, addresses: u32) -> f64 {
-    let mutations = e as f64 * f64::from(addresses.div_ceil(PER_CALL));
+    let mutations = e * addresses.div_ceil(PER_CALL) as usize;
+    bound_of(p, e, mutations, RATE, p.latency_s)
+}
+
+/// T* of `mutations` minimal calls at `rate` and the describes of `e` NICs.
+fn bound_of(p: Prov, e: usize, mutations: usize, rate: f64, latency_s: f64) -> f64 {
     let describes = e.div_ceil(p.page) as f64;
-    (mutations / RATE).max(describes / RATE) + p.latency_s
+    (mutations as f64 / rate).max(describes / RATE) + latency_s
 }
 
 async fn run_size(cfg: &Config, e: usize) -> anyhow::Result<SizeFigures> {
@@ -929,8 +1002,10 @@ async fn measure(run: &mut Run, e: usize) -> anyhow::Result<SizeFigures> {
         cpu_seconds(run.kubesim.pid()),
     );
     let t0 = Instant::now();
-    let targets = run.apply_all(e, |p, i| claim_spec(p, i, ADDRESSES)).await?;
-    let times = run.wait_ready(&targets, t0, timeout).await?;
+    let targets = run
+        .apply_all(&PROVIDERS, e, "claim", |p, i| claim_spec(p, i, ADDRESSES))
+        .await?;
+    let times = run.wait_ready(&PROVIDERS, &targets, t0, timeout).await?;
     let wall = t0.elapsed().as_secs_f64();
     out.headroom = Headroom {
         cloudsim_requests_per_second: ratio((run.audit.refresh() - from) as f64, wall),
@@ -1051,8 +1126,10 @@ async fn measure(run: &mut Run, e: usize) -> anyhow::Result<SizeFigures> {
     let from = run.audit.refresh();
     let changes0 = run.changes();
     let t0 = Instant::now();
-    let targets = run.apply_all(e, |p, i| claim_spec(p, i, SCALED)).await?;
-    let times = run.wait_ready(&targets, t0, timeout).await?;
+    let targets = run
+        .apply_all(&PROVIDERS, e, "claim", |p, i| claim_spec(p, i, SCALED))
+        .await?;
+    let times = run.wait_ready(&PROVIDERS, &targets, t0, timeout).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     run.audit.refresh();
     let writes = run.changes() - changes0;
@@ -1073,6 +1150,35 @@ async fn measure(run: &mut Run, e: usize) -> anyhow::Result<SizeFigures> {
             ),
             kube_writes_per_claim: ratio(writes as f64 - all, all),
         };
+    }
+
+    // IPv6 burst: E new claims × 1 IPv6 per provider with IPv6, on NICs of
+    // their own in subnets with IPv6, created at once.
+    let v6 = ipv6_providers();
+    let claims = (e * v6.len()) as f64;
+    let from = run.audit.refresh();
+    let changes0 = run.changes();
+    let t0 = Instant::now();
+    let targets = run.apply_all(&v6, e, "v6", ipv6_claim_spec).await?;
+    let times = run.wait_ready(&v6, &targets, t0, timeout).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    run.audit.refresh();
+    let writes = run.changes() - changes0;
+    for p in v6 {
+        let Some(a) = p.ipv6 else { continue };
+        let t = times[p.name];
+        // One address per claim: one call each (at most 10 per call).
+        let b = bound_of(p, e, e, a.rate, a.latency_s);
+        out.providers
+            .entry(p.name.to_string())
+            .or_default()
+            .ipv6_burst = Some(Burst {
+            seconds: t,
+            bound_seconds: b,
+            efficiency: ratio(b, t),
+            calls: run.audit.calls(p, from, e),
+            kube_writes_per_claim: ratio(writes as f64 - claims, claims),
+        });
     }
     Ok(out)
 }
@@ -1149,6 +1255,54 @@ pub fn table(f: &SizeFigures) -> String {
             p.scale_down.efficiency,
             p.scale_down.calls.mutations,
         );
+    }
+    let _ = writeln!(
+        s,
+        "IPv6 burst, {} claims per provider × 1 IPv6 on NICs of their own:\n{:<9} {:<27} {:>6} {:>8} {:>7} {:>6} {:>6} {:>5} {:>5} {:>6} {:>5} {:>6} {:>6}",
+        f.claims_per_provider,
+        "provider",
+        "action",
+        "rate/s",
+        "v6 s",
+        "T* s",
+        "T*/T",
+        "mut",
+        "min",
+        "fail",
+        "descr",
+        "task%",
+        "thrtl",
+        "kw/cl"
+    );
+    for (name, p) in &f.providers {
+        let action = PROVIDERS
+            .iter()
+            .find(|x| x.name == name.as_str())
+            .and_then(|x| x.ipv6);
+        match (&p.ipv6_burst, action) {
+            (Some(b), Some(a)) => {
+                let _ = writeln!(
+                    s,
+                    "{:<9} {:<27} {:>6.0} {:>8.2} {:>7.2} {:>6.3} {:>6} {:>5} {:>5} {:>6} {:>5.1} {:>6} {:>6.2}",
+                    name,
+                    a.assign,
+                    a.rate,
+                    b.seconds,
+                    b.bound_seconds,
+                    b.efficiency,
+                    b.calls.mutations,
+                    b.calls.min_mutations,
+                    b.calls.failed_mutations,
+                    b.calls.describes,
+                    100.0 * b.calls.task_queries_per_mutation,
+                    b.calls.throttled,
+                    b.kube_writes_per_claim,
+                );
+            }
+            _ => {
+                let _ = writeln!(s, "{name:<9} skipped: the API has no IPv6 actions");
+            }
+        }
     }
     let c = &f.controller;
     let _ = writeln!(
