@@ -688,23 +688,47 @@ fn cloud_client_parsers_classify_every_answer() {
 }
 
 /// Regression: a legacy VPC that keeps answering full pages of other NICs
-/// under a huge total was paged through without end.
+/// under a huge total was paged through without end. Few NICs are then asked
+/// for by id, and an answer by id that lists other NICs is refused; many
+/// NICs page on, up to the page cap.
 #[tokio::test(start_paused = true)]
 async fn a_legacy_vpc_of_endless_other_nics_is_not_paged_forever() {
     let page: Vec<Value> = (0..50)
         .map(|i| json!({"networkInterfaceId": format!("eni-other-{i}"), "privateIpAddressesSet": []}))
         .collect();
-    let body = json!({"code": 0, "message": "", "codeDesc": "Success", "data": {"totalNum": 1_000_000_000u64, "data": page}});
-    let server = Endpoint::start(Answer::json(200, serde_json::to_vec(&body).unwrap())).await;
-    let p = client(Provider::TencentLegacy, &server.url());
-    let nics = [
-        nic_ref(Provider::TencentLegacy, 1),
-        nic_ref(Provider::TencentLegacy, 2),
-    ];
-    let err = tokio::time::timeout(Duration::from_secs(3600), p.describe_nics(&nics))
-        .await
-        .expect("ends")
-        .expect_err("never finds its NICs");
+    let answer = |total: u64| {
+        let body = json!({"code": 0, "message": "", "codeDesc": "Success", "data": {"totalNum": total, "data": page}});
+        Answer::json(200, serde_json::to_vec(&body).unwrap())
+    };
+    let describe = |server: &Endpoint, nics: Vec<NicRef>| {
+        let p = client(Provider::TencentLegacy, &server.url());
+        async move {
+            tokio::time::timeout(Duration::from_secs(3600), p.describe_nics(&nics))
+                .await
+                .expect("ends")
+                .expect_err("never finds its NICs")
+        }
+    };
+
+    let server = Endpoint::start(answer(1_000_000_000)).await;
+    let two = (1..=2)
+        .map(|n| nic_ref(Provider::TencentLegacy, n))
+        .collect();
+    let err = describe(&server, two).await;
+    assert_eq!(err.code, "Client.BadResponse", "{err}");
+    assert!(err.message.contains("eni-other-"), "{err}");
+    assert!(
+        (2..=3).contains(&server.requests()),
+        "{}",
+        server.requests()
+    );
+
+    // 600 NICs in a VPC said to hold 600 pages: paging is cheaper until the cap.
+    let server = Endpoint::start(answer(30_000)).await;
+    let many = (1..=600)
+        .map(|n| nic_ref(Provider::TencentLegacy, n))
+        .collect();
+    let err = describe(&server, many).await;
     assert_eq!(err.code, "Client.BadResponse", "{err}");
     assert_eq!(server.requests(), 500);
 }

@@ -1725,6 +1725,117 @@ async fn legacy_manages_ipv4_with_task_ids() {
     sim.shutdown().await;
 }
 
+/// The legacy API filters by one NIC id at most, so k NICs of a VPC of N
+/// cost min(k, ⌈N/50⌉) describes: by id when they are fewer than the VPC's
+/// pages, by paging through the VPC otherwise (a sweep of all of them).
+#[tokio::test]
+async fn legacy_describes_few_nics_by_id_and_many_by_paging_their_vpc() {
+    const N: usize = 1000; // 20 pages of 50
+    let mut nics = String::new();
+    for i in 0..N {
+        nics.push_str(&format!("    - {{id: eni-b{i:04}, subnet: subnet-big}}\n"));
+    }
+    let sim = start_sim_with(&format!(
+        r#"
+accounts:
+  tencent: [{{secretId: {TC_ID}, secretKey: {TC_SECRET}}}]
+tencent:
+  regions: [{{id: ap-guangzhou, zones: [ap-guangzhou-3]}}]
+  vpcs: [{{id: vpc-big, region: ap-guangzhou}}]
+  subnets: [{{id: subnet-big, vpc: vpc-big, zone: ap-guangzhou-3, cidr: 10.20.0.0/20}}]
+  nics:
+{nics}"#
+    ))
+    .await;
+    let rec = Arc::new(Recorder::default());
+    let l = legacy(&sim, &rec, TC_SECRET);
+    // k NICs spread evenly over the VPC (the first page holds the newest).
+    let spread = |k: usize| -> Vec<NicRef> {
+        (0..k)
+            .map(|j| NicRef::new(format!("eni-b{:04}", j * N / k)).in_vpc("vpc-big"))
+            .collect()
+    };
+    let describes = || {
+        sim.audit()
+            .into_iter()
+            .filter(|e| e.protocol == Protocol::TencentLegacy)
+            .filter(|e| e.action == "DescribeNetworkInterfaces")
+            .collect::<Vec<_>>()
+    };
+    let by_id = |calls: &[cloudsim::AuditEntry]| -> BTreeSet<String> {
+        calls
+            .iter()
+            .filter_map(|e| {
+                e.params
+                    .get("networkInterfaceId")?
+                    .as_str()
+                    .map(String::from)
+            })
+            .collect()
+    };
+    let ids = |nics: &[NicRef]| nics.iter().map(|n| n.id.0.clone()).collect::<BTreeSet<_>>();
+    let found = |nics: &[ObservedNic]| nics.iter().map(|n| n.id.0.clone()).collect::<BTreeSet<_>>();
+
+    // Unknown size: the first page tells it (none of the five is among the
+    // 50 newest), then the five are asked for by id.
+    let five = spread(5);
+    assert_eq!(found(&l.describe_nics(&five).await.unwrap()), ids(&five));
+    let calls = describes();
+    assert_eq!(calls.len(), 6);
+    assert_eq!(calls[0].params["offset"], "0");
+    assert_eq!(calls[0].params["limit"], "50");
+    assert!(calls[0].params.get("networkInterfaceId").is_none());
+    assert_eq!(by_id(&calls[1..]), ids(&five));
+
+    // Known size: 5 NICs and one the cloud does not know cost 6 calls; 19 cost 19.
+    let mut six = five.clone();
+    six.push(NicRef::new("eni-gone").in_vpc("vpc-big"));
+    let before = describes().len();
+    assert_eq!(found(&l.describe_nics(&six).await.unwrap()), ids(&five));
+    let calls = describes();
+    assert_eq!(calls.len() - before, 6);
+    assert_eq!(by_id(&calls[before..]), ids(&six));
+    for e in &calls[before..] {
+        assert_eq!(
+            (&e.params["vpcId"], &e.params["offset"]),
+            (&"vpc-big".into(), &"0".into())
+        );
+    }
+    let nineteen = spread(19);
+    let before = describes().len();
+    assert_eq!(
+        found(&l.describe_nics(&nineteen).await.unwrap()),
+        ids(&nineteen)
+    );
+    assert_eq!(describes().len() - before, 19);
+
+    // 100 NICs (a full batch), five on every page: the 20 pages.
+    let hundred = spread(100);
+    let before = describes().len();
+    assert_eq!(
+        found(&l.describe_nics(&hundred).await.unwrap()),
+        ids(&hundred)
+    );
+    let calls = describes();
+    assert_eq!(calls.len() - before, 20);
+    assert!(by_id(&calls[before..]).is_empty());
+
+    // A sweep of every NIC of the VPC: ⌈N/50⌉ pages, nothing by id.
+    let all = spread(N);
+    let before = describes().len();
+    assert_eq!(l.describe_nics(&all).await.unwrap().len(), N);
+    let calls = describes();
+    assert_eq!(calls.len() - before, N.div_ceil(50));
+    let offsets: Vec<String> = calls[before..]
+        .iter()
+        .map(|e| e.params["offset"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let expected: Vec<String> = (0..N).step_by(50).map(|o| o.to_string()).collect();
+    assert_eq!(offsets, expected);
+    assert!(by_id(&calls[before..]).is_empty());
+    sim.shutdown().await;
+}
+
 // ---------------------------------------------------------------- lost responses, all providers
 
 /// The pending operation as the controller stores it in the claim

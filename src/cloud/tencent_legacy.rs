@@ -9,9 +9,13 @@
 //! through the task query and, when the task id was lost, by diffing the
 //! NIC's addresses against `addressesBefore` (as on Zenlayer).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
 
 use serde_json::Value;
 use tokio::time::Instant;
@@ -31,6 +35,10 @@ const CONTENT_TYPE: &str = "application/x-www-form-urlencoded";
 const MAX_ADDRESSES_PER_CALL: usize = 10;
 /// The legacy DescribeNetworkInterfaces returns at most 50 per page.
 const PAGE_SIZE: usize = 50;
+const DESCRIBE: &str = "DescribeNetworkInterfaces";
+/// NICs described by id at once; the describe limiter sets the rate, this
+/// only bounds the connections one batch holds open.
+const BY_ID_IN_FLIGHT: usize = 8;
 
 /// The legacy API publishes no per-action limits; the API 3.0 figures are used.
 pub fn default_rate_limits() -> RateLimits {
@@ -219,6 +227,8 @@ pub struct TencentLegacy {
     region: String,
     credentials: Credentials,
     method: Method,
+    /// NICs per VPC as its last page reported (`totalNum`), shared by clones.
+    vpc_sizes: Arc<Mutex<HashMap<String, u64>>>,
 }
 
 type Params = Vec<(String, String)>;
@@ -246,6 +256,7 @@ impl TencentLegacy {
             region: region.into(),
             credentials,
             method: Method::HmacSha256,
+            vpc_sizes: Arc::default(),
         })
     }
 
@@ -368,59 +379,183 @@ impl TencentLegacy {
         })
     }
 
+    /// The NICs of one VPC asked for, in as few calls as the legacy API
+    /// allows: it filters by at most one `networkInterfaceId`, so k NICs cost
+    /// k calls by id or ⌈N/50⌉ pages of the VPC's N NICs, whichever is fewer.
+    /// N is remembered from the VPC's last page (a sweep's, usually); when it
+    /// is not known, the first page tells it.
     async fn describe_in_vpc(
         &self,
         vpc_id: &str,
         nic_ids: &BTreeSet<String>,
     ) -> Result<Vec<ObservedNic>, CloudError> {
-        const A: &str = "DescribeNetworkInterfaces";
+        let k = nic_ids.len() as u64;
+        let fewer_by_id = k == 1 || self.vpc_size(vpc_id).is_some_and(|n| k < pages(n));
+        if fewer_by_id {
+            self.describe_by_id(vpc_id, nic_ids.iter().cloned().collect())
+                .await
+        } else {
+            self.page_vpc(vpc_id, nic_ids).await
+        }
+    }
+
+    /// Pages through the VPC, and switches to asking by id as soon as fewer
+    /// NICs are missing than pages are left (a NIC's page cannot be known
+    /// in advance: new NICs shift the offsets).
+    async fn page_vpc(
+        &self,
+        vpc_id: &str,
+        nic_ids: &BTreeSet<String>,
+    ) -> Result<Vec<ObservedNic>, CloudError> {
+        let total = AtomicU64::new(0);
+        let seen = AtomicU64::new(0);
+        let switch = AtomicBool::new(false);
         let result = collect_pages(
             Provider::TencentLegacy,
-            A,
-            // Every NIC asked for is found: the rest of the VPC is not needed.
-            |kept: &[ObservedNic]| kept.len() >= nic_ids.len(),
-            |_, offset| async move {
-                let mut params: Params = vec![("vpcId".into(), vpc_id.into())];
-                // One NIC: ask for it alone; several: page through the VPC.
-                if let [only] = nic_ids.iter().collect::<Vec<_>>()[..] {
-                    params.push(("networkInterfaceId".into(), only.clone()));
-                }
-                params.push(("offset".into(), offset.to_string()));
-                params.push(("limit".into(), PAGE_SIZE.to_string()));
-                let data = self.call(A, params, Idempotence::Safe, None).await?;
-                let items = data
-                    .get("data")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default();
-                let mut kept = Vec::new();
-                for item in &items {
-                    let nic = observe_nic(item)?;
-                    if nic_ids.contains(&nic.id.0) {
-                        kept.push(nic);
+            DESCRIBE,
+            |kept: &[ObservedNic]| {
+                let found = kept.iter().map(|n| &n.id).collect::<BTreeSet<_>>().len();
+                let missing = nic_ids.len().saturating_sub(found) as u64;
+                let left = pages(
+                    total
+                        .load(Ordering::Relaxed)
+                        .saturating_sub(seen.load(Ordering::Relaxed)),
+                );
+                let by_id = missing > 0 && missing < left;
+                switch.store(by_id, Ordering::Relaxed);
+                missing == 0 || by_id
+            },
+            |_, offset| {
+                let (total, seen) = (&total, &seen);
+                async move {
+                    let (items, reported) = self.list(vpc_id, None, offset).await?;
+                    let mut kept = Vec::new();
+                    for item in &items {
+                        let nic = observe_nic(item)?;
+                        if nic_ids.contains(&nic.id.0) {
+                            kept.push(nic);
+                        }
                     }
+                    total.store(reported, Ordering::Relaxed);
+                    seen.store(
+                        (offset as u64).saturating_add(items.len() as u64),
+                        Ordering::Relaxed,
+                    );
+                    Ok((kept, items.len(), Some(reported)))
                 }
-                let total = data
-                    .get("totalNum")
-                    .and_then(as_int)
-                    .map(|t| t.max(0) as u64);
-                Ok((kept, items.len(), Some(total.unwrap_or(0))))
             },
         )
         .await;
         let mut out = match result {
             Ok(out) => out,
-            // A VPC that does not exist is the claim's error (a wrong vpcId),
-            // not an answer about its NICs: the caller reports the code.
-            Err(e) if e.class == NotFound && e.code != "InvalidVpc.NotFound" => {
-                return Ok(Vec::new());
-            }
+            Err(e) if absent(&e) => return Ok(Vec::new()),
             Err(e) => return Err(e),
         };
-        let mut seen = BTreeSet::new();
-        out.retain(|n| seen.insert(n.id.clone()));
+        self.remember_size(vpc_id, total.load(Ordering::Relaxed));
+        let mut found = BTreeSet::new();
+        out.retain(|n| found.insert(n.id.0.clone()));
+        if switch.load(Ordering::Relaxed) {
+            let missing: Vec<String> = nic_ids.difference(&found).cloned().collect();
+            out.extend(self.describe_by_id(vpc_id, missing).await?);
+        }
         Ok(out)
     }
+
+    /// One call per NIC, a few at a time (the describe limiter paces them).
+    async fn describe_by_id(
+        &self,
+        vpc_id: &str,
+        nic_ids: Vec<String>,
+    ) -> Result<Vec<ObservedNic>, CloudError> {
+        // Owned ids: borrowed ones trip the compiler's `Send` proof of the stream.
+        futures::stream::iter(nic_ids)
+            .map(|id| async move { self.describe_one(vpc_id, &id).await })
+            .buffer_unordered(BY_ID_IN_FLIGHT)
+            .try_filter_map(|nic| async move { Ok(nic) })
+            .try_collect()
+            .await
+    }
+
+    /// `None` when the cloud does not know the NIC. An answer that lists
+    /// another NIC ignored the filter: paging on through it by id would cost
+    /// the whole VPC per NIC, so it is refused.
+    async fn describe_one(
+        &self,
+        vpc_id: &str,
+        nic_id: &str,
+    ) -> Result<Option<ObservedNic>, CloudError> {
+        let items = match self.list(vpc_id, Some(nic_id), 0).await {
+            Ok((items, _)) => items,
+            Err(e) if absent(&e) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut out = None;
+        for item in &items {
+            let nic = observe_nic(item)?;
+            if nic.id.0 != nic_id {
+                return Err(CloudError::bad_response(
+                    Provider::TencentLegacy,
+                    DESCRIBE,
+                    format!(
+                        "asked for NIC {nic_id} by networkInterfaceId, the answer lists NIC {}",
+                        nic.id
+                    ),
+                ));
+            }
+            out = Some(nic);
+        }
+        Ok(out)
+    }
+
+    /// One page of DescribeNetworkInterfaces: its items and `totalNum`.
+    async fn list(
+        &self,
+        vpc_id: &str,
+        nic_id: Option<&str>,
+        offset: usize,
+    ) -> Result<(Vec<Value>, u64), CloudError> {
+        let mut params: Params = vec![("vpcId".into(), vpc_id.into())];
+        if let Some(id) = nic_id {
+            params.push(("networkInterfaceId".into(), id.into()));
+        }
+        params.push(("offset".into(), offset.to_string()));
+        params.push(("limit".into(), PAGE_SIZE.to_string()));
+        let mut data = self.call(DESCRIBE, params, Idempotence::Safe, None).await?;
+        let total = data
+            .get("totalNum")
+            .and_then(as_int)
+            .map_or(0, |t| t.max(0) as u64);
+        let items = match data.get_mut("data").map(Value::take) {
+            Some(Value::Array(items)) => items,
+            _ => Vec::new(),
+        };
+        Ok((items, total))
+    }
+
+    fn vpc_size(&self, vpc_id: &str) -> Option<u64> {
+        self.sizes().get(vpc_id).copied()
+    }
+
+    fn remember_size(&self, vpc_id: &str, nics: u64) {
+        self.sizes().insert(vpc_id.to_string(), nics);
+    }
+
+    fn sizes(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
+        // Plain numbers: a panic elsewhere while holding the lock leaves nothing half-done.
+        self.vpc_sizes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Pages of `nics` NICs at the legacy page size.
+fn pages(nics: u64) -> u64 {
+    nics.div_ceil(PAGE_SIZE as u64)
+}
+
+/// A "not found" that means the NIC is gone. A VPC that does not exist is
+/// the claim's error (a wrong vpcId), not an answer about its NICs: the
+/// caller reports the code.
+fn absent(e: &CloudError) -> bool {
+    e.class == NotFound && e.code != "InvalidVpc.NotFound"
 }
 
 fn as_int(v: &Value) -> Option<i64> {
@@ -522,7 +657,7 @@ fn observe_nic(item: &Value) -> Result<ObservedNic, CloudError> {
             primary_ipv4 = Some(ip)
         } else {
             secondary_ipv4.insert(ip);
-            // §9.3 lists no per-address state, but when the answer carries
+            // The legacy page lists no per-address state, but when the answer carries
             // API 3.0's (`PENDING`/`DELETING`/`MIGRATING`), an address still
             // being added or removed must not settle an operation whose task
             // id was lost: that would report a release as not applied and
@@ -667,13 +802,13 @@ impl NicProvider for TencentLegacy {
         }
     }
 
-    /// Grouped by VPC: one NIC is asked for by id, several are found by
-    /// paging through their VPC (the legacy API has no id-list filter).
+    /// Grouped by VPC; in each, by id or by paging through the VPC,
+    /// whichever takes fewer calls (the legacy API has no id-list filter).
     async fn describe_nics(&self, nics: &[NicRef]) -> Result<Vec<ObservedNic>, CloudError> {
         let mut by_vpc: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
         for nic in nics {
             by_vpc
-                .entry(vpc_of(nic, "DescribeNetworkInterfaces")?)
+                .entry(vpc_of(nic, DESCRIBE)?)
                 .or_default()
                 .insert(nic.id.0.clone());
         }
