@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -409,7 +409,6 @@ impl TencentLegacy {
     ) -> Result<Vec<ObservedNic>, CloudError> {
         let total = AtomicU64::new(0);
         let seen = AtomicU64::new(0);
-        let switch = AtomicBool::new(false);
         let result = collect_pages(
             Provider::TencentLegacy,
             DESCRIBE,
@@ -421,9 +420,7 @@ impl TencentLegacy {
                         .load(Ordering::Relaxed)
                         .saturating_sub(seen.load(Ordering::Relaxed)),
                 );
-                let by_id = missing > 0 && missing < left;
-                switch.store(by_id, Ordering::Relaxed);
-                missing == 0 || by_id
+                missing == 0 || missing < left
             },
             |_, offset| {
                 let (total, seen) = (&total, &seen);
@@ -454,8 +451,12 @@ impl TencentLegacy {
         self.remember_size(vpc_id, total.load(Ordering::Relaxed));
         let mut found = BTreeSet::new();
         out.retain(|n| found.insert(n.id.0.clone()));
-        if switch.load(Ordering::Relaxed) {
-            let missing: Vec<String> = nic_ids.difference(&found).cloned().collect();
+        // Asked for by id: the NICs paging switched away from, and any the
+        // pages missed. Offsets shift when a NIC is created or deleted during
+        // the page-through, and a NIC missed there must not read as gone (a
+        // deleting claim would then release nothing). Normally none are left.
+        let missing: Vec<String> = nic_ids.difference(&found).cloned().collect();
+        if !missing.is_empty() {
             out.extend(self.describe_by_id(vpc_id, missing).await?);
         }
         Ok(out)
