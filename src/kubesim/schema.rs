@@ -930,4 +930,31 @@ mod tests {
         assert_eq!(obj["spec"], json!({"nic": "nic-1", "mode": "Full"}));
         assert_eq!(obj["metadata"]["name"], "a");
     }
+
+    /// Compiled once, the CEL rules fail the same fields in the same order
+    /// as compiled on the spot (the compiled tree keeps properties in a hash map).
+    #[test]
+    fn compiled_cel_rules_report_as_uncompiled_ones() {
+        let rule = |r: &str, m: &str| json!([{"rule": r, "message": m}]);
+        let leaf =
+            |m: &str| json!({"type": "integer", "x-kubernetes-validations": rule("self != 7", m)});
+        let schema = json!({"type": "object", "properties": {"spec": {"type": "object",
+        "x-kubernetes-validations": rule("!has(self.z) || self.z != 7", "whole spec"),
+        "properties": {
+            "z": leaf("z"), "a": leaf("a"), "m": leaf("m"), "b-c": leaf("b-c"),
+            "list": {"type": "array", "items": leaf("item")},
+            "nested": {"type": "object", "properties": {"y": leaf("y"), "x": leaf("x")}}
+        }}}});
+        let obj = json!({"spec": {"z": 7, "a": 7, "m": 7, "b-c": 7,
+            "list": [7, 1, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7],
+            "nested": {"y": 7, "x": 7}}});
+        let compiled = compile_cel(&schema);
+        let uncompiled = admit(&schema, &mut obj.clone(), None).expect_err("invalid");
+        assert_eq!(uncompiled.len(), 18, "{uncompiled:?}");
+        for _ in 0..8 {
+            let got = admit_compiled(&schema, Some(&compiled), &mut obj.clone(), None)
+                .expect_err("invalid");
+            assert_eq!(got, uncompiled);
+        }
+    }
 }
