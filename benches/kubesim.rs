@@ -97,6 +97,23 @@ impl Server {
         };
         (field("VmHWM:"), field("VmRSS:"))
     }
+
+    /// CPU seconds (user + system) the server has used so far.
+    fn cpu_seconds(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // The fields after the command name, which is in parentheses and may hold spaces.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let ticks: Vec<f64> = rest
+            .split_whitespace()
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        // utime and stime are fields 14 and 15 of the line: the 11th and 12th number after the state letter.
+        match (ticks.get(10), ticks.get(11)) {
+            (Some(u), Some(s)) => (u + s) / 100.0, // USER_HZ
+            _ => f64::NAN,
+        }
+    }
 }
 
 impl Drop for Server {
@@ -226,6 +243,7 @@ async fn run(server: &Server, n: usize) -> Vec<(&'static str, f64)> {
     let clients: Vec<kube::Client> = (0..CLIENTS).map(|_| server.client()).collect();
     let mut figures = Vec::new();
 
+    let cpu = server.cpu_seconds();
     let creates = from_clients(&clients, n, |c, i| async move {
         let api: Api<NicIpClaim> = Api::namespaced(c, "default");
         api.create(&PostParams::default(), &claim(i))
@@ -234,6 +252,8 @@ async fn run(server: &Server, n: usize) -> Vec<(&'static str, f64)> {
     })
     .await;
     figures.push(("creates per second", creates));
+    let cpu_creates = server.cpu_seconds() - cpu;
+    figures.push(("server CPU per create, ms", cpu_creates * 1000.0 / n as f64));
 
     // A watch from now on: each status write's event, against when its answer came.
     let answered: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
@@ -270,6 +290,7 @@ async fn run(server: &Server, n: usize) -> Vec<(&'static str, f64)> {
             (max, sum / n.max(1) as u32)
         })
     };
+    let cpu = server.cpu_seconds();
     let applies = {
         let answered = answered.clone();
         from_clients(&clients, n, move |c, i| {
@@ -290,6 +311,12 @@ async fn run(server: &Server, n: usize) -> Vec<(&'static str, f64)> {
         .await
     };
     figures.push(("status applies per second", applies));
+    // The watch's events are sent during the applies: their cost is part of a write's.
+    let cpu_applies = server.cpu_seconds() - cpu;
+    figures.push((
+        "server CPU per status apply, ms",
+        cpu_applies * 1000.0 / n as f64,
+    ));
     let (max_lag, mean_lag) = tokio::time::timeout(Duration::from_secs(60), seen)
         .await
         .expect("every event arrives")

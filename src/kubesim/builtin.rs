@@ -10,7 +10,9 @@
 
 use super::discovery::ResourceType;
 use super::schema::FieldError;
+use regex::Regex;
 use serde_json::Value;
+use std::sync::LazyLock;
 
 fn required(field: &str) -> FieldError {
     FieldError {
@@ -56,14 +58,15 @@ fn micro_time_fields(t: &ResourceType) -> &'static [&'static str] {
 /// fractional digits does not decode, so the request is a 400.
 pub(crate) fn check_micro_times(t: &ResourceType, obj: &Value) -> Result<(), String> {
     const LAYOUT: &str = "2006-01-02T15:04:05.000000Z07:00";
-    let micro =
-        regex::Regex::new(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}(Z|[+-]\d{2}:\d{2})$")
-            .map_err(|e| e.to_string())?;
+    static MICRO: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}(Z|[+-]\d{2}:\d{2})$")
+            .expect("a valid pattern")
+    });
     for pointer in micro_time_fields(t) {
         let Some(Value::String(s)) = obj.pointer(pointer) else {
             continue;
         };
-        if micro.is_match(s) {
+        if MICRO.is_match(s) {
             continue;
         }
         // Name the part Go stops at: after the seconds it wants `.000000`.

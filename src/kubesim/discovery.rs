@@ -5,6 +5,7 @@
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use serde_json::{Map, Value, json};
+use std::sync::Arc;
 
 /// A printer column (`additionalPrinterColumns`).
 #[derive(Debug, Clone)]
@@ -33,6 +34,8 @@ pub(crate) struct ResourceType {
     /// pruning/validation pipeline; built-ins here do not.
     pub custom: bool,
     pub schema: Option<Value>,
+    /// The schema's CEL rules, compiled once.
+    pub cel: Option<Arc<kube::core::cel::CompiledSchema>>,
     pub columns: Vec<Column>,
     /// Storage key; `events.k8s.io/v1` and core `v1` Events share one store.
     pub storage: String,
@@ -110,6 +113,7 @@ impl ResourceType {
             status_subresource: plural == "namespaces",
             custom: false,
             schema: None,
+            cel: None,
             columns,
             storage: if plural == "events" {
                 "events".into()
@@ -282,6 +286,11 @@ pub(crate) fn from_crd(crd: &CustomResourceDefinition) -> Vec<ResourceType> {
             if v.additional_printer_columns.is_none() {
                 columns.push(age());
             }
+            let schema = v
+                .schema
+                .as_ref()
+                .and_then(|s| s.open_api_v3_schema.as_ref())
+                .and_then(|s| serde_json::to_value(s).ok());
             ResourceType {
                 group: spec.group.clone(),
                 version: v.name.clone(),
@@ -297,11 +306,10 @@ pub(crate) fn from_crd(crd: &CustomResourceDefinition) -> Vec<ResourceType> {
                 namespaced: spec.scope == "Namespaced",
                 status_subresource: v.subresources.as_ref().is_some_and(|s| s.status.is_some()),
                 custom: true,
-                schema: v
-                    .schema
+                cel: schema
                     .as_ref()
-                    .and_then(|s| s.open_api_v3_schema.as_ref())
-                    .and_then(|s| serde_json::to_value(s).ok()),
+                    .map(|s| Arc::new(super::schema::compile_cel(s))),
+                schema,
                 columns,
                 storage: format!("{}/{}", spec.group, spec.names.plural),
             }

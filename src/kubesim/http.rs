@@ -15,10 +15,11 @@ use axum::extract::{Request, State as AxumState};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use regex::Regex;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 pub(crate) struct Server {
@@ -674,25 +675,33 @@ fn comparable(obj: &Value) -> Value {
     o
 }
 
-const DNS1123_SUBDOMAIN: &str =
-    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
-const DNS1123_LABEL: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+/// RFC 1123 names as kube-apiserver checks them, compiled once.
+pub(crate) static DNS1123_SUBDOMAIN: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+        .expect("a valid pattern")
+});
+static DNS1123_LABEL: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$").expect("a valid pattern"));
+/// A label value (without the length limit).
+static LABEL_VALUE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$").expect("a valid pattern")
+});
 
 fn check_name(t: &ResourceType, name: &str) -> Option<FieldError> {
     let (pattern, max, what) = if t.plural == "namespaces" {
         (
-            DNS1123_LABEL,
+            &*DNS1123_LABEL,
             63,
             "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
         )
     } else {
         (
-            DNS1123_SUBDOMAIN,
+            &*DNS1123_SUBDOMAIN,
             253,
             "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
         )
     };
-    let ok = name.len() <= max && regex::Regex::new(pattern).is_ok_and(|re| re.is_match(name));
+    let ok = name.len() <= max && pattern.is_match(name);
     (!ok).then(|| FieldError {
         field: "metadata.name".into(),
         reason: "FieldValueInvalid".into(),
@@ -705,13 +714,9 @@ fn check_labels(obj: &Value) -> Vec<FieldError> {
     let Some(labels) = obj.pointer("/metadata/labels").and_then(Value::as_object) else {
         return errs;
     };
-    let value_re = regex::Regex::new(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$").ok();
     for (k, v) in labels {
         let text = v.as_str().unwrap_or_default();
-        if !v.is_string()
-            || text.len() > 63
-            || !value_re.as_ref().is_some_and(|re| re.is_match(text))
-        {
+        if !v.is_string() || text.len() > 63 || !LABEL_VALUE.is_match(text) {
             errs.push(FieldError {
                 field: "metadata.labels".to_string(),
                 reason: "FieldValueInvalid".into(),
@@ -1596,7 +1601,7 @@ impl Server {
         let mut warnings = Vec::new();
         if let Some(schema) = &t.schema {
             let submitted = r.is_update_patch().then(|| new.to_string());
-            let pruned = schema::admit(schema, &mut new, old)
+            let pruned = schema::admit_compiled(schema, t.cel.as_deref(), &mut new, old)
                 .map_err(|errs| ApiError::invalid(t, &name, &errs))?;
             let unknown: Vec<String> = pruned
                 .iter()

@@ -8,8 +8,12 @@
 //! than those `format_matches` knows, and CEL cost budgets.
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaProps;
+use kube::core::cel::CompiledSchema;
+use regex::Regex;
 use serde_json::{Map, Value};
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::{LazyLock, Mutex};
 
 /// One rejected field, shaped like a `details.causes` entry of an `Invalid`
 /// Status: `field` is the path (`spec.ipv4.count`), `reason` the cause type
@@ -66,6 +70,21 @@ pub fn validate_value(
     obj: &Value,
     old: Option<&Value>,
 ) -> Result<(), Vec<FieldError>> {
+    validate_with(schema, None, obj, old)
+}
+
+/// A schema's CEL rules, compiled once (when a CRD is served) rather than for
+/// every write.
+pub(crate) fn compile_cel(schema: &Value) -> CompiledSchema {
+    kube::core::cel::compile_schema(schema)
+}
+
+fn validate_with(
+    schema: &Value,
+    compiled: Option<&CompiledSchema>,
+    obj: &Value,
+    old: Option<&Value>,
+) -> Result<(), Vec<FieldError>> {
     let mut errs = Vec::new();
     if let (Some(props), Some(obj)) = (
         schema.get("properties").and_then(Value::as_object),
@@ -103,7 +122,7 @@ pub fn validate_value(
             "Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation",
         ));
     } else {
-        cel(schema, obj, old, &mut errs);
+        cel(schema, compiled, obj, old, &mut errs);
     }
     if errs.is_empty() { Ok(()) } else { Err(errs) }
 }
@@ -115,8 +134,18 @@ pub fn admit(
     obj: &mut Value,
     old: Option<&Value>,
 ) -> Result<Vec<String>, Vec<FieldError>> {
+    admit_compiled(schema, None, obj, old)
+}
+
+/// [`admit`] with the schema's CEL rules compiled beforehand ([`compile_cel`]).
+pub(crate) fn admit_compiled(
+    schema: &Value,
+    compiled: Option<&CompiledSchema>,
+    obj: &mut Value,
+    old: Option<&Value>,
+) -> Result<Vec<String>, Vec<FieldError>> {
     let pruned = prune_and_default_root(schema, obj);
-    validate_value(schema, obj, old)?;
+    validate_with(schema, compiled, obj, old)?;
     Ok(pruned)
 }
 
@@ -431,7 +460,7 @@ fn string_rules(schema: &Value, s: &str, value: &Value, path: &str, errs: &mut V
         ));
     }
     if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
-        match regex::Regex::new(pattern) {
+        match compiled_pattern(pattern) {
             Ok(re) if re.is_match(s) => {}
             Ok(_) => errs.push(FieldError::invalid(
                 path,
@@ -445,6 +474,28 @@ fn string_rules(schema: &Value, s: &str, value: &Value, path: &str, errs: &mut V
             )),
         }
     }
+}
+
+/// A schema's `pattern`, compiled on first use. Schemas are few and fixed for
+/// the server's life, so the cache stays small; past its cap (schemas given
+/// to [`validate_value`] by callers) patterns are compiled each time.
+fn compiled_pattern(pattern: &str) -> Result<Regex, regex::Error> {
+    const CAP: usize = 1024;
+    static PATTERNS: LazyLock<Mutex<HashMap<String, Regex>>> = LazyLock::new(Mutex::default);
+    if let Some(re) = PATTERNS
+        .lock()
+        .ok()
+        .and_then(|cache| cache.get(pattern).cloned())
+    {
+        return Ok(re);
+    }
+    let re = Regex::new(pattern)?;
+    if let Ok(mut cache) = PATTERNS.lock()
+        && cache.len() < CAP
+    {
+        cache.insert(pattern.to_string(), re.clone());
+    }
+    Ok(re)
 }
 
 fn number_rules(schema: &Value, n: f64, value: &Value, path: &str, errs: &mut Vec<FieldError>) {
@@ -645,12 +696,32 @@ fn object_rules(
     }
 }
 
-fn cel(schema: &Value, obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldError>) {
+fn cel(
+    schema: &Value,
+    compiled: Option<&CompiledSchema>,
+    obj: &Value,
+    old: Option<&Value>,
+    errs: &mut Vec<FieldError>,
+) {
     use kube::core::cel::{ErrorKind, Validator};
-    let Err(failures) = Validator::new().validate(schema, obj, old) else {
+    // Registering the Kubernetes CEL functions is costly: once per thread.
+    thread_local! {
+        static VALIDATOR: Validator = Validator::new();
+    }
+    let result = VALIDATOR.with(|v| match compiled {
+        Some(c) => v.validate_compiled(c, obj, old),
+        None => v.validate(schema, obj, old),
+    });
+    let Err(failures) = result else {
         return;
     };
-    for f in failures.into_vec() {
+    let mut failures = failures.into_vec();
+    if compiled.is_some() {
+        // A compiled schema keeps its properties in a hash map: put the
+        // failures back in the schema's (sorted) order, as an uncompiled walk gives them.
+        failures.sort_by_cached_key(|f| path_key(&f.field_path));
+    }
+    for f in failures {
         let field = f.field_path.clone();
         // kube-apiserver shows the type of the schema carrying the rule, not the
         // value: `spec: Invalid value: "object": ...`.
@@ -682,6 +753,17 @@ fn cel(schema: &Value, obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldErr
         };
         errs.push(e);
     }
+}
+
+/// A field path (`spec.tags[1].name`) as the components a schema walk visits
+/// in order: names sorted as text, list indexes as numbers.
+fn path_key(path: &str) -> Vec<(String, u64)> {
+    path.split(['.', '['])
+        .map(|part| match part.strip_suffix(']').map(str::parse::<u64>) {
+            Some(Ok(i)) => (String::new(), i),
+            _ => (part.to_string(), 0),
+        })
+        .collect()
 }
 
 /// The `type` of the schema node whose `x-kubernetes-validations` hold
@@ -726,9 +808,9 @@ fn rule_type(schema: &Value, rule: &str, field: &str) -> String {
             }
         }
     }
-    let want = regex::Regex::new(r"\[[^\]]*\]")
-        .map(|re| re.replace_all(field, "[]").into_owned())
-        .unwrap_or_else(|_| field.to_string());
+    static INDEX: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"\[[^\]]*\]").expect("a valid pattern"));
+    let want = INDEX.replace_all(field, "[]").into_owned();
     let mut found = None;
     walk(schema, "", rule, &want, &mut found);
     found.unwrap_or_default()
@@ -847,5 +929,32 @@ mod tests {
         assert_eq!(pruned, ["extra", "spec.bogus"]);
         assert_eq!(obj["spec"], json!({"nic": "nic-1", "mode": "Full"}));
         assert_eq!(obj["metadata"]["name"], "a");
+    }
+
+    /// Compiled once, the CEL rules fail the same fields in the same order
+    /// as compiled on the spot (the compiled tree keeps properties in a hash map).
+    #[test]
+    fn compiled_cel_rules_report_as_uncompiled_ones() {
+        let rule = |r: &str, m: &str| json!([{"rule": r, "message": m}]);
+        let leaf =
+            |m: &str| json!({"type": "integer", "x-kubernetes-validations": rule("self != 7", m)});
+        let schema = json!({"type": "object", "properties": {"spec": {"type": "object",
+        "x-kubernetes-validations": rule("!has(self.z) || self.z != 7", "whole spec"),
+        "properties": {
+            "z": leaf("z"), "a": leaf("a"), "m": leaf("m"), "b-c": leaf("b-c"),
+            "list": {"type": "array", "items": leaf("item")},
+            "nested": {"type": "object", "properties": {"y": leaf("y"), "x": leaf("x")}}
+        }}}});
+        let obj = json!({"spec": {"z": 7, "a": 7, "m": 7, "b-c": 7,
+            "list": [7, 1, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7],
+            "nested": {"y": 7, "x": 7}}});
+        let compiled = compile_cel(&schema);
+        let uncompiled = admit(&schema, &mut obj.clone(), None).expect_err("invalid");
+        assert_eq!(uncompiled.len(), 18, "{uncompiled:?}");
+        for _ in 0..8 {
+            let got = admit_compiled(&schema, Some(&compiled), &mut obj.clone(), None)
+                .expect_err("invalid");
+            assert_eq!(got, uncompiled);
+        }
     }
 }

@@ -1,7 +1,10 @@
 //! Label and field selectors for list and watch.
 
 use super::discovery::{self, ResourceType};
+use super::http::DNS1123_SUBDOMAIN;
+use regex::Regex;
 use serde_json::Value;
+use std::sync::LazyLock;
 
 #[derive(Debug, Clone, PartialEq)]
 enum Requirement {
@@ -89,10 +92,9 @@ fn parse(s: &str, allow_sets: bool) -> Result<Vec<Requirement>, String> {
 /// Label keys and values as kube-apiserver's selector parser accepts them,
 /// so a malformed selector is a 400 rather than one that silently matches nothing.
 fn check_label_requirement(req: &Requirement) -> Result<(), String> {
-    const NAME: &str = r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$";
-    const PREFIX: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
-    let matches =
-        |pattern: &str, text: &str| regex::Regex::new(pattern).is_ok_and(|re| re.is_match(text));
+    static NAME: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$").expect("a valid pattern")
+    });
     let (key, values): (&str, Vec<&str>) = match req {
         Requirement::Equals(k, v) | Requirement::NotEquals(k, v) => (k, vec![v.as_str()]),
         Requirement::In(k, vs) | Requirement::NotIn(k, vs) => {
@@ -105,15 +107,15 @@ fn check_label_requirement(req: &Requirement) -> Result<(), String> {
         None => (None, key),
     };
     if name.len() > 63
-        || !matches(NAME, name)
-        || prefix.is_some_and(|p| p.len() > 253 || !matches(PREFIX, p))
+        || !NAME.is_match(name)
+        || prefix.is_some_and(|p| p.len() > 253 || !DNS1123_SUBDOMAIN.is_match(p))
     {
         return Err(format!(
             "unable to parse requirement: key: Invalid value: {key:?}: name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"
         ));
     }
     for v in values {
-        if v.len() > 63 || !(v.is_empty() || matches(NAME, v)) {
+        if v.len() > 63 || !(v.is_empty() || NAME.is_match(v)) {
             return Err(format!(
                 "unable to parse requirement: values[0][{key}]: Invalid value: {v:?}: a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"
             ));
