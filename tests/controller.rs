@@ -11,10 +11,6 @@ use kube::api::{Patch, PatchParams};
 use nicip::controller::Checkpoint;
 use serde_json::json;
 
-fn pc(name: &str) -> serde_json::Value {
-    json!({"name": name})
-}
-
 #[tokio::test]
 async fn zenlayer_claims_converge_list_count_ipv6_and_attachment() {
     let mut env = Env::new().await;
@@ -98,13 +94,7 @@ async fn legacy_claims_converge_list_and_count() {
             is_stalled(c, "Unsupported")
         })
         .await;
-    assert!(nicip_condition_message(&v6, "Stalled").contains("IPv6"));
-}
-
-fn nicip_condition_message(c: &nicip::api::v1alpha1::NicIpClaim, t: &str) -> String {
-    condition(c, t)
-        .map(|c| c.message.clone())
-        .unwrap_or_default()
+    assert!(message(&v6, "Stalled").contains("IPv6"));
 }
 
 #[tokio::test]
@@ -267,7 +257,7 @@ async fn deletion_with_the_provider_config_gone_is_unblocked_by_retain() {
             is_stalled(c, "ProviderConfigNotFound")
         })
         .await;
-    assert!(nicip_condition_message(&waiting, "Stalled").contains("deletionPolicy: Retain"));
+    assert!(message(&waiting, "Stalled").contains("deletionPolicy: Retain"));
     env.apply("stuck", json!({"providerConfigRef": pc(ZENLAYER), "nicId": "nic-z1", "ipv4": {"count": 1}, "deletionPolicy": "Retain"})).await;
     env.wait_gone("stuck").await;
     assert_eq!(env.ipv4("nic-z1"), owned4(&c));
@@ -346,7 +336,7 @@ async fn cloud_errors_surface_verbatim_and_are_not_retried() {
             assert_eq!(last.code, *code, "{name}");
             assert!(!last.retryable, "{name}");
             assert!(
-                nicip_condition_message(&c, "Ready").contains(code),
+                message(&c, "Ready").contains(code),
                 "{name}: the condition names the code"
             );
         }
@@ -371,14 +361,6 @@ async fn cloud_errors_surface_verbatim_and_are_not_retried() {
         "refused calls are not repeated without a spec change"
     );
     env.check_invariants().await;
-}
-
-fn reconciles(env: &Env) -> usize {
-    env.metrics()
-        .lines()
-        .filter(|l| l.starts_with("nicip_reconciles_total"))
-        .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
-        .sum::<f64>() as usize
 }
 
 /// Waits until the controller has finished `total` reconciles since it started.
@@ -561,10 +543,6 @@ async fn graceful_stop_returns_ok() {
     .await;
     env.wait_ready("g").await;
     env.stop().await.expect("a graceful stop is a clean exit");
-}
-
-fn fault(rule: serde_json::Value) -> nicip::cloudsim::Fault {
-    serde_json::from_value(rule).expect("fault rule")
 }
 
 /// Throttling and 5xx answers back off and converge, without a claim error

@@ -41,10 +41,6 @@ const ELECTION: &[&str] = &[
     "500ms",
 ];
 
-fn pc(name: &str) -> Value {
-    json!({"name": name})
-}
-
 /// Polls `cond` until it holds, failing the test after [`PATIENCE`].
 async fn wait_for<F, Fut>(what: &str, mut cond: F)
 where

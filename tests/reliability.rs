@@ -11,7 +11,7 @@ use std::time::Duration;
 use kube::ResourceExt;
 use kube::api::{Patch, PatchParams};
 use nicip::api::v1alpha1::{AddressState, NicIpClaim};
-use nicip::cloudsim::{AuditEntry, Fault};
+use nicip::cloudsim::AuditEntry;
 use nicip::controller::Checkpoint;
 use serde_json::{Value, json};
 
@@ -20,14 +20,6 @@ const POINTS: [Checkpoint; 3] = [
     Checkpoint::AfterCall,
     Checkpoint::AfterStatusWrite,
 ];
-
-fn pc(name: &str) -> Value {
-    json!({"name": name})
-}
-
-fn fault(rule: Value) -> Fault {
-    serde_json::from_value(rule).expect("fault rule")
-}
 
 /// Audit entries of these actions that name this NIC.
 fn calls(env: &Env, actions: &[&str], nic: &str) -> Vec<AuditEntry> {
@@ -60,12 +52,6 @@ fn unassign_action(provider: &str) -> &'static str {
 
 fn pending(c: &NicIpClaim) -> Option<&nicip::api::v1alpha1::PendingOperation> {
     c.status.as_ref()?.pending_operation.as_ref()
-}
-
-fn message(c: &NicIpClaim, t: &str) -> String {
-    condition(c, t)
-        .map(|c| c.message.clone())
-        .unwrap_or_default()
 }
 
 /// The notes of the Warning events about a claim.

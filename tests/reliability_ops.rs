@@ -19,20 +19,6 @@ use nicip::cloudsim::AuditEntry;
 use serde_json::json;
 use tokio::time::Instant;
 
-fn pc(name: &str) -> serde_json::Value {
-    json!({"name": name})
-}
-
-fn fault(rule: serde_json::Value) -> nicip::cloudsim::Fault {
-    serde_json::from_value(rule).expect("fault rule")
-}
-
-fn message(c: &NicIpClaim, type_: &str) -> String {
-    condition(c, type_)
-        .map(|c| c.message.clone())
-        .unwrap_or_default()
-}
-
 /// Calls of these actions the cloud carried out.
 fn successes(env: &Env, actions: &[&str]) -> Vec<AuditEntry> {
     env.audit()
@@ -48,14 +34,6 @@ fn kube_writes(env: &Env) -> usize {
         .iter()
         .filter(|r| !matches!(r.verb.as_str(), "get" | "list" | "watch"))
         .count()
-}
-
-fn reconciles(env: &Env) -> usize {
-    env.metrics()
-        .lines()
-        .filter(|l| l.starts_with("nicip_reconciles_total"))
-        .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
-        .sum::<f64>() as usize
 }
 
 /// Annotates the claims and waits until each was reconciled once more.

@@ -470,6 +470,32 @@ pub fn condition<'a>(
         .find(|x| x.type_ == type_)
 }
 
+/// A claim's reference to a ProviderConfig.
+pub fn pc(name: &str) -> Value {
+    json!({"name": name})
+}
+
+/// A simulator fault rule, from its JSON form.
+pub fn fault(rule: Value) -> nicip::cloudsim::Fault {
+    serde_json::from_value(rule).expect("fault rule")
+}
+
+/// The message of a claim's condition, or "".
+pub fn message(c: &NicIpClaim, type_: &str) -> String {
+    condition(c, type_)
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
+}
+
+/// Reconciles the running controller has finished, from its metrics.
+pub fn reconciles(env: &Env) -> usize {
+    env.metrics()
+        .lines()
+        .filter(|l| l.starts_with("nicip_reconciles_total"))
+        .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+        .sum::<f64>() as usize
+}
+
 pub fn is_ready(c: &NicIpClaim) -> bool {
     condition(c, "Ready")
         .is_some_and(|r| r.status == "True" && r.observed_generation == c.metadata.generation)
