@@ -107,6 +107,9 @@ fn init_logging() -> anyhow::Result<()> {
 fn crd(args: CrdArgs) -> anyhow::Result<()> {
     use anyhow::Context as _;
     use std::io::Write as _;
+    if let Some(dir) = &args.output_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
     let mut stdout = std::io::stdout().lock();
     for crd in nicip::api::crds() {
         let yaml = nicip::api::crd_yaml(&crd)?;

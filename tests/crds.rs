@@ -700,3 +700,32 @@ fn admission_applies_the_schema_defaults() {
                "deletionPolicy": "Release", "managementPolicy": "Full"})
     );
 }
+
+/// `nicip crd --output-dir` creates the directory, and writes what crds/ holds.
+#[test]
+fn crd_output_dir_is_created_and_matches_the_committed_crds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("new").join("crds");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_nicip"))
+        .args(["crd", "--output-dir"])
+        .arg(&out)
+        .status()
+        .expect("runs nicip");
+    assert!(status.success());
+    let mut written: Vec<_> = std::fs::read_dir(&out)
+        .expect("the directory exists")
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    written.sort();
+    assert!(!written.is_empty());
+    for name in written {
+        let committed = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("crds")
+            .join(&name);
+        assert_eq!(
+            std::fs::read_to_string(out.join(&name)).unwrap(),
+            std::fs::read_to_string(&committed).unwrap(),
+            "{name:?} is fresh"
+        );
+    }
+}
