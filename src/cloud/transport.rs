@@ -209,6 +209,14 @@ const SLOWDOWN_WINDOW: Duration = Duration::from_secs(1);
 /// A token bucket whose rate halves on a throttling answer (at most once
 /// per [`SLOWDOWN_WINDOW`]) and recovers additively on success, so callers
 /// slow down when the cloud says so.
+///
+/// It holds half a second's worth of calls where the cloud's own bucket is
+/// assumed to hold a second's: the cloud counts arrivals, and a call sent on
+/// time can arrive after the next one (pooled connections, scheduling), so
+/// a client bucket as deep as the cloud's leaves no room for that jitter and
+/// a sustained burst at the full rate gets throttled now and then. The other
+/// half is the cloud's reserve; it costs half a second at the start of a
+/// burst.
 #[derive(Debug)]
 struct Bucket {
     configured: f64,
@@ -223,16 +231,21 @@ impl Bucket {
         Bucket {
             configured: rate,
             rate,
-            tokens: rate.max(1.0),
+            tokens: Self::depth(rate),
             last: Instant::now(),
             slowed: None,
         }
     }
 
+    /// The most tokens held: half a second's worth, at least one call.
+    fn depth(rate: f64) -> f64 {
+        (rate / 2.0).max(1.0)
+    }
+
     /// Takes a token, or says how long to wait for one.
     fn try_take(&mut self) -> Result<(), Duration> {
         let now = Instant::now();
-        let burst = self.rate.max(1.0);
+        let burst = Self::depth(self.rate);
         self.tokens =
             (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(burst);
         self.last = now;
@@ -901,12 +914,18 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn tokens_refill_on_tokio_time() {
-        let mut b = Bucket::new(2.0);
+        let mut b = Bucket::new(4.0);
+        // Half a second's worth at once, then one per 1/rate.
         assert!(b.try_take().is_ok() && b.try_take().is_ok());
         let wait = b.try_take().unwrap_err();
-        assert_eq!(wait, Duration::from_millis(500));
+        assert_eq!(wait, Duration::from_millis(250));
         tokio::time::advance(wait).await;
         assert!(b.try_take().is_ok());
+        assert!(b.try_take().is_err());
+        // A long pause refills only to the depth.
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert!(b.try_take().is_ok() && b.try_take().is_ok());
+        assert!(b.try_take().is_err());
     }
 
     /// Found by the fuzzer: refills that add up to a hair under one token
