@@ -380,6 +380,55 @@ async fn wait_for_reconciles(env: &Env, total: usize) {
 /// does not cover (the IPv4 assigns of Zenlayer and Tencent are its rows
 /// R1–R3, `tests/reliability.rs`), restarts it, and checks that every claim
 /// converges with nothing assigned twice or leaked.
+/// A drift sweep describes every claimed NIC of the account in one call, and
+/// the claim it wakes plans from that answer instead of describing its NIC
+/// again.
+#[tokio::test]
+async fn a_claim_woken_by_a_sweep_plans_from_the_sweeps_answer() {
+    let mut env = Env::new().await;
+    env.settings.resync = Duration::from_secs(1);
+    env.start();
+    for (name, nic) in [("a", "nic-z1"), ("b", "nic-z2"), ("c", "nic-z3")] {
+        env.apply(
+            name,
+            json!({"providerConfigRef": pc(ZENLAYER), "nicId": nic, "ipv4": {"count": 1}}),
+        )
+        .await;
+    }
+    for name in ["a", "b", "c"] {
+        env.wait_ready(name).await;
+    }
+    let lost = owned4(&env.wait_ready("b").await)
+        .into_iter()
+        .next()
+        .unwrap();
+    // (The out-of-band helper describes the NIC itself: count from after it.)
+    env.zenlayer_unassign_out_of_band("nic-z2", &lost).await;
+    let before = env.audit().len();
+    wait_until("the drift to be repaired", || env.ipv4("nic-z2").len() == 1).await;
+    env.wait("b", "Ready again", |c| is_ready(c) && owned4(c).len() == 1)
+        .await;
+    let describes: Vec<Vec<String>> = env.audit()[before..]
+        .iter()
+        .filter(|e| e.action == "DescribeNetworkInterfaces")
+        .map(|e| {
+            let ids = e.params["nicIds"].as_array().cloned().unwrap_or_default();
+            ids.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
+        .collect();
+    assert!(!describes.is_empty(), "a sweep described the NICs");
+    for ids in &describes {
+        assert_eq!(
+            ids.len(),
+            3,
+            "every describe is a sweep of all three NICs: {describes:?}"
+        );
+    }
+    env.check_invariants().await;
+}
+
 #[tokio::test]
 async fn crash_at_every_step_converges_without_duplicates_or_leaks() {
     let scenarios: Vec<(&str, serde_json::Value, &str)> = vec![

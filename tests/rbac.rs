@@ -181,6 +181,38 @@ async fn scenarios(env: &mut Env, sa: &kube::Client) {
     })
     .await;
 
+    // A refusal repeated at every resync is one Event with a series (a patch).
+    env.apply(
+        "quota",
+        json!({"providerConfigRef": {"name": ZENLAYER}, "nicId": "nic-zq", "ipv4": {"count": 5}}),
+    )
+    .await;
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(env.client.clone(), NS);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let list = events.list(&Default::default()).await.expect("events");
+        let refused: Vec<_> = list
+            .items
+            .iter()
+            .filter(|e| {
+                e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("quota")
+                    && e.reason.as_deref() == Some("CloudError")
+            })
+            .collect();
+        if refused
+            .iter()
+            .any(|e| e.series.as_ref().is_some_and(|s| s.count >= 2))
+        {
+            assert_eq!(refused.len(), 1, "one Event, counted: {refused:?}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the repeated refusal never became a series: {refused:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
     // An update, and drift repaired.
     env.apply("z", json!({"providerConfigRef": {"name": ZENLAYER}, "nicId": "nic-z1", "ipv4": {"count": 3}, "attachment": {"instanceId": "ins-z1"}})).await;
     let z = env
@@ -226,10 +258,10 @@ async fn scenarios(env: &mut Env, sa: &kube::Client) {
     wait_provider_config(env, "rotating", "True").await;
 
     // Deletion releases what the claims own.
-    for name in ["z", "t", "l", "r", "adopt", "watch"] {
+    for name in ["z", "t", "l", "r", "adopt", "watch", "quota"] {
         env.delete(name).await;
     }
-    for name in ["z", "t", "l", "r", "adopt", "watch"] {
+    for name in ["z", "t", "l", "r", "adopt", "watch", "quota"] {
         env.wait_gone(name).await;
     }
     assert!(env.ipv4("nic-z1").is_empty() && env.ipv4("eni-t1").is_empty());

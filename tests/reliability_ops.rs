@@ -58,15 +58,6 @@ async fn poke(env: &Env, names: &[&str]) {
     }
 }
 
-/// Polls `cond` every 25 ms, failing after 20 s.
-async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
 async fn events_of(env: &Env, claim: &str) -> Vec<(String, String, String)> {
     let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(env.client.clone(), NS);
     events

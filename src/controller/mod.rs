@@ -9,6 +9,7 @@
 //! implemented are in `docs/controller.md`.
 
 pub mod cli;
+mod events;
 mod observe;
 pub mod plan;
 mod providers;
@@ -28,7 +29,6 @@ use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
@@ -143,8 +143,8 @@ struct Memory {
     /// The resourceVersion of the last status this controller wrote or read.
     resource_version: Option<String>,
     /// The last few resourceVersions this controller wrote, read or
-    /// reconciled: a watch event of one of them brings nothing new.
-    known: std::collections::VecDeque<String>,
+    /// reconciled, hashed: a watch event of one of them brings nothing new.
+    known: std::collections::VecDeque<u64>,
     /// When the last reconcile asked to come back (`None`: on a change only).
     due: Option<tokio::time::Instant>,
     /// A change elsewhere (the ProviderConfig, its Secret, the NIC) asks for a
@@ -162,24 +162,39 @@ struct Memory {
     generation: i64,
     rejected: plan::Rejected,
     isolate: BTreeSet<Ipv4Addr>,
-    /// A call refused for its input, not repeated within the generation.
-    refused: Option<(i64, Step, CloudError, tokio::time::Instant)>,
+    /// A call refused for its input, not repeated within the generation
+    /// (boxed: rare, and a fleet keeps one Memory per claim).
+    refused: Option<Box<(i64, Step, CloudError, tokio::time::Instant)>>,
     unowned_reported: Option<BTreeSet<std::net::IpAddr>>,
 }
 
 /// How many resourceVersions of a claim [`Memory::known`] holds.
 const KNOWN_VERSIONS: usize = 8;
 
+/// A resourceVersion as [`Memory::known`] keeps it: eight bytes rather than a
+/// string each (a collision would only skip one reconcile of a watch event,
+/// and the resync sweep would still come).
+fn version_key(resource_version: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    resource_version.hash(&mut h);
+    h.finish()
+}
+
 impl Memory {
     fn know(&mut self, resource_version: Option<String>) {
         let Some(rv) = resource_version else { return };
-        if self.known.contains(&rv) {
+        if self.knows(&rv) {
             return;
         }
         if self.known.len() >= KNOWN_VERSIONS {
             self.known.pop_front();
         }
-        self.known.push_back(rv);
+        self.known.push_back(version_key(&rv));
+    }
+
+    fn knows(&self, resource_version: &str) -> bool {
+        self.known.contains(&version_key(resource_version))
     }
 
     fn isolation(&mut self, generation: i64) -> (plan::Rejected, BTreeSet<Ipv4Addr>) {
@@ -207,13 +222,13 @@ impl Memory {
     }
 
     fn refuse(&mut self, generation: i64, step: Step, e: CloudError) {
-        self.refused = Some((generation, step, e, tokio::time::Instant::now()));
+        self.refused = Some(Box::new((generation, step, e, tokio::time::Instant::now())));
     }
 
     /// The error of the same call refused in this generation less than one
     /// resync period ago.
     fn refused_again(&self, generation: i64, step: &Step, period: Duration) -> Option<CloudError> {
-        match &self.refused {
+        match self.refused.as_deref() {
             Some((g, s, e, at)) if *g == generation && s == step && at.elapsed() < period => {
                 Some(e.clone())
             }
@@ -228,7 +243,7 @@ pub struct Context {
     claims: Store<NicIpClaim>,
     providers: Providers,
     observer: Observer,
-    recorder: Recorder,
+    recorder: events::Events,
     metrics: Arc<Metrics>,
     fence: Fence,
     memory: Mutex<HashMap<String, Memory>>,
@@ -278,7 +293,7 @@ impl Context {
         let (uid, rv) = (claim.uid()?, claim.resource_version()?);
         let mut all = self.memory.lock().unwrap_or_else(|p| p.into_inner());
         let m = all.get_mut(&uid)?;
-        if std::mem::take(&mut m.woken) || !m.known.contains(&rv) {
+        if std::mem::take(&mut m.woken) || !m.knows(&rv) {
             return None;
         }
         match m.due {
@@ -511,13 +526,7 @@ pub async fn run(
         futures::future::ready(())
     });
 
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: "nicip-controller".into(),
-            instance: Some(settings.identity.clone()),
-        },
-    );
+    let recorder = events::Events::new(client.clone(), "nicip-controller", &settings.identity);
     let ctx = Arc::new(Context {
         client: client.clone(),
         settings: settings.clone(),
@@ -694,17 +703,19 @@ async fn sweep_all(
                 group.push(nic);
             }
         }
-        let mut observed = HashMap::new();
+        let mut swept = Vec::new();
         for nics in groups.values() {
             match ctx.observer.sweep(&name, &provider, nics).await {
-                Ok(found) => observed.extend(found),
+                Ok(s) => swept.push(s),
                 Err(e) => warn!(provider_config = %name, code = %e.code, "drift sweep failed"),
             }
         }
         for c in &list {
-            if let Some(nic) = observed.get(&crate::cloud::NicId(c.spec.nic_id.trim().to_string()))
-                && drifted(c, nic.as_ref())
+            let id = crate::cloud::NicId(c.spec.nic_id.trim().to_string());
+            if let Some((s, nic)) = swept.iter().find_map(|s| Some((s, s.get(&id)?)))
+                && drifted(c, nic)
             {
+                ctx.observer.keep(s, &id);
                 ctx.wake(c, wake);
             }
         }
@@ -876,8 +887,8 @@ mod tests {
             m.know(Some(rv.to_string()));
         }
         assert_eq!(m.known.len(), KNOWN_VERSIONS);
-        assert!(!m.known.contains(&"2".to_string()));
-        assert!(m.known.contains(&"3".to_string()));
-        assert!(m.known.contains(&(KNOWN_VERSIONS + 2).to_string()));
+        assert!(!m.knows("2"));
+        assert!(m.knows("3"));
+        assert!(m.knows(&(KNOWN_VERSIONS + 2).to_string()));
     }
 }

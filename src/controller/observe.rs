@@ -32,6 +32,21 @@ const FRESH_FOR: Duration = Duration::from_secs(30);
 
 type Answer = Result<Option<ObservedNic>, CloudError>;
 
+/// What a sweep saw: each NIC's answer (`None`: the cloud does not know it)
+/// and its epoch when the sweep began.
+pub struct Swept {
+    scope: String,
+    at: Instant,
+    found: HashMap<NicId, (u64, Option<ObservedNic>)>,
+}
+
+impl Swept {
+    /// The answer for `nic`; `None` if the sweep did not ask for it.
+    pub fn get(&self, nic: &NicId) -> Option<Option<&ObservedNic>> {
+        self.found.get(nic).map(|(_, n)| n.as_ref())
+    }
+}
+
 struct Request {
     nic: NicRef,
     provider: Arc<dyn NicProvider>,
@@ -113,14 +128,16 @@ impl Observer {
         state.cache.remove(&key);
     }
 
-    /// Describes all of these NICs (as few calls as the provider allows) and
-    /// caches the answers for the reconciles that follow. Returns them too.
+    /// Describes all of these NICs (as few calls as the provider allows).
+    /// The answers are cached only for the NICs [`Observer::keep`] is told
+    /// of, the ones whose claims the sweep wakes: caching every answer would
+    /// hold a copy of the whole fleet between sweeps.
     pub async fn sweep(
         &self,
         scope: &str,
         provider: &Arc<dyn NicProvider>,
         nics: &[NicRef],
-    ) -> Result<HashMap<NicId, Option<ObservedNic>>, CloudError> {
+    ) -> Result<Swept, CloudError> {
         let epochs: Vec<u64> = {
             let state = self.lock();
             nics.iter()
@@ -136,25 +153,36 @@ impl Observer {
         let found = provider.describe_nics(nics).await?;
         let mut by_id: HashMap<NicId, ObservedNic> =
             found.into_iter().map(|n| (n.id.clone(), n)).collect();
-        let mut out = HashMap::new();
+        let found = nics
+            .iter()
+            .zip(epochs)
+            .map(|(nic, epoch)| (nic.id.clone(), (epoch, by_id.remove(&nic.id))))
+            .collect();
+        Ok(Swept {
+            scope: scope.to_string(),
+            at: Instant::now(),
+            found,
+        })
+    }
+
+    /// Caches what `swept` saw of `nic` for the reconcile about to read it,
+    /// unless a call was submitted for the NIC since.
+    pub fn keep(&self, swept: &Swept, nic: &NicId) {
+        let Some((epoch, observed)) = swept.found.get(nic) else {
+            return;
+        };
+        let key = (swept.scope.clone(), nic.clone());
         let mut state = self.lock();
-        let now = Instant::now();
-        for (nic, epoch) in nics.iter().zip(epochs) {
-            let observed = by_id.remove(&nic.id);
-            let key = (scope.to_string(), nic.id.clone());
-            if state.epochs.get(&key).copied().unwrap_or(0) == epoch {
-                state.cache.insert(
-                    key,
-                    Cached {
-                        at: now,
-                        epoch,
-                        nic: observed.clone(),
-                    },
-                );
-            }
-            out.insert(nic.id.clone(), observed);
+        if state.epochs.get(&key).copied().unwrap_or(0) == *epoch {
+            state.cache.insert(
+                key,
+                Cached {
+                    at: swept.at,
+                    epoch: *epoch,
+                    nic: observed.clone(),
+                },
+            );
         }
-        Ok(out)
     }
 
     /// Forgets a NIC's cache entries (its claim is gone).

@@ -12,8 +12,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::events::EventType;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::{debug, info, warn};
@@ -515,6 +515,10 @@ impl<'a> Reconcile<'a> {
             return Ok(Settled::Done(Action::requeue(Duration::from_secs(2))));
         }
         let result = a.provider.submit(&op).await;
+        // Again once the call is answered: a sweep that described the NIC
+        // while the call waited for its rate limiter saw the NIC before the
+        // change, and settling from that view would cost a task query.
+        self.ctx.observer.invalidate(&a.scope, &a.spec.nic.id);
         self.after_call = true;
         self.checkpoint(Checkpoint::AfterCall).await;
         match result {
@@ -1183,17 +1187,12 @@ impl<'a> Reconcile<'a> {
     }
 
     async fn publish(&self, type_: EventType, reason: &str, note: &str) {
-        let event = Event {
-            type_,
-            reason: reason.to_string(),
-            note: Some(note.chars().take(1000).collect()),
-            action: "Reconcile".to_string(),
-            secondary: None,
-        };
+        let note: String = note.chars().take(1000).collect();
+        let regarding = self.claim.object_ref(&());
         if let Err(e) = self
             .ctx
             .recorder
-            .publish(&event, &self.claim.object_ref(&()))
+            .publish(&regarding, type_, reason, "Reconcile", &note)
             .await
         {
             debug!(error = %e, "could not publish event");

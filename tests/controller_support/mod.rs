@@ -789,3 +789,15 @@ pub fn pause_once_at(
     });
     (hook, Paused { reached, resume })
 }
+
+/// Polls `cond` every 25 ms, failing after 20 s.
+pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
