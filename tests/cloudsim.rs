@@ -3370,6 +3370,27 @@ async fn world_file_errors_name_the_entry() {
         .expect("the example world loads");
 }
 
+#[tokio::test]
+async fn a_fleet_sized_world_loads() {
+    // 40,000 NICs: past the YAML parser's default budget of 250,000 nodes,
+    // which a 10,000-claim benchmark world breached.
+    let mut yaml = String::from(
+        "zenlayer:\n  regions: [{id: r, zones: [z]}]\n  vpcs: [{id: v, region: r}]\n  subnets: [{id: s, vpc: v, cidr: 10.0.0.0/8}]\n  nics:\n",
+    );
+    for i in 0..40_000 {
+        yaml.push_str(&format!("    - {{id: nic-{i}, subnet: s, ipQuota: 30}}\n"));
+    }
+    let sim = sim_from(&yaml).await;
+    let (status, body) = zl(
+        &sim,
+        "DescribeNetworkInterfaces",
+        json!({"nicIds": ["nic-39999"]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(zl_ok(&(status, body.clone()))["totalCount"], 1, "{body}");
+}
+
 // ---------------------------------------------------------------- official SDKs
 
 async fn run_sdk_script(script: &str, sim: &RunningSim) {
