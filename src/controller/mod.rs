@@ -17,7 +17,7 @@ mod reconcile;
 pub mod spec;
 pub mod status;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
@@ -331,16 +331,23 @@ pub fn conflict_with(
 ) -> Option<String> {
     let pc = &claim.spec.provider_config_ref.name;
     let mine = explicit(claim);
-    let key = age_key(claim);
+    let mut key = None;
     let mut winner: Option<(Arc<NicIpClaim>, String)> = None;
     for other in others {
-        if other.uid() == claim.uid()
-            || other.spec.provider_config_ref.name != *pc
-            || age_key(&other) >= key
-        {
+        // This runs over every claim at each reconcile: cheap comparisons
+        // first, and nothing allocated for a claim that cannot conflict.
+        if other.spec.provider_config_ref.name != *pc || other.metadata.uid == claim.metadata.uid {
             continue;
         }
-        let what = if other.spec.nic_id == claim.spec.nic_id {
+        let same_nic = other.spec.nic_id == claim.spec.nic_id;
+        if !same_nic && (mine.is_empty() || !lists_addresses(&other)) {
+            continue;
+        }
+        let key = key.get_or_insert_with(|| age_key(claim));
+        if age_key(&other) >= *key {
+            continue;
+        }
+        let what = if same_nic {
             format!("NIC {}", claim.spec.nic_id)
         } else {
             let shared: Vec<String> = mine
@@ -379,11 +386,23 @@ fn wake_rivals(
     let addresses = explicit(gone);
     for c in ctx.claims.state() {
         if c.spec.provider_config_ref.name == gone.spec.provider_config_ref.name
-            && (c.spec.nic_id == gone.spec.nic_id || !explicit(&c).is_disjoint(&addresses))
+            && (c.spec.nic_id == gone.spec.nic_id
+                || (!addresses.is_empty()
+                    && lists_addresses(&c)
+                    && !explicit(&c).is_disjoint(&addresses)))
         {
             ctx.wake(&c, wake);
         }
     }
+}
+
+fn lists_addresses(claim: &NicIpClaim) -> bool {
+    claim
+        .spec
+        .ipv4
+        .as_ref()
+        .and_then(|v| v.addresses.as_ref())
+        .is_some_and(|list| !list.is_empty())
 }
 
 fn explicit(claim: &NicIpClaim) -> BTreeSet<Ipv4Addr> {
@@ -585,7 +604,7 @@ pub async fn run(
         tracing::debug!("claims listed");
         configs_ready.wait_for(|listed| *listed).await?;
         tracing::debug!("ProviderConfigs listed; first sweep");
-        sweep_all(&ctx, &claims, &wake_tx).await;
+        sweep_all(&ctx, &claims, &wake_tx, Sweep::StartUp).await;
         Ok::<(), anyhow::Error>(())
     };
     tokio::select! {
@@ -610,7 +629,7 @@ pub async fn run(
         let sweeping = async {
             loop {
                 tokio::time::sleep(jitter(period)).await;
-                sweep_all(&sweep_ctx, &sweep_claims, &wake_tx).await;
+                sweep_all(&sweep_ctx, &sweep_claims, &wake_tx, Sweep::Resync).await;
             }
         };
         tokio::select! {
@@ -666,12 +685,22 @@ fn typed_event(event: watcher::Event<DynamicObject>) -> Option<watcher::Event<Ni
     })
 }
 
+/// Which sweep [`sweep_all`] runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sweep {
+    /// Before the first reconciles, which read its answers.
+    StartUp,
+    /// On the resync period; only the claims it wakes read its answers.
+    Resync,
+}
+
 /// Describes every claimed NIC of each account in batches and wakes the
 /// claims whose NIC no longer matches what their status reports.
 async fn sweep_all(
     ctx: &Context,
     claims: &Store<NicIpClaim>,
     wake: &mpsc::UnboundedSender<ObjectRef<NicIpClaim>>,
+    sweep: Sweep,
 ) {
     let mut by_config: BTreeMap<String, Vec<Arc<NicIpClaim>>> = BTreeMap::new();
     for c in claims.state() {
@@ -691,16 +720,16 @@ async fn sweep_all(
         };
         // One sweep per batch of NICs the batcher would also describe together.
         let mut groups: BTreeMap<String, Vec<NicRef>> = BTreeMap::new();
+        let mut listed: HashSet<(String, &str)> = HashSet::new();
         for c in &list {
             let mut nic = NicRef::new(c.spec.nic_id.trim());
             if let Some(vpc) = &c.spec.vpc_id {
                 nic = nic.in_vpc(vpc.trim());
             }
-            let group = groups
-                .entry(observe::batch_key(&name, provider.provider(), &nic))
-                .or_default();
-            if !group.iter().any(|n| n.id == nic.id) {
-                group.push(nic);
+            let group = observe::batch_key(&name, provider.provider(), &nic);
+            // Two claims on one NIC (a conflict) describe it once.
+            if listed.insert((group.clone(), c.spec.nic_id.trim())) {
+                groups.entry(group).or_default().push(nic);
             }
         }
         let mut swept = Vec::new();
@@ -712,10 +741,16 @@ async fn sweep_all(
         }
         for c in &list {
             let id = crate::cloud::NicId(c.spec.nic_id.trim().to_string());
-            if let Some((s, nic)) = swept.iter().find_map(|s| Some((s, s.get(&id)?)))
-                && drifted(c, nic)
-            {
+            let Some((s, nic)) = swept.iter().find_map(|s| Some((s, s.get(&id)?))) else {
+                continue;
+            };
+            let drifted = drifted(c, nic);
+            // At start-up every claim is about to be reconciled: all of them
+            // read the sweep's answers, and nothing else describes their NICs.
+            if sweep == Sweep::StartUp || drifted {
                 ctx.observer.keep(s, &id);
+            }
+            if drifted {
                 ctx.wake(c, wake);
             }
         }
