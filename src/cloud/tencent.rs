@@ -886,11 +886,7 @@ impl Tencent {
     }
 
     async fn describe_nic_ids(&self, ids: &[String]) -> Result<Vec<ObservedNic>, CloudError> {
-        let mut out = Vec::new();
-        for chunk in ids.chunks(MAX_IDS) {
-            out.extend(self.describe_batch(chunk).await?);
-        }
-        Ok(out)
+        super::describe_chunks(ids, MAX_IDS, |chunk| self.describe_batch(chunk)).await
     }
 }
 

@@ -490,13 +490,12 @@ impl Zenlayer {
         ids: &[String],
         deadline: Option<Instant>,
     ) -> Result<Vec<ObservedNic>, CloudError> {
-        let mut out = Vec::new();
-        for chunk in ids.chunks(MAX_IDS) {
-            let found = collect_pages(
+        super::describe_chunks(ids, MAX_IDS, |chunk| {
+            collect_pages(
                 Provider::Zenlayer,
                 "DescribeNetworkInterfaces",
-                |kept: &[ObservedNic]| kept.len() >= chunk.len(),
-                |page, _| async move {
+                move |kept: &[ObservedNic]| kept.len() >= chunk.len(),
+                move |page, _| async move {
                     let (page, _): (Page<NicInfo>, _) = self
                         .call(
                             "DescribeNetworkInterfaces",
@@ -514,10 +513,8 @@ impl Zenlayer {
                     Ok((nics, count, page.total_count))
                 },
             )
-            .await?;
-            out.extend(found);
-        }
-        Ok(out)
+        })
+        .await
     }
 
     /// `UnassignNetworkInterfaceIpv6` and `DetachNetworkInterface` name only
