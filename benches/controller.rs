@@ -4,8 +4,11 @@
 //! `NICIP_BENCH_CLAIMS` (default `100,1000`): claims per provider, one run
 //! each. `NICIP_BENCH_RESYNC` (default `20s`) and `NICIP_BENCH_CONCURRENCY`
 //! (default 64, the controller's own default) are passed to the controller;
-//! `NICIP_BIN` overrides the binary. Prints a table per size and writes all of
-//! them to `target/bench/controller.json`.
+//! `NICIP_BIN` overrides the binary. Each provider runs alone, in processes of
+//! its own; `NICIP_BENCH_PROVIDERS` (default `tencent,zenlayer,legacy`) picks
+//! them and `NICIP_BENCH_TOGETHER=1` runs them in one controller;
+//! `NICIP_BENCH_IPV6=0` skips the IPv6 burst. Prints a table per run and
+//! writes all of them to `target/bench/controller.json`.
 
 #[path = "controller/harness.rs"]
 mod harness;
@@ -36,6 +39,11 @@ fn config() -> anyhow::Result<harness::Config> {
         concurrency,
         log_level: var("NICIP_BENCH_LOG", "warn"),
         keep: std::env::var_os("NICIP_BENCH_KEEP").map(PathBuf::from),
+        providers: std::env::var("NICIP_BENCH_PROVIDERS")
+            .ok()
+            .map(|v| v.split(',').map(|s| s.trim().to_string()).collect()),
+        together: std::env::var("NICIP_BENCH_TOGETHER").is_ok_and(|v| v == "1"),
+        ipv6: std::env::var("NICIP_BENCH_IPV6").map_or(true, |v| v != "0"),
     })
 }
 

@@ -56,8 +56,14 @@ pub struct Config {
     pub concurrency: u16,
     /// The controller's `--log-level`.
     pub log_level: String,
-    /// Keep each size's logs, world and audit log in `<keep>/<size>/`.
+    /// Keep each run's logs, world and audit log in `<keep>/<size>-<providers>/`.
     pub keep: Option<PathBuf>,
+    /// The providers to run (`tencent`, `zenlayer`, `legacy`); all if `None`.
+    pub providers: Option<Vec<String>>,
+    /// All providers' claims in one controller, rather than one run each.
+    pub together: bool,
+    /// Run the IPv6 burst (at 10,000 claims it takes 500 s on Tencent's 20/s).
+    pub ipv6: bool,
 }
 
 /// A run's files: in a temporary directory, or kept.
@@ -174,10 +180,6 @@ fn nic_id_v6(p: Prov, i: usize) -> String {
 }
 
 /// The providers whose API assigns IPv6.
-fn ipv6_providers() -> Vec<Prov> {
-    PROVIDERS.into_iter().filter(|p| p.ipv6.is_some()).collect()
-}
-
 fn namespace(p: Prov) -> String {
     format!("bench-{}", p.name)
 }
@@ -552,7 +554,16 @@ fn watch(client: Client, seen: Arc<Mutex<Seen>>) -> tokio::task::JoinHandle<()> 
 
 // ---------------------------------------------------------------- the world
 
-fn world_yaml(e: usize) -> String {
+/// The world of a run: E NICs (and E IPv6 NICs) for each provider of the
+/// run, none for the others (their ProviderConfigs are still verified).
+fn world_yaml(e: usize, provs: &[Prov]) -> String {
+    let n = |p: Prov| {
+        if provs.iter().any(|x| x.name == p.name) {
+            e
+        } else {
+            0
+        }
+    };
     let mut y = format!(
         "accounts:\n  zenlayer: [{{keyId: {ZL_ID}, keyPassword: {ZL_KEY}}}]\n  tencent: [{{secretId: {TC_ID}, secretKey: {TC_KEY}}}]\n"
     );
@@ -575,8 +586,16 @@ fn world_yaml(e: usize) -> String {
             subnet(zl_v6_base, c)
         );
     }
-    y.push_str("  nics:\n");
-    for i in 0..e {
+    // An empty list is `[]`: a bare `nics:` would be null.
+    let nics = |count: usize| {
+        if count == 0 {
+            "  nics: []\n"
+        } else {
+            "  nics:\n"
+        }
+    };
+    y.push_str(nics(n(PROVIDERS[1])));
+    for i in 0..n(PROVIDERS[1]) {
         let _ = writeln!(
             y,
             "    - {{id: {}, subnet: subnet-z{}, ipQuota: 30}}\n    - {{id: {}, subnet: subnet-zv{}}}",
@@ -602,9 +621,9 @@ fn world_yaml(e: usize) -> String {
             subnet(tc_v6_base, c)
         );
     }
-    y.push_str("  nics:\n");
+    y.push_str(nics(n(PROVIDERS[0]) + n(PROVIDERS[2])));
     for (p, s) in [(PROVIDERS[0], "t"), (PROVIDERS[2], "l")] {
-        for i in 0..e {
+        for i in 0..n(p) {
             let _ = writeln!(
                 y,
                 "    - {{id: {}, subnet: subnet-{s}{}, ipQuota: 30}}",
@@ -613,7 +632,7 @@ fn world_yaml(e: usize) -> String {
             );
         }
     }
-    for i in 0..e {
+    for i in 0..n(PROVIDERS[0]) {
         let _ = writeln!(
             y,
             "    - {{id: {}, subnet: subnet-tv{}}}",
@@ -732,6 +751,7 @@ struct Run {
     resync: Duration,
     concurrency: u16,
     log_level: String,
+    ipv6: bool,
 }
 
 impl Run {
@@ -892,11 +912,11 @@ fn bound_of(p: Prov, e: usize, mutations: usize, rate: f64, latency_s: f64) -> f
     (mutations as f64 / rate).max(describes / RATE) + latency_s
 }
 
-async fn run_size(cfg: &Config, e: usize) -> anyhow::Result<SizeFigures> {
+async fn run_size(cfg: &Config, e: usize, provs: &[Prov]) -> anyhow::Result<SizeFigures> {
     // The logs, the world and the audit log: kept for a look when asked.
     let (tmp, root) = match &cfg.keep {
         Some(parent) => {
-            let root = parent.join(e.to_string());
+            let root = parent.join(run_name(e, provs));
             std::fs::create_dir_all(&root)?;
             (None, root)
         }
@@ -908,7 +928,7 @@ async fn run_size(cfg: &Config, e: usize) -> anyhow::Result<SizeFigures> {
     };
     let dir = Dir { _tmp: tmp, root };
     let world = dir.path().join("world.yaml");
-    std::fs::write(&world, world_yaml(e))?;
+    std::fs::write(&world, world_yaml(e, provs))?;
     let audit_path = dir.path().join("audit.jsonl");
     let kubeconfig = dir.path().join("kubeconfig");
 
@@ -963,8 +983,9 @@ async fn run_size(cfg: &Config, e: usize) -> anyhow::Result<SizeFigures> {
         resync: cfg.resync,
         concurrency: cfg.concurrency,
         log_level: cfg.log_level.clone(),
+        ipv6: cfg.ipv6,
     };
-    let result = measure(&mut run, e).await;
+    let result = measure(&mut run, e, provs).await;
     watcher.abort();
     if let Some(c) = run.controller.take() {
         c.kill().await;
@@ -977,14 +998,14 @@ async fn run_size(cfg: &Config, e: usize) -> anyhow::Result<SizeFigures> {
     result
 }
 
-async fn measure(run: &mut Run, e: usize) -> anyhow::Result<SizeFigures> {
+async fn measure(run: &mut Run, e: usize, provs: &[Prov]) -> anyhow::Result<SizeFigures> {
     let mut out = SizeFigures {
         claims_per_provider: e,
         concurrency: run.concurrency,
         resync_seconds: run.resync.as_secs_f64(),
         ..Default::default()
     };
-    let all = (e * PROVIDERS.len()) as f64;
+    let all = (e * provs.len()) as f64;
     let timeout = Duration::from_secs(60).max(Duration::from_millis(e as u64 * 1000));
 
     // Idle: ProviderConfigs verified, no claims.
@@ -1003,9 +1024,9 @@ async fn measure(run: &mut Run, e: usize) -> anyhow::Result<SizeFigures> {
     );
     let t0 = Instant::now();
     let targets = run
-        .apply_all(&PROVIDERS, e, "claim", |p, i| claim_spec(p, i, ADDRESSES))
+        .apply_all(provs, e, "claim", |p, i| claim_spec(p, i, ADDRESSES))
         .await?;
-    let times = run.wait_ready(&PROVIDERS, &targets, t0, timeout).await?;
+    let times = run.wait_ready(provs, &targets, t0, timeout).await?;
     let wall = t0.elapsed().as_secs_f64();
     out.headroom = Headroom {
         cloudsim_requests_per_second: ratio((run.audit.refresh() - from) as f64, wall),
@@ -1018,7 +1039,7 @@ async fn measure(run: &mut Run, e: usize) -> anyhow::Result<SizeFigures> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     run.audit.refresh();
     let burst_writes = run.changes() - changes0;
-    for p in PROVIDERS {
+    for &p in provs {
         let t = times[p.name];
         let b = bound(p, e, ADDRESSES);
         out.providers.entry(p.name.to_string()).or_default().burst = Burst {
@@ -1052,7 +1073,7 @@ async fn measure(run: &mut Run, e: usize) -> anyhow::Result<SizeFigures> {
         all,
     );
     let steady_writes = run.changes() - changes0;
-    for p in PROVIDERS {
+    for &p in provs {
         let calls = run.audit.calls(p, from, 0);
         // Sweeps: describes more than a second apart start a new one.
         let mut sweeps = 0;
@@ -1084,7 +1105,7 @@ async fn measure(run: &mut Run, e: usize) -> anyhow::Result<SizeFigures> {
         .list(&ListParams::default())
         .await?;
     out.controller.list_seconds = t.elapsed().as_secs_f64();
-    if listed.items.len() != e * PROVIDERS.len() {
+    if listed.items.len() != e * provs.len() {
         bail!("listed {} claims, expected {}", listed.items.len(), all);
     }
     if let Some(c) = run.controller.take() {
@@ -1095,9 +1116,9 @@ async fn measure(run: &mut Run, e: usize) -> anyhow::Result<SizeFigures> {
     let t0 = Instant::now();
     run.start_controller()?;
     let mut times: BTreeMap<&str, f64> = BTreeMap::new();
-    while times.len() < PROVIDERS.len() {
+    while times.len() < provs.len() {
         run.audit.refresh();
-        for p in PROVIDERS {
+        for &p in provs {
             if !times.contains_key(p.name) && run.audit.covered(p, from, e) >= e {
                 times.insert(p.name, t0.elapsed().as_secs_f64());
             }
@@ -1111,7 +1132,7 @@ async fn measure(run: &mut Run, e: usize) -> anyhow::Result<SizeFigures> {
     tokio::time::sleep(Duration::from_secs(2)).await;
     run.audit.refresh();
     out.controller.restart_kube_writes = run.changes() - changes0;
-    for p in PROVIDERS {
+    for &p in provs {
         let calls = run.audit.calls(p, from, 0);
         let f = out.providers.entry(p.name.to_string()).or_default();
         f.restart = Restart {
@@ -1127,13 +1148,13 @@ async fn measure(run: &mut Run, e: usize) -> anyhow::Result<SizeFigures> {
     let changes0 = run.changes();
     let t0 = Instant::now();
     let targets = run
-        .apply_all(&PROVIDERS, e, "claim", |p, i| claim_spec(p, i, SCALED))
+        .apply_all(provs, e, "claim", |p, i| claim_spec(p, i, SCALED))
         .await?;
-    let times = run.wait_ready(&PROVIDERS, &targets, t0, timeout).await?;
+    let times = run.wait_ready(provs, &targets, t0, timeout).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     run.audit.refresh();
     let writes = run.changes() - changes0;
-    for p in PROVIDERS {
+    for &p in provs {
         let t = times[p.name];
         let b = bound(p, e, ADDRESSES - SCALED);
         out.providers
@@ -1154,7 +1175,14 @@ async fn measure(run: &mut Run, e: usize) -> anyhow::Result<SizeFigures> {
 
     // IPv6 burst: E new claims × 1 IPv6 per provider with IPv6, on NICs of
     // their own in subnets with IPv6, created at once.
-    let v6 = ipv6_providers();
+    let v6: Vec<Prov> = provs
+        .iter()
+        .copied()
+        .filter(|p| p.ipv6.is_some() && run.ipv6)
+        .collect();
+    if v6.is_empty() {
+        return Ok(out);
+    }
     let claims = (e * v6.len()) as f64;
     let from = run.audit.refresh();
     let changes0 = run.changes();
@@ -1183,23 +1211,59 @@ async fn measure(run: &mut Run, e: usize) -> anyhow::Result<SizeFigures> {
     Ok(out)
 }
 
-/// Runs every size, printing each table as it is measured.
+/// `1000-tencent`, or `1000-legacy+tencent+zenlayer` for a run of several.
+fn run_name(e: usize, provs: &[Prov]) -> String {
+    let names: Vec<&str> = provs.iter().map(|p| p.name).collect();
+    format!("{e}-{}", names.join("+"))
+}
+
+/// The providers of each run: each alone (one account's burst, the bound's
+/// premise), or all in one controller when `together`.
+fn groups(cfg: &Config) -> anyhow::Result<Vec<Vec<Prov>>> {
+    let chosen: Vec<Prov> = match &cfg.providers {
+        None => PROVIDERS.to_vec(),
+        Some(names) => names
+            .iter()
+            .map(|n| {
+                PROVIDERS
+                    .iter()
+                    .copied()
+                    .find(|p| p.name == n.as_str())
+                    .with_context(|| format!("unknown provider {n:?}: tencent, zenlayer or legacy"))
+            })
+            .collect::<anyhow::Result<_>>()?,
+    };
+    Ok(if cfg.together {
+        vec![chosen]
+    } else {
+        chosen.into_iter().map(|p| vec![p]).collect()
+    })
+}
+
+/// Runs every size and provider group, printing each table as it is measured.
 pub async fn run(cfg: &Config) -> anyhow::Result<Vec<SizeFigures>> {
+    let groups = groups(cfg)?;
     let mut out = Vec::new();
     for &e in &cfg.sizes {
-        let f = run_size(cfg, e)
-            .await
-            .with_context(|| format!("{e} claims per provider"))?;
-        println!("{}", table(&f));
-        out.push(f);
+        for provs in &groups {
+            let f = run_size(cfg, e, provs)
+                .await
+                .with_context(|| run_name(e, provs))?;
+            println!("{}", table(&f));
+            out.push(f);
+        }
     }
     Ok(out)
 }
 
 pub fn table(f: &SizeFigures) -> String {
+    let names: Vec<&str> = f.providers.keys().map(String::as_str).collect();
     let mut s = format!(
-        "== {} claims per provider × 10 IPv4 (concurrency {}, resync {} s)\n",
-        f.claims_per_provider, f.concurrency, f.resync_seconds
+        "== {} claims × 10 IPv4 on {} (concurrency {}, resync {} s)\n",
+        f.claims_per_provider,
+        names.join(" + "),
+        f.concurrency,
+        f.resync_seconds
     );
     let _ = writeln!(
         s,
@@ -1299,8 +1363,11 @@ pub fn table(f: &SizeFigures) -> String {
                     b.kube_writes_per_claim,
                 );
             }
-            _ => {
+            (_, None) => {
                 let _ = writeln!(s, "{name:<9} skipped: the API has no IPv6 actions");
+            }
+            (None, Some(_)) => {
+                let _ = writeln!(s, "{name:<9} skipped (NICIP_BENCH_IPV6=0)");
             }
         }
     }
