@@ -61,8 +61,8 @@ struct Remembered {
     order: VecDeque<(Timestamp, u64)>,
 }
 
+/// An Event written (in the namespace of what it regards, part of the key).
 struct Written {
-    namespace: String,
     name: String,
     count: i32,
     last: Timestamp,
@@ -118,19 +118,22 @@ impl Events {
         let repeat = {
             let mut r = self.lock();
             r.expire(now);
-            r.by_key.get_mut(&key).map(|w| {
+            let repeat = r.by_key.get_mut(&key).map(|w| {
                 w.count = w.count.saturating_add(1);
                 w.last = now;
-                (w.namespace.clone(), w.name.clone(), w.count)
-            })
+                (w.name.clone(), w.count)
+            });
+            if repeat.is_some() {
+                r.order.push_back((now, key));
+            }
+            repeat
         };
-        if let Some((ns, name, count)) = repeat {
-            self.lock().order.push_back((now, key));
+        if let Some((name, count)) = repeat {
             let series = EventSeries {
                 count,
                 last_observed_time: MicroTime(now),
             };
-            let api: Api<Event> = Api::namespaced(self.client.clone(), &ns);
+            let api: Api<Event> = Api::namespaced(self.client.clone(), namespace);
             match api
                 .patch(
                     &name,
@@ -173,7 +176,6 @@ impl Events {
         r.by_key.insert(
             key,
             Written {
-                namespace: namespace.to_string(),
                 name,
                 count: 1,
                 last: now,
@@ -194,7 +196,6 @@ mod tests {
 
     fn written(last: Timestamp) -> Written {
         Written {
-            namespace: "ns".into(),
             name: "n".into(),
             count: 1,
             last,
