@@ -139,7 +139,10 @@ impl Observer {
         nics: &[NicRef],
     ) -> Result<Swept, CloudError> {
         let epochs: Vec<u64> = {
-            let state = self.lock();
+            let mut state = self.lock();
+            // Answers no reconcile came to read (its claim was gone, or it
+            // ended early) are dropped here rather than kept until used.
+            state.cache.retain(|_, c| c.at.elapsed() < FRESH_FOR);
             nics.iter()
                 .map(|n| {
                     state
