@@ -230,6 +230,26 @@ fn kubeconfig(env: &Env, dir: &Path) -> std::path::PathBuf {
     path
 }
 
+/// The API server's address, for a relay in front of it.
+fn kubesim_addr(env: &Env) -> SocketAddr {
+    env.kube
+        .url()
+        .strip_prefix("http://")
+        .and_then(|a| a.parse().ok())
+        .expect("kubesim address")
+}
+
+/// A kubeconfig at `path` that reaches the API server through `relay`.
+fn relayed_kubeconfig(env: &Env, path: &Path, relay: SocketAddr) {
+    std::fs::write(
+        path,
+        env.kube
+            .kubeconfig_yaml()
+            .replace(&env.kube.url(), &format!("http://{relay}")),
+    )
+    .expect("kubeconfig");
+}
+
 /// A TCP relay to `upstream` that holds every connection until the gate opens,
 /// so that a controller behind it cannot list anything before the test says so.
 async fn gated_relay(upstream: SocketAddr) -> (SocketAddr, watch::Sender<bool>) {
@@ -291,21 +311,9 @@ fn mutations(audit: &[AuditEntry]) -> Vec<&AuditEntry> {
 async fn probes_follow_the_first_sync_and_metrics_count_a_scenario() {
     let env = Env::new().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let upstream: SocketAddr = env
-        .kube
-        .url()
-        .strip_prefix("http://")
-        .and_then(|a| a.parse().ok())
-        .expect("kubesim address");
-    let (relay, open) = gated_relay(upstream).await;
+    let (relay, open) = gated_relay(kubesim_addr(&env)).await;
     let path = dir.path().join("kubeconfig");
-    std::fs::write(
-        &path,
-        env.kube
-            .kubeconfig_yaml()
-            .replace(&env.kube.url(), &format!("http://{relay}")),
-    )
-    .expect("kubeconfig");
+    relayed_kubeconfig(&env, &path, relay);
     let c = Controller::start(&path, "probe", &[]).await;
 
     // Nothing can be listed yet: alive, not ready, and it stays so.
@@ -640,21 +648,9 @@ const SLOW_ELECTION: &[&str] = &[
 async fn r20_a_leader_cut_off_from_the_api_server_stops_mutating_within_the_renew_deadline() {
     let env = Env::with_world(&burst_world()).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let upstream: SocketAddr = env
-        .kube
-        .url()
-        .strip_prefix("http://")
-        .and_then(|a| a.parse().ok())
-        .expect("kubesim address");
-    let (relay, cut) = cuttable_relay(upstream).await;
+    let (relay, cut) = cuttable_relay(kubesim_addr(&env)).await;
     let cut_kc = dir.path().join("kubeconfig-cut");
-    std::fs::write(
-        &cut_kc,
-        env.kube
-            .kubeconfig_yaml()
-            .replace(&env.kube.url(), &format!("http://{relay}")),
-    )
-    .expect("kubeconfig");
+    relayed_kubeconfig(&env, &cut_kc, relay);
     let kc = kubeconfig(&env, dir.path());
     let fence_log = [
         SLOW_ELECTION,

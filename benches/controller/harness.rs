@@ -179,7 +179,6 @@ fn nic_id_v6(p: Prov, i: usize) -> String {
     }
 }
 
-/// The providers whose API assigns IPv6.
 fn namespace(p: Prov) -> String {
     format!("bench-{}", p.name)
 }
